@@ -1,0 +1,122 @@
+// The agent wire protocol: JSON text frames over one WebSocket, discriminated on `type`.
+// Every frame received on either side is safeParse'd; a bad one gets an `error` reply.
+import { z } from "zod";
+import { CapabilitySchema } from "./actions.ts";
+import {
+  ArtifactRefSchema,
+  ExecutionResultSchema,
+  ExecutionSpecSchema,
+  FinalStatusSchema,
+  IsoDateSchema,
+  JobIdSchema,
+  ProjectIdSchema,
+  StepIdSchema,
+  StepOutcomeSchema,
+} from "./jobs.ts";
+
+export const PROTOCOL_VERSION = 1;
+/** Largest log chunk in one frame (the agent flushes every 250 ms or at this size). */
+export const MAX_LOG_CHUNK_BYTES = 64 * 1024;
+
+const Fence = {
+  jobId: JobIdSchema,
+  attempt: z.number().int().min(1),
+  leaseToken: z.string().min(16).max(128),
+};
+
+export const HelloSchema = z.strictObject({
+  type: z.literal("hello"),
+  protocolVersion: z.number().int(),
+  agentName: z.string().min(1).max(100),
+  agentVersion: z.string().min(1).max(50),
+  capabilities: z.array(CapabilitySchema).max(16),
+  workspaces: z.array(ProjectIdSchema).min(1).max(32),
+  maxConcurrency: z.number().int().min(1).max(16),
+  allowShell: z.boolean().default(false),
+});
+
+export const RunningJobSchema = z.strictObject({ ...Fence, lastSeq: z.number().int().min(-1) });
+
+export const AgentToServerSchema = z.discriminatedUnion("type", [
+  HelloSchema,
+  z.strictObject({ type: z.literal("heartbeat"), running: z.array(RunningJobSchema).max(32).default([]) }),
+  z.strictObject({ type: z.literal("job_accept"), ...Fence }),
+  z.strictObject({ type: z.literal("job_reject"), ...Fence, reason: z.string().max(1000) }),
+  z.strictObject({ type: z.literal("step_started"), ...Fence, stepId: StepIdSchema, startedAt: IsoDateSchema }),
+  z.strictObject({
+    type: z.literal("log"),
+    ...Fence,
+    stepId: StepIdSchema.optional(),
+    seq: z.number().int().min(0),
+    stream: z.enum(["stdout", "stderr", "system"]),
+    data: z.string().max(MAX_LOG_CHUNK_BYTES),
+  }),
+  z.strictObject({
+    type: z.literal("step_finished"),
+    ...Fence,
+    stepId: StepIdSchema,
+    outcome: StepOutcomeSchema,
+    exitCode: z.number().int().nullable(),
+    durationMs: z.number().int().min(0),
+    error: z.string().max(4000).optional(),
+  }),
+  z.strictObject({ type: z.literal("artifact_ready"), ...Fence, artifact: ArtifactRefSchema }),
+  z.strictObject({
+    type: z.literal("job_finished"),
+    ...Fence,
+    status: FinalStatusSchema,
+    result: ExecutionResultSchema,
+  }),
+  z.strictObject({ type: z.literal("resume"), running: z.array(RunningJobSchema).max(32) }),
+]);
+export type AgentToServer = z.infer<typeof AgentToServerSchema>;
+export type AgentMessageOf<T extends AgentToServer["type"]> = Extract<AgentToServer, { type: T }>;
+export type FencedAgentMessage = Exclude<AgentToServer, { type: "hello" | "heartbeat" | "resume" }>;
+
+export const ServerToAgentSchema = z.discriminatedUnion("type", [
+  z.strictObject({
+    type: z.literal("welcome"),
+    agentId: z.string().min(1).max(100),
+    protocolVersion: z.number().int(),
+    heartbeatIntervalS: z.number().int().min(1),
+    leaseS: z.number().int().min(1),
+  }),
+  z.strictObject({ type: z.literal("job_offer"), ...Fence, spec: ExecutionSpecSchema }),
+  z.strictObject({
+    type: z.literal("job_cancel"),
+    jobId: JobIdSchema,
+    attempt: z.number().int().min(1),
+    reason: z.string().max(500),
+  }),
+  z.strictObject({
+    type: z.literal("error"),
+    code: z.string().min(1).max(64),
+    message: z.string().max(2000),
+    jobId: JobIdSchema.optional(),
+  }),
+]);
+export type ServerToAgent = z.infer<typeof ServerToAgentSchema>;
+export type ServerMessageOf<T extends ServerToAgent["type"]> = Extract<ServerToAgent, { type: T }>;
+
+/** Parses one text frame; returns a readable error instead of throwing. */
+export function parseFrame<S extends z.ZodType>(
+  schema: S,
+  raw: string | ArrayBuffer,
+): { ok: true; message: z.infer<S> } | { ok: false; error: string } {
+  if (typeof raw !== "string") return { ok: false, error: "binary frames are not part of the protocol" };
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return { ok: false, error: "frame is not valid JSON" };
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issues = parsed.error.issues
+      .slice(0, 5)
+      .map((i) => `${i.path.join(".") || "frame"}: ${i.message}`)
+      .join("; ");
+    return { ok: false, error: `invalid message: ${issues}` };
+  }
+  return { ok: true, message: parsed.data };
+}

@@ -1,0 +1,108 @@
+// JSON API schemas: request bodies and queries the Worker validates, and the shapes it returns.
+import { z } from "zod";
+import {
+  ArtifactRefSchema,
+  ExecutionSpecSchema,
+  JobIdSchema,
+  JobStatusSchema,
+  PlanSpecSchema,
+  ProjectIdSchema,
+  RiskLevelSchema,
+  StepResultSchema,
+} from "./jobs.ts";
+
+export const MAX_INTENT_CHARS = 2000;
+
+export const CreateTaskRequestSchema = z.strictObject({
+  intent: z
+    .string()
+    .trim()
+    .min(1, "intent must not be empty")
+    .max(MAX_INTENT_CHARS, `intent must be at most ${MAX_INTENT_CHARS} characters`),
+  projectId: ProjectIdSchema.default("default"),
+});
+export type CreateTaskRequest = z.infer<typeof CreateTaskRequestSchema>;
+
+export const JobListQuerySchema = z.strictObject({
+  status: JobStatusSchema.optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().max(200).optional(),
+});
+export type JobListQuery = z.infer<typeof JobListQuerySchema>;
+
+export const JobIdParamSchema = z.strictObject({ id: JobIdSchema });
+
+export const DecisionRequestSchema = z.strictObject({ reason: z.string().max(500).optional() }).default({});
+
+export const WaitQuerySchema = z.strictObject({
+  timeoutS: z.coerce.number().int().min(0).max(300).default(30),
+});
+
+export const LogQuerySchema = z.strictObject({
+  tail: z.coerce.number().int().min(1).max(10000).optional(),
+  grep: z.string().min(1).max(200).optional(),
+});
+
+export const StepViewSchema = StepResultSchema.extend({ description: z.string().optional() });
+
+export const JobViewSchema = z.object({
+  id: JobIdSchema,
+  projectId: ProjectIdSchema,
+  status: JobStatusSchema,
+  intent: z.string(),
+  risk: RiskLevelSchema.nullable(),
+  attempt: z.number().int(),
+  plan: PlanSpecSchema.nullable(),
+  spec: ExecutionSpecSchema.nullable(),
+  steps: z.array(StepViewSchema),
+  artifacts: z.array(ArtifactRefSchema),
+  logTail: z.string(),
+  error: z.string().nullable(),
+  agentId: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export type JobView = z.infer<typeof JobViewSchema>;
+
+export const JobSummarySchema = z.object({
+  id: JobIdSchema,
+  projectId: z.string(),
+  status: JobStatusSchema,
+  intent: z.string(),
+  risk: RiskLevelSchema.nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export type JobSummary = z.infer<typeof JobSummarySchema>;
+
+export const JobListResponseSchema = z.object({
+  jobs: z.array(JobSummarySchema),
+  nextCursor: z.string().nullable(),
+});
+
+/** Seed §6.4 gateway: submit an already-built execution spec. */
+export const GatewayExecuteRequestSchema = z.strictObject({ executionSpec: ExecutionSpecSchema });
+
+export const PairRequestSchema = z.strictObject({
+  code: z.string().regex(/^[A-Z0-9]{8}$/, "pairing codes are 8 letters or digits"),
+  name: z.string().trim().min(1).max(100),
+});
+export const PairResponseSchema = z.object({ agentId: z.string(), token: z.string() });
+
+export const ErrorCodeSchema = z.enum([
+  "bad_request",
+  "unauthorized",
+  "forbidden",
+  "not_found",
+  "conflict",
+  "payload_too_large",
+  "rate_limited",
+  "unavailable",
+  "internal",
+]);
+export type ErrorCode = z.infer<typeof ErrorCodeSchema>;
+
+export const ErrorBodySchema = z.object({
+  error: z.object({ code: ErrorCodeSchema, message: z.string() }),
+});
+export type ErrorBody = z.infer<typeof ErrorBodySchema>;

@@ -1,0 +1,5 @@
+// The shared protocol barrel: imported by the Worker, the agent, tests and scripts.
+export * from "./actions.ts";
+export * from "./agent-messages.ts";
+export * from "./api.ts";
+export * from "./jobs.ts";
