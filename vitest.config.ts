@@ -19,6 +19,7 @@ export default defineConfig(async () => {
                   TELEGRAM_BOT_TOKEN: "123456:TEST-TOKEN",
                   TELEGRAM_WEBHOOK_SECRET: "test-webhook-secret",
                   ANTHROPIC_API_KEY: "",
+                  SKYNET_LOG_LEVEL: "error",
                 },
               },
             }),

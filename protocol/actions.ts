@@ -1,7 +1,7 @@
 // The action catalog: every action an agent may run, defined once for the planner, the policy
 // engine, the dispatcher and the agent. Unknown actions are refused everywhere.
 import { z } from "zod";
-import type { RiskLevel } from "./jobs.ts";
+import type { JsonObject, RiskLevel } from "./jobs.ts";
 
 export const CapabilitySchema = z.enum(["git", "fs", "runner", "shell"]);
 export type Capability = z.infer<typeof CapabilitySchema>;
@@ -81,7 +81,7 @@ export interface ActionDefinition {
   /** Phrases the rule planner and the dispatcher recognise, tried in catalog order. */
   phrases: readonly RegExp[];
   /** Params taken from a matching phrase's named groups (validated afterwards). */
-  paramsFromPhrase?: (groups: PhraseGroups) => Record<string, unknown>;
+  paramsFromPhrase?: (groups: PhraseGroups) => Record<string, string | string[] | undefined>;
 }
 
 /** Splits "a b 'c d'" into argv without any shell: quotes group, nothing is expanded. */
@@ -230,9 +230,7 @@ export function getAction(name: string): ActionDefinition | undefined {
   return BY_NAME.get(name as ActionName);
 }
 
-export type ParamsCheck =
-  | { ok: true; action: ActionDefinition; params: Record<string, unknown> }
-  | { ok: false; error: string };
+export type ParamsCheck = { ok: true; action: ActionDefinition; params: JsonObject } | { ok: false; error: string };
 
 /** Validates an action name and its params against the catalog; defaults are filled in. */
 export function checkActionParams(name: string, params: unknown): ParamsCheck {
@@ -243,10 +241,11 @@ export function checkActionParams(name: string, params: unknown): ParamsCheck {
     const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "params"}: ${i.message}`).join("; ");
     return { ok: false, error: `invalid params for ${action.name}: ${issues}` };
   }
-  return { ok: true, action, params: parsed.data as Record<string, unknown> };
+  // Every params schema is built from JSON types (strings, numbers, booleans, arrays, objects).
+  return { ok: true, action, params: parsed.data as JsonObject };
 }
 
-export type PhraseMatch = { action: ActionDefinition; params: Record<string, unknown> };
+export type PhraseMatch = { action: ActionDefinition; params: Record<string, string | string[] | undefined> };
 
 /** The first catalog action whose phrase matches the text, with params taken from the phrase. */
 export function matchPhrase(text: string): PhraseMatch | undefined {

@@ -8,7 +8,6 @@ import {
   PlanSpecSchema,
   ProjectIdSchema,
   RiskLevelSchema,
-  StepResultSchema,
 } from "./jobs.ts";
 
 export const MAX_INTENT_CHARS = 2000;
@@ -43,7 +42,21 @@ export const LogQuerySchema = z.strictObject({
   grep: z.string().min(1).max(200).optional(),
 });
 
-export const StepViewSchema = StepResultSchema.extend({ description: z.string().optional() });
+export const StepStateSchema = z.enum(["pending", "running", "succeeded", "failed", "cancelled", "skipped"]);
+export type StepState = z.infer<typeof StepStateSchema>;
+
+export const StepViewSchema = z.object({
+  stepId: z.string(),
+  action: z.string(),
+  description: z.string(),
+  risk: RiskLevelSchema,
+  state: StepStateSchema,
+  exitCode: z.number().int().nullable(),
+  startedAt: z.string().nullable(),
+  durationMs: z.number().int().nullable(),
+  error: z.string().nullable(),
+});
+export type StepView = z.infer<typeof StepViewSchema>;
 
 export const JobViewSchema = z.object({
   id: JobIdSchema,
@@ -59,8 +72,16 @@ export const JobViewSchema = z.object({
   logTail: z.string(),
   error: z.string().nullable(),
   agentId: z.string().nullable(),
+  userId: z.string().nullable(),
+  chatId: z.string().nullable(),
+  messageId: z.number().int().nullable(),
+  needsApproval: z.boolean(),
+  decidedBy: z.string().nullable(),
+  approvalDeadline: z.string().nullable(),
   createdAt: z.string(),
   updatedAt: z.string(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
 });
 export type JobView = z.infer<typeof JobViewSchema>;
 

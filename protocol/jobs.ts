@@ -34,7 +34,13 @@ export const ProjectIdSchema = z
 
 export const IsoDateSchema = z.iso.datetime({ offset: true });
 
-export const JsonParamsSchema = z.record(z.string(), z.unknown());
+/**
+ * Action params: a flat JSON object of scalars and string lists — every catalog action's params
+ * fit, and the type crosses Durable Object RPC and the wire unchanged.
+ */
+export const ParamValueSchema = z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(z.string())]);
+export const JsonParamsSchema = z.record(z.string(), ParamValueSchema);
+export type JsonObject = z.infer<typeof JsonParamsSchema>;
 
 export const PlanStepSchema = z.strictObject({
   description: z.string().trim().min(1).max(500),

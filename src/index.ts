@@ -1,1 +1,15 @@
-export default { fetch() { return new Response("ok") } }
+// Worker entry: the Hono app for HTTP, the queue consumers, the Sentinel cron, and the DO classes.
+import { app } from "./app.ts";
+import { consumeQueue } from "./queue/dispatch-consumer.ts";
+import { runSentinel } from "./sentinel/sentinel.ts";
+
+export { AgentRegistryDO } from "./agents/agent-registry-do.ts";
+export { JobDO } from "./jobs/job-do.ts";
+
+export default {
+  fetch: app.fetch,
+  queue: consumeQueue,
+  async scheduled(controller, env, ctx) {
+    ctx.waitUntil(runSentinel(env, controller.scheduledTime).then(() => undefined));
+  },
+} satisfies ExportedHandler<Env>;

@@ -1,0 +1,165 @@
+// `npm run dev`: runs SKYNET on this machine on the embedded defaults — local D1/R2/Queues/DOs
+// under .wrangler/state, the offline rule planner unless ANTHROPIC_API_KEY is set — plus one
+// local agent serving this directory as project "default". Ctrl-C stops everything.
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { parseArgs } from "node:util";
+
+const HELP = `usage: npm run dev [-- --port 8787] [--workspace DIR] [--no-agent] [--allow-shell]
+
+Starts wrangler dev (Worker + local D1/R2/Queues/Durable Objects), applies the D1 migrations,
+pairs and starts a local agent serving --workspace (default: this directory) as project
+"default", and, when TELEGRAM_BOT_TOKEN is set in .dev.vars, the Telegram long-poll bridge.`;
+
+const ROOT = resolve(import.meta.dirname, "..");
+const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
+const { values: flags } = parseArgs({
+  options: {
+    port: { type: "string", default: "8787" },
+    workspace: { type: "string", default: ROOT },
+    "no-agent": { type: "boolean", default: false },
+    "allow-shell": { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  },
+});
+if (flags.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+const port = Number(flags.port);
+if (!Number.isInteger(port) || port < 1 || port > 65535) {
+  console.error(`--port must be a TCP port, got ${flags.port}`);
+  process.exit(2);
+}
+const base = `http://127.0.0.1:${port}`;
+const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" };
+const children: ChildProcess[] = [];
+const say = (msg: string) => console.log(`[skynet] ${msg}`);
+
+/** .dev.vars holds the local secrets; the first run creates it with a random API token. */
+function devVars(): Record<string, string> {
+  const path = join(ROOT, ".dev.vars");
+  if (!existsSync(path)) {
+    const example = readFileSync(join(ROOT, ".dev.vars.example"), "utf8");
+    const token = randomBytes(24).toString("hex");
+    writeFileSync(path, example.replace(/^API_TOKEN=.*$/m, `API_TOKEN=${token}`), { mode: 0o600 });
+    say("created .dev.vars with a random API_TOKEN");
+  }
+  const vars: Record<string, string> = {};
+  for (const line of readFileSync(path, "utf8").split("\n")) {
+    const m = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
+    if (m?.[1]) vars[m[1]] = (m[2] ?? "").trim();
+  }
+  return vars;
+}
+
+function start(name: string, args: string[], extraEnv: Record<string, string> = {}): ChildProcess {
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...env, ...extraEnv }, stdio: "inherit" });
+  child.on("exit", (code, signal) => {
+    if (!stopping) {
+      say(`${name} exited (${signal ?? code}); stopping`);
+      void shutdown(1);
+    }
+  });
+  children.push(child);
+  return child;
+}
+
+let stopping = false;
+async function shutdown(code: number): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  for (const c of children.reverse()) c.kill("SIGTERM");
+  await sleep(500);
+  process.exit(code);
+}
+process.on("SIGINT", () => void shutdown(0));
+process.on("SIGTERM", () => void shutdown(0));
+
+async function waitForHealth(): Promise<void> {
+  for (let i = 0; i < 240; i++) {
+    try {
+      const res = await fetch(`${base}/health`);
+      if (res.status === 200 || res.status === 503) return;
+    } catch {
+      // not up yet
+    }
+    await sleep(250);
+  }
+  throw new Error(`the Worker did not answer on ${base}/health within 60 s`);
+}
+
+async function api(path: string, token: string, body: unknown): Promise<unknown> {
+  const res = await fetch(`${base}${path}`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const json: unknown = await res.json();
+  if (!res.ok) throw new Error(`${path} answered ${res.status}: ${JSON.stringify(json)}`);
+  return json;
+}
+
+async function main(): Promise<void> {
+  const vars = devVars();
+  const apiToken = vars.API_TOKEN ?? "";
+  say("applying D1 migrations to the local database");
+  execFileSync(process.execPath, [WRANGLER, "d1", "migrations", "apply", "DB", "--local"], {
+    cwd: ROOT,
+    env,
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  say(`starting wrangler dev on ${base}`);
+  start("wrangler dev", [
+    WRANGLER,
+    "dev",
+    "--port",
+    String(port),
+    "--ip",
+    "127.0.0.1",
+    "--show-interactive-dev-session=false",
+  ]);
+  await waitForHealth();
+
+  if (!flags["no-agent"]) {
+    const configPath = join(ROOT, ".skynet", "agent.json");
+    mkdirSync(join(ROOT, ".skynet"), { recursive: true, mode: 0o700 });
+    if (!existsSync(configPath)) {
+      const { code } = (await api("/api/agents/pairing-codes", apiToken, { name: "local" })) as { code: string };
+      execFileSync(
+        process.execPath,
+        [join(ROOT, "agent/src/cli.ts"), "pair", base, code, "--name", "local", "--config", configPath],
+        { cwd: ROOT, env, stdio: "inherit" },
+      );
+    }
+    start("agent", [
+      join(ROOT, "agent/src/cli.ts"),
+      "connect",
+      "--config",
+      configPath,
+      "--server",
+      base,
+      "--workspace",
+      `default=${resolve(flags.workspace)}`,
+      ...(flags["allow-shell"] ? ["--allow-shell"] : []),
+    ]);
+  }
+  if (vars.TELEGRAM_BOT_TOKEN && existsSync(join(ROOT, "scripts/telegram-poll.ts"))) {
+    say("TELEGRAM_BOT_TOKEN is set: starting the Telegram long-poll bridge");
+    start("telegram bridge", [join(ROOT, "scripts/telegram-poll.ts"), "--webhook", `${base}/telegram/webhook`]);
+  }
+  const planner = vars.ANTHROPIC_API_KEY ? "Anthropic" : "offline rule";
+  say(`ready: API ${base}/api (bearer token in .dev.vars), ${planner} planner`);
+  say(`try:  npm run skynet -- task "check git status" --follow`);
+  say(
+    `  or:  curl -s -X POST ${base}/api/tasks -H "Authorization: Bearer $(grep ^API_TOKEN= .dev.vars | cut -d= -f2)" -H 'Content-Type: application/json' -d '{"intent":"check git status"}'`,
+  );
+}
+
+main().catch((err: unknown) => {
+  console.error(`[skynet] ${err instanceof Error ? err.message : String(err)}`);
+  void shutdown(1);
+});

@@ -1,0 +1,88 @@
+// Orchestrator: the brain's front door (seed §1.3), used by the API, the gateway and the bot.
+// Each job's JobDO does the work; this module creates jobs, routes decisions and waits.
+import { and, count, eq, gt } from "drizzle-orm";
+import type { JobStatus, JobView } from "../../protocol/index.ts";
+import { jobStub } from "../agents/registry-stub.ts";
+import { loadConfig } from "../config.ts";
+import { ApiError } from "../http/errors.ts";
+import type { Actor, JobResult } from "../jobs/job-do.ts";
+import { jobs } from "../ledger/schema.ts";
+import { getDb } from "../ledger/store.ts";
+import { newJobId } from "../lib/crypto.ts";
+
+export interface CreateTaskInput {
+  intent: string;
+  projectId: string;
+  userId: string;
+  chatId?: string | null;
+  messageId?: number | null;
+  /** Telegram users are rate limited; the API token holder owns the deployment and is not. */
+  rateLimited?: boolean;
+}
+
+/** Creates the job; planning starts in its JobDO at once, outside this request. */
+export async function createTask(env: Env, input: CreateTaskInput): Promise<JobView> {
+  if (input.rateLimited) {
+    const limit = loadConfig(env).taskRateLimitPerMinute;
+    const [row] = await getDb(env.DB)
+      .select({ n: count() })
+      .from(jobs)
+      .where(and(eq(jobs.userId, input.userId), gt(jobs.createdAt, Date.now() - 60_000)));
+    if ((row?.n ?? 0) >= limit) {
+      throw new ApiError("rate_limited", `slow down: at most ${limit} tasks a minute; try again shortly`);
+    }
+  }
+  const jobId = newJobId();
+  return jobStub(env, jobId).create({
+    jobId,
+    projectId: input.projectId,
+    intent: input.intent,
+    userId: input.userId,
+    chatId: input.chatId ?? null,
+    messageId: input.messageId ?? null,
+  });
+}
+
+export async function getStatus(env: Env, jobId: string): Promise<JobView> {
+  const job = await jobStub(env, jobId).get();
+  if (!job) throw new ApiError("not_found", `no job ${jobId}`);
+  return job;
+}
+
+function unwrap(res: JobResult): JobView {
+  if (res.ok) return res.job;
+  throw new ApiError(res.code, res.message);
+}
+
+export async function approvePlan(env: Env, jobId: string, actor: Actor): Promise<JobView> {
+  return unwrap(await jobStub(env, jobId).approve(actor));
+}
+
+export async function denyPlan(env: Env, jobId: string, actor: Actor, reason?: string): Promise<JobView> {
+  return unwrap(await jobStub(env, jobId).deny(actor, reason));
+}
+
+export async function cancelJob(env: Env, jobId: string, actor: Actor, reason?: string): Promise<JobView> {
+  return unwrap(await jobStub(env, jobId).cancel(actor, reason));
+}
+
+/** Waits until the job leaves `from` states or the timeout passes; returns the latest view. */
+export async function waitWhile(env: Env, jobId: string, from: JobStatus[], timeoutS: number): Promise<JobView> {
+  const deadline = Date.now() + timeoutS * 1000;
+  let job = await getStatus(env, jobId);
+  while (from.includes(job.status) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 250));
+    job = await getStatus(env, jobId);
+  }
+  return job;
+}
+
+/** Seed §1.3 waitForApproval: true once approved (queued or beyond), false if denied or timed out. */
+export async function waitForApproval(
+  env: Env,
+  jobId: string,
+  timeoutS: number,
+): Promise<{ approved: boolean; job: JobView }> {
+  const job = await waitWhile(env, jobId, ["CREATED", "PLANNED"], timeoutS);
+  return { approved: job.decidedBy !== null && job.status !== "CANCELLED", job };
+}

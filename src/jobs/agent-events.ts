@@ -1,0 +1,93 @@
+// How a JobDO applies fenced agent messages: accept, step events, log chunks, artifacts, finish.
+// Every message must carry the current attempt and lease token; anything else is stale.
+import { type FencedAgentMessage, isTerminal } from "../../protocol/index.ts";
+import type { FenceResult, JobDO } from "./job-do.ts";
+import type { JobState } from "./job-state.ts";
+import type { OutboxItem } from "./outbox.ts";
+
+export async function handleAgentMessage(
+  job: JobDO,
+  state: JobState,
+  agentId: string,
+  msg: FencedAgentMessage,
+): Promise<FenceResult> {
+  if (msg.attempt !== state.attempt || msg.leaseToken !== state.leaseToken) {
+    return { ok: false, code: "stale_lease", message: `attempt ${msg.attempt} of ${state.id} is no longer current` };
+  }
+  const now = Date.now();
+  if (msg.type === "job_accept") {
+    if (state.lease) {
+      return state.lease.agentId === agentId
+        ? { ok: true }
+        : { ok: false, code: "stale_lease", message: "another agent holds this job" };
+    }
+    if (state.status !== "QUEUED") return { ok: false, code: "stale_lease", message: `job is ${state.status}` };
+    state.lease = {
+      attempt: msg.attempt,
+      agentId,
+      leaseToken: msg.leaseToken,
+      expiresAt: now + job.config.leaseS * 1000,
+    };
+    state.startedAt = now;
+    job.commit(state, job.move(state, "start", { attempt: msg.attempt, agentId }));
+    return { ok: true };
+  }
+  if (msg.type === "job_reject") return { ok: true }; // the registry re-offers; nothing changes here
+  if (!state.lease || state.lease.agentId !== agentId) {
+    return { ok: false, code: "stale_lease", message: "this agent does not hold the job's lease" };
+  }
+  // Any message from the holder proves it is alive.
+  state.lease.expiresAt = now + job.config.leaseS * 1000;
+  const effects: OutboxItem[] = [];
+  switch (msg.type) {
+    case "log":
+      job.logs.append({
+        attempt: msg.attempt,
+        seq: msg.seq,
+        stepId: msg.stepId ?? null,
+        stream: msg.stream,
+        data: msg.data,
+      });
+      job.ctx.storage.kv.put("job", state);
+      return { ok: true };
+    case "step_started": {
+      const step = state.steps.find((s) => s.stepId === msg.stepId);
+      if (!step) return { ok: false, code: "stale_lease", message: `no step ${msg.stepId} in this job` };
+      step.state = isTerminal(state.status) ? step.state : "running";
+      step.startedAt = Date.parse(msg.startedAt) || now;
+      if (step.risk !== "READ_ONLY") state.writeStarted = true;
+      effects.push({ kind: "notify" });
+      break;
+    }
+    case "step_finished": {
+      const step = state.steps.find((s) => s.stepId === msg.stepId);
+      if (!step) return { ok: false, code: "stale_lease", message: `no step ${msg.stepId} in this job` };
+      step.state = msg.outcome;
+      step.exitCode = msg.exitCode;
+      step.durationMs = msg.durationMs;
+      step.error = msg.error ?? null;
+      effects.push({ kind: "notify" });
+      break;
+    }
+    case "artifact_ready": {
+      const head = await job.env.ARCHIVE.head(`artifacts/jobs/${state.id}/${msg.artifact.name}`);
+      if (!head || head.size !== msg.artifact.size) {
+        return { ok: false, code: "stale_lease", message: `artifact ${msg.artifact.name} was not uploaded` };
+      }
+      const fresh = job.load() ?? state;
+      fresh.artifacts = [...fresh.artifacts.filter((a) => a.name !== msg.artifact.name), msg.artifact];
+      job.commit(fresh);
+      return { ok: true };
+    }
+    case "job_finished": {
+      for (const r of msg.result.steps) {
+        const step = state.steps.find((s) => s.stepId === r.stepId);
+        if (step && (step.state === "pending" || step.state === "running")) step.state = r.outcome;
+      }
+      effects.push(...job.finish(state, msg.result));
+      break;
+    }
+  }
+  job.commit(state, effects);
+  return { ok: true };
+}

@@ -1,0 +1,53 @@
+// Performs one outbox item for a JobDO. Each effect is idempotent, so a retry after a partial
+// failure is harmless (ledger upserts, events keyed by seq, sends deduplicated by the JobDO).
+import { getEngine } from "../execution/engine.ts";
+import { appendAudit, appendJobEvent, getDb, upsertJob } from "../ledger/store.ts";
+import type { NotifyMemo } from "../notify/notify.ts";
+import { archiveLog } from "./archive-log.ts";
+import type { JobDO } from "./job-do.ts";
+import { type JobState, toLedgerRow } from "./job-state.ts";
+import type { OutboxItem } from "./outbox.ts";
+
+export async function runOutboxItem(job: JobDO, state: JobState, item: OutboxItem): Promise<void> {
+  const env = job.env;
+  switch (item.kind) {
+    case "ledger":
+      await upsertJob(getDb(env.DB), toLedgerRow(state));
+      return;
+    case "event":
+      await appendJobEvent(getDb(env.DB), {
+        jobId: state.id,
+        seq: item.seq,
+        fromStatus: item.fromStatus,
+        toStatus: item.toStatus,
+        event: item.event,
+        detail: item.detail ?? undefined,
+        at: item.at,
+      });
+      return;
+    case "audit":
+      await appendAudit(getDb(env.DB), {
+        actor: item.actor,
+        action: item.action,
+        jobId: state.id,
+        detail: item.detail,
+        at: item.at,
+      });
+      return;
+    case "enqueue":
+      await env.DISPATCH_QUEUE.send({ jobId: state.id, attempt: item.attempt });
+      return;
+    case "cancel_agent":
+      await getEngine(env).cancel(state.id, item.attempt, item.reason);
+      return;
+    case "archive_log":
+      await archiveLog(env.ARCHIVE, state.id, job.logs);
+      return;
+    case "notify": {
+      const { notifyJob } = await import("../notify/notify.ts");
+      const memo = job.ctx.storage.kv.get<NotifyMemo>("notify") ?? {};
+      job.ctx.storage.kv.put("notify", await notifyJob(env, job.view(state), memo));
+      return;
+    }
+  }
+}

@@ -1,0 +1,601 @@
+// JobDO: one Durable Object per job — its state machine, its lock and its lease. It is the only
+// writer of the job's state; side effects go through the outbox and timeouts through one alarm.
+import { DurableObject } from "cloudflare:workers";
+import {
+  type ExecutionResult,
+  type ExecutionSpec,
+  type FencedAgentMessage,
+  isTerminal,
+  type JobStatus,
+  type JobView,
+  maxRisk,
+  type PlanSpec,
+} from "../../protocol/index.ts";
+import { type Config, loadConfig } from "../config.ts";
+import { buildExecutionSpec } from "../core/dispatcher.ts";
+import { type JobEvent, transition } from "../core/job-machine.ts";
+import { needsApproval, requiresAudit, validateExecutionSpec } from "../core/policy.ts";
+import { randomHex } from "../lib/crypto.ts";
+import { errorMessage, log } from "../lib/log.ts";
+import { createPlanner } from "../planners/index.ts";
+import { handleAgentMessage } from "./agent-events.ts";
+import { runOutboxItem } from "./effects.ts";
+import { type JobState, stepsFromSpec, toView } from "./job-state.ts";
+import { LogBuffer, type LogPosition } from "./log-buffer.ts";
+import { Outbox, type OutboxItem } from "./outbox.ts";
+
+export interface Actor {
+  id: string;
+  isAdmin: boolean;
+}
+
+export interface CreateJobInput {
+  jobId: string;
+  projectId: string;
+  intent: string;
+  userId: string | null;
+  chatId: string | null;
+  messageId?: number | null;
+}
+
+export type JobResult =
+  | { ok: true; job: JobView }
+  | { ok: false; code: "not_found" | "forbidden" | "conflict"; message: string };
+export type DispatchOutcome = "offered" | "pending" | "duplicate" | "stale";
+export type FenceResult = { ok: true } | { ok: false; code: "stale_lease" | "not_found"; message: string };
+
+const TAIL_LINES = 40;
+
+export class JobDO extends DurableObject<Env> {
+  // Public so the job's helper modules (agent events, effects) and tests can reach them.
+  // biome-ignore lint/complexity/noBannedTypes: matches the base class's default Props type
+  declare readonly ctx: DurableObjectState<{}>;
+  declare readonly env: Env;
+  readonly logs: LogBuffer;
+  readonly outbox: Outbox;
+  readonly config: Config;
+  private draining = false;
+  private drainAgain = false;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.logs = new LogBuffer(ctx.storage.sql);
+    this.outbox = new Outbox(ctx.storage.sql);
+    this.config = loadConfig(env);
+  }
+
+  // ---- state helpers -------------------------------------------------------------------------
+
+  load(): JobState | undefined {
+    return this.ctx.storage.kv.get<JobState>("job");
+  }
+
+  /** Saves state and queues effects atomically; a ledger snapshot always follows a save. */
+  commit(state: JobState, effects: OutboxItem[] = []): void {
+    state.updatedAt = Date.now();
+    this.ctx.storage.transactionSync(() => {
+      this.ctx.storage.kv.put("job", state);
+      this.outbox.add({ kind: "ledger" });
+      for (const e of effects) this.outbox.add(e);
+    });
+  }
+
+  /** Applies a state-machine event; throws on an illegal one (callers check first). */
+  move(state: JobState, event: JobEvent, detail: Record<string, unknown> | null = null): OutboxItem[] {
+    const from = state.status;
+    const t = transition(from, event);
+    if (!t.ok) throw new Error(t.error);
+    state.status = t.to;
+    state.eventSeq += 1;
+    const now = Date.now();
+    // The lease is kept after the end so the agent's last log lines after a cancel still land.
+    if (isTerminal(t.to)) state.finishedAt = now;
+    log("info", "job transition", { jobId: state.id, from, to: t.to, event, attempt: state.attempt });
+    const effects: OutboxItem[] = [
+      { kind: "event", seq: state.eventSeq, fromStatus: from, toStatus: t.to, event, detail, at: now },
+      { kind: "notify" },
+    ];
+    if (isTerminal(t.to)) effects.push({ kind: "archive_log" });
+    return effects;
+  }
+
+  view(state: JobState): JobView {
+    return toView(state, this.logs.tail(TAIL_LINES));
+  }
+
+  // ---- RPC: lifecycle --------------------------------------------------------------------------
+
+  async create(input: CreateJobInput): Promise<JobView> {
+    const existing = this.load();
+    if (existing) return this.view(existing);
+    const now = Date.now();
+    const state: JobState = {
+      id: input.jobId,
+      projectId: input.projectId,
+      intent: input.intent,
+      userId: input.userId,
+      chatId: input.chatId,
+      messageId: input.messageId ?? null,
+      status: "CREATED",
+      risk: null,
+      attempt: 0,
+      dispatchedAttempt: 0,
+      leaseToken: null,
+      lease: null,
+      plan: null,
+      spec: null,
+      steps: [],
+      artifacts: [],
+      writeStarted: false,
+      needsApproval: false,
+      approvalDeadline: null,
+      decidedBy: null,
+      error: null,
+      result: null,
+      createdAt: now,
+      updatedAt: now,
+      queuedAt: null,
+      startedAt: null,
+      finishedAt: null,
+      eventSeq: 1,
+      planningStarted: false,
+    };
+    this.commit(state, [
+      { kind: "event", seq: 1, fromStatus: null, toStatus: "CREATED", event: "create", detail: null, at: now },
+    ]);
+    // Planning runs in the alarm, outside the caller's request: the webhook answers at once.
+    await this.ctx.storage.setAlarm(now);
+    await this.drain();
+    return this.view(state);
+  }
+
+  /** Gateway path: a ready execution spec, approved by whoever submitted it. */
+  async createFromSpec(spec: ExecutionSpec, actor: Actor): Promise<JobResult> {
+    if (this.load()) return conflict(`job ${spec.jobId} already exists`);
+    const now = new Date();
+    const plan: PlanSpec = {
+      jobId: spec.jobId,
+      userIntentSummary: `execution spec with ${spec.steps.length} step(s)`,
+      proposedSteps: spec.steps.map((s) => ({
+        description: s.action,
+        risk: s.risk,
+        action: s.action,
+        params: s.params,
+      })),
+      estimatedRiskLevel: maxRisk(...spec.steps.map((s) => s.risk)),
+      expectedArtifacts: [],
+      planner: "rules",
+      createdAt: now.toISOString(),
+    };
+    await this.create({
+      jobId: spec.jobId,
+      projectId: spec.projectId,
+      intent: plan.userIntentSummary,
+      userId: actor.id,
+      chatId: null,
+    });
+    const state = this.load();
+    if (!state) return notFound();
+    state.planningStarted = true;
+    state.plan = plan;
+    state.risk = plan.estimatedRiskLevel;
+    state.decidedBy = actor.id;
+    const effects = this.move(state, "plan_ready", { planner: "gateway" });
+    if (requiresAudit(state.risk)) {
+      effects.push({
+        kind: "audit",
+        actor: actor.id,
+        action: "gateway_execute_admin",
+        detail: { steps: spec.steps.length },
+        at: Date.now(),
+      });
+    }
+    effects.push(...this.dispatchFromPlan(state, "approve"));
+    this.commit(state, effects);
+    await this.afterChange();
+    return { ok: true, job: this.view(state) };
+  }
+
+  async get(): Promise<JobView | null> {
+    const state = this.load();
+    return state ? this.view(state) : null;
+  }
+
+  async setMessage(chatId: string, messageId: number): Promise<void> {
+    const state = this.load();
+    if (!state) return;
+    state.chatId = chatId;
+    state.messageId = messageId;
+    this.commit(state);
+    await this.drain();
+  }
+
+  async approve(actor: Actor): Promise<JobResult> {
+    const state = this.load();
+    if (!state) return notFound();
+    if (!mayDecide(state, actor))
+      return forbidden("only the person who asked for this job (or an admin) may approve it");
+    if (state.status !== "PLANNED") return conflict(`job is ${state.status}, not waiting for approval`);
+    state.decidedBy = actor.id;
+    const effects: OutboxItem[] = [];
+    if (state.risk && requiresAudit(state.risk)) {
+      effects.push({
+        kind: "audit",
+        actor: actor.id,
+        action: "approve_admin_job",
+        detail: { risk: state.risk },
+        at: Date.now(),
+      });
+    }
+    effects.push(...this.dispatchFromPlan(state, "approve"));
+    this.commit(state, effects);
+    await this.afterChange();
+    return { ok: true, job: this.view(state) };
+  }
+
+  async deny(actor: Actor, reason = "denied"): Promise<JobResult> {
+    const state = this.load();
+    if (!state) return notFound();
+    if (!mayDecide(state, actor)) return forbidden("only the person who asked for this job (or an admin) may deny it");
+    if (state.status !== "PLANNED") return conflict(`job is ${state.status}, not waiting for approval`);
+    state.decidedBy = actor.id;
+    state.error = `denied by ${actor.id}${reason && reason !== "denied" ? `: ${reason}` : ""}`;
+    this.commit(state, this.move(state, "cancel", { reason: "denied", by: actor.id }));
+    await this.afterChange();
+    return { ok: true, job: this.view(state) };
+  }
+
+  async cancel(actor: Actor, reason = "cancelled"): Promise<JobResult> {
+    const state = this.load();
+    if (!state) return notFound();
+    if (!mayDecide(state, actor))
+      return forbidden("only the person who asked for this job (or an admin) may cancel it");
+    if (isTerminal(state.status)) return conflict(`job already ${state.status}`);
+    this.commit(
+      state,
+      this.cancelEffects(state, `cancelled by ${actor.id}${reason !== "cancelled" ? `: ${reason}` : ""}`),
+    );
+    await this.afterChange();
+    return { ok: true, job: this.view(state) };
+  }
+
+  /** Moves a non-terminal job to CANCELLED and, if an agent may hold it, tells the agent. */
+  cancelEffects(state: JobState, reason: string): OutboxItem[] {
+    const hadDispatch = state.dispatchedAttempt > 0 && state.dispatchedAttempt === state.attempt;
+    state.error = reason;
+    const effects = this.move(state, "cancel", { reason });
+    if (hadDispatch) effects.push({ kind: "cancel_agent", attempt: state.attempt, reason });
+    return effects;
+  }
+
+  failEffects(state: JobState, reason: string): OutboxItem[] {
+    const hadDispatch = state.dispatchedAttempt > 0 && state.dispatchedAttempt === state.attempt;
+    state.error = reason;
+    const effects = this.move(state, "fail", { reason });
+    if (hadDispatch) effects.push({ kind: "cancel_agent", attempt: state.attempt, reason });
+    return effects;
+  }
+
+  /** PLANNED (approve) or RUNNING (requeue) → QUEUED with a new attempt and an execution spec. */
+  dispatchFromPlan(state: JobState, event: "approve" | "requeue"): OutboxItem[] {
+    if (!state.plan) return this.failEffects(state, "no plan to dispatch");
+    const attempt = state.attempt + 1;
+    const built = buildExecutionSpec(state.plan, {
+      attempt,
+      projectId: state.projectId,
+      jobTimeoutS: this.config.jobTimeoutS,
+    });
+    const checked = built.ok ? validateExecutionSpec(built.spec) : built;
+    if (!built.ok || !checked.ok) {
+      return this.failEffects(state, `dispatch refused: ${built.ok ? (checked.ok ? "" : checked.error) : built.error}`);
+    }
+    const effects = this.move(state, event, { attempt });
+    state.attempt = attempt;
+    state.spec = built.spec;
+    state.steps = stepsFromSpec(built.spec, state.plan);
+    state.leaseToken = null;
+    state.lease = null;
+    state.queuedAt = Date.now();
+    state.risk = maxRisk(...built.spec.steps.map((s) => s.risk));
+    effects.push({ kind: "enqueue", attempt });
+    return effects;
+  }
+
+  // ---- RPC: dispatch (queue consumer) -----------------------------------------------------------
+
+  async dispatch(attempt: number): Promise<DispatchOutcome> {
+    const state = this.load();
+    if (state?.status !== "QUEUED" || attempt !== state.attempt || !state.spec) return "stale";
+    if (state.dispatchedAttempt >= attempt) return "duplicate";
+    state.dispatchedAttempt = attempt;
+    state.leaseToken = randomHex(24);
+    this.commit(state);
+    const { getEngine } = await import("../execution/engine.ts");
+    try {
+      const outcome = await getEngine(this.env).execute(state.spec, state.leaseToken);
+      return outcome;
+    } catch (err) {
+      // Let the queue retry this attempt: undo the mark so the redelivery is not dropped.
+      const again = this.load();
+      if (again && again.status === "QUEUED" && again.attempt === attempt) {
+        again.dispatchedAttempt = attempt - 1;
+        again.leaseToken = null;
+        this.commit(again);
+      }
+      throw err;
+    } finally {
+      await this.afterChange();
+    }
+  }
+
+  /**
+   * Operator nudge: sends the current attempt's dispatch message again. Harmless by design — a
+   * delivery for an attempt already dispatched is dropped — so it is safe to call at any time.
+   */
+  async redeliver(): Promise<{ ok: true; attempt: number } | { ok: false; message: string }> {
+    const state = this.load();
+    if (!state) return { ok: false, message: "no such job" };
+    if (state.status !== "QUEUED" && state.status !== "RUNNING") {
+      return { ok: false, message: `the job is ${state.status}; only QUEUED or RUNNING jobs have a dispatch message` };
+    }
+    await this.env.DISPATCH_QUEUE.send({ jobId: state.id, attempt: state.attempt });
+    return { ok: true, attempt: state.attempt };
+  }
+
+  async deadLetter(attempt: number, reason: string): Promise<boolean> {
+    const state = this.load();
+    if (!state || isTerminal(state.status) || attempt !== state.attempt) return false;
+    this.commit(state, [
+      ...this.failEffects(state, `dispatch failed after retries: ${reason}`),
+      { kind: "audit", actor: "queue", action: "dead_letter", detail: { attempt, reason }, at: Date.now() },
+    ]);
+    await this.afterChange();
+    return true;
+  }
+
+  // ---- RPC: agent traffic (relayed by the registry) -----------------------------------------------
+
+  async agentMessage(agentId: string, msg: FencedAgentMessage): Promise<FenceResult> {
+    const state = this.load();
+    if (!state) return { ok: false, code: "not_found", message: "no such job" };
+    const result = await handleAgentMessage(this, state, agentId, msg);
+    await this.afterChange();
+    return result;
+  }
+
+  /** Heartbeat or resume from the lease holder: extends the lease; anything else is stale. */
+  async renewLease(agentId: string, attempt: number, leaseToken: string): Promise<FenceResult> {
+    const state = this.load();
+    if (!state) return { ok: false, code: "not_found", message: "no such job" };
+    const lease = state.lease;
+    if (
+      !lease ||
+      isTerminal(state.status) ||
+      lease.attempt !== attempt ||
+      lease.leaseToken !== leaseToken ||
+      lease.agentId !== agentId
+    ) {
+      return {
+        ok: false,
+        code: "stale_lease",
+        message: `attempt ${attempt} of ${state.id} is not leased to this agent`,
+      };
+    }
+    lease.expiresAt = Date.now() + this.config.leaseS * 1000;
+    this.ctx.storage.kv.put("job", state);
+    await this.scheduleAlarm(state);
+    return { ok: true };
+  }
+
+  /** The lease holder's socket closed: give it the reconnect grace instead of the full lease. */
+  async agentDisconnected(agentId: string, attempt: number): Promise<void> {
+    const state = this.load();
+    if (!state?.lease || state.lease.agentId !== agentId || state.lease.attempt !== attempt) return;
+    state.lease.expiresAt = Math.min(state.lease.expiresAt, Date.now() + this.config.reconnectGraceS * 1000);
+    this.ctx.storage.kv.put("job", state);
+    await this.scheduleAlarm(state);
+  }
+
+  async leaseValid(attempt: number, leaseToken: string, agentId: string): Promise<boolean> {
+    const s = this.load();
+    return (
+      !!s?.lease && s.lease.attempt === attempt && s.lease.leaseToken === leaseToken && s.lease.agentId === agentId
+    );
+  }
+
+  async readLogs(opts: { tail?: number; grep?: string }): Promise<{ lines: string[]; status: JobStatus } | null> {
+    const state = this.load();
+    if (!state) return null;
+    const lines = opts.grep ? this.logs.search(opts.grep) : this.logs.tail(opts.tail ?? 100).split("\n");
+    return { lines: opts.grep && opts.tail ? lines.slice(-opts.tail) : lines, status: state.status };
+  }
+
+  /** New log text after `pos` (null: from the start), for the live stream. */
+  async readLogChunks(
+    pos: LogPosition | null,
+  ): Promise<{ text: string; next: LogPosition | null; status: JobStatus } | null> {
+    const state = this.load();
+    if (!state) return null;
+    const { chunks, next } = this.logs.after(pos);
+    return { text: chunks.join(""), next, status: state.status };
+  }
+
+  // ---- alarm: planning, timeouts, lease expiry, outbox retries ---------------------------------
+
+  override async alarm(): Promise<void> {
+    await this.tick();
+  }
+
+  /** Sentinel: re-runs the timeout checks (in case an alarm was missed) and re-arms the alarm. */
+  async sentinelCheck(offlineAgents: string[]): Promise<JobStatus | null> {
+    const s = this.load();
+    if (!s) return null;
+    if (s.status === "RUNNING" && s.lease && offlineAgents.includes(s.lease.agentId)) {
+      s.lease.expiresAt = Math.min(s.lease.expiresAt, Date.now());
+      this.ctx.storage.kv.put("job", s);
+    }
+    await this.tick();
+    return this.load()?.status ?? null;
+  }
+
+  async tick(): Promise<void> {
+    const state = this.load();
+    if (state && state.status === "CREATED" && !state.planningStarted) await this.plan(state);
+    const now = Date.now();
+    const s = this.load();
+    if (s && !isTerminal(s.status)) {
+      if (s.status === "PLANNED" && s.approvalDeadline !== null && now >= s.approvalDeadline) {
+        s.error = "no decision within the approval timeout";
+        this.commit(s, this.move(s, "cancel", { reason: "approval_timeout" }));
+      } else if (s.status === "RUNNING" && s.lease && now >= s.lease.expiresAt) {
+        this.commit(s, this.infraFailure(s, `agent lost: ${s.lease.agentId} stopped renewing its lease`));
+      } else if (s.status === "QUEUED" && s.queuedAt !== null && now >= s.queuedAt + this.config.jobTimeoutS * 1000) {
+        this.commit(s, this.failEffects(s, `no agent picked the job up within ${this.config.jobTimeoutS}s`));
+      } else if (s.status === "RUNNING" && s.startedAt !== null && now >= s.startedAt + this.runLimitS(s) * 1000) {
+        this.commit(s, this.failEffects(s, `timed out after ${this.runLimitS(s)}s`));
+      }
+    }
+    await this.afterChange();
+  }
+
+  runLimitS(s: JobState): number {
+    return Math.min(s.spec?.timeoutS ?? this.config.jobTimeoutS, this.config.jobTimeoutS) + 30;
+  }
+
+  /** Agent lost or accept timeout: re-dispatch only while no WRITE/ADMIN step has started. */
+  infraFailure(state: JobState, reason: string): OutboxItem[] {
+    const oldAttempt = state.attempt;
+    if (state.writeStarted) {
+      return this.failEffects(
+        state,
+        `${reason}; a ${state.risk ?? "WRITE"} step had started, so it is not retried automatically`,
+      );
+    }
+    if (state.attempt >= this.config.maxDispatchAttempts) {
+      return this.failEffects(state, `${reason}; gave up after ${state.attempt} attempts`);
+    }
+    log("warn", "re-dispatching after infrastructure failure", { jobId: state.id, attempt: oldAttempt, reason });
+    const cancelOld: OutboxItem = { kind: "cancel_agent", attempt: oldAttempt, reason };
+    return [cancelOld, ...this.dispatchFromPlan(state, "requeue")];
+  }
+
+  async plan(state: JobState): Promise<void> {
+    state.planningStarted = true;
+    this.ctx.storage.kv.put("job", state);
+    const planner = createPlanner({
+      anthropicApiKey: this.config.anthropicApiKey,
+      anthropicBaseUrl: this.config.anthropicBaseUrl || undefined,
+      anthropicModel: this.config.anthropicModel,
+    });
+    let outcome: Awaited<ReturnType<typeof planner.plan>>;
+    try {
+      outcome = await planner.plan({ jobId: state.id, intent: state.intent, projectId: state.projectId });
+    } catch (err) {
+      outcome = { ok: false, reason: `planner error: ${errorMessage(err)}` };
+    }
+    const s = this.load();
+    if (s?.status !== "CREATED") return; // cancelled while planning
+    if (!outcome.ok) {
+      s.error = outcome.reason;
+      this.commit(s, this.move(s, "plan_failed", { reason: outcome.reason, planner: planner.kind }));
+      return;
+    }
+    s.plan = outcome.plan;
+    s.risk = outcome.plan.estimatedRiskLevel;
+    s.needsApproval = needsApproval(outcome.plan.estimatedRiskLevel, {
+      autoApproveReadOnly: this.config.autoApproveReadOnly,
+    });
+    const effects = this.move(s, "plan_ready", {
+      risk: s.risk,
+      planner: planner.kind,
+      steps: outcome.plan.proposedSteps.length,
+    });
+    if (s.needsApproval) {
+      s.approvalDeadline = Date.now() + this.config.approvalTimeoutS * 1000;
+      this.commit(s, effects);
+    } else {
+      s.decidedBy = "auto";
+      this.commit(s, [...effects, ...this.dispatchFromPlan(s, "approve")]);
+    }
+  }
+
+  // ---- effects ---------------------------------------------------------------------------------
+
+  async afterChange(): Promise<void> {
+    await this.drain();
+    const s = this.load();
+    if (s) await this.scheduleAlarm(s);
+  }
+
+  async drain(): Promise<void> {
+    if (this.draining) {
+      this.drainAgain = true;
+      return;
+    }
+    this.draining = true;
+    try {
+      do {
+        this.drainAgain = false;
+        for (const row of this.outbox.due(Date.now())) {
+          const state = this.load();
+          if (!state) return;
+          try {
+            await runOutboxItem(this, state, row.item);
+            this.outbox.done(row.id);
+          } catch (err) {
+            log("warn", "outbox item failed; will retry", {
+              jobId: state.id,
+              kind: row.item.kind,
+              tries: row.tries,
+              error: errorMessage(err),
+            });
+            this.outbox.failed(row.id, row.tries, Date.now());
+            break; // keep order: later items wait for this one
+          }
+        }
+      } while (this.drainAgain);
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  async scheduleAlarm(s: JobState): Promise<void> {
+    const times: number[] = [];
+    const ob = this.outbox.nextAt();
+    if (ob !== null) times.push(ob);
+    if (s.status === "CREATED" && !s.planningStarted) times.push(Date.now());
+    if (!isTerminal(s.status)) {
+      if (s.status === "PLANNED" && s.approvalDeadline !== null) times.push(s.approvalDeadline);
+      if (s.status === "RUNNING" && s.lease) times.push(s.lease.expiresAt);
+      if (s.status === "RUNNING" && s.startedAt !== null) times.push(s.startedAt + this.runLimitS(s) * 1000);
+      if (s.status === "QUEUED" && s.queuedAt !== null) times.push(s.queuedAt + this.config.jobTimeoutS * 1000);
+    }
+    if (times.length === 0) {
+      await this.ctx.storage.deleteAlarm();
+      return;
+    }
+    const next = Math.min(...times);
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current !== next) await this.ctx.storage.setAlarm(next);
+  }
+
+  /** Records a final result from the agent (used by agent-events). */
+  finish(state: JobState, result: ExecutionResult): OutboxItem[] {
+    state.result = result;
+    if (isTerminal(state.status)) return [];
+    if (result.status === "SUCCEEDED") return this.move(state, "succeed", { attempt: result.attempt });
+    if (result.status === "CANCELLED") {
+      state.error = state.error ?? result.error ?? "cancelled on the agent";
+      return this.move(state, "cancel", { attempt: result.attempt, reason: state.error });
+    }
+    state.error = result.error ?? result.steps.find((x) => x.outcome === "failed")?.error ?? "a step failed";
+    return this.move(state, "fail", { attempt: result.attempt, reason: state.error });
+  }
+}
+
+function mayDecide(state: JobState, actor: Actor): boolean {
+  return actor.isAdmin || (state.userId !== null && state.userId === actor.id);
+}
+const notFound = (): JobResult => ({ ok: false, code: "not_found", message: "no such job" });
+const forbidden = (message: string): JobResult => ({ ok: false, code: "forbidden", message });
+const conflict = (message: string): JobResult => ({ ok: false, code: "conflict", message });

@@ -1,0 +1,131 @@
+// The JobDO's stored state, its lease, and the public view built from it.
+import type {
+  ArtifactRef,
+  ExecutionResult,
+  ExecutionSpec,
+  JobStatus,
+  JobView,
+  PlanSpec,
+  RiskLevel,
+  StepState,
+} from "../../protocol/index.ts";
+
+export interface Lease {
+  attempt: number;
+  agentId: string;
+  leaseToken: string;
+  expiresAt: number;
+}
+
+export interface StepRecord {
+  stepId: string;
+  action: string;
+  description: string;
+  risk: RiskLevel;
+  state: StepState;
+  exitCode: number | null;
+  startedAt: number | null;
+  durationMs: number | null;
+  error: string | null;
+}
+
+export interface JobState {
+  id: string;
+  projectId: string;
+  intent: string;
+  userId: string | null;
+  chatId: string | null;
+  messageId: number | null;
+  status: JobStatus;
+  risk: RiskLevel | null;
+  /** Current dispatch attempt (0 until first dispatched). */
+  attempt: number;
+  /** Highest attempt handed to a provider: a queue redelivery of it is dropped. */
+  dispatchedAttempt: number;
+  /** Lease token minted for the current attempt, before and after the agent accepts. */
+  leaseToken: string | null;
+  lease: Lease | null;
+  plan: PlanSpec | null;
+  spec: ExecutionSpec | null;
+  steps: StepRecord[];
+  artifacts: ArtifactRef[];
+  writeStarted: boolean;
+  needsApproval: boolean;
+  approvalDeadline: number | null;
+  decidedBy: string | null;
+  error: string | null;
+  result: ExecutionResult | null;
+  createdAt: number;
+  updatedAt: number;
+  queuedAt: number | null;
+  startedAt: number | null;
+  finishedAt: number | null;
+  eventSeq: number;
+  planningStarted: boolean;
+}
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+export function stepsFromSpec(spec: ExecutionSpec, plan: PlanSpec | null): StepRecord[] {
+  return spec.steps.map((s, i) => ({
+    stepId: s.id,
+    action: s.action,
+    description: plan?.proposedSteps[i]?.description ?? s.action,
+    risk: s.risk,
+    state: "pending",
+    exitCode: null,
+    startedAt: null,
+    durationMs: null,
+    error: null,
+  }));
+}
+
+export function toView(s: JobState, logTail: string): JobView {
+  return {
+    id: s.id,
+    projectId: s.projectId,
+    status: s.status,
+    intent: s.intent,
+    risk: s.risk,
+    attempt: s.attempt,
+    plan: s.plan,
+    spec: s.spec,
+    steps: s.steps.map((st) => ({ ...st, startedAt: iso(st.startedAt) })),
+    artifacts: s.artifacts,
+    logTail,
+    error: s.error,
+    agentId: s.lease?.agentId ?? null,
+    userId: s.userId,
+    chatId: s.chatId,
+    messageId: s.messageId,
+    needsApproval: s.needsApproval,
+    decidedBy: s.decidedBy,
+    approvalDeadline: iso(s.approvalDeadline),
+    createdAt: iso(s.createdAt) ?? "",
+    updatedAt: iso(s.updatedAt) ?? "",
+    startedAt: iso(s.startedAt),
+    finishedAt: iso(s.finishedAt),
+  };
+}
+
+/** The ledger row for this state (the JobDO writes whole snapshots, so replays are harmless). */
+export function toLedgerRow(s: JobState) {
+  return {
+    id: s.id,
+    projectId: s.projectId,
+    userId: s.userId ?? "api",
+    chatId: s.chatId,
+    messageId: s.messageId,
+    intent: s.intent,
+    status: s.status,
+    risk: s.risk,
+    attempt: s.attempt,
+    planJson: s.plan ? JSON.stringify(s.plan) : null,
+    specJson: s.spec ? JSON.stringify(s.spec) : null,
+    resultJson: s.result ? JSON.stringify(s.result) : null,
+    error: s.error,
+    agentId: s.lease?.agentId ?? null,
+    createdAt: s.createdAt,
+    updatedAt: s.updatedAt,
+  };
+}

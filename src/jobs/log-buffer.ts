@@ -1,0 +1,131 @@
+// The live log of a job, kept in the JobDO's SQLite: chunks keyed by (attempt, seq) so an agent's
+// resent chunks are appended once; tail and search are served from here while the job runs.
+import { MAX_LOG_BYTES_PER_JOB, TRUNCATION_MARKER } from "./limits.ts";
+
+export interface LogChunkInput {
+  attempt: number;
+  seq: number;
+  stepId: string | null;
+  stream: "stdout" | "stderr" | "system";
+  data: string;
+}
+
+export interface LogPosition {
+  attempt: number;
+  seq: number;
+}
+
+export class LogBuffer {
+  private readonly sql: SqlStorage;
+
+  constructor(sql: SqlStorage) {
+    this.sql = sql;
+    sql.exec(`CREATE TABLE IF NOT EXISTS log_chunks (
+      attempt INTEGER NOT NULL, seq INTEGER NOT NULL, step_id TEXT, stream TEXT NOT NULL,
+      data TEXT NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (attempt, seq))`);
+  }
+
+  totalBytes(): number {
+    const row = this.sql.exec<{ total: number | null }>("SELECT SUM(bytes) AS total FROM log_chunks").one();
+    return row.total ?? 0;
+  }
+
+  /** Appends a chunk once; returns false for a duplicate. Past the cap a single marker is kept. */
+  append(chunk: LogChunkInput): boolean {
+    const exists = this.sql
+      .exec("SELECT 1 FROM log_chunks WHERE attempt = ? AND seq = ?", chunk.attempt, chunk.seq)
+      .toArray();
+    if (exists.length > 0) return false;
+    const bytes = new TextEncoder().encode(chunk.data).length;
+    const total = this.totalBytes();
+    if (total + bytes > MAX_LOG_BYTES_PER_JOB) {
+      const marked = this.sql.exec("SELECT 1 FROM log_chunks WHERE data = ? LIMIT 1", TRUNCATION_MARKER).toArray();
+      if (marked.length === 0) {
+        this.sql.exec(
+          "INSERT INTO log_chunks (attempt, seq, step_id, stream, data, bytes) VALUES (?, ?, ?, 'system', ?, 0)",
+          chunk.attempt,
+          chunk.seq,
+          chunk.stepId,
+          TRUNCATION_MARKER,
+        );
+      }
+      return true;
+    }
+    this.sql.exec(
+      "INSERT INTO log_chunks (attempt, seq, step_id, stream, data, bytes) VALUES (?, ?, ?, ?, ?, ?)",
+      chunk.attempt,
+      chunk.seq,
+      chunk.stepId,
+      chunk.stream,
+      chunk.data,
+      bytes,
+    );
+    return true;
+  }
+
+  lastSeq(attempt: number): number {
+    const row = this.sql
+      .exec<{ s: number | null }>("SELECT MAX(seq) AS s FROM log_chunks WHERE attempt = ?", attempt)
+      .one();
+    return row.s ?? -1;
+  }
+
+  /** The last `lines` lines of the whole log (all attempts, in order). */
+  tail(lines: number, maxBytes = 256 * 1024): string {
+    const parts: string[] = [];
+    let bytes = 0;
+    let newlines = 0;
+    const cursor = this.sql.exec<{ data: string }>("SELECT data FROM log_chunks ORDER BY attempt DESC, seq DESC");
+    for (const row of cursor) {
+      parts.push(row.data);
+      bytes += row.data.length;
+      newlines += row.data.split("\n").length - 1;
+      if (newlines > lines || bytes > maxBytes) break;
+    }
+    const text = parts.reverse().join("");
+    const all = text.endsWith("\n") ? text.slice(0, -1).split("\n") : text.split("\n");
+    return all.slice(-lines).join("\n");
+  }
+
+  /** Lines containing `needle` (plain substring, case-insensitive), at most `limit`. */
+  search(needle: string, limit = 500): string[] {
+    const out: string[] = [];
+    const lower = needle.toLowerCase();
+    let carry = "";
+    for (const row of this.sql.exec<{ data: string }>("SELECT data FROM log_chunks ORDER BY attempt, seq")) {
+      const lines = (carry + row.data).split("\n");
+      carry = lines.pop() ?? "";
+      for (const line of lines) if (line.toLowerCase().includes(lower) && out.length < limit) out.push(line);
+      if (out.length >= limit) return out;
+    }
+    if (carry?.toLowerCase().includes(lower) && out.length < limit) out.push(carry);
+    return out;
+  }
+
+  /** Chunks after a position, in order, up to about `maxBytes` (for the live stream). */
+  after(pos: LogPosition | null, maxBytes = 256 * 1024): { chunks: string[]; next: LogPosition | null } {
+    const rows = this.sql.exec<{ attempt: number; seq: number; data: string }>(
+      "SELECT attempt, seq, data FROM log_chunks WHERE attempt > ? OR (attempt = ? AND seq > ?) ORDER BY attempt, seq",
+      pos?.attempt ?? -1,
+      pos?.attempt ?? -1,
+      pos?.seq ?? -1,
+    );
+    const chunks: string[] = [];
+    let next = pos;
+    let bytes = 0;
+    for (const row of rows) {
+      chunks.push(row.data);
+      next = { attempt: row.attempt, seq: row.seq };
+      bytes += row.data.length;
+      if (bytes >= maxBytes) break;
+    }
+    return { chunks, next };
+  }
+
+  /** Streams the whole log, chunk by chunk, in order (for the R2 archive). */
+  *chunks(): Generator<string> {
+    for (const row of this.sql.exec<{ data: string }>("SELECT data FROM log_chunks ORDER BY attempt, seq")) {
+      yield row.data;
+    }
+  }
+}

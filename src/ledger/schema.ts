@@ -1,0 +1,139 @@
+// The ledger's tables (D1, drizzle-orm). The JobDO is the source of truth for a job; these rows
+// are its durable, queryable record. Times are epoch milliseconds.
+import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+export const jobs = sqliteTable(
+  "jobs",
+  {
+    id: text("id").primaryKey(),
+    projectId: text("project_id").notNull(),
+    userId: text("user_id").notNull(),
+    chatId: text("chat_id"),
+    messageId: integer("message_id"),
+    intent: text("intent").notNull(),
+    status: text("status").notNull(),
+    risk: text("risk"),
+    attempt: integer("attempt").notNull().default(0),
+    planJson: text("plan_json"),
+    specJson: text("spec_json"),
+    resultJson: text("result_json"),
+    error: text("error"),
+    agentId: text("agent_id"),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [
+    index("jobs_status_created_idx").on(t.status, t.createdAt, t.id),
+    index("jobs_user_created_idx").on(t.userId, t.createdAt),
+    index("jobs_created_idx").on(t.createdAt, t.id),
+  ],
+);
+
+export const jobEvents = sqliteTable(
+  "job_events",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    jobId: text("job_id").notNull(),
+    seq: integer("seq").notNull(),
+    fromStatus: text("from_status"),
+    toStatus: text("to_status").notNull(),
+    event: text("event").notNull(),
+    detail: text("detail"),
+    at: integer("at").notNull(),
+  },
+  (t) => [
+    uniqueIndex("job_events_job_seq_idx").on(t.jobId, t.seq),
+    index("job_events_to_status_idx").on(t.toStatus, t.jobId, t.seq),
+  ],
+);
+
+export const workers = sqliteTable(
+  "workers",
+  {
+    id: text("id").primaryKey(),
+    name: text("name").notNull(),
+    capabilities: text("capabilities").notNull(),
+    workspaces: text("workspaces").notNull(),
+    status: text("status").notNull(),
+    running: integer("running").notNull().default(0),
+    maxConcurrency: integer("max_concurrency").notNull().default(1),
+    version: text("version"),
+    lastHeartbeatAt: integer("last_heartbeat_at").notNull(),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [index("workers_status_heartbeat_idx").on(t.status, t.lastHeartbeatAt)],
+);
+
+export const agentTokens = sqliteTable(
+  "agent_tokens",
+  {
+    id: text("id").primaryKey(),
+    agentId: text("agent_id").notNull(),
+    name: text("name").notNull(),
+    codeHash: text("code_hash"),
+    codeExpiresAt: integer("code_expires_at"),
+    tokenHash: text("token_hash"),
+    createdBy: text("created_by").notNull(),
+    createdAt: integer("created_at").notNull(),
+    pairedAt: integer("paired_at"),
+    lastUsedAt: integer("last_used_at"),
+    revokedAt: integer("revoked_at"),
+  },
+  (t) => [
+    uniqueIndex("agent_tokens_code_idx").on(t.codeHash),
+    uniqueIndex("agent_tokens_token_idx").on(t.tokenHash),
+    index("agent_tokens_agent_idx").on(t.agentId),
+  ],
+);
+
+export const auditLog = sqliteTable(
+  "audit_log",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    actor: text("actor").notNull(),
+    action: text("action").notNull(),
+    jobId: text("job_id"),
+    detail: text("detail"),
+    at: integer("at").notNull(),
+  },
+  (t) => [index("audit_log_job_idx").on(t.jobId), index("audit_log_at_idx").on(t.at)],
+);
+
+export type JobRow = typeof jobs.$inferSelect;
+export type NewJobRow = typeof jobs.$inferInsert;
+export type JobEventRow = typeof jobEvents.$inferSelect;
+export type WorkerRow = typeof workers.$inferSelect;
+export type AgentTokenRow = typeof agentTokens.$inferSelect;
+export type AuditRow = typeof auditLog.$inferSelect;
+
+/** Monotonic counters for /metrics (queue retries, dead letters, …). */
+export const counters = sqliteTable("counters", {
+  name: text("name").primaryKey(),
+  value: integer("value").notNull().default(0),
+});
+
+/** Provider health checks, one row per check (the Sentinel keeps the recent ones). */
+export const providerChecks = sqliteTable(
+  "provider_checks",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    provider: text("provider").notNull(),
+    ok: integer("ok", { mode: "boolean" }).notNull(),
+    latencyMs: integer("latency_ms").notNull(),
+    agentsOnline: integer("agents_online").notNull().default(0),
+    detail: text("detail"),
+    at: integer("at").notNull(),
+  },
+  (t) => [index("provider_checks_provider_at_idx").on(t.provider, t.at)],
+);
+
+/** Open alerts, so an outage sends one alert (with a cooldown for reminders) and one recovery. */
+export const alerts = sqliteTable("alerts", {
+  key: text("key").primaryKey(),
+  active: integer("active", { mode: "boolean" }).notNull(),
+  message: text("message").notNull(),
+  openedAt: integer("opened_at").notNull(),
+  lastSentAt: integer("last_sent_at").notNull(),
+  resolvedAt: integer("resolved_at"),
+});

@@ -1,0 +1,358 @@
+// Ledger store functions over D1 (drizzle-orm). Every write is idempotent so the JobDO outbox can
+// retry it: job rows are whole-snapshot upserts (never moving updatedAt backwards), events are
+// keyed by (job_id, seq).
+import { and, desc, eq, gt, isNull, lt, or, sql } from "drizzle-orm";
+import { type DrizzleD1Database, drizzle } from "drizzle-orm/d1";
+import * as schema from "./schema.ts";
+import {
+  type AgentTokenRow,
+  type AuditRow,
+  agentTokens,
+  auditLog,
+  counters,
+  type JobEventRow,
+  type JobRow,
+  jobEvents,
+  jobs,
+  type NewJobRow,
+  type WorkerRow,
+  workers,
+} from "./schema.ts";
+
+export type Db = DrizzleD1Database<typeof schema>;
+
+export function getDb(d1: D1Database): Db {
+  return drizzle(d1, { schema });
+}
+
+/** Raised for caller mistakes (a malformed cursor); routes turn it into a 400. */
+export class LedgerInputError extends Error {}
+
+// ---- jobs -----------------------------------------------------------------------------------------
+
+/** Inserts or replaces a job's snapshot; an older snapshot never overwrites a newer one. */
+export async function upsertJob(db: Db, row: NewJobRow): Promise<void> {
+  const { id: _id, createdAt: _createdAt, ...rest } = row;
+  await db
+    .insert(jobs)
+    .values(row)
+    .onConflictDoUpdate({ target: jobs.id, set: rest, setWhere: sql`${jobs.updatedAt} <= ${row.updatedAt}` });
+}
+
+export async function getJob(db: Db, id: string): Promise<JobRow | null> {
+  return (await db.select().from(jobs).where(eq(jobs.id, id)).get()) ?? null;
+}
+
+export interface ListJobsQuery {
+  status?: string;
+  userId?: string;
+  limit?: number;
+  cursor?: string;
+}
+
+function encodeCursor(row: { createdAt: number; id: string }): string {
+  return btoa(`${row.createdAt}:${row.id}`).replaceAll("=", "");
+}
+
+function decodeCursor(cursor: string): { createdAt: number; id: string } {
+  let text: string;
+  try {
+    text = atob(cursor);
+  } catch {
+    throw new LedgerInputError("cursor is not one this API returned");
+  }
+  const m = /^(\d{1,16}):(job_[0-9a-z]{10,40})$/.exec(text);
+  if (!m?.[1] || !m[2]) throw new LedgerInputError("cursor is not one this API returned");
+  return { createdAt: Number(m[1]), id: m[2] };
+}
+
+/** Newest first; `nextCursor` continues after the last row returned (null at the end). */
+export async function listJobs(db: Db, q: ListJobsQuery): Promise<{ jobs: JobRow[]; nextCursor: string | null }> {
+  const limit = Math.min(Math.max(q.limit ?? 20, 1), 100);
+  const conditions = [];
+  if (q.status) conditions.push(eq(jobs.status, q.status));
+  if (q.userId) conditions.push(eq(jobs.userId, q.userId));
+  if (q.cursor) {
+    const c = decodeCursor(q.cursor);
+    conditions.push(or(lt(jobs.createdAt, c.createdAt), and(eq(jobs.createdAt, c.createdAt), lt(jobs.id, c.id))));
+  }
+  const rows = await db
+    .select()
+    .from(jobs)
+    .where(conditions.length > 0 ? and(...conditions) : undefined)
+    .orderBy(desc(jobs.createdAt), desc(jobs.id))
+    .limit(limit + 1)
+    .all();
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  return { jobs: page, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
+}
+
+export async function updateJobStatus(
+  db: Db,
+  id: string,
+  status: string,
+  opts: { at: number; error?: string | null },
+): Promise<boolean> {
+  const res = await db
+    .update(jobs)
+    .set({ status, updatedAt: opts.at, ...(opts.error !== undefined ? { error: opts.error } : {}) })
+    .where(and(eq(jobs.id, id), sql`${jobs.updatedAt} <= ${opts.at}`))
+    .run();
+  return res.meta.changes > 0;
+}
+
+// ---- job events -------------------------------------------------------------------------------------
+
+export interface JobEventInput {
+  jobId: string;
+  seq: number;
+  fromStatus: string | null;
+  toStatus: string;
+  event: string;
+  detail?: Record<string, unknown>;
+  at: number;
+}
+
+/** Appends one transition; a replay of the same (jobId, seq) is ignored. */
+export async function appendJobEvent(db: Db, e: JobEventInput): Promise<void> {
+  await db
+    .insert(jobEvents)
+    .values({
+      jobId: e.jobId,
+      seq: e.seq,
+      fromStatus: e.fromStatus,
+      toStatus: e.toStatus,
+      event: e.event,
+      detail: e.detail ? JSON.stringify(e.detail) : null,
+      at: e.at,
+    })
+    .onConflictDoNothing({ target: [jobEvents.jobId, jobEvents.seq] });
+}
+
+export async function listJobEvents(db: Db, jobId: string): Promise<JobEventRow[]> {
+  return db.select().from(jobEvents).where(eq(jobEvents.jobId, jobId)).orderBy(jobEvents.seq).all();
+}
+
+// ---- audit ------------------------------------------------------------------------------------------
+
+export async function appendAudit(
+  db: Db,
+  a: { actor: string; action: string; jobId?: string | null; detail?: Record<string, unknown>; at: number },
+): Promise<void> {
+  await db.insert(auditLog).values({
+    actor: a.actor,
+    action: a.action,
+    jobId: a.jobId ?? null,
+    detail: a.detail ? JSON.stringify(a.detail) : null,
+    at: a.at,
+  });
+}
+
+export async function listAudit(db: Db, opts: { jobId?: string; limit?: number } = {}): Promise<AuditRow[]> {
+  return db
+    .select()
+    .from(auditLog)
+    .where(opts.jobId ? eq(auditLog.jobId, opts.jobId) : undefined)
+    .orderBy(desc(auditLog.id))
+    .limit(Math.min(opts.limit ?? 100, 1000))
+    .all();
+}
+
+// ---- workers ----------------------------------------------------------------------------------------
+
+export type WorkerStatus = "ONLINE" | "BUSY" | "OFFLINE";
+
+export interface WorkerInput {
+  id: string;
+  name: string;
+  capabilities: string[];
+  workspaces: string[];
+  status: WorkerStatus;
+  running: number;
+  maxConcurrency: number;
+  version: string;
+  at: number;
+}
+
+export async function upsertWorker(db: Db, w: WorkerInput): Promise<void> {
+  const values = {
+    id: w.id,
+    name: w.name,
+    capabilities: JSON.stringify(w.capabilities),
+    workspaces: JSON.stringify(w.workspaces),
+    status: w.status,
+    running: w.running,
+    maxConcurrency: w.maxConcurrency,
+    version: w.version,
+    lastHeartbeatAt: w.at,
+    createdAt: w.at,
+    updatedAt: w.at,
+  };
+  const { id: _id, createdAt: _c, ...update } = values;
+  await db.insert(workers).values(values).onConflictDoUpdate({ target: workers.id, set: update });
+}
+
+export async function setWorkerStatus(
+  db: Db,
+  id: string,
+  status: WorkerStatus,
+  opts: { running?: number; at: number },
+): Promise<void> {
+  await db
+    .update(workers)
+    .set({ status, updatedAt: opts.at, ...(opts.running !== undefined ? { running: opts.running } : {}) })
+    .where(eq(workers.id, id))
+    .run();
+}
+
+/** A heartbeat: refreshes last_heartbeat_at and brings an OFFLINE agent back ONLINE. */
+export async function touchWorker(db: Db, id: string, at: number, running?: number): Promise<void> {
+  await db
+    .update(workers)
+    .set({
+      lastHeartbeatAt: at,
+      updatedAt: at,
+      status:
+        running === undefined
+          ? sql`CASE WHEN ${workers.status} = 'OFFLINE' THEN 'ONLINE' ELSE ${workers.status} END`
+          : running > 0
+            ? "BUSY"
+            : "ONLINE",
+      ...(running !== undefined ? { running } : {}),
+    })
+    .where(eq(workers.id, id))
+    .run();
+}
+
+export interface WorkerView extends Omit<WorkerRow, "capabilities" | "workspaces"> {
+  capabilities: string[];
+  workspaces: string[];
+}
+
+function workerView(r: WorkerRow): WorkerView {
+  return {
+    ...r,
+    capabilities: JSON.parse(r.capabilities) as string[],
+    workspaces: JSON.parse(r.workspaces) as string[],
+  };
+}
+
+export async function listWorkers(db: Db, opts: { status?: WorkerStatus }): Promise<WorkerView[]> {
+  const rows = await db
+    .select()
+    .from(workers)
+    .where(opts.status ? eq(workers.status, opts.status) : undefined)
+    .orderBy(desc(workers.lastHeartbeatAt))
+    .all();
+  return rows.map(workerView);
+}
+
+/** Agents not OFFLINE whose last heartbeat is older than the cutoff go OFFLINE; returns their ids. */
+export async function markStaleWorkersOffline(db: Db, cutoffMs: number): Promise<string[]> {
+  const rows = await db
+    .update(workers)
+    .set({ status: "OFFLINE", updatedAt: sql`${Date.now()}` })
+    .where(and(sql`${workers.status} <> 'OFFLINE'`, lt(workers.lastHeartbeatAt, cutoffMs)))
+    .returning({ id: workers.id })
+    .all();
+  return rows.map((r) => r.id);
+}
+
+// ---- pairing and tokens -------------------------------------------------------------------------------
+
+export async function createPairing(
+  db: Db,
+  p: { id: string; agentId: string; name: string; codeHash: string; expiresAt: number; createdBy: string; at: number },
+): Promise<void> {
+  await db.insert(agentTokens).values({
+    id: p.id,
+    agentId: p.agentId,
+    name: p.name,
+    codeHash: p.codeHash,
+    codeExpiresAt: p.expiresAt,
+    createdBy: p.createdBy,
+    createdAt: p.at,
+  });
+}
+
+/**
+ * Redeems an unexpired, unused pairing code exactly once: the single UPDATE both checks and
+ * consumes it (the code hash is cleared), so two concurrent redemptions cannot both win.
+ */
+export async function redeemPairing(
+  db: Db,
+  r: { codeHash: string; tokenHash: string; name: string; now: number },
+): Promise<{ agentId: string; id: string } | null> {
+  const rows = await db
+    .update(agentTokens)
+    .set({ tokenHash: r.tokenHash, codeHash: null, codeExpiresAt: null, pairedAt: r.now, name: r.name })
+    .where(
+      and(
+        eq(agentTokens.codeHash, r.codeHash),
+        gt(agentTokens.codeExpiresAt, r.now),
+        isNull(agentTokens.tokenHash),
+        isNull(agentTokens.revokedAt),
+      ),
+    )
+    .returning({ agentId: agentTokens.agentId, id: agentTokens.id })
+    .all();
+  return rows[0] ?? null;
+}
+
+export async function findActiveToken(db: Db, tokenHash: string): Promise<AgentTokenRow | null> {
+  return (
+    (await db
+      .select()
+      .from(agentTokens)
+      .where(and(eq(agentTokens.tokenHash, tokenHash), isNull(agentTokens.revokedAt)))
+      .get()) ?? null
+  );
+}
+
+export async function touchToken(db: Db, id: string, at: number): Promise<void> {
+  await db.update(agentTokens).set({ lastUsedAt: at }).where(eq(agentTokens.id, id)).run();
+}
+
+/** Tokens and pending codes without any hash. */
+export async function listTokens(db: Db) {
+  return db
+    .select({
+      id: agentTokens.id,
+      agentId: agentTokens.agentId,
+      name: agentTokens.name,
+      createdBy: agentTokens.createdBy,
+      createdAt: agentTokens.createdAt,
+      pairedAt: agentTokens.pairedAt,
+      lastUsedAt: agentTokens.lastUsedAt,
+      revokedAt: agentTokens.revokedAt,
+      codeExpiresAt: agentTokens.codeExpiresAt,
+    })
+    .from(agentTokens)
+    .orderBy(desc(agentTokens.createdAt))
+    .all();
+}
+
+export async function revokeToken(db: Db, id: string, at: number): Promise<{ agentId: string } | null> {
+  const rows = await db
+    .update(agentTokens)
+    .set({ revokedAt: at, codeHash: null })
+    .where(and(eq(agentTokens.id, id), isNull(agentTokens.revokedAt)))
+    .returning({ agentId: agentTokens.agentId })
+    .all();
+  return rows[0] ?? null;
+}
+
+// ---- counters -------------------------------------------------------------------------------------------
+
+export async function incrementCounter(db: Db, name: string, by = 1): Promise<void> {
+  await db
+    .insert(counters)
+    .values({ name, value: by })
+    .onConflictDoUpdate({ target: counters.name, set: { value: sql`${counters.value} + ${by}` } });
+}
+
+export async function readCounters(db: Db): Promise<Record<string, number>> {
+  const rows = await db.select().from(counters).all();
+  return Object.fromEntries(rows.map((r) => [r.name, r.value]));
+}

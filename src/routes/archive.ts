@@ -1,0 +1,77 @@
+// Archive API (bearer API_TOKEN): a job's artifacts (list, download, delete) and its live log
+// as server-sent events.
+import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
+import { ArtifactNameSchema, isTerminal, JobIdSchema, type JobStatus } from "../../protocol/index.ts";
+import { jobStub } from "../agents/registry-stub.ts";
+import { ArtifactError, ArtifactStore } from "../archive/artifacts.ts";
+import { ApiError, parseOr400 } from "../http/errors.ts";
+import type { LogPosition } from "../jobs/log-buffer.ts";
+
+const jobIdParam = (raw: string): string => parseOr400(JobIdSchema, raw, "job id");
+
+async function existingJob(env: Env, jobId: string): Promise<void> {
+  if (!(await jobStub(env, jobId).get())) throw new ApiError("not_found", `no job ${jobId}`);
+}
+
+function mapArtifactError(err: unknown): never {
+  if (err instanceof ArtifactError) throw new ApiError(err.code, err.message);
+  throw err;
+}
+
+const POLL_MS = 500;
+
+export const archiveRoutes = new Hono<{ Bindings: Env }>()
+  .get("/jobs/:id/artifacts", async (c) => {
+    const id = jobIdParam(c.req.param("id"));
+    await existingJob(c.env, id);
+    return c.json({ jobId: id, artifacts: await new ArtifactStore(c.env.ARCHIVE).list(id) });
+  })
+  .get("/jobs/:id/artifacts/:name", async (c) => {
+    const id = jobIdParam(c.req.param("id"));
+    const name = parseOr400(ArtifactNameSchema, c.req.param("name"), "artifact name");
+    const obj = await new ArtifactStore(c.env.ARCHIVE).get(id, name).catch(mapArtifactError);
+    if (!obj) throw new ApiError("not_found", `job ${id} has no artifact ${name}`);
+    const headers = new Headers({
+      "Content-Type": obj.httpMetadata?.contentType ?? "application/octet-stream",
+      "Content-Length": String(obj.size),
+      "Content-Disposition": `attachment; filename="${name}"`,
+      "X-Content-Type-Options": "nosniff",
+      ETag: obj.httpEtag,
+    });
+    if (obj.customMetadata?.sha256) headers.set("X-Skynet-Sha256", obj.customMetadata.sha256);
+    return new Response(obj.body, { headers });
+  })
+  .delete("/jobs/:id/artifacts", async (c) => {
+    const id = jobIdParam(c.req.param("id"));
+    const deleted = await new ArtifactStore(c.env.ARCHIVE).deleteJob(id).catch(mapArtifactError);
+    return c.json({ jobId: id, deleted });
+  })
+  .get("/jobs/:id/logs/stream", async (c) => {
+    const id = jobIdParam(c.req.param("id"));
+    const stub = jobStub(c.env, id);
+    const first = await stub.readLogChunks(null);
+    if (!first) throw new ApiError("not_found", `no job ${id}`);
+    // Server-sent events: `log` events carry new text, one `end` event carries the final status.
+    return streamSSE(c, async (stream) => {
+      let aborted = false;
+      stream.onAbort(() => {
+        aborted = true;
+      });
+      let batch: { text: string; next: LogPosition | null; status: JobStatus } | null = first;
+      let pos: LogPosition | null = null;
+      let id = 0;
+      while (batch && !aborted) {
+        if (batch.text) await stream.writeSSE({ event: "log", data: batch.text, id: String(++id) });
+        const moved = JSON.stringify(batch.next) !== JSON.stringify(pos);
+        pos = batch.next;
+        const done = isTerminal(batch.status);
+        if (done && !moved) {
+          await stream.writeSSE({ event: "end", data: JSON.stringify({ status: batch.status }) });
+          break;
+        }
+        if (!moved) await stream.sleep(POLL_MS);
+        batch = await stub.readLogChunks(pos);
+      }
+    });
+  });

@@ -1,0 +1,109 @@
+// JSON API for tasks and jobs (bearer API_TOKEN): create, list, detail, decisions, wait, logs.
+import { Hono } from "hono";
+import {
+  CreateTaskRequestSchema,
+  DecisionRequestSchema,
+  JobIdSchema,
+  JobListQuerySchema,
+  LogQuerySchema,
+  WaitQuerySchema,
+} from "../../protocol/index.ts";
+import { jobStub } from "../agents/registry-stub.ts";
+import {
+  approvePlan,
+  cancelJob,
+  createTask,
+  denyPlan,
+  getStatus,
+  waitForApproval,
+  waitWhile,
+} from "../core/orchestrator.ts";
+import { jsonBody, queryOf } from "../http/body.ts";
+import { ApiError, parseOr400 } from "../http/errors.ts";
+import type { Actor } from "../jobs/job-do.ts";
+import { getDb, LedgerInputError, listJobEvents, listJobs } from "../ledger/store.ts";
+
+// Whoever holds the API token is the owner of the deployment.
+const API_ACTOR: Actor = { id: "api", isAdmin: true };
+
+const jobIdParam = (raw: string): string => parseOr400(JobIdSchema, raw, "job id");
+
+export const jobRoutes = new Hono<{ Bindings: Env }>()
+  .post("/tasks", async (c) => {
+    const body = await jsonBody(c, CreateTaskRequestSchema);
+    const job = await createTask(c.env, { intent: body.intent, projectId: body.projectId, userId: "api" });
+    return c.json({ jobId: job.id, status: job.status, job }, 202);
+  })
+  .get("/jobs", async (c) => {
+    const q = queryOf(c, JobListQuerySchema);
+    try {
+      const page = await listJobs(getDb(c.env.DB), { status: q.status, limit: q.limit, cursor: q.cursor });
+      return c.json({
+        jobs: page.jobs.map((j) => ({
+          id: j.id,
+          projectId: j.projectId,
+          status: j.status,
+          intent: j.intent,
+          risk: j.risk,
+          createdAt: new Date(j.createdAt).toISOString(),
+          updatedAt: new Date(j.updatedAt).toISOString(),
+        })),
+        nextCursor: page.nextCursor,
+      });
+    } catch (err) {
+      if (err instanceof LedgerInputError) throw new ApiError("bad_request", err.message);
+      throw err;
+    }
+  })
+  .get("/jobs/:id", async (c) => c.json(await getStatus(c.env, jobIdParam(c.req.param("id")))))
+  .post("/jobs/:id/approve", async (c) => c.json(await approvePlan(c.env, jobIdParam(c.req.param("id")), API_ACTOR)))
+  .post("/jobs/:id/deny", async (c) => {
+    const id = jobIdParam(c.req.param("id"));
+    const body = await jsonBody(c, DecisionRequestSchema, true);
+    return c.json(await denyPlan(c.env, id, API_ACTOR, body.reason));
+  })
+  .post("/jobs/:id/cancel", async (c) => {
+    const id = jobIdParam(c.req.param("id"));
+    const body = await jsonBody(c, DecisionRequestSchema, true);
+    return c.json(await cancelJob(c.env, id, API_ACTOR, body.reason));
+  })
+  .get("/jobs/:id/events", async (c) => {
+    const id = jobIdParam(c.req.param("id"));
+    const events = await listJobEvents(getDb(c.env.DB), id);
+    if (events.length === 0 && !(await jobStub(c.env, id).get())) throw new ApiError("not_found", `no job ${id}`);
+    return c.json({
+      jobId: id,
+      events: events.map((e) => ({
+        seq: e.seq,
+        from: e.fromStatus,
+        to: e.toStatus,
+        event: e.event,
+        detail: e.detail ? (JSON.parse(e.detail) as unknown) : null,
+        at: new Date(e.at).toISOString(),
+      })),
+    });
+  })
+  .post("/jobs/:id/redispatch", async (c) => {
+    const id = jobIdParam(c.req.param("id"));
+    if (!(await jobStub(c.env, id).get())) throw new ApiError("not_found", `no job ${id}`);
+    const res = await jobStub(c.env, id).redeliver();
+    if (!res.ok) throw new ApiError("conflict", res.message);
+    return c.json({ jobId: id, attempt: res.attempt, redelivered: true }, 202);
+  })
+  .get("/jobs/:id/wait-approval", async (c) => {
+    const id = jobIdParam(c.req.param("id"));
+    const { timeoutS } = queryOf(c, WaitQuerySchema);
+    return c.json(await waitForApproval(c.env, id, timeoutS));
+  })
+  .get("/jobs/:id/wait", async (c) => {
+    const id = jobIdParam(c.req.param("id"));
+    const { timeoutS } = queryOf(c, WaitQuerySchema);
+    return c.json(await waitWhile(c.env, id, ["CREATED", "PLANNED", "QUEUED", "RUNNING"], timeoutS));
+  })
+  .get("/jobs/:id/logs", async (c) => {
+    const id = jobIdParam(c.req.param("id"));
+    const q = queryOf(c, LogQuerySchema);
+    const logs = await jobStub(c.env, id).readLogs({ tail: q.tail, grep: q.grep });
+    if (!logs) throw new ApiError("not_found", `no job ${id}`);
+    return c.json({ jobId: id, status: logs.status, lines: logs.lines });
+  });

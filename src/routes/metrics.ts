@@ -1,0 +1,88 @@
+// GET /metrics: Prometheus text exposition (version 0.0.4), behind the API token. Values come
+// from the ledger (jobs, events, counters, provider checks) and the agent registry.
+import { Hono } from "hono";
+import { JobStatusSchema } from "../../protocol/index.ts";
+import { registryStub } from "../agents/registry-stub.ts";
+import { apiAuth } from "../http/auth.ts";
+import { getDb, readCounters } from "../ledger/store.ts";
+import { providerStats } from "../sentinel/monitor.ts";
+
+const DISPATCH_BUCKETS_S = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+const DURATION_BUCKETS_S = [0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
+
+class Exposition {
+  private readonly lines: string[] = [];
+  metric(name: string, type: "gauge" | "counter" | "histogram", help: string): this {
+    this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    return this;
+  }
+  sample(name: string, value: number, labels: Record<string, string> = {}): this {
+    const l = Object.entries(labels)
+      .map(([k, v]) => `${k}="${v.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n")}"`)
+      .join(",");
+    this.lines.push(`${name}${l ? `{${l}}` : ""} ${Number.isFinite(value) ? value : 0}`);
+    return this;
+  }
+  histogram(name: string, help: string, buckets: number[], valuesS: number[]): this {
+    this.metric(name, "histogram", help);
+    for (const le of buckets) this.sample(`${name}_bucket`, valuesS.filter((v) => v <= le).length, { le: String(le) });
+    this.sample(`${name}_bucket`, valuesS.length, { le: "+Inf" });
+    this.sample(`${name}_sum`, Number(valuesS.reduce((a, b) => a + b, 0).toFixed(3)));
+    this.sample(`${name}_count`, valuesS.length);
+    return this;
+  }
+  text(): string {
+    return `${this.lines.join("\n")}\n`;
+  }
+}
+
+async function durations(db: D1Database, toStatuses: string[], fromStatus: string): Promise<number[]> {
+  const placeholders = toStatuses.map(() => "?").join(",");
+  const { results } = await db
+    .prepare(
+      `SELECT e.at - (SELECT p.at FROM job_events p WHERE p.job_id = e.job_id AND p.to_status = ? AND p.seq < e.seq
+                        ORDER BY p.seq DESC LIMIT 1) AS ms
+       FROM job_events e WHERE e.to_status IN (${placeholders})`,
+    )
+    .bind(fromStatus, ...toStatuses)
+    .all<{ ms: number | null }>();
+  return results.filter((r) => r.ms !== null).map((r) => (r.ms ?? 0) / 1000);
+}
+
+export const metricsRoutes = new Hono<{ Bindings: Env }>().get("/metrics", apiAuth(), async (c) => {
+  const db = getDb(c.env.DB);
+  const [byStatus, dispatch, duration, counters, requeues, agents, openclaw] = await Promise.all([
+    c.env.DB.prepare("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").all<{ status: string; n: number }>(),
+    durations(c.env.DB, ["RUNNING"], "QUEUED"),
+    durations(c.env.DB, ["SUCCEEDED", "FAILED", "CANCELLED"], "RUNNING"),
+    readCounters(db),
+    c.env.DB.prepare("SELECT COUNT(*) AS n FROM job_events WHERE event = 'requeue'").first<{ n: number }>(),
+    registryStub(c.env)
+      .listAgents()
+      .then((a) => a.length)
+      .catch(() => 0),
+    providerStats(db, "openclaw"),
+  ]);
+  const out = new Exposition();
+  out.metric("skynet_jobs", "gauge", "Jobs in the ledger by status.");
+  const counts = new Map(byStatus.results.map((r) => [r.status, r.n]));
+  for (const status of JobStatusSchema.options) out.sample("skynet_jobs", counts.get(status) ?? 0, { status });
+  out.histogram("skynet_dispatch_latency_seconds", "Time from QUEUED to RUNNING.", DISPATCH_BUCKETS_S, dispatch);
+  out.histogram("skynet_job_duration_seconds", "Time from RUNNING to a final state.", DURATION_BUCKETS_S, duration);
+  out
+    .metric("skynet_agents_online", "gauge", "Agents connected to the registry.")
+    .sample("skynet_agents_online", agents);
+  out.metric("skynet_provider_up", "gauge", "1 when the provider's last health check passed.");
+  out.sample("skynet_provider_up", openclaw.up ? 1 : 0, { provider: "openclaw" });
+  out.metric("skynet_provider_degraded", "gauge", "1 when 3+ of the last 10 health checks failed.");
+  out.sample("skynet_provider_degraded", openclaw.degraded ? 1 : 0, { provider: "openclaw" });
+  out.metric("skynet_provider_success_ratio", "gauge", "Share of the last 10 health checks that passed.");
+  out.sample("skynet_provider_success_ratio", openclaw.successRate, { provider: "openclaw" });
+  out.metric("skynet_queue_retries_total", "counter", "Dispatch deliveries retried by the queue consumer.");
+  out.sample("skynet_queue_retries_total", counters.queue_retries ?? 0);
+  out.metric("skynet_dead_letters_total", "counter", "Dispatch messages that reached the dead-letter queue.");
+  out.sample("skynet_dead_letters_total", counters.dead_letters ?? 0);
+  out.metric("skynet_redispatches_total", "counter", "Jobs re-dispatched after an infrastructure failure.");
+  out.sample("skynet_redispatches_total", requeues?.n ?? 0);
+  return c.body(out.text(), 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
+});

@@ -1,0 +1,75 @@
+// The Sentinel (cron, every minute): marks silent agents OFFLINE and hands their jobs to the
+// lease-expiry path, re-checks every open job's timeouts (a missed alarm is re-armed), and
+// deletes archived logs and artifacts past the retention period.
+import type { JobStatus } from "../../protocol/index.ts";
+import { jobStub } from "../agents/registry-stub.ts";
+import { loadConfig } from "../config.ts";
+import { getDb, listJobs, markStaleWorkersOffline } from "../ledger/store.ts";
+import { errorMessage, log } from "../lib/log.ts";
+import { checkProviders, type ProviderStats } from "./monitor.ts";
+
+export interface SentinelReport {
+  agentsMarkedOffline: string[];
+  jobsChecked: number;
+  jobsChanged: { jobId: string; from: JobStatus; to: JobStatus }[];
+  objectsDeleted: number;
+  providers: ProviderStats[];
+}
+
+const OPEN: JobStatus[] = ["CREATED", "PLANNED", "QUEUED", "RUNNING"];
+
+export async function runSentinel(env: Env, now = Date.now()): Promise<SentinelReport> {
+  const config = loadConfig(env);
+  const db = getDb(env.DB);
+  const offline = await markStaleWorkersOffline(db, now - config.heartbeatTimeoutS * 1000);
+  if (offline.length > 0) log("warn", "sentinel: agents offline", { agents: offline });
+  const report: SentinelReport = {
+    agentsMarkedOffline: offline,
+    jobsChecked: 0,
+    jobsChanged: [],
+    objectsDeleted: 0,
+    providers: [],
+  };
+  for (const status of OPEN) {
+    let cursor: string | undefined;
+    do {
+      const page = await listJobs(db, { status, limit: 100, cursor });
+      for (const job of page.jobs) {
+        report.jobsChecked += 1;
+        try {
+          const after = await jobStub(env, job.id).sentinelCheck(offline);
+          if (after && after !== job.status)
+            report.jobsChanged.push({ jobId: job.id, from: job.status as JobStatus, to: after });
+        } catch (err) {
+          log("error", "sentinel: job check failed", { jobId: job.id, error: errorMessage(err) });
+        }
+      }
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+  }
+  report.objectsDeleted = await cleanupArchive(env.ARCHIVE, now - config.logRetentionDays * 86_400_000);
+  try {
+    report.providers = await checkProviders(env, now);
+  } catch (err) {
+    log("error", "sentinel: provider monitor failed", { error: errorMessage(err) });
+  }
+  return report;
+}
+
+/** Deletes logs and artifacts uploaded before the cutoff; returns how many. */
+export async function cleanupArchive(bucket: R2Bucket, cutoffMs: number): Promise<number> {
+  let deleted = 0;
+  for (const prefix of ["logs/jobs/", "artifacts/jobs/"]) {
+    let cursor: string | undefined;
+    do {
+      const page = await bucket.list({ prefix, cursor, limit: 1000 });
+      const old = page.objects.filter((o) => o.uploaded.getTime() < cutoffMs).map((o) => o.key);
+      if (old.length > 0) {
+        await bucket.delete(old);
+        deleted += old.length;
+      }
+      cursor = page.truncated ? page.cursor : undefined;
+    } while (cursor);
+  }
+  return deleted;
+}

@@ -1,0 +1,115 @@
+import { env, runDurableObjectAlarm } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import type { JobView } from "../protocol/index.ts";
+import { api, countLedgerJobs, json } from "./helpers/worker.ts";
+
+type ErrorBody = { error: { code: string; message: string } };
+
+async function expectError(res: Response, status: number, code: string): Promise<string> {
+  expect(res.status).toBe(status);
+  expect(res.headers.get("content-type")).toContain("application/json");
+  const body = await json<ErrorBody>(res);
+  expect(body.error.code).toBe(code);
+  expect(body.error.message.length).toBeGreaterThan(0);
+  return body.error.message;
+}
+
+describe("JSON API input validation", () => {
+  it("refuses a request without a bearer token and creates nothing", async () => {
+    const before = await countLedgerJobs();
+    await expectError(
+      await api("/api/tasks", { method: "POST", json: { intent: "check git status" }, token: null }),
+      401,
+      "unauthorized",
+    );
+    await expectError(
+      await api("/api/tasks", { method: "POST", json: { intent: "check git status" }, token: "wrong" }),
+      401,
+      "unauthorized",
+    );
+    expect(await countLedgerJobs()).toBe(before);
+  });
+
+  it("refuses empty, oversized and malformed task bodies with 400 and creates nothing", async () => {
+    const before = await countLedgerJobs();
+    expect(
+      await expectError(await api("/api/tasks", { method: "POST", json: { intent: "   " } }), 400, "bad_request"),
+    ).toContain("intent");
+    expect(
+      await expectError(
+        await api("/api/tasks", { method: "POST", json: { intent: "x".repeat(2001) } }),
+        400,
+        "bad_request",
+      ),
+    ).toContain("2000");
+    expect(
+      await expectError(
+        await api("/api/tasks", { method: "POST", body: "{not json", headers: { "Content-Type": "application/json" } }),
+        400,
+        "bad_request",
+      ),
+    ).toContain("JSON");
+    await expectError(
+      await api("/api/tasks", { method: "POST", json: { intent: "ok", extra: 1 } }),
+      400,
+      "bad_request",
+    );
+    await expectError(
+      await api("/api/tasks", { method: "POST", json: { intent: "ok", projectId: "../etc" } }),
+      400,
+      "bad_request",
+    );
+    expect(await countLedgerJobs()).toBe(before);
+  });
+
+  it("answers 404 for an unknown job and 400 for a malformed job id", async () => {
+    await expectError(await api("/api/jobs/job_0000000000000000"), 404, "not_found");
+    await expectError(await api("/api/jobs/not-a-job"), 400, "bad_request");
+    await expectError(await api("/api/jobs/job_0000000000000000/approve", { method: "POST" }), 404, "not_found");
+    await expectError(await api("/api/nope"), 404, "not_found");
+  });
+
+  it("refuses a bad list query and a forged cursor", async () => {
+    await expectError(await api("/api/jobs?status=DONE"), 400, "bad_request");
+    await expectError(await api("/api/jobs?limit=1000"), 400, "bad_request");
+    await expectError(await api("/api/jobs?cursor=%%%garbage"), 400, "bad_request");
+  });
+});
+
+describe("task submission", () => {
+  it("creates a job at once and plans it in the JobDO's alarm", async () => {
+    const res = await api("/api/tasks", { method: "POST", json: { intent: "check git status" } });
+    expect(res.status).toBe(202);
+    const created = await json<{ jobId: string; status: string }>(res);
+    expect(created.status).toBe("CREATED");
+    await runDurableObjectAlarm(env.JOB.get(env.JOB.idFromName(created.jobId)));
+    const job = await json<JobView>(await api(`/api/jobs/${created.jobId}`));
+    expect(job.plan?.proposedSteps.map((s) => s.action)).toEqual(["git_status"]);
+    expect(job.risk).toBe("READ_ONLY");
+    expect(job.status).toBe("QUEUED"); // auto-approved and dispatched
+    expect(job.decidedBy).toBe("auto");
+  });
+
+  it("lists jobs newest first with cursor pagination", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const r = await json<{ jobId: string }>(
+        await api("/api/tasks", { method: "POST", json: { intent: `list files ${i}` } }),
+      );
+      ids.push(r.jobId);
+    }
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: { jobs: { id: string }[]; nextCursor: string | null } = await json(
+        await api(`/api/jobs?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`),
+      );
+      expect(page.jobs.length).toBeLessThanOrEqual(2);
+      seen.push(...page.jobs.map((j) => j.id));
+      cursor = page.nextCursor;
+    } while (cursor);
+    const mine = seen.filter((id) => ids.includes(id));
+    expect(mine).toEqual([...ids].reverse());
+    expect(new Set(seen).size).toBe(seen.length);
+  });
+});

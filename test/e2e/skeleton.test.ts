@@ -1,0 +1,94 @@
+// The walking skeleton, end to end: curl-style API call → JobDO → rule planner → queue →
+// registry → a real agent process → real `git status` in a temporary repository → SUCCEEDED.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { JobView } from "../../protocol/index.ts";
+import { startAgent } from "../helpers/node/agent-process.ts";
+import { makeGitRepo } from "../helpers/node/git-repo.ts";
+import { waitFor } from "../helpers/node/wait.ts";
+import { startWorker } from "../helpers/node/wrangler-dev.ts";
+
+type Worker = Awaited<ReturnType<typeof startWorker>>;
+type Agent = Awaited<ReturnType<typeof startAgent>>;
+type Repo = Awaited<ReturnType<typeof makeGitRepo>>;
+
+let worker: Worker;
+let agent: Agent;
+let repo: Repo;
+
+async function call(path: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(`${worker.url}${path}`, {
+    ...init,
+    headers: { Authorization: `Bearer ${worker.apiToken}`, "Content-Type": "application/json", ...init.headers },
+  });
+}
+
+beforeAll(async () => {
+  repo = await makeGitRepo({ "README.md": "# demo\n", "src/app.txt": "v1\n" });
+  // An untracked and a modified file give `git status` something real to say.
+  const { writeFile } = await import("node:fs/promises");
+  await writeFile(`${repo.dir}/untracked.txt`, "new\n");
+  await writeFile(`${repo.dir}/src/app.txt`, "v2\n");
+  worker = await startWorker();
+  const code = (await (await call("/api/agents/pairing-codes", { method: "POST", body: "{}" })).json()) as {
+    code: string;
+  };
+  const paired = (await (
+    await fetch(`${worker.url}/agent/pair`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ code: code.code, name: "e2e" }),
+    })
+  ).json()) as { token: string };
+  agent = await startAgent({ url: worker.url, token: paired.token, workspace: repo.dir });
+  await waitFor(
+    async () => {
+      const h = (await (await fetch(`${worker.url}/health`)).json()) as { agentsOnline: number };
+      return h.agentsOnline === 1;
+    },
+    { timeoutMs: 20_000, what: "the agent to come online" },
+  );
+});
+
+afterAll(async () => {
+  await agent?.stop();
+  await worker?.stop();
+  await repo?.cleanup();
+});
+
+describe("walking skeleton", () => {
+  it("runs 'check git status' on a real agent and shows the real output", async () => {
+    const res = await call("/api/tasks", { method: "POST", body: JSON.stringify({ intent: "check git status" }) });
+    expect(res.status).toBe(202);
+    const { jobId } = (await res.json()) as { jobId: string };
+    let job: JobView | undefined;
+    await waitFor(
+      async () => {
+        job = (await (await call(`/api/jobs/${jobId}`)).json()) as JobView;
+        return ["SUCCEEDED", "FAILED", "CANCELLED"].includes(job.status);
+      },
+      { timeoutMs: 30_000, what: "the job to finish" },
+    );
+    expect(job?.status).toBe("SUCCEEDED");
+    expect(job?.steps).toHaveLength(1);
+    expect(job?.steps[0]).toMatchObject({ action: "git_status", state: "succeeded", exitCode: 0 });
+    expect(job?.logTail).toContain("untracked.txt");
+    expect(job?.logTail).toContain("src/app.txt");
+    const list = (await (await call("/api/jobs?status=SUCCEEDED")).json()) as { jobs: { id: string }[] };
+    expect(list.jobs.map((j) => j.id)).toContain(jobId);
+  });
+
+  it("answers bad input with JSON errors and changes nothing", async () => {
+    const before = ((await (await call("/api/jobs?limit=100")).json()) as { jobs: unknown[] }).jobs.length;
+    const noToken = await fetch(`${worker.url}/api/tasks`, { method: "POST", body: JSON.stringify({ intent: "x" }) });
+    expect(noToken.status).toBe(401);
+    expect(((await noToken.json()) as { error: { code: string } }).error.code).toBe("unauthorized");
+    expect((await call("/api/tasks", { method: "POST", body: JSON.stringify({ intent: "" }) })).status).toBe(400);
+    expect(
+      (await call("/api/tasks", { method: "POST", body: JSON.stringify({ intent: "y".repeat(5000) }) })).status,
+    ).toBe(400);
+    expect((await call("/api/tasks", { method: "POST", body: "{oops" })).status).toBe(400);
+    expect((await call("/api/jobs/job_0000000000aaaaaa")).status).toBe(404);
+    const after = ((await (await call("/api/jobs?limit=100")).json()) as { jobs: unknown[] }).jobs.length;
+    expect(after).toBe(before);
+  });
+});

@@ -1,0 +1,67 @@
+// Starts a real agent process (`node agent/src/cli.ts connect`) for end-to-end tests.
+import { type ChildProcess, spawn } from "node:child_process";
+import { join, resolve } from "node:path";
+
+const ROOT = resolve(import.meta.dirname, "../../..");
+
+export interface AgentOptions {
+  url: string;
+  token: string;
+  workspace: string;
+  projectId?: string;
+  name?: string;
+  allowShell?: boolean;
+  maxConcurrency?: number;
+  env?: Record<string, string>;
+}
+
+export interface AgentProcess {
+  proc: ChildProcess;
+  pid: number;
+  logs(): string;
+  /** Graceful stop (SIGTERM), then SIGKILL after 5 s. */
+  stop(): Promise<void>;
+  /** Hard kill, as if the laptop died. */
+  kill(): Promise<void>;
+}
+
+export async function startAgent(opts: AgentOptions): Promise<AgentProcess> {
+  const args = [
+    join(ROOT, "agent/src/cli.ts"),
+    "connect",
+    "--server",
+    opts.url,
+    "--config",
+    join(ROOT, ".skynet", "nonexistent-e2e-config.json"),
+    "--workspace",
+    `${opts.projectId ?? "default"}=${opts.workspace}`,
+    "--name",
+    opts.name ?? "e2e-agent",
+    "--max-concurrency",
+    String(opts.maxConcurrency ?? 2),
+    ...(opts.allowShell ? ["--allow-shell"] : []),
+  ];
+  // The token goes in the environment, never in argv (visible to every user in `ps`).
+  const proc = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: { ...process.env, SKYNET_AGENT_TOKEN: opts.token, ...opts.env },
+    stdio: "pipe",
+  });
+  let output = "";
+  proc.stdout?.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  proc.stderr?.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  const exited = new Promise<void>((r) => proc.once("exit", () => r()));
+  const signal = async (sig: NodeJS.Signals) => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill(sig);
+    const timer = setTimeout(() => proc.kill("SIGKILL"), 5_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  if (!proc.pid) throw new Error("agent process did not start");
+  return { proc, pid: proc.pid, logs: () => output, stop: () => signal("SIGTERM"), kill: () => signal("SIGKILL") };
+}

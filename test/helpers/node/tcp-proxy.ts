@@ -1,0 +1,53 @@
+// A loopback TCP proxy whose connections a test can cut, to drop an agent's WebSocket while the
+// agent process keeps running (a real network fault, not a mock).
+import { createServer, type Socket } from "node:net";
+
+export interface TcpProxy {
+  url: string;
+  port: number;
+  /** Destroys every open connection (both directions); new ones are still accepted. */
+  dropAll(): number;
+  close(): Promise<void>;
+}
+
+export async function startTcpProxy(targetPort: number, targetHost = "127.0.0.1"): Promise<TcpProxy> {
+  const pairs = new Set<[Socket, Socket]>();
+  const { connect } = await import("node:net");
+  const server = createServer((client) => {
+    const upstream = connect(targetPort, targetHost);
+    const pair: [Socket, Socket] = [client, upstream];
+    pairs.add(pair);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      pairs.delete(pair);
+    };
+    client.on("error", end).on("close", end);
+    upstream.on("error", end).on("close", end);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    dropAll() {
+      const n = pairs.size;
+      for (const [a, b] of pairs) {
+        a.destroy();
+        b.destroy();
+      }
+      pairs.clear();
+      return n;
+    },
+    close() {
+      for (const [a, b] of pairs) {
+        a.destroy();
+        b.destroy();
+      }
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}

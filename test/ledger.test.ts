@@ -1,0 +1,151 @@
+// The ledger's store functions inside workerd against the real D1 migrations.
+import { env } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import {
+  appendAudit,
+  appendJobEvent,
+  createPairing,
+  findActiveToken,
+  getDb,
+  getJob,
+  LedgerInputError,
+  listAudit,
+  listJobEvents,
+  listJobs,
+  listWorkers,
+  markStaleWorkersOffline,
+  redeemPairing,
+  revokeToken,
+  updateJobStatus,
+  upsertJob,
+  upsertWorker,
+} from "../src/ledger/store.ts";
+import { newJobId } from "../src/lib/crypto.ts";
+
+const db = () => getDb(env.DB);
+
+function row(over: Partial<Parameters<typeof upsertJob>[1]> = {}) {
+  const now = Date.now();
+  return {
+    id: newJobId(),
+    projectId: "default",
+    userId: "u1",
+    intent: "check git status",
+    status: "CREATED",
+    createdAt: now,
+    updatedAt: now,
+    ...over,
+  };
+}
+
+describe("jobs", () => {
+  it("creates, gets and updates a job; an older snapshot never overwrites a newer one", async () => {
+    const r = row();
+    await upsertJob(db(), r);
+    expect(await getJob(db(), r.id)).toMatchObject({ id: r.id, status: "CREATED", attempt: 0 });
+    await upsertJob(db(), { ...r, status: "QUEUED", attempt: 1, updatedAt: r.updatedAt + 10 });
+    await upsertJob(db(), { ...r, status: "PLANNED", updatedAt: r.updatedAt + 5 });
+    expect((await getJob(db(), r.id))?.status).toBe("QUEUED");
+    expect(await updateJobStatus(db(), r.id, "RUNNING", { at: r.updatedAt + 20 })).toBe(true);
+    expect(await updateJobStatus(db(), r.id, "QUEUED", { at: r.updatedAt + 1 })).toBe(false);
+    expect((await getJob(db(), r.id))?.status).toBe("RUNNING");
+    expect(await getJob(db(), "job_doesnotexist00")).toBeNull();
+  });
+
+  it("lists newest first with a status filter and cursor pagination that neither skips nor repeats", async () => {
+    const base = Date.now() + 1_000_000;
+    const ids: string[] = [];
+    for (let i = 0; i < 7; i++) {
+      // two rows share each timestamp, so the cursor must break ties by id
+      const r = row({ createdAt: base + Math.floor(i / 2), updatedAt: base, status: "SUCCEEDED", userId: "pager" });
+      ids.push(r.id);
+      await upsertJob(db(), r);
+    }
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const page = await listJobs(db(), { userId: "pager", limit: 3, cursor });
+      seen.push(...page.jobs.map((j) => j.id));
+      cursor = page.nextCursor ?? undefined;
+      pages += 1;
+    } while (cursor);
+    expect(pages).toBe(3);
+    expect(new Set(seen).size).toBe(7);
+    expect([...seen].sort()).toEqual([...ids].sort());
+    const created = (await listJobs(db(), { userId: "pager", status: "CREATED" })).jobs;
+    expect(created).toHaveLength(0);
+    await expect(listJobs(db(), { cursor: "not-a-cursor" })).rejects.toBeInstanceOf(LedgerInputError);
+  });
+});
+
+describe("events and audit", () => {
+  it("appends events idempotently by (job, seq), in order", async () => {
+    const jobId = newJobId();
+    const at = Date.now();
+    await appendJobEvent(db(), { jobId, seq: 1, fromStatus: null, toStatus: "CREATED", event: "create", at });
+    await appendJobEvent(db(), { jobId, seq: 2, fromStatus: "CREATED", toStatus: "PLANNED", event: "plan_ready", at });
+    await appendJobEvent(db(), { jobId, seq: 2, fromStatus: "CREATED", toStatus: "PLANNED", event: "plan_ready", at });
+    const events = await listJobEvents(db(), jobId);
+    expect(events.map((e) => e.toStatus)).toEqual(["CREATED", "PLANNED"]);
+  });
+  it("appends audit entries", async () => {
+    const jobId = newJobId();
+    await appendAudit(db(), { actor: "42", action: "approve", jobId, detail: { risk: "ADMIN" }, at: Date.now() });
+    const [entry] = await listAudit(db(), { jobId });
+    expect(entry).toMatchObject({ actor: "42", action: "approve", jobId });
+    expect(JSON.parse(entry?.detail ?? "{}")).toEqual({ risk: "ADMIN" });
+  });
+});
+
+describe("workers and tokens", () => {
+  it("upserts workers and marks silent ones OFFLINE", async () => {
+    const now = Date.now();
+    const w = {
+      name: "laptop",
+      capabilities: ["git"],
+      workspaces: ["default"],
+      status: "ONLINE" as const,
+      running: 0,
+      maxConcurrency: 1,
+      version: "0.1.0",
+    };
+    await upsertWorker(db(), { ...w, id: "agent_fresh", at: now });
+    await upsertWorker(db(), { ...w, id: "agent_silent", at: now - 600_000 });
+    const offline = await markStaleWorkersOffline(db(), now - 180_000);
+    expect(offline).toContain("agent_silent");
+    expect(offline).not.toContain("agent_fresh");
+    const all = await listWorkers(db(), { status: "OFFLINE" });
+    expect(all.find((x) => x.id === "agent_silent")?.capabilities).toEqual(["git"]);
+  });
+
+  it("redeems a pairing code once, never after expiry, and revokes tokens", async () => {
+    const now = Date.now();
+    await createPairing(db(), {
+      id: "tok_00000000000000a1",
+      agentId: "agent_a1",
+      name: "a",
+      codeHash: "code-hash-a1",
+      expiresAt: now + 60_000,
+      createdBy: "test",
+      at: now,
+    });
+    await createPairing(db(), {
+      id: "tok_00000000000000a2",
+      agentId: "agent_a2",
+      name: "b",
+      codeHash: "code-hash-a2",
+      expiresAt: now - 1,
+      createdBy: "test",
+      at: now,
+    });
+    const first = await redeemPairing(db(), { codeHash: "code-hash-a1", tokenHash: "th-1", name: "a", now });
+    expect(first).toMatchObject({ agentId: "agent_a1" });
+    expect(await redeemPairing(db(), { codeHash: "code-hash-a1", tokenHash: "th-2", name: "a", now })).toBeNull();
+    expect(await redeemPairing(db(), { codeHash: "code-hash-a2", tokenHash: "th-3", name: "b", now })).toBeNull();
+    expect((await findActiveToken(db(), "th-1"))?.agentId).toBe("agent_a1");
+    expect(await revokeToken(db(), "tok_00000000000000a1", now)).toEqual({ agentId: "agent_a1" });
+    expect(await findActiveToken(db(), "th-1")).toBeNull();
+    expect(await revokeToken(db(), "tok_00000000000000a1", now)).toBeNull();
+  });
+});
