@@ -539,10 +539,13 @@ export class JobDO extends DurableObject<Env> {
         for (const row of this.outbox.due(Date.now())) {
           const state = this.load();
           if (!state) return;
+          this.outbox.inflight = row.id;
           try {
             await runOutboxItem(this, state, row.item);
+            this.outbox.inflight = null;
             this.outbox.done(row.id);
           } catch (err) {
+            this.outbox.inflight = null;
             log("warn", "outbox item failed; will retry", {
               jobId: state.id,
               kind: row.item.kind,
@@ -574,7 +577,8 @@ export class JobDO extends DurableObject<Env> {
       await this.ctx.storage.deleteAlarm();
       return;
     }
-    const next = Math.min(...times);
+    // Outbox rows due "now" (next_at 0) and past deadlines fire as soon as possible.
+    const next = Math.max(Math.min(...times), Date.now() + 5);
     const current = await this.ctx.storage.getAlarm();
     if (current === null || current !== next) await this.ctx.storage.setAlarm(next);
   }

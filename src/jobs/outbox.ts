@@ -26,6 +26,8 @@ export interface OutboxRow {
 
 export class Outbox {
   private readonly sql: SqlStorage;
+  /** The row being performed right now: it acts on an older snapshot, so nothing coalesces into it. */
+  inflight: number | null = null;
 
   constructor(sql: SqlStorage) {
     this.sql = sql;
@@ -37,7 +39,9 @@ export class Outbox {
   /** Adds an item; "ledger", "notify" and "archive_log" are coalesced (they act on the current state). */
   add(item: OutboxItem): void {
     if (item.kind === "ledger" || item.kind === "notify" || item.kind === "archive_log") {
-      const pending = this.sql.exec("SELECT 1 FROM outbox WHERE kind = ? AND tries = 0", item.kind).toArray();
+      const pending = this.sql
+        .exec("SELECT 1 FROM outbox WHERE kind = ? AND tries = 0 AND id <> ?", item.kind, this.inflight ?? -1)
+        .toArray();
       if (pending.length > 0) return;
     }
     this.sql.exec("INSERT INTO outbox (kind, payload) VALUES (?, ?)", item.kind, JSON.stringify(item));

@@ -73,8 +73,16 @@ describe("walking skeleton", () => {
     expect(job?.steps[0]).toMatchObject({ action: "git_status", state: "succeeded", exitCode: 0 });
     expect(job?.logTail).toContain("untracked.txt");
     expect(job?.logTail).toContain("src/app.txt");
-    const list = (await (await call("/api/jobs?status=SUCCEEDED")).json()) as { jobs: { id: string }[] };
-    expect(list.jobs.map((j) => j.id)).toContain(jobId);
+    // The ledger is written from the JobDO's outbox, a moment after the DO's own state.
+    await waitFor(
+      async () => {
+        const list = (await (await call("/api/jobs?status=SUCCEEDED")).json()) as { jobs: { id: string }[] };
+        return list.jobs.some((j) => j.id === jobId);
+      },
+      { timeoutMs: 10_000, what: "the ledger row to say SUCCEEDED" },
+    );
+    const events = (await (await call(`/api/jobs/${jobId}/events`)).json()) as { events: { to: string }[] };
+    expect(events.events.map((e) => e.to)).toEqual(["CREATED", "PLANNED", "QUEUED", "RUNNING", "SUCCEEDED"]);
   });
 
   it("answers bad input with JSON errors and changes nothing", async () => {

@@ -1,0 +1,413 @@
+// CHATHAN, the laptop agent: one outbound WebSocket to the SKYNET registry, jobs offered and
+// accepted, steps run in their workspace, logs streamed with sequence numbers, artifacts
+// uploaded, cancel obeyed, and reconnect with resume when the connection drops.
+import { createHash } from "node:crypto";
+import WebSocket from "ws";
+import {
+  type AgentToServer,
+  type ArtifactRef,
+  type ExecutionResult,
+  type ExecutionSpec,
+  type FencedAgentMessage,
+  PROTOCOL_VERSION,
+  parseFrame,
+  type ServerMessageOf,
+  type ServerToAgent,
+  ServerToAgentSchema,
+  type StepResult,
+} from "../../protocol/index.ts";
+import type { AgentConfig } from "./config.ts";
+import { executeStep, recheckStep } from "./executor.ts";
+import { LogChunker } from "./log-stream.ts";
+
+export const AGENT_VERSION = "0.1.0";
+/** Above this many buffered bytes on the socket, output is paused (backpressure). */
+const HIGH_WATER = 4 * 1024 * 1024;
+/** Log frames kept for replay after a reconnect. */
+const JOURNAL_LOG_BYTES = 8 * 1024 * 1024;
+const CAPTURE_BYTES = 5 * 1024 * 1024;
+const LINGER_MS = 15_000;
+
+type Fence = { jobId: string; attempt: number; leaseToken: string };
+type FencedFrame = FencedAgentMessage;
+
+interface Job extends Fence {
+  spec: ExecutionSpec;
+  abort: AbortController;
+  chunker: LogChunker;
+  journal: FencedFrame[];
+  journalLogBytes: number;
+  finished: boolean;
+  fenced: boolean;
+}
+
+export interface AgentEvents {
+  log(line: string): void;
+}
+
+export class Agent {
+  readonly config: AgentConfig;
+  private ws: WebSocket | null = null;
+  private readonly jobs = new Map<string, Job>();
+  private heartbeat: NodeJS.Timeout | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private failures = 0;
+  private stopped = false;
+  private welcomed = false;
+  agentId: string | null = null;
+  private readonly say: (line: string) => void;
+  private writableWaiters: (() => void)[] = [];
+
+  constructor(config: AgentConfig, events: Partial<AgentEvents> = {}) {
+    this.config = config;
+    this.say = events.log ?? ((line) => process.stderr.write(`[skynet-agent] ${line}\n`));
+  }
+
+  get runningJobs(): string[] {
+    return [...this.jobs.values()].filter((j) => !j.finished).map((j) => j.jobId);
+  }
+
+  get connected(): boolean {
+    return this.welcomed && this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.connect();
+  }
+
+  /** Cancels running jobs (waiting for them to report) and closes the connection. */
+  async stop(graceMs = this.config.cancelGraceMs + 2000): Promise<void> {
+    for (const job of this.jobs.values()) if (!job.finished) job.abort.abort();
+    const deadline = Date.now() + graceMs;
+    while (this.runningJobs.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    this.stopped = true;
+    clearInterval(this.heartbeat);
+    clearTimeout(this.reconnectTimer);
+    this.ws?.close(1000, "agent stopping");
+    this.ws = null;
+  }
+
+  // ---- connection -----------------------------------------------------------------------------
+
+  private connect(): void {
+    const url = `${this.config.serverUrl.replace(/^http/, "ws")}/agent/connect`;
+    const ws = new WebSocket(url, {
+      headers: { Authorization: `Bearer ${this.config.token}` },
+      handshakeTimeout: 15_000,
+    });
+    this.ws = ws;
+    this.welcomed = false;
+    ws.on("open", () => {
+      this.say(`connected to ${this.config.serverUrl}`);
+      this.sendRaw({
+        type: "hello",
+        protocolVersion: PROTOCOL_VERSION,
+        agentName: this.config.name,
+        agentVersion: AGENT_VERSION,
+        capabilities: ["git", "fs", "runner", ...(this.config.allowShell ? (["shell"] as const) : [])],
+        workspaces: Object.keys(this.config.workspaces),
+        maxConcurrency: this.config.maxConcurrency,
+        allowShell: this.config.allowShell,
+      });
+    });
+    ws.on("message", (data, isBinary) => {
+      if (isBinary) return;
+      const parsed = parseFrame(ServerToAgentSchema, data.toString());
+      if (!parsed.ok) {
+        this.say(`ignored a bad frame from the server: ${parsed.error}`);
+        return;
+      }
+      void this.onMessage(parsed.message);
+    });
+    ws.on("unexpected-response", (_req, res) => {
+      this.say(
+        res.statusCode === 401
+          ? "the server refused this agent's token (revoked or unknown); pair again with `skynet-agent pair`"
+          : `the server answered ${res.statusCode} to the WebSocket upgrade`,
+      );
+      ws.terminate();
+    });
+    ws.on("error", (err) => {
+      if (this.failures === 0) this.say(`connection error: ${err.message}`);
+    });
+    ws.on("close", (code, reason) => {
+      if (this.ws !== ws) return;
+      this.welcomed = false;
+      clearInterval(this.heartbeat);
+      this.releaseWriters();
+      if (this.stopped) return;
+      const delay = this.backoff();
+      this.say(
+        `disconnected (${code}${reason.length ? ` ${reason.toString()}` : ""}); reconnecting in ${Math.round(delay / 100) / 10}s`,
+      );
+      this.reconnectTimer = setTimeout(() => this.connect(), delay);
+    });
+  }
+
+  /** Exponential backoff with jitter: base·2^n capped, half fixed and half random. */
+  private backoff(): number {
+    const ceiling = Math.min(this.config.reconnectMaxMs, this.config.reconnectBaseMs * 2 ** this.failures);
+    this.failures += 1;
+    return ceiling / 2 + Math.random() * (ceiling / 2);
+  }
+
+  private sendRaw(msg: AgentToServer): boolean {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify(msg), () => this.releaseWriters());
+    return true;
+  }
+
+  private releaseWriters(): void {
+    if (this.ws && this.ws.bufferedAmount > HIGH_WATER && this.connected) return;
+    for (const w of this.writableWaiters.splice(0)) w();
+  }
+
+  /** Resolves when a fenced frame may be produced without growing memory without bound. */
+  private async writable(job: Job): Promise<void> {
+    for (;;) {
+      if (this.stopped || job.fenced) return;
+      if (this.connected && (this.ws?.bufferedAmount ?? 0) <= HIGH_WATER) return;
+      if (!this.connected && job.journalLogBytes < JOURNAL_LOG_BYTES) return;
+      await new Promise<void>((resolve) => {
+        this.writableWaiters.push(resolve);
+        setTimeout(resolve, 100).unref();
+      });
+    }
+  }
+
+  /** Sends a fenced frame now if connected, and keeps it in the job's journal for replay. */
+  private async sendFenced(job: Job, msg: FencedFrame): Promise<void> {
+    if (job.fenced) return;
+    job.journal.push(msg);
+    if (msg.type === "log") {
+      job.journalLogBytes += msg.data.length;
+      while (job.journalLogBytes > JOURNAL_LOG_BYTES) {
+        const i = job.journal.findIndex((f) => f.type === "log");
+        if (i < 0) break;
+        const [old] = job.journal.splice(i, 1);
+        if (old?.type === "log") job.journalLogBytes -= old.data.length;
+      }
+    }
+    if (this.connected) this.sendRaw(msg);
+    if (msg.type === "log") await this.writable(job);
+  }
+
+  private heartbeatFrame(type: "heartbeat" | "resume"): AgentToServer {
+    const running = [...this.jobs.values()]
+      .filter((j) => !j.finished && !j.fenced)
+      .map((j) => ({ jobId: j.jobId, attempt: j.attempt, leaseToken: j.leaseToken, lastSeq: j.chunker.seq - 1 }));
+    return { type, running };
+  }
+
+  // ---- server messages -------------------------------------------------------------------------
+
+  private async onMessage(msg: ServerToAgent): Promise<void> {
+    switch (msg.type) {
+      case "welcome":
+        return this.onWelcome(msg);
+      case "job_offer":
+        return this.onOffer(msg);
+      case "job_cancel": {
+        const job = this.jobs.get(msg.jobId);
+        if (job && job.attempt === msg.attempt && !job.finished) {
+          this.say(`job ${msg.jobId} cancelled by the server: ${msg.reason}`);
+          job.abort.abort();
+        }
+        return;
+      }
+      case "error": {
+        const job = msg.jobId ? this.jobs.get(msg.jobId) : undefined;
+        if (job && msg.code === "stale_lease" && !job.finished) {
+          this.say(`job ${job.jobId}: the server no longer recognises this attempt (${msg.message}); stopping it`);
+          job.fenced = true;
+          job.abort.abort();
+        } else if (!job?.finished) {
+          this.say(`server error ${msg.code}: ${msg.message}`);
+        }
+        return;
+      }
+    }
+  }
+
+  private onWelcome(msg: ServerMessageOf<"welcome">): void {
+    this.agentId = msg.agentId;
+    this.welcomed = true;
+    this.failures = 0;
+    this.say(`registered as ${msg.agentId}; serving ${Object.keys(this.config.workspaces).join(", ")}`);
+    clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(() => this.sendRaw(this.heartbeatFrame("heartbeat")), msg.heartbeatIntervalS * 1000);
+    this.heartbeat.unref();
+    if (this.jobs.size > 0) {
+      this.sendRaw(this.heartbeatFrame("resume"));
+      // Replay everything the server may have missed; it drops what it already has.
+      for (const job of this.jobs.values()) {
+        if (job.fenced) continue;
+        for (const frame of job.journal) this.sendRaw(frame);
+      }
+      this.say(`resumed ${this.runningJobs.length} running job(s)`);
+    }
+    this.releaseWriters();
+  }
+
+  private onOffer(msg: ServerMessageOf<"job_offer">): void {
+    const fence = { jobId: msg.jobId, attempt: msg.attempt, leaseToken: msg.leaseToken };
+    const reject = (reason: string) => {
+      this.say(`job ${msg.jobId} rejected: ${reason}`);
+      this.sendRaw({ type: "job_reject", ...fence, reason });
+    };
+    const existing = this.jobs.get(msg.jobId);
+    if (existing && existing.attempt === msg.attempt && !existing.finished) {
+      this.sendRaw({ type: "job_accept", ...fence });
+      return;
+    }
+    if (this.runningJobs.length >= this.config.maxConcurrency) {
+      reject("agent is at its concurrency limit");
+      return;
+    }
+    if (msg.spec.jobId !== msg.jobId || msg.spec.attempt !== msg.attempt) {
+      reject("offer and spec disagree");
+      return;
+    }
+    const workspace = this.config.workspaces[msg.spec.projectId];
+    if (!workspace) {
+      reject(`this agent does not serve project ${msg.spec.projectId}`);
+      return;
+    }
+    for (const step of msg.spec.steps) {
+      const check = recheckStep(step, this.config.allowShell);
+      if (!check.ok) {
+        reject(`step ${step.id}: ${check.error}`);
+        return;
+      }
+    }
+    const job: Job = {
+      ...fence,
+      spec: msg.spec,
+      abort: new AbortController(),
+      chunker: new LogChunker((f) =>
+        this.sendFenced(job, { type: "log", ...fence, stepId: f.stepId, seq: f.seq, stream: f.stream, data: f.data }),
+      ),
+      journal: [],
+      journalLogBytes: 0,
+      finished: false,
+      fenced: false,
+    };
+    this.jobs.set(msg.jobId, job);
+    this.sendRaw({ type: "job_accept", ...fence });
+    this.say(`job ${msg.jobId} accepted (${msg.spec.steps.map((s) => s.action).join(", ")})`);
+    void this.runJob(job, workspace).catch((err: unknown) => {
+      this.say(`job ${job.jobId} crashed: ${err instanceof Error ? err.message : String(err)}`);
+    });
+  }
+
+  // ---- execution -------------------------------------------------------------------------------
+
+  private async runJob(job: Job, workspace: string): Promise<void> {
+    const fence = { jobId: job.jobId, attempt: job.attempt, leaseToken: job.leaseToken };
+    const results: StepResult[] = [];
+    const artifacts: ArtifactRef[] = [];
+    let status: ExecutionResult["status"] = "SUCCEEDED";
+    let jobError: string | undefined;
+    for (const step of job.spec.steps) {
+      if (status !== "SUCCEEDED" || job.abort.signal.aborted) {
+        if (job.abort.signal.aborted && status === "SUCCEEDED") status = "CANCELLED";
+        results.push({ stepId: step.id, action: step.action, outcome: "skipped", exitCode: null });
+        continue;
+      }
+      const startedAt = new Date();
+      job.chunker.setStep(step.id);
+      await this.sendFenced(job, {
+        type: "step_started",
+        ...fence,
+        stepId: step.id,
+        startedAt: startedAt.toISOString(),
+      });
+      const run = await executeStep(step, {
+        workspace,
+        allowShell: this.config.allowShell,
+        timeoutMs: step.timeoutS * 1000,
+        outputCapBytes: this.config.outputCapBytes,
+        cancelGraceMs: this.config.cancelGraceMs,
+        signal: job.abort.signal,
+        out: (stream, data) => job.chunker.write(stream, data),
+        captureBytes: step.action === "run_tests" || step.action === "build_project" ? CAPTURE_BYTES : 0,
+      });
+      await job.chunker.flush(true);
+      const durationMs = Date.now() - startedAt.getTime();
+      if (run.captured && run.captured.length > 0 && !job.fenced) {
+        const ref = await this.uploadArtifact(job, `${step.id}-${step.action}.log`, run.captured, step.id);
+        if (ref) {
+          artifacts.push(ref);
+          await this.sendFenced(job, { type: "artifact_ready", ...fence, artifact: ref });
+        }
+      }
+      await this.sendFenced(job, {
+        type: "step_finished",
+        ...fence,
+        stepId: step.id,
+        outcome: run.outcome,
+        exitCode: run.exitCode,
+        durationMs,
+        ...(run.error ? { error: run.error.slice(0, 4000) } : {}),
+      });
+      results.push({
+        stepId: step.id,
+        action: step.action,
+        outcome: run.outcome,
+        exitCode: run.exitCode,
+        startedAt: startedAt.toISOString(),
+        finishedAt: new Date().toISOString(),
+        durationMs,
+        ...(run.error ? { error: run.error.slice(0, 4000) } : {}),
+      });
+      if (run.outcome === "cancelled") status = "CANCELLED";
+      else if (run.outcome === "failed") {
+        status = "FAILED";
+        jobError = `step ${step.id} (${step.action}) failed: ${run.error ?? `exit code ${run.exitCode}`}`;
+      }
+    }
+    const result: ExecutionResult = {
+      jobId: job.jobId,
+      attempt: job.attempt,
+      status,
+      steps: results,
+      artifacts,
+      ...(jobError ? { error: jobError.slice(0, 4000) } : {}),
+    };
+    await this.sendFenced(job, { type: "job_finished", ...fence, status, result });
+    job.finished = true;
+    this.say(`job ${job.jobId} ${status.toLowerCase()}${jobError ? `: ${jobError}` : ""}`);
+    setTimeout(() => {
+      if (this.jobs.get(job.jobId) === job) this.jobs.delete(job.jobId);
+    }, LINGER_MS).unref();
+  }
+
+  private async uploadArtifact(job: Job, name: string, body: Buffer, stepId: string): Promise<ArtifactRef | null> {
+    const sha256 = createHash("sha256").update(body).digest("hex");
+    const url = `${this.config.serverUrl}/agent/jobs/${job.jobId}/artifacts/${encodeURIComponent(name)}`;
+    try {
+      const res = await fetch(url, {
+        method: "PUT",
+        headers: {
+          Authorization: `Bearer ${this.config.token}`,
+          "Content-Type": "text/plain; charset=utf-8",
+          "Content-Length": String(body.length),
+          "X-Skynet-Attempt": String(job.attempt),
+          "X-Skynet-Lease": job.leaseToken,
+          "X-Skynet-Sha256": sha256,
+        },
+        body: new Uint8Array(body),
+      });
+      if (res.status !== 201) {
+        this.say(`artifact ${name} upload refused: ${res.status} ${(await res.text()).slice(0, 200)}`);
+        return null;
+      }
+      return { name, size: body.length, sha256, contentType: "text/plain; charset=utf-8", stepId };
+    } catch (err) {
+      this.say(`artifact ${name} upload failed: ${err instanceof Error ? err.message : String(err)}`);
+      return null;
+    }
+  }
+}

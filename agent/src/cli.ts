@@ -1,0 +1,203 @@
+// skynet-agent: pair this machine with a SKYNET server, connect and serve workspaces, or show
+// status. `npx skynet-agent --help` (Node ≥ 22.18) or `npm run agent -- --help` from the repo.
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { PairRequestSchema } from "../../protocol/index.ts";
+import { AGENT_VERSION, Agent } from "./agent.ts";
+import {
+  AgentConfigSchema,
+  DEFAULT_CONFIG_PATH,
+  DEFAULTS,
+  parseWorkspaces,
+  readStoredConfig,
+  writeStoredConfig,
+} from "./config.ts";
+
+const HELP: Record<string, string> = {
+  main: `skynet-agent ${AGENT_VERSION} — CHATHAN, the SKYNET laptop agent
+
+usage: skynet-agent <command> [options]
+
+commands:
+  pair <serverUrl> <code>   exchange a pairing code (from /pair or the API) for an agent token
+  connect                   connect to the server and run jobs in your workspaces
+  status                    show the saved configuration and whether the server answers
+
+Run \`skynet-agent <command> --help\` for a command's options.`,
+  pair: `usage: skynet-agent pair <serverUrl> <code> [--name NAME] [--config PATH]
+
+Exchanges a one-time pairing code (8 letters/digits, valid 10 minutes) for an agent token and
+saves it to the config file (default ${DEFAULT_CONFIG_PATH}, mode 0600).`,
+  connect: `usage: skynet-agent connect [options]
+
+  --workspace <projectId>=<dir>  serve <dir> as project <projectId> (repeatable; a bare <dir> is "default")
+  --server URL                   server URL (default: from the config file, or SKYNET_SERVER_URL)
+  --token TOKEN                  agent token (default: config file, or SKYNET_AGENT_TOKEN; prefer the env)
+  --config PATH                  config file (default ${DEFAULT_CONFIG_PATH})
+  --name NAME                    agent name shown in /agents (default: from pairing, or the hostname)
+  --allow-shell                  allow run_command (ADMIN; explicit commands as argv, still no shell)
+  --max-concurrency N            jobs run at once (default ${DEFAULTS.maxConcurrency})
+  --cancel-grace-ms MS           SIGTERM→SIGKILL grace on cancel (default ${DEFAULTS.cancelGraceMs})
+  --output-cap-bytes N           output forwarded per step before truncation (default 1 GiB)`,
+  status: `usage: skynet-agent status [--config PATH]
+
+Shows the saved configuration (never the token) and whether the server's /health answers.`,
+};
+
+class UsageError extends Error {}
+
+function fail(message: string, usage?: string): never {
+  throw new UsageError(usage ? `${message}\n\n${usage}` : message);
+}
+
+async function pair(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { name: { type: "string" }, config: { type: "string" }, help: { type: "boolean", short: "h" } },
+  });
+  if (values.help) return void console.log(HELP.pair);
+  const [serverUrl, code] = positionals;
+  if (!serverUrl || !code) fail("pair needs a server URL and a pairing code", HELP.pair);
+  const url = z.url({ protocol: /^https?$/ }).safeParse(serverUrl);
+  if (!url.success) fail(`not an http(s) URL: ${serverUrl}`);
+  const name = values.name ?? (await import("node:os")).hostname().slice(0, 100);
+  const body = PairRequestSchema.safeParse({ code: code.trim().toUpperCase(), name });
+  if (!body.success) fail(`invalid pairing request: ${body.error.issues.map((i) => i.message).join("; ")}`);
+  const base = url.data.replace(/\/+$/, "");
+  let res: Response;
+  try {
+    res = await fetch(`${base}/agent/pair`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body.data),
+    });
+  } catch (err) {
+    fail(`could not reach ${base}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const json = (await res.json().catch(() => ({}))) as {
+    agentId?: string;
+    token?: string;
+    error?: { message?: string };
+  };
+  if (res.status !== 201 || !json.token)
+    fail(`pairing refused (${res.status}): ${json.error?.message ?? "no token returned"}`);
+  const path = values.config ?? DEFAULT_CONFIG_PATH;
+  await writeStoredConfig(path, { serverUrl: base, agentId: json.agentId, token: json.token, name });
+  console.log(`paired as ${json.agentId} (${name}); token saved to ${path}`);
+  console.log(`next: skynet-agent connect --workspace default=/path/to/your/project`);
+}
+
+async function connect(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      workspace: { type: "string", multiple: true, default: [] },
+      server: { type: "string" },
+      token: { type: "string" },
+      config: { type: "string" },
+      name: { type: "string" },
+      "allow-shell": { type: "boolean", default: false },
+      "max-concurrency": { type: "string" },
+      "cancel-grace-ms": { type: "string" },
+      "output-cap-bytes": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) return void console.log(HELP.connect);
+  const stored = await readStoredConfig(values.config ?? DEFAULT_CONFIG_PATH);
+  const num = (v: string | undefined, fallback: number) => (v === undefined ? fallback : Number(v));
+  const candidate = {
+    serverUrl: values.server ?? process.env.SKYNET_SERVER_URL ?? stored?.serverUrl,
+    token: values.token ?? process.env.SKYNET_AGENT_TOKEN ?? stored?.token,
+    name: values.name ?? stored?.name ?? (await import("node:os")).hostname().slice(0, 100),
+    workspaces: parseWorkspaces(values.workspace),
+    allowShell: values["allow-shell"],
+    maxConcurrency: num(values["max-concurrency"], DEFAULTS.maxConcurrency),
+    cancelGraceMs: num(values["cancel-grace-ms"], DEFAULTS.cancelGraceMs),
+    outputCapBytes: num(values["output-cap-bytes"], DEFAULTS.outputCapBytes),
+    reconnectBaseMs: DEFAULTS.reconnectBaseMs,
+    reconnectMaxMs: DEFAULTS.reconnectMaxMs,
+  };
+  if (!candidate.serverUrl || !candidate.token) {
+    fail(
+      "no server or token: run `skynet-agent pair <serverUrl> <code>` first, or pass --server and SKYNET_AGENT_TOKEN",
+    );
+  }
+  const parsed = AgentConfigSchema.safeParse(candidate);
+  if (!parsed.success) {
+    fail(parsed.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`).join("\n"), HELP.connect);
+  }
+  const { stat } = await import("node:fs/promises");
+  for (const [id, dir] of Object.entries(parsed.data.workspaces)) {
+    const st = await stat(dir).catch(() => null);
+    if (!st?.isDirectory()) fail(`workspace ${id}: ${dir} is not a directory`);
+  }
+  const agent = new Agent(parsed.data);
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`[skynet-agent] ${signal}: cancelling running jobs and disconnecting\n`);
+    await agent.stop();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  agent.start();
+}
+
+async function status(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { config: { type: "string" }, help: { type: "boolean", short: "h" } },
+  });
+  if (values.help) return void console.log(HELP.status);
+  const path = values.config ?? DEFAULT_CONFIG_PATH;
+  const stored = await readStoredConfig(path);
+  if (!stored) return void console.log(`not paired: no config at ${path}`);
+  console.log(
+    `config:  ${path}\nserver:  ${stored.serverUrl}\nagent:   ${stored.agentId ?? "?"} (${stored.name ?? "?"})`,
+  );
+  try {
+    const res = await fetch(`${stored.serverUrl}/health`, { signal: AbortSignal.timeout(5000) });
+    const health = (await res.json()) as { ok?: boolean; agentsOnline?: number };
+    console.log(
+      `server:  ${health.ok ? "healthy" : `unhealthy (${res.status})`}, ${health.agentsOnline ?? 0} agent(s) online`,
+    );
+  } catch (err) {
+    console.log(`server:  unreachable (${err instanceof Error ? err.message : String(err)})`);
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "pair":
+      return pair(rest);
+    case "connect":
+      return connect(rest);
+    case "status":
+      return status(rest);
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      console.log(HELP.main);
+      return;
+    case "--version":
+      console.log(AGENT_VERSION);
+      return;
+    default:
+      fail(`unknown command "${command}"`, HELP.main);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof UsageError || err instanceof TypeError) {
+    console.error(`skynet-agent: ${err.message}`);
+    process.exit(2);
+  }
+  console.error(`skynet-agent: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});
