@@ -1,0 +1,161 @@
+// A real WebSocket server speaking the registry's side of the agent protocol, for agent tests:
+// it checks the Authorization header, validates every frame with the shared schemas, records
+// them, and lets a test send offers and cancels or drop the connection.
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import { type WebSocket, WebSocketServer } from "ws";
+import {
+  type AgentToServer,
+  AgentToServerSchema,
+  type ExecutionSpec,
+  PROTOCOL_VERSION,
+  parseFrame,
+  type ServerToAgent,
+} from "../../protocol/index.ts";
+
+export const TOKEN = "skya_test_token_0123456789abcdef";
+
+export class FakeRegistry {
+  readonly frames: AgentToServer[] = [];
+  readonly invalid: string[] = [];
+  readonly authHeaders: (string | undefined)[] = [];
+  connections = 0;
+  private socket: WebSocket | null = null;
+  private waiters: (() => void)[] = [];
+  private readonly http: Server;
+  private readonly wss: WebSocketServer;
+  url = "";
+  /** Drop log data instead of keeping it (big-output tests); bytes and a hash are still counted. */
+  keepLogs = true;
+  logBytes = 0;
+  onLog?: (data: string) => void;
+
+  constructor() {
+    this.http = createServer((_req, res) => {
+      res.writeHead(200, { "Content-Type": "application/json" });
+      res.end(JSON.stringify({ ok: true, agentsOnline: this.socket ? 1 : 0 }));
+    });
+    this.wss = new WebSocketServer({ noServer: true });
+    this.http.on("upgrade", (req: IncomingMessage, socket, head) => {
+      this.authHeaders.push(req.headers.authorization);
+      if (req.url !== "/agent/connect" || req.headers.authorization !== `Bearer ${TOKEN}`) {
+        socket.end("HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
+        return;
+      }
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws));
+    });
+  }
+
+  async start(): Promise<this> {
+    await new Promise<void>((r) => this.http.listen(0, "127.0.0.1", r));
+    const addr = this.http.address();
+    this.url = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}`;
+    return this;
+  }
+
+  private accept(ws: WebSocket): void {
+    this.connections += 1;
+    this.socket = ws;
+    ws.on("message", (data) => {
+      const parsed = parseFrame(AgentToServerSchema, data.toString());
+      if (!parsed.ok) {
+        this.invalid.push(parsed.error);
+        return;
+      }
+      const msg = parsed.message;
+      if (msg.type === "log") {
+        this.logBytes += Buffer.byteLength(msg.data);
+        this.onLog?.(msg.data);
+        if (!this.keepLogs) {
+          this.frames.push({ ...msg, data: "" });
+          this.wake();
+          return;
+        }
+      }
+      this.frames.push(msg);
+      if (msg.type === "hello") {
+        this.send({
+          type: "welcome",
+          agentId: "agent_test",
+          protocolVersion: PROTOCOL_VERSION,
+          heartbeatIntervalS: 1,
+          leaseS: 30,
+        });
+      }
+      this.wake();
+    });
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  send(msg: ServerToAgent): void {
+    this.socket?.send(JSON.stringify(msg));
+  }
+
+  offer(
+    spec: ExecutionSpec,
+    leaseToken = "lease-token-0123456789abcdef",
+  ): { jobId: string; attempt: number; leaseToken: string } {
+    const fence = { jobId: spec.jobId, attempt: spec.attempt, leaseToken };
+    this.send({ type: "job_offer", ...fence, spec });
+    return fence;
+  }
+
+  /** Drops the connection abruptly (as a network failure would). */
+  drop(): void {
+    this.socket?.terminate();
+    this.socket = null;
+  }
+
+  of<T extends AgentToServer["type"]>(type: T, jobId?: string): Extract<AgentToServer, { type: T }>[] {
+    return this.frames.filter(
+      (f): f is Extract<AgentToServer, { type: T }> =>
+        f.type === type && (jobId === undefined || ("jobId" in f && f.jobId === jobId)),
+    );
+  }
+
+  async waitFor<T extends AgentToServer["type"]>(
+    type: T,
+    pred: (f: Extract<AgentToServer, { type: T }>) => boolean = () => true,
+    timeoutMs = 20_000,
+  ): Promise<Extract<AgentToServer, { type: T }>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.of(type).find(pred);
+      if (found) return found;
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for ${type}; got ${this.frames.map((f) => f.type).join(",")}`);
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 100);
+      });
+    }
+  }
+
+  logText(jobId: string): string {
+    return this.of("log", jobId)
+      .sort((a, b) => a.seq - b.seq)
+      .map((f) => f.data)
+      .join("");
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.wss.clients) c.terminate();
+    this.wss.close();
+    await new Promise<void>((r) => this.http.close(() => r()));
+  }
+}
+
+let counter = 0;
+export function spec(steps: ExecutionSpec["steps"], projectId = "default"): ExecutionSpec {
+  counter += 1;
+  return {
+    jobId: `job_test${String(Date.now()).slice(-8)}${String(counter).padStart(4, "0")}`,
+    attempt: 1,
+    provider: "openclaw",
+    projectId,
+    steps,
+    timeoutS: 600,
+  };
+}
