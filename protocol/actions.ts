@@ -150,7 +150,10 @@ export const ACTION_CATALOG: readonly ActionDefinition[] = [
     capability: "fs",
     description: "Read a file inside the workspace",
     defaultTimeoutS: 30,
-    phrases: [/\b(?:read|cat|open|print|show)\s+(?:me\s+)?(?:the\s+)?(?:file\s+)?(?<path>[\w./-]*\.[\w-]+)\b/i],
+    phrases: [
+      /\b(?:read|cat|open|print|show)\s+(?:me\s+)?(?:the\s+)?file\s+(?<path>[^\s,;]+)/i,
+      /\b(?:read|cat|open|print|show)\s+(?:me\s+)?(?:the\s+)?(?<path>[\w./-]*\.[\w-]+)\b/i,
+    ],
     paramsFromPhrase: (g) => ({ path: g.path }),
   },
   {

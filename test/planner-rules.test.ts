@@ -1,0 +1,89 @@
+// The offline rule planner: clause splitting, every catalog action, refusals.
+import { describe, expect, it } from "vitest";
+import { ACTION_CATALOG } from "../protocol/index.ts";
+import { RulePlanner, splitClauses } from "../src/planners/rules.ts";
+
+const planner = new RulePlanner();
+const plan = (intent: string) => planner.plan({ jobId: "job_0123456789abcdef", intent, projectId: "default" });
+
+const PHRASES: Record<string, string> = {
+  git_status: "check git status",
+  git_diff: "show me the diff",
+  git_log: "show the last 5 commits",
+  list_files: "list all files",
+  read_file: "read the file README.md",
+  search_code: "search the code for TODO",
+  run_tests: "run all tests",
+  build_project: "build the project",
+  lint: "lint the code",
+  install_deps: "install dependencies",
+  write_file: "create a new file test.txt with hello world",
+  git_commit: "commit with message fix typo",
+  git_push: "push to origin",
+  run_command: "run command npm --version",
+};
+
+describe("rule planner", () => {
+  it("recognises every catalog action from a phrase", async () => {
+    expect(Object.keys(PHRASES).sort()).toEqual(ACTION_CATALOG.map((a) => a.name).sort());
+    for (const [action, phrase] of Object.entries(PHRASES)) {
+      const res = await plan(phrase);
+      expect(res.ok ? res.plan.proposedSteps.map((s) => s.action) : res.reason, phrase).toEqual([action]);
+    }
+  });
+
+  it("splits the seed's scenarios into ordered steps with their risk", async () => {
+    const three = await plan("check git status, run tests, and build project");
+    expect(three.ok && three.plan.proposedSteps.map((s) => s.action)).toEqual([
+      "git_status",
+      "run_tests",
+      "build_project",
+    ]);
+    expect(three.ok && three.plan.estimatedRiskLevel).toBe("WRITE");
+    const status = await plan("check git status in my project");
+    expect(status.ok && status.plan.estimatedRiskLevel).toBe("READ_ONLY");
+    const file = await plan("create a new file test.txt with hello world");
+    expect(file.ok && file.plan.proposedSteps[0]?.params).toEqual({
+      path: "test.txt",
+      content: "hello world",
+      overwrite: false,
+    });
+    const cmd = await plan("run invalid command xyz123");
+    expect(cmd.ok && cmd.plan.proposedSteps[0]).toMatchObject({
+      action: "run_command",
+      params: { argv: ["xyz123"] },
+      risk: "ADMIN",
+    });
+    const tests = await plan("run all tests");
+    expect(tests.ok && tests.plan.expectedArtifacts).toEqual(["test output log"]);
+  });
+
+  it("keeps free text whole: file content and commands are not split on 'and'", async () => {
+    expect(splitClauses("create a file a.txt with salt and pepper")).toEqual([
+      "create a file a.txt with salt and pepper",
+    ]);
+    expect(splitClauses("check git status and then run command echo a, b")).toEqual([
+      "check git status",
+      "run command echo a, b",
+    ]);
+    const res = await plan("check git status then create a file notes.md with eggs, milk and bread");
+    expect(res.ok && res.plan.proposedSteps.map((s) => s.params)).toEqual([
+      {},
+      { path: "notes.md", content: "eggs, milk and bread", overwrite: false },
+    ]);
+  });
+
+  it("refuses what it does not understand, saying what it did understand", async () => {
+    const res = await plan("check git status and make me a sandwich");
+    expect(res.ok).toBe(false);
+    expect(!res.ok && res.reason).toContain('"check git status" → git_status');
+    expect(!res.ok && res.reason).toContain('"make me a sandwich"');
+    expect(!res.ok && res.reason).toContain("Try phrases like");
+  });
+
+  it("refuses paths that leave the workspace", async () => {
+    const res = await plan("read the file ../../etc/passwd");
+    expect(res.ok).toBe(false);
+    expect(!res.ok && res.reason).toMatch(/leave the workspace/);
+  });
+});
