@@ -88,8 +88,8 @@ describe("Anthropic planner", () => {
 
   it("times out with a clear reason", async () => {
     fake.script(
-      { kind: "delay", ms: 3000, then: { kind: "tool", input: {} } },
-      { kind: "delay", ms: 3000, then: { kind: "tool", input: {} } },
+      { kind: "delay", ms: 3000, reply: { kind: "tool", input: {} } },
+      { kind: "delay", ms: 3000, reply: { kind: "tool", input: {} } },
     );
     const res = await planner(300).plan({ jobId, intent: "check git status", projectId: "p" });
     expect(res).toEqual({ ok: false, reason: "planning failed: the model did not answer in time" });

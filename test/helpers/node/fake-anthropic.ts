@@ -23,7 +23,7 @@ export type FakeReply =
   | { kind: "tool"; input: unknown; name?: string }
   | { kind: "text"; text: string }
   | { kind: "error"; status: number; type: string; message: string }
-  | { kind: "delay"; ms: number; then: FakeReply };
+  | { kind: "delay"; ms: number; reply: FakeReply };
 
 export interface FakeAnthropic {
   url: string;
@@ -107,14 +107,16 @@ export async function startFakeAnthropic(opts: { port?: number; apiKey?: string 
       const answer = (r: FakeReply): void => {
         switch (r.kind) {
           case "delay":
-            setTimeout(() => answer(r.then), r.ms).unref();
+            setTimeout(() => answer(r.reply), r.ms).unref();
             return;
           case "error":
-            return error(r.status, r.type, r.message);
+            error(r.status, r.type, r.message);
+            return;
           case "text":
-            return send(200, message(body.model, [{ type: "text", text: r.text }], "end_turn"));
+            send(200, message(body.model, [{ type: "text", text: r.text }], "end_turn"));
+            return;
           case "tool":
-            return send(
+            send(
               200,
               message(
                 body.model,
