@@ -44,9 +44,14 @@ export class TestAgent {
   readonly received: ServerToAgent[] = [];
   private waiters: (() => void)[] = [];
   readonly ws: WebSocket;
+  /** Resolves with the close code and reason when the server closes the socket. */
+  readonly closed: Promise<{ code: number; reason: string }>;
 
   private constructor(ws: WebSocket) {
     this.ws = ws;
+    this.closed = new Promise((resolve) =>
+      ws.addEventListener("close", (ev) => resolve({ code: ev.code, reason: ev.reason })),
+    );
     ws.accept();
     ws.addEventListener("message", (ev) => {
       const parsed = ServerToAgentSchema.safeParse(JSON.parse(String(ev.data)));

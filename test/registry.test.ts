@@ -1,0 +1,160 @@
+// The agent registry inside workerd: pairing, tokens, identity across hibernation, assignment by
+// capability, project and free slot, accept timeouts, cancel fan-out.
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { AgentRegistryDO } from "../src/agents/agent-registry-do.ts";
+import { newJobId } from "../src/lib/crypto.ts";
+import { api, json, pairAgent, TestAgent } from "./helpers/worker.ts";
+
+const registry = () => env.AGENT_REGISTRY.get(env.AGENT_REGISTRY.idFromName("global"));
+const job = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
+
+async function queuedJob(projectId: string, intent: string): Promise<string> {
+  const jobId = newJobId();
+  await job(jobId).create({ jobId, projectId, intent, userId: "42", chatId: null });
+  await runDurableObjectAlarm(job(jobId));
+  const view = await job(jobId).get();
+  if (view?.status === "PLANNED") await job(jobId).approve({ id: "42", isAdmin: true });
+  return jobId;
+}
+
+describe("pairing and tokens", () => {
+  it("redeems a pairing code once and refuses reuse and expired codes", async () => {
+    const issued = await json<{ code: string; expiresAt: string }>(
+      await api("/api/agents/pairing-codes", { method: "POST", json: { name: "laptop" } }),
+    );
+    expect(issued.code).toMatch(/^[A-Z0-9]{8}$/);
+    expect(Date.parse(issued.expiresAt) - Date.now()).toBeGreaterThan(9 * 60_000);
+    const first = await api("/agent/pair", {
+      method: "POST",
+      json: { code: issued.code, name: "laptop" },
+      token: null,
+    });
+    expect(first.status).toBe(201);
+    const { token } = await json<{ token: string }>(first);
+    expect(token).toMatch(/^skya_[0-9a-f]{64}$/);
+    const again = await api("/agent/pair", { method: "POST", json: { code: issued.code, name: "x" }, token: null });
+    expect(again.status).toBe(401);
+
+    const late = await json<{ code: string }>(await api("/api/agents/pairing-codes", { method: "POST", json: {} }));
+    await env.DB.prepare("UPDATE agent_tokens SET code_expires_at = ? WHERE token_hash IS NULL AND revoked_at IS NULL")
+      .bind(Date.now() - 1)
+      .run();
+    const expired = await api("/agent/pair", { method: "POST", json: { code: late.code, name: "x" }, token: null });
+    expect(expired.status).toBe(401);
+    const stored = await env.DB.prepare("SELECT token_hash FROM agent_tokens WHERE token_hash IS NOT NULL").all<{
+      token_hash: string;
+    }>();
+    expect(stored.results.map((r) => r.token_hash)).not.toContain(token);
+    const malformed = await api("/agent/pair", { method: "POST", json: { code: "../../x", name: "x" }, token: null });
+    expect(malformed.status).toBe(400);
+  });
+
+  it("closes a revoked token's socket and refuses it afterwards", async () => {
+    const { agentId, token } = await pairAgent("revokee");
+    const agent = await TestAgent.connect(token, { workspaces: ["revoke"] });
+    const tokens = await json<{ tokens: { id: string; agentId: string }[] }>(await api("/api/agents/tokens"));
+    const mine = tokens.tokens.find((t) => t.agentId === agentId);
+    expect(mine).toBeDefined();
+    expect(JSON.stringify(tokens)).not.toContain(token);
+    const res = await api(`/api/agents/tokens/${mine?.id}`, { method: "DELETE" });
+    expect(await json(res)).toMatchObject({ revoked: mine?.id, socketsClosed: 1 });
+    expect((await agent.closed).code).toBe(4001);
+    await expect(TestAgent.connect(token)).rejects.toThrow(/401/);
+  });
+
+  it("refuses a WebSocket without a valid token", async () => {
+    await expect(TestAgent.connect("skya_not_a_real_token_000000000000")).rejects.toThrow(/401/);
+  });
+});
+
+describe("identity and assignment", () => {
+  it("keeps an agent's identity in its socket attachment across hibernation", async () => {
+    const { agentId, token } = await pairAgent("sleeper");
+    const agent = await TestAgent.connect(token, { workspaces: ["hibernate"], agentName: "sleeper" });
+    // A fresh object over the same storage and sockets is what a wake-up from hibernation sees.
+    const listed = await runInDurableObject(registry(), async (_i: AgentRegistryDO, state) => {
+      const fresh = new AgentRegistryDO(state, env);
+      return fresh.listAgents();
+    });
+    expect(listed.find((a) => a.agentId === agentId)).toMatchObject({ name: "sleeper", workspaces: ["hibernate"] });
+    agent.close();
+  });
+
+  it("offers jobs only to agents with the project, the capabilities and a free slot", async () => {
+    const plain = await TestAgent.connect((await pairAgent("plain")).token, {
+      workspaces: ["assign"],
+      maxConcurrency: 1,
+    });
+    const shell = await TestAgent.connect((await pairAgent("shell")).token, {
+      workspaces: ["assign"],
+      capabilities: ["git", "fs", "runner", "shell"],
+      allowShell: true,
+      maxConcurrency: 1,
+    });
+    const other = await TestAgent.connect((await pairAgent("other")).token, { workspaces: ["elsewhere"] });
+
+    const cmd = await queuedJob("assign", "run command echo hi");
+    await job(cmd).dispatch(1);
+    const cmdOffer = await shell.next("job_offer");
+    expect(cmdOffer.jobId).toBe(cmd);
+    shell.send({ type: "job_accept", jobId: cmd, attempt: 1, leaseToken: cmdOffer.leaseToken });
+
+    const status = await queuedJob("assign", "check git status");
+    await job(status).dispatch(1);
+    // the shell agent is full (1 slot), so the plain one gets it
+    expect((await plain.next("job_offer")).jobId).toBe(status);
+
+    const nowhere = await queuedJob("nobody-serves-this", "check git status");
+    expect(await job(nowhere).dispatch(1)).toBe("pending");
+    expect(other.received.filter((m) => m.type === "job_offer")).toHaveLength(0);
+    // An agent for that project connecting later picks the waiting job up.
+    const late = await TestAgent.connect((await pairAgent("late")).token, { workspaces: ["nobody-serves-this"] });
+    expect((await late.next("job_offer")).jobId).toBe(nowhere);
+    for (const a of [plain, shell, other, late]) a.close();
+  });
+
+  it("re-offers a job to another agent when the first does not accept in time", async () => {
+    const slow = await TestAgent.connect((await pairAgent("slow")).token, { workspaces: ["timeout"] });
+    const jobId = await queuedJob("timeout", "check git status");
+    await job(jobId).dispatch(1);
+    await slow.next("job_offer");
+    const quick = await TestAgent.connect((await pairAgent("quick")).token, { workspaces: ["timeout"] });
+    await runInDurableObject(registry(), (_i: AgentRegistryDO, state) => {
+      state.storage.sql.exec("UPDATE jobs SET deadline = 1 WHERE job_id = ?", jobId);
+    });
+    await runDurableObjectAlarm(registry());
+    const offer = await quick.next("job_offer");
+    expect(offer.jobId).toBe(jobId);
+    quick.send({ type: "job_accept", jobId, attempt: 1, leaseToken: offer.leaseToken });
+    await expect.poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
+    // The slow agent's late accept is refused.
+    slow.send({ type: "job_accept", jobId, attempt: 1, leaseToken: offer.leaseToken });
+    expect((await slow.next("error")).code).toBe("stale_lease");
+    slow.close();
+    quick.close();
+  });
+
+  it("sends job_cancel to the agent running a cancelled job", async () => {
+    const agent = await TestAgent.connect((await pairAgent("cancelee")).token, { workspaces: ["cancel"] });
+    const jobId = await queuedJob("cancel", "check git status");
+    await job(jobId).dispatch(1);
+    const offer = await agent.next("job_offer");
+    agent.send({ type: "job_accept", jobId, attempt: 1, leaseToken: offer.leaseToken });
+    await expect.poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
+    const res = await job(jobId).cancel({ id: "42", isAdmin: false }, "changed my mind");
+    expect(res.ok && res.job.status).toBe("CANCELLED");
+    const cancel = await agent.next("job_cancel");
+    expect(cancel).toMatchObject({ jobId, attempt: 1 });
+    agent.close();
+  });
+
+  it("answers a malformed frame with an error and changes nothing", async () => {
+    const agent = await TestAgent.connect((await pairAgent("garbage")).token, { workspaces: ["garbage"] });
+    agent.ws.send("{not json");
+    expect((await agent.next("error")).code).toBe("bad_message");
+    agent.ws.send(JSON.stringify({ type: "job_finished", jobId: "job_0000000000xx", attempt: 1 }));
+    expect((await agent.next("error")).message).toMatch(/invalid message/);
+    agent.close();
+  });
+});
