@@ -2,9 +2,13 @@
 // migrations), agent tests in Node, and end-to-end tests against `wrangler dev` + real agents.
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import { freePort } from "./test/helpers/node/ports.ts";
 
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("migrations");
+  // The Bot API stand-in for worker tests listens here (started by the global setup).
+  process.env.SKYNET_FAKE_TELEGRAM_PORT ??= String(await freePort());
+  const telegramApiRoot = `http://127.0.0.1:${process.env.SKYNET_FAKE_TELEGRAM_PORT}`;
   return {
     test: {
       projects: [
@@ -17,6 +21,9 @@ export default defineConfig(async () => {
                   TEST_MIGRATIONS: migrations,
                   API_TOKEN: "test-api-token",
                   TELEGRAM_BOT_TOKEN: "123456:TEST-TOKEN",
+                  TELEGRAM_API_ROOT: telegramApiRoot,
+                  TELEGRAM_ALLOWED_USER_IDS: "42,43,44",
+                  TELEGRAM_ADMIN_USER_IDS: "43",
                   TELEGRAM_WEBHOOK_SECRET: "test-webhook-secret",
                   ANTHROPIC_API_KEY: "",
                   SKYNET_LOG_LEVEL: "error",
@@ -29,6 +36,7 @@ export default defineConfig(async () => {
             include: ["test/**/*.test.ts"],
             exclude: ["test/e2e/**", "test/node/**"],
             setupFiles: ["./test/helpers/apply-migrations.ts"],
+            globalSetup: ["./test/helpers/node/global-setup.ts"],
           },
         },
         {

@@ -10,11 +10,13 @@ import { gatewayRoutes } from "./routes/gateway.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
+import { telegramRoutes } from "./routes/telegram.ts";
 
 export const app = new Hono<{ Bindings: Env }>();
 
 app.route("/", healthRoutes);
 app.route("/", metricsRoutes);
+app.route("/telegram", telegramRoutes);
 app.route("/agent", agentRoutes);
 app.route("/api/agents", agentAdminRoutes);
 app.use("/api/*", apiAuth());

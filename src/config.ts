@@ -25,6 +25,11 @@ const ConfigSchema = z.object({
   telegramAllowedUserIds: IdList,
   telegramAdminUserIds: IdList,
   telegramApiRoot: z.string().optional().default("https://api.telegram.org"),
+  telegramBotUsername: z
+    .string()
+    .regex(/^[A-Za-z0-9_]{3,64}$/)
+    .catch("skynet_bot")
+    .default("skynet_bot"),
   anthropicApiKey: z.string().optional().default(""),
   anthropicBaseUrl: z.string().optional().default(""),
   anthropicModel: z.string().min(1).optional().default("claude-sonnet-5-5"),
@@ -59,6 +64,7 @@ export function loadConfig(env: Env): Config {
     telegramAllowedUserIds: str(e, "TELEGRAM_ALLOWED_USER_IDS"),
     telegramAdminUserIds: str(e, "TELEGRAM_ADMIN_USER_IDS"),
     telegramApiRoot: str(e, "TELEGRAM_API_ROOT") || undefined,
+    telegramBotUsername: str(e, "TELEGRAM_BOT_USERNAME") || undefined,
     anthropicApiKey: str(e, "ANTHROPIC_API_KEY"),
     anthropicBaseUrl: str(e, "ANTHROPIC_BASE_URL"),
     anthropicModel: str(e, "ANTHROPIC_MODEL") || undefined,

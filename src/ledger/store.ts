@@ -149,11 +149,18 @@ export async function appendAudit(
   });
 }
 
-export async function listAudit(db: Db, opts: { jobId?: string; limit?: number } = {}): Promise<AuditRow[]> {
+export async function listAudit(
+  db: Db,
+  opts: { jobId?: string; actor?: string; action?: string; limit?: number } = {},
+): Promise<AuditRow[]> {
+  const conditions = [];
+  if (opts.jobId) conditions.push(eq(auditLog.jobId, opts.jobId));
+  if (opts.actor) conditions.push(eq(auditLog.actor, opts.actor));
+  if (opts.action) conditions.push(eq(auditLog.action, opts.action));
   return db
     .select()
     .from(auditLog)
-    .where(opts.jobId ? eq(auditLog.jobId, opts.jobId) : undefined)
+    .where(conditions.length > 0 ? and(...conditions) : undefined)
     .orderBy(desc(auditLog.id))
     .limit(Math.min(opts.limit ?? 100, 1000))
     .all();

@@ -1,17 +1,64 @@
-// Tells the person who asked about a job's progress. Telegram is wired in by the bot feature;
-// jobs created through the API have no chat and nothing is sent.
-import type { JobView } from "../../protocol/index.ts";
+// Tells the person who asked about a job's progress: edits the job's Telegram message (the one
+// that said "Planning…") into the plan, the progress and the final summary. Edits are throttled
+// per job and identical texts are never re-sent. Jobs created through the API have no chat.
+import { Api, GrammyError } from "grammy";
+import { isTerminal, type JobView } from "../../protocol/index.ts";
+import { renderJob } from "../bot/format.ts";
+import { jobKeyboard } from "../bot/keyboards.ts";
+import { loadConfig } from "../config.ts";
+import { log } from "../lib/log.ts";
 
 /** What was last sent for a job, kept in its JobDO so edits can be skipped or throttled. */
 export interface NotifyMemo {
   lastText?: string;
   lastAt?: number;
+  lastStatus?: string;
+  messageId?: number;
 }
+
+/** Telegram allows about one edit a second per chat; progress edits wait that long. */
+export const EDIT_INTERVAL_MS = 1000;
+
+export class NotifyLater extends Error {}
 
 /**
  * Sends or edits the job's Telegram message. Returns the new memo. Throwing makes the JobDO's
- * outbox retry later (with backoff), e.g. when Telegram asks to slow down.
+ * outbox retry later (with backoff): used for throttling and when Telegram asks to slow down;
+ * by then the job's newest state is what gets rendered, so intermediate edits coalesce.
  */
-export async function notifyJob(_env: Env, _job: JobView, memo: NotifyMemo): Promise<NotifyMemo> {
-  return memo;
+export async function notifyJob(env: Env, job: JobView, memo: NotifyMemo): Promise<NotifyMemo> {
+  if (!job.chatId) return memo;
+  const config = loadConfig(env);
+  if (!config.telegramBotToken) return memo;
+  const text = renderJob(job, { approvalTimeoutS: config.approvalTimeoutS });
+  const markup = jobKeyboard(job);
+  const key = `${text}\n${JSON.stringify(markup?.inline_keyboard ?? null)}`;
+  if (memo.lastText === key) return memo;
+  const now = Date.now();
+  const sameStatus = memo.lastStatus === job.status;
+  if (!isTerminal(job.status) && sameStatus && memo.lastAt && now - memo.lastAt < EDIT_INTERVAL_MS) {
+    throw new NotifyLater("throttled: the last edit was under a second ago");
+  }
+  const api = new Api(config.telegramBotToken, { apiRoot: config.telegramApiRoot });
+  let messageId = memo.messageId ?? job.messageId ?? undefined;
+  const options = { parse_mode: "HTML" as const, reply_markup: markup };
+  try {
+    if (messageId) {
+      await api.editMessageText(job.chatId, messageId, text, options);
+    } else {
+      messageId = (await api.sendMessage(job.chatId, text, options)).message_id;
+    }
+  } catch (err) {
+    if (!(err instanceof GrammyError)) throw err; // network: retry later
+    if (err.error_code === 429) throw new NotifyLater(`Telegram asked to slow down: ${err.description}`);
+    if (err.description.includes("message is not modified")) {
+      // already showing this text
+    } else if (/message to edit not found|message can't be edited/.test(err.description)) {
+      messageId = (await api.sendMessage(job.chatId, text, options)).message_id;
+    } else {
+      // A permanent refusal (e.g. the chat is gone): log it and do not retry forever.
+      log("error", "telegram: could not update the job's message", { jobId: job.id, error: err.description });
+    }
+  }
+  return { lastText: key, lastAt: now, lastStatus: job.status, messageId };
 }

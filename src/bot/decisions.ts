@@ -1,0 +1,82 @@
+// Decisions: /approve, /deny, /cancel and every inline button. Only the requester or an admin
+// may decide; a second press, or a press after the decision, is answered without changing anything.
+import { Composer, type Context } from "grammy";
+import { approvePlan, cancelJob, denyPlan, getStatus } from "../core/orchestrator.ts";
+import { ApiError } from "../http/errors.ts";
+import { parseCallback } from "./keyboards.ts";
+import { actorOf, type BotDeps, friendly, jobIdArg, sendLogs } from "./shared.ts";
+import { jobsPage, startTask } from "./tasks.ts";
+
+type Decision = "approve" | "deny" | "cancel";
+
+async function decide(deps: BotDeps, ctx: Context, jobId: string, what: Decision): Promise<string> {
+  const actor = actorOf(ctx, deps.config);
+  try {
+    if (what === "approve") {
+      await approvePlan(deps.env, jobId, actor);
+      return "✅ Approved; it is on its way to an agent.";
+    }
+    if (what === "deny") {
+      await denyPlan(deps.env, jobId, actor, `denied by ${actor.id}`);
+      return "✖️ Denied; nothing will run.";
+    }
+    const job = await getStatus(deps.env, jobId);
+    if (job.status === "PLANNED") {
+      await denyPlan(deps.env, jobId, actor, `cancelled by ${actor.id} before approval`);
+      return "✖️ Cancelled; nothing ran.";
+    }
+    await cancelJob(deps.env, jobId, actor, `cancelled by ${actor.id}`);
+    return "⛔ Cancelled.";
+  } catch (err) {
+    return friendly(err);
+  }
+}
+
+export function decisionCommands(deps: BotDeps): Composer<Context> {
+  const c = new Composer();
+  for (const what of ["approve", "deny", "cancel"] as const) {
+    c.command(what, async (ctx) => {
+      const jobId = await jobIdArg(ctx, `/${what} <job id>`);
+      if (!jobId) return;
+      await ctx.reply(await decide(deps, ctx, jobId, what));
+    });
+  }
+
+  c.on("callback_query:data", async (ctx) => {
+    const cb = parseCallback(ctx.callbackQuery.data);
+    if (!cb) {
+      await ctx.answerCallbackQuery({ text: "This button is no longer valid.", show_alert: true });
+      return;
+    }
+    if (cb.kind === "jobs") {
+      await ctx.answerCallbackQuery();
+      await jobsPage(ctx, deps, cb.cursor);
+      return;
+    }
+    const job = await getStatus(deps.env, cb.jobId).catch((err: unknown) => {
+      if (err instanceof ApiError && err.code === "not_found") return null;
+      throw err;
+    });
+    if (!job) {
+      await ctx.answerCallbackQuery({ text: "That job does not exist (any more).", show_alert: true });
+      return;
+    }
+    switch (cb.kind) {
+      case "approve":
+      case "cancel": {
+        const text = await decide(deps, ctx, cb.jobId, cb.kind);
+        await ctx.answerCallbackQuery({ text: text.slice(0, 200) });
+        return;
+      }
+      case "logs":
+        await ctx.answerCallbackQuery();
+        await sendLogs(ctx, deps.env, cb.jobId, 50);
+        return;
+      case "retry":
+        await ctx.answerCallbackQuery({ text: "Running it again…" });
+        await startTask(ctx, deps, job.intent, job.projectId);
+        return;
+    }
+  });
+  return c;
+}

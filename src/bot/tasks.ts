@@ -1,0 +1,153 @@
+// Task commands: /task, /retry, /status, /jobs, /logs, /artifacts.
+import { Composer, InlineKeyboard, InputFile } from "grammy";
+import { jobStub } from "../agents/registry-stub.ts";
+import { ArtifactStore } from "../archive/artifacts.ts";
+import { createTask, getStatus } from "../core/orchestrator.ts";
+import { ApiError } from "../http/errors.ts";
+import { getDb, listJobs } from "../ledger/store.ts";
+import { errorMessage, log } from "../lib/log.ts";
+import { esc } from "./format.ts";
+import { type BotDeps, friendly, jobIdArg, replyJob, sendLogs } from "./shared.ts";
+
+const MAX_INTENT = 2000;
+const MAX_DOCUMENT_BYTES = 20 * 1024 * 1024;
+const PAGE = 5;
+
+/** Replies "Planning…" first, then creates the job with that message as its home. */
+export async function startTask(
+  ctx: import("grammy").Context,
+  deps: BotDeps,
+  intent: string,
+  projectId = "default",
+): Promise<void> {
+  const chatId = String(ctx.chat?.id ?? "");
+  const planning = await ctx.reply(`🧠 Planning… <i>${esc(intent.slice(0, 300))}</i>`, { parse_mode: "HTML" });
+  try {
+    await createTask(deps.env, {
+      intent,
+      projectId,
+      userId: String(ctx.from?.id ?? ""),
+      chatId,
+      messageId: planning.message_id,
+      rateLimited: true,
+    });
+  } catch (err) {
+    if (!(err instanceof ApiError)) log("error", "bot: task creation failed", { error: errorMessage(err) });
+    await ctx.api.editMessageText(chatId, planning.message_id, friendly(err), { parse_mode: "HTML" });
+  }
+}
+
+export async function jobsPage(ctx: import("grammy").Context, deps: BotDeps, cursor?: string): Promise<void> {
+  const page = await listJobs(getDb(deps.env.DB), {
+    userId: String(ctx.from?.id ?? ""),
+    limit: PAGE,
+    cursor,
+  }).catch(() => null);
+  if (!page) {
+    await ctx.reply("That page is no longer available; send /jobs again.");
+    return;
+  }
+  if (page.jobs.length === 0) {
+    await ctx.reply(cursor ? "No more jobs." : "No jobs yet. Try <code>/task check git status</code>.", {
+      parse_mode: "HTML",
+    });
+    return;
+  }
+  const lines = page.jobs.map(
+    (j) => `<code>${j.id}</code> · ${j.status} · ${esc(j.intent.slice(0, 60))}${j.intent.length > 60 ? "…" : ""}`,
+  );
+  await ctx.reply(`<b>Your jobs</b>\n${lines.join("\n")}`, {
+    parse_mode: "HTML",
+    reply_markup: page.nextCursor ? new InlineKeyboard().text("More ▶", `j:${page.nextCursor}`) : undefined,
+  });
+}
+
+export function taskCommands(deps: BotDeps): Composer<import("grammy").Context> {
+  const c = new Composer();
+
+  c.command("task", async (ctx) => {
+    const intent = String(ctx.match ?? "").trim();
+    if (!intent) {
+      await ctx.reply("Usage: <code>/task &lt;what to do&gt;</code>, e.g. <code>/task check git status</code>", {
+        parse_mode: "HTML",
+      });
+      return;
+    }
+    if (intent.length > MAX_INTENT) {
+      await ctx.reply(`That task is ${intent.length} characters long; please keep it under ${MAX_INTENT}.`);
+      return;
+    }
+    await startTask(ctx, deps, intent);
+  });
+
+  c.command("retry", async (ctx) => {
+    const jobId = await jobIdArg(ctx, "/retry <job id>");
+    if (!jobId) return;
+    const job = await getStatus(deps.env, jobId).catch(() => null);
+    if (
+      !job ||
+      (job.userId !== String(ctx.from?.id) && !deps.config.telegramAdminUserIds.includes(String(ctx.from?.id)))
+    ) {
+      await ctx.reply("I don't know that job.");
+      return;
+    }
+    await startTask(ctx, deps, job.intent, job.projectId);
+  });
+
+  c.command("status", async (ctx) => {
+    const jobId = await jobIdArg(ctx, "/status <job id>");
+    if (!jobId) return;
+    const job = await getStatus(deps.env, jobId).catch(() => null);
+    if (!job) {
+      await ctx.reply("I don't know that job.");
+      return;
+    }
+    await replyJob(ctx, job, deps.config);
+  });
+
+  c.command("jobs", (ctx) => jobsPage(ctx, deps));
+
+  c.command("logs", async (ctx) => {
+    const [, n] = String(ctx.match ?? "")
+      .trim()
+      .split(/\s+/);
+    const jobId = await jobIdArg(ctx, "/logs <job id> [lines]");
+    if (!jobId) return;
+    const lines = n === undefined ? 50 : Number(n);
+    if (!Number.isInteger(lines) || lines < 1 || lines > 10_000) {
+      await ctx.reply("Usage: /logs <job id> [lines], with 1 to 10000 lines (default 50).");
+      return;
+    }
+    await sendLogs(ctx, deps.env, jobId, lines);
+  });
+
+  c.command("artifacts", async (ctx) => {
+    const jobId = await jobIdArg(ctx, "/artifacts <job id>");
+    if (!jobId) return;
+    if (!(await jobStub(deps.env, jobId).get())) {
+      await ctx.reply("I don't know that job.");
+      return;
+    }
+    const store = new ArtifactStore(deps.env.ARCHIVE);
+    const all = await store.list(jobId);
+    if (all.length === 0) {
+      await ctx.reply(`<code>${jobId}</code> has no artifacts.`, { parse_mode: "HTML" });
+      return;
+    }
+    for (const a of all.slice(0, 10)) {
+      if (a.size > MAX_DOCUMENT_BYTES) {
+        await ctx.reply(`📎 ${esc(a.name)} is ${a.size} bytes, too big to send here; download it from the API.`, {
+          parse_mode: "HTML",
+        });
+        continue;
+      }
+      const obj = await store.get(jobId, a.name);
+      if (!obj) continue;
+      await ctx.replyWithDocument(new InputFile(new Uint8Array(await obj.arrayBuffer()), a.name), {
+        caption: `📎 ${a.name} · ${a.size} bytes · sha256 ${a.sha256.slice(0, 12)}…`,
+      });
+    }
+  });
+
+  return c;
+}
