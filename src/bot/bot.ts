@@ -6,24 +6,12 @@ import type { Config } from "../config.ts";
 import { appendAudit, getDb, listAudit } from "../ledger/store.ts";
 import { log } from "../lib/log.ts";
 import { adminCommands } from "./admin.ts";
+
+export { COMMANDS } from "./commands.ts";
+
 import { decisionCommands } from "./decisions.ts";
 import type { BotDeps } from "./shared.ts";
 import { taskCommands } from "./tasks.ts";
-
-export const COMMANDS = [
-  { command: "task", description: "Plan and run a task" },
-  { command: "status", description: "A job's progress" },
-  { command: "jobs", description: "Your recent jobs" },
-  { command: "logs", description: "The last lines of a job's log" },
-  { command: "artifacts", description: "A job's files" },
-  { command: "approve", description: "Approve a job's plan" },
-  { command: "deny", description: "Deny a job's plan" },
-  { command: "cancel", description: "Cancel a job" },
-  { command: "retry", description: "Run a job's task again" },
-  { command: "agents", description: "Connected laptops" },
-  { command: "pair", description: "Connect a new laptop" },
-  { command: "help", description: "What I can do" },
-];
 
 export function botInfo(config: Config): UserFromGetMe {
   const id = Number(config.telegramBotToken.split(":")[0]) || 0;

@@ -222,7 +222,7 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
     ...extra,
   });
 
-  const methods: Record<string, (p: Params) => unknown> = {
+  const methods: Record<string, (p: Params) => unknown | Promise<unknown>> = {
     getMe: () => ({
       id: botId,
       is_bot: true,
@@ -300,9 +300,14 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
       requireParam(p, "chat_id");
       return true;
     },
-    getUpdates: (p) => {
+    getUpdates: async (p) => {
       const offset = Number(p.offset ?? 0);
-      return updates.filter((u) => (u as { update_id: number }).update_id >= offset);
+      const pending = () => updates.filter((u) => (u as { update_id: number }).update_id >= offset);
+      // Long polling, shortened: wait a little for an update before answering empty.
+      for (let i = 0; i < 10 && pending().length === 0 && Number(p.timeout ?? 0) > 0; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return pending();
     },
   };
 
@@ -343,7 +348,7 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
         }
         calls.push({ method, params, at: Date.now() });
         try {
-          reply(200, { ok: true, result: handler(params) });
+          reply(200, { ok: true, result: await handler(params) });
         } catch (err) {
           const e = err instanceof BotApiError ? err : new BotApiError(500, (err as Error).message);
           reply(e.code, { ok: false, error_code: e.code, description: e.message });
