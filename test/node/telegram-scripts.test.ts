@@ -39,7 +39,12 @@ describe("telegram scripts", () => {
       [resolve(ROOT, "scripts/telegram-poll.ts"), "--webhook", `http://127.0.0.1:${port}/telegram/webhook`],
       {
         cwd: ROOT,
-        env: { ...process.env, TELEGRAM_BOT_TOKEN: tg.token, TELEGRAM_WEBHOOK_SECRET: "s3cret", TELEGRAM_API_ROOT: tg.url },
+        env: {
+          ...process.env,
+          TELEGRAM_BOT_TOKEN: tg.token,
+          TELEGRAM_WEBHOOK_SECRET: "s3cret",
+          TELEGRAM_API_ROOT: tg.url,
+        },
         stdio: "pipe",
       },
     );
@@ -62,10 +67,19 @@ describe("telegram scripts", () => {
   });
 
   it("the setup script registers the webhook with its secret and the command list", async () => {
-    await promisify(execFile)(process.execPath, [resolve(ROOT, "scripts/telegram-setup.ts"), "https://skynet.example.dev"], {
-      cwd: ROOT,
-      env: { ...process.env, TELEGRAM_BOT_TOKEN: tg.token, TELEGRAM_WEBHOOK_SECRET: "s3cret", TELEGRAM_API_ROOT: tg.url },
-    });
+    await promisify(execFile)(
+      process.execPath,
+      [resolve(ROOT, "scripts/telegram-setup.ts"), "https://skynet.example.dev"],
+      {
+        cwd: ROOT,
+        env: {
+          ...process.env,
+          TELEGRAM_BOT_TOKEN: tg.token,
+          TELEGRAM_WEBHOOK_SECRET: "s3cret",
+          TELEGRAM_API_ROOT: tg.url,
+        },
+      },
+    );
     const hook = tg.calls.find((c) => c.method === "setWebhook");
     expect(hook?.params).toMatchObject({ url: "https://skynet.example.dev/telegram/webhook", secret_token: "s3cret" });
     const commands = tg.calls.find((c) => c.method === "setMyCommands")?.params.commands as { command: string }[];

@@ -1,0 +1,259 @@
+// The seed's scenarios 7.1–7.5, end to end: real Telegram update JSON posted to the Worker's
+// webhook (wrangler dev), a real agent process in a real git repository, and the Bot API and
+// Messages API stand-ins. Each scenario runs once with the rule planner and once with Claude.
+import { execFile } from "node:child_process";
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { JobView } from "../../protocol/index.ts";
+import { type AgentProcess, startAgent } from "../helpers/node/agent-process.ts";
+import { ApiClient } from "../helpers/node/api-client.ts";
+import { type FakeAnthropic, startFakeAnthropic } from "../helpers/node/fake-anthropic.ts";
+import { type FakeTelegram, type RecordedCall, startFakeTelegram } from "../helpers/node/fake-telegram.ts";
+import { type GitRepo, makeGitRepo } from "../helpers/node/git-repo.ts";
+import { waitFor } from "../helpers/node/wait.ts";
+import { type RunningWorker, startWorker } from "../helpers/node/wrangler-dev.ts";
+
+const SECRET = "scenario-webhook-secret";
+const USER = { id: 42, is_bot: false, first_name: "Ada", username: "ada" };
+const SLOW_SLEEP = "61.7";
+
+let tg: FakeTelegram;
+let claude: FakeAnthropic;
+let updateId = 1;
+let messageId = 1;
+
+beforeAll(async () => {
+  tg = await startFakeTelegram();
+  claude = await startFakeAnthropic();
+});
+afterAll(async () => {
+  await tg?.close();
+  await claude?.close();
+});
+
+const text = (c: RecordedCall | undefined) => String(c?.params.text ?? "");
+
+for (const planner of ["rules", "anthropic"] as const) {
+  describe(`seed scenarios (${planner} planner)`, () => {
+    let worker: RunningWorker;
+    let client: ApiClient;
+    let agent: AgentProcess;
+    let repo: GitRepo;
+
+    beforeAll(async () => {
+      repo = await makeGitRepo({
+        "README.md": "# project\n",
+        "package.json": JSON.stringify(
+          {
+            name: "scenario-project",
+            version: "1.0.0",
+            scripts: {
+              test: `if [ -f SLOW ]; then sleep ${SLOW_SLEEP}; fi; echo 'all 3 tests passed'`,
+              build: "mkdir -p dist && echo 'build ok' && echo built > dist/out.txt",
+            },
+          },
+          null,
+          2,
+        ),
+        ".gitignore": "dist/\nSLOW\n",
+      });
+      worker = await startWorker({
+        vars: {
+          TELEGRAM_BOT_TOKEN: tg.token,
+          TELEGRAM_WEBHOOK_SECRET: SECRET,
+          TELEGRAM_API_ROOT: tg.url,
+          TELEGRAM_ALLOWED_USER_IDS: String(USER.id),
+          ...(planner === "anthropic" ? { ANTHROPIC_API_KEY: claude.apiKey, ANTHROPIC_BASE_URL: claude.url } : {}),
+        },
+      });
+      client = new ApiClient(worker.url, worker.apiToken);
+      const { token } = await client.pair(`scenario-${planner}`);
+      agent = await startAgent({
+        url: worker.url,
+        token,
+        workspace: repo.dir,
+        allowShell: true,
+        env: {},
+        name: `scenario-${planner}`,
+      });
+      await waitFor(async () => (await client.agentsOnline()) === 1, { what: "the agent", timeoutMs: 30_000 });
+    });
+
+    afterAll(async () => {
+      await agent?.stop();
+      await worker?.stop();
+      await repo?.cleanup();
+    });
+
+    async function post(update: Record<string, unknown>): Promise<void> {
+      const res = await fetch(`${worker.url}/telegram/webhook`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET },
+        body: JSON.stringify({ update_id: updateId++, ...update }),
+      });
+      expect(res.status).toBe(200);
+    }
+
+    /** Sends "/task …" as the user would and returns the job it created. */
+    async function task(intent: string): Promise<string> {
+      const before = new Set(
+        (await client.call<{ jobs: { id: string }[] }>("/api/jobs?limit=100")).body.jobs.map((j) => j.id),
+      );
+      const command = `/task ${intent}`;
+      await post({
+        message: {
+          message_id: messageId++,
+          from: USER,
+          chat: { id: USER.id, type: "private", first_name: USER.first_name },
+          date: Math.floor(Date.now() / 1000),
+          text: command,
+          entities: [{ type: "bot_command", offset: 0, length: 5 }],
+        },
+      });
+      return waitFor(
+        async () => {
+          const { body } = await client.call<{ jobs: { id: string }[] }>("/api/jobs?limit=100");
+          return body.jobs.find((j) => !before.has(j.id))?.id;
+        },
+        { what: `the job for "${intent}"` },
+      );
+    }
+
+    /** Waits for the job's Telegram message to be edited into something matching. */
+    function edited(jobId: string, pattern: RegExp): Promise<RecordedCall> {
+      return waitFor(
+        () =>
+          tg.calls
+            .filter((c) => c.method === "editMessageText" && text(c).includes(jobId) && pattern.test(text(c)))
+            .at(-1),
+        { what: `the message of ${jobId} to match ${pattern}`, timeoutMs: 60_000 },
+      );
+    }
+
+    async function press(jobId: string, kind: "a" | "c"): Promise<RecordedCall> {
+      const since = tg.calls.length;
+      const id = `cb-${updateId}`;
+      await post({
+        callback_query: {
+          id,
+          from: USER,
+          chat_instance: "1",
+          data: `${kind}:${jobId}`,
+          message: { message_id: 1, chat: { id: USER.id, type: "private" }, date: 0, text: "plan" },
+        },
+      });
+      return waitFor(
+        () =>
+          tg.calls.slice(since).find((c) => c.method === "answerCallbackQuery" && c.params.callback_query_id === id),
+        { what: "the button press to be answered" },
+      );
+    }
+
+    async function planned(jobId: string): Promise<JobView> {
+      const job = await client.waitStatus(jobId, ["PLANNED", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED"]);
+      expect(job.plan?.planner).toBe(planner);
+      return job;
+    }
+
+    it("7.1 check git status in my project: auto-approved, real output shown", async () => {
+      await writeFile(join(repo.dir, "untracked-7-1.txt"), "new\n");
+      const jobId = await task("check git status in my project");
+      const job = await client.waitFinished(jobId);
+      expect(job.status).toBe("SUCCEEDED");
+      expect(job.decidedBy).toBe("auto");
+      expect(job.logTail).toContain("untracked-7-1.txt");
+      const summary = await edited(jobId, /Succeeded/);
+      expect(text(summary)).toContain("untracked-7-1.txt");
+      expect(text(summary)).toContain("git_status");
+      await rm(join(repo.dir, "untracked-7-1.txt"));
+    });
+
+    it("7.2 create a new file test.txt with hello world: waits, Approve pressed, file written", async () => {
+      const jobId = await task("create a new file test.txt with hello world");
+      const plan = await planned(jobId);
+      expect(plan.status).toBe("PLANNED");
+      expect(plan.risk).toBe("WRITE");
+      const shown = await edited(jobId, /Needs your approval/);
+      expect(JSON.stringify(shown.params.reply_markup)).toContain(`a:${jobId}`);
+      const answer = await press(jobId, "a");
+      expect(String(answer.params.text)).toMatch(/Approved/);
+      const done = await client.waitFinished(jobId);
+      expect(done.status).toBe("SUCCEEDED");
+      expect(await readFile(join(repo.dir, "test.txt"), "utf8")).toBe("hello world");
+      await edited(jobId, /Succeeded/);
+      const again = await press(jobId, "a");
+      expect(String(again.params.text)).toMatch(/Too late/);
+    });
+
+    it("7.3 run all tests on a slow project, cancelled while running: process tree gone", async () => {
+      await writeFile(join(repo.dir, "SLOW"), "1");
+      try {
+        const jobId = await task("run all tests");
+        await planned(jobId);
+        await press(jobId, "a");
+        await waitFor(async () => (await client.job(jobId)).steps[0]?.state === "running", {
+          what: "the tests to start",
+        });
+        const pgrep = async () =>
+          (
+            await promisify(execFile)("pgrep", ["-f", `sleep ${SLOW_SLEEP}`]).catch(() => ({ stdout: "" }))
+          ).stdout.trim();
+        await waitFor(async () => (await pgrep()) !== "", { what: "the slow test process" });
+        const answer = await press(jobId, "c");
+        expect(String(answer.params.text)).toMatch(/Cancelled/);
+        const done = await client.waitFinished(jobId);
+        expect(done.status).toBe("CANCELLED");
+        await waitFor(async () => (await pgrep()) === "", { what: "the process tree to be gone", timeoutMs: 20_000 });
+        await edited(jobId, /Cancelled/);
+      } finally {
+        await rm(join(repo.dir, "SLOW"), { force: true });
+      }
+    });
+
+    it("7.4 run invalid command xyz123: FAILED, the error stored and shown", async () => {
+      const jobId = await task("run invalid command xyz123");
+      const plan = await planned(jobId);
+      expect(plan.risk).toBe("ADMIN");
+      await press(jobId, "a");
+      const done = await client.waitFinished(jobId);
+      expect(done.status).toBe("FAILED");
+      expect(done.error).toContain("command not found: xyz123");
+      expect(done.steps[0]).toMatchObject({ state: "failed", exitCode: 127 });
+      const summary = await edited(jobId, /Failed/);
+      expect(text(summary)).toContain("command not found: xyz123");
+      const audit = await client.call<{ events: { event: string }[] }>(`/api/jobs/${jobId}/events`);
+      expect(audit.body.events.map((e) => e.event)).toContain("fail");
+    });
+
+    it("7.5 check git status, run tests, and build project: three steps, logs, artifacts, summary", async () => {
+      const jobId = await task("check git status, run tests, and build project");
+      const plan = await planned(jobId);
+      expect(plan.plan?.proposedSteps.map((s) => s.action)).toEqual(["git_status", "run_tests", "build_project"]);
+      await press(jobId, "a");
+      const done = await client.waitFinished(jobId);
+      expect(done.status).toBe("SUCCEEDED");
+      expect(done.steps.map((s) => [s.action, s.state, s.exitCode])).toEqual([
+        ["git_status", "succeeded", 0],
+        ["run_tests", "succeeded", 0],
+        ["build_project", "succeeded", 0],
+      ]);
+      const log = (await client.call<{ lines: string[] }>(`/api/jobs/${jobId}/logs?tail=500`)).body.lines.join("\n");
+      expect(log.indexOf("$ git status")).toBeLessThan(log.indexOf("all 3 tests passed"));
+      expect(log.indexOf("all 3 tests passed")).toBeLessThan(log.indexOf("build ok"));
+      const artifacts = (await client.call<{ artifacts: { name: string }[] }>(`/api/jobs/${jobId}/artifacts`)).body
+        .artifacts;
+      expect(artifacts.map((a) => a.name).sort()).toEqual(["s2-run_tests.log", "s3-build_project.log"]);
+      const summary = await edited(jobId, /Succeeded/);
+      expect(text(summary)).toContain("s2-run_tests.log");
+      expect(text(summary)).toContain("build ok");
+      expect(JSON.stringify(summary.params.reply_markup)).toContain(`l:${jobId}`);
+      if (planner === "anthropic") {
+        // every scenario was planned through the Messages API stand-in, intent passed as data
+        expect(claude.requests.length).toBeGreaterThanOrEqual(5);
+        expect(JSON.stringify(claude.requests.at(-1)?.body.messages[0])).toContain("<user_intent>");
+      }
+    });
+  });
+}
