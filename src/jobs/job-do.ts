@@ -59,12 +59,27 @@ export class JobDO extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS op_counts (kind TEXT PRIMARY KEY, n INTEGER NOT NULL)");
     this.logs = new LogBuffer(ctx.storage.sql);
     this.outbox = new Outbox(ctx.storage.sql);
     this.config = loadConfig(env);
   }
 
   // ---- state helpers -------------------------------------------------------------------------
+
+  /** Counts this job's operations (requests to the object, effects performed): the cost basis. */
+  count(kind: string): void {
+    this.ctx.storage.sql.exec(
+      "INSERT INTO op_counts (kind, n) VALUES (?, 1) ON CONFLICT(kind) DO UPDATE SET n = n + 1",
+      kind,
+    );
+  }
+
+  /** The operation counts (GET /api/jobs/:id/ops). */
+  async opCounts(): Promise<Record<string, number>> {
+    const rows = this.ctx.storage.sql.exec<{ kind: string; n: number }>("SELECT kind, n FROM op_counts").toArray();
+    return Object.fromEntries(rows.map((r) => [r.kind, r.n]));
+  }
 
   load(): JobState | undefined {
     return this.ctx.storage.kv.get<JobState>("job");
@@ -106,6 +121,7 @@ export class JobDO extends DurableObject<Env> {
   // ---- RPC: lifecycle --------------------------------------------------------------------------
 
   async create(input: CreateJobInput): Promise<JobView> {
+    this.count("rpc.create");
     const existing = this.load();
     if (existing) return this.view(existing);
     const now = Date.now();
@@ -151,6 +167,7 @@ export class JobDO extends DurableObject<Env> {
 
   /** Gateway path: a ready execution spec, approved by whoever submitted it. */
   async createFromSpec(spec: ExecutionSpec, actor: Actor): Promise<JobResult> {
+    this.count("rpc.createFromSpec");
     if (this.load()) return conflict(`job ${spec.jobId} already exists`);
     const now = new Date();
     const plan: PlanSpec = {
@@ -197,11 +214,13 @@ export class JobDO extends DurableObject<Env> {
   }
 
   async get(): Promise<JobView | null> {
+    this.count("rpc.get");
     const state = this.load();
     return state ? this.view(state) : null;
   }
 
   async setMessage(chatId: string, messageId: number): Promise<void> {
+    this.count("rpc.setMessage");
     const state = this.load();
     if (!state) return;
     state.chatId = chatId;
@@ -211,6 +230,7 @@ export class JobDO extends DurableObject<Env> {
   }
 
   async approve(actor: Actor): Promise<JobResult> {
+    this.count("rpc.approve");
     const state = this.load();
     if (!state) return notFound();
     if (!mayDecide(state, actor))
@@ -234,6 +254,7 @@ export class JobDO extends DurableObject<Env> {
   }
 
   async deny(actor: Actor, reason = "denied"): Promise<JobResult> {
+    this.count("rpc.deny");
     const state = this.load();
     if (!state) return notFound();
     if (!mayDecide(state, actor)) return forbidden("only the person who asked for this job (or an admin) may deny it");
@@ -246,6 +267,7 @@ export class JobDO extends DurableObject<Env> {
   }
 
   async cancel(actor: Actor, reason = "cancelled"): Promise<JobResult> {
+    this.count("rpc.cancel");
     const state = this.load();
     if (!state) return notFound();
     if (!mayDecide(state, actor))
@@ -304,6 +326,7 @@ export class JobDO extends DurableObject<Env> {
   // ---- RPC: dispatch (queue consumer) -----------------------------------------------------------
 
   async dispatch(attempt: number): Promise<DispatchOutcome> {
+    this.count("rpc.dispatch");
     const state = this.load();
     if (state?.status !== "QUEUED" || attempt !== state.attempt || !state.spec) return "stale";
     if (state.dispatchedAttempt >= attempt) return "duplicate";
@@ -333,6 +356,7 @@ export class JobDO extends DurableObject<Env> {
    * delivery for an attempt already dispatched is dropped — so it is safe to call at any time.
    */
   async redeliver(): Promise<{ ok: true; attempt: number } | { ok: false; message: string }> {
+    this.count("rpc.redeliver");
     const state = this.load();
     if (!state) return { ok: false, message: "no such job" };
     if (state.status !== "QUEUED" && state.status !== "RUNNING") {
@@ -343,6 +367,7 @@ export class JobDO extends DurableObject<Env> {
   }
 
   async deadLetter(attempt: number, reason: string): Promise<boolean> {
+    this.count("rpc.deadLetter");
     const state = this.load();
     if (!state || isTerminal(state.status) || attempt !== state.attempt) return false;
     this.commit(state, [
@@ -356,6 +381,7 @@ export class JobDO extends DurableObject<Env> {
   // ---- RPC: agent traffic (relayed by the registry) -----------------------------------------------
 
   async agentMessage(agentId: string, msg: FencedAgentMessage): Promise<FenceResult> {
+    this.count("rpc.agentMessage");
     const state = this.load();
     if (!state) return { ok: false, code: "not_found", message: "no such job" };
     const result = await handleAgentMessage(this, state, agentId, msg);
@@ -365,6 +391,7 @@ export class JobDO extends DurableObject<Env> {
 
   /** Heartbeat or resume from the lease holder: extends the lease; anything else is stale. */
   async renewLease(agentId: string, attempt: number, leaseToken: string): Promise<FenceResult> {
+    this.count("rpc.renewLease");
     const state = this.load();
     if (!state) return { ok: false, code: "not_found", message: "no such job" };
     const lease = state.lease;
@@ -389,6 +416,7 @@ export class JobDO extends DurableObject<Env> {
 
   /** The lease holder's socket closed: give it the reconnect grace instead of the full lease. */
   async agentDisconnected(agentId: string, attempt: number): Promise<void> {
+    this.count("rpc.agentDisconnected");
     const state = this.load();
     if (!state?.lease || state.lease.agentId !== agentId || state.lease.attempt !== attempt) return;
     state.lease.expiresAt = Math.min(state.lease.expiresAt, Date.now() + this.config.reconnectGraceS * 1000);
@@ -397,6 +425,7 @@ export class JobDO extends DurableObject<Env> {
   }
 
   async leaseValid(attempt: number, leaseToken: string, agentId: string): Promise<boolean> {
+    this.count("rpc.leaseValid");
     const s = this.load();
     return (
       !!s?.lease && s.lease.attempt === attempt && s.lease.leaseToken === leaseToken && s.lease.agentId === agentId
@@ -404,6 +433,7 @@ export class JobDO extends DurableObject<Env> {
   }
 
   async readLogs(opts: { tail?: number; grep?: string }): Promise<{ lines: string[]; status: JobStatus } | null> {
+    this.count("rpc.readLogs");
     const state = this.load();
     if (!state) return null;
     const lines = opts.grep ? this.logs.search(opts.grep) : this.logs.tail(opts.tail ?? 100).split("\n");
@@ -414,6 +444,7 @@ export class JobDO extends DurableObject<Env> {
   async readLogChunks(
     pos: LogPosition | null,
   ): Promise<{ text: string; next: LogPosition | null; status: JobStatus } | null> {
+    this.count("rpc.readLogChunks");
     const state = this.load();
     if (!state) return null;
     const { chunks, next } = this.logs.after(pos);
@@ -423,11 +454,13 @@ export class JobDO extends DurableObject<Env> {
   // ---- alarm: planning, timeouts, lease expiry, outbox retries ---------------------------------
 
   override async alarm(): Promise<void> {
+    this.count("alarm");
     await this.tick();
   }
 
   /** Sentinel: re-runs the timeout checks (in case an alarm was missed) and re-arms the alarm. */
   async sentinelCheck(offlineAgents: string[]): Promise<JobStatus | null> {
+    this.count("rpc.sentinelCheck");
     const s = this.load();
     if (!s) return null;
     if (s.status === "RUNNING" && s.lease && offlineAgents.includes(s.lease.agentId)) {
@@ -542,6 +575,7 @@ export class JobDO extends DurableObject<Env> {
           this.outbox.inflight = row.id;
           try {
             await runOutboxItem(this, state, row.item);
+            this.count(`outbox.${row.item.kind}`);
             this.outbox.inflight = null;
             this.outbox.done(row.id);
           } catch (err) {

@@ -25,9 +25,15 @@ export class LogBuffer {
       data TEXT NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (attempt, seq))`);
   }
 
+  /** Bytes stored so far (summed once, then kept up to date: appends are the only writes). */
+  private total: number | null = null;
+
   totalBytes(): number {
-    const row = this.sql.exec<{ total: number | null }>("SELECT SUM(bytes) AS total FROM log_chunks").one();
-    return row.total ?? 0;
+    if (this.total === null) {
+      const row = this.sql.exec<{ total: number | null }>("SELECT SUM(bytes) AS total FROM log_chunks").one();
+      this.total = row.total ?? 0;
+    }
+    return this.total;
   }
 
   /** Appends a chunk once; returns false for a duplicate. Past the cap a single marker is kept. */
@@ -60,6 +66,7 @@ export class LogBuffer {
       chunk.data,
       bytes,
     );
+    this.total = total + bytes;
     return true;
   }
 

@@ -6,6 +6,7 @@ import { ArtifactNameSchema, isTerminal, JobIdSchema, type JobStatus } from "../
 import { jobStub } from "../agents/registry-stub.ts";
 import { ArtifactError, ArtifactStore } from "../archive/artifacts.ts";
 import { ApiError, parseOr400 } from "../http/errors.ts";
+import { logKey } from "../jobs/archive-log.ts";
 import type { LogPosition } from "../jobs/log-buffer.ts";
 
 const jobIdParam = (raw: string): string => parseOr400(JobIdSchema, raw, "job id");
@@ -46,6 +47,42 @@ export const archiveRoutes = new Hono<{ Bindings: Env }>()
     const id = jobIdParam(c.req.param("id"));
     const deleted = await new ArtifactStore(c.env.ARCHIVE).deleteJob(id).catch(mapArtifactError);
     return c.json({ jobId: id, deleted });
+  })
+  .get("/jobs/:id/ops", async (c) => {
+    const id = jobIdParam(c.req.param("id"));
+    await existingJob(c.env, id);
+    return c.json({ jobId: id, ops: await jobStub(c.env, id).opCounts() });
+  })
+  .get("/jobs/:id/log", async (c) => {
+    // The whole log: from R2 once archived, else what the JobDO holds so far.
+    const id = jobIdParam(c.req.param("id"));
+    const obj = await c.env.ARCHIVE.get(logKey(id));
+    if (obj) {
+      return new Response(obj.body, {
+        headers: {
+          "Content-Type": "text/plain; charset=utf-8",
+          "Content-Length": String(obj.size),
+          "X-Skynet-Log": "archived",
+        },
+      });
+    }
+    const stub = jobStub(c.env, id);
+    const first = await stub.readLogChunks(null);
+    if (!first) throw new ApiError("not_found", `no job ${id}`);
+    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+    const writer = writable.getWriter();
+    const enc = new TextEncoder();
+    c.executionCtx.waitUntil(
+      (async () => {
+        let batch: { text: string; next: LogPosition | null } | null = first;
+        while (batch?.text) {
+          await writer.write(enc.encode(batch.text));
+          batch = batch.next ? await stub.readLogChunks(batch.next) : null;
+        }
+        await writer.close();
+      })(),
+    );
+    return new Response(readable, { headers: { "Content-Type": "text/plain; charset=utf-8", "X-Skynet-Log": "live" } });
   })
   .get("/jobs/:id/logs/stream", async (c) => {
     const id = jobIdParam(c.req.param("id"));
