@@ -153,7 +153,8 @@ async function main(): Promise<void> {
   }
   const planner = vars.ANTHROPIC_API_KEY ? "Anthropic" : "offline rule";
   say(`ready: API ${base}/api (bearer token in .dev.vars), ${planner} planner`);
-  say(`try:  npm run skynet -- task "check git status" --follow`);
+  const urlPrefix = port === 8787 ? "" : `SKYNET_URL=${base} `;
+  say(`try:  ${urlPrefix}npm run skynet -- task "check git status" --follow`);
   say(
     `  or:  curl -s -X POST ${base}/api/tasks -H "Authorization: Bearer $(grep ^API_TOKEN= .dev.vars | cut -d= -f2)" -H 'Content-Type: application/json' -d '{"intent":"check git status"}'`,
   );

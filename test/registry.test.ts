@@ -1,8 +1,8 @@
 // The agent registry inside workerd: pairing, tokens, identity across hibernation, assignment by
 // capability, project and free slot, accept timeouts, cancel fan-out.
-import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { AgentRegistryDO } from "../src/agents/agent-registry-do.ts";
+import type { AgentRegistryDO } from "../src/agents/agent-registry-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { api, json, pairAgent, TestAgent } from "./helpers/worker.ts";
 
@@ -72,12 +72,14 @@ describe("identity and assignment", () => {
   it("keeps an agent's identity in its socket attachment across hibernation", async () => {
     const { agentId, token } = await pairAgent("sleeper");
     const agent = await TestAgent.connect(token, { workspaces: ["hibernate"], agentName: "sleeper" });
-    // A fresh object over the same storage and sockets is what a wake-up from hibernation sees.
-    const listed = await runInDurableObject(registry(), async (_i: AgentRegistryDO, state) => {
-      const fresh = new AgentRegistryDO(state, env);
-      return fresh.listAgents();
-    });
+    // Evict the object, as hibernation does: its memory is gone, its sockets stay open.
+    await evictDurableObject(registry());
+    const listed = await registry().listAgents();
     expect(listed.find((a) => a.agentId === agentId)).toMatchObject({ name: "sleeper", workspaces: ["hibernate"] });
+    // And the woken object still relays for it.
+    agent.send({ type: "heartbeat", running: [] });
+    agent.ws.send("{bad");
+    expect((await agent.next("error")).code).toBe("bad_message");
     agent.close();
   });
 

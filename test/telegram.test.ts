@@ -273,6 +273,24 @@ describe("commands", () => {
     expect(doc.text.split("\n")).toHaveLength(10_000);
   });
 
+  it("/artifacts sends each artifact as a document", async () => {
+    await post(message(OWNER, "/task check git status"));
+    const jobId = await lastJobPlanned();
+    const body = "3 passed <ok> & done\n";
+    const sha = [...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(body)))]
+      .map((b) => b.toString(16).padStart(2, "0"))
+      .join("");
+    await env.ARCHIVE.put(`artifacts/jobs/${jobId}/s1-report.txt`, body, { customMetadata: { sha256: sha } });
+    await take();
+    await post(message(OWNER, `/artifacts ${jobId}`));
+    await post(message(OWNER, "/artifacts job_0000000000notthere"));
+    const made = await take();
+    expect(made.map((c) => c.method)).toEqual(["sendDocument", "sendMessage"]);
+    const doc = made[0]?.params.document as { filename: string; text: string };
+    expect(doc).toMatchObject({ filename: "s1-report.txt", text: body });
+    expect(textOf(made[1])).toMatch(/don't know that job/);
+  });
+
   it("/pair and /agents", async () => {
     await post(message(ADMIN, "/pair"));
     await post(message(ADMIN, "/agents"));
