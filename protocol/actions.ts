@@ -1,6 +1,7 @@
 // The action catalog: every action an agent may run, defined once for the planner, the policy
 // engine, the dispatcher and the agent. Unknown actions are refused everywhere.
 import { z } from "zod";
+import { describeIssues } from "./issues.ts";
 import type { JsonObject, RiskLevel } from "./jobs.ts";
 
 export const CapabilitySchema = z.enum(["git", "fs", "runner", "shell"]);
@@ -241,8 +242,10 @@ export function checkActionParams(name: string, params: unknown): ParamsCheck {
   if (!action) return { ok: false, error: `unknown action "${name}"` };
   const parsed = ActionParamsSchemas[action.name].safeParse(params ?? {});
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "params"}: ${i.message}`).join("; ");
-    return { ok: false, error: `invalid params for ${action.name}: ${issues}` };
+    return {
+      ok: false,
+      error: `invalid params for ${action.name}: ${describeIssues(parsed.error, { root: "params", max: 10 })}`,
+    };
   }
   // Every params schema is built from JSON types (strings, numbers, booleans, arrays, objects).
   return { ok: true, action, params: parsed.data as JsonObject };

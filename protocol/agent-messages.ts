@@ -2,6 +2,7 @@
 // Every frame received on either side is safeParse'd; a bad one gets an `error` reply.
 import { z } from "zod";
 import { CapabilitySchema } from "./actions.ts";
+import { describeIssues } from "./issues.ts";
 import {
   ArtifactRefSchema,
   ExecutionResultSchema,
@@ -112,11 +113,7 @@ export function parseFrame<S extends z.ZodType>(
   }
   const parsed = schema.safeParse(json);
   if (!parsed.success) {
-    const issues = parsed.error.issues
-      .slice(0, 5)
-      .map((i) => `${i.path.join(".") || "frame"}: ${i.message}`)
-      .join("; ");
-    return { ok: false, error: `invalid message: ${issues}` };
+    return { ok: false, error: `invalid message: ${describeIssues(parsed.error, { root: "frame" })}` };
   }
   return { ok: true, message: parsed.data };
 }

@@ -2,4 +2,5 @@
 export * from "./actions.ts";
 export * from "./agent-messages.ts";
 export * from "./api.ts";
+export * from "./issues.ts";
 export * from "./jobs.ts";

@@ -2,7 +2,7 @@
 // status. `npx skynet-agent --help` (Node ≥ 22.18) or `npm run agent -- --help` from the repo.
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { PairRequestSchema } from "../../protocol/index.ts";
+import { describeIssues, PairRequestSchema } from "../../protocol/index.ts";
 import { AGENT_VERSION, Agent } from "./agent.ts";
 import {
   AgentConfigSchema,
@@ -126,7 +126,7 @@ async function connect(args: string[]): Promise<void> {
   }
   const parsed = AgentConfigSchema.safeParse(candidate);
   if (!parsed.success) {
-    fail(parsed.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`).join("\n"), HELP.connect);
+    fail(describeIssues(parsed.error, { root: "config", max: 20, separator: "\n" }), HELP.connect);
   }
   const { stat } = await import("node:fs/promises");
   for (const [id, dir] of Object.entries(parsed.data.workspaces)) {

@@ -1,7 +1,7 @@
 // API errors: thrown anywhere as ApiError, rendered once by app.onError as {error:{code,message}}.
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { z } from "zod";
-import type { ErrorCode } from "../../protocol/index.ts";
+import { describeIssues, type ErrorCode } from "../../protocol/index.ts";
 
 const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   bad_request: 400,
@@ -26,10 +26,7 @@ export class ApiError extends Error {
 }
 
 export function zodMessage(error: z.ZodError): string {
-  return error.issues
-    .slice(0, 5)
-    .map((i) => (i.path.length ? `${i.path.join(".")}: ${i.message}` : i.message))
-    .join("; ");
+  return describeIssues(error);
 }
 
 /** Parses with a zod schema or throws a 400 ApiError that says what was wrong. */

@@ -9,6 +9,7 @@ import {
   ActionNameSchema,
   ActionParamsSchemas,
   checkActionParams,
+  describeIssues,
   maxRisk,
   ParamValueSchema,
   type PlanSpec,
@@ -107,11 +108,7 @@ type Validated = { ok: true; plan: PlanSpec } | { ok: false; error: string };
 export function validateModelPlan(input: unknown, jobId: string): Validated {
   const parsed = ModelPlanSchema.safeParse(input);
   if (!parsed.success) {
-    const issues = parsed.error.issues
-      .slice(0, 8)
-      .map((i) => `${i.path.join(".") || "input"}: ${i.message}`)
-      .join("; ");
-    return { ok: false, error: issues };
+    return { ok: false, error: describeIssues(parsed.error, { root: "input", max: 8 }) };
   }
   const steps: PlanStep[] = [];
   for (const [i, step] of parsed.data.steps.entries()) {
