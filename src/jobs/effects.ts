@@ -8,12 +8,20 @@ import type { JobDO } from "./job-do.ts";
 import { type JobState, toLedgerRow } from "./job-state.ts";
 import type { OutboxItem } from "./outbox.ts";
 
-export async function runOutboxItem(job: JobDO, state: JobState, item: OutboxItem): Promise<void> {
+/** Performs the item; returns what it did, for the job's operation counters. */
+export async function runOutboxItem(job: JobDO, state: JobState, item: OutboxItem): Promise<string | undefined> {
   const env = job.env;
   switch (item.kind) {
-    case "ledger":
-      await upsertJob(getDb(env.DB), toLedgerRow(state));
+    case "ledger": {
+      // Step events change nothing the ledger row holds: skip snapshots identical but for the time.
+      const row = toLedgerRow(state);
+      const { updatedAt: _updatedAt, ...content } = row;
+      const key = JSON.stringify(content);
+      if (job.ctx.storage.kv.get<string>("ledger_written") === key) return "ledger_unchanged";
+      await upsertJob(getDb(env.DB), row);
+      job.ctx.storage.kv.put("ledger_written", key);
       return;
+    }
     case "event":
       await appendJobEvent(getDb(env.DB), {
         jobId: state.id,

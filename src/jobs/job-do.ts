@@ -574,8 +574,8 @@ export class JobDO extends DurableObject<Env> {
           if (!state) return;
           this.outbox.inflight = row.id;
           try {
-            await runOutboxItem(this, state, row.item);
-            this.count(`outbox.${row.item.kind}`);
+            const did = await runOutboxItem(this, state, row.item);
+            this.count(`outbox.${did ?? row.item.kind}`);
             this.outbox.inflight = null;
             this.outbox.done(row.id);
           } catch (err) {
@@ -613,8 +613,10 @@ export class JobDO extends DurableObject<Env> {
     }
     // Outbox rows due "now" (next_at 0) and past deadlines fire as soon as possible.
     const next = Math.max(Math.min(...times), Date.now() + 5);
+    // Only ever move the alarm earlier: one that fires early just re-checks and re-arms, so the
+    // lease renewals that push deadlines later (every agent message) cost no storage write.
     const current = await this.ctx.storage.getAlarm();
-    if (current === null || current !== next) await this.ctx.storage.setAlarm(next);
+    if (current === null || next < current) await this.ctx.storage.setAlarm(next);
   }
 
   /** Records a final result from the agent (used by agent-events). */
