@@ -52,6 +52,7 @@ export async function runOutboxItem(job: JobDO, state: JobState, item: OutboxIte
       await archiveLog(env.ARCHIVE, state.id, job.logs);
       return;
     case "notify": {
+      if (!state.chatId) return "notify_no_chat"; // API jobs have nobody to tell
       const { notifyJob } = await import("../notify/notify.ts");
       const memo = job.ctx.storage.kv.get<NotifyMemo>("notify") ?? {};
       job.ctx.storage.kv.put("notify", await notifyJob(env, job.view(state), memo));
