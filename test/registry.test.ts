@@ -106,6 +106,13 @@ describe("identity and assignment", () => {
     await job(status).dispatch(1);
     // the shell agent is full (1 slot), so the plain one gets it
     expect((await plain.next("job_offer")).jobId).toBe(status);
+    // The shell agent's accepted job shows in the ledger as BUSY.
+    await expect
+      .poll(
+        async () =>
+          (await env.DB.prepare("SELECT id FROM workers WHERE status = 'BUSY' AND running > 0").all()).results.length,
+      )
+      .toBeGreaterThan(0);
 
     const nowhere = await queuedJob("nobody-serves-this", "check git status");
     expect(await job(nowhere).dispatch(1)).toBe("pending");

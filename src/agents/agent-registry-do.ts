@@ -181,7 +181,7 @@ export class AgentRegistryDO extends DurableObject<Env> {
     running: { jobId: string; attempt: number; leaseToken: string }[],
     resuming = false,
   ): Promise<void> {
-    await touchWorker(getDb(this.env.DB), agentId, Date.now()).catch(() => undefined);
+    await touchWorker(getDb(this.env.DB), agentId, Date.now(), this.book.loadOf(agentId)).catch(() => undefined);
     for (const r of running) {
       const res = await jobStub(this.env, r.jobId).renewLease(agentId, r.attempt, r.leaseToken);
       if (res.ok) {
@@ -209,12 +209,25 @@ export class AgentRegistryDO extends DurableObject<Env> {
         this.book.remove(msg.jobId);
       return;
     }
-    if (msg.type === "job_accept") this.book.markRunning(msg.jobId, agentId, msg.attempt, msg.leaseToken);
+    if (msg.type === "job_accept") {
+      this.book.markRunning(msg.jobId, agentId, msg.attempt, msg.leaseToken);
+      await this.mirrorLoad(agentId);
+    }
     if (msg.type === "job_finished") {
       if (entry && entry.state !== "pending" && entry.agentId === agentId && entry.attempt === msg.attempt)
         this.book.remove(msg.jobId);
+      await this.mirrorLoad(agentId);
       await this.pump();
     }
+  }
+
+  /** ONLINE or BUSY in the ledger's workers table, from the jobs the agent holds. */
+  private async mirrorLoad(agentId: string): Promise<void> {
+    const running = this.book.loadOf(agentId);
+    await setWorkerStatus(getDb(this.env.DB), agentId, running > 0 ? "BUSY" : "ONLINE", {
+      running,
+      at: Date.now(),
+    }).catch((err: unknown) => log("warn", "ledger: worker status failed", { agentId, error: errorMessage(err) }));
   }
 
   private async onGone(ws: WebSocket): Promise<void> {
