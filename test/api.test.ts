@@ -76,6 +76,31 @@ describe("JSON API input validation", () => {
   });
 });
 
+describe("hostile bodies", () => {
+  it("refuses oversized, non-object and extra-field bodies without creating anything", async () => {
+    const before = await countLedgerJobs();
+    const huge = await api("/api/tasks", {
+      method: "POST",
+      body: "x".repeat(300 * 1024),
+      headers: { "Content-Type": "application/json" },
+    });
+    expect(huge.status).toBe(413);
+    for (const body of [
+      "[]",
+      "null",
+      '"check git status"',
+      '{"intent":"x","__proto__":{"admin":true}}',
+      '{"intent":"x","projectId":"../.."}',
+    ]) {
+      const res = await api("/api/tasks", { method: "POST", body, headers: { "Content-Type": "application/json" } });
+      expect(res.status, body).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("bad_request");
+    }
+    expect((await api("/api/jobs?limit=5&extra=1")).status).toBe(400);
+    expect(await countLedgerJobs()).toBe(before);
+  });
+});
+
 describe("task submission", () => {
   it("creates a job at once and plans it in the JobDO's alarm", async () => {
     const res = await api("/api/tasks", { method: "POST", json: { intent: "check git status" } });

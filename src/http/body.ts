@@ -6,6 +6,10 @@ import { ApiError, parseOr400 } from "./errors.ts";
 const MAX_JSON_BYTES = 256 * 1024;
 
 export async function jsonBody<S extends z.ZodType>(c: Context, schema: S, allowEmpty = false): Promise<z.infer<S>> {
+  // Refuse a declared oversize body before reading any of it.
+  if (Number(c.req.header("Content-Length") ?? "0") > MAX_JSON_BYTES) {
+    throw new ApiError("payload_too_large", `request body is over ${MAX_JSON_BYTES} bytes`);
+  }
   const text = await c.req.text();
   if (text.length > MAX_JSON_BYTES)
     throw new ApiError("payload_too_large", `request body is over ${MAX_JSON_BYTES} bytes`);

@@ -9,6 +9,8 @@ import { loadConfig } from "../config.ts";
 import { ApiError } from "../http/errors.ts";
 import { timingSafeEqual } from "../lib/crypto.ts";
 
+const MAX_UPDATE_BYTES = 1024 * 1024;
+
 /** The envelope every Telegram update has; grammY handles the rest of each update type. */
 const UpdateSchema = z.looseObject({ update_id: z.number().int().nonnegative() });
 
@@ -23,6 +25,9 @@ export const telegramRoutes = new Hono<{ Bindings: Env }>().post("/webhook", asy
   const secret = c.req.header("X-Telegram-Bot-Api-Secret-Token") ?? "";
   if (!timingSafeEqual(secret, config.telegramWebhookSecret)) {
     throw new ApiError("unauthorized", "wrong or missing X-Telegram-Bot-Api-Secret-Token");
+  }
+  if (Number(c.req.header("Content-Length") ?? "0") > MAX_UPDATE_BYTES) {
+    throw new ApiError("payload_too_large", "a Telegram update is never this large");
   }
   let body: unknown;
   try {
