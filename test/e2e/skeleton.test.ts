@@ -85,6 +85,28 @@ describe("walking skeleton", () => {
     expect(events.events.map((e) => e.to)).toEqual(["CREATED", "PLANNED", "QUEUED", "RUNNING", "SUCCEEDED"]);
   });
 
+  it("the skynet CLI submits a task and follows it to the end", async () => {
+    const { execFile } = await import("node:child_process");
+    const { promisify } = await import("node:util");
+    const { resolve } = await import("node:path");
+    const root = resolve(import.meta.dirname, "../..");
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [resolve(root, "scripts/skynet.ts"), "task", "check git status, show the last 3 commits", "--follow"],
+      { cwd: root, env: { ...process.env, SKYNET_URL: worker.url, SKYNET_API_TOKEN: worker.apiToken } },
+    );
+    expect(stdout).toMatch(/SUCCEEDED/);
+    expect(stdout).toContain("git_status");
+    expect(stdout).toContain("git_log");
+    expect(stdout).toContain("initial");
+    const bad = await promisify(execFile)(process.execPath, [resolve(root, "scripts/skynet.ts"), "status", "nope"], {
+      cwd: root,
+      env: { ...process.env, SKYNET_URL: worker.url, SKYNET_API_TOKEN: worker.apiToken },
+    }).catch((err: { code: number; stderr: string }) => err);
+    expect("code" in bad && bad.code).toBe(2);
+    expect("stderr" in bad && bad.stderr).toMatch(/job id/);
+  });
+
   it("answers bad input with JSON errors and changes nothing", async () => {
     const before = ((await (await call("/api/jobs?limit=100")).json()) as { jobs: unknown[] }).jobs.length;
     const noToken = await fetch(`${worker.url}/api/tasks`, { method: "POST", body: JSON.stringify({ intent: "x" }) });
