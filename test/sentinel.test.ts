@@ -120,7 +120,18 @@ describe("alerts and the provider monitor", () => {
     expect(await resolveAlert(env, "test:outage", "fixed", t0 + 240_000)).toBe(false);
     expect(await sent()).toMatchObject({ active: 0, resolved_at: t0 + 180_000 });
     // A new outage is a new alert.
-    expect(await raiseAlert(env, "test:outage", "again", t0 + 300_000)).toBe(true);
+    expect(await raiseAlert(env, "test:outage", "it broke again", t0 + 300_000)).toBe(true);
+    // What the admin (user 43) actually received from the Bot API stand-in.
+    const calls = (await (await fetch(`${env.TELEGRAM_API_ROOT}/__calls`)).json()) as {
+      method: string;
+      params: { chat_id: string | number; text: string };
+    }[];
+    const mine = calls.filter((c) => c.method === "sendMessage" && /it broke|recovered.*fixed/.test(c.params.text));
+    expect(mine.map((c) => [String(c.params.chat_id), c.params.text.split("\n").at(-1)])).toEqual([
+      ["43", "it broke"],
+      ["43", "✅ <b>recovered</b>: fixed (after ~3 min)"],
+      ["43", "it broke again"],
+    ]);
   });
 
   it("records provider health and computes success rate and degradation", async () => {
