@@ -1,103 +1,31 @@
 // The Telegram webhook with real update JSON, against the Bot API stand-in: every call grammY
 // makes is recorded by the stand-in and asserted here.
-import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env, runInDurableObject } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { JobDO } from "../src/jobs/job-do.ts";
+import {
+  message,
+  nextUpdateId,
+  lastJobPlanned as plannedFor,
+  post,
+  SECRET,
+  TelegramScope,
+  textOf,
+} from "./helpers/telegram.ts";
 import { api } from "./helpers/worker.ts";
 
 const OWNER = { id: 42, is_bot: false, first_name: "Ada", username: "ada" };
-const ADMIN = { id: 43, is_bot: false, first_name: "Root", username: "root" };
 const STRANGER = { id: 666, is_bot: false, first_name: "Eve", username: "eve" };
-const SECRET = "test-webhook-secret";
+const GROUP = { id: -100123, type: "group" as const };
 
-interface Call {
-  method: string;
-  params: Record<string, unknown>;
-}
-
-let updateId = 1;
-let messageId = 1;
-let seen = 0;
-
-const root = () => env.TELEGRAM_API_ROOT;
-
-async function calls(): Promise<Call[]> {
-  const all = (await (await fetch(`${root()}/__calls?since=${seen}`)).json()) as Call[];
-  return all;
-}
-
-/** Waits until a call matching `pred` has been made (the JobDO notifies from its own alarm). */
-async function waitCall(pred: (c: Call) => boolean): Promise<Call> {
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const found = (await calls()).find(pred);
-    if (found) return found;
-    if (Date.now() > deadline) throw new Error("timed out waiting for a Bot API call");
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-/** Calls made since the last `take()`. */
-async function take(): Promise<Call[]> {
-  const fresh = await calls();
-  seen += fresh.length;
-  return fresh;
-}
-
-function message(
-  from: typeof OWNER,
-  text: string,
-  chat: { id: number; type: string } = { id: from.id, type: "private" },
-) {
-  const entities = text.startsWith("/")
-    ? [{ type: "bot_command", offset: 0, length: text.split(/\s/)[0]?.length ?? 1 }]
-    : undefined;
-  return {
-    update_id: updateId++,
-    message: {
-      message_id: messageId++,
-      from,
-      chat: { ...chat, first_name: from.first_name },
-      date: Math.floor(Date.now() / 1000),
-      text,
-      ...(entities ? { entities } : {}),
-    },
-  };
-}
-
-function callback(from: typeof OWNER, data: string, msgId = 1) {
-  return {
-    update_id: updateId++,
-    callback_query: {
-      id: `cb${updateId}`,
-      from,
-      chat_instance: "1",
-      data,
-      message: { message_id: msgId, chat: { id: from.id, type: "private" }, date: 0, text: "x" },
-    },
-  };
-}
-
-async function post(update: unknown, secret: string | null = SECRET): Promise<Response> {
-  const headers: Record<string, string> = { "Content-Type": "application/json" };
-  if (secret !== null) headers["X-Telegram-Bot-Api-Secret-Token"] = secret;
-  return api("/telegram/webhook", { method: "POST", body: JSON.stringify(update), headers, token: null });
-}
-
-/** The job the last /task created (from the ledger), after its planning alarm ran. */
-async function lastJobPlanned(): Promise<string> {
-  const row = await env.DB.prepare("SELECT id FROM jobs WHERE user_id = ? ORDER BY created_at DESC LIMIT 1")
-    .bind(String(OWNER.id))
-    .first<{ id: string }>();
-  if (!row) throw new Error("no job");
-  await runDurableObjectAlarm(env.JOB.get(env.JOB.idFromName(row.id)));
-  return row.id;
-}
-
-const textOf = (c: Call | undefined) => String(c?.params.text ?? "");
+const tg = new TelegramScope([OWNER.id, STRANGER.id, GROUP.id], "t1-");
+const take = () => tg.take();
+const waitCall = tg.waitCall.bind(tg);
+const callback = tg.callback.bind(tg);
+const lastJobPlanned = () => plannedFor(OWNER.id);
 
 beforeEach(async () => {
-  seen = (await calls()).length + seen;
+  await tg.skip();
 });
 
 describe("webhook security", () => {
@@ -122,7 +50,7 @@ describe("webhook security", () => {
   });
 
   it("ignores a stranger's group message and answers bad JSON with 400", async () => {
-    await post(message(STRANGER, "hello all", { id: -100123, type: "group" }));
+    await post(message(STRANGER, "hello all", GROUP));
     expect(await take()).toEqual([]);
     const res = await api("/telegram/webhook", {
       method: "POST",
@@ -139,9 +67,9 @@ describe("commands", () => {
     await post(message(OWNER, "/help"));
     await post(message(OWNER, "/frobnicate now"));
     await post({
-      update_id: updateId++,
+      update_id: nextUpdateId(),
       message: {
-        message_id: messageId++,
+        message_id: 900,
         from: OWNER,
         chat: { id: 42, type: "private" },
         date: 1,
@@ -157,7 +85,7 @@ describe("commands", () => {
       },
     });
     await post({
-      update_id: updateId++,
+      update_id: nextUpdateId(),
       edited_message: {
         message_id: 1,
         from: OWNER,
@@ -292,8 +220,8 @@ describe("commands", () => {
   });
 
   it("/pair and /agents", async () => {
-    await post(message(ADMIN, "/pair"));
-    await post(message(ADMIN, "/agents"));
+    await post(message(OWNER, "/pair"));
+    await post(message(OWNER, "/agents"));
     const made = await take();
     expect(textOf(made[0])).toMatch(/Pairing code <code>[A-Z0-9]{8}<\/code>/);
     expect(textOf(made[1])).toMatch(/No agent is connected|Agents online/);

@@ -19,7 +19,18 @@ export interface NotifyMemo {
 /** Telegram allows about one edit a second per chat; progress edits wait that long. */
 export const EDIT_INTERVAL_MS = 1000;
 
-export class NotifyLater extends Error {}
+/**
+ * Thrown to have the outbox try again later. `retryAfterMs` is the earliest sensible retry:
+ * what is left of the edit interval, or Telegram's `retry_after` on a 429.
+ */
+export class NotifyLater extends Error {
+  readonly retryAfterMs: number;
+  constructor(message: string, retryAfterMs: number) {
+    super(message);
+    this.name = "NotifyLater";
+    this.retryAfterMs = retryAfterMs;
+  }
+}
 
 /**
  * Sends or edits the job's Telegram message. Returns the new memo. Throwing makes the JobDO's
@@ -37,7 +48,7 @@ export async function notifyJob(env: Env, job: JobView, memo: NotifyMemo): Promi
   const now = Date.now();
   const sameStatus = memo.lastStatus === job.status;
   if (!isTerminal(job.status) && sameStatus && memo.lastAt && now - memo.lastAt < EDIT_INTERVAL_MS) {
-    throw new NotifyLater("throttled: the last edit was under a second ago");
+    throw new NotifyLater("throttled: the last edit was under a second ago", EDIT_INTERVAL_MS - (now - memo.lastAt));
   }
   const api = new Api(config.telegramBotToken, { apiRoot: config.telegramApiRoot });
   let messageId = memo.messageId ?? job.messageId ?? undefined;
@@ -50,7 +61,11 @@ export async function notifyJob(env: Env, job: JobView, memo: NotifyMemo): Promi
     }
   } catch (err) {
     if (!(err instanceof GrammyError)) throw err; // network: retry later
-    if (err.error_code === 429) throw new NotifyLater(`Telegram asked to slow down: ${err.description}`);
+    if (err.error_code === 429) {
+      const retryAfterS = err.parameters.retry_after ?? 1;
+      throw new NotifyLater(`Telegram asked to slow down: ${err.description}`, retryAfterS * 1000);
+    }
+    if (err.error_code >= 500) throw err; // Telegram's side: retry later
     if (err.description.includes("message is not modified")) {
       // already showing this text
     } else if (/message to edit not found|message can't be edited/.test(err.description)) {

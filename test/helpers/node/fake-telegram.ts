@@ -2,13 +2,19 @@
 // as Telegram does for the methods SKYNET uses: JSON, urlencoded and multipart bodies, required
 // parameters, HTML parse mode with Telegram's tag set and entity rules, the 4096-character limit,
 // "message is not modified", callback query answers. It records every call for assertions
-// (GET /__calls, POST /__reset) and can hand updates to a long-polling client (POST /__updates).
+// (GET /__calls, POST /__reset), can hand updates to a long-polling client (POST /__updates) and
+// can be told to refuse the next calls of a method (POST /__fail, e.g. a 429 with retry_after).
 import { createServer, type IncomingMessage, type Server } from "node:http";
 
 export interface RecordedCall {
+  /** Position in the whole record, for `GET /__calls?since=`. */
+  seq: number;
   method: string;
   params: Record<string, unknown>;
   at: number;
+  /** Whether the stand-in accepted the call, and its error description when not. */
+  ok?: boolean;
+  error?: string;
 }
 
 type Params = Record<string, unknown>;
@@ -147,10 +153,23 @@ const parseJsonParam = (v: unknown): unknown => {
 
 class BotApiError extends Error {
   readonly code: number;
-  constructor(code: number, description: string) {
+  readonly parameters: Params | undefined;
+  constructor(code: number, description: string, parameters?: Params) {
     super(description);
     this.code = code;
+    this.parameters = parameters;
   }
+}
+
+/** A scripted refusal: the next `times` calls of `method` fail this way. */
+interface Failure {
+  method: string;
+  /** Only calls to this chat (so parallel test files are not affected). */
+  chatId?: string;
+  errorCode: number;
+  description: string;
+  retryAfter?: number;
+  times: number;
 }
 
 export interface FakeTelegram {
@@ -166,6 +185,7 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
   const calls: RecordedCall[] = [];
   const messages = new Map<string, StoredMessage>();
   const updates: unknown[] = [];
+  const failures: Failure[] = [];
   let nextMessageId = 1000;
   let nextUpdateId = 1;
 
@@ -322,11 +342,35 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
         };
         const url = new URL(req.url ?? "/", "http://localhost");
         if (url.pathname === "/__calls") {
+          // ?since=<seq> and, so test files running side by side see only their own calls,
+          // ?chats=<id,id> (calls to those chats) and ?cb=<prefix> (callback answers by query id).
           const since = Number(url.searchParams.get("since") ?? "0");
-          return reply(200, calls.slice(since));
+          const chats = url.searchParams.get("chats")?.split(",");
+          const cb = url.searchParams.get("cb");
+          const mine = (c: RecordedCall) =>
+            (!chats && cb === null) ||
+            (chats?.includes(String(c.params.chat_id)) ?? false) ||
+            (cb !== null && String(c.params.callback_query_id ?? "").startsWith(cb));
+          return reply(
+            200,
+            calls.slice(since).filter((c) => mine(c)),
+          );
         }
         if (url.pathname === "/__reset") {
           calls.length = 0;
+          failures.length = 0;
+          return reply(200, { ok: true });
+        }
+        if (url.pathname === "/__fail" && req.method === "POST") {
+          const f = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Partial<Failure>;
+          failures.push({
+            method: String(f.method),
+            chatId: f.chatId === undefined ? undefined : String(f.chatId),
+            errorCode: Number(f.errorCode ?? 429),
+            description: String(f.description ?? "Too Many Requests: retry after 3"),
+            retryAfter: f.retryAfter,
+            times: Number(f.times ?? 1),
+          });
           return reply(200, { ok: true });
         }
         if (url.pathname === "/__updates" && req.method === "POST") {
@@ -346,12 +390,34 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
         } catch (err) {
           return reply(400, { ok: false, error_code: 400, description: `Bad Request: ${(err as Error).message}` });
         }
-        calls.push({ method, params, at: Date.now() });
+        const record: RecordedCall = { seq: calls.length, method, params, at: Date.now() };
+        calls.push(record);
         try {
-          reply(200, { ok: true, result: await handler(params) });
+          const failure = failures.find(
+            (f) =>
+              f.method === method && f.times > 0 && (f.chatId === undefined || f.chatId === String(params.chat_id)),
+          );
+          if (failure) {
+            failure.times -= 1;
+            throw new BotApiError(
+              failure.errorCode,
+              failure.description,
+              failure.retryAfter === undefined ? undefined : { retry_after: failure.retryAfter },
+            );
+          }
+          const result = await handler(params);
+          record.ok = true;
+          reply(200, { ok: true, result });
         } catch (err) {
           const e = err instanceof BotApiError ? err : new BotApiError(500, (err as Error).message);
-          reply(e.code, { ok: false, error_code: e.code, description: e.message });
+          record.ok = false;
+          record.error = e.message;
+          reply(e.code, {
+            ok: false,
+            error_code: e.code,
+            description: e.message,
+            ...(e.parameters ? { parameters: e.parameters } : {}),
+          });
         }
       })();
     });

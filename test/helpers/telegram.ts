@@ -1,0 +1,144 @@
+// Helpers for the Telegram worker tests: real Update JSON posted to the webhook, and the calls the
+// Bot API stand-in recorded. Test files run side by side against one stand-in, so each file uses
+// its own users/chats and callback-query-id prefix and sees only the calls made to them.
+import { env, runDurableObjectAlarm } from "cloudflare:test";
+import { api } from "./worker.ts";
+
+export const SECRET = "test-webhook-secret";
+
+export interface TgUser {
+  id: number;
+  is_bot: boolean;
+  first_name: string;
+  username?: string;
+}
+
+export interface TgChat {
+  id: number;
+  type: "private" | "group" | "supergroup";
+  title?: string;
+}
+
+export interface Call {
+  seq: number;
+  method: string;
+  params: Record<string, unknown>;
+  /** Whether the stand-in accepted the call (it refuses what Telegram refuses), and why not. */
+  ok?: boolean;
+  error?: string;
+}
+
+export const textOf = (c: Call | undefined): string => String(c?.params.text ?? "");
+
+let updateId = Math.floor(Math.random() * 1_000_000);
+let messageId = 1;
+
+export function nextUpdateId(): number {
+  updateId += 1;
+  return updateId;
+}
+
+/** A message update; commands get their bot_command entity as Telegram sends them. */
+export function message(from: TgUser, text: string, chat: TgChat = { id: from.id, type: "private" }) {
+  const command = /^\/[A-Za-z0-9_]+(?:@[A-Za-z0-9_]+)?/.exec(text)?.[0];
+  return {
+    update_id: nextUpdateId(),
+    message: {
+      message_id: messageId++,
+      from,
+      chat: chat.type === "private" ? { ...chat, first_name: from.first_name } : { title: "team", ...chat },
+      date: Math.floor(Date.now() / 1000),
+      text,
+      ...(command ? { entities: [{ type: "bot_command", offset: 0, length: command.length }] } : {}),
+    },
+  };
+}
+
+export class TelegramScope {
+  private seen = 0;
+  private readonly chats: string;
+  private readonly cbPrefix: string;
+  private cbCount = 0;
+
+  constructor(chats: number[], cbPrefix: string) {
+    this.chats = chats.join(",");
+    this.cbPrefix = cbPrefix;
+  }
+
+  callback(from: TgUser, data: string, msgId = 1, chatId = from.id) {
+    this.cbCount += 1;
+    return {
+      update_id: nextUpdateId(),
+      callback_query: {
+        id: `${this.cbPrefix}${this.cbCount}`,
+        from,
+        chat_instance: "1",
+        data,
+        message: {
+          message_id: msgId,
+          chat: { id: chatId, type: "private" },
+          date: Math.floor(Date.now() / 1000),
+          text: "x",
+        },
+      },
+    };
+  }
+
+  /** This file's calls not yet taken. */
+  async calls(): Promise<Call[]> {
+    const url = `${env.TELEGRAM_API_ROOT}/__calls?since=${this.seen}&chats=${this.chats}&cb=${this.cbPrefix}`;
+    return (await (await fetch(url)).json()) as Call[];
+  }
+
+  /** The calls made since the last `take()` (or `skip()`). */
+  async take(): Promise<Call[]> {
+    const fresh = await this.calls();
+    const last = fresh.at(-1);
+    if (last) this.seen = last.seq + 1;
+    return fresh;
+  }
+
+  /** Forgets everything recorded so far. */
+  async skip(): Promise<void> {
+    await this.take();
+  }
+
+  /** Waits until a call matching `pred` has been made (the JobDO notifies from its own alarm). */
+  async waitCall(pred: (c: Call) => boolean, timeoutMs = 5000): Promise<Call> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = (await this.calls()).find(pred);
+      if (found) return found;
+      if (Date.now() > deadline) throw new Error("timed out waiting for a Bot API call");
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+}
+
+export async function post(update: unknown, secret: string | null = SECRET): Promise<Response> {
+  const headers: Record<string, string> = { "Content-Type": "application/json" };
+  if (secret !== null) headers["X-Telegram-Bot-Api-Secret-Token"] = secret;
+  return api("/telegram/webhook", { method: "POST", body: JSON.stringify(update), headers, token: null });
+}
+
+/** The newest job of a user (from the ledger), after its planning alarm ran. */
+export async function lastJobPlanned(userId: number): Promise<string> {
+  const row = await env.DB.prepare("SELECT id FROM jobs WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT 1")
+    .bind(String(userId))
+    .first<{ id: string }>();
+  if (!row) throw new Error("no job");
+  await runDurableObjectAlarm(env.JOB.get(env.JOB.idFromName(row.id)));
+  return row.id;
+}
+
+/** Tells the stand-in to refuse the next `times` calls of `method` to `chatId`. */
+export async function failNext(
+  method: string,
+  chatId: number,
+  failure: { errorCode: number; description: string; retryAfter?: number; times?: number },
+): Promise<void> {
+  await fetch(`${env.TELEGRAM_API_ROOT}/__fail`, {
+    method: "POST",
+    body: JSON.stringify({ method, chatId: String(chatId), ...failure }),
+  });
+}
