@@ -17,6 +17,7 @@ import { type JobEvent, transition } from "../core/job-machine.ts";
 import { needsApproval, requiresAudit, validateExecutionSpec } from "../core/policy.ts";
 import { randomHex } from "../lib/crypto.ts";
 import { errorMessage, log } from "../lib/log.ts";
+import { NotifyLater } from "../notify/notify.ts";
 import { createPlanner } from "../planners/index.ts";
 import { handleAgentMessage } from "./agent-events.ts";
 import { runOutboxItem } from "./effects.ts";
@@ -580,6 +581,11 @@ export class JobDO extends DurableObject<Env> {
             this.outbox.done(row.id);
           } catch (err) {
             this.outbox.inflight = null;
+            if (err instanceof NotifyLater) {
+              // Throttled or asked to slow down: not a failure, just later (at Telegram's pace).
+              this.outbox.postpone(row.id, Date.now() + err.retryAfterMs);
+              continue;
+            }
             log("warn", "outbox item failed; will retry", {
               jobId: state.id,
               kind: row.item.kind,
@@ -587,7 +593,10 @@ export class JobDO extends DurableObject<Env> {
               error: errorMessage(err),
             });
             this.outbox.failed(row.id, row.tries, Date.now());
-            break; // keep order: later items wait for this one
+            // A notification renders the current state, so nothing depends on its order; the
+            // ledger, events and sends keep theirs: later items wait for this one.
+            if (row.item.kind === "notify") continue;
+            break;
           }
         }
       } while (this.drainAgain);

@@ -68,6 +68,11 @@ export class Outbox {
     this.sql.exec("UPDATE outbox SET tries = tries + 1, next_at = ? WHERE id = ?", now + delay, id);
   }
 
+  /** Moves an item later without counting a failure (a throttled notification). */
+  postpone(id: number, at: number): void {
+    this.sql.exec("UPDATE outbox SET next_at = ? WHERE id = ?", at, id);
+  }
+
   nextAt(): number | null {
     const row = this.sql.exec<{ n: number | null }>("SELECT MIN(next_at) AS n FROM outbox").one();
     return row.n;
