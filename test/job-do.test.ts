@@ -104,6 +104,48 @@ describe("JobDO planning and approval", () => {
   });
 });
 
+describe("JobDO planning that was cut off", () => {
+  it("plans again when an attempt was cut off by a restart, and fails after the second", async () => {
+    for (const [attempts, expected] of [
+      [1, "QUEUED"],
+      [2, "FAILED"],
+    ] as const) {
+      const jobId = newJobId();
+      await stub(jobId).create({
+        jobId,
+        projectId: "default",
+        intent: "check git status",
+        userId: owner.id,
+        chatId: null,
+      });
+      await runInDurableObject(stub(jobId), async (i: JobDO) => {
+        const s = i.load();
+        if (!s) throw new Error("no state");
+        // As if the object had died during the planner call 100 s ago.
+        s.planningStarted = true;
+        s.planningStartedAt = Date.now() - 100_000;
+        s.planAttempts = attempts;
+        i.ctx.storage.kv.put("job", s);
+        await i.ctx.storage.setAlarm(Date.now());
+      });
+      await runDurableObjectAlarm(stub(jobId));
+      const job = await stub(jobId).get();
+      expect(job?.status).toBe(expected);
+      if (expected === "FAILED") expect(job?.error).toMatch(/planning did not finish/);
+    }
+  });
+
+  it("generatePlan plans a created job at once", async () => {
+    const { generatePlan } = await import("../src/core/orchestrator.ts");
+    const jobId = newJobId();
+    await stub(jobId).create({ jobId, projectId: "default", intent: "run the tests", userId: owner.id, chatId: null });
+    await runInDurableObject(stub(jobId), (i: JobDO) => i.ctx.storage.deleteAlarm());
+    const job = await generatePlan(env, jobId);
+    expect(job.status).toBe("PLANNED");
+    expect(job.plan?.proposedSteps[0]?.action).toBe("run_tests");
+  });
+});
+
 describe("JobDO dispatch, lease and fencing", () => {
   it("drops a second delivery of the same dispatch attempt", async () => {
     const { jobId } = await planned("show the last 3 commits");

@@ -43,6 +43,13 @@ export async function createTask(env: Env, input: CreateTaskInput): Promise<JobV
   });
 }
 
+/** Seed §1.3 generatePlan: plans the job now (normally its alarm does, right after createTask). */
+export async function generatePlan(env: Env, jobId: string): Promise<JobView> {
+  const job = await jobStub(env, jobId).planNow();
+  if (!job) throw new ApiError("not_found", `no job ${jobId}`);
+  return job;
+}
+
 export async function getStatus(env: Env, jobId: string): Promise<JobView> {
   const job = await jobStub(env, jobId).get();
   if (!job) throw new ApiError("not_found", `no job ${jobId}`);

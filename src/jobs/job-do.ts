@@ -46,6 +46,9 @@ export type DispatchOutcome = "offered" | "pending" | "duplicate" | "stale";
 export type FenceResult = { ok: true } | { ok: false; code: "stale_lease" | "not_found"; message: string };
 
 const TAIL_LINES = 40;
+/** A planning attempt not finished after this long was cut off (the planner's own timeout is 30 s). */
+export const PLAN_STALL_MS = 90_000;
+const MAX_PLAN_ATTEMPTS = 2;
 
 export class JobDO extends DurableObject<Env> {
   // Public so the job's helper modules (agent events, effects) and tests can reach them.
@@ -326,6 +329,19 @@ export class JobDO extends DurableObject<Env> {
 
   // ---- RPC: dispatch (queue consumer) -----------------------------------------------------------
 
+  /** Plans now if the job has not been planned yet (orchestrator.generatePlan); returns the view. */
+  async planNow(): Promise<JobView | null> {
+    this.count("rpc.planNow");
+    const state = this.load();
+    if (!state) return null;
+    if (state.status === "CREATED" && !state.planningStarted) {
+      await this.plan(state);
+      await this.afterChange();
+    }
+    const after = this.load();
+    return after ? this.view(after) : null;
+  }
+
   async dispatch(attempt: number): Promise<DispatchOutcome> {
     this.count("rpc.dispatch");
     const state = this.load();
@@ -474,7 +490,16 @@ export class JobDO extends DurableObject<Env> {
 
   async tick(): Promise<void> {
     const state = this.load();
-    if (state && state.status === "CREATED" && !state.planningStarted) await this.plan(state);
+    if (state?.status === "CREATED") {
+      const stalled = state.planningStarted && Date.now() >= (state.planningStartedAt ?? 0) + PLAN_STALL_MS;
+      if (stalled && (state.planAttempts ?? 1) >= MAX_PLAN_ATTEMPTS) {
+        state.error = `planning did not finish after ${MAX_PLAN_ATTEMPTS} attempts`;
+        this.commit(state, this.move(state, "plan_failed", { reason: state.error }));
+      } else if (!state.planningStarted || stalled) {
+        // First planning, or one cut off (the object restarted mid-call): plan (again).
+        await this.plan(state);
+      }
+    }
     const now = Date.now();
     const s = this.load();
     if (s && !isTerminal(s.status)) {
@@ -515,6 +540,8 @@ export class JobDO extends DurableObject<Env> {
 
   async plan(state: JobState): Promise<void> {
     state.planningStarted = true;
+    state.planningStartedAt = Date.now();
+    state.planAttempts = (state.planAttempts ?? 0) + 1;
     this.ctx.storage.kv.put("job", state);
     const planner = createPlanner({
       anthropicApiKey: this.config.anthropicApiKey,
@@ -610,6 +637,7 @@ export class JobDO extends DurableObject<Env> {
     const ob = this.outbox.nextAt();
     if (ob !== null) times.push(ob);
     if (s.status === "CREATED" && !s.planningStarted) times.push(Date.now());
+    if (s.status === "CREATED" && s.planningStarted) times.push((s.planningStartedAt ?? Date.now()) + PLAN_STALL_MS);
     if (!isTerminal(s.status)) {
       if (s.status === "PLANNED" && s.approvalDeadline !== null) times.push(s.approvalDeadline);
       if (s.status === "RUNNING" && s.lease) times.push(s.lease.expiresAt);

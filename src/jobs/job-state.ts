@@ -62,6 +62,9 @@ export interface JobState {
   finishedAt: number | null;
   eventSeq: number;
   planningStarted: boolean;
+  /** When the current planning attempt began, and how many there were (a restart can cut one off). */
+  planningStartedAt?: number | null;
+  planAttempts?: number;
 }
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
