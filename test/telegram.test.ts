@@ -201,6 +201,17 @@ describe("commands", () => {
     expect(doc.text.split("\n")).toHaveLength(10_000);
   });
 
+  it("/task @project targets another workspace, and refuses a malformed project name", async () => {
+    await post(message(OWNER, "/task @api-server run the tests"));
+    const jobId = await lastJobPlanned();
+    const job = await env.JOB.get(env.JOB.idFromName(jobId)).get();
+    expect(job).toMatchObject({ projectId: "api-server", intent: "run the tests" });
+    await take();
+    await post(message(OWNER, "/task @../etc check git status"));
+    const made = await take();
+    expect(textOf(made[0])).toMatch(/Project names are/);
+  });
+
   it("/artifacts sends each artifact as a document", async () => {
     await post(message(OWNER, "/task check git status"));
     const jobId = await lastJobPlanned();

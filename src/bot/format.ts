@@ -124,6 +124,7 @@ export function clip(html: string): string {
 export const HELP = `<b>SKYNET</b> — tell me what to do on your laptop.
 
 /task &lt;what to do&gt; — plan and run a task, e.g. <code>/task check git status, run tests and build</code>
+/task @project &lt;what to do&gt; — the same in another workspace the agent serves
 /status &lt;id&gt; — a job's progress
 /jobs — your recent jobs
 /logs &lt;id&gt; [lines] — the last lines of a job's log

@@ -1,5 +1,6 @@
 // Task commands: /task, /retry, /status, /jobs, /logs, /artifacts.
 import { Composer, InlineKeyboard, InputFile } from "grammy";
+import { ProjectIdSchema } from "../../protocol/index.ts";
 import { jobStub } from "../agents/registry-stub.ts";
 import { ArtifactStore } from "../archive/artifacts.ts";
 import { createTask, getStatus } from "../core/orchestrator.ts";
@@ -66,9 +67,19 @@ export function taskCommands(deps: BotDeps): Composer<import("grammy").Context> 
   const c = new Composer();
 
   c.command("task", async (ctx) => {
-    const intent = String(ctx.match ?? "").trim();
+    // "/task @project what to do" targets another workspace than "default".
+    const m = /^@(\S+)\s+([\s\S]*)$/.exec(String(ctx.match ?? "").trim());
+    const projectId = m ? m[1] : "default";
+    const intent = (m ? (m[2] ?? "") : String(ctx.match ?? "")).trim();
     if (!intent) {
-      await ctx.reply("Usage: <code>/task &lt;what to do&gt;</code>, e.g. <code>/task check git status</code>", {
+      await ctx.reply(
+        "Usage: <code>/task [@project] &lt;what to do&gt;</code>, e.g. <code>/task check git status</code> or <code>/task @api run the tests</code>",
+        { parse_mode: "HTML" },
+      );
+      return;
+    }
+    if (!ProjectIdSchema.safeParse(projectId).success) {
+      await ctx.reply("Project names are 1-64 letters, digits, '.', '_' or '-', e.g. <code>@my-app</code>.", {
         parse_mode: "HTML",
       });
       return;
@@ -77,7 +88,7 @@ export function taskCommands(deps: BotDeps): Composer<import("grammy").Context> 
       await ctx.reply(`That task is ${intent.length} characters long; please keep it under ${MAX_INTENT}.`);
       return;
     }
-    await startTask(ctx, deps, intent);
+    await startTask(ctx, deps, intent, projectId);
   });
 
   c.command("retry", async (ctx) => {
