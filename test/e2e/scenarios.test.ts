@@ -223,8 +223,14 @@ for (const planner of ["rules", "anthropic"] as const) {
       expect(done.steps[0]).toMatchObject({ state: "failed", exitCode: 127 });
       const summary = await edited(jobId, /Failed/);
       expect(text(summary)).toContain("command not found: xyz123");
-      const audit = await client.call<{ events: { event: string }[] }>(`/api/jobs/${jobId}/events`);
-      expect(audit.body.events.map((e) => e.event)).toContain("fail");
+      // The ledger is written from the job's outbox, moments after the job itself changed.
+      await waitFor(
+        async () =>
+          (await client.call<{ events: { event: string }[] }>(`/api/jobs/${jobId}/events`)).body.events.some(
+            (e) => e.event === "fail",
+          ),
+        { what: "the ledger's fail event" },
+      );
     });
 
     it("7.5 check git status, run tests, and build project: three steps, logs, artifacts, summary", async () => {

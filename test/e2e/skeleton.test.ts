@@ -81,8 +81,14 @@ describe("walking skeleton", () => {
       },
       { timeoutMs: 10_000, what: "the ledger row to say SUCCEEDED" },
     );
-    const events = (await (await call(`/api/jobs/${jobId}/events`)).json()) as { events: { to: string }[] };
-    expect(events.events.map((e) => e.to)).toEqual(["CREATED", "PLANNED", "QUEUED", "RUNNING", "SUCCEEDED"]);
+    const events = await waitFor(
+      async () => {
+        const e = (await (await call(`/api/jobs/${jobId}/events`)).json()) as { events: { to: string }[] };
+        return e.events.at(-1)?.to === "SUCCEEDED" ? e.events : false;
+      },
+      { timeoutMs: 10_000, what: "the ledger's SUCCEEDED event" },
+    );
+    expect(events.map((e) => e.to)).toEqual(["CREATED", "PLANNED", "QUEUED", "RUNNING", "SUCCEEDED"]);
   });
 
   it("the skynet CLI submits a task and follows it to the end", async () => {
