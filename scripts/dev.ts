@@ -136,6 +136,8 @@ async function main(): Promise<void> {
       );
     }
     start("agent", [
+      "--max-old-space-size=256",
+      "--max-semi-space-size=4",
       join(ROOT, "agent/src/cli.ts"),
       "connect",
       "--config",

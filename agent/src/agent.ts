@@ -22,9 +22,9 @@ import { LogChunker } from "./log-stream.ts";
 
 export const AGENT_VERSION = "0.1.0";
 /** Above this many buffered bytes on the socket, output is paused (backpressure). */
-const HIGH_WATER = 4 * 1024 * 1024;
-/** Log frames kept for replay after a reconnect. */
-const JOURNAL_LOG_BYTES = 8 * 1024 * 1024;
+const HIGH_WATER = 1024 * 1024;
+/** Log frames kept for replay after a reconnect: more than can be in flight (socket + kernel buffers). */
+const JOURNAL_LOG_BYTES = 4 * 1024 * 1024;
 const CAPTURE_BYTES = 5 * 1024 * 1024;
 const LINGER_MS = 15_000;
 

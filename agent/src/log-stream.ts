@@ -56,7 +56,7 @@ export class LogChunker {
   }
 
   private async flushOne(): Promise<void> {
-    const all = Buffer.concat(this.pending);
+    const all = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending);
     let cut = utf8Cut(all, MAX_LOG_CHUNK_BYTES);
     // A lone partial character at the end waits for its remaining bytes.
     if (cut === all.length) cut = completeUtf8Length(all);

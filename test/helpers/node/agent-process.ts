@@ -3,6 +3,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { join, resolve } from "node:path";
 
 const ROOT = resolve(import.meta.dirname, "../../..");
+/** The same heap settings as the agent's own entry points (bin shim, npm run agent). */
+export const AGENT_NODE_FLAGS = ["--max-old-space-size=256", "--max-semi-space-size=4"];
 
 export interface AgentOptions {
   url: string;
@@ -27,6 +29,7 @@ export interface AgentProcess {
 
 export async function startAgent(opts: AgentOptions): Promise<AgentProcess> {
   const args = [
+    ...AGENT_NODE_FLAGS,
     join(ROOT, "agent/src/cli.ts"),
     "connect",
     "--server",
