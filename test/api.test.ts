@@ -138,3 +138,32 @@ describe("task submission", () => {
     expect(new Set(seen).size).toBe(seen.length);
   });
 });
+
+describe("health", () => {
+  it("reports D1, R2, the registry and agents online, and answers 503 when a dependency fails", async () => {
+    const { default: worker } = await import("../src/index.ts");
+    const { createExecutionContext } = await import("cloudflare:test");
+    const ok = await worker.fetch(new Request("https://skynet.test/health"), env, createExecutionContext());
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toMatchObject({
+      ok: true,
+      checks: { d1: { ok: true }, r2: { ok: true }, registry: { ok: true } },
+    });
+    // A D1 that refuses every query, as during an outage.
+    const brokenDb = {
+      prepare: () => {
+        throw new Error("D1_ERROR: database unavailable");
+      },
+    } as unknown as D1Database;
+    const down = await worker.fetch(
+      new Request("https://skynet.test/health"),
+      { ...env, DB: brokenDb },
+      createExecutionContext(),
+    );
+    expect(down.status).toBe(503);
+    expect(await down.json()).toMatchObject({
+      ok: false,
+      checks: { d1: { ok: false, error: "D1_ERROR: database unavailable" } },
+    });
+  });
+});
