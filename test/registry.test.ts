@@ -158,6 +158,25 @@ describe("identity and assignment", () => {
     agent.close();
   });
 
+  it("refuses a job_finished whose result describes another job", async () => {
+    const agent = await TestAgent.connect((await pairAgent("liar")).token, { workspaces: ["liar"] });
+    const jobId = await queuedJob("liar", "check git status");
+    await job(jobId).dispatch(1);
+    const offer = await agent.next("job_offer");
+    const fence = { jobId, attempt: 1, leaseToken: offer.leaseToken };
+    agent.send({ type: "job_accept", ...fence });
+    await expect.poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
+    agent.send({
+      type: "job_finished",
+      ...fence,
+      status: "SUCCEEDED",
+      result: { jobId: "job_0000000000otherjob", attempt: 1, status: "SUCCEEDED", steps: [], artifacts: [] },
+    });
+    expect((await agent.next("error")).code).toBe("bad_message");
+    expect((await job(jobId).get())?.status).toBe("RUNNING");
+    agent.close();
+  });
+
   it("answers a malformed frame with an error and changes nothing", async () => {
     const agent = await TestAgent.connect((await pairAgent("garbage")).token, { workspaces: ["garbage"] });
     agent.ws.send("{not json");

@@ -80,6 +80,13 @@ export async function handleAgentMessage(
       return { ok: true };
     }
     case "job_finished": {
+      if (msg.result.jobId !== msg.jobId || msg.result.attempt !== msg.attempt || msg.result.status !== msg.status) {
+        return {
+          ok: false,
+          code: "bad_message",
+          message: "the result does not match the job, attempt or status it claims",
+        };
+      }
       for (const r of msg.result.steps) {
         const step = state.steps.find((s) => s.stepId === r.stepId);
         if (step && (step.state === "pending" || step.state === "running")) step.state = r.outcome;

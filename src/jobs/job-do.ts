@@ -43,7 +43,9 @@ export type JobResult =
   | { ok: true; job: JobView }
   | { ok: false; code: "not_found" | "forbidden" | "conflict"; message: string };
 export type DispatchOutcome = "offered" | "pending" | "duplicate" | "stale";
-export type FenceResult = { ok: true } | { ok: false; code: "stale_lease" | "not_found"; message: string };
+export type FenceResult =
+  | { ok: true }
+  | { ok: false; code: "stale_lease" | "not_found" | "bad_message"; message: string };
 
 const TAIL_LINES = 40;
 /** A planning attempt not finished after this long was cut off (the planner's own timeout is 30 s). */

@@ -4,15 +4,48 @@
 import { webhookCallback } from "grammy";
 import { Hono } from "hono";
 import { z } from "zod";
+import { describeIssues } from "../../protocol/index.ts";
 import { createBot } from "../bot/bot.ts";
 import { loadConfig } from "../config.ts";
 import { ApiError } from "../http/errors.ts";
 import { timingSafeEqual } from "../lib/crypto.ts";
+import { errorMessage, log } from "../lib/log.ts";
 
 const MAX_UPDATE_BYTES = 1024 * 1024;
 
-/** The envelope every Telegram update has; grammY handles the rest of each update type. */
-const UpdateSchema = z.looseObject({ update_id: z.number().int().nonnegative() });
+// The parts of an update the bot reads, checked before grammY sees them; fields the bot does
+// not use pass through untouched (Telegram adds new ones over time).
+const UserSchema = z.looseObject({ id: z.number().int(), is_bot: z.boolean(), first_name: z.string() });
+const ChatSchema = z.looseObject({ id: z.number().int(), type: z.string() });
+const EntitySchema = z.looseObject({
+  type: z.string(),
+  offset: z.number().int().min(0),
+  length: z.number().int().min(0),
+});
+const MessageSchema = z.looseObject({
+  message_id: z.number().int(),
+  date: z.number().int(),
+  chat: ChatSchema,
+  from: UserSchema.optional(),
+  text: z.string().optional(),
+  caption: z.string().optional(),
+  entities: z.array(EntitySchema).optional(),
+});
+const CallbackQuerySchema = z.looseObject({
+  id: z.string(),
+  from: UserSchema,
+  chat_instance: z.string(),
+  data: z.string().optional(),
+  message: z.looseObject({ message_id: z.number().int(), chat: ChatSchema }).optional(),
+});
+const UpdateSchema = z.looseObject({
+  update_id: z.number().int().nonnegative(),
+  message: MessageSchema.optional(),
+  edited_message: MessageSchema.optional(),
+  channel_post: MessageSchema.optional(),
+  edited_channel_post: MessageSchema.optional(),
+  callback_query: CallbackQuerySchema.optional(),
+});
 
 export const telegramRoutes = new Hono<{ Bindings: Env }>().post("/webhook", async (c) => {
   const config = loadConfig(c.env);
@@ -35,12 +68,19 @@ export const telegramRoutes = new Hono<{ Bindings: Env }>().post("/webhook", asy
   } catch {
     throw new ApiError("bad_request", "the update is not valid JSON");
   }
-  if (!UpdateSchema.safeParse(body).success) throw new ApiError("bad_request", "not a Telegram update");
+  const update = UpdateSchema.safeParse(body);
+  if (!update.success) throw new ApiError("bad_request", `not a Telegram update: ${describeIssues(update.error)}`);
   const bot = createBot({ env: c.env, config, origin: new URL(c.req.url).origin });
   const handle = webhookCallback(bot, "hono", {
     secretToken: config.telegramWebhookSecret,
     onTimeout: "return",
     timeoutMilliseconds: 9_000,
   });
-  return handle(c);
+  try {
+    return await handle(c);
+  } catch (err) {
+    // A poison update must not make Telegram redeliver it forever: log it and acknowledge.
+    log("error", "telegram: update failed", { updateId: update.data.update_id, error: errorMessage(err) });
+    return c.json({ ok: true });
+  }
 });
