@@ -160,6 +160,14 @@ async function main(): Promise<void> {
     const ops = {
       jobDoRequests: avg((o) => sum(o, "rpc.") + (o.alarm ?? 0)),
       d1Writes: avg((o) => (o["outbox.ledger"] ?? 0) + (o["outbox.event"] ?? 0) + (o["outbox.audit"] ?? 0)),
+      d1RoundTrips: avg(
+        (o) =>
+          (o["outbox.ledger"] ?? 0) +
+          (o["outbox.event"] ?? 0) +
+          (o["outbox.audit"] ?? 0) -
+          (o["d1.batched_statements"] ?? 0) +
+          (o["d1.batch"] ?? 0),
+      ),
       queueSends: avg((o) => o["outbox.enqueue"] ?? 0),
       r2Puts: avg((o) => o["outbox.archive_log"] ?? 0),
       detail: opsSamples[0] ?? {},
@@ -346,7 +354,7 @@ Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${mac
 | log streaming: one step printing ${LOG_BYTES / 1024 / 1024} MB | ${result.logStreaming.mbPerSecond} MB/s into the stored log, byte-exact: ${byteExact ? "yes" : "NO"} |
 | agent peak RSS during the log test | ${agentPeakRssMb} MB |
 | per READ_ONLY job: JobDO requests (RPCs + alarms) | ${ops.jobDoRequests} |
-| per READ_ONLY job: D1 writes (ledger snapshots + events) | ${ops.d1Writes} |
+| per READ_ONLY job: D1 writes (ledger snapshots + events) / D1 round trips (batched) | ${ops.d1Writes} / ${ops.d1RoundTrips} |
 | per READ_ONLY job: queue sends / R2 puts | ${ops.queueSends} / ${ops.r2Puts} |
 
 The counts come from each JobDO's own operation counters (\`GET /api/jobs/:id/ops\`); add one

@@ -1,47 +1,79 @@
 // Performs one outbox item for a JobDO. Each effect is idempotent, so a retry after a partial
 // failure is harmless (ledger upserts, events keyed by seq, sends deduplicated by the JobDO).
 import { getEngine } from "../execution/engine.ts";
-import { appendAudit, appendJobEvent, getDb, upsertJob } from "../ledger/store.ts";
+import { appendAuditQuery, appendJobEventQuery, type Db, getDb, upsertJobQuery } from "../ledger/store.ts";
 import type { NotifyMemo } from "../notify/notify.ts";
 import { archiveLog } from "./archive-log.ts";
 import type { JobDO } from "./job-do.ts";
 import { type JobState, toLedgerRow } from "./job-state.ts";
 import type { OutboxItem } from "./outbox.ts";
 
-/** Performs the item; returns what it did, for the job's operation counters. */
-export async function runOutboxItem(job: JobDO, state: JobState, item: OutboxItem): Promise<string | undefined> {
-  const env = job.env;
+export const LEDGER_KINDS: ReadonlySet<OutboxItem["kind"]> = new Set(["ledger", "event", "audit"]);
+
+export type LedgerQuery =
+  | ReturnType<typeof upsertJobQuery>
+  | ReturnType<typeof appendJobEventQuery>
+  | ReturnType<typeof appendAuditQuery>;
+
+/**
+ * The D1 statement for a ledger item, so consecutive ones go to D1 as one batch (one round
+ * trip, one transaction); null when there is nothing to write. `done` runs after the write.
+ */
+export function ledgerStatement(
+  job: JobDO,
+  db: Db,
+  state: JobState,
+  item: OutboxItem,
+): { query: LedgerQuery; done?: () => void } | null {
   switch (item.kind) {
     case "ledger": {
       // Step events change nothing the ledger row holds: skip snapshots identical but for the time.
       const row = toLedgerRow(state);
       const { updatedAt: _updatedAt, ...content } = row;
       const key = JSON.stringify(content);
-      if (job.ctx.storage.kv.get<string>("ledger_written") === key) return "ledger_unchanged";
-      await upsertJob(getDb(env.DB), row);
-      job.ctx.storage.kv.put("ledger_written", key);
-      return;
+      if (job.ctx.storage.kv.get<string>("ledger_written") === key) return null;
+      return { query: upsertJobQuery(db, row), done: () => job.ctx.storage.kv.put("ledger_written", key) };
     }
     case "event":
-      await appendJobEvent(getDb(env.DB), {
-        jobId: state.id,
-        seq: item.seq,
-        fromStatus: item.fromStatus,
-        toStatus: item.toStatus,
-        event: item.event,
-        detail: item.detail ?? undefined,
-        at: item.at,
-      });
-      return;
+      return {
+        query: appendJobEventQuery(db, {
+          jobId: state.id,
+          seq: item.seq,
+          fromStatus: item.fromStatus,
+          toStatus: item.toStatus,
+          event: item.event,
+          detail: item.detail ?? undefined,
+          at: item.at,
+        }),
+      };
     case "audit":
-      await appendAudit(getDb(env.DB), {
-        actor: item.actor,
-        action: item.action,
-        jobId: state.id,
-        detail: item.detail,
-        at: item.at,
-      });
+      return {
+        query: appendAuditQuery(db, {
+          actor: item.actor,
+          action: item.action,
+          jobId: state.id,
+          detail: item.detail,
+          at: item.at,
+        }),
+      };
+    default:
+      return null;
+  }
+}
+
+/** Performs the item; returns what it did, for the job's operation counters. */
+export async function runOutboxItem(job: JobDO, state: JobState, item: OutboxItem): Promise<string | undefined> {
+  const env = job.env;
+  switch (item.kind) {
+    case "ledger":
+    case "event":
+    case "audit": {
+      const statement = ledgerStatement(job, getDb(env.DB), state, item);
+      if (!statement) return `${item.kind}_unchanged`;
+      await statement.query;
+      statement.done?.();
       return;
+    }
     case "enqueue":
       await env.DISPATCH_QUEUE.send({ jobId: state.id, attempt: item.attempt });
       return;

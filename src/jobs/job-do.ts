@@ -15,15 +15,16 @@ import { type Config, loadConfig } from "../config.ts";
 import { buildExecutionSpec } from "../core/dispatcher.ts";
 import { type JobEvent, transition } from "../core/job-machine.ts";
 import { needsApproval, requiresAudit, validateExecutionSpec } from "../core/policy.ts";
+import { getDb } from "../ledger/store.ts";
 import { randomHex } from "../lib/crypto.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { NotifyLater } from "../notify/notify.ts";
 import { createPlanner } from "../planners/index.ts";
 import { handleAgentMessage } from "./agent-events.ts";
-import { runOutboxItem } from "./effects.ts";
+import { LEDGER_KINDS, type LedgerQuery, ledgerStatement, runOutboxItem } from "./effects.ts";
 import { type JobState, stepsFromSpec, toView } from "./job-state.ts";
 import { LogBuffer, type LogPosition } from "./log-buffer.ts";
-import { Outbox, type OutboxItem } from "./outbox.ts";
+import { Outbox, type OutboxItem, type OutboxRow } from "./outbox.ts";
 
 export interface Actor {
   id: string;
@@ -599,9 +600,20 @@ export class JobDO extends DurableObject<Env> {
     try {
       do {
         this.drainAgain = false;
-        for (const row of this.outbox.due(Date.now())) {
+        const rows = this.outbox.due(Date.now());
+        for (let i = 0; i < rows.length; ) {
+          const row = rows[i] as OutboxRow;
           const state = this.load();
           if (!state) return;
+          if (LEDGER_KINDS.has(row.item.kind)) {
+            // Consecutive ledger writes go to D1 as one batch: one round trip, one transaction.
+            const group: OutboxRow[] = [];
+            while (i < rows.length && LEDGER_KINDS.has((rows[i] as OutboxRow).item.kind))
+              group.push(rows[i++] as OutboxRow);
+            if (!(await this.writeLedger(state, group))) break;
+            continue;
+          }
+          i += 1;
           this.outbox.inflight = row.id;
           try {
             const did = await runOutboxItem(this, state, row.item);
@@ -632,6 +644,39 @@ export class JobDO extends DurableObject<Env> {
     } finally {
       this.draining = false;
     }
+  }
+
+  /** Writes a group of ledger items in one D1 batch; false (and a retry later) on failure. */
+  private async writeLedger(state: JobState, group: OutboxRow[]): Promise<boolean> {
+    const db = getDb(this.env.DB);
+    const planned = group.map((row) => ({ row, statement: ledgerStatement(this, db, state, row.item) }));
+    const queries = planned.flatMap((p) => (p.statement ? [p.statement.query] : []));
+    this.outbox.inflight = group.find((r) => r.item.kind === "ledger")?.id ?? null;
+    try {
+      if (queries.length === 1) await queries[0];
+      else if (queries.length > 1) await db.batch(queries as [LedgerQuery, ...LedgerQuery[]]);
+    } catch (err) {
+      this.outbox.inflight = null;
+      const first = group[0] as OutboxRow;
+      log("warn", "ledger write failed; will retry", {
+        jobId: state.id,
+        items: group.length,
+        error: errorMessage(err),
+      });
+      this.outbox.failed(first.id, first.tries, Date.now());
+      return false;
+    }
+    this.outbox.inflight = null;
+    for (const { row, statement } of planned) {
+      statement?.done?.();
+      this.count(`outbox.${row.item.kind}${statement ? "" : "_unchanged"}`);
+      this.outbox.done(row.id);
+    }
+    if (queries.length > 1) {
+      this.count("d1.batch");
+      for (let n = 0; n < queries.length; n++) this.count("d1.batched_statements");
+    }
+    return true;
   }
 
   async scheduleAlarm(s: JobState): Promise<void> {

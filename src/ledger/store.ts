@@ -31,12 +31,16 @@ export class LedgerInputError extends Error {}
 // ---- jobs -----------------------------------------------------------------------------------------
 
 /** Inserts or replaces a job's snapshot; an older snapshot never overwrites a newer one. */
-export async function upsertJob(db: Db, row: NewJobRow): Promise<void> {
+export function upsertJobQuery(db: Db, row: NewJobRow) {
   const { id: _id, createdAt: _createdAt, ...rest } = row;
-  await db
+  return db
     .insert(jobs)
     .values(row)
     .onConflictDoUpdate({ target: jobs.id, set: rest, setWhere: sql`${jobs.updatedAt} <= ${row.updatedAt}` });
+}
+
+export async function upsertJob(db: Db, row: NewJobRow): Promise<void> {
+  await upsertJobQuery(db, row);
 }
 
 export async function getJob(db: Db, id: string): Promise<JobRow | null> {
@@ -116,7 +120,11 @@ export interface JobEventInput {
 
 /** Appends one transition; a replay of the same (jobId, seq) is ignored. */
 export async function appendJobEvent(db: Db, e: JobEventInput): Promise<void> {
-  await db
+  await appendJobEventQuery(db, e);
+}
+
+export function appendJobEventQuery(db: Db, e: JobEventInput) {
+  return db
     .insert(jobEvents)
     .values({
       jobId: e.jobId,
@@ -136,11 +144,20 @@ export async function listJobEvents(db: Db, jobId: string): Promise<JobEventRow[
 
 // ---- audit ------------------------------------------------------------------------------------------
 
-export async function appendAudit(
-  db: Db,
-  a: { actor: string; action: string; jobId?: string | null; detail?: Record<string, unknown>; at: number },
-): Promise<void> {
-  await db.insert(auditLog).values({
+export interface AuditInput {
+  actor: string;
+  action: string;
+  jobId?: string | null;
+  detail?: Record<string, unknown>;
+  at: number;
+}
+
+export async function appendAudit(db: Db, a: AuditInput): Promise<void> {
+  await appendAuditQuery(db, a);
+}
+
+export function appendAuditQuery(db: Db, a: AuditInput) {
+  return db.insert(auditLog).values({
     actor: a.actor,
     action: a.action,
     jobId: a.jobId ?? null,
