@@ -257,13 +257,18 @@ export class AgentRegistryDO extends DurableObject<Env> {
   private async pump(): Promise<string[]> {
     const offered: string[] = [];
     const agents = this.profiles();
+    // Loads are read once and kept up to date here: one query per pump, not one per job and agent.
+    const loads = this.book.loads();
+    const load = (id: string) => loads.get(id) ?? 0;
     for (const job of this.book.pending()) {
+      if (!agents.some((a) => load(a.agentId) < a.maxConcurrency)) break; // every slot is taken
       const required = new Set<Capability>(
         job.spec.steps.map((s) => getAction(s.action)?.capability).filter((c): c is Capability => !!c),
       );
-      const agent = chooseAgent(job.spec, required, agents, (id) => this.book.loadOf(id), job.rejectedBy);
+      const agent = chooseAgent(job.spec, required, agents, load, job.rejectedBy);
       if (!agent) continue;
       this.book.offer(job.jobId, agent.agentId, Date.now() + this.config.acceptTimeoutS * 1000);
+      loads.set(agent.agentId, load(agent.agentId) + 1);
       this.send(agent.agentId, {
         type: "job_offer",
         jobId: job.jobId,

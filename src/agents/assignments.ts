@@ -80,11 +80,23 @@ export class AssignmentBook {
       : AssignmentBook.toAssignment(r);
   }
 
-  pending(): PendingJob[] {
-    return this.sql
-      .exec<Row>("SELECT * FROM jobs WHERE state = 'pending' ORDER BY queued_at")
-      .toArray()
-      .map(AssignmentBook.toPending);
+  /**
+   * Waiting jobs, oldest first. Rows are read up front (the caller updates the table while it
+   * walks them) and parsed only when reached: the caller stops once no agent has a free slot.
+   */
+  *pending(): Generator<PendingJob> {
+    const rows = this.sql.exec<Row>("SELECT * FROM jobs WHERE state = 'pending' ORDER BY queued_at").toArray();
+    for (const row of rows) yield AssignmentBook.toPending(row);
+  }
+
+  /** Jobs held (offered or running) per agent, in one query. */
+  loads(): Map<string, number> {
+    const rows = this.sql
+      .exec<{ agent_id: string; c: number }>(
+        "SELECT agent_id, COUNT(*) AS c FROM jobs WHERE agent_id IS NOT NULL GROUP BY agent_id",
+      )
+      .toArray();
+    return new Map(rows.map((r) => [r.agent_id, r.c]));
   }
 
   ofAgent(agentId: string): Assignment[] {

@@ -74,16 +74,28 @@ export class JobDO extends DurableObject<Env> {
 
   // ---- state helpers -------------------------------------------------------------------------
 
+  /** Operation counts not yet stored: they are saved with the next state commit (no extra write). */
+  private unsavedOps = new Map<string, number>();
+
   /** Counts this job's operations (requests to the object, effects performed): the cost basis. */
   count(kind: string): void {
-    this.ctx.storage.sql.exec(
-      "INSERT INTO op_counts (kind, n) VALUES (?, 1) ON CONFLICT(kind) DO UPDATE SET n = n + 1",
-      kind,
-    );
+    this.unsavedOps.set(kind, (this.unsavedOps.get(kind) ?? 0) + 1);
+  }
+
+  private saveOps(): void {
+    for (const [kind, n] of this.unsavedOps) {
+      this.ctx.storage.sql.exec(
+        "INSERT INTO op_counts (kind, n) VALUES (?, ?) ON CONFLICT(kind) DO UPDATE SET n = n + excluded.n",
+        kind,
+        n,
+      );
+    }
+    this.unsavedOps.clear();
   }
 
   /** The operation counts (GET /api/jobs/:id/ops). */
   async opCounts(): Promise<Record<string, number>> {
+    this.saveOps();
     const rows = this.ctx.storage.sql.exec<{ kind: string; n: number }>("SELECT kind, n FROM op_counts").toArray();
     return Object.fromEntries(rows.map((r) => [r.kind, r.n]));
   }
@@ -96,6 +108,7 @@ export class JobDO extends DurableObject<Env> {
   commit(state: JobState, effects: OutboxItem[] = []): void {
     state.updatedAt = Date.now();
     this.ctx.storage.transactionSync(() => {
+      this.saveOps();
       this.ctx.storage.kv.put("job", state);
       this.outbox.add({ kind: "ledger" });
       for (const e of effects) this.outbox.add(e);

@@ -25,6 +25,8 @@ export interface RunningWorker {
   persistDir: string;
   apiToken: string;
   logs(): string;
+  /** The DevTools inspector port of the Worker (for profiling). */
+  inspectorPort(): number;
   stop(): Promise<void>;
   restart(): Promise<void>;
 }
@@ -73,9 +75,10 @@ export async function startWorker(opts: WorkerOptions = {}): Promise<RunningWork
   const port = await freePort();
   let output = "";
   let proc: ChildProcess | undefined;
+  let inspectorPort = 0;
 
   const launch = async () => {
-    const inspectorPort = await freePort();
+    inspectorPort = await freePort();
     const args = [
       WRANGLER,
       "dev",
@@ -121,6 +124,7 @@ export async function startWorker(opts: WorkerOptions = {}): Promise<RunningWork
     persistDir,
     apiToken,
     logs: () => output,
+    inspectorPort: () => inspectorPort,
     async stop() {
       if (proc) await stopProcess(proc);
       if (ownsDir) await rm(persistDir, { recursive: true, force: true });
