@@ -15,16 +15,14 @@ import { type Config, loadConfig } from "../config.ts";
 import { buildExecutionSpec } from "../core/dispatcher.ts";
 import { type JobEvent, transition } from "../core/job-machine.ts";
 import { needsApproval, requiresAudit, validateExecutionSpec } from "../core/policy.ts";
-import { getDb } from "../ledger/store.ts";
 import { randomHex } from "../lib/crypto.ts";
 import { errorMessage, log } from "../lib/log.ts";
-import { NotifyLater } from "../notify/notify.ts";
 import { createPlanner } from "../planners/index.ts";
 import { handleAgentMessage } from "./agent-events.ts";
-import { LEDGER_KINDS, type LedgerQuery, ledgerStatement, runOutboxItem } from "./effects.ts";
+import { drainOutbox, scheduleJobAlarm } from "./drain.ts";
 import { type JobState, stepsFromSpec, toView } from "./job-state.ts";
 import { LogBuffer, type LogPosition } from "./log-buffer.ts";
-import { Outbox, type OutboxItem, type OutboxRow } from "./outbox.ts";
+import { Outbox, type OutboxItem } from "./outbox.ts";
 
 export interface Actor {
   id: string;
@@ -61,8 +59,9 @@ export class JobDO extends DurableObject<Env> {
   readonly logs: LogBuffer;
   readonly outbox: Outbox;
   readonly config: Config;
-  private draining = false;
-  private drainAgain = false;
+  /** Set while the outbox is being drained; a drain asked for meanwhile runs again after. */
+  draining = false;
+  drainAgain = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -605,115 +604,11 @@ export class JobDO extends DurableObject<Env> {
   }
 
   async drain(): Promise<void> {
-    if (this.draining) {
-      this.drainAgain = true;
-      return;
-    }
-    this.draining = true;
-    try {
-      do {
-        this.drainAgain = false;
-        const rows = this.outbox.due(Date.now());
-        for (let i = 0; i < rows.length; ) {
-          const row = rows[i] as OutboxRow;
-          const state = this.load();
-          if (!state) return;
-          if (LEDGER_KINDS.has(row.item.kind)) {
-            // Consecutive ledger writes go to D1 as one batch: one round trip, one transaction.
-            const group: OutboxRow[] = [];
-            while (i < rows.length && LEDGER_KINDS.has((rows[i] as OutboxRow).item.kind))
-              group.push(rows[i++] as OutboxRow);
-            if (!(await this.writeLedger(state, group))) break;
-            continue;
-          }
-          i += 1;
-          this.outbox.inflight = row.id;
-          try {
-            const did = await runOutboxItem(this, state, row.item);
-            this.count(`outbox.${did ?? row.item.kind}`);
-            this.outbox.inflight = null;
-            this.outbox.done(row.id);
-          } catch (err) {
-            this.outbox.inflight = null;
-            if (err instanceof NotifyLater) {
-              // Throttled or asked to slow down: not a failure, just later (at Telegram's pace).
-              this.outbox.postpone(row.id, Date.now() + err.retryAfterMs);
-              continue;
-            }
-            log("warn", "outbox item failed; will retry", {
-              jobId: state.id,
-              kind: row.item.kind,
-              tries: row.tries,
-              error: errorMessage(err),
-            });
-            this.outbox.failed(row.id, row.tries, Date.now());
-            // A notification renders the current state, so nothing depends on its order; the
-            // ledger, events and sends keep theirs: later items wait for this one.
-            if (row.item.kind === "notify") continue;
-            break;
-          }
-        }
-      } while (this.drainAgain);
-    } finally {
-      this.draining = false;
-    }
-  }
-
-  /** Writes a group of ledger items in one D1 batch; false (and a retry later) on failure. */
-  private async writeLedger(state: JobState, group: OutboxRow[]): Promise<boolean> {
-    const db = getDb(this.env.DB);
-    const planned = group.map((row) => ({ row, statement: ledgerStatement(this, db, state, row.item) }));
-    const queries = planned.flatMap((p) => (p.statement ? [p.statement.query] : []));
-    this.outbox.inflight = group.find((r) => r.item.kind === "ledger")?.id ?? null;
-    try {
-      if (queries.length === 1) await queries[0];
-      else if (queries.length > 1) await db.batch(queries as [LedgerQuery, ...LedgerQuery[]]);
-    } catch (err) {
-      this.outbox.inflight = null;
-      const first = group[0] as OutboxRow;
-      log("warn", "ledger write failed; will retry", {
-        jobId: state.id,
-        items: group.length,
-        error: errorMessage(err),
-      });
-      this.outbox.failed(first.id, first.tries, Date.now());
-      return false;
-    }
-    this.outbox.inflight = null;
-    for (const { row, statement } of planned) {
-      statement?.done?.();
-      this.count(`outbox.${row.item.kind}${statement ? "" : "_unchanged"}`);
-      this.outbox.done(row.id);
-    }
-    if (queries.length > 1) {
-      this.count("d1.batch");
-      for (let n = 0; n < queries.length; n++) this.count("d1.batched_statements");
-    }
-    return true;
+    await drainOutbox(this);
   }
 
   async scheduleAlarm(s: JobState): Promise<void> {
-    const times: number[] = [];
-    const ob = this.outbox.nextAt();
-    if (ob !== null) times.push(ob);
-    if (s.status === "CREATED" && !s.planningStarted) times.push(Date.now());
-    if (s.status === "CREATED" && s.planningStarted) times.push((s.planningStartedAt ?? Date.now()) + PLAN_STALL_MS);
-    if (!isTerminal(s.status)) {
-      if (s.status === "PLANNED" && s.approvalDeadline !== null) times.push(s.approvalDeadline);
-      if (s.status === "RUNNING" && s.lease) times.push(s.lease.expiresAt);
-      if (s.status === "RUNNING" && s.startedAt !== null) times.push(s.startedAt + this.runLimitS(s) * 1000);
-      if (s.status === "QUEUED" && s.queuedAt !== null) times.push(s.queuedAt + this.config.jobTimeoutS * 1000);
-    }
-    if (times.length === 0) {
-      await this.ctx.storage.deleteAlarm();
-      return;
-    }
-    // Outbox rows due "now" (next_at 0) and past deadlines fire as soon as possible.
-    const next = Math.max(Math.min(...times), Date.now() + 5);
-    // Only ever move the alarm earlier: one that fires early just re-checks and re-arms, so the
-    // lease renewals that push deadlines later (every agent message) cost no storage write.
-    const current = await this.ctx.storage.getAlarm();
-    if (current === null || next < current) await this.ctx.storage.setAlarm(next);
+    await scheduleJobAlarm(this, s);
   }
 
   /** Records a final result from the agent (used by agent-events). */
