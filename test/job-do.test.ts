@@ -13,6 +13,13 @@ function stub(jobId: string) {
   return env.JOB.get(env.JOB.idFromName(jobId));
 }
 
+/** Creates a job (its planning alarm not yet run). */
+async function created(intent: string, projectId = "default"): Promise<string> {
+  const jobId = newJobId();
+  await stub(jobId).create({ jobId, projectId, intent, userId: owner.id, chatId: null });
+  return jobId;
+}
+
 /** Creates a job and runs its planning alarm. */
 async function planned(intent: string): Promise<{ jobId: string; job: JobView }> {
   const jobId = newJobId();
@@ -83,14 +90,7 @@ describe("JobDO planning and approval", () => {
   });
 
   it("cancels from CREATED, PLANNED and QUEUED and refuses to cancel a finished job", async () => {
-    const jobId = newJobId();
-    await stub(jobId).create({
-      jobId,
-      projectId: "default",
-      intent: "check git status",
-      userId: owner.id,
-      chatId: null,
-    });
+    const jobId = await created("check git status", "default");
     expect(await stub(jobId).cancel(owner)).toMatchObject({ ok: true, job: { status: "CANCELLED" } });
     await runDurableObjectAlarm(stub(jobId)); // planning must not resurrect it
     expect((await stub(jobId).get())?.status).toBe("CANCELLED");
@@ -110,14 +110,7 @@ describe("JobDO planning that was cut off", () => {
       [1, "QUEUED"],
       [2, "FAILED"],
     ] as const) {
-      const jobId = newJobId();
-      await stub(jobId).create({
-        jobId,
-        projectId: "default",
-        intent: "check git status",
-        userId: owner.id,
-        chatId: null,
-      });
+      const jobId = await created("check git status", "default");
       await runInDurableObject(stub(jobId), async (i: JobDO) => {
         const s = i.load();
         if (!s) throw new Error("no state");
@@ -137,8 +130,7 @@ describe("JobDO planning that was cut off", () => {
 
   it("generatePlan plans a created job at once", async () => {
     const { generatePlan } = await import("../src/core/orchestrator.ts");
-    const jobId = newJobId();
-    await stub(jobId).create({ jobId, projectId: "default", intent: "run the tests", userId: owner.id, chatId: null });
+    const jobId = await created("run the tests", "default");
     await runInDurableObject(stub(jobId), (i: JobDO) => i.ctx.storage.deleteAlarm());
     const job = await generatePlan(env, jobId);
     expect(job.status).toBe("PLANNED");
@@ -158,8 +150,7 @@ describe("JobDO dispatch, lease and fencing", () => {
   it("runs a job on a connected agent and refuses a stale attempt", async () => {
     const { token } = await pairAgent("fence-agent");
     const agent = await TestAgent.connect(token, { workspaces: ["fence"] });
-    const jobId = newJobId();
-    await stub(jobId).create({ jobId, projectId: "fence", intent: "check git status", userId: owner.id, chatId: null });
+    const jobId = await created("check git status", "fence");
     await runDurableObjectAlarm(stub(jobId));
     await stub(jobId).dispatch(1);
     const offer = await agent.next("job_offer");
@@ -193,8 +184,7 @@ describe("JobDO dispatch, lease and fencing", () => {
   it("re-dispatches a READ_ONLY job whose lease expired, and fails a WRITE job that had started", async () => {
     const { token } = await pairAgent("lease-agent");
     const agent = await TestAgent.connect(token, { workspaces: ["lease"] });
-    const ro = newJobId();
-    await stub(ro).create({ jobId: ro, projectId: "lease", intent: "list files", userId: owner.id, chatId: null });
+    const ro = await created("list files", "lease");
     await runDurableObjectAlarm(stub(ro));
     await stub(ro).dispatch(1);
     const offer = await agent.next("job_offer");
@@ -208,14 +198,7 @@ describe("JobDO dispatch, lease and fencing", () => {
     expect(requeued?.status).toBe("QUEUED");
     expect(requeued?.attempt).toBe(2);
 
-    const rw = newJobId();
-    await stub(rw).create({
-      jobId: rw,
-      projectId: "lease",
-      intent: "create a new file d.txt with w",
-      userId: owner.id,
-      chatId: null,
-    });
+    const rw = await created("create a new file d.txt with w", "lease");
     await runDurableObjectAlarm(stub(rw));
     await stub(rw).approve(owner);
     await stub(rw).dispatch(1);
