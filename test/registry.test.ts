@@ -50,6 +50,21 @@ describe("pairing and tokens", () => {
     expect(malformed.status).toBe(400);
   });
 
+  it("slows down code guessing: after 20 failures in a minute even a valid code waits", async () => {
+    const valid = await json<{ code: string }>(await api("/api/agents/pairing-codes", { method: "POST", json: {} }));
+    const bucket = `pair_failures:${Math.floor(Date.now() / 60_000)}`;
+    await env.DB.prepare("INSERT INTO counters (name, value) VALUES (?, 19) ON CONFLICT(name) DO UPDATE SET value = 19")
+      .bind(bucket)
+      .run();
+    const wrong = await api("/agent/pair", { method: "POST", json: { code: "ZZZZ9999", name: "x" }, token: null });
+    expect(wrong.status).toBe(401);
+    const blocked = await api("/agent/pair", { method: "POST", json: { code: valid.code, name: "x" }, token: null });
+    expect(blocked.status).toBe(429);
+    await env.DB.prepare("DELETE FROM counters WHERE name = ?").bind(bucket).run();
+    const ok = await api("/agent/pair", { method: "POST", json: { code: valid.code, name: "x" }, token: null });
+    expect(ok.status).toBe(201);
+  });
+
   it("closes a revoked token's socket and refuses it afterwards", async () => {
     const { agentId, token } = await pairAgent("revokee");
     const agent = await TestAgent.connect(token, { workspaces: ["revoke"] });

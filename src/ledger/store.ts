@@ -376,7 +376,11 @@ export async function incrementCounter(db: Db, name: string, by = 1): Promise<vo
     .onConflictDoUpdate({ target: counters.name, set: { value: sql`${counters.value} + ${by}` } });
 }
 
-export async function readCounters(db: Db): Promise<Record<string, number>> {
-  const rows = await db.select().from(counters).all();
+export async function readCounters(db: Db, prefix?: string): Promise<Record<string, number>> {
+  const rows = await db
+    .select()
+    .from(counters)
+    .where(prefix ? sql`${counters.name} LIKE ${`${prefix}%`}` : undefined)
+    .all();
   return Object.fromEntries(rows.map((r) => [r.name, r.value]));
 }

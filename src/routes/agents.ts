@@ -10,7 +10,9 @@ import { apiAuth, bearerToken } from "../http/auth.ts";
 import { jsonBody } from "../http/body.ts";
 import { ApiError, parseOr400 } from "../http/errors.ts";
 import { MAX_ARTIFACT_BYTES } from "../jobs/limits.ts";
-import { getDb, listTokens, listWorkers, revokeToken } from "../ledger/store.ts";
+import { getDb, incrementCounter, listTokens, listWorkers, readCounters, revokeToken } from "../ledger/store.ts";
+
+const MAX_PAIR_FAILURES_PER_MINUTE = 20;
 
 async function agentFromRequest(env: Env, header: string | undefined) {
   const token = bearerToken(header);
@@ -23,12 +25,21 @@ async function agentFromRequest(env: Env, header: string | undefined) {
 export const agentRoutes = new Hono<{ Bindings: Env }>()
   .post("/pair", async (c) => {
     const body = await jsonBody(c, PairRequestSchema);
+    // Guessing codes is slowed down for everyone: past the limit of failures this minute, even a
+    // right code waits for the next minute (codes live 10 minutes, so nobody is locked out).
+    const db = getDb(c.env.DB);
+    const bucket = `pair_failures:${Math.floor(Date.now() / 60_000)}`;
+    if (((await readCounters(db, bucket))[bucket] ?? 0) >= MAX_PAIR_FAILURES_PER_MINUTE) {
+      throw new ApiError("rate_limited", "too many failed pairing attempts; try again in a minute");
+    }
     const paired = await redeemCode(c.env, body.code, body.name);
-    if (!paired)
+    if (!paired) {
+      await incrementCounter(db, bucket);
       throw new ApiError(
         "unauthorized",
         "pairing code is unknown, expired or already used; ask for a new one with /pair",
       );
+    }
     return c.json(paired, 201);
   })
   .get("/connect", async (c) => {
