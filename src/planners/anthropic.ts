@@ -10,6 +10,7 @@ import {
   ActionParamsSchemas,
   checkActionParams,
   describeIssues,
+  matchPhrase,
   maxRisk,
   ParamValueSchema,
   type PlanSpec,
@@ -22,21 +23,29 @@ import type { Planner, PlannerInput, PlanOutcome } from "./types.ts";
 const TOOL_NAME = "submit_plan";
 const DEFAULT_TIMEOUT_MS = 30_000;
 
-/** What the model must submit; params are checked per action afterwards. */
-export const ModelPlanSchema = z.strictObject({
-  summary: z.string().trim().min(1).max(1000),
+const ClaimedRiskSchema = z.preprocess((v) => (typeof v === "string" ? v.trim().toUpperCase() : v), RiskLevelSchema);
+
+/**
+ * What the model submits; params are checked per action afterwards. Besides the tool's own
+ * shape it accepts the seed's planning format ({summary, steps: [{description, risk, tools}],
+ * artifacts}): extra fields are ignored, never trusted.
+ */
+export const ModelPlanSchema = z.looseObject({
+  summary: z.string().trim().min(1).max(1000).optional(),
   steps: z
     .array(
-      z.strictObject({
+      z.looseObject({
         description: z.string().trim().min(1).max(500),
-        action: ActionNameSchema,
-        params: z.record(z.string(), ParamValueSchema).default({}),
-        risk: RiskLevelSchema,
+        action: z.string().max(64).optional(),
+        tools: z.array(z.string().max(64)).max(10).optional(),
+        params: z.record(z.string(), ParamValueSchema).optional(),
+        risk: ClaimedRiskSchema.default("READ_ONLY"),
       }),
     )
     .min(1)
     .max(20),
-  artifacts: z.array(z.string().max(200)).max(50).default([]),
+  artifacts: z.array(z.string().max(200)).max(50).optional(),
+  expected_artifacts: z.array(z.string().max(200)).max(50).optional(),
 });
 export type ModelPlan = z.infer<typeof ModelPlanSchema>;
 
@@ -104,15 +113,31 @@ export interface AnthropicPlannerOptions {
 
 type Validated = { ok: true; plan: PlanSpec } | { ok: false; error: string };
 
-/** Turns the model's tool input into a PlanSpec: zod shape, catalog params, risk = max(catalog, claim). */
-export function validateModelPlan(input: unknown, jobId: string): Validated {
+/**
+ * The catalog action a step means: the one it names, else the first catalog name among its
+ * tools, else the catalog phrase its description matches (with the params the phrase carries).
+ */
+function resolveAction(step: ModelPlan["steps"][number]): { action: string; params?: Record<string, unknown> } | null {
+  const named = step.action ?? step.tools?.find((t) => ActionNameSchema.safeParse(t).success);
+  const phrase = matchPhrase(step.description);
+  if (named) {
+    const fromPhrase = phrase?.action.name === named ? phrase.params : undefined;
+    return { action: named, params: step.params ?? fromPhrase };
+  }
+  return phrase ? { action: phrase.action.name, params: step.params ?? phrase.params } : null;
+}
+
+/** Turns the model's answer into a PlanSpec: zod shape, catalog params, risk = max(catalog, claim). */
+export function validateModelPlan(input: unknown, jobId: string, intent = ""): Validated {
   const parsed = ModelPlanSchema.safeParse(input);
   if (!parsed.success) {
     return { ok: false, error: describeIssues(parsed.error, { root: "input", max: 8 }) };
   }
   const steps: PlanStep[] = [];
   for (const [i, step] of parsed.data.steps.entries()) {
-    const check = checkActionParams(step.action, step.params);
+    const resolved = resolveAction(step);
+    if (!resolved) return { ok: false, error: `steps.${i}: "${step.description}" names no catalog action` };
+    const check = checkActionParams(resolved.action, resolved.params ?? {});
     if (!check.ok) return { ok: false, error: `steps.${i}: ${check.error}` };
     steps.push({
       description: step.description,
@@ -123,15 +148,33 @@ export function validateModelPlan(input: unknown, jobId: string): Validated {
   }
   const plan = PlanSpecSchema.safeParse({
     jobId,
-    userIntentSummary: parsed.data.summary,
+    userIntentSummary: parsed.data.summary ?? (intent.slice(0, 1000) || "task"),
     proposedSteps: steps,
     estimatedRiskLevel: maxRisk(...steps.map((s) => s.risk)),
-    expectedArtifacts: parsed.data.artifacts,
+    expectedArtifacts: parsed.data.artifacts ?? parsed.data.expected_artifacts ?? [],
     planner: "anthropic",
     createdAt: new Date().toISOString(),
   });
   if (!plan.success) return { ok: false, error: plan.error.issues[0]?.message ?? "invalid plan" };
   return { ok: true, plan: plan.data };
+}
+
+/** The first JSON object in the answer's text blocks (fenced or bare), if any. */
+export function jsonFromText(content: Anthropic.ContentBlock[]): unknown {
+  for (const block of content) {
+    if (block.type !== "text") continue;
+    const fenced = /```(?:json)?\s*([\s\S]*?)```/.exec(block.text)?.[1];
+    const text = fenced ?? block.text;
+    const start = text.indexOf("{");
+    const end = text.lastIndexOf("}");
+    if (start < 0 || end <= start) continue;
+    try {
+      return JSON.parse(text.slice(start, end + 1)) as unknown;
+    } catch {
+      // not JSON after all
+    }
+  }
+  return undefined;
 }
 
 function describeError(err: unknown): string {
@@ -186,12 +229,18 @@ export class AnthropicPlanner implements Planner {
         (b): b is Anthropic.ToolUseBlock => b.type === "tool_use" && b.name === TOOL_NAME,
       );
       if (!toolUse) {
+        // A model (or gateway) that answered with the plan as JSON text instead of the tool call.
+        const fromText = jsonFromText(response.content);
+        if (fromText !== undefined) {
+          const checked = validateModelPlan(fromText, input.jobId, input.intent);
+          if (checked.ok) return { ok: true, plan: checked.plan };
+        }
         lastError = `no ${TOOL_NAME} call in the answer`;
         messages.push({ role: "assistant", content: response.content });
         messages.push({ role: "user", content: `You must call the ${TOOL_NAME} tool. ${lastError}.` });
         continue;
       }
-      const checked = validateModelPlan(toolUse.input, input.jobId);
+      const checked = validateModelPlan(toolUse.input, input.jobId, input.intent);
       if (checked.ok) return { ok: true, plan: checked.plan };
       lastError = checked.error;
       // One repair round: show the model exactly what was wrong.

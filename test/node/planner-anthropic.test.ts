@@ -68,7 +68,37 @@ describe("Anthropic planner", () => {
     const repair = JSON.stringify(fake.requests[1]?.body.messages.at(-1));
     expect(repair).toContain("tool_result");
     expect(repair).toContain('"is_error":true');
-    expect(repair).toContain("steps.0.action");
+    expect(repair).toContain('steps.0: unknown action \\"rm_rf\\"');
+  });
+
+  it("accepts the seed's plan format (tools, lowercase risk) and a plan sent as JSON text", async () => {
+    fake.script({
+      kind: "tool",
+      input: {
+        summary: "status then tests",
+        steps: [
+          { description: "Check the git status", risk: "read_only", tools: ["git", "git_status"] },
+          { description: "Run the test suite", risk: "write", tools: ["run_tests"], estimated_time: "1m" },
+        ],
+        artifacts: ["test report"],
+      },
+    });
+    const seed = await planner().plan({ jobId, intent: "check git status then run tests", projectId: "p" });
+    expect(seed.ok && seed.plan.proposedSteps.map((s) => [s.action, s.risk])).toEqual([
+      ["git_status", "READ_ONLY"],
+      ["run_tests", "WRITE"],
+    ]);
+    expect(seed.ok && seed.plan.expectedArtifacts).toEqual(["test report"]);
+    fake.script({
+      kind: "text",
+      text: 'Here is the plan:\n```json\n{"summary":"file","steps":[{"description":"create a new file notes.md with hi","risk":"WRITE"}]}\n```',
+    });
+    const text = await planner().plan({ jobId, intent: "create a new file notes.md with hi", projectId: "p" });
+    expect(text.ok && text.plan.proposedSteps[0]).toMatchObject({
+      action: "write_file",
+      params: { path: "notes.md", content: "hi" },
+    });
+    expect(fake.requests).toHaveLength(2);
   });
 
   it("fails clearly when the output is malformed twice", async () => {
