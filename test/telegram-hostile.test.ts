@@ -122,3 +122,44 @@ describe("hostile updates", () => {
     expect((after?.n ?? 0) - (before?.n ?? 0)).toBeLessThanOrEqual(1);
   });
 });
+
+describe("text clipping", () => {
+  it("never splits an emoji when shortening user text", async () => {
+    const { clipText, renderJob } = await import("../src/bot/format.ts");
+    const emoji = "😀".repeat(400);
+    for (const n of [1, 2, 299, 300, 301]) {
+      const clipped = clipText(emoji, n);
+      expect(clipped.length).toBeLessThanOrEqual(n);
+      expect(/[\uD800-\uDBFF]$/.test(clipped)).toBe(false);
+    }
+    const view = {
+      id: "job_0123456789abcdef",
+      projectId: "default",
+      status: "FAILED",
+      intent: `x${emoji}`,
+      risk: null,
+      attempt: 1,
+      plan: null,
+      spec: null,
+      steps: [],
+      artifacts: [],
+      logTail: emoji,
+      error: emoji,
+      agentId: null,
+      userId: "46",
+      chatId: "46",
+      messageId: 1,
+      needsApproval: false,
+      decidedBy: null,
+      approvalDeadline: null,
+      createdAt: new Date().toISOString(),
+      updatedAt: new Date().toISOString(),
+      startedAt: null,
+      finishedAt: null,
+    } as const;
+    const html = renderJob({ ...view, steps: [], artifacts: [] });
+    expect(html.length).toBeLessThanOrEqual(4096);
+    // every high surrogate is followed by its low surrogate
+    expect(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])/.test(html)).toBe(false);
+  });
+});

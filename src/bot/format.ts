@@ -6,6 +6,13 @@ export const MAX_MESSAGE = 4096;
 /** Room left for the log tail in a summary after the rest of the message. */
 const TAIL_BUDGET = 1500;
 
+/** The first `max` UTF-16 units of text without splitting a surrogate pair (an emoji). */
+export function clipText(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const code = text.charCodeAt(max - 1);
+  return text.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
+}
+
 export function esc(text: string): string {
   return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll('"', "&quot;");
 }
@@ -48,7 +55,7 @@ export function tailThatFits(text: string, budget: number): string {
   const out: string[] = [];
   let size = 0;
   for (let i = lines.length - 1; i >= 0; i--) {
-    const line = (lines[i] ?? "").slice(0, 300);
+    const line = clipText(lines[i] ?? "", 300);
     const cost = esc(line).length + 1;
     if (size + cost > budget) break;
     out.unshift(line);
@@ -69,7 +76,7 @@ function stepLine(s: StepView, i: number): string {
 export function renderJob(job: JobView, opts: { approvalTimeoutS?: number } = {}): string {
   const parts: string[] = [];
   parts.push(`<b>${STATUS_HEADER[job.status]}</b> · <code>${job.id}</code>`);
-  parts.push(`<i>${esc(job.intent.slice(0, 500))}</i>`);
+  parts.push(`<i>${esc(clipText(job.intent, 500))}</i>`);
   if (job.status === "CREATED") return parts.join("\n");
   if (job.steps.length > 0) {
     parts.push("", ...job.steps.slice(0, 20).map(stepLine));
@@ -97,7 +104,7 @@ export function renderJob(job: JobView, opts: { approvalTimeoutS?: number } = {}
   if (job.startedAt && job.finishedAt) {
     parts.push(`⏱ ${duration(Date.parse(job.finishedAt) - Date.parse(job.startedAt))}`);
   }
-  if (job.error) parts.push(`Reason: ${esc(job.error.slice(0, 600))}`);
+  if (job.error) parts.push(`Reason: ${esc(clipText(job.error, 600))}`);
   if (job.artifacts.length > 0) {
     parts.push(`📎 ${job.artifacts.map((a) => `${esc(a.name)} (${a.size} B)`).join(", ")}`);
   }

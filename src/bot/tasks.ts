@@ -7,7 +7,7 @@ import { createTask, getStatus } from "../core/orchestrator.ts";
 import { ApiError } from "../http/errors.ts";
 import { getDb, listJobs } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
-import { esc } from "./format.ts";
+import { clipText, esc } from "./format.ts";
 import { type BotDeps, friendly, jobIdArg, replyJob, sendLogs } from "./shared.ts";
 
 const MAX_INTENT = 2000;
@@ -22,7 +22,7 @@ export async function startTask(
   projectId = "default",
 ): Promise<void> {
   const chatId = String(ctx.chat?.id ?? "");
-  const planning = await ctx.reply(`🧠 Planning… <i>${esc(intent.slice(0, 300))}</i>`, { parse_mode: "HTML" });
+  const planning = await ctx.reply(`🧠 Planning… <i>${esc(clipText(intent, 300))}</i>`, { parse_mode: "HTML" });
   try {
     await createTask(deps.env, {
       intent,
@@ -55,7 +55,7 @@ export async function jobsPage(ctx: import("grammy").Context, deps: BotDeps, cur
     return;
   }
   const lines = page.jobs.map(
-    (j) => `<code>${j.id}</code> · ${j.status} · ${esc(j.intent.slice(0, 60))}${j.intent.length > 60 ? "…" : ""}`,
+    (j) => `<code>${j.id}</code> · ${j.status} · ${esc(clipText(j.intent, 60))}${j.intent.length > 60 ? "…" : ""}`,
   );
   await ctx.reply(`<b>Your jobs</b>\n${lines.join("\n")}`, {
     parse_mode: "HTML",
