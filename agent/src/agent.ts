@@ -43,6 +43,8 @@ interface Job extends Fence {
 
 export interface AgentEvents {
   log(line: string): void;
+  /** The server ended this agent for good (replaced or revoked); the CLI exits. */
+  onFatal(code: number): void;
 }
 
 export class Agent {
@@ -56,11 +58,13 @@ export class Agent {
   private welcomed = false;
   agentId: string | null = null;
   private readonly say: (line: string) => void;
+  private readonly events: Partial<AgentEvents>;
   private writableWaiters: (() => void)[] = [];
 
   constructor(config: AgentConfig, events: Partial<AgentEvents> = {}) {
     this.config = config;
     this.say = events.log ?? ((line) => process.stderr.write(`[skynet-agent] ${line}\n`));
+    this.events = events;
   }
 
   get runningJobs(): string[] {
@@ -137,6 +141,18 @@ export class Agent {
       clearInterval(this.heartbeat);
       this.releaseWriters();
       if (this.stopped) return;
+      // The server closes with 4000 when another process connects with this token (reconnecting
+      // would just kick it off in turn) and 4001 when the token was revoked: both are final.
+      if (code === 4000 || code === 4001) {
+        this.say(
+          code === 4000
+            ? "another agent process connected with this token; stopping this one"
+            : "this agent's token was revoked; pair again with `skynet-agent pair <server> <code>`",
+        );
+        this.stopped = true;
+        this.events.onFatal?.(code);
+        return;
+      }
       const delay = this.backoff();
       this.say(
         `disconnected (${code}${reason.length ? ` ${reason.toString()}` : ""}); reconnecting in ${Math.round(delay / 100) / 10}s`,

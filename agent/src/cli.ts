@@ -133,7 +133,7 @@ async function connect(args: string[]): Promise<void> {
     const st = await stat(dir).catch(() => null);
     if (!st?.isDirectory()) fail(`workspace ${id}: ${dir} is not a directory`);
   }
-  const agent = new Agent(parsed.data);
+  const agent = new Agent(parsed.data, { onFatal: (code) => process.exit(code === 4001 ? 3 : 4) });
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;

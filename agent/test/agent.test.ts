@@ -332,3 +332,21 @@ describe("big output", () => {
     }
   }, 90_000);
 });
+
+describe("final closes", () => {
+  it("stops instead of reconnecting when its token is revoked or another process took over", async () => {
+    for (const code of [4000, 4001]) {
+      const fatal: number[] = [];
+      const agent = new Agent(config(), { log: (l) => lines.push(l), onFatal: (c) => fatal.push(c) });
+      agents.push(agent);
+      agent.start();
+      await waitFor(() => agent.connected, { what: "welcome" });
+      const before = server.connections;
+      server.closeWith(code, code === 4000 ? "replaced by a newer connection" : "token revoked");
+      await waitFor(() => fatal.length === 1, { what: "the fatal close" });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(fatal).toEqual([code]);
+      expect(server.connections).toBe(before);
+    }
+  });
+});

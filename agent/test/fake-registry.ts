@@ -102,6 +102,12 @@ export class FakeRegistry {
     return fence;
   }
 
+  /** Closes the connection cleanly with a code, as the registry does on revoke or replace. */
+  closeWith(code: number, reason: string): void {
+    this.socket?.close(code, reason);
+    this.socket = null;
+  }
+
   /** Drops the connection abruptly (as a network failure would). */
   drop(): void {
     this.socket?.terminate();
