@@ -3,7 +3,7 @@
 // local agent serving this directory as project "default". Ctrl-C stops everything.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
@@ -56,10 +56,15 @@ function devVars(): Record<string, string> {
   return vars;
 }
 
-function start(name: string, args: string[], extraEnv: Record<string, string> = {}): ChildProcess {
+function start(
+  name: string,
+  args: string[],
+  extraEnv: Record<string, string> = {},
+  expected?: (code: number | null) => boolean,
+): ChildProcess {
   const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...env, ...extraEnv }, stdio: "inherit" });
   child.on("exit", (code, signal) => {
-    if (!stopping) {
+    if (!stopping && !expected?.(code)) {
       say(`${name} exited (${signal ?? code}); stopping`);
       void shutdown(1);
     }
@@ -103,6 +108,51 @@ async function api(path: string, token: string, body: unknown): Promise<unknown>
   return json;
 }
 
+const AGENT_CONFIG = join(ROOT, ".skynet", "agent.json");
+
+/** Pairs (when there is no saved token) and starts the local agent; re-pairs once if refused. */
+async function startLocalAgent(apiToken: string, mayRepair: boolean): Promise<void> {
+  mkdirSync(join(ROOT, ".skynet"), { recursive: true, mode: 0o700 });
+  if (!existsSync(AGENT_CONFIG)) {
+    const { code } = (await api("/api/agents/pairing-codes", apiToken, { name: "local" })) as { code: string };
+    execFileSync(
+      process.execPath,
+      [join(ROOT, "agent/src/cli.ts"), "pair", base, code, "--name", "local", "--config", AGENT_CONFIG],
+      { cwd: ROOT, env, stdio: "inherit" },
+    );
+  }
+  const agent = start(
+    "agent",
+    [
+      "--max-old-space-size=256",
+      "--max-semi-space-size=4",
+      join(ROOT, "agent/src/cli.ts"),
+      "connect",
+      "--config",
+      AGENT_CONFIG,
+      "--server",
+      base,
+      "--workspace",
+      `default=${resolve(flags.workspace)}`,
+      ...(flags["allow-shell"] ? ["--allow-shell"] : []),
+    ],
+    {},
+    // Exit code 3: the saved token is unknown here (e.g. the local database was reset): pair again.
+    mayRepair ? (code) => code === 3 : undefined,
+  );
+  if (mayRepair) {
+    agent.on("exit", (code) => {
+      if (code !== 3 || stopping) return;
+      say("the local database does not know the saved agent token; pairing the local agent again");
+      rmSync(AGENT_CONFIG, { force: true });
+      void startLocalAgent(apiToken, false).catch((err: unknown) => {
+        say(`could not re-pair the agent: ${err instanceof Error ? err.message : String(err)}`);
+        void shutdown(1);
+      });
+    });
+  }
+}
+
 async function main(): Promise<void> {
   const vars = devVars();
   const apiToken = vars.API_TOKEN ?? "";
@@ -124,31 +174,7 @@ async function main(): Promise<void> {
   ]);
   await waitForHealth();
 
-  if (!flags["no-agent"]) {
-    const configPath = join(ROOT, ".skynet", "agent.json");
-    mkdirSync(join(ROOT, ".skynet"), { recursive: true, mode: 0o700 });
-    if (!existsSync(configPath)) {
-      const { code } = (await api("/api/agents/pairing-codes", apiToken, { name: "local" })) as { code: string };
-      execFileSync(
-        process.execPath,
-        [join(ROOT, "agent/src/cli.ts"), "pair", base, code, "--name", "local", "--config", configPath],
-        { cwd: ROOT, env, stdio: "inherit" },
-      );
-    }
-    start("agent", [
-      "--max-old-space-size=256",
-      "--max-semi-space-size=4",
-      join(ROOT, "agent/src/cli.ts"),
-      "connect",
-      "--config",
-      configPath,
-      "--server",
-      base,
-      "--workspace",
-      `default=${resolve(flags.workspace)}`,
-      ...(flags["allow-shell"] ? ["--allow-shell"] : []),
-    ]);
-  }
+  if (!flags["no-agent"]) await startLocalAgent(apiToken, true);
   if (vars.TELEGRAM_BOT_TOKEN && existsSync(join(ROOT, "scripts/telegram-poll.ts"))) {
     say("TELEGRAM_BOT_TOKEN is set: starting the Telegram long-poll bridge");
     start("telegram bridge", [join(ROOT, "scripts/telegram-poll.ts"), "--webhook", `${base}/telegram/webhook`]);

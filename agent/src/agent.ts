@@ -125,11 +125,15 @@ export class Agent {
       void this.onMessage(parsed.message);
     });
     ws.on("unexpected-response", (_req, res) => {
-      this.say(
-        res.statusCode === 401
-          ? "the server refused this agent's token (revoked or unknown); pair again with `skynet-agent pair`"
-          : `the server answered ${res.statusCode} to the WebSocket upgrade`,
-      );
+      if (res.statusCode === 401) {
+        // An unknown or revoked token will not start working by retrying.
+        this.say("the server refused this agent's token (revoked or unknown); pair again with `skynet-agent pair`");
+        this.stopped = true;
+        ws.terminate();
+        this.events.onFatal?.(4001);
+        return;
+      }
+      this.say(`the server answered ${res.statusCode} to the WebSocket upgrade`);
       ws.terminate();
     });
     ws.on("error", (err) => {
