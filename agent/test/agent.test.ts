@@ -334,6 +334,21 @@ describe("big output", () => {
 });
 
 describe("final closes", () => {
+  it("treats a refused token as final instead of retrying forever", async () => {
+    const fatal: number[] = [];
+    const agent = new Agent(config({ token: "skya_wrong_token_000000000000" }), {
+      log: (l) => lines.push(l),
+      onFatal: (c) => fatal.push(c),
+    });
+    agents.push(agent);
+    agent.start();
+    await waitFor(() => fatal.length === 1, { what: "the refusal" });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(fatal).toEqual([4001]);
+    expect(server.authHeaders.filter((h) => h === "Bearer skya_wrong_token_000000000000")).toHaveLength(1);
+    expect(lines.join("\n")).toMatch(/refused this agent's token/);
+  });
+
   it("stops instead of reconnecting when its token is revoked or another process took over", async () => {
     for (const code of [4000, 4001]) {
       const fatal: number[] = [];
