@@ -14,11 +14,11 @@ import {
 import { type Config, loadConfig } from "../config.ts";
 import { buildExecutionSpec } from "../core/dispatcher.ts";
 import { type JobEvent, transition } from "../core/job-machine.ts";
-import { needsApproval, requiresAudit, validateExecutionSpec } from "../core/policy.ts";
+import { requiresAudit, validateExecutionSpec } from "../core/policy.ts";
 import { randomHex } from "../lib/crypto.ts";
-import { errorMessage, log } from "../lib/log.ts";
-import { createPlanner } from "../planners/index.ts";
+import { log } from "../lib/log.ts";
 import { handleAgentMessage } from "./agent-events.ts";
+import { checkDeadlines, planJob } from "./alarm-work.ts";
 import { drainOutbox, scheduleJobAlarm } from "./drain.ts";
 import { type JobState, stepsFromSpec, toView } from "./job-state.ts";
 import { LogBuffer, type LogPosition } from "./log-buffer.ts";
@@ -49,7 +49,7 @@ export type FenceResult =
 const TAIL_LINES = 40;
 /** A planning attempt not finished after this long was cut off (the planner's own timeout is 30 s). */
 export const PLAN_STALL_MS = 90_000;
-const MAX_PLAN_ATTEMPTS = 2;
+export const MAX_PLAN_ATTEMPTS = 2;
 
 export class JobDO extends DurableObject<Env> {
   // Public so the job's helper modules (agent events, effects) and tests can reach them.
@@ -504,32 +504,7 @@ export class JobDO extends DurableObject<Env> {
   }
 
   async tick(): Promise<void> {
-    const state = this.load();
-    if (state?.status === "CREATED") {
-      const stalled = state.planningStarted && Date.now() >= (state.planningStartedAt ?? 0) + PLAN_STALL_MS;
-      if (stalled && (state.planAttempts ?? 1) >= MAX_PLAN_ATTEMPTS) {
-        state.error = `planning did not finish after ${MAX_PLAN_ATTEMPTS} attempts`;
-        this.commit(state, this.move(state, "plan_failed", { reason: state.error }));
-      } else if (!state.planningStarted || stalled) {
-        // First planning, or one cut off (the object restarted mid-call): plan (again).
-        await this.plan(state);
-      }
-    }
-    const now = Date.now();
-    const s = this.load();
-    if (s && !isTerminal(s.status)) {
-      if (s.status === "PLANNED" && s.approvalDeadline !== null && now >= s.approvalDeadline) {
-        s.error = "no decision within the approval timeout";
-        this.commit(s, this.move(s, "cancel", { reason: "approval_timeout" }));
-      } else if (s.status === "RUNNING" && s.lease && now >= s.lease.expiresAt) {
-        this.commit(s, this.infraFailure(s, `agent lost: ${s.lease.agentId} stopped renewing its lease`));
-      } else if (s.status === "QUEUED" && s.queuedAt !== null && now >= s.queuedAt + this.config.jobTimeoutS * 1000) {
-        this.commit(s, this.failEffects(s, `no agent picked the job up within ${this.config.jobTimeoutS}s`));
-      } else if (s.status === "RUNNING" && s.startedAt !== null && now >= s.startedAt + this.runLimitS(s) * 1000) {
-        this.commit(s, this.failEffects(s, `timed out after ${this.runLimitS(s)}s`));
-      }
-    }
-    await this.afterChange();
+    await checkDeadlines(this);
   }
 
   runLimitS(s: JobState): number {
@@ -554,45 +529,7 @@ export class JobDO extends DurableObject<Env> {
   }
 
   async plan(state: JobState): Promise<void> {
-    state.planningStarted = true;
-    state.planningStartedAt = Date.now();
-    state.planAttempts = (state.planAttempts ?? 0) + 1;
-    this.ctx.storage.kv.put("job", state);
-    const planner = createPlanner({
-      anthropicApiKey: this.config.anthropicApiKey,
-      anthropicBaseUrl: this.config.anthropicBaseUrl || undefined,
-      anthropicModel: this.config.anthropicModel,
-    });
-    let outcome: Awaited<ReturnType<typeof planner.plan>>;
-    try {
-      outcome = await planner.plan({ jobId: state.id, intent: state.intent, projectId: state.projectId });
-    } catch (err) {
-      outcome = { ok: false, reason: `planner error: ${errorMessage(err)}` };
-    }
-    const s = this.load();
-    if (s?.status !== "CREATED") return; // cancelled while planning
-    if (!outcome.ok) {
-      s.error = outcome.reason;
-      this.commit(s, this.move(s, "plan_failed", { reason: outcome.reason, planner: planner.kind }));
-      return;
-    }
-    s.plan = outcome.plan;
-    s.risk = outcome.plan.estimatedRiskLevel;
-    s.needsApproval = needsApproval(outcome.plan.estimatedRiskLevel, {
-      autoApproveReadOnly: this.config.autoApproveReadOnly,
-    });
-    const effects = this.move(s, "plan_ready", {
-      risk: s.risk,
-      planner: planner.kind,
-      steps: outcome.plan.proposedSteps.length,
-    });
-    if (s.needsApproval) {
-      s.approvalDeadline = Date.now() + this.config.approvalTimeoutS * 1000;
-      this.commit(s, effects);
-    } else {
-      s.decidedBy = "auto";
-      this.commit(s, [...effects, ...this.dispatchFromPlan(s, "approve")]);
-    }
+    await planJob(this, state);
   }
 
   // ---- effects ---------------------------------------------------------------------------------
