@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { type JobView, JobViewSchema } from "../protocol/index.ts";
+import { ErrorBodySchema, JobListResponseSchema, type JobView, JobViewSchema } from "../protocol/index.ts";
 
 const HELP = `usage: npm run skynet -- <command> [options]
 
@@ -42,7 +42,7 @@ async function call(path: string, init: RequestInit = {}): Promise<unknown> {
   }
   const body: unknown = await res.json().catch(() => ({}));
   if (!res.ok) {
-    const err = z.object({ error: z.object({ message: z.string() }) }).safeParse(body);
+    const err = ErrorBodySchema.safeParse(body);
     throw new CliError(`${res.status}: ${err.success ? err.data.error.message : "request failed"}`);
   }
   return body;
@@ -124,11 +124,7 @@ async function main(argv: string[]): Promise<number> {
       const q = new URLSearchParams();
       if (values.status) q.set("status", values.status);
       if (values.limit) q.set("limit", values.limit);
-      const page = z
-        .object({
-          jobs: z.array(z.object({ id: z.string(), status: z.string(), intent: z.string(), createdAt: z.string() })),
-        })
-        .parse(await call(`/api/jobs?${q}`));
+      const page = JobListResponseSchema.parse(await call(`/api/jobs?${q}`));
       for (const j of page.jobs) console.log(`${j.id}  ${j.status.padEnd(9)}  ${j.createdAt}  ${j.intent}`);
       return 0;
     }

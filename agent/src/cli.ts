@@ -2,7 +2,7 @@
 // status. `npx skynet-agent --help` (Node ≥ 22.18) or `npm run agent -- --help` from the repo.
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { describeIssues, PairRequestSchema } from "../../protocol/index.ts";
+import { describeIssues, ErrorBodySchema, PairRequestSchema, PairResponseSchema } from "../../protocol/index.ts";
 import { AGENT_VERSION, Agent } from "./agent.ts";
 import {
   AgentConfigSchema,
@@ -75,16 +75,15 @@ async function pair(args: string[]): Promise<void> {
   } catch (err) {
     fail(`could not reach ${base}: ${err instanceof Error ? err.message : String(err)}`);
   }
-  const json = (await res.json().catch(() => ({}))) as {
-    agentId?: string;
-    token?: string;
-    error?: { message?: string };
-  };
-  if (res.status !== 201 || !json.token)
-    fail(`pairing refused (${res.status}): ${json.error?.message ?? "no token returned"}`);
+  const json: unknown = await res.json().catch(() => ({}));
+  const paired = PairResponseSchema.safeParse(json);
+  if (res.status !== 201 || !paired.success) {
+    const error = ErrorBodySchema.safeParse(json);
+    fail(`pairing refused (${res.status}): ${error.success ? error.data.error.message : "the server sent no token"}`);
+  }
   const path = values.config ?? DEFAULT_CONFIG_PATH;
-  await writeStoredConfig(path, { serverUrl: base, agentId: json.agentId, token: json.token, name });
-  console.log(`paired as ${json.agentId} (${name}); token saved to ${path}`);
+  await writeStoredConfig(path, { serverUrl: base, agentId: paired.data.agentId, token: paired.data.token, name });
+  console.log(`paired as ${paired.data.agentId} (${name}); token saved to ${path}`);
   console.log(`next: skynet-agent connect --workspace default=/path/to/your/project`);
 }
 

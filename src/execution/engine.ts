@@ -55,18 +55,6 @@ export class ExecutionEngine {
     }
     return out;
   }
-
-  async healthAll(): Promise<Record<string, ProviderHealth>> {
-    const out: Record<string, ProviderHealth> = {};
-    for (const [name, p] of this.providers) {
-      try {
-        out[name] = await p.health();
-      } catch (err) {
-        out[name] = { ok: false, detail: err instanceof Error ? err.message : String(err), agentsOnline: 0 };
-      }
-    }
-    return out;
-  }
 }
 
 export function getEngine(env: Env): ExecutionEngine {

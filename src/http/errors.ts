@@ -25,13 +25,9 @@ export class ApiError extends Error {
   }
 }
 
-export function zodMessage(error: z.ZodError): string {
-  return describeIssues(error);
-}
-
 /** Parses with a zod schema or throws a 400 ApiError that says what was wrong. */
 export function parseOr400<S extends z.ZodType>(schema: S, value: unknown, what: string): z.infer<S> {
   const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new ApiError("bad_request", `invalid ${what}: ${zodMessage(parsed.error)}`);
+  if (!parsed.success) throw new ApiError("bad_request", `invalid ${what}: ${describeIssues(parsed.error)}`);
   return parsed.data;
 }

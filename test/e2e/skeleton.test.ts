@@ -113,6 +113,39 @@ describe("walking skeleton", () => {
     expect("stderr" in bad && bad.stderr).toMatch(/job id/);
   });
 
+  it("skynet-agent pair saves a private config, status reads it back, a reused code is refused", async () => {
+    const { execFile } = await import("node:child_process");
+    const { promisify } = await import("node:util");
+    const { mkdtemp, readFile, stat, rm } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { join, resolve } = await import("node:path");
+    const root = resolve(import.meta.dirname, "../..");
+    const dir = await mkdtemp(join(tmpdir(), "skynet-agent-cfg-"));
+    const config = join(dir, "agent.json");
+    const run = (...args: string[]) =>
+      promisify(execFile)(process.execPath, [resolve(root, "agent/src/cli.ts"), ...args], { cwd: root });
+    try {
+      const { code } = (await (await call("/api/agents/pairing-codes", { method: "POST", body: "{}" })).json()) as {
+        code: string;
+      };
+      const paired = await run("pair", worker.url, code.toLowerCase(), "--name", "cli-test", "--config", config);
+      expect(paired.stdout).toMatch(/paired as agent_[0-9a-f]+ \(cli-test\)/);
+      const saved = JSON.parse(await readFile(config, "utf8")) as { token: string; serverUrl: string };
+      expect(saved.serverUrl).toBe(worker.url);
+      expect(saved.token).toMatch(/^skya_/);
+      expect((await stat(config)).mode & 0o777).toBe(0o600);
+      const status = await run("status", "--config", config);
+      expect(status.stdout).toContain("healthy");
+      expect(status.stdout).not.toContain(saved.token);
+      const again = await run("pair", worker.url, code, "--config", join(dir, "other.json")).catch(
+        (err: { code: number; stderr: string }) => err,
+      );
+      expect("stderr" in again && again.stderr).toMatch(/pairing refused \(401\)/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("answers bad input with JSON errors and changes nothing", async () => {
     const before = ((await (await call("/api/jobs?limit=100")).json()) as { jobs: unknown[] }).jobs.length;
     const noToken = await fetch(`${worker.url}/api/tasks`, { method: "POST", body: JSON.stringify({ intent: "x" }) });
