@@ -1,23 +1,16 @@
-// CHATHAN, the laptop agent: one outbound WebSocket to the SKYNET registry, jobs offered and
-// accepted, steps run in their workspace, logs streamed with sequence numbers, artifacts
-// uploaded, cancel obeyed, and reconnect with resume when the connection drops.
-import { createHash } from "node:crypto";
 import WebSocket from "ws";
 import {
   type AgentToServer,
-  type ArtifactRef,
-  type ExecutionResult,
-  type ExecutionSpec,
   type FencedAgentMessage,
   PROTOCOL_VERSION,
   parseFrame,
   type ServerMessageOf,
   type ServerToAgent,
   ServerToAgentSchema,
-  type StepResult,
 } from "../../protocol/index.ts";
 import type { AgentConfig } from "./config.ts";
-import { executeStep, recheckStep } from "./executor.ts";
+import { recheckStep } from "./executor.ts";
+import { type RunningJob, runJob } from "./job-runner.ts";
 import { LogChunker } from "./log-stream.ts";
 
 export const AGENT_VERSION = "0.1.0";
@@ -25,21 +18,10 @@ export const AGENT_VERSION = "0.1.0";
 const HIGH_WATER = 1024 * 1024;
 /** Log frames kept for replay after a reconnect: more than can be in flight (socket + kernel buffers). */
 const JOURNAL_LOG_BYTES = 4 * 1024 * 1024;
-const CAPTURE_BYTES = 5 * 1024 * 1024;
 const LINGER_MS = 15_000;
 
-type Fence = { jobId: string; attempt: number; leaseToken: string };
 type FencedFrame = FencedAgentMessage;
-
-interface Job extends Fence {
-  spec: ExecutionSpec;
-  abort: AbortController;
-  chunker: LogChunker;
-  journal: FencedFrame[];
-  journalLogBytes: number;
-  finished: boolean;
-  fenced: boolean;
-}
+type Job = RunningJob;
 
 export interface AgentEvents {
   log(line: string): void;
@@ -317,117 +299,16 @@ export class Agent {
     this.jobs.set(msg.jobId, job);
     this.sendRaw({ type: "job_accept", ...fence });
     this.say(`job ${msg.jobId} accepted (${msg.spec.steps.map((s) => s.action).join(", ")})`);
-    void this.runJob(job, workspace).catch((err: unknown) => {
-      this.say(`job ${job.jobId} crashed: ${err instanceof Error ? err.message : String(err)}`);
-    });
-  }
-
-  // ---- execution -------------------------------------------------------------------------------
-
-  private async runJob(job: Job, workspace: string): Promise<void> {
-    const fence = { jobId: job.jobId, attempt: job.attempt, leaseToken: job.leaseToken };
-    const results: StepResult[] = [];
-    const artifacts: ArtifactRef[] = [];
-    let status: ExecutionResult["status"] = "SUCCEEDED";
-    let jobError: string | undefined;
-    for (const step of job.spec.steps) {
-      if (status !== "SUCCEEDED" || job.abort.signal.aborted) {
-        if (job.abort.signal.aborted && status === "SUCCEEDED") status = "CANCELLED";
-        results.push({ stepId: step.id, action: step.action, outcome: "skipped", exitCode: null });
-        continue;
-      }
-      const startedAt = new Date();
-      job.chunker.setStep(step.id);
-      await this.sendFenced(job, {
-        type: "step_started",
-        ...fence,
-        stepId: step.id,
-        startedAt: startedAt.toISOString(),
+    const host = { config: this.config, send: (j: Job, m: FencedFrame) => this.sendFenced(j, m), say: this.say };
+    void runJob(host, job, workspace)
+      .catch((err: unknown) => {
+        this.say(`job ${job.jobId} crashed: ${err instanceof Error ? err.message : String(err)}`);
+      })
+      .finally(() => {
+        // Kept a little after the end so a reconnect can still replay its last frames.
+        setTimeout(() => {
+          if (this.jobs.get(job.jobId) === job) this.jobs.delete(job.jobId);
+        }, LINGER_MS).unref();
       });
-      const run = await executeStep(step, {
-        workspace,
-        allowShell: this.config.allowShell,
-        timeoutMs: step.timeoutS * 1000,
-        outputCapBytes: this.config.outputCapBytes,
-        cancelGraceMs: this.config.cancelGraceMs,
-        signal: job.abort.signal,
-        out: (stream, data) => job.chunker.write(stream, data),
-        captureBytes: step.action === "run_tests" || step.action === "build_project" ? CAPTURE_BYTES : 0,
-      });
-      await job.chunker.flush(true);
-      const durationMs = Date.now() - startedAt.getTime();
-      if (run.captured && run.captured.length > 0 && !job.fenced) {
-        const ref = await this.uploadArtifact(job, `${step.id}-${step.action}.log`, run.captured, step.id);
-        if (ref) {
-          artifacts.push(ref);
-          await this.sendFenced(job, { type: "artifact_ready", ...fence, artifact: ref });
-        }
-      }
-      await this.sendFenced(job, {
-        type: "step_finished",
-        ...fence,
-        stepId: step.id,
-        outcome: run.outcome,
-        exitCode: run.exitCode,
-        durationMs,
-        ...(run.error ? { error: run.error.slice(0, 4000) } : {}),
-      });
-      results.push({
-        stepId: step.id,
-        action: step.action,
-        outcome: run.outcome,
-        exitCode: run.exitCode,
-        startedAt: startedAt.toISOString(),
-        finishedAt: new Date().toISOString(),
-        durationMs,
-        ...(run.error ? { error: run.error.slice(0, 4000) } : {}),
-      });
-      if (run.outcome === "cancelled") status = "CANCELLED";
-      else if (run.outcome === "failed") {
-        status = "FAILED";
-        jobError = `step ${step.id} (${step.action}) failed: ${run.error ?? `exit code ${run.exitCode}`}`;
-      }
-    }
-    const result: ExecutionResult = {
-      jobId: job.jobId,
-      attempt: job.attempt,
-      status,
-      steps: results,
-      artifacts,
-      ...(jobError ? { error: jobError.slice(0, 4000) } : {}),
-    };
-    await this.sendFenced(job, { type: "job_finished", ...fence, status, result });
-    job.finished = true;
-    this.say(`job ${job.jobId} ${status.toLowerCase()}${jobError ? `: ${jobError}` : ""}`);
-    setTimeout(() => {
-      if (this.jobs.get(job.jobId) === job) this.jobs.delete(job.jobId);
-    }, LINGER_MS).unref();
-  }
-
-  private async uploadArtifact(job: Job, name: string, body: Buffer, stepId: string): Promise<ArtifactRef | null> {
-    const sha256 = createHash("sha256").update(body).digest("hex");
-    const url = `${this.config.serverUrl}/agent/jobs/${job.jobId}/artifacts/${encodeURIComponent(name)}`;
-    try {
-      const res = await fetch(url, {
-        method: "PUT",
-        headers: {
-          Authorization: `Bearer ${this.config.token}`,
-          "Content-Type": "text/plain; charset=utf-8",
-          "Content-Length": String(body.length),
-          "X-Skynet-Attempt": String(job.attempt),
-          "X-Skynet-Lease": job.leaseToken,
-          "X-Skynet-Sha256": sha256,
-        },
-        body: new Uint8Array(body),
-      });
-      if (res.status !== 201) {
-        this.say(`artifact ${name} upload refused: ${res.status} ${(await res.text()).slice(0, 200)}`);
-        return null;
-      }
-      return { name, size: body.length, sha256, contentType: "text/plain; charset=utf-8", stepId };
-    } catch (err) {
-      this.say(`artifact ${name} upload failed: ${err instanceof Error ? err.message : String(err)}`);
-      return null;
-    }
   }
 }
