@@ -42,6 +42,8 @@ export class Agent {
   private readonly say: (line: string) => void;
   private readonly events: Partial<AgentEvents>;
   private writableWaiters: (() => void)[] = [];
+  /** When the server last sent anything (a frame or a pong). */
+  private lastHeard = 0;
 
   constructor(config: AgentConfig, events: Partial<AgentEvents> = {}) {
     this.config = config;
@@ -98,8 +100,11 @@ export class Agent {
       });
     });
     ws.on("message", (data, isBinary) => {
+      this.lastHeard = Date.now();
       if (isBinary) return;
-      const parsed = parseFrame(ServerToAgentSchema, data.toString());
+      const text = data.toString();
+      if (text === "pong") return; // the registry's auto-response to our keepalive
+      const parsed = parseFrame(ServerToAgentSchema, text);
       if (!parsed.ok) {
         this.say(`ignored a bad frame from the server: ${parsed.error}`);
         return;
@@ -239,7 +244,23 @@ export class Agent {
     this.failures = 0;
     this.say(`registered as ${msg.agentId}; serving ${Object.keys(this.config.workspaces).join(", ")}`);
     clearInterval(this.heartbeat);
-    this.heartbeat = setInterval(() => this.sendRaw(this.heartbeatFrame("heartbeat")), msg.heartbeatIntervalS * 1000);
+    // Heartbeats renew leases (they wake the registry); between them a plain "ping" is answered
+    // by the registry's auto-response without waking it. Hearing nothing for three heartbeat
+    // intervals means a half-open connection: drop it and reconnect.
+    const intervalMs = msg.heartbeatIntervalS * 1000;
+    const keepaliveMs = Math.max(500, Math.floor(intervalMs / 3));
+    let ticks = 0;
+    this.lastHeard = Date.now();
+    this.heartbeat = setInterval(() => {
+      ticks += 1;
+      if (Date.now() - this.lastHeard > 3 * intervalMs) {
+        this.say("no word from the server for three heartbeats; reconnecting");
+        this.ws?.terminate();
+        return;
+      }
+      if (ticks % 3 === 0) this.sendRaw(this.heartbeatFrame("heartbeat"));
+      else if (this.ws?.readyState === WebSocket.OPEN) this.ws.send("ping");
+    }, keepaliveMs);
     this.heartbeat.unref();
     if (this.jobs.size > 0) {
       this.sendRaw(this.heartbeatFrame("resume"));

@@ -365,3 +365,19 @@ describe("final closes", () => {
     }
   });
 });
+
+describe("keepalive", () => {
+  it("pings between heartbeats and reconnects when the server goes silent", async () => {
+    await startAgent();
+    await waitFor(() => server.pings >= 2, { what: "keepalive pings" });
+    expect(lines.join("\n")).not.toContain("ignored a bad frame");
+    const before = server.connections;
+    server.silent = true;
+    await waitFor(() => lines.some((l) => l.includes("no word from the server")), {
+      what: "the agent to notice the silence",
+      timeoutMs: 10_000,
+    });
+    server.silent = false;
+    await waitFor(() => server.connections > before, { what: "a reconnect", timeoutMs: 10_000 });
+  });
+});

@@ -19,6 +19,9 @@ export class FakeRegistry {
   readonly invalid: string[] = [];
   readonly authHeaders: (string | undefined)[] = [];
   connections = 0;
+  pings = 0;
+  /** When set, the server stops answering anything (as a half-open connection looks). */
+  silent = false;
   private socket: WebSocket | null = null;
   private waiters: (() => void)[] = [];
   private readonly http: Server;
@@ -56,6 +59,12 @@ export class FakeRegistry {
     this.connections += 1;
     this.socket = ws;
     ws.on("message", (data) => {
+      if (data.toString() === "ping") {
+        this.pings += 1;
+        if (!this.silent) ws.send("pong");
+        return;
+      }
+      if (this.silent) return; // a half-open connection: nothing comes back
       const parsed = parseFrame(AgentToServerSchema, data.toString());
       if (!parsed.ok) {
         this.invalid.push(parsed.error);
