@@ -1,6 +1,6 @@
 // The offline rule planner: clause splitting, every catalog action, refusals.
 import { describe, expect, it } from "vitest";
-import { ACTION_CATALOG } from "../protocol/index.ts";
+import { ACTION_CATALOG, getAction, PlanSpecSchema } from "../protocol/index.ts";
 import { RulePlanner, splitClauses } from "../src/planners/rules.ts";
 
 const planner = new RulePlanner();
@@ -71,6 +71,53 @@ describe("rule planner", () => {
       {},
       { path: "notes.md", content: "eggs, milk and bread", overwrite: false },
     ]);
+  });
+
+  it("splits a closing commit/push off free text into steps of their own", async () => {
+    expect(splitClauses("create a new file test.txt with hello world, and commit")).toEqual([
+      "create a new file test.txt with hello world",
+      "commit",
+    ]);
+    expect(splitClauses("commit with message fix typo and push to origin")).toEqual([
+      "commit with message fix typo",
+      "push to origin",
+    ]);
+    const res = await plan("create a file a.txt with eggs, milk and bread then commit with message add list, and push");
+    expect(res.ok && res.plan.proposedSteps.map((s) => [s.action, s.risk])).toEqual([
+      ["write_file", "WRITE"],
+      ["git_commit", "WRITE"],
+      ["git_push", "ADMIN"],
+    ]);
+    expect(res.ok && res.plan.proposedSteps[1]?.params).toEqual({ message: "add list", addAll: true });
+  });
+
+  it("builds a plan that passes the schema, with catalog risk per step and the maximum overall", async () => {
+    const res = await plan("Check git status in my project; show the last 3 commits, then run command xyz123.");
+    expect(res.ok).toBe(true);
+    if (!res.ok) return;
+    expect(PlanSpecSchema.parse(res.plan)).toEqual(res.plan);
+    expect(res.plan).toMatchObject({ jobId: "job_0123456789abcdef", planner: "rules" });
+    expect(Number.isNaN(Date.parse(res.plan.createdAt))).toBe(false);
+    expect(res.plan.proposedSteps.map((s) => [s.action, s.risk])).toEqual([
+      ["git_status", "READ_ONLY"],
+      ["git_log", "READ_ONLY"],
+      ["run_command", "ADMIN"],
+    ]);
+    expect(res.plan.proposedSteps[2]?.params).toEqual({ argv: ["xyz123"] });
+    expect(res.plan.estimatedRiskLevel).toBe("ADMIN");
+    for (const step of res.plan.proposedSteps) {
+      expect(step.risk).toBe(getAction(step.action ?? "")?.risk);
+      expect(step.description.length).toBeGreaterThan(0);
+    }
+    const read = await plan("show me the diff and list files");
+    expect(read.ok && read.plan.estimatedRiskLevel).toBe("READ_ONLY");
+    const cmd = await plan("run command xyz123");
+    expect(cmd.ok && cmd.plan.proposedSteps[0]?.params).toEqual({ argv: ["xyz123"] });
+  });
+
+  it("refuses an empty task with examples", async () => {
+    const res = await plan("   ");
+    expect(res).toEqual({ ok: false, reason: expect.stringContaining("Try phrases like") });
   });
 
   it("refuses what it does not understand, saying what it did understand", async () => {

@@ -1,7 +1,9 @@
 import WebSocket from "ws";
+import { z } from "zod";
 import {
   type AgentToServer,
   type FencedAgentMessage,
+  JobIdSchema,
   PROTOCOL_VERSION,
   parseFrame,
   type ServerMessageOf,
@@ -14,11 +16,21 @@ import { type RunningJob, runJob } from "./job-runner.ts";
 import { LogChunker } from "./log-stream.ts";
 
 export const AGENT_VERSION = "0.1.0";
+/** Just enough of a job_offer to answer it with a job_reject when the rest does not parse. */
+const OfferFenceSchema = z.object({
+  type: z.literal("job_offer"),
+  jobId: JobIdSchema,
+  attempt: z.number().int().min(1),
+  leaseToken: z.string().min(16).max(128),
+});
 /** Above this many buffered bytes on the socket, output is paused (backpressure). */
 const HIGH_WATER = 1024 * 1024;
 /** Log frames kept for replay after a reconnect: more than can be in flight (socket + kernel buffers). */
 const JOURNAL_LOG_BYTES = 4 * 1024 * 1024;
+/** A finished job is forgotten after this long connected since it finished (for replays)… */
 const LINGER_MS = 15_000;
+/** …or after this long in any case (the server's lease has long expired by then). */
+const MAX_LINGER_MS = 10 * 60_000;
 
 type FencedFrame = FencedAgentMessage;
 type Job = RunningJob;
@@ -44,6 +56,8 @@ export class Agent {
   private writableWaiters: (() => void)[] = [];
   /** When the server last sent anything (a frame or a pong). */
   private lastHeard = 0;
+  /** When the current connection was welcomed. */
+  private connectedSince = 0;
 
   constructor(config: AgentConfig, events: Partial<AgentEvents> = {}) {
     this.config = config;
@@ -106,6 +120,14 @@ export class Agent {
       if (text === "pong") return; // the registry's auto-response to our keepalive
       const parsed = parseFrame(ServerToAgentSchema, text);
       if (!parsed.ok) {
+        // An offer we cannot read is still answered, so the server need not wait for a timeout.
+        const offer = parseFrame(OfferFenceSchema, text);
+        if (offer.ok) {
+          const { type: _type, ...fence } = offer.message;
+          this.say(`job ${fence.jobId} rejected: ${parsed.error}`);
+          this.sendRaw({ type: "job_reject", ...fence, reason: `unreadable offer: ${parsed.error}`.slice(0, 1000) });
+          return;
+        }
         this.say(`ignored a bad frame from the server: ${parsed.error}`);
         return;
       }
@@ -152,11 +174,11 @@ export class Agent {
     });
   }
 
-  /** Exponential backoff with jitter: base·2^n capped, half fixed and half random. */
+  /** Exponential backoff with full jitter: uniform in [0, min(max, base·2^n)), at least 10 ms. */
   private backoff(): number {
     const ceiling = Math.min(this.config.reconnectMaxMs, this.config.reconnectBaseMs * 2 ** this.failures);
-    this.failures += 1;
-    return ceiling / 2 + Math.random() * (ceiling / 2);
+    this.failures = Math.min(this.failures + 1, 30);
+    return Math.max(10, Math.random() * ceiling);
   }
 
   private sendRaw(msg: AgentToServer): boolean {
@@ -176,7 +198,8 @@ export class Agent {
     for (;;) {
       if (this.stopped || job.fenced) return;
       if (this.connected && (this.ws?.bufferedAmount ?? 0) <= HIGH_WATER) return;
-      if (!this.connected && job.journalLogBytes < JOURNAL_LOG_BYTES) return;
+      // Offline: output is journalled up to the bound, then the child is paused (never dropped).
+      if (!this.connected && job.unsentLogBytes < JOURNAL_LOG_BYTES) return;
       await new Promise<void>((resolve) => {
         this.writableWaiters.push(resolve);
         setTimeout(resolve, 100).unref();
@@ -188,16 +211,20 @@ export class Agent {
   private async sendFenced(job: Job, msg: FencedFrame): Promise<void> {
     if (job.fenced) return;
     job.journal.push(msg);
+    const online = this.connected;
     if (msg.type === "log") {
       job.journalLogBytes += msg.data.length;
-      while (job.journalLogBytes > JOURNAL_LOG_BYTES) {
+      if (!online) job.unsentLogBytes += msg.data.length;
+      // Only frames already sent are pruned (they are the journal's prefix): those written while
+      // offline stay until the replay after the next welcome.
+      while (job.journalLogBytes > JOURNAL_LOG_BYTES && job.journalLogBytes > job.unsentLogBytes) {
         const i = job.journal.findIndex((f) => f.type === "log");
         if (i < 0) break;
         const [old] = job.journal.splice(i, 1);
         if (old?.type === "log") job.journalLogBytes -= old.data.length;
       }
     }
-    if (this.connected) this.sendRaw(msg);
+    if (online) this.sendRaw(msg);
     if (msg.type === "log") await this.writable(job);
   }
 
@@ -241,6 +268,7 @@ export class Agent {
   private onWelcome(msg: ServerMessageOf<"welcome">): void {
     this.agentId = msg.agentId;
     this.welcomed = true;
+    this.connectedSince = Date.now();
     this.failures = 0;
     this.say(`registered as ${msg.agentId}; serving ${Object.keys(this.config.workspaces).join(", ")}`);
     clearInterval(this.heartbeat);
@@ -268,6 +296,7 @@ export class Agent {
       for (const job of this.jobs.values()) {
         if (job.fenced) continue;
         for (const frame of job.journal) this.sendRaw(frame);
+        job.unsentLogBytes = 0;
       }
       this.say(`resumed ${this.runningJobs.length} running job(s)`);
     }
@@ -314,6 +343,7 @@ export class Agent {
       ),
       journal: [],
       journalLogBytes: 0,
+      unsentLogBytes: 0,
       finished: false,
       fenced: false,
     };
@@ -326,10 +356,17 @@ export class Agent {
         this.say(`job ${job.jobId} crashed: ${err instanceof Error ? err.message : String(err)}`);
       })
       .finally(() => {
-        // Kept a little after the end so a reconnect can still replay its last frames.
-        setTimeout(() => {
-          if (this.jobs.get(job.jobId) === job) this.jobs.delete(job.jobId);
-        }, LINGER_MS).unref();
+        // Kept after the end until it has been connected for a while since (so a reconnect can
+        // still replay its last frames, job_finished included), bounded in time.
+        const finishedAt = Date.now();
+        const forget = () => {
+          if (this.jobs.get(job.jobId) !== job) return;
+          const now = Date.now();
+          const settled = this.connected && now - Math.max(finishedAt, this.connectedSince) >= LINGER_MS;
+          if (settled || this.stopped || now - finishedAt >= MAX_LINGER_MS) this.jobs.delete(job.jobId);
+          else setTimeout(forget, 1000).unref();
+        };
+        setTimeout(forget, LINGER_MS).unref();
       });
   }
 }

@@ -78,7 +78,8 @@ export function parseWorkspaces(values: string[]): Record<string, string> {
   for (const v of values) {
     const eq = v.indexOf("=");
     const [id, dir] = eq > 0 ? [v.slice(0, eq), v.slice(eq + 1)] : ["default", v];
-    out[id] = resolve(dir);
+    // "~" is not expanded by the shell after "id=", so it is done here.
+    out[id] = resolve(dir === "~" || dir.startsWith("~/") ? join(homedir(), dir.slice(1)) : dir);
   }
   return out;
 }

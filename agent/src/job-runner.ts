@@ -24,6 +24,8 @@ export interface RunningJob extends Fence {
   /** Frames kept for replay after a reconnect (the server drops what it already has). */
   journal: FencedAgentMessage[];
   journalLogBytes: number;
+  /** Log characters journalled while offline, not yet replayed (the journal's suffix). */
+  unsentLogBytes: number;
   finished: boolean;
   /** The server said this attempt is stale: nothing more is sent for it. */
   fenced: boolean;
@@ -42,6 +44,8 @@ export async function runJob(host: JobHost, job: RunningJob, workspace: string):
   const artifacts: ArtifactRef[] = [];
   let status: ExecutionResult["status"] = "SUCCEEDED";
   let jobError: string | undefined;
+  // The job's own limit bounds every step's timeout as well as the step's.
+  const deadline = Date.now() + job.spec.timeoutS * 1000;
   for (const step of job.spec.steps) {
     if (status !== "SUCCEEDED" || job.abort.signal.aborted) {
       if (job.abort.signal.aborted && status === "SUCCEEDED") status = "CANCELLED";
@@ -59,7 +63,7 @@ export async function runJob(host: JobHost, job: RunningJob, workspace: string):
     const run = await executeStep(step, {
       workspace,
       allowShell: host.config.allowShell,
-      timeoutMs: step.timeoutS * 1000,
+      timeoutMs: Math.max(1, Math.min(step.timeoutS * 1000, deadline - Date.now())),
       outputCapBytes: host.config.outputCapBytes,
       cancelGraceMs: host.config.cancelGraceMs,
       signal: job.abort.signal,

@@ -143,6 +143,20 @@ describe("confinement and policy", () => {
     expect(server.of("job_accept", s.jobId)).toHaveLength(0);
   });
 
+  it("rejects an unknown action and answers an offer it cannot read", async () => {
+    await startAgent();
+    const s = spec([step("format_disk", {})]);
+    server.offer(s);
+    expect((await server.waitFor("job_reject", (f) => f.jobId === s.jobId)).reason).toMatch(/unknown action/);
+    const bad = spec([step("git_status")]);
+    const fence = { jobId: bad.jobId, attempt: 1, leaseToken: "lease-token-0123456789abcdef" };
+    server.sendText(JSON.stringify({ type: "job_offer", ...fence, spec: { ...bad, steps: [] } }));
+    const reject = await server.waitFor("job_reject", (f) => f.jobId === bad.jobId);
+    expect(reject).toMatchObject(fence);
+    expect(reject.reason).toMatch(/unreadable offer/);
+    expect(server.of("job_accept")).toHaveLength(0);
+  });
+
   it("refuses a symlink that escapes the workspace", async () => {
     const outside = await mkdtemp(join(tmpdir(), "skynet-outside-"));
     await writeFile(join(outside, "secret.txt"), "top secret\n");
@@ -255,6 +269,50 @@ describe("reconnect", () => {
     const text = server.logText(s.jobId);
     expect(text).toContain("before");
     expect(text).toContain("after");
+  });
+
+  it("keeps output produced while the server is down, pausing the command at the bound", async () => {
+    await startAgent({ allowShell: true });
+    const size = 6 * 1024 * 1024; // more than the 4 MiB the agent journals while offline
+    const s = spec([
+      step("run_command", { argv: ["sh", "-c", `sleep 0.3; head -c ${size} /dev/zero | tr '\\0' y`] }, "ADMIN"),
+    ]);
+    server.offer(s);
+    await server.waitFor("step_started", (f) => f.jobId === s.jobId);
+    server.refuse = true;
+    server.drop();
+    await waitFor(() => lines.some((l) => l.includes("503")), { what: "a refused reconnect" });
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(server.of("job_finished", s.jobId)).toHaveLength(0); // paused, not finished nor dropped
+    server.refuse = false;
+    const done = await server.waitFor("job_finished", (f) => f.jobId === s.jobId);
+    expect(done.status).toBe("SUCCEEDED");
+    expect((await server.waitFor("resume")).running.map((r) => r.jobId)).toContain(s.jobId);
+    const bySeq = new Map(server.of("log", s.jobId).map((f) => [f.seq, f]));
+    const seqs = [...bySeq.keys()].sort((a, b) => a - b);
+    expect(seqs).toEqual(seqs.map((_, i) => i));
+    const stdout = seqs
+      .map((q) => bySeq.get(q))
+      .filter((f) => f?.stream === "stdout")
+      .map((f) => f?.data ?? "")
+      .join("");
+    expect(stdout.length).toBe(size);
+    expect(stdout).toBe("y".repeat(size));
+  });
+
+  it("reports a job that finished while disconnected once it is back", async () => {
+    await startAgent({ allowShell: true });
+    const s = spec([step("run_command", { argv: ["sh", "-c", "sleep 0.3; echo offline-output"] }, "ADMIN")]);
+    server.offer(s);
+    await server.waitFor("step_started", (f) => f.jobId === s.jobId);
+    server.refuse = true;
+    server.drop();
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(server.of("job_finished", s.jobId)).toHaveLength(0);
+    server.refuse = false;
+    const done = await server.waitFor("job_finished", (f) => f.jobId === s.jobId);
+    expect(done.status).toBe("SUCCEEDED");
+    expect(server.logText(s.jobId)).toContain("offline-output");
   });
 
   it("kills a job the server says is stale", async () => {

@@ -20,6 +20,8 @@ export class FakeRegistry {
   readonly authHeaders: (string | undefined)[] = [];
   connections = 0;
   pings = 0;
+  /** When set, WebSocket upgrades are answered 503 (a server that is down for a while). */
+  refuse = false;
   /** When set, the server stops answering anything (as a half-open connection looks). */
   silent = false;
   private socket: WebSocket | null = null;
@@ -40,6 +42,10 @@ export class FakeRegistry {
     this.wss = new WebSocketServer({ noServer: true });
     this.http.on("upgrade", (req: IncomingMessage, socket, head) => {
       this.authHeaders.push(req.headers.authorization);
+      if (this.refuse) {
+        socket.end("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+        return;
+      }
       if (req.url !== "/agent/connect" || req.headers.authorization !== `Bearer ${TOKEN}`) {
         socket.end("HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
         return;
@@ -100,6 +106,11 @@ export class FakeRegistry {
 
   send(msg: ServerToAgent): void {
     this.socket?.send(JSON.stringify(msg));
+  }
+
+  /** Sends any text, valid or not (to test how the agent treats bad frames). */
+  sendText(text: string): void {
+    this.socket?.send(text);
   }
 
   offer(

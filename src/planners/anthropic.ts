@@ -177,8 +177,9 @@ export function jsonFromText(content: Anthropic.ContentBlock[]): unknown {
   return undefined;
 }
 
-function describeError(err: unknown): string {
-  if (err instanceof Anthropic.APIConnectionTimeoutError) return "the model did not answer in time";
+function describeError(err: unknown, timedOut: boolean): string {
+  if (timedOut || err instanceof Anthropic.APIConnectionTimeoutError) return "the model did not answer in time";
+  if (err instanceof Anthropic.APIUserAbortError) return "the request was aborted";
   if (err instanceof Anthropic.APIConnectionError) return "the model API could not be reached";
   if (err instanceof Anthropic.APIError) {
     const status = err.status ?? "error";
@@ -192,6 +193,7 @@ export class AnthropicPlanner implements Planner {
   readonly kind = "anthropic" as const;
   private readonly client: Anthropic;
   private readonly model: string;
+  private readonly timeoutMs: number;
 
   constructor(opts: AnthropicPlannerOptions) {
     this.client = new Anthropic({
@@ -201,29 +203,53 @@ export class AnthropicPlanner implements Planner {
       maxRetries: 1,
     });
     this.model = opts.model;
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
 
   async plan(input: PlannerInput): Promise<PlanOutcome> {
     const messages: Anthropic.MessageParam[] = [
       {
         role: "user",
-        content: `Plan this task for project "${input.projectId}".\n<user_intent>\n${input.intent.replaceAll("</user_intent>", "")}\n</user_intent>`,
+        content: `Plan this task for project "${input.projectId}".\n<user_intent>\n${input.intent.replace(/<\s*\/?\s*user_intent\b[^>]*>/gi, "")}\n</user_intent>`,
       },
     ];
+    // One deadline for the whole attempt (SDK retry and repair round included), so planning
+    // never outlives timeoutMs however the model or the network misbehaves.
+    const deadline = Date.now() + this.timeoutMs;
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), this.timeoutMs);
+    try {
+      return await this.planRounds(input, messages, deadline, abort.signal);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async planRounds(
+    input: PlannerInput,
+    messages: Anthropic.MessageParam[],
+    deadline: number,
+    signal: AbortSignal,
+  ): Promise<PlanOutcome> {
     let lastError = "";
     for (let round = 0; round < 2; round++) {
       let response: Anthropic.Message;
       try {
-        response = await this.client.messages.create({
-          model: this.model,
-          max_tokens: 2048,
-          system: SYSTEM_PROMPT,
-          messages,
-          tools: [PLAN_TOOL],
-          tool_choice: { type: "tool", name: TOOL_NAME },
-        });
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) throw new Anthropic.APIConnectionTimeoutError();
+        response = await this.client.messages.create(
+          {
+            model: this.model,
+            max_tokens: 2048,
+            system: SYSTEM_PROMPT,
+            messages,
+            tools: [PLAN_TOOL],
+            tool_choice: { type: "tool", name: TOOL_NAME },
+          },
+          { timeout: remaining, signal },
+        );
       } catch (err) {
-        return { ok: false, reason: `planning failed: ${describeError(err)}` };
+        return { ok: false, reason: `planning failed: ${describeError(err, signal.aborted)}` };
       }
       const toolUse = response.content.find(
         (b): b is Anthropic.ToolUseBlock => b.type === "tool_use" && b.name === TOOL_NAME,

@@ -15,11 +15,42 @@ import type { Planner, PlannerInput, PlanOutcome } from "./types.ts";
 const FREE_TEXT_ACTIONS = new Set(["run_command", "write_file", "search_code", "git_commit"]);
 
 const SEPARATORS = /\s*(?:,\s*(?:and\s+then|then|and)?|;|\band\s+then\b|\bthen\b|\band\b)\s*/i;
+const SEPARATORS_ALL = new RegExp(SEPARATORS.source, "gi");
+
+/** A closing "…, and commit" / "then push to origin" after free text is a step of its own. */
+const TRAILING_GIT = /^(?:git\s+)?(?:commit|push)\b/i;
 
 /**
- * Splits "check git status, run tests, and build project" into clauses. Once a clause starts an
- * action that takes free text (run command …, create file … with …), the rest of the intent is
- * that text: "create file a.txt with salt and pepper" stays one clause.
+ * Peels trailing commit/push clauses off a free-text clause: "create file a.txt with hi, then
+ * commit and push" is write_file + git_commit + git_push, not a file whose content ends in "push".
+ * A clause is peeled only if what remains is still the same free-text action.
+ */
+function peelTrailingGit(clause: string, action: string): string[] {
+  const trailing: string[] = [];
+  let head = clause;
+  for (;;) {
+    const last = [...head.matchAll(SEPARATORS_ALL)].filter((m) => m.index > 0).at(-1);
+    if (!last) break;
+    const segment = head.slice(last.index + last[0].length).trim();
+    const segmentAction = TRAILING_GIT.test(segment) ? matchPhrase(segment)?.action.name : undefined;
+    if (segmentAction !== "git_commit" && segmentAction !== "git_push") break;
+    const rest = head.slice(0, last.index);
+    if (matchPhrase(rest)?.action.name !== action) break;
+    trailing.unshift(segment);
+    head = rest;
+  }
+  return [head, ...trailing];
+}
+
+/**
+ * Splits "check git status, run tests, and build project" into clauses.
+ *
+ * Free text (the choice made here): once a clause starts an action that captures free text to
+ * the end of its clause (run command …, create file … with …, search the code for …, commit with
+ * message …), that action takes the REST OF THE INTENT as its text, separators included — so
+ * "create file a.txt with salt and pepper" and "run command echo a, b" stay whole. The only
+ * exception is a closing commit/push clause ("…, then commit and push"), which becomes its own
+ * step (see peelTrailingGit). Put free-text steps last; anything after them is part of the text.
  */
 export function splitClauses(intent: string): string[] {
   const clauses: string[] = [];
@@ -31,7 +62,7 @@ export function splitClauses(intent: string): string[] {
     if (headMatch && FREE_TEXT_ACTIONS.has(headMatch.action.name)) {
       const whole = matchPhrase(rest);
       if (whole && whole.action.name === headMatch.action.name) {
-        clauses.push(rest);
+        clauses.push(...peelTrailingGit(rest, whole.action.name));
         break;
       }
     }
@@ -78,6 +109,9 @@ export class RulePlanner implements Planner {
 
   async plan(input: PlannerInput): Promise<PlanOutcome> {
     const clauses = splitClauses(input.intent);
+    if (clauses.length === 0) {
+      return { ok: false, reason: `The task is empty. Try phrases like: ${EXAMPLES.join("; ")}.` };
+    }
     const steps: PlanStep[] = [];
     const understood: string[] = [];
     const notUnderstood: string[] = [];

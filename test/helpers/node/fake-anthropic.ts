@@ -4,6 +4,7 @@
 // plans like a careful model would (from the catalog's phrases); tests can script answers.
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import { matchPhrase } from "../../../protocol/index.ts";
+import { splitClauses } from "../../../src/planners/rules.ts";
 
 export interface RecordedRequest {
   headers: IncomingHttpHeaders;
@@ -25,21 +26,31 @@ export type FakeReply =
   | { kind: "error"; status: number; type: string; message: string }
   | { kind: "delay"; ms: number; reply: FakeReply };
 
+/** A reply, or a handler choosing one from the request body (undefined: the default planner). */
+export type FakeHandler = FakeReply | ((body: MessagesRequest) => FakeReply | undefined);
+
 export interface FakeAnthropic {
   url: string;
+  port: number;
   apiKey: string;
   requests: RecordedRequest[];
-  /** Replies used in order for the next requests; when empty the default planner answers. */
-  script(...replies: FakeReply[]): void;
+  /** Replies (or handlers) appended to the queue used in order by the next requests. */
+  script(...replies: FakeHandler[]): void;
+  /**
+   * Replaces how the server answers: a list is a fresh queue (then the default planner), a
+   * function answers every request until the next respond() call; respond([]) restores defaults.
+   */
+  respond(handlers: FakeHandler[] | ((body: MessagesRequest) => FakeReply | undefined)): void;
   close(): Promise<void>;
 }
 
-/** Plans from the intent text the way the rules do, one tool call per request. */
+/**
+ * The scripted mode: plans from the intent text with the rule planner's clause splitting and the
+ * catalog's phrases, as a careful model would — one tool call per request. Clauses it does not
+ * recognise are left out (so an unrecognisable intent gets an empty, invalid plan).
+ */
 export function defaultPlan(intent: string): unknown {
-  const clauses = intent
-    .split(/\s*(?:,\s*(?:and\s+)?|;|\band then\b|\bthen\b)\s*/i)
-    .map((c) => c.trim())
-    .filter(Boolean);
+  const clauses = splitClauses(intent);
   const steps = clauses.flatMap((clause) => {
     const m = matchPhrase(clause);
     return m ? [{ description: clause, action: m.action.name, params: m.params, risk: m.action.risk }] : [];
@@ -71,7 +82,8 @@ function message(model: string, content: unknown[], stop: string) {
 export async function startFakeAnthropic(opts: { port?: number; apiKey?: string } = {}): Promise<FakeAnthropic> {
   const apiKey = opts.apiKey ?? "sk-ant-test-key";
   const requests: RecordedRequest[] = [];
-  const queue: FakeReply[] = [];
+  const queue: FakeHandler[] = [];
+  let responder: ((body: MessagesRequest) => FakeReply | undefined) | null = null;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -103,7 +115,9 @@ export async function startFakeAnthropic(opts: { port?: number; apiKey?: string 
       }
       requests.push({ headers: req.headers, body });
       const toolName = body.tools?.[0]?.name ?? "submit_plan";
-      const reply = queue.shift() ?? { kind: "tool", input: defaultPlan(intentOf(body)) };
+      const next = queue.shift();
+      const chosen = typeof next === "function" ? next(body) : (next ?? responder?.(body));
+      const reply: FakeReply = chosen ?? { kind: "tool", input: defaultPlan(intentOf(body)) };
       const answer = (r: FakeReply): void => {
         switch (r.kind) {
           case "delay":
@@ -141,9 +155,19 @@ export async function startFakeAnthropic(opts: { port?: number; apiKey?: string 
   const port = typeof address === "object" && address ? address.port : 0;
   return {
     url: `http://127.0.0.1:${port}`,
+    port,
     apiKey,
     requests,
     script: (...replies) => queue.push(...replies),
+    respond: (handlers) => {
+      queue.length = 0;
+      if (typeof handlers === "function") {
+        responder = handlers;
+      } else {
+        responder = null;
+        queue.push(...handlers);
+      }
+    },
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();
