@@ -94,6 +94,8 @@ export const ServerToAgentSchema = z.discriminatedUnion("type", [
     code: z.string().min(1).max(64),
     message: z.string().max(2000),
     jobId: JobIdSchema.optional(),
+    /** The attempt the refused frame was about: an error never applies to another attempt. */
+    attempt: z.number().int().min(1).optional(),
   }),
 ]);
 export type ServerToAgent = z.infer<typeof ServerToAgentSchema>;

@@ -204,7 +204,7 @@ export class AgentRegistryDO extends DurableObject<Env> {
     }
     const res = await jobStub(this.env, msg.jobId).agentMessage(agentId, msg);
     if (!res.ok) {
-      this.reply(ws, { type: "error", code: res.code, message: res.message, jobId: msg.jobId });
+      this.reply(ws, { type: "error", code: res.code, message: res.message, jobId: msg.jobId, attempt: msg.attempt });
       if (msg.type === "job_accept" && entry && entry.state !== "pending" && entry.agentId === agentId)
         this.book.remove(msg.jobId);
       return;
