@@ -5,6 +5,7 @@ import {
   ExecutionSpecSchema,
   JobIdSchema,
   JobStatusSchema,
+  JsonParamsSchema,
   PlanSpecSchema,
   ProjectIdSchema,
   RiskLevelSchema,
@@ -58,6 +59,33 @@ export const StepViewSchema = z.object({
 });
 export type StepView = z.infer<typeof StepViewSchema>;
 
+/** One param of a step as shown for approval; `omitted` counts characters left out of `value`. */
+export const ReviewFieldSchema = z.object({
+  name: z.string(),
+  value: z.string(),
+  block: z.boolean().optional(),
+  omitted: z.number().int().min(0).optional(),
+});
+export type ReviewField = z.infer<typeof ReviewFieldSchema>;
+
+/** A step as it will run: action and params (the authority), the planner's description as a label. */
+export const StepReviewSchema = z.object({
+  n: z.number().int().min(1),
+  action: z.string(),
+  risk: RiskLevelSchema,
+  label: z.string(),
+  params: JsonParamsSchema,
+  fields: z.array(ReviewFieldSchema),
+});
+export type StepReview = z.infer<typeof StepReviewSchema>;
+
+export const PlanReviewSchema = z.object({
+  steps: z.array(StepReviewSchema),
+  /** Set when the plan cannot be turned into runnable steps (the steps then show the plan as given). */
+  error: z.string().nullable(),
+});
+export type PlanReview = z.infer<typeof PlanReviewSchema>;
+
 export const JobViewSchema = z.object({
   id: JobIdSchema,
   projectId: ProjectIdSchema,
@@ -82,6 +110,8 @@ export const JobViewSchema = z.object({
   updatedAt: z.string(),
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
+  /** Added by the API's job view: every step's action and params, for the person approving. */
+  review: PlanReviewSchema.optional(),
 });
 export type JobView = z.infer<typeof JobViewSchema>;
 
@@ -117,6 +147,7 @@ export const ErrorCodeSchema = z.enum([
   "not_found",
   "conflict",
   "payload_too_large",
+  "unsupported_media_type",
   "rate_limited",
   "unavailable",
   "internal",

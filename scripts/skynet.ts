@@ -1,17 +1,21 @@
 // `npm run skynet -- <command>`: a small CLI for the SKYNET JSON API with live progress.
 // Reads SKYNET_URL (default http://127.0.0.1:8787) and SKYNET_API_TOKEN (default: API_TOKEN
-// from .dev.vars).
+// from .dev.vars). Everything printed that comes from a job (intent, params, log lines) has
+// terminal control sequences removed and bidi/zero-width characters made visible.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { ErrorBodySchema, JobListResponseSchema, type JobView, JobViewSchema } from "../protocol/index.ts";
+import { reviewLines } from "../src/lib/step-review.ts";
+import { safeForTerminal } from "../src/lib/text-safety.ts";
 
 const HELP = `usage: npm run skynet -- <command> [options]
 
 commands:
   task <intent…> [--project ID] [--follow]   submit a task (and follow it until it ends)
   jobs [--status S] [--limit N]               list recent jobs
-  status <jobId>                              show a job: plan, steps, log tail
+  status <jobId> [--full]                     show a job: every step's action and params, log tail
+                                              (--full: file contents and long params uncut)
   approve <jobId> | deny <jobId> | cancel <jobId>
   logs <jobId> [-f] [--tail N] [--grep TEXT]  print (and follow) a job's log
 
@@ -50,6 +54,10 @@ async function call(path: string, init: RequestInit = {}): Promise<unknown> {
 
 const getJob = async (id: string): Promise<JobView> => JobViewSchema.parse(await call(`/api/jobs/${id}`));
 
+/** Longest param value shown without --full. */
+const PREVIEW_CHARS = 2000;
+let fullParams = false;
+
 function render(job: JobView): string {
   const lines = [`${job.id}  ${job.status}  risk ${job.risk ?? "?"}  "${job.intent}"`];
   for (const s of job.steps) {
@@ -57,10 +65,20 @@ function render(job: JobView): string {
     const took = s.durationMs === null ? "" : ` ${s.durationMs} ms`;
     lines.push(`  ${s.stepId} ${s.action.padEnd(14)} ${s.state}${exit}${took}${s.error ? `  (${s.error})` : ""}`);
   }
-  if (job.status === "PLANNED" && job.needsApproval)
-    lines.push(`  waiting for approval: npm run skynet -- approve ${job.id}`);
+  const approving = job.status === "PLANNED" && job.needsApproval;
+  if (job.review && (approving || fullParams)) {
+    lines.push(approving ? "  to approve, check what each step will do:" : "  steps:");
+    lines.push(...reviewLines(job.review, fullParams ? Number.POSITIVE_INFINITY : PREVIEW_CHARS).map((l) => `  ${l}`));
+    if (
+      !fullParams &&
+      job.review.steps.some((s) => s.fields.some((f) => (f.omitted ?? 0) > 0 || f.value.length > PREVIEW_CHARS))
+    ) {
+      lines.push(`  (some values are cut: npm run skynet -- status ${job.id} --full shows them whole)`);
+    }
+  }
+  if (approving) lines.push(`  waiting for approval: npm run skynet -- approve ${job.id}`);
   if (job.error) lines.push(`  error: ${job.error}`);
-  return lines.join("\n");
+  return safeForTerminal(lines.join("\n"));
 }
 
 const TERMINAL = ["SUCCEEDED", "FAILED", "CANCELLED"];
@@ -76,7 +94,7 @@ async function follow(id: string): Promise<JobView> {
       shown = text;
     }
     const logs = z.object({ lines: z.array(z.string()) }).parse(await call(`/api/jobs/${id}/logs?tail=10000`));
-    for (const line of logs.lines.slice(printed)) console.log(`  | ${line}`);
+    for (const line of logs.lines.slice(printed)) console.log(`  | ${safeForTerminal(line)}`);
     printed = Math.max(printed, logs.lines.length);
     if (TERMINAL.includes(job.status)) return job;
     await new Promise((r) => setTimeout(r, 500));
@@ -94,10 +112,12 @@ async function main(argv: string[]): Promise<number> {
       limit: { type: "string" },
       tail: { type: "string" },
       grep: { type: "string" },
+      full: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
   const [cmd, ...rest] = positionals;
+  fullParams = values.full === true;
   if (!cmd || values.help) {
     console.log(HELP);
     return cmd || values.help ? 0 : 2;
@@ -125,7 +145,9 @@ async function main(argv: string[]): Promise<number> {
       if (values.status) q.set("status", values.status);
       if (values.limit) q.set("limit", values.limit);
       const page = JobListResponseSchema.parse(await call(`/api/jobs?${q}`));
-      for (const j of page.jobs) console.log(`${j.id}  ${j.status.padEnd(9)}  ${j.createdAt}  ${j.intent}`);
+      for (const j of page.jobs) {
+        console.log(safeForTerminal(`${j.id}  ${j.status.padEnd(9)}  ${j.createdAt}  ${j.intent}`));
+      }
       return 0;
     }
     case "status":
@@ -146,7 +168,7 @@ async function main(argv: string[]): Promise<number> {
       if (values.tail) q.set("tail", values.tail);
       if (values.grep) q.set("grep", values.grep);
       const logs = z.object({ lines: z.array(z.string()) }).parse(await call(`/api/jobs/${id}/logs?${q}`));
-      console.log(logs.lines.join("\n"));
+      console.log(safeForTerminal(logs.lines.join("\n")));
       return 0;
     }
     default:

@@ -1,8 +1,11 @@
-// The Hono app: health, the JSON API, the gateway, agent endpoints; errors mapped once.
+// The Hono app: health, the JSON API, the gateway, agent endpoints; errors mapped once. Every body
+// is bounded while it is read, and every JSON/text response has the deployment's secrets redacted.
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { apiAuth } from "./http/auth.ts";
 import { ApiError } from "./http/errors.ts";
+import { boundedBody, MAX_JSON_BYTES } from "./http/limits.ts";
+import { redactOutput } from "./http/redact-output.ts";
 import { errorMessage, log } from "./lib/log.ts";
 import { agentAdminRoutes, agentRoutes } from "./routes/agents.ts";
 import { archiveRoutes } from "./routes/archive.ts";
@@ -13,6 +16,10 @@ import { metricsRoutes } from "./routes/metrics.ts";
 import { telegramRoutes } from "./routes/telegram.ts";
 
 export const app = new Hono<{ Bindings: Env }>();
+
+app.use("*", redactOutput());
+// The webhook bounds its own body (updates may be larger); artifact uploads need Content-Length.
+for (const path of ["/api/*", "/execute", "/cancel/*", "/agent/pair"]) app.use(path, boundedBody(MAX_JSON_BYTES));
 
 app.route("/", healthRoutes);
 app.route("/", metricsRoutes);

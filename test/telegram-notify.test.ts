@@ -101,7 +101,7 @@ describe("notifyJob", () => {
     expect(text).toContain("🟡 WRITE");
     expect(text).toContain("Expected: report &lt;");
     expect(text).toMatch(/Needs your approval/);
-    expect(buttons(edit)).toEqual([`a:${job.id}`, `c:${job.id}`]);
+    expect(buttons(edit)).toEqual([`a:${job.id}`, `c:${job.id}`, `p:${job.id}`]);
     expect(memo).toMatchObject({ messageId: msgId, lastStatus: "PLANNED" });
 
     // The same view again: no call at all (Telegram would answer "message is not modified").
@@ -152,8 +152,9 @@ describe("notifyJob", () => {
     const aged: NotifyMemo = { ...memo, lastAt: Date.now() - EDIT_INTERVAL_MS - 1 };
     const memo2 = await notifyJob(env, next, aged);
     const [progress] = await tg.take();
-    expect(textOf(progress)).toMatch(/✅ 1\. Check git status <code>git_status<\/code> · exit 0 · 1\.2 s/);
-    expect(textOf(progress)).toMatch(/▶️ 2\./);
+    expect(textOf(progress)).toMatch(/✅ <b>1\.<\/b> <code>git_status<\/code> · 🟢 READ_ONLY · exit 0 · 1\.2 s/);
+    expect(textOf(progress)).toContain("planner's note: “Check git status”");
+    expect(textOf(progress)).toMatch(/▶️ <b>2\.<\/b>/);
 
     // The final summary goes out at once even though the last edit was just now.
     const log = Array.from({ length: 200 }, (_, i) => `out ${i} <ok> & *x* _y_ [z]`).join("\n");

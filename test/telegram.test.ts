@@ -141,10 +141,10 @@ describe("commands", () => {
     expect(keyboard).toContain(`a:${jobId}`);
     expect(keyboard).toContain(`c:${jobId}`);
 
-    // 44 may use the bot but did not ask for this job and is not an admin.
+    // 44 may use the bot but did not ask for this job and is not an admin: told it does not exist.
     await post(callback({ ...OWNER, id: 44, first_name: "Bob" }, `a:${jobId}`));
     const refused = (await take()).find((c) => c.method === "answerCallbackQuery");
-    expect(String(refused?.params.text)).toMatch(/Only the person who asked/);
+    expect(String(refused?.params.text)).toMatch(/does not exist/);
     expect((await env.JOB.get(env.JOB.idFromName(jobId)).get())?.status).toBe("PLANNED");
     await post(callback(OWNER, `a:${jobId}`));
     const approved = await take();

@@ -5,6 +5,8 @@ import type { UserFromGetMe } from "grammy/types";
 import type { Config } from "../config.ts";
 import { appendAudit, getDb, listAudit } from "../ledger/store.ts";
 import { log } from "../lib/log.ts";
+import { redactorFor } from "../lib/redact.ts";
+import { chatSafety } from "../notify/chat-safety.ts";
 import { adminCommands } from "./admin.ts";
 
 export { COMMANDS } from "./commands.ts";
@@ -56,6 +58,7 @@ export function createBot(deps: BotDeps): Bot {
     botInfo: botInfo(deps.config),
     client: { apiRoot: deps.config.telegramApiRoot },
   });
+  bot.api.config.use(chatSafety(redactorFor(deps.env)));
   // Edited messages are not re-run (an edited /task would run twice); only new messages count.
   bot.on("edited_message", () => undefined);
   bot.use((ctx, next) => access(deps, ctx, next));

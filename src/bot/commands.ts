@@ -5,6 +5,7 @@ export const COMMANDS = [
   { command: "jobs", description: "Your recent jobs" },
   { command: "logs", description: "The last lines of a job's log" },
   { command: "artifacts", description: "A job's files" },
+  { command: "plan", description: "A job's steps and params in full" },
   { command: "approve", description: "Approve a job's plan" },
   { command: "deny", description: "Deny a job's plan" },
   { command: "cancel", description: "Cancel a job" },

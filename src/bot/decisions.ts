@@ -1,16 +1,18 @@
 // Decisions: /approve, /deny, /cancel and every inline button. Only the requester or an admin
-// may decide; a second press, or a press after the decision, is answered without changing anything.
+// may decide or even see the job (anyone else is told it does not exist); a second press, or a
+// press after the decision, is answered without changing anything.
 import { Composer, type Context } from "grammy";
-import { approvePlan, cancelJob, denyPlan, getStatus } from "../core/orchestrator.ts";
-import { ApiError } from "../http/errors.ts";
+import type { JobView } from "../../protocol/index.ts";
+import { approvePlan, cancelJob, denyPlan } from "../core/orchestrator.ts";
 import { parseCallback } from "./keyboards.ts";
-import { actorOf, type BotDeps, friendly, jobIdArg, sendLogs } from "./shared.ts";
+import { actorOf, type BotDeps, friendly, jobIdArg, sendLogs, sendPlan, UNKNOWN_JOB, visibleJob } from "./shared.ts";
 import { jobsPage, startTask } from "./tasks.ts";
 
 type Decision = "approve" | "deny" | "cancel";
 
-async function decide(deps: BotDeps, ctx: Context, jobId: string, what: Decision): Promise<string> {
+async function decide(deps: BotDeps, ctx: Context, job: JobView, what: Decision): Promise<string> {
   const actor = actorOf(ctx, deps.config);
+  const jobId = job.id;
   try {
     if (what === "approve") {
       await approvePlan(deps.env, jobId, actor);
@@ -20,7 +22,6 @@ async function decide(deps: BotDeps, ctx: Context, jobId: string, what: Decision
       await denyPlan(deps.env, jobId, actor, `denied by ${actor.id}`);
       return "✖️ Denied; nothing will run.";
     }
-    const job = await getStatus(deps.env, jobId);
     if (job.status === "PLANNED") {
       await denyPlan(deps.env, jobId, actor, `cancelled by ${actor.id} before approval`);
       return "✖️ Cancelled; nothing ran.";
@@ -38,7 +39,8 @@ export function decisionCommands(deps: BotDeps): Composer<Context> {
     c.command(what, async (ctx) => {
       const jobId = await jobIdArg(ctx, `/${what} <job id>`);
       if (!jobId) return;
-      await ctx.reply(await decide(deps, ctx, jobId, what));
+      const job = await visibleJob(deps, ctx, jobId);
+      await ctx.reply(job ? await decide(deps, ctx, job, what) : UNKNOWN_JOB);
     });
   }
 
@@ -53,10 +55,7 @@ export function decisionCommands(deps: BotDeps): Composer<Context> {
       await jobsPage(ctx, deps, cb.cursor);
       return;
     }
-    const job = await getStatus(deps.env, cb.jobId).catch((err: unknown) => {
-      if (err instanceof ApiError && err.code === "not_found") return null;
-      throw err;
-    });
+    const job = await visibleJob(deps, ctx, cb.jobId);
     if (!job) {
       await ctx.answerCallbackQuery({ text: "That job does not exist (any more).", show_alert: true });
       return;
@@ -64,13 +63,17 @@ export function decisionCommands(deps: BotDeps): Composer<Context> {
     switch (cb.kind) {
       case "approve":
       case "cancel": {
-        const text = await decide(deps, ctx, cb.jobId, cb.kind);
+        const text = await decide(deps, ctx, job, cb.kind);
         await ctx.answerCallbackQuery({ text: text.slice(0, 200) });
         return;
       }
       case "logs":
         await ctx.answerCallbackQuery();
         await sendLogs(ctx, deps.env, cb.jobId, 50);
+        return;
+      case "plan":
+        await ctx.answerCallbackQuery();
+        await sendPlan(ctx, deps.env, job);
         return;
       case "retry":
         await ctx.answerCallbackQuery({ text: "Running it again…" });

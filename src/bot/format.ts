@@ -1,6 +1,10 @@
 // Telegram message rendering, HTML parse mode only: every user- and log-derived string passes
-// through esc(); every message stays under Telegram's 4096-character limit.
-import type { JobView, RiskLevel, StepView } from "../../protocol/index.ts";
+// through esc() (which also makes bidi and zero-width characters visible); every message stays
+// under Telegram's 4096-character limit. Steps are shown by their action and params, the
+// planner's description only as a label, so the person approving sees what will run.
+import type { JobView, PlanReview, ReviewField, RiskLevel, StepReview, StepView } from "../../protocol/index.ts";
+import { reviewJob } from "../lib/step-review.ts";
+import { makeVisible } from "../lib/text-safety.ts";
 
 export const MAX_MESSAGE = 4096;
 /** Room left for the log tail in a summary after the rest of the message. */
@@ -14,7 +18,11 @@ export function clipText(text: string, max: number): string {
 }
 
 export function esc(text: string): string {
-  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll('"', "&quot;");
+  return makeVisible(text)
+    .replaceAll("&", "&amp;")
+    .replaceAll("<", "&lt;")
+    .replaceAll(">", "&gt;")
+    .replaceAll('"', "&quot;");
 }
 
 export const RISK_BADGE: Record<RiskLevel, string> = {
@@ -64,12 +72,41 @@ export function tailThatFits(text: string, budget: number): string {
   return out.join("\n");
 }
 
-function stepLine(s: StepView, i: number): string {
-  const bits = [`${STEP_ICON[s.state]} ${i + 1}. ${esc(s.description)} <code>${esc(s.action)}</code>`];
-  if (s.risk !== "READ_ONLY") bits.push(s.risk === "ADMIN" ? "🔴" : "🟡");
-  if (s.exitCode !== null) bits.push(`exit ${s.exitCode}`);
-  if (s.durationMs !== null && s.state !== "running") bits.push(duration(s.durationMs));
-  return bits.join(" · ");
+/** Per-value caps tried in turn until the whole message fits (the approval view comes first). */
+const VALUE_CAPS = [1500, 700, 300, 120, 40, 0];
+
+function fieldHtml(f: ReviewField, cap: number, more: string): string[] {
+  const shown = clipText(f.value, cap);
+  const left = (f.omitted ?? 0) + f.value.length - shown.length;
+  const cut = left > 0 ? ` <i>… [${left} more characters; ${more}]</i>` : "";
+  if (f.block) {
+    if (shown.length === 0) return [`   ${esc(f.name)}:${cut}`];
+    return [`   ${esc(f.name)}:${cut}`, `<pre>${esc(shown)}</pre>`];
+  }
+  // One line per field: a newline inside a value is shown, not obeyed.
+  return [`   ${esc(f.name)}: <code>${esc(shown.replaceAll("\n", "↵"))}</code>${cut}`];
+}
+
+function stepHtml(r: StepReview, run: StepView | undefined, cap: number, more: string): string[] {
+  const head = [
+    `${STEP_ICON[run?.state ?? "pending"]} <b>${r.n}.</b> <code>${esc(r.action)}</code>`,
+    RISK_BADGE[r.risk],
+  ];
+  if (run?.exitCode !== null && run?.exitCode !== undefined) head.push(`exit ${run.exitCode}`);
+  if (run && run.durationMs !== null && run.state !== "running") head.push(duration(run.durationMs));
+  const lines = [head.join(" · ")];
+  for (const f of r.fields) lines.push(...fieldHtml(f, f.block ? cap : Math.max(cap, 40), more));
+  if (r.label) lines.push(`   <i>planner's note: “${esc(clipText(r.label, Math.max(cap, 80)))}”</i>`);
+  return lines;
+}
+
+/** The steps with their params, values capped at `cap` characters. */
+export function stepsHtml(job: JobView, review: PlanReview, cap: number): string[] {
+  const more = `/plan ${job.id} shows all`;
+  const lines: string[] = [];
+  if (review.error) lines.push(`⚠️ ${esc(clipText(review.error, 600))}`);
+  for (const r of review.steps) lines.push(...stepHtml(r, job.steps[r.n - 1], cap, more));
+  return lines;
 }
 
 /** The one message a job lives in: plan, then progress, then the summary. */
@@ -78,16 +115,8 @@ export function renderJob(job: JobView, opts: { approvalTimeoutS?: number } = {}
   parts.push(`<b>${STATUS_HEADER[job.status]}</b> · <code>${job.id}</code>`);
   parts.push(`<i>${esc(clipText(job.intent, 500))}</i>`);
   if (job.status === "CREATED") return parts.join("\n");
-  if (job.steps.length > 0) {
-    parts.push("", ...job.steps.slice(0, 20).map(stepLine));
-  } else if (job.plan) {
-    parts.push(
-      "",
-      ...job.plan.proposedSteps.map(
-        (s, i) => `⏸ ${i + 1}. ${esc(s.description)} <code>${esc(s.action ?? "?")}</code> · ${RISK_BADGE[s.risk]}`,
-      ),
-    );
-  }
+  const review = reviewJob(job);
+  const stepsAt = parts.length;
   const facts: string[] = [];
   if (job.risk) facts.push(`Risk: ${RISK_BADGE[job.risk]}`);
   if (job.plan && job.plan.expectedArtifacts.length > 0) {
@@ -107,6 +136,17 @@ export function renderJob(job: JobView, opts: { approvalTimeoutS?: number } = {}
   if (job.error) parts.push(`Reason: ${esc(clipText(job.error, 600))}`);
   if (job.artifacts.length > 0) {
     parts.push(`📎 ${job.artifacts.map((a) => `${esc(a.name)} (${a.size} B)`).join(", ")}`);
+  }
+  if (review) {
+    // Planned: file contents get most of the room; later the log tail does.
+    const approving = job.status === "PLANNED";
+    const room = MAX_MESSAGE - parts.join("\n").length - (approving ? 120 : TAIL_BUDGET + 120);
+    let lines: string[] = [];
+    for (const cap of approving ? VALUE_CAPS : VALUE_CAPS.slice(2)) {
+      lines = stepsHtml(job, review, cap);
+      if (lines.join("\n").length <= room) break;
+    }
+    parts.splice(stepsAt, 0, "", ...lines);
   }
   const terminal = ["SUCCEEDED", "FAILED", "CANCELLED"].includes(job.status);
   if ((terminal || job.status === "RUNNING") && job.logTail.trim()) {
@@ -136,6 +176,7 @@ export const HELP = `<b>SKYNET</b> — tell me what to do on your laptop.
 /jobs — your recent jobs
 /logs &lt;id&gt; [lines] — the last lines of a job's log
 /artifacts &lt;id&gt; — a job's files
+/plan &lt;id&gt; — every step's action and params in full, as a file
 /approve &lt;id&gt; · /deny &lt;id&gt; · /cancel &lt;id&gt;
 /retry &lt;id&gt; — run a job's task again
 /agents — connected laptops

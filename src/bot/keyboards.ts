@@ -7,13 +7,13 @@ import type { JobView } from "../../protocol/index.ts";
 export const CallbackSchema = z
   .string()
   .max(64)
-  .regex(/^(?:[aclr]:job_[0-9a-z]{10,40}|j:[A-Za-z0-9+/]{8,60})$/, "unknown button");
+  .regex(/^(?:[aclpr]:job_[0-9a-z]{10,40}|j:[A-Za-z0-9+/]{8,60})$/, "unknown button");
 
 export type Callback =
-  | { kind: "approve" | "cancel" | "logs" | "retry"; jobId: string }
+  | { kind: "approve" | "cancel" | "logs" | "retry" | "plan"; jobId: string }
   | { kind: "jobs"; cursor: string };
 
-const KINDS = { a: "approve", c: "cancel", l: "logs", r: "retry" } as const;
+const KINDS = { a: "approve", c: "cancel", l: "logs", r: "retry", p: "plan" } as const;
 
 export function parseCallback(data: string | undefined): Callback | null {
   const parsed = CallbackSchema.safeParse(data);
@@ -26,7 +26,11 @@ export function parseCallback(data: string | undefined): Callback | null {
 /** The buttons that fit the job's state. */
 export function jobKeyboard(job: JobView): InlineKeyboard | undefined {
   if (job.status === "PLANNED" && job.needsApproval) {
-    return new InlineKeyboard().text("✅ Approve", `a:${job.id}`).text("✖️ Cancel", `c:${job.id}`);
+    return new InlineKeyboard()
+      .text("✅ Approve", `a:${job.id}`)
+      .text("✖️ Cancel", `c:${job.id}`)
+      .row()
+      .text("📄 Full plan", `p:${job.id}`);
   }
   if (job.status === "QUEUED" || job.status === "RUNNING") return new InlineKeyboard().text("⛔ Cancel", `c:${job.id}`);
   if (job.status === "SUCCEEDED" || job.status === "FAILED" || job.status === "CANCELLED") {

@@ -1,10 +1,14 @@
-// Helpers shared by the bot's feature composers: the actor, replies with a job's message, logs.
+// Helpers shared by the bot's feature composers: the actor, who may see which job, replies with a
+// job's message, logs and the full plan.
 import { type Context, InputFile } from "grammy";
 import { JobIdSchema, type JobView } from "../../protocol/index.ts";
 import { jobStub } from "../agents/registry-stub.ts";
 import type { Config } from "../config.ts";
 import { ApiError } from "../http/errors.ts";
 import type { Actor } from "../jobs/job-do.ts";
+import { redactorFor } from "../lib/redact.ts";
+import { reviewJob, reviewLines } from "../lib/step-review.ts";
+import { makeVisible } from "../lib/text-safety.ts";
 import { esc, MAX_MESSAGE, renderJob, tailThatFits } from "./format.ts";
 import { jobKeyboard } from "./keyboards.ts";
 
@@ -18,6 +22,41 @@ export interface BotDeps {
 export function actorOf(ctx: Context, config: Config): Actor {
   const id = String(ctx.from?.id ?? "");
   return { id, isAdmin: config.telegramAdminUserIds.includes(id) };
+}
+
+/** The answer for a job that does not exist, and for someone else's job: existence is not leaked. */
+export const UNKNOWN_JOB = "I don't know that job.";
+
+/**
+ * The job if this Telegram user may see it (they asked for it, or they are an admin), else null
+ * exactly as for a job that does not exist.
+ */
+export async function visibleJob(deps: BotDeps, ctx: Context, jobId: string): Promise<JobView | null> {
+  const job = await jobStub(deps.env, jobId).get();
+  if (!job) return null;
+  const actor = actorOf(ctx, deps.config);
+  if (!actor.id) return null;
+  return job.userId === actor.id || actor.isAdmin ? job : null;
+}
+
+/** Sends every step's action and params in full, as a text file (a message has too little room). */
+export async function sendPlan(ctx: Context, env: Env, job: JobView): Promise<void> {
+  const review = reviewJob(job);
+  if (!review) {
+    await ctx.reply(`<code>${job.id}</code> has no plan yet (${job.status}).`, { parse_mode: "HTML" });
+    return;
+  }
+  const lines = [`${job.id} · ${job.status} · intent: ${job.intent}`, "", ...reviewLines(review)];
+  for (const s of review.steps) {
+    const content = s.params.content;
+    if (s.action === "write_file" && typeof content === "string" && content.length > 4000) {
+      lines.push("", `--- full content of step ${s.n} (${s.params.path}) ---`, content);
+    }
+  }
+  const text = makeVisible(redactorFor(env).redact(lines.join("\n")));
+  await ctx.replyWithDocument(new InputFile(new TextEncoder().encode(text), `${job.id}-plan.txt`), {
+    caption: `📄 ${job.id}: ${review.steps.length} step(s), every action and its params in full`,
+  });
 }
 
 /** The first argument as a job id, or a usage reply. */
@@ -47,7 +86,7 @@ export function friendly(err: unknown): string {
   if (err instanceof ApiError) {
     switch (err.code) {
       case "not_found":
-        return "I don't know that job.";
+        return UNKNOWN_JOB;
       case "forbidden":
         return "Only the person who asked (or an admin) can decide on this job.";
       case "conflict":
@@ -65,7 +104,7 @@ export function friendly(err: unknown): string {
 export async function sendLogs(ctx: Context, env: Env, jobId: string, lines: number): Promise<void> {
   const logs = await jobStub(env, jobId).readLogs({ tail: lines });
   if (!logs) {
-    await ctx.reply("I don't know that job.");
+    await ctx.reply(UNKNOWN_JOB);
     return;
   }
   const text = logs.lines.join("\n");
@@ -79,7 +118,8 @@ export async function sendLogs(ctx: Context, env: Env, jobId: string, lines: num
     await ctx.reply(`${header}<pre>${esc(text)}</pre>`, { parse_mode: "HTML" });
     return;
   }
-  await ctx.replyWithDocument(new InputFile(new TextEncoder().encode(text), `${jobId}.log`), {
+  const file = redactorFor(env).redact(text);
+  await ctx.replyWithDocument(new InputFile(new TextEncoder().encode(file), `${jobId}.log`), {
     caption: `📜 ${jobId}: last ${logs.lines.length} line(s), too long for a message`,
   });
 }

@@ -1,18 +1,36 @@
-// Task commands: /task, /retry, /status, /jobs, /logs, /artifacts.
+// Task commands: /task, /retry, /status, /jobs, /logs, /artifacts, /plan. A job is shown only to
+// the person who asked for it and to admins; anyone else is told it does not exist.
 import { Composer, InlineKeyboard, InputFile } from "grammy";
 import { ProjectIdSchema } from "../../protocol/index.ts";
 import { jobStub } from "../agents/registry-stub.ts";
 import { ArtifactStore } from "../archive/artifacts.ts";
-import { createTask, getStatus } from "../core/orchestrator.ts";
+import { createTask } from "../core/orchestrator.ts";
 import { ApiError } from "../http/errors.ts";
 import { getDb, listJobs } from "../ledger/store.ts";
+import { sha256Hex } from "../lib/crypto.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { clipText, esc } from "./format.ts";
-import { type BotDeps, friendly, jobIdArg, replyJob, sendLogs } from "./shared.ts";
+import { type BotDeps, friendly, jobIdArg, replyJob, sendLogs, sendPlan, UNKNOWN_JOB, visibleJob } from "./shared.ts";
 
 const MAX_INTENT = 2000;
 const MAX_DOCUMENT_BYTES = 20 * 1024 * 1024;
 const PAGE = 5;
+
+/**
+ * The job id for the update that asks for it, derived from the message (chat + message id) or the
+ * button press (callback query id): Telegram redelivers an update when the webhook was slow or
+ * failed, and a redelivered /task must find its job instead of making a second one.
+ */
+async function intakeJobId(ctx: import("grammy").Context, deps: BotDeps): Promise<string | null> {
+  const source = ctx.callbackQuery
+    ? `cb:${ctx.callbackQuery.id}`
+    : ctx.msg
+      ? `msg:${ctx.msg.chat.id}:${ctx.msg.message_id}`
+      : null;
+  if (!source) return null;
+  const bot = deps.config.telegramBotToken.split(":")[0] ?? "";
+  return `job_t${(await sha256Hex(`telegram:${bot}:${source}`)).slice(0, 20)}`;
+}
 
 /** Replies "Planning…" first, then creates the job with that message as its home. */
 export async function startTask(
@@ -22,9 +40,16 @@ export async function startTask(
   projectId = "default",
 ): Promise<void> {
   const chatId = String(ctx.chat?.id ?? "");
+  const jobId = await intakeJobId(ctx, deps);
+  // A redelivered update: its job exists, the person already has its message; say nothing.
+  if (jobId && (await jobStub(deps.env, jobId).get())) {
+    log("info", "telegram: redelivered update ignored", { jobId });
+    return;
+  }
   const planning = await ctx.reply(`🧠 Planning… <i>${esc(clipText(intent, 300))}</i>`, { parse_mode: "HTML" });
   try {
     await createTask(deps.env, {
+      jobId: jobId ?? undefined,
       intent,
       projectId,
       userId: String(ctx.from?.id ?? ""),
@@ -94,12 +119,9 @@ export function taskCommands(deps: BotDeps): Composer<import("grammy").Context> 
   c.command("retry", async (ctx) => {
     const jobId = await jobIdArg(ctx, "/retry <job id>");
     if (!jobId) return;
-    const job = await getStatus(deps.env, jobId).catch(() => null);
-    if (
-      !job ||
-      (job.userId !== String(ctx.from?.id) && !deps.config.telegramAdminUserIds.includes(String(ctx.from?.id)))
-    ) {
-      await ctx.reply("I don't know that job.");
+    const job = await visibleJob(deps, ctx, jobId);
+    if (!job) {
+      await ctx.reply(UNKNOWN_JOB);
       return;
     }
     await startTask(ctx, deps, job.intent, job.projectId);
@@ -108,12 +130,23 @@ export function taskCommands(deps: BotDeps): Composer<import("grammy").Context> 
   c.command("status", async (ctx) => {
     const jobId = await jobIdArg(ctx, "/status <job id>");
     if (!jobId) return;
-    const job = await getStatus(deps.env, jobId).catch(() => null);
+    const job = await visibleJob(deps, ctx, jobId);
     if (!job) {
-      await ctx.reply("I don't know that job.");
+      await ctx.reply(UNKNOWN_JOB);
       return;
     }
     await replyJob(ctx, job, deps.config);
+  });
+
+  c.command("plan", async (ctx) => {
+    const jobId = await jobIdArg(ctx, "/plan <job id>");
+    if (!jobId) return;
+    const job = await visibleJob(deps, ctx, jobId);
+    if (!job) {
+      await ctx.reply(UNKNOWN_JOB);
+      return;
+    }
+    await sendPlan(ctx, deps.env, job);
   });
 
   c.command("jobs", (ctx) => jobsPage(ctx, deps));
@@ -129,14 +162,18 @@ export function taskCommands(deps: BotDeps): Composer<import("grammy").Context> 
       await ctx.reply("Usage: /logs <job id> [lines], with 1 to 10000 lines (default 50).");
       return;
     }
+    if (!(await visibleJob(deps, ctx, jobId))) {
+      await ctx.reply(UNKNOWN_JOB);
+      return;
+    }
     await sendLogs(ctx, deps.env, jobId, lines);
   });
 
   c.command("artifacts", async (ctx) => {
     const jobId = await jobIdArg(ctx, "/artifacts <job id>");
     if (!jobId) return;
-    if (!(await jobStub(deps.env, jobId).get())) {
-      await ctx.reply("I don't know that job.");
+    if (!(await visibleJob(deps, ctx, jobId))) {
+      await ctx.reply(UNKNOWN_JOB);
       return;
     }
     const store = new ArtifactStore(deps.env.ARCHIVE);

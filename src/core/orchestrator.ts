@@ -16,6 +16,8 @@ export interface CreateTaskInput {
   userId: string;
   chatId?: string | null;
   messageId?: number | null;
+  /** A job id chosen by the caller (idempotent intake); a new one otherwise. */
+  jobId?: string;
   /** Telegram users are rate limited; the API token holder owns the deployment and is not. */
   rateLimited?: boolean;
 }
@@ -32,7 +34,7 @@ export async function createTask(env: Env, input: CreateTaskInput): Promise<JobV
       throw new ApiError("rate_limited", `slow down: at most ${limit} tasks a minute; try again shortly`);
     }
   }
-  const jobId = newJobId();
+  const jobId = input.jobId ?? newJobId();
   return jobStub(env, jobId).create({
     jobId,
     projectId: input.projectId,

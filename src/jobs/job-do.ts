@@ -17,6 +17,7 @@ import { type JobEvent, transition } from "../core/job-machine.ts";
 import { requiresAudit, validateExecutionSpec } from "../core/policy.ts";
 import { randomHex } from "../lib/crypto.ts";
 import { log } from "../lib/log.ts";
+import { redactorFor } from "../lib/redact.ts";
 import { handleAgentMessage } from "./agent-events.ts";
 import { checkDeadlines, planJob } from "./alarm-work.ts";
 import { drainOutbox, scheduleJobAlarm } from "./drain.ts";
@@ -66,7 +67,7 @@ export class JobDO extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS op_counts (kind TEXT PRIMARY KEY, n INTEGER NOT NULL)");
-    this.logs = new LogBuffer(ctx.storage.sql);
+    this.logs = new LogBuffer(ctx.storage.sql, redactorFor(env));
     this.outbox = new Outbox(ctx.storage.sql);
     this.config = loadConfig(env);
   }

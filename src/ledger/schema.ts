@@ -137,3 +137,22 @@ export const alerts = sqliteTable("alerts", {
   lastSentAt: integer("last_sent_at").notNull(),
   resolvedAt: integer("resolved_at"),
 });
+
+/**
+ * Idempotency keys of job-creating requests (POST /api/tasks, POST /execute), per caller: a
+ * repeated key with the same request returns the first job; with another request it is refused.
+ */
+export const idempotencyKeys = sqliteTable(
+  "idempotency_keys",
+  {
+    scope: text("scope").notNull(),
+    key: text("key").notNull(),
+    requestHash: text("request_hash").notNull(),
+    jobId: text("job_id").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [
+    uniqueIndex("idempotency_keys_scope_key_idx").on(t.scope, t.key),
+    index("idempotency_keys_created_idx").on(t.createdAt),
+  ],
+);

@@ -7,6 +7,8 @@ import { renderJob } from "../bot/format.ts";
 import { jobKeyboard } from "../bot/keyboards.ts";
 import { loadConfig } from "../config.ts";
 import { log } from "../lib/log.ts";
+import { redactorFor } from "../lib/redact.ts";
+import { chatSafety } from "./chat-safety.ts";
 
 /** What was last sent for a job, kept in its JobDO so edits can be skipped or throttled. */
 export interface NotifyMemo {
@@ -51,6 +53,7 @@ export async function notifyJob(env: Env, job: JobView, memo: NotifyMemo): Promi
     throw new NotifyLater("throttled: the last edit was under a second ago", EDIT_INTERVAL_MS - (now - memo.lastAt));
   }
   const api = new Api(config.telegramBotToken, { apiRoot: config.telegramApiRoot });
+  api.config.use(chatSafety(redactorFor(env)));
   let messageId = memo.messageId ?? job.messageId ?? undefined;
   const options = { parse_mode: "HTML" as const, reply_markup: markup };
   try {

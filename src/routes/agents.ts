@@ -8,6 +8,7 @@ import { authenticateAgent, issuePairingCode, redeemCode } from "../agents/token
 import { ArtifactError, ArtifactStore } from "../archive/artifacts.ts";
 import { apiAuth, bearerToken } from "../http/auth.ts";
 import { jsonBody } from "../http/body.ts";
+import { pairFailureBucket } from "../http/client-address.ts";
 import { ApiError, parseOr400 } from "../http/errors.ts";
 import { MAX_ARTIFACT_BYTES } from "../jobs/limits.ts";
 import { getDb, incrementCounter, listTokens, listWorkers, readCounters, revokeToken } from "../ledger/store.ts";
@@ -25,10 +26,10 @@ async function agentFromRequest(env: Env, header: string | undefined) {
 export const agentRoutes = new Hono<{ Bindings: Env }>()
   .post("/pair", async (c) => {
     const body = await jsonBody(c, PairRequestSchema);
-    // Guessing codes is slowed down for everyone: past the limit of failures this minute, even a
-    // right code waits for the next minute (codes live 10 minutes, so nobody is locked out).
+    // Guessing codes is slowed down per client address: past the limit of failures this minute,
+    // that client waits for the next minute; other clients' pairing is not affected.
     const db = getDb(c.env.DB);
-    const bucket = `pair_failures:${Math.floor(Date.now() / 60_000)}`;
+    const bucket = pairFailureBucket(c);
     if (((await readCounters(db, bucket))[bucket] ?? 0) >= MAX_PAIR_FAILURES_PER_MINUTE) {
       throw new ApiError("rate_limited", "too many failed pairing attempts; try again in a minute");
     }

@@ -1,13 +1,14 @@
 // The seed's gateway endpoints (§6.4): submit a ready execution spec, read status, cancel.
 // The API token holder submits the spec, so it counts as approved by them (ADMIN ones audited).
 import { Hono } from "hono";
-import { GatewayExecuteRequestSchema, JobIdSchema } from "../../protocol/index.ts";
+import { GatewayExecuteRequestSchema, JobIdSchema, type JobView } from "../../protocol/index.ts";
 import { jobStub } from "../agents/registry-stub.ts";
 import { cancelJob, getStatus } from "../core/orchestrator.ts";
 import { validateExecutionSpec } from "../core/policy.ts";
 import { apiAuth } from "../http/auth.ts";
 import { jsonBody } from "../http/body.ts";
 import { ApiError, parseOr400 } from "../http/errors.ts";
+import { idempotencyKeyOf, idempotentCreate } from "../http/idempotency.ts";
 
 export const gatewayRoutes = new Hono<{ Bindings: Env }>()
   .use(apiAuth())
@@ -15,9 +16,22 @@ export const gatewayRoutes = new Hono<{ Bindings: Env }>()
     const { executionSpec: spec } = await jsonBody(c, GatewayExecuteRequestSchema);
     const checked = validateExecutionSpec(spec);
     if (!checked.ok) throw new ApiError("bad_request", `execution spec refused: ${checked.error}`);
-    const res = await jobStub(c.env, spec.jobId).createFromSpec(spec, { id: "api", isAdmin: true });
-    if (!res.ok) throw new ApiError(res.code, res.message);
-    return c.json({ status: "accepted", jobId: spec.jobId, job: res.job }, 202);
+    const create = async (): Promise<JobView> => {
+      const res = await jobStub(c.env, spec.jobId).createFromSpec(spec, { id: "api", isAdmin: true });
+      if (!res.ok) throw new ApiError(res.code, res.message);
+      return res.job;
+    };
+    const key = idempotencyKeyOf(c);
+    if (!key) return c.json({ status: "accepted", jobId: spec.jobId, job: await create() }, 202);
+    const { job, replayed } = await idempotentCreate(c.env, {
+      scope: "api",
+      key,
+      request: { route: "POST /execute", spec },
+      newJobId: spec.jobId,
+      find: (id) => jobStub(c.env, id).get(),
+      create,
+    });
+    return c.json({ status: "accepted", jobId: job.id, job, replayed }, replayed ? 200 : 202);
   })
   .get("/status/:jobId", async (c) => {
     const job = await getStatus(c.env, parseOr400(JobIdSchema, c.req.param("jobId"), "job id"));

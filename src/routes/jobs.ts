@@ -5,6 +5,7 @@ import {
   DecisionRequestSchema,
   JobIdSchema,
   JobListQuerySchema,
+  type JobView,
   LogQuerySchema,
   WaitQuerySchema,
 } from "../../protocol/index.ts";
@@ -20,19 +21,39 @@ import {
 } from "../core/orchestrator.ts";
 import { jsonBody, queryOf } from "../http/body.ts";
 import { ApiError, parseOr400 } from "../http/errors.ts";
+import { idempotencyKeyOf, idempotentCreate } from "../http/idempotency.ts";
 import type { Actor } from "../jobs/job-do.ts";
 import { getDb, LedgerInputError, listJobEvents, listJobs } from "../ledger/store.ts";
+import { newJobId } from "../lib/crypto.ts";
+import { reviewJob } from "../lib/step-review.ts";
 
 // Whoever holds the API token is the owner of the deployment.
 const API_ACTOR: Actor = { id: "api", isAdmin: true };
 
 const jobIdParam = (raw: string): string => parseOr400(JobIdSchema, raw, "job id");
 
+/** A job view with every step's action and params spelled out (what approving would run). */
+const withReview = (job: JobView): JobView => ({ ...job, review: reviewJob(job) ?? undefined });
+
 export const jobRoutes = new Hono<{ Bindings: Env }>()
   .post("/tasks", async (c) => {
     const body = await jsonBody(c, CreateTaskRequestSchema);
-    const job = await createTask(c.env, { intent: body.intent, projectId: body.projectId, userId: "api" });
-    return c.json({ jobId: job.id, status: job.status, job }, 202);
+    const key = idempotencyKeyOf(c);
+    const create = (jobId?: string) =>
+      createTask(c.env, { intent: body.intent, projectId: body.projectId, userId: "api", jobId });
+    if (!key) {
+      const job = await create();
+      return c.json({ jobId: job.id, status: job.status, job }, 202);
+    }
+    const { job, replayed } = await idempotentCreate(c.env, {
+      scope: API_ACTOR.id,
+      key,
+      request: { route: "POST /api/tasks", body },
+      newJobId: newJobId(),
+      find: (id) => jobStub(c.env, id).get(),
+      create,
+    });
+    return c.json({ jobId: job.id, status: job.status, job, replayed }, replayed ? 200 : 202);
   })
   .get("/jobs", async (c) => {
     const q = queryOf(c, JobListQuerySchema);
@@ -55,17 +76,19 @@ export const jobRoutes = new Hono<{ Bindings: Env }>()
       throw err;
     }
   })
-  .get("/jobs/:id", async (c) => c.json(await getStatus(c.env, jobIdParam(c.req.param("id")))))
-  .post("/jobs/:id/approve", async (c) => c.json(await approvePlan(c.env, jobIdParam(c.req.param("id")), API_ACTOR)))
+  .get("/jobs/:id", async (c) => c.json(withReview(await getStatus(c.env, jobIdParam(c.req.param("id"))))))
+  .post("/jobs/:id/approve", async (c) =>
+    c.json(withReview(await approvePlan(c.env, jobIdParam(c.req.param("id")), API_ACTOR))),
+  )
   .post("/jobs/:id/deny", async (c) => {
     const id = jobIdParam(c.req.param("id"));
     const body = await jsonBody(c, DecisionRequestSchema, true);
-    return c.json(await denyPlan(c.env, id, API_ACTOR, body.reason));
+    return c.json(withReview(await denyPlan(c.env, id, API_ACTOR, body.reason)));
   })
   .post("/jobs/:id/cancel", async (c) => {
     const id = jobIdParam(c.req.param("id"));
     const body = await jsonBody(c, DecisionRequestSchema, true);
-    return c.json(await cancelJob(c.env, id, API_ACTOR, body.reason));
+    return c.json(withReview(await cancelJob(c.env, id, API_ACTOR, body.reason)));
   })
   .get("/jobs/:id/events", async (c) => {
     const id = jobIdParam(c.req.param("id"));
@@ -93,12 +116,13 @@ export const jobRoutes = new Hono<{ Bindings: Env }>()
   .get("/jobs/:id/wait-approval", async (c) => {
     const id = jobIdParam(c.req.param("id"));
     const { timeoutS } = queryOf(c, WaitQuerySchema);
-    return c.json(await waitForApproval(c.env, id, timeoutS));
+    const res = await waitForApproval(c.env, id, timeoutS);
+    return c.json({ ...res, job: withReview(res.job) });
   })
   .get("/jobs/:id/wait", async (c) => {
     const id = jobIdParam(c.req.param("id"));
     const { timeoutS } = queryOf(c, WaitQuerySchema);
-    return c.json(await waitWhile(c.env, id, ["CREATED", "PLANNED", "QUEUED", "RUNNING"], timeoutS));
+    return c.json(withReview(await waitWhile(c.env, id, ["CREATED", "PLANNED", "QUEUED", "RUNNING"], timeoutS)));
   })
   .get("/jobs/:id/logs", async (c) => {
     const id = jobIdParam(c.req.param("id"));

@@ -8,10 +8,9 @@ import { describeIssues } from "../../protocol/index.ts";
 import { createBot } from "../bot/bot.ts";
 import { loadConfig } from "../config.ts";
 import { ApiError } from "../http/errors.ts";
+import { boundedBody, MAX_UPDATE_BYTES, requireJsonType } from "../http/limits.ts";
 import { timingSafeEqual } from "../lib/crypto.ts";
 import { errorMessage, log } from "../lib/log.ts";
-
-const MAX_UPDATE_BYTES = 1024 * 1024;
 
 // The parts of an update the bot reads, checked before grammY sees them; fields the bot does
 // not use pass through untouched (Telegram adds new ones over time).
@@ -47,40 +46,42 @@ const UpdateSchema = z.looseObject({
   callback_query: CallbackQuerySchema.optional(),
 });
 
-export const telegramRoutes = new Hono<{ Bindings: Env }>().post("/webhook", async (c) => {
-  const config = loadConfig(c.env);
-  if (!config.telegramBotToken || !config.telegramWebhookSecret) {
-    throw new ApiError(
-      "unavailable",
-      "the Telegram bot is not configured (TELEGRAM_BOT_TOKEN, TELEGRAM_WEBHOOK_SECRET)",
-    );
-  }
-  const secret = c.req.header("X-Telegram-Bot-Api-Secret-Token") ?? "";
-  if (!timingSafeEqual(secret, config.telegramWebhookSecret)) {
-    throw new ApiError("unauthorized", "wrong or missing X-Telegram-Bot-Api-Secret-Token");
-  }
-  if (Number(c.req.header("Content-Length") ?? "0") > MAX_UPDATE_BYTES) {
-    throw new ApiError("payload_too_large", "a Telegram update is never this large");
-  }
-  let body: unknown;
-  try {
-    body = await c.req.raw.clone().json();
-  } catch {
-    throw new ApiError("bad_request", "the update is not valid JSON");
-  }
-  const update = UpdateSchema.safeParse(body);
-  if (!update.success) throw new ApiError("bad_request", `not a Telegram update: ${describeIssues(update.error)}`);
-  const bot = createBot({ env: c.env, config, origin: new URL(c.req.url).origin });
-  const handle = webhookCallback(bot, "hono", {
-    secretToken: config.telegramWebhookSecret,
-    onTimeout: "return",
-    timeoutMilliseconds: 9_000,
-  });
-  try {
-    return await handle(c);
-  } catch (err) {
-    // A poison update must not make Telegram redeliver it forever: log it and acknowledge.
-    log("error", "telegram: update failed", { updateId: update.data.update_id, error: errorMessage(err) });
-    return c.json({ ok: true });
-  }
-});
+export const telegramRoutes = new Hono<{ Bindings: Env }>().post(
+  "/webhook",
+  boundedBody(MAX_UPDATE_BYTES, "a Telegram update"),
+  async (c) => {
+    const config = loadConfig(c.env);
+    if (!config.telegramBotToken || !config.telegramWebhookSecret) {
+      throw new ApiError(
+        "unavailable",
+        "the Telegram bot is not configured (TELEGRAM_BOT_TOKEN, TELEGRAM_WEBHOOK_SECRET)",
+      );
+    }
+    const secret = c.req.header("X-Telegram-Bot-Api-Secret-Token") ?? "";
+    if (!timingSafeEqual(secret, config.telegramWebhookSecret)) {
+      throw new ApiError("unauthorized", "wrong or missing X-Telegram-Bot-Api-Secret-Token");
+    }
+    requireJsonType(c.req.header("Content-Type"));
+    let body: unknown;
+    try {
+      body = await c.req.raw.clone().json();
+    } catch {
+      throw new ApiError("bad_request", "the update is not valid JSON");
+    }
+    const update = UpdateSchema.safeParse(body);
+    if (!update.success) throw new ApiError("bad_request", `not a Telegram update: ${describeIssues(update.error)}`);
+    const bot = createBot({ env: c.env, config, origin: new URL(c.req.url).origin });
+    const handle = webhookCallback(bot, "hono", {
+      secretToken: config.telegramWebhookSecret,
+      onTimeout: "return",
+      timeoutMilliseconds: 9_000,
+    });
+    try {
+      return await handle(c);
+    } catch (err) {
+      // A poison update must not make Telegram redeliver it forever: log it and acknowledge.
+      log("error", "telegram: update failed", { updateId: update.data.update_id, error: errorMessage(err) });
+      return c.json({ ok: true });
+    }
+  },
+);

@@ -7,6 +7,8 @@ import { loadConfig } from "../config.ts";
 import { alerts } from "../ledger/schema.ts";
 import { getDb } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
+import { redactorFor } from "../lib/redact.ts";
+import { chatSafety } from "../notify/chat-safety.ts";
 
 export const ALERT_REMINDER_MS = 6 * 3600_000;
 
@@ -22,6 +24,7 @@ async function sendToAdmins(env: Env, html: string): Promise<boolean> {
     return true;
   }
   const api = new Api(config.telegramBotToken, { apiRoot: config.telegramApiRoot });
+  api.config.use(chatSafety(redactorFor(env)));
   let sent = false;
   for (const chatId of config.telegramAdminUserIds) {
     try {

@@ -1,0 +1,93 @@
+// Redaction of the deployment's own secrets (API_TOKEN, TELEGRAM_BOT_TOKEN, TELEGRAM_WEBHOOK_SECRET,
+// ANTHROPIC_API_KEY) from anything stored or shown: job logs, chat messages, API output. A plan can
+// read a file that holds them (e.g. .dev.vars); whatever it prints must not carry them out.
+
+export interface Secret {
+  name: string;
+  value: string;
+}
+
+export interface Span {
+  start: number;
+  end: number;
+  name: string;
+}
+
+/** Shorter values are too likely to occur by chance to be worth replacing. */
+export const MIN_SECRET_LENGTH = 8;
+
+const SECRET_VARS = ["API_TOKEN", "TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "ANTHROPIC_API_KEY"] as const;
+
+export const marker = (name: string): string => `[redacted ${name}]`;
+
+export function deploymentSecrets(env: Env): Secret[] {
+  const e = env as unknown as Partial<Record<string, unknown>>;
+  const out: Secret[] = [];
+  for (const name of SECRET_VARS) {
+    const value = e[name];
+    if (typeof value !== "string" || value.trim().length < MIN_SECRET_LENGTH) continue;
+    out.push({ name, value: value.trim() });
+    // A bot token is "<bot id>:<secret>"; the part after the colon is the secret on its own.
+    const colon = value.indexOf(":");
+    if (name === "TELEGRAM_BOT_TOKEN" && colon > 0 && value.length - colon - 1 >= MIN_SECRET_LENGTH) {
+      out.push({ name, value: value.trim().slice(colon + 1) });
+    }
+  }
+  return out;
+}
+
+export class Redactor {
+  private readonly secrets: Secret[];
+  /** Length of the longest secret: a carry-over of one less catches one split across chunks. */
+  readonly longest: number;
+
+  constructor(secrets: Secret[]) {
+    // Longest first, so a whole bot token wins over its secret half.
+    this.secrets = [...secrets].sort((a, b) => b.value.length - a.value.length);
+    this.longest = this.secrets[0]?.value.length ?? 0;
+  }
+
+  get empty(): boolean {
+    return this.secrets.length === 0;
+  }
+
+  /** Non-overlapping occurrences of any secret, in order. */
+  spans(text: string): Span[] {
+    const found: Span[] = [];
+    for (const s of this.secrets) {
+      let i = text.indexOf(s.value);
+      while (i >= 0) {
+        const end = i + s.value.length;
+        if (!found.some((f) => i < f.end && end > f.start)) found.push({ start: i, end, name: s.name });
+        i = text.indexOf(s.value, i + 1);
+      }
+    }
+    return found.sort((a, b) => a.start - b.start);
+  }
+
+  redact(text: string): string {
+    if (this.empty || text.length < MIN_SECRET_LENGTH) return text;
+    const spans = this.spans(text);
+    if (spans.length === 0) return text;
+    let out = "";
+    let at = 0;
+    for (const s of spans) {
+      out += text.slice(at, s.start) + marker(s.name);
+      at = s.end;
+    }
+    return out + text.slice(at);
+  }
+
+  /** How many trailing characters of `text` could be the start of a secret (to hold back). */
+  pendingPrefix(text: string): number {
+    for (let n = Math.min(this.longest - 1, text.length); n > 0; n--) {
+      const tail = text.slice(text.length - n);
+      if (this.secrets.some((s) => s.value.startsWith(tail))) return n;
+    }
+    return 0;
+  }
+}
+
+export function redactorFor(env: Env): Redactor {
+  return new Redactor(deploymentSecrets(env));
+}
