@@ -50,9 +50,9 @@ describe("pairing and tokens", () => {
     expect(malformed.status).toBe(400);
   });
 
-  it("slows down code guessing: after 20 failures in a minute even a valid code waits", async () => {
+  it("slows down code guessing: after 20 failures in a minute from one address (here the local one) even a valid code waits", async () => {
     const valid = await json<{ code: string }>(await api("/api/agents/pairing-codes", { method: "POST", json: {} }));
-    const bucket = `pair_failures:${Math.floor(Date.now() / 60_000)}`;
+    const bucket = `pair_failures:local:${Math.floor(Date.now() / 60_000)}`;
     await env.DB.prepare("INSERT INTO counters (name, value) VALUES (?, 19) ON CONFLICT(name) DO UPDATE SET value = 19")
       .bind(bucket)
       .run();
