@@ -220,6 +220,29 @@ describe("what the person approving sees", () => {
     expect(text).toContain("Needs your approval");
   });
 
+  it("twenty steps of huge argv still make one valid message that names every step and asks for approval", async () => {
+    const job = await ownersPlannedJob();
+    const huge: JobView = {
+      ...job,
+      plan: {
+        ...(job.plan as NonNullable<JobView["plan"]>),
+        proposedSteps: Array.from({ length: 20 }, (_, i) => ({
+          description: `<b>step ${i}</b> ${"d".repeat(400)}`,
+          risk: "ADMIN" as const,
+          action: "run_command",
+          params: { argv: Array.from({ length: 64 }, () => `<&>${"a".repeat(4000)}`) },
+        })),
+      },
+    };
+    await notifyJob(env, huge, {});
+    const [sent] = await tg.take();
+    expect(sent?.ok).toBe(true);
+    const text = textOf(sent);
+    expect(text.length).toBeLessThanOrEqual(4096);
+    for (let n = 1; n <= 20; n++) expect(text).toContain(`<b>${n}.</b> <code>run_command</code>`);
+    expect(text).toContain("Needs your approval");
+  });
+
   it("/plan sends every step in full as a file", async () => {
     const job = await ownersPlannedJob();
     await post(message(OWNER, `/plan ${job.id}`, OWNER_CHAT));

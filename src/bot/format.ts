@@ -72,8 +72,12 @@ export function tailThatFits(text: string, budget: number): string {
   return out.join("\n");
 }
 
-/** Per-value caps tried in turn until the whole message fits (the approval view comes first). */
-const VALUE_CAPS = [1500, 700, 300, 120, 40, 0];
+/**
+ * Per-value caps tried in turn until the whole message fits (the approval view comes first);
+ * the last, COMPACT, lists each step's action and risk only and says where the params are.
+ */
+const COMPACT = -1;
+const VALUE_CAPS = [1500, 700, 300, 120, 40, 0, COMPACT];
 
 function fieldHtml(f: ReviewField, cap: number, more: string): string[] {
   const shown = clipText(f.value, cap);
@@ -95,6 +99,7 @@ function stepHtml(r: StepReview, run: StepView | undefined, cap: number, more: s
   if (run?.exitCode !== null && run?.exitCode !== undefined) head.push(`exit ${run.exitCode}`);
   if (run && run.durationMs !== null && run.state !== "running") head.push(duration(run.durationMs));
   const lines = [head.join(" · ")];
+  if (cap === COMPACT) return lines;
   for (const f of r.fields) lines.push(...fieldHtml(f, f.block ? cap : Math.max(cap, 40), more));
   if (r.label) lines.push(`   <i>planner's note: “${esc(clipText(r.label, Math.max(cap, 80)))}”</i>`);
   return lines;
@@ -106,6 +111,7 @@ export function stepsHtml(job: JobView, review: PlanReview, cap: number): string
   const lines: string[] = [];
   if (review.error) lines.push(`⚠️ ${esc(clipText(review.error, 600))}`);
   for (const r of review.steps) lines.push(...stepHtml(r, job.steps[r.n - 1], cap, more));
+  if (cap === COMPACT) lines.push(`✂️ <i>No room for the steps' params here: ${more}.</i>`);
   return lines;
 }
 
