@@ -230,9 +230,19 @@ describe("pairing codes", () => {
     const issued = await json<{ code: string }>(
       await api("/api/agents/pairing-codes", { method: "POST", json: { name: "laptop" } }),
     );
-    // The guesser is still refused even with the right code; another address pairs.
+    const tokens = async () =>
+      (
+        await env.DB.prepare("SELECT COUNT(*) AS n FROM agent_tokens WHERE token_hash IS NOT NULL").first<{
+          n: number;
+        }>()
+      )?.n ?? 0;
+    const before = await tokens();
+    // The guesser is still refused even with the right code (and no token is made); another
+    // address pairs with it.
     await expectError(await pair("203.0.113.7", issued.code), 429, "rate_limited");
+    expect(await tokens()).toBe(before);
     expect((await pair("198.51.100.9", issued.code)).status).toBe(201);
+    expect(await tokens()).toBe(before + 1);
   });
 });
 
