@@ -6,6 +6,7 @@ import { env, runInDurableObject } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { ExecutionSpec, JobView } from "../protocol/index.ts";
+import { logKey } from "../src/jobs/archive-log.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { LogBuffer } from "../src/jobs/log-buffer.ts";
 import { Redactor } from "../src/lib/redact.ts";
@@ -275,6 +276,21 @@ describe("the deployment's secrets in API output", () => {
     const view = await (await api(`/api/jobs/${jobId}`)).text();
     expect(view).toContain("print [redacted TELEGRAM_WEBHOOK_SECRET] please");
     expect(view).not.toContain("test-webhook-secret");
+  });
+
+  it("are redacted from the whole log as it streams, however the stream is cut", async () => {
+    const { jobId } = await json<{ jobId: string }>(
+      await api("/api/tasks", { method: "POST", json: { intent: "check git status" } }),
+    );
+    // An archived log written before redaction existed: only the output stream can catch it.
+    const line = "x".repeat(997) + "test-api-token\n";
+    await env.ARCHIVE.put(logKey(jobId), line.repeat(300));
+    const res = await api(`/api/jobs/${jobId}/log`);
+    expect(res.headers.get("X-Skynet-Log")).toBe("archived");
+    const body = await res.text();
+    expect(body).not.toContain("test-api-token");
+    expect(body.split("[redacted API_TOKEN]")).toHaveLength(301);
+    expect(body.length).toBe(300 * (997 + "[redacted API_TOKEN]\n".length));
   });
 
   it("LogBuffer catches a secret split over three chunks and rewrites only what it must", async () => {
