@@ -283,7 +283,7 @@ describe("the deployment's secrets in API output", () => {
       await api("/api/tasks", { method: "POST", json: { intent: "check git status" } }),
     );
     // An archived log written before redaction existed: only the output stream can catch it.
-    const line = "x".repeat(997) + "test-api-token\n";
+    const line = `${"x".repeat(997)}test-api-token\n`;
     await env.ARCHIVE.put(logKey(jobId), line.repeat(300));
     const res = await api(`/api/jobs/${jobId}/log`);
     expect(res.headers.get("X-Skynet-Log")).toBe("archived");
