@@ -164,7 +164,9 @@ async function dispatch(action: ActionName, params: Record<string, unknown>, ctx
     }
     case "git_push": {
       const q = p<"git_push">(params);
-      return git(action, ["push", q.remote, ...(q.branch ? [q.branch] : [])], ctx);
+      // The repository's remote.<name>.receivepack would run locally for a local remote; the
+      // command-line option is the one setting that wins over it.
+      return git(action, ["push", "--receive-pack=git-receive-pack", q.remote, ...(q.branch ? [q.branch] : [])], ctx);
     }
     case "run_command":
       return runProcess(p<"run_command">(params).argv, ctx);

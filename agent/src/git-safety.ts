@@ -22,8 +22,11 @@ const DANGEROUS =
   "^(core\\.(fsmonitor|sshcommand|askpass|gitproxy|alternaterefscommand)" +
   "|credential\\..*helper" + // credential helpers are programs (`!cmd` is a shell command)
   "|gpg\\..*program|gpg\\.ssh\\.defaultkeycommand" + // signing and verification programs
-  "|filter\\..*\\.(clean|smudge|process)" + // filter drivers named by .gitattributes
-  "|remote\\..*\\.(uploadpack|receivepack))$"; // run locally for local and ssh remotes
+  "|(commit|tag|push)\\.gpgsign" + // signing on commit runs gpg.program
+  "|filter\\..*\\.(clean|smudge|process))$"; // filter drivers named by .gitattributes
+// remote.<name>.receivepack / uploadpack (run locally for local remotes) cannot be overridden
+// with -c (git keeps the first value it reads): `git push` gets --receive-pack instead, and the
+// agent never fetches.
 
 /** Settings with a fixed neutral value, unless the user's global config sets them. */
 const NEUTRAL: Record<string, string> = {
@@ -40,6 +43,10 @@ const NEUTRAL: Record<string, string> = {
   "gpg.x509.program": "gpgsm",
   "gpg.ssh.program": "ssh-keygen",
   "gpg.ssh.defaultkeycommand": "",
+  // A repository cannot turn signing on (and so fail every commit); the user's own setting stays.
+  "commit.gpgsign": "false",
+  "tag.gpgsign": "false",
+  "push.gpgsign": "false",
 };
 
 /** Always on the command line, whatever any config says. */
@@ -143,13 +150,11 @@ export async function gitOverrides(workspace: string, readOnly: boolean): Promis
   for (const e of entries)
     if (e.scope === "global" && /^credential\..*helper$/i.test(e.key)) out.push(`${e.key}=${e.value}`);
   for (const e of untrusted) {
-    const m = /^(filter|remote)\.(.+)\.(clean|smudge|process|uploadpack|receivepack)$/.exec(e.key);
+    const m = /^filter\.(.+)\.(clean|smudge|process)$/.exec(e.key);
     if (m) {
-      const [, section, name, field] = m;
-      const fallback = field === "uploadpack" ? "git-upload-pack" : field === "receivepack" ? "git-receive-pack" : "";
-      out.push(`${e.key}=${trusted.get(e.key) ?? fallback}`);
+      out.push(`${e.key}=${trusted.get(e.key) ?? ""}`);
       // A filter neutralised here must not make git refuse the file either.
-      if (section === "filter" && !trusted.has(e.key)) out.push(`filter.${name}.required=false`);
+      if (!trusted.has(e.key)) out.push(`filter.${m[1]}.required=false`);
     } else if (e.key === "core.gitproxy") {
       // A list keyed by domain with no way to clear it from the command line.
       throw new GitSafetyError("refused: this repository's git config sets core.gitProxy, which runs a program");
