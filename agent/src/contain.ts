@@ -25,13 +25,13 @@ export interface Containment {
 }
 
 // The init of a contained step. fd 0 is the agent's pipe (moved to fd 3 for the watchdog); the
-// command gets /dev/null. SIGTERM is passed to every process in the namespace (kill -1 there
+// command gets /dev/null. The watchdog does not hold the output pipes, so they close with the step. SIGTERM is passed to every process in the namespace (kill -1 there
 // reaches only the namespace), so even a setsid() descendant gets its chance to exit cleanly.
 const NS_INIT = [
   "exec 3<&0 0</dev/null",
   "trap 'kill -TERM -1 2>/dev/null' TERM INT HUP",
   // The watchdog ignores the TERM it sends around, so it is still there if the agent dies later.
-  "{ trap '' TERM INT HUP; read -r _ <&3; kill -KILL -1; } &",
+  "{ trap '' TERM INT HUP; read -r _ <&3; kill -KILL -1; } >/dev/null 2>&1 &",
   '"$@" 3<&- &',
   "c=$!",
   "exec 3<&-",
@@ -43,7 +43,7 @@ const NS_INIT = [
 const PG_INIT = [
   "exec 3<&0 0</dev/null",
   "trap : TERM INT HUP",
-  "{ trap '' TERM INT HUP; read -r _ <&3; kill -KILL 0; } &",
+  "{ trap '' TERM INT HUP; read -r _ <&3; kill -KILL 0; } >/dev/null 2>&1 &",
   '"$@" 3<&- &',
   "c=$!",
   "exec 3<&-",

@@ -203,12 +203,6 @@ export async function runProcess(
   if (!cmd) return { outcome: "failed", exitCode: null, error: "empty command" };
   const shown = opts.shown ?? argv;
   const env = opts.env ?? scrubbedEnv();
-  if (!(await resolveCommand(cmd, ctx.workspace, env.PATH))) {
-    const error = `command not found: ${cmd}`;
-    await say(ctx, `$ ${shown.map(quoteArg).join(" ")}`);
-    await say(ctx, error);
-    return { outcome: "failed", exitCode: 127, error };
-  }
   const contain = await containment();
   const [launcher, ...launchArgs] = containedArgv(contain, argv) as [string, ...string[]];
   return new Promise((resolvePromise) => {
@@ -293,6 +287,16 @@ export async function runProcess(
         return;
       }
       const exitCode = code ?? (signal ? 128 + (signalNumber(signal) ?? 0) : null);
+      // The step's init shell answers 127 for a command it cannot find; look only then (it is
+      // a PATH walk, not worth paying on every spawn).
+      if (code === 127 && !cancelled && !timedOut) {
+        void resolveCommand(cmd, ctx.workspace, env.PATH).then(async (found) => {
+          const error = found ? `${cmd} exited with code 127` : `command not found: ${cmd}`;
+          if (!found) await say(ctx, error);
+          resolvePromise({ outcome: "failed", exitCode: 127, error, captured: keep });
+        });
+        return;
+      }
       if (cancelled) return resolvePromise({ outcome: "cancelled", exitCode, error: "cancelled", captured: keep });
       if (timedOut) {
         const error = `timed out after ${Math.round(ctx.timeoutMs / 1000)}s`;
