@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { gitOverrides } from "../src/git-safety.ts";
-import { exists, type Harness, harness, step } from "./security-harness.ts";
+import { type Harness, harness, step } from "./security-harness.ts";
 
 let h: Harness;
 const touch = (name: string) => `touch '${join(h.outside, name)}'`;
