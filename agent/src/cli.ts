@@ -15,6 +15,7 @@ import {
   writeStoredConfig,
 } from "./config.ts";
 import { containment } from "./contain.ts";
+import { Redactor } from "./secrets.ts";
 
 const HELP: Record<string, string> = {
   main: `skynet-agent ${AGENT_VERSION} — CHATHAN, the SKYNET laptop agent
@@ -148,7 +149,12 @@ async function connect(args: string[]): Promise<void> {
   }
   // Named once at startup: how a step's process tree is contained here (and what is not).
   process.stderr.write(`[skynet-agent] containment: ${(await containment()).detail}\n`);
-  const agent = new Agent(parsed.data, { onFatal: (code) => process.exit(code === 4001 ? 3 : 4) });
+  // The agent's own log lines never carry its token, whatever they quote.
+  const redactor = new Redactor([parsed.data.token]);
+  const agent = new Agent(parsed.data, {
+    onFatal: (code) => process.exit(code === 4001 ? 3 : 4),
+    log: (line) => process.stderr.write(`[skynet-agent] ${redactor.text(line)}\n`),
+  });
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;

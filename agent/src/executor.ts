@@ -5,7 +5,6 @@
 // redacted from everything a step emits.
 import { spawn } from "node:child_process";
 import { constants } from "node:os";
-import { relative } from "node:path";
 import {
   type ActionName,
   type ActionParams,
@@ -16,9 +15,9 @@ import {
 } from "../../protocol/index.ts";
 import { containedArgv, containment, resolveCommand } from "./contain.ts";
 import { listFiles, readOne, refuseSecret, searchCode, writeOne } from "./fs-actions.ts";
-import { GitSafetyError, hardenedGit } from "./git-safety.ts";
+import { checkPushRemote, GitSafetyError, hardenedGit } from "./git-safety.ts";
 import { runnerCommand } from "./runners.ts";
-import { confine, SandboxError, scrubbedEnv } from "./sandbox.ts";
+import { confine, SandboxError, scrubbedEnv, workspaceRelative } from "./sandbox.ts";
 import { type PathPolicy, Redactor, secretPathspecs } from "./secrets.ts";
 
 export type OutStream = "stdout" | "stderr" | "system";
@@ -134,7 +133,8 @@ async function dispatch(action: ActionName, params: Record<string, unknown>, ctx
       if (q.path) {
         const abs = await confine(ctx.workspace, q.path);
         await refuseSecret(ctx, q.path, abs);
-        path = relative(ctx.workspace, abs) || ".";
+        // Literal: a path is a path here, never pathspec magic such as ":(top)" or a glob.
+        path = `:(literal)${(await workspaceRelative(ctx.workspace, abs)) || "."}`;
       }
       // Secret files stay out of the diff even when they are tracked.
       const args = ["diff", "--no-ext-diff", "--no-textconv", ...(q.staged ? ["--staged"] : [])];
@@ -164,6 +164,7 @@ async function dispatch(action: ActionName, params: Record<string, unknown>, ctx
     }
     case "git_push": {
       const q = p<"git_push">(params);
+      await checkPushRemote(ctx.workspace, q.remote);
       // The repository's remote.<name>.receivepack would run locally for a local remote; the
       // command-line option is the one setting that wins over it.
       return git(action, ["push", "--receive-pack=git-receive-pack", q.remote, ...(q.branch ? [q.branch] : [])], ctx);

@@ -10,6 +10,8 @@
 // (GIT_CONFIG_NOSYSTEM). Anything the repository sets is replaced by the global value or a
 // neutral one.
 import { execFile } from "node:child_process";
+import { realpath } from "node:fs/promises";
+import { isAbsolute, relative, resolve } from "node:path";
 import { scrubbedEnv } from "./sandbox.ts";
 
 export class GitSafetyError extends Error {}
@@ -171,4 +173,48 @@ export async function hardenedGit(
 ): Promise<{ argv: string[]; env: NodeJS.ProcessEnv }> {
   const overrides = await gitOverrides(workspace, readOnly);
   return { argv: ["git", "--no-pager", ...overrides.flatMap((o) => ["-c", o]), ...args], env: gitEnv(readOnly) };
+}
+
+/** Runs a read-only `git` query with the hardened environment and overrides; stdout, or null on failure. */
+async function gitQuery(workspace: string, args: string[]): Promise<string | null> {
+  const overrides = await gitOverrides(workspace, true);
+  return new Promise((done) => {
+    execFile(
+      "git",
+      ["--no-pager", ...overrides.flatMap((o) => ["-c", o]), ...args],
+      { cwd: workspace, env: gitEnv(true), timeout: 10_000 },
+      (err, stdout) => done(err ? null : String(stdout)),
+    );
+  });
+}
+
+/** The local directory a remote URL names, or null for a network URL (https, ssh, scp-like host:path). */
+function localPath(url: string, workspace: string): string | null {
+  if (url.startsWith("file://")) return url.slice("file://".length);
+  if (/^[A-Za-z][A-Za-z0-9+.-]*::/.test(url) || /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(url)) return null;
+  const colon = url.indexOf(":");
+  const slash = url.indexOf("/");
+  if (colon > 0 && (slash < 0 || colon < slash)) return null; // host:path is ssh
+  return isAbsolute(url) ? url : resolve(workspace, url);
+}
+
+/**
+ * A push goes only to a configured remote, and never to a repository inside the workspace: git
+ * runs the receiving repository's hooks, and a plan can write those files there.
+ */
+export async function checkPushRemote(workspace: string, remote: string): Promise<void> {
+  const urls = await gitQuery(workspace, ["remote", "get-url", "--push", "--all", remote]);
+  if (urls === null || urls.trim() === "") {
+    throw new GitSafetyError(`refused: "${remote}" is not a configured remote of this repository (see git remote -v)`);
+  }
+  const root = await realpath(workspace);
+  for (const url of urls.split("\n").filter(Boolean)) {
+    const local = localPath(url, workspace);
+    if (!local) continue;
+    const real = await realpath(local).catch(() => resolve(local));
+    const rel = relative(root, real);
+    if (rel === "" || (!rel.startsWith("..") && !isAbsolute(rel))) {
+      throw new GitSafetyError(`refused: remote "${remote}" is a repository inside the workspace (${rel || "."})`);
+    }
+  }
 }

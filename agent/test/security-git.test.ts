@@ -132,6 +132,19 @@ describe("READ_ONLY git actions never run a program the repository names", () =>
     expect(await h.sentinels()).toEqual([]);
   });
 
+  it("git diff's path is literal: ':(top)' cannot reach outside a workspace that is a subdirectory", async () => {
+    await mkdir(join(h.repo.dir, "sub"));
+    await writeFile(join(h.repo.dir, "sub", "in.txt"), "in\n");
+    await h.repo.git("add", "-A");
+    await h.repo.git("commit", "-qm", "sub");
+    await modify("src/a.txt", "outside-the-workspace\n");
+    await h.start({ workspaces: { default: join(h.repo.dir, "sub") } });
+    const { log } = await h.run([step("git_diff", { path: ":(top)src/a.txt" })]);
+    expect(log).not.toContain("outside-the-workspace");
+    const whole = await h.run([step("git_diff", { path: ":(top)" })]);
+    expect(whole.log).not.toContain("outside-the-workspace");
+  });
+
   it("core.gitProxy (no way to clear it from the command line) is refused with a clear error", async () => {
     await h.repo.git("config", "core.gitProxy", await script("proxy"));
     await h.start();
@@ -177,6 +190,25 @@ describe("WRITE and ADMIN git actions: transports, credentials and signing stay 
       "initial",
     );
     expect(await h.sentinels()).toEqual([]);
+  });
+
+  it("a push goes only to a configured remote, never to a repository inside the workspace", async () => {
+    // A bare repository written into the workspace, with a hook git would run on receive.
+    const inside = join(h.repo.dir, "evil.git");
+    execFileSync("git", ["init", "--quiet", "--bare", inside]);
+    await writeFile(join(inside, "hooks", "post-receive"), `#!/bin/sh\n${touch("post-receive")}\n`);
+    await chmod(join(inside, "hooks", "post-receive"), 0o755);
+    await h.repo.git("remote", "add", "inside", "./evil.git");
+    await h.repo.git("remote", "add", "sneaky", bare);
+    await h.repo.git("config", "remote.sneaky.pushurl", inside);
+    await h.start();
+    for (const remote of ["evil.git", "inside", "sneaky"]) {
+      const { result } = await h.run([step("git_push", { remote, branch: "main" }, "ADMIN")]);
+      expect(result.status, remote).toBe("FAILED");
+      expect(result.steps[0]?.error, remote).toMatch(/not a configured remote|inside the workspace/);
+    }
+    expect(await h.sentinels()).toEqual([]);
+    expect(execFileSync("git", ["--git-dir", inside, "for-each-ref"], { encoding: "utf8" })).toBe("");
   });
 
   it("core.sshCommand from the repository does not run", async () => {
