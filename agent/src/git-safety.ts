@@ -71,6 +71,10 @@ const FIXED = [
   "protocol.https.allow=always",
   "protocol.ssh.allow=always",
   "protocol.ext.allow=never",
+  // A workspace that is not a repository but was made to look like a bare one (HEAD, config,
+  // objects/, refs/ written by a plan) is not treated as one: its "config" would be the plan's.
+  // Honoured only from protected config, which includes the command line.
+  "safe.bareRepository=explicit",
   // Background maintenance runs hooks (pre-auto-gc) and more git processes.
   "gc.auto=0",
   "maintenance.auto=false",

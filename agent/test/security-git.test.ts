@@ -145,6 +145,27 @@ describe("READ_ONLY git actions never run a program the repository names", () =>
     expect(whole.log).not.toContain("outside-the-workspace");
   });
 
+  it("a plain workspace that a plan dressed up as a bare repository is not taken for one", async () => {
+    const plain = await mkdtemp(join(tmpdir(), "skynet-plain-"));
+    try {
+      await h.start({ workspaces: { default: plain } });
+      const write = (path: string, content: string, id: string) =>
+        step("write_file", { path, content, overwrite: true }, "WRITE", id);
+      const made = await h.run([
+        write("HEAD", "ref: refs/heads/main\n", "s1"),
+        write("config", `[core]\n\tbare = true\n[log]\n\tshowSignature = true\n[gpg]\n\tprogram = /bin/false\n`, "s2"),
+        write("objects/info/.keep", "", "s3"),
+        write("refs/heads/.keep", "", "s4"),
+      ]);
+      expect(made.result.status).toBe("SUCCEEDED");
+      const { result, log } = await h.run([step("git_log", { limit: 1 })]);
+      expect(result.status).toBe("FAILED");
+      expect(log).toMatch(/not a git repository|cannot use bare repository/);
+    } finally {
+      await rm(plain, { recursive: true, force: true });
+    }
+  });
+
   it("core.gitProxy (no way to clear it from the command line) is refused with a clear error", async () => {
     await h.repo.git("config", "core.gitProxy", await script("proxy"));
     await h.start();
