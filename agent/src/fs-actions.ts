@@ -125,8 +125,8 @@ export async function searchCode(q: ActionParams<"search_code">, ctx: StepContex
 }
 
 export async function writeOne(q: ActionParams<"write_file">, ctx: StepContext): Promise<StepRun> {
-  // Secret check first: a refused write must not even create its parent directories.
-  await refuseSecret(ctx, q.path, await confine(ctx.workspace, q.path));
+  // Every check before anything is created: a refused write must not even make its directories.
+  await refuseSecret(ctx, q.path, await confineForWrite(ctx.workspace, q.path, false));
   const path = await confineForWrite(ctx.workspace, q.path);
   try {
     await writeFile(path, q.content, { flag: q.overwrite ? "w" : "wx" });

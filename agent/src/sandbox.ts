@@ -52,7 +52,7 @@ export async function workspaceRelative(workspace: string, absolute: string): Pr
  * Like confine, for a write: refused inside `.git` (git's config and hooks run programs) both as
  * written and after symlinks are resolved, and creates missing parent directories.
  */
-export async function confineForWrite(workspace: string, relPath: string): Promise<string> {
+export async function confineForWrite(workspace: string, relPath: string, create = true): Promise<string> {
   if (touchesGitDir(relPath)) throw new SandboxError(`refused path "${relPath}": writing inside .git is not allowed`);
   const target = await confine(workspace, relPath);
   const root = await realpath(workspace);
@@ -60,6 +60,7 @@ export async function confineForWrite(workspace: string, relPath: string): Promi
   if (touchesGitDir(real)) {
     throw new SandboxError(`refused path "${relPath}": it resolves to "${real}", inside .git, which is not allowed`);
   }
+  if (!create) return target;
   await mkdir(dirname(target), { recursive: true });
   // Re-check after creating directories: nothing may have raced a symlink in.
   const parent = await realpath(dirname(target));

@@ -38,6 +38,8 @@ export const DEFAULT_SECRET_GLOBS: readonly string[] = [
   ".netrc",
   "_netrc",
   ".git-credentials",
+  // Remote URLs with embedded tokens, http.extraHeader (CI checkouts keep a bearer token there).
+  ".git/config",
   ".pgpass",
   ".cargo/credentials*",
   ".gem/credentials",

@@ -69,9 +69,10 @@ describe("secret files are off limits", () => {
     await writeFile(join(h.repo.dir, "deploy", "id_ed25519"), `-----BEGIN OPENSSH PRIVATE KEY-----\n${SECRET}\n`);
   });
 
-  it("read_file .dev.vars and .env.local are refused with the reason; the value is in no frame", async () => {
+  it("read_file .dev.vars, .env.local, keys, cloud credentials, .git/config: refused with the reason; the value is in no frame", async () => {
     await h.start();
-    for (const path of [".dev.vars", ".env.local", "deploy/id_ed25519", ".aws/credentials"]) {
+    await h.repo.git("config", "http.extraHeader", `Authorization: Bearer ${SECRET}`);
+    for (const path of [".dev.vars", ".env.local", "deploy/id_ed25519", ".aws/credentials", ".git/config"]) {
       const { result, frames } = await h.run([step("read_file", { path })]);
       expect(result.status, path).toBe("FAILED");
       expect(result.steps[0]?.error).toContain("is a secret file");
