@@ -1,6 +1,6 @@
 // The file actions (list, read, search, write). Every path is confined to the workspace after
 // symlinks are resolved, secret files are refused or withheld, and nothing is written in `.git`.
-import { lstat, open, readdir, readFile, realpath, writeFile } from "node:fs/promises";
+import { lstat, open, readdir, readFile, realpath, stat, writeFile } from "node:fs/promises";
 import { join, relative, resolve } from "node:path";
 import type { ActionParams } from "../../protocol/index.ts";
 import type { StepContext, StepRun } from "./executor.ts";
@@ -65,6 +65,10 @@ export async function listFiles(q: ActionParams<"list_files">, ctx: StepContext)
 export async function readOne(q: ActionParams<"read_file">, ctx: StepContext): Promise<StepRun> {
   const path = await confine(ctx.workspace, q.path);
   await refuseSecret(ctx, q.path, path);
+  // A FIFO or device would block or never end: only regular files are read.
+  const st = await stat(path).catch(() => null);
+  if (!st) throw new SandboxError(`no such file: ${q.path}`);
+  if (!st.isFile()) throw new SandboxError(`refused: "${q.path}" is not a regular file`);
   const handle = await open(path, "r");
   try {
     const buf = Buffer.alloc(Math.min(q.maxBytes, ctx.outputCapBytes));

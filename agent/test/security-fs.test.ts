@@ -1,10 +1,13 @@
 // Hostile file actions: writes into .git (directly, by case, through a symlink), secret files
 // read, listed, searched, diffed, committed or written, the agent's own config, control
 // characters in paths, and the agent's tokens in a step's output.
+
+import { execFileSync } from "node:child_process";
 import { mkdir, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { checkActionParams } from "../../protocol/index.ts";
+import { ArtifactNameSchema, checkActionParams } from "../../protocol/index.ts";
+import { PathPolicySchema, parsePathFlags } from "../src/config.ts";
 import { executeStep } from "../src/executor.ts";
 import { TOKEN } from "./fake-registry.ts";
 import { exists, type Harness, harness, read, step } from "./security-harness.ts";
@@ -175,8 +178,34 @@ describe("secret files are off limits", () => {
   });
 });
 
+describe("odd files and configuration", () => {
+  it("read_file of a FIFO is refused instead of hanging the step", async () => {
+    execFileSync("mkfifo", [join(h.repo.dir, "pipe")]);
+    await h.start();
+    const { result } = await h.run([step("read_file", { path: "pipe" })]);
+    expect(result.status).toBe("FAILED");
+    expect(result.steps[0]?.error).toContain("not a regular file");
+  });
+
+  it("--deny-path/--allow-path flags become per-project (or all-workspace) globs the config accepts", () => {
+    const policies = parsePathFlags(["private", "api=*.sqlite"], [".env.example"], {
+      web: { deny: ["dumps"], allow: [] },
+    });
+    expect(policies).toEqual({
+      "*": { deny: ["private"], allow: [".env.example"] },
+      api: { deny: ["*.sqlite"], allow: [] },
+      web: { deny: ["dumps"], allow: [] },
+    });
+    expect(PathPolicySchema.safeParse(policies).success).toBe(true);
+    expect(PathPolicySchema.safeParse({ "*": { deny: ["a\nb"], allow: [] } }).success).toBe(false);
+  });
+});
+
 describe("control characters and invisible characters in paths", () => {
   it("are refused by validation and by the agent, and nothing is written", async () => {
+    for (const name of ["evil\nname.log", "esc\u001b[31m.log", "s1-run_tests.log\r"]) {
+      expect(ArtifactNameSchema.safeParse(name).success, JSON.stringify(name)).toBe(false);
+    }
     for (const path of [
       "evil\nname.txt",
       "a\rb",
