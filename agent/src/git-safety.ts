@@ -5,7 +5,7 @@
 // through the environment, or the command is refused when there is no neutral value.
 //
 // Trust: the user's global config (~/.gitconfig, ~/.config/git/config) is their own file, not
-// the workspace's, and the catalog cannot write to it (see sandbox.ts), so a program it names
+// the workspace's, and no action may write it (protectedFiles in secrets.ts), so a program it names
 // (their credential helper, ssh command, gpg, git-lfs filters) is kept. System config is off
 // (GIT_CONFIG_NOSYSTEM). Anything the repository sets is replaced by the global value or a
 // neutral one.
