@@ -7,14 +7,36 @@ import type { JsonObject, RiskLevel } from "./jobs.ts";
 export const CapabilitySchema = z.enum(["git", "fs", "runner", "shell"]);
 export type Capability = z.infer<typeof CapabilitySchema>;
 
+/**
+ * Control characters split log lines and fool terminals; bidi and zero-width characters make a
+ * name read differently from what it is. Neither belongs in a path an approver has to read.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point
+const UNREADABLE_IN_PATHS = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/;
+
+/** A `.git` path segment as git would see it on any file system (case, NTFS trailing dots, 8.3 name). */
+export function touchesGitDir(path: string): boolean {
+  return path.split(/[\\/]+/).some((seg) => /^\.git[. ]*$/i.test(seg) || /^git~\d+$/i.test(seg));
+}
+
 /** A path inside the workspace. The agent re-checks it after resolving symlinks. */
 export const RelativePathSchema = z
   .string()
   .min(1)
   .max(1024)
   .refine((p) => !p.includes("\0"), "paths may not contain NUL bytes")
+  .refine(
+    (p) => !UNREADABLE_IN_PATHS.test(p),
+    "paths may not contain control characters (newline, tab, escape…) or invisible/bidirectional characters",
+  )
   .refine((p) => !/^([A-Za-z]:)?[\\/]/.test(p) && !p.startsWith("~"), "paths must be relative to the workspace")
   .refine((p) => !p.split(/[\\/]+/).includes(".."), "paths may not leave the workspace ('..')");
+
+/** A path an action writes: never inside `.git` (its config and hooks make git run programs). */
+export const WritePathSchema = RelativePathSchema.refine(
+  (p) => !touchesGitDir(p),
+  "writing inside .git (or creating a .git file or directory) is not allowed",
+);
 
 export const RunnerSchema = z.enum(["npm", "pnpm", "yarn", "pytest", "go", "cargo", "make"]);
 export type Runner = z.infer<typeof RunnerSchema>;
@@ -58,7 +80,7 @@ export const ActionParamsSchemas = {
   lint: z.strictObject({ runner: RunnerSchema.optional(), args: ExtraArgsSchema }),
   install_deps: z.strictObject({ runner: RunnerSchema.optional() }),
   write_file: z.strictObject({
-    path: RelativePathSchema,
+    path: WritePathSchema,
     content: z.string().refine((c) => new TextEncoder().encode(c).length <= MAX_WRITE_BYTES, "content is over 1 MiB"),
     overwrite: z.boolean().default(false),
   }),

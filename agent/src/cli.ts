@@ -1,5 +1,6 @@
 // skynet-agent: pair this machine with a SKYNET server, connect and serve workspaces, or show
 // status. `npx skynet-agent --help` (Node ≥ 22.18) or `npm run agent -- --help` from the repo.
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { describeIssues, ErrorBodySchema, PairRequestSchema, PairResponseSchema } from "../../protocol/index.ts";
@@ -8,10 +9,13 @@ import {
   AgentConfigSchema,
   DEFAULT_CONFIG_PATH,
   DEFAULTS,
+  parsePathFlags,
   parseWorkspaces,
   readStoredConfig,
   writeStoredConfig,
 } from "./config.ts";
+import { containment } from "./contain.ts";
+import { Redactor } from "./secrets.ts";
 
 const HELP: Record<string, string> = {
   main: `skynet-agent ${AGENT_VERSION} — CHATHAN, the SKYNET laptop agent
@@ -38,7 +42,13 @@ saves it to the config file (default ${DEFAULT_CONFIG_PATH}, mode 0600).`,
   --allow-shell                  allow run_command (ADMIN; explicit commands as argv, still no shell)
   --max-concurrency N            jobs run at once (default ${DEFAULTS.maxConcurrency})
   --cancel-grace-ms MS           SIGTERM→SIGKILL grace on cancel (default ${DEFAULTS.cancelGraceMs})
-  --output-cap-bytes N           output forwarded per step before truncation (default 1 GiB)`,
+  --output-cap-bytes N           output forwarded per step before truncation (default 1 GiB)
+  --deny-path [projectId=]GLOB   also treat matching files as secrets (repeatable; see below)
+  --allow-path [projectId=]GLOB  lift a secret-file default for matching files, e.g. .env.example
+
+Secret files (.env*, .dev.vars, private keys, .npmrc, .netrc, .git-credentials, .aws/, .wrangler/,
+.skynet/, … and this config file) are never read, listed, searched or written by an action.
+The config file's "secretPaths" ({"<projectId>|*": {"deny": [...], "allow": [...]}}) does the same.`,
   status: `usage: skynet-agent status [--config PATH]
 
 Shows the saved configuration (never the token) and whether the server's /health answers.`,
@@ -100,11 +110,14 @@ async function connect(args: string[]): Promise<void> {
       "max-concurrency": { type: "string" },
       "cancel-grace-ms": { type: "string" },
       "output-cap-bytes": { type: "string" },
+      "deny-path": { type: "string", multiple: true, default: [] },
+      "allow-path": { type: "string", multiple: true, default: [] },
       help: { type: "boolean", short: "h" },
     },
   });
   if (values.help) return void console.log(HELP.connect);
-  const stored = await readStoredConfig(values.config ?? DEFAULT_CONFIG_PATH);
+  const configPath = resolve(values.config ?? DEFAULT_CONFIG_PATH);
+  const stored = await readStoredConfig(configPath);
   const num = (v: string | undefined, fallback: number) => (v === undefined ? fallback : Number(v));
   const candidate = {
     serverUrl: values.server ?? process.env.SKYNET_SERVER_URL ?? stored?.serverUrl,
@@ -117,6 +130,8 @@ async function connect(args: string[]): Promise<void> {
     outputCapBytes: num(values["output-cap-bytes"], DEFAULTS.outputCapBytes),
     reconnectBaseMs: DEFAULTS.reconnectBaseMs,
     reconnectMaxMs: DEFAULTS.reconnectMaxMs,
+    secretPaths: parsePathFlags(values["deny-path"], values["allow-path"], stored?.secretPaths),
+    configPath,
   };
   if (!candidate.serverUrl || !candidate.token) {
     fail(
@@ -132,7 +147,14 @@ async function connect(args: string[]): Promise<void> {
     const st = await stat(dir).catch(() => null);
     if (!st?.isDirectory()) fail(`workspace ${id}: ${dir} is not a directory`);
   }
-  const agent = new Agent(parsed.data, { onFatal: (code) => process.exit(code === 4001 ? 3 : 4) });
+  // Named once at startup: how a step's process tree is contained here (and what is not).
+  process.stderr.write(`[skynet-agent] containment: ${(await containment()).detail}\n`);
+  // The agent's own log lines never carry its token, whatever they quote.
+  const redactor = new Redactor([parsed.data.token]);
+  const agent = new Agent(parsed.data, {
+    onFatal: (code) => process.exit(code === 4001 ? 3 : 4),
+    log: (line) => process.stderr.write(`[skynet-agent] ${redactor.text(line)}\n`),
+  });
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;

@@ -12,11 +12,30 @@ const ServerUrlSchema = z
   .url({ protocol: /^https?$/, error: "the server URL must be http(s)://host[:port]" })
   .transform((u) => u.replace(/\/+$/, ""));
 
+/** A workspace-relative glob for secret files (see secrets.ts for the syntax). */
+const PathGlobSchema = z
+  .string()
+  .min(1)
+  .max(200)
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing them is the point
+  .refine((g) => !/[\u0000-\u001f\u007f]/.test(g), "a path glob may not contain control characters");
+
+/** Extra deny and allow globs for secret files, per project id ("*": every workspace). */
+export const PathPolicySchema = z.record(
+  z.union([ProjectIdSchema, z.literal("*")]),
+  z.strictObject({
+    deny: z.array(PathGlobSchema).max(100).default([]),
+    allow: z.array(PathGlobSchema).max(100).default([]),
+  }),
+);
+export type PathPolicies = z.infer<typeof PathPolicySchema>;
+
 export const StoredConfigSchema = z.object({
   serverUrl: ServerUrlSchema,
   agentId: z.string().min(1).optional(),
   token: z.string().min(16, "the agent token looks truncated"),
   name: z.string().min(1).max(100).optional(),
+  secretPaths: PathPolicySchema.optional(),
 });
 export type StoredConfig = z.infer<typeof StoredConfigSchema>;
 
@@ -37,6 +56,10 @@ export const AgentConfigSchema = z.object({
     .max(1024 * 1024 * 1024),
   reconnectBaseMs: z.number().int().min(10).max(60_000),
   reconnectMaxMs: z.number().int().min(100).max(600_000),
+  /** Secret-file globs beyond the defaults (and allow-globs that lift them). */
+  secretPaths: PathPolicySchema.optional(),
+  /** The config file holding the token: never readable by any action, wherever it is. */
+  configPath: z.string().min(1).optional(),
 });
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;
 
@@ -72,6 +95,20 @@ export async function writeStoredConfig(path: string, config: StoredConfig): Pro
   await chmod(path, 0o600);
 }
 
+/** Parses "[projectId=]glob" flags into per-project deny or allow lists ("*" without a project). */
+export function parsePathFlags(deny: string[], allow: string[], base: PathPolicies = {}): PathPolicies {
+  const out: PathPolicies = structuredClone(base);
+  const add = (value: string, kind: "deny" | "allow") => {
+    const m = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})=(.+)$/.exec(value);
+    const [id, glob] = m ? [m[1] as string, m[2] as string] : ["*", value];
+    out[id] ??= { deny: [], allow: [] };
+    out[id][kind].push(glob);
+  };
+  for (const v of deny) add(v, "deny");
+  for (const v of allow) add(v, "allow");
+  return out;
+}
+
 /** Parses "projectId=dir" pairs; a bare dir means project "default". */
 export function parseWorkspaces(values: string[]): Record<string, string> {
   const out: Record<string, string> = {};
@@ -82,4 +119,11 @@ export function parseWorkspaces(values: string[]): Record<string, string> {
     out[id] = resolve(dir === "~" || dir.startsWith("~/") ? join(homedir(), dir.slice(1)) : dir);
   }
   return out;
+}
+
+/** The secret-path globs for one project: its own plus those for every workspace ("*"). */
+export function pathPolicyFor(config: AgentConfig, projectId: string): { deny: string[]; allow: string[] } {
+  const all = config.secretPaths?.["*"];
+  const own = config.secretPaths?.[projectId];
+  return { deny: [...(all?.deny ?? []), ...(own?.deny ?? [])], allow: [...(all?.allow ?? []), ...(own?.allow ?? [])] };
 }

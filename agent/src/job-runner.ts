@@ -9,7 +9,7 @@ import type {
   FencedAgentMessage,
   StepResult,
 } from "../../protocol/index.ts";
-import type { AgentConfig } from "./config.ts";
+import { type AgentConfig, pathPolicyFor } from "./config.ts";
 import { executeStep } from "./executor.ts";
 import type { LogChunker } from "./log-stream.ts";
 
@@ -69,6 +69,9 @@ export async function runJob(host: JobHost, job: RunningJob, workspace: string):
       signal: job.abort.signal,
       out: (stream, data) => job.chunker.write(stream, data),
       captureBytes: step.action === "run_tests" || step.action === "build_project" ? CAPTURE_BYTES : 0,
+      pathPolicy: pathPolicyFor(host.config, job.spec.projectId),
+      agentConfigPath: host.config.configPath,
+      redact: [host.config.token, job.leaseToken],
     });
     await job.chunker.flush(true);
     const durationMs = Date.now() - startedAt.getTime();

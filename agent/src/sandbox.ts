@@ -2,7 +2,7 @@
 // resolved, and child processes get a scrubbed environment.
 import { lstat, mkdir, realpath } from "node:fs/promises";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
-import { RelativePathSchema } from "../../protocol/index.ts";
+import { RelativePathSchema, touchesGitDir } from "../../protocol/index.ts";
 
 export class SandboxError extends Error {}
 
@@ -43,13 +43,30 @@ export async function confine(workspace: string, relPath: string): Promise<strin
   return target;
 }
 
-/** Like confine, and creates missing parent directories (inside the workspace) for a write. */
-export async function confineForWrite(workspace: string, relPath: string): Promise<string> {
+/** The path relative to the workspace's real root ("" for the root itself). */
+export async function workspaceRelative(workspace: string, absolute: string): Promise<string> {
+  return relative(await realpath(workspace), absolute);
+}
+
+/**
+ * Like confine, for a write: refused inside `.git` (git's config and hooks run programs) both as
+ * written and after symlinks are resolved, and creates missing parent directories.
+ */
+export async function confineForWrite(workspace: string, relPath: string, create = true): Promise<string> {
+  if (touchesGitDir(relPath)) throw new SandboxError(`refused path "${relPath}": writing inside .git is not allowed`);
   const target = await confine(workspace, relPath);
+  const root = await realpath(workspace);
+  const real = relative(root, target);
+  if (touchesGitDir(real)) {
+    throw new SandboxError(`refused path "${relPath}": it resolves to "${real}", inside .git, which is not allowed`);
+  }
+  if (!create) return target;
   await mkdir(dirname(target), { recursive: true });
   // Re-check after creating directories: nothing may have raced a symlink in.
   const parent = await realpath(dirname(target));
-  if (!inside(await realpath(workspace), parent)) throw new SandboxError(`refused path "${relPath}"`);
+  if (!inside(root, parent) || touchesGitDir(relative(root, parent))) {
+    throw new SandboxError(`refused path "${relPath}"`);
+  }
   try {
     const st = await lstat(target);
     if (st.isSymbolicLink()) throw new SandboxError(`refused path "${relPath}": it is a symbolic link`);

@@ -1,7 +1,8 @@
 // Fault tests on the real Worker (wrangler dev) with real agent processes: an agent killed
 // mid-job, a connection cut while the agent lives, the Worker restarted mid-job, and a dispatch
 // message delivered more than once.
-import { chmod, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AgentProcess, startAgent } from "../helpers/node/agent-process.ts";
@@ -15,16 +16,23 @@ let worker: RunningWorker;
 let client: ApiClient;
 const agents: AgentProcess[] = [];
 const repos: GitRepo[] = [];
+const homes: string[] = [];
 
-/** A repository whose `git status` takes a while: its fsmonitor hook sleeps, then declines. */
-async function slowRepo(seconds: number): Promise<GitRepo> {
+/**
+ * A repository whose `git status` takes a while: an fsmonitor hook that sleeps, then declines.
+ * The agent ignores a repository's own core.fsmonitor (it would run workspace-controlled code),
+ * so the hook is named in the agent user's global config (a HOME of its own), which it trusts.
+ */
+async function slowRepo(seconds: number): Promise<GitRepo & { env: Record<string, string> }> {
   const repo = await makeGitRepo({ "README.md": "# slow\n" });
   repos.push(repo);
-  const hook = join(repo.dir, ".git", "slow-fsmonitor.sh");
+  const home = await mkdtemp(join(tmpdir(), "skynet-slow-home-"));
+  homes.push(home);
+  const hook = join(home, "slow-fsmonitor.sh");
   await writeFile(hook, `#!/bin/sh\nsleep ${seconds}\nexit 1\n`);
   await chmod(hook, 0o755);
-  await repo.git("config", "core.fsmonitor", hook);
-  return repo;
+  await writeFile(join(home, ".gitconfig"), `[core]\n\tfsmonitor = ${hook}\n`);
+  return Object.assign(repo, { env: { HOME: home } });
 }
 
 async function repo(files?: Record<string, string>): Promise<GitRepo> {
@@ -37,7 +45,7 @@ async function agent(
   name: string,
   projectId: string,
   workspace: string,
-  opts: { url?: string; allowShell?: boolean } = {},
+  opts: { url?: string; allowShell?: boolean; env?: Record<string, string> } = {},
 ) {
   const { agentId, token } = await client.pair(name);
   const proc = await startAgent({
@@ -47,6 +55,7 @@ async function agent(
     projectId,
     name,
     allowShell: opts.allowShell,
+    env: opts.env,
   });
   agents.push(proc);
   await waitFor(
@@ -70,12 +79,13 @@ afterAll(async () => {
   for (const a of agents) await a.kill();
   await worker?.stop();
   for (const r of repos) await r.cleanup();
+  for (const h of homes) await rm(h, { recursive: true, force: true });
 });
 
 describe("faults", () => {
   it("an agent killed mid-job: a READ_ONLY job completes on another agent", async () => {
     const slow = await slowRepo(15);
-    const a = await agent("doomed", "lost-ro", slow.dir);
+    const a = await agent("doomed", "lost-ro", slow.dir, { env: slow.env });
     const jobId = await client.submit("check git status", "lost-ro");
     const running = await client.waitStatus(jobId, ["RUNNING"]);
     expect(running.agentId).toBe(a.agentId);
@@ -116,7 +126,7 @@ describe("faults", () => {
     try {
       proxy = await startTcpProxy(worker.port);
       const slow = await slowRepo(5);
-      await agent("flaky-network", "resume", slow.dir, { url: proxy.url });
+      await agent("flaky-network", "resume", slow.dir, { url: proxy.url, env: slow.env });
       const jobId = await client.submit("check git status", "resume");
       await client.waitStatus(jobId, ["RUNNING"]);
       expect(proxy.dropAll()).toBeGreaterThan(0);
@@ -131,7 +141,7 @@ describe("faults", () => {
 
   it("the Worker restarted mid-job with its state kept: no job or event lost", async () => {
     const slow = await slowRepo(8);
-    await agent("survivor", "restart", slow.dir);
+    await agent("survivor", "restart", slow.dir, { env: slow.env });
     const jobId = await client.submit("check git status", "restart");
     await client.waitStatus(jobId, ["RUNNING"]);
     await worker.restart();
