@@ -82,7 +82,7 @@ describe("Anthropic planner", () => {
     const res = await planner().plan({ jobId, intent, projectId: "p" });
     expect(res.ok).toBe(true);
     if (!res.ok) return;
-    expect(res.plan.proposedSteps.map((s) => [s.action, s.params.path, s.risk])).toEqual([
+    expect(res.plan.proposedSteps.map((s) => [s.action, s.params?.path, s.risk])).toEqual([
       ["read_file", "README.md", "READ_ONLY"],
       ["list_files", ".", "READ_ONLY"],
     ]);

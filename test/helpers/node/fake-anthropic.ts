@@ -218,7 +218,8 @@ export async function startFakeAnthropic(opts: { port?: number; apiKey?: string 
             setTimeout(() => answer(r.reply), r.ms).unref();
             return;
           case "error": {
-            const retry = r.status === 429 || r.status === 529 ? { "retry-after": String(r.retryAfterS ?? 1) } : {};
+            const retry: Record<string, string> =
+              r.status === 429 || r.status === 529 ? { "retry-after": String(r.retryAfterS ?? 1) } : {};
             error(r.status, r.type, r.message, retry);
             return;
           }
