@@ -5,7 +5,7 @@
 // one scenario's model plan differs from what the rules would plan. After each test, any Bot API
 // call Telegram would have refused, and any request the model stand-in refused or found
 // unscripted, fails it.
-import { readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { JobView } from "../../protocol/index.ts";
@@ -19,6 +19,7 @@ import {
   startFakeTelegram,
 } from "../helpers/node/fake-telegram.ts";
 import { type GitRepo, makeGitRepo } from "../helpers/node/git-repo.ts";
+import { processesWithArgv as processes } from "../helpers/node/processes.ts";
 import { waitFor } from "../helpers/node/wait.ts";
 import { type RunningWorker, startWorker } from "../helpers/node/wrangler-dev.ts";
 
@@ -48,20 +49,6 @@ afterEach(() => {
 });
 
 const text = (c: RecordedCall | undefined) => String(c?.params.text ?? "");
-
-/**
- * Processes whose command line is exactly `argv`, from /proc (so a missing tool cannot make the
- * check pass: without /proc this throws). Zombies have an empty cmdline and do not count.
- */
-async function processes(argv: string[]): Promise<number[]> {
-  const found: number[] = [];
-  for (const entry of await readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
-    if (cmdline === `${argv.join("\0")}\0`) found.push(Number(entry));
-  }
-  return found;
-}
 
 const step = (action: string, risk: string, params: Record<string, unknown> = {}) => ({
   description: action,
