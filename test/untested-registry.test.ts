@@ -1,7 +1,7 @@
 // The real AgentRegistryDO and JobDOs (not agent/test/fake-registry.ts): a token connecting
 // twice (close 4000), a protocol version mismatch (4003), job_reject handling, and a cancel
 // racing the agent's accept and finish.
-import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { PROTOCOL_VERSION } from "../protocol/index.ts";
 import type { AgentRegistryDO } from "../src/agents/agent-registry-do.ts";
@@ -160,6 +160,41 @@ describe("cancel racing the agent", () => {
     expect(cancel.status).toBe(409);
     expect(await json(cancel)).toMatchObject({ error: { code: "conflict", message: "job already SUCCEEDED" } });
     expect((await job(jobId).get())?.status).toBe("SUCCEEDED");
+    agent.close();
+  });
+});
+
+describe("the registry evicted while a job runs", () => {
+  it("keeps relaying the running job's messages from its stored book", async () => {
+    const agent = await TestAgent.connect((await pairAgent("evicted")).token, { workspaces: ["evict"] });
+    const jobId = await queuedJob("evict");
+    await job(jobId).dispatch(1);
+    const offer = await agent.next("job_offer");
+    const fence = { jobId, attempt: 1, leaseToken: offer.leaseToken };
+    agent.send({ type: "job_accept", ...fence });
+    await expect.poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
+    // Its memory is gone (as when it hibernates or is moved); sockets and storage remain.
+    await evictDurableObject(registry());
+    agent.send({ type: "heartbeat", running: [{ ...fence, lastSeq: 0 }] });
+    agent.send({ type: "step_started", ...fence, stepId: "s1", startedAt: new Date().toISOString() });
+    agent.send({
+      type: "job_finished",
+      ...fence,
+      status: "SUCCEEDED",
+      result: {
+        jobId,
+        attempt: 1,
+        status: "SUCCEEDED",
+        steps: [{ stepId: "s1", action: "git_status", outcome: "succeeded", exitCode: 0 }],
+        artifacts: [],
+      },
+    });
+    await expect.poll(async () => (await job(jobId).get())?.status).toBe("SUCCEEDED");
+    expect(agent.received.filter((m) => m.type === "error" || m.type === "job_cancel")).toEqual([]);
+    // The finished job left the registry's book: the agent's slot is free again.
+    const next = await queuedJob("evict");
+    await job(next).dispatch(1);
+    expect((await agent.next("job_offer")).jobId).toBe(next);
     agent.close();
   });
 });

@@ -115,9 +115,9 @@ describe("CI count", () => {
       expect(err.code).toBe(1);
       expect(err.stdout.trim().split("\n")).toEqual([
         "lint: failed",
-        "worker: only 1 tests ran, expected at least 100",
-        "agent: only 0 tests ran, expected at least 28",
-        "e2e: only 0 tests ran, expected at least 15",
+        "worker: only 1 tests ran, expected at least 125",
+        "agent: only 0 tests ran, expected at least 60",
+        "e2e: only 0 tests ran, expected at least 20",
         "1 passed, 4 failed",
       ]);
     } finally {
