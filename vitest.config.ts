@@ -22,7 +22,7 @@ export default defineConfig(async () => {
                   API_TOKEN: "test-api-token",
                   TELEGRAM_BOT_TOKEN: "123456:TEST-TOKEN",
                   TELEGRAM_API_ROOT: telegramApiRoot,
-                  TELEGRAM_ALLOWED_USER_IDS: "42,43,44,45,46,47,48,49",
+                  TELEGRAM_ALLOWED_USER_IDS: "42,43,44,45,46,47,48,49,50",
                   TELEGRAM_ADMIN_USER_IDS: "43",
                   TELEGRAM_WEBHOOK_SECRET: "test-webhook-secret",
                   ANTHROPIC_API_KEY: "",

@@ -8,14 +8,15 @@ import type { JobView } from "../protocol/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { NotifyLater, type NotifyMemo, notifyJob } from "../src/notify/notify.ts";
-import { failNext, setChat, TelegramScope } from "./helpers/telegram.ts";
+import { expectWebhookErrors, failNext, message, post, setChat, TelegramScope } from "./helpers/telegram.ts";
 import { api } from "./helpers/worker.ts";
 
 const BLOCKED = 9101;
 const GONE = 9102;
 const FLOODED = 9103;
 const BAD = 9104;
-const tg = new TelegramScope([BLOCKED, GONE, FLOODED, BAD], "u1-");
+const HELPER = { id: 50, is_bot: false, first_name: "Hugo" };
+const tg = new TelegramScope([BLOCKED, GONE, FLOODED, BAD, HELPER.id], "u1-");
 
 beforeEach(async () => {
   await tg.skip();
@@ -139,5 +140,28 @@ describe("Telegram's refusals of a job's message", () => {
       ["sendMessage", false],
       ["sendMessage", true],
     ]);
+  });
+});
+
+describe("a webhook handler that fails", () => {
+  it("is acknowledged to Telegram, but flagged in a header and counted in /metrics", async () => {
+    const count = async () =>
+      Number(/^skynet_webhook_errors_total (\d+)$/m.exec(await (await api("/metrics")).text())?.[1] ?? "NaN");
+    const before = await count();
+    // Telegram fails the bot's reply (its own 500): the /help handler throws.
+    await failNext("sendMessage", HELPER.id, { errorCode: 500, description: "Internal Server Error" });
+    expectWebhookErrors(1);
+    const res = await post(message(HELPER, "/help"));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("X-Skynet-Update-Failed")).toBe("1");
+    expect(await count()).toBe(before + 1);
+    // The next update is handled normally.
+    const ok = await post(message(HELPER, "/help"));
+    expect(ok.headers.get("X-Skynet-Update-Failed")).toBeNull();
+    expect((await tg.take()).map((c) => [c.method, c.ok])).toEqual([
+      ["sendMessage", false],
+      ["sendMessage", true],
+    ]);
+    expect(await count()).toBe(before + 1);
   });
 });
