@@ -143,7 +143,8 @@ describe("identity and assignment", () => {
     const jobId = await queuedJob("timeout", "check git status");
     await job(jobId).dispatch(1);
     const slowOffer = await slow.next("job_offer");
-    const quick = await TestAgent.connect((await pairAgent("quick")).token, { workspaces: ["timeout"] });
+    const quickPair = await pairAgent("quick");
+    const quick = await TestAgent.connect(quickPair.token, { workspaces: ["timeout"] });
     await runInDurableObject(registry(), (_i: AgentRegistryDO, state) => {
       state.storage.sql.exec("UPDATE jobs SET deadline = 1 WHERE job_id = ?", jobId);
     });
@@ -152,8 +153,8 @@ describe("identity and assignment", () => {
     expect(offer.jobId).toBe(jobId);
     quick.send({ type: "job_accept", jobId, attempt: 1, leaseToken: offer.leaseToken });
     await expect.poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
-    const quickId = (await job(jobId).get())?.agentId;
-    expect(quickId).toBeTruthy();
+    const quickId = quickPair.agentId;
+    expect((await job(jobId).get())?.agentId).toBe(quickId);
     // The slow agent's late accept, with the lease token of its own (withdrawn) offer, is refused
     // because another agent now holds the job; the job stays with that agent.
     slow.send({ type: "job_accept", jobId, attempt: 1, leaseToken: slowOffer.leaseToken });
