@@ -15,8 +15,9 @@ const BLOCKED = 9101;
 const GONE = 9102;
 const FLOODED = 9103;
 const BAD = 9104;
+const FLOODED_JOB = 9105;
 const HELPER = { id: 50, is_bot: false, first_name: "Hugo" };
-const tg = new TelegramScope([BLOCKED, GONE, FLOODED, BAD, HELPER.id], "u1-");
+const tg = new TelegramScope([BLOCKED, GONE, FLOODED, BAD, FLOODED_JOB, HELPER.id], "u1-");
 
 beforeEach(async () => {
   await tg.skip();
@@ -122,6 +123,24 @@ describe("Telegram's refusals of a job's message", () => {
       ["sendMessage", false],
       ["sendMessage", true],
     ]);
+  });
+
+  it("flood control on a job's chat: the notification waits Telegram's retry_after, the ledger does not", async () => {
+    await setChat(FLOODED_JOB, { floodSeconds: 40 });
+    const { jobId, stub } = await plannedJob(FLOODED_JOB);
+    expect((await tg.take()).map((c) => [c.method, c.error])).toEqual([
+      ["sendMessage", "Too Many Requests: retry after 40"],
+    ]);
+    const pending = await runInDurableObject(stub, (i: JobDO) =>
+      i.ctx.storage.sql
+        .exec<{ kind: string; tries: number; next_at: number }>("SELECT kind, tries, next_at FROM outbox")
+        .toArray(),
+    );
+    expect(pending.map((p) => [p.kind, p.tries])).toEqual([["notify", 0]]);
+    // Not before Telegram said it may be retried (less the second it rounds to).
+    expect(pending[0]?.next_at ?? 0).toBeGreaterThanOrEqual(Date.now() + 38_000);
+    const ledger = await env.DB.prepare("SELECT status FROM jobs WHERE id = ?").bind(jobId).first<{ status: string }>();
+    expect(ledger?.status).toBe("QUEUED");
   });
 
   it("a message Telegram refuses as malformed: logged and counted, the next state is tried again", async () => {
