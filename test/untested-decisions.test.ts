@@ -1,7 +1,8 @@
 // Decisions not tested before: /deny from the API and from Telegram, and a cancel racing planning
 // and approval. Real Worker, real JobDOs, real D1; Telegram through the Bot API stand-in.
-import { env, runDurableObjectAlarm } from "cloudflare:test";
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
+import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { lastJobPlanned, message, post, TelegramScope, textOf } from "./helpers/telegram.ts";
 import { api, json } from "./helpers/worker.ts";
@@ -79,6 +80,25 @@ describe("cancel racing", () => {
     expect(res.ok && res.job.status).toBe("CANCELLED");
     await runDurableObjectAlarm(job(jobId));
     expect(await job(jobId).get()).toMatchObject({ status: "CANCELLED", plan: null, attempt: 0 });
+    await expect.poll(() => events(jobId)).toEqual(["CREATED", "CANCELLED"]);
+  });
+
+  it("planning: a cancel arriving while the planner is working wins over the plan it returns", async () => {
+    const jobId = newJobId();
+    await job(jobId).create({ jobId, projectId: "race", intent: "check git status", userId: "42", chatId: null });
+    await runInDurableObject(job(jobId), async (i: JobDO) => {
+      const s = i.load();
+      if (!s) throw new Error("no state");
+      const planning = i.plan(s); // suspends at the planner call
+      const res = await i.cancel({ id: "42", isAdmin: false }, "while planning");
+      expect(res.ok && res.job.status).toBe("CANCELLED");
+      await planning;
+    });
+    expect(await job(jobId).get()).toMatchObject({
+      status: "CANCELLED",
+      plan: null,
+      error: "cancelled by 42: while planning",
+    });
     await expect.poll(() => events(jobId)).toEqual(["CREATED", "CANCELLED"]);
   });
 
