@@ -86,7 +86,8 @@ describe("JobDO planning and approval", () => {
   it("fails planning clearly for an intent it cannot understand", async () => {
     const { job } = await planned("make me a sandwich");
     expect(job.status).toBe("FAILED");
-    expect(job.error).toBeTruthy();
+    expect(job.error).toMatch(/^I could not map "make me a sandwich" to an action I can run\. Try phrases like: /);
+    expect(job.plan).toBeNull();
   });
 
   it("cancels from CREATED, PLANNED and QUEUED and refuses to cancel a finished job", async () => {

@@ -142,8 +142,9 @@ describe("identity and assignment", () => {
     const slow = await TestAgent.connect((await pairAgent("slow")).token, { workspaces: ["timeout"] });
     const jobId = await queuedJob("timeout", "check git status");
     await job(jobId).dispatch(1);
-    await slow.next("job_offer");
-    const quick = await TestAgent.connect((await pairAgent("quick")).token, { workspaces: ["timeout"] });
+    const slowOffer = await slow.next("job_offer");
+    const quickPair = await pairAgent("quick");
+    const quick = await TestAgent.connect(quickPair.token, { workspaces: ["timeout"] });
     await runInDurableObject(registry(), (_i: AgentRegistryDO, state) => {
       state.storage.sql.exec("UPDATE jobs SET deadline = 1 WHERE job_id = ?", jobId);
     });
@@ -152,9 +153,31 @@ describe("identity and assignment", () => {
     expect(offer.jobId).toBe(jobId);
     quick.send({ type: "job_accept", jobId, attempt: 1, leaseToken: offer.leaseToken });
     await expect.poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
-    // The slow agent's late accept is refused.
-    slow.send({ type: "job_accept", jobId, attempt: 1, leaseToken: offer.leaseToken });
-    expect((await slow.next("error")).code).toBe("stale_lease");
+    const quickId = quickPair.agentId;
+    expect((await job(jobId).get())?.agentId).toBe(quickId);
+    // The slow agent's late accept, with the lease token of its own (withdrawn) offer, is refused
+    // because another agent now holds the job; the job stays with that agent.
+    slow.send({ type: "job_accept", jobId, attempt: 1, leaseToken: slowOffer.leaseToken });
+    expect(await slow.next("error")).toMatchObject({
+      code: "stale_lease",
+      message: "another agent holds this job",
+      jobId,
+      attempt: 1,
+    });
+    expect(await job(jobId).get()).toMatchObject({ status: "RUNNING", agentId: quickId, attempt: 1 });
+    // Its step messages are refused too: it never ran anything of this job.
+    slow.send({
+      type: "step_started",
+      jobId,
+      attempt: 1,
+      leaseToken: slowOffer.leaseToken,
+      stepId: "s1",
+      startedAt: new Date().toISOString(),
+    });
+    expect(await slow.next("error")).toMatchObject({
+      code: "stale_lease",
+      message: "this agent does not hold the job's lease",
+    });
     slow.close();
     quick.close();
   });

@@ -65,7 +65,7 @@ describe("Sentinel", () => {
     expect(worker?.status).toBe("OFFLINE");
     const job = await stub(jobId).get();
     expect(job?.attempt).toBe(2);
-    expect(["QUEUED", "RUNNING"]).toContain(job?.status);
+    expect(job?.status).toBe("QUEUED"); // the silent agent never accepts attempt 2
     agent.close();
   });
 

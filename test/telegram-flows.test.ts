@@ -1,18 +1,16 @@
 // Whole flows through the webhook and the JobDO: a job from /task through the agent's progress to
 // the final summary (edited into the same message), failure and cancellation, the Logs / Retry /
 // More buttons, /retry, group chats, and the per-user "slow down".
-import { env, runInDurableObject } from "cloudflare:test";
-import { beforeEach, describe, expect, it } from "vitest";
-import type { FencedAgentMessage } from "../protocol/index.ts";
-import type { JobDO } from "../src/jobs/job-do.ts";
+import { env } from "cloudflare:test";
+import { afterAll, beforeEach, describe, expect, it } from "vitest";
+import type { FencedAgentMessage, ServerToAgent } from "../protocol/index.ts";
 import { type Call, lastJobPlanned, message, post, TelegramScope, textOf } from "./helpers/telegram.ts";
+import { pairAgent, TestAgent } from "./helpers/worker.ts";
 
 const USER = { id: 45, is_bot: false, first_name: "Grace", username: "grace" };
 const HASTY = { id: 47, is_bot: false, first_name: "Hasty" };
 const GROUP = { id: -100200, type: "supergroup" as const, title: "ops" };
 const tg = new TelegramScope([USER.id, HASTY.id, GROUP.id], "t2-");
-const AGENT = "agent_flows";
-const LEASE = "L".repeat(32);
 
 beforeEach(async () => {
   await tg.skip();
@@ -21,22 +19,28 @@ beforeEach(async () => {
 const stub = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
 const edits = (jobId: string) => (c: Call) => c.method === "editMessageText" && textOf(c).includes(jobId);
 
-/** Plays the agent: takes the queued job's lease and sends each message through the JobDO's RPC. */
+let agent: TestAgent | undefined;
+afterAll(() => agent?.close());
+
+/**
+ * Plays the agent through the real registry: a paired agent connected over a WebSocket takes the
+ * job's offer (dispatched as the queue consumer would), accepts it with the offer's lease token
+ * and sends each message as a frame; the registry relays them to the JobDO, which checks them.
+ */
 async function asAgent(jobId: string, messages: ((f: Fence) => FencedAgentMessage)[]): Promise<void> {
-  await runInDurableObject(stub(jobId), async (instance: JobDO) => {
-    const state = instance.load();
-    if (!state) throw new Error("no job");
-    if (!state.lease) {
-      state.dispatchedAttempt = state.attempt;
-      state.leaseToken = LEASE;
-      instance.ctx.storage.kv.put("job", state);
-    }
-    const fence = { jobId, attempt: state.attempt, leaseToken: LEASE };
-    for (const m of messages) {
-      const res = await instance.agentMessage(AGENT, m(fence));
-      if (!res.ok) throw new Error(res.message);
-    }
-  });
+  agent ??= await TestAgent.connect((await pairAgent("flows-agent")).token, { maxConcurrency: 16 });
+  const view = await stub(jobId).get();
+  if (view?.status !== "QUEUED") throw new Error(`job is ${view?.status}, not QUEUED`);
+  await stub(jobId).dispatch(view.attempt); // "duplicate" when the queue consumer was first
+  let offer: Extract<ServerToAgent, { type: "job_offer" }>;
+  do offer = await agent.next("job_offer");
+  while (offer.jobId !== jobId);
+  const fence = { jobId, attempt: offer.attempt, leaseToken: offer.leaseToken };
+  for (const m of messages) agent.send(m(fence));
+  const last = messages.at(-1)?.(fence);
+  const status = last?.type === "job_finished" ? last.status : "RUNNING";
+  await expect.poll(async () => (await stub(jobId).get())?.status).toBe(status);
+  expect(agent.received.filter((m) => m.type === "error")).toEqual([]);
 }
 type Fence = { jobId: string; attempt: number; leaseToken: string };
 

@@ -225,6 +225,7 @@ describe("notifyJob", () => {
   it("throws on Telegram's 5xx so the outbox retries; treats 'message is not modified' as done", async () => {
     const msgId = await planningMessage();
     const job = view(msgId);
+    tg.expectRefusal(/message is not modified/);
     await failNext("editMessageText", CHAT, { errorCode: 502, description: "Bad Gateway" });
     await expect(notifyJob(env, job, {})).rejects.toThrow(/Bad Gateway/);
     const memo = await notifyJob(env, job, {});
@@ -241,6 +242,7 @@ describe("notifyJob", () => {
 
   it("sends a new message when the old one was deleted, and remembers it", async () => {
     const job = view(999_999);
+    tg.expectRefusal(/message to edit not found/);
     const memo = await notifyJob(env, job, {});
     const made = await tg.take();
     expect(made.map((c) => c.method)).toEqual(["editMessageText", "sendMessage"]);

@@ -19,11 +19,12 @@ async function decide(deps: BotDeps, ctx: Context, job: JobView, what: Decision)
       return "✅ Approved; it is on its way to an agent.";
     }
     if (what === "deny") {
-      await denyPlan(deps.env, jobId, actor, `denied by ${actor.id}`);
+      // The job itself records "denied by <who>"; passing that again as the reason doubled it.
+      await denyPlan(deps.env, jobId, actor);
       return "✖️ Denied; nothing will run.";
     }
     if (job.status === "PLANNED") {
-      await denyPlan(deps.env, jobId, actor, `cancelled by ${actor.id} before approval`);
+      await denyPlan(deps.env, jobId, actor, "cancelled before approval");
       return "✖️ Cancelled; nothing ran.";
     }
     await cancelJob(deps.env, jobId, actor, `cancelled by ${actor.id}`);

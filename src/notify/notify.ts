@@ -6,6 +6,7 @@ import { isTerminal, type JobView } from "../../protocol/index.ts";
 import { renderJob } from "../bot/format.ts";
 import { jobKeyboard } from "../bot/keyboards.ts";
 import { loadConfig } from "../config.ts";
+import { getDb, incrementCounter } from "../ledger/store.ts";
 import { log } from "../lib/log.ts";
 import { redactorFor } from "../lib/redact.ts";
 import { chatSafety } from "./chat-safety.ts";
@@ -16,7 +17,16 @@ export interface NotifyMemo {
   lastAt?: number;
   lastStatus?: string;
   messageId?: number;
+  /** Telegram refused the chat for good (the user blocked the bot, the chat is gone): stop trying. */
+  undeliverable?: string;
 }
+
+/** The /metrics counter of Telegram's permanent refusals, by error code. */
+export const REFUSAL_COUNTER = "telegram_refusals:";
+
+/** Refusals that are about the chat, not the message: nothing sent to it later can succeed. */
+const CHAT_GONE =
+  /bot was blocked by the user|user is deactivated|bot was kicked|chat not found|have no rights to send/i;
 
 /** Telegram allows about one edit a second per chat; progress edits wait that long. */
 export const EDIT_INTERVAL_MS = 1000;
@@ -43,6 +53,7 @@ export async function notifyJob(env: Env, job: JobView, memo: NotifyMemo): Promi
   if (!job.chatId) return memo;
   const config = loadConfig(env);
   if (!config.telegramBotToken) return memo;
+  if (memo.undeliverable) return memo;
   const text = renderJob(job, { approvalTimeoutS: config.approvalTimeoutS });
   const markup = jobKeyboard(job);
   const key = `${text}\n${JSON.stringify(markup?.inline_keyboard ?? null)}`;
@@ -74,8 +85,17 @@ export async function notifyJob(env: Env, job: JobView, memo: NotifyMemo): Promi
     } else if (/message to edit not found|message can't be edited/.test(err.description)) {
       messageId = (await api.sendMessage(job.chatId, text, options)).message_id;
     } else {
-      // A permanent refusal (e.g. the chat is gone): log it and do not retry forever.
-      log("error", "telegram: could not update the job's message", { jobId: job.id, error: err.description });
+      // A permanent refusal: retrying the same call cannot succeed, so it is not retried; it is
+      // logged as an error and counted in /metrics so it cannot go unnoticed.
+      log("error", "telegram: refused the job's message", {
+        jobId: job.id,
+        code: err.error_code,
+        error: err.description,
+      });
+      await incrementCounter(getDb(env.DB), `${REFUSAL_COUNTER}${err.error_code}`).catch(() => undefined);
+      if (CHAT_GONE.test(err.description)) {
+        return { lastText: key, lastAt: now, lastStatus: job.status, messageId, undeliverable: err.description };
+      }
     }
   }
   return { lastText: key, lastAt: now, lastStatus: job.status, messageId };

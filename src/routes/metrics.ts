@@ -84,5 +84,13 @@ export const metricsRoutes = new Hono<{ Bindings: Env }>().get("/metrics", apiAu
   out.sample("skynet_dead_letters_total", counters.dead_letters ?? 0);
   out.metric("skynet_redispatches_total", "counter", "Jobs re-dispatched after an infrastructure failure.");
   out.sample("skynet_redispatches_total", requeues?.n ?? 0);
+  out.metric("skynet_webhook_errors_total", "counter", "Telegram updates whose handler failed (acknowledged anyway).");
+  out.sample("skynet_webhook_errors_total", counters.webhook_errors ?? 0);
+  out.metric("skynet_telegram_refusals_total", "counter", "Job messages Telegram refused for good, by error code.");
+  for (const [name, value] of Object.entries(counters).sort()) {
+    if (name.startsWith("telegram_refusals:")) {
+      out.sample("skynet_telegram_refusals_total", value, { code: name.slice("telegram_refusals:".length) });
+    }
+  }
   return c.body(out.text(), 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
 });

@@ -9,8 +9,12 @@ import { createBot } from "../bot/bot.ts";
 import { loadConfig } from "../config.ts";
 import { ApiError } from "../http/errors.ts";
 import { boundedBody, MAX_UPDATE_BYTES, requireJsonType } from "../http/limits.ts";
+import { getDb, incrementCounter } from "../ledger/store.ts";
 import { timingSafeEqual } from "../lib/crypto.ts";
 import { errorMessage, log } from "../lib/log.ts";
+
+/** The /metrics counter of updates whose handler threw (skynet_webhook_errors_total). */
+export const WEBHOOK_ERRORS = "webhook_errors";
 
 // The parts of an update the bot reads, checked before grammY sees them; fields the bot does
 // not use pass through untouched (Telegram adds new ones over time).
@@ -79,9 +83,11 @@ export const telegramRoutes = new Hono<{ Bindings: Env }>().post(
     try {
       return await handle(c);
     } catch (err) {
-      // A poison update must not make Telegram redeliver it forever: log it and acknowledge.
+      // A poison update must not make Telegram redeliver it forever: acknowledge it, but count it
+      // (/metrics) and say so in a header, so a failing handler is never just a log line.
       log("error", "telegram: update failed", { updateId: update.data.update_id, error: errorMessage(err) });
-      return c.json({ ok: true });
+      await incrementCounter(getDb(c.env.DB), WEBHOOK_ERRORS).catch(() => undefined);
+      return c.json({ ok: true }, 200, { "X-Skynet-Update-Failed": "1" });
     }
   },
 );

@@ -1,17 +1,25 @@
 // The seed's scenarios 7.1–7.5, end to end: real Telegram update JSON posted to the Worker's
 // webhook (wrangler dev), a real agent process in a real git repository, and the Bot API and
-// Messages API stand-ins. Each scenario runs once with the rule planner and once with Claude.
-import { execFile } from "node:child_process";
+// Messages API stand-ins. Each scenario runs once with the rule planner and once with Claude;
+// with Claude, each scripts the model's exact answer (the stand-in knows nothing of SKYNET), and
+// one scenario's model plan differs from what the rules would plan. After each test, any Bot API
+// call Telegram would have refused, and any request the model stand-in refused or found
+// unscripted, fails it.
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { JobView } from "../../protocol/index.ts";
 import { type AgentProcess, startAgent } from "../helpers/node/agent-process.ts";
 import { ApiClient } from "../helpers/node/api-client.ts";
 import { type FakeAnthropic, startFakeAnthropic } from "../helpers/node/fake-anthropic.ts";
-import { type FakeTelegram, type RecordedCall, startFakeTelegram } from "../helpers/node/fake-telegram.ts";
+import {
+  describeRefusals,
+  type FakeTelegram,
+  type RecordedCall,
+  startFakeTelegram,
+} from "../helpers/node/fake-telegram.ts";
 import { type GitRepo, makeGitRepo } from "../helpers/node/git-repo.ts";
+import { processesWithArgv as processes } from "../helpers/node/processes.ts";
 import { waitFor } from "../helpers/node/wait.ts";
 import { type RunningWorker, startWorker } from "../helpers/node/wrangler-dev.ts";
 
@@ -32,8 +40,22 @@ afterAll(async () => {
   await tg?.close();
   await claude?.close();
 });
+afterEach(() => {
+  const refused = tg.takeUnexpectedRefusals();
+  const problems = claude.problems();
+  claude.reset();
+  expect(refused, `Telegram refused:\n${describeRefusals(refused)}`).toEqual([]);
+  expect(problems).toEqual([]);
+});
 
 const text = (c: RecordedCall | undefined) => String(c?.params.text ?? "");
+
+const step = (action: string, risk: string, params: Record<string, unknown> = {}) => ({
+  description: action,
+  action,
+  risk,
+  params,
+});
 
 for (const planner of ["rules", "anthropic"] as const) {
   describe(`seed scenarios (${planner} planner)`, () => {
@@ -151,6 +173,11 @@ for (const planner of ["rules", "anthropic"] as const) {
       );
     }
 
+    /** With Claude, the model's answer for the next task (the rule planner needs none). */
+    function model(...steps: ReturnType<typeof step>[]): void {
+      if (planner === "anthropic") claude.script({ kind: "tool", input: { summary: "scripted plan", steps } });
+    }
+
     async function planned(jobId: string): Promise<JobView> {
       const job = await client.waitStatus(jobId, ["PLANNED", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED"]);
       expect(job.plan?.planner).toBe(planner);
@@ -159,6 +186,7 @@ for (const planner of ["rules", "anthropic"] as const) {
 
     it("7.1 check git status in my project: auto-approved, real output shown", async () => {
       await writeFile(join(repo.dir, "untracked-7-1.txt"), "new\n");
+      model(step("git_status", "READ_ONLY"));
       const jobId = await task("check git status in my project");
       const job = await client.waitFinished(jobId);
       expect(job.status).toBe("SUCCEEDED");
@@ -171,6 +199,7 @@ for (const planner of ["rules", "anthropic"] as const) {
     });
 
     it("7.2 create a new file test.txt with hello world: waits, Approve pressed, file written", async () => {
+      model(step("write_file", "WRITE", { path: "test.txt", content: "hello world" }));
       const jobId = await task("create a new file test.txt with hello world");
       const plan = await planned(jobId);
       expect(plan.status).toBe("PLANNED");
@@ -189,23 +218,48 @@ for (const planner of ["rules", "anthropic"] as const) {
 
     it("7.3 run all tests on a slow project, cancelled while running: process tree gone", async () => {
       await writeFile(join(repo.dir, "SLOW"), "1");
+      const sleep = ["sleep", SLOW_SLEEP];
       try {
+        expect(await processes(sleep)).toEqual([]);
+        model(step("run_tests", "WRITE"));
         const jobId = await task("run all tests");
         await planned(jobId);
         await press(jobId, "a");
         await waitFor(async () => (await client.job(jobId)).steps[0]?.state === "running", {
           what: "the tests to start",
         });
-        const pgrep = async () =>
-          (
-            await promisify(execFile)("pgrep", ["-f", `sleep ${SLOW_SLEEP}`]).catch(() => ({ stdout: "" }))
-          ).stdout.trim();
-        await waitFor(async () => (await pgrep()) !== "", { what: "the slow test process" });
+        // The process the step started, seen running before the cancel.
+        const pids = await waitFor(
+          async () => {
+            const found = await processes(sleep);
+            return found.length > 0 ? found : undefined;
+          },
+          { what: "the slow test process" },
+        );
+        expect(pids).toHaveLength(1);
         const answer = await press(jobId, "c");
         expect(String(answer.params.text)).toMatch(/Cancelled/);
         const done = await client.waitFinished(jobId);
         expect(done.status).toBe("CANCELLED");
-        await waitFor(async () => (await pgrep()) === "", { what: "the process tree to be gone", timeoutMs: 20_000 });
+        await waitFor(async () => (await processes(sleep)).length === 0 || undefined, {
+          what: "the process tree to be gone",
+          timeoutMs: 20_000,
+        });
+        // The agent reports the killed step after the job was cancelled: it must not stay "running".
+        const after = await waitFor(
+          async () => {
+            const j = await client.job(jobId);
+            return j.steps[0]?.state !== "running" ? j : undefined;
+          },
+          { what: "the step to be reported killed", timeoutMs: 20_000 },
+        );
+        // Killed by SIGTERM (128 + 15), as the cancel asked.
+        expect(after.steps[0]).toMatchObject({
+          action: "run_tests",
+          state: "cancelled",
+          exitCode: 143,
+          error: "cancelled",
+        });
         await edited(jobId, /Cancelled/);
       } finally {
         await rm(join(repo.dir, "SLOW"), { force: true });
@@ -213,6 +267,7 @@ for (const planner of ["rules", "anthropic"] as const) {
     });
 
     it("7.4 run invalid command xyz123: FAILED, the error stored and shown", async () => {
+      model(step("run_command", "ADMIN", { argv: ["xyz123"] }));
       const jobId = await task("run invalid command xyz123");
       const plan = await planned(jobId);
       expect(plan.risk).toBe("ADMIN");
@@ -234,6 +289,7 @@ for (const planner of ["rules", "anthropic"] as const) {
     });
 
     it("7.5 check git status, run tests, and build project: three steps, logs, artifacts, summary", async () => {
+      model(step("git_status", "READ_ONLY"), step("run_tests", "WRITE"), step("build_project", "WRITE"));
       const jobId = await task("check git status, run tests, and build project");
       const plan = await planned(jobId);
       expect(plan.plan?.proposedSteps.map((s) => s.action)).toEqual(["git_status", "run_tests", "build_project"]);
@@ -256,10 +312,29 @@ for (const planner of ["rules", "anthropic"] as const) {
       expect(text(summary)).toContain("build ok");
       expect(JSON.stringify(summary.params.reply_markup)).toContain(`l:${jobId}`);
       if (planner === "anthropic") {
-        // every scenario was planned through the Messages API stand-in, intent passed as data
-        expect(claude.requests.length).toBeGreaterThanOrEqual(5);
-        expect(JSON.stringify(claude.requests.at(-1)?.body.messages[0])).toContain("<user_intent>");
+        // planned through the Messages API stand-in, in one request, the intent passed as data
+        expect(claude.requests).toHaveLength(1);
+        expect(JSON.stringify(claude.requests[0]?.body.messages[0])).toContain(
+          "<user_intent>\\ncheck git status, run tests, and build project\\n</user_intent>",
+        );
       }
     });
+
+    if (planner === "anthropic") {
+      it("7.6 the model's plan is what runs, even where the rules would plan otherwise", async () => {
+        // The rules plan "check git status in my project" as git_status; the model reads the README.
+        model(step("read_file", "READ_ONLY", { path: "README.md" }));
+        const jobId = await task("check git status in my project");
+        const done = await client.waitFinished(jobId);
+        expect(done.status).toBe("SUCCEEDED");
+        expect(done.decidedBy).toBe("auto");
+        expect(done.steps.map((s) => [s.action, s.state])).toEqual([["read_file", "succeeded"]]);
+        expect(done.logTail).toContain("# project");
+        expect(done.logTail).not.toContain("$ git status");
+        const summary = await edited(jobId, /Succeeded/);
+        expect(text(summary)).toContain("read_file");
+        expect(text(summary)).not.toContain("git_status");
+      });
+    }
   });
 }

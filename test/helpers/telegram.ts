@@ -26,6 +26,24 @@ export interface Call {
   /** Whether the stand-in accepted the call (it refuses what Telegram refuses), and why not. */
   ok?: boolean;
   error?: string;
+  /** A refusal the test arranged (failNext, setChat) or acknowledged. */
+  expected?: boolean;
+}
+
+/** Every scope made in this test file; the after-each check (refusals.ts) looks at their calls. */
+export const scopes: TelegramScope[] = [];
+
+let webhookErrorsExpected = 0;
+
+/** Declares that this test makes the webhook handler fail `n` times (checked by refusals.ts). */
+export function expectWebhookErrors(n = 1): void {
+  webhookErrorsExpected += n;
+}
+
+export function takeExpectedWebhookErrors(): number {
+  const n = webhookErrorsExpected;
+  webhookErrorsExpected = 0;
+  return n;
 }
 
 export const textOf = (c: Call | undefined): string => String(c?.params.text ?? "");
@@ -59,10 +77,40 @@ export class TelegramScope {
   private readonly chats: string;
   private readonly cbPrefix: string;
   private cbCount = 0;
+  /** Calls before this one were already checked for refusals. */
+  private checked = 0;
+  private expected: RegExp[] = [];
 
   constructor(chats: number[], cbPrefix: string) {
     this.chats = chats.join(",");
     this.cbPrefix = cbPrefix;
+    scopes.push(this);
+  }
+
+  /** Declares that this test expects Telegram to refuse a call with a matching error. */
+  expectRefusal(pattern: RegExp): void {
+    this.expected.push(pattern);
+  }
+
+  /**
+   * The refused calls made to this scope since the last check that the test neither arranged nor
+   * declared (expectRefusal). Each is acknowledged at the stand-in, so it is reported once.
+   */
+  async takeUnexpectedRefusals(): Promise<Call[]> {
+    const url = `${env.TELEGRAM_API_ROOT}/__calls?since=${this.checked}&chats=${this.chats}&cb=${this.cbPrefix}`;
+    const fresh = (await (await fetch(url)).json()) as Call[];
+    const last = fresh.at(-1);
+    if (last) this.checked = last.seq + 1;
+    const refused = fresh.filter((c) => c.ok === false && !c.expected);
+    const expected = this.expected;
+    this.expected = [];
+    if (refused.length > 0) {
+      await fetch(`${env.TELEGRAM_API_ROOT}/__ack`, {
+        method: "POST",
+        body: JSON.stringify({ seqs: refused.map((c) => c.seq) }),
+      });
+    }
+    return refused.filter((c) => !expected.some((p) => p.test(c.error ?? "")));
   }
 
   callback(from: TgUser, data: string, msgId = 1, chatId = from.id) {
@@ -141,4 +189,12 @@ export async function failNext(
     method: "POST",
     body: JSON.stringify({ method, chatId: String(chatId), ...failure }),
   });
+}
+
+/** Makes the stand-in behave like Telegram for a chat: blocked by the user, gone, or flood-limited. */
+export async function setChat(
+  chatId: number,
+  how: { state?: "ok" | "blocked" | "missing"; floodSeconds?: number },
+): Promise<void> {
+  await fetch(`${env.TELEGRAM_API_ROOT}/__chat`, { method: "POST", body: JSON.stringify({ chatId, ...how }) });
 }

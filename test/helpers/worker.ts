@@ -60,15 +60,20 @@ export class TestAgent {
     });
   }
 
-  static async connect(
-    token: string,
-    hello: Partial<Extract<AgentToServer, { type: "hello" }>> = {},
-  ): Promise<TestAgent> {
+  /** An upgraded socket that has said nothing yet (no hello). */
+  static async open(token: string): Promise<TestAgent> {
     const res = await exports.default.fetch(
       new Request(`${BASE}/agent/connect`, { headers: { Upgrade: "websocket", Authorization: `Bearer ${token}` } }),
     );
     if (!res.webSocket) throw new Error(`no websocket: ${res.status} ${await res.text()}`);
-    const agent = new TestAgent(res.webSocket);
+    return new TestAgent(res.webSocket);
+  }
+
+  static async connect(
+    token: string,
+    hello: Partial<Extract<AgentToServer, { type: "hello" }>> = {},
+  ): Promise<TestAgent> {
+    const agent = await TestAgent.open(token);
     agent.send({
       type: "hello",
       protocolVersion: PROTOCOL_VERSION,

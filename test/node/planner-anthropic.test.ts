@@ -1,6 +1,9 @@
-// The Claude planner against a local server speaking the Anthropic Messages API.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+// The Claude planner against a local server speaking the Anthropic Messages API. The server
+// knows nothing of SKYNET: every test scripts the model's exact answers, and a request the test
+// did not script, or one the real API would refuse, fails the test (afterEach).
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createPlanner } from "../../src/planners/index.ts";
+import { RulePlanner } from "../../src/planners/rules.ts";
 import { type FakeAnthropic, startFakeAnthropic } from "../helpers/node/fake-anthropic.ts";
 
 let fake: FakeAnthropic;
@@ -19,9 +22,10 @@ beforeAll(async () => {
 afterAll(async () => {
   await fake.close();
 });
-beforeEach(() => {
-  fake.requests.length = 0;
-  fake.respond([]);
+afterEach(() => {
+  const problems = fake.problems();
+  fake.reset();
+  expect(problems).toEqual([]);
 });
 
 const step = (action: string, risk: string, params: Record<string, unknown> = {}) => ({
@@ -33,6 +37,13 @@ const step = (action: string, risk: string, params: Record<string, unknown> = {}
 
 describe("Anthropic planner", () => {
   it("plans through the submit_plan tool with the configured model and Bearer auth", async () => {
+    fake.script({
+      kind: "tool",
+      input: {
+        summary: "status, tests, build",
+        steps: [step("git_status", "READ_ONLY"), step("run_tests", "WRITE"), step("build_project", "WRITE")],
+      },
+    });
     const res = await planner().plan({
       jobId,
       intent: "check git status, run tests, and build project",
@@ -45,10 +56,39 @@ describe("Anthropic planner", () => {
     expect(res.plan.estimatedRiskLevel).toBe("WRITE");
     const req = fake.requests[0];
     expect(req?.headers.authorization).toBe(`Bearer ${fake.apiKey}`);
-    expect(req?.headers["anthropic-version"]).toBeTruthy();
+    expect(req?.body.max_tokens).toBeGreaterThan(0);
     expect(req?.body.model).toBe("claude-sonnet-5-5");
     expect(req?.body.tools?.[0]?.name).toBe("submit_plan");
     expect(req?.body.tool_choice).toEqual({ type: "tool", name: "submit_plan" });
+  });
+
+  it("follows the model's plan, not the rules, when they differ", async () => {
+    const intent = "check git status, run tests, and build project";
+    const rules = await new RulePlanner().plan({ jobId, intent, projectId: "p" });
+    expect(rules.ok && rules.plan.proposedSteps.map((s) => s.action)).toEqual([
+      "git_status",
+      "run_tests",
+      "build_project",
+    ]);
+    // The model reads the README and lists files instead: that, and only that, is the plan.
+    fake.script({
+      kind: "tool",
+      input: {
+        summary: "look around first",
+        steps: [step("read_file", "READ_ONLY", { path: "README.md" }), step("list_files", "READ_ONLY")],
+        artifacts: ["notes"],
+      },
+    });
+    const res = await planner().plan({ jobId, intent, projectId: "p" });
+    expect(res.ok).toBe(true);
+    if (!res.ok) return;
+    expect(res.plan.proposedSteps.map((s) => [s.action, s.params?.path, s.risk])).toEqual([
+      ["read_file", "README.md", "READ_ONLY"],
+      ["list_files", ".", "READ_ONLY"],
+    ]);
+    expect(res.plan.userIntentSummary).toBe("look around first");
+    expect(res.plan.estimatedRiskLevel).toBe("READ_ONLY");
+    expect(res.plan.expectedArtifacts).toEqual(["notes"]);
   });
 
   it("raises a git_push the model calls READ_ONLY to ADMIN", async () => {
@@ -118,7 +158,7 @@ describe("Anthropic planner", () => {
   });
 
   it("refuses an unknown action the model insists on", async () => {
-    fake.respond(() => ({ kind: "tool", input: { summary: "x", steps: [step("format_disk", "ADMIN")] } }));
+    fake.always({ kind: "tool", input: { summary: "x", steps: [step("format_disk", "ADMIN")] } });
     const res = await planner().plan({ jobId, intent: "format my disk", projectId: "p" });
     expect(res).toEqual({
       ok: false,
@@ -131,15 +171,16 @@ describe("Anthropic planner", () => {
   });
 
   it("times out with a clear reason, within one budget for the retry and the repair round", async () => {
-    fake.respond(() => ({ kind: "delay", ms: 3000, reply: { kind: "tool", input: {} } }));
-    const started = Date.now();
+    // Every answer comes too late: the SDK's retry must not start a second full wait, and no
+    // repair round follows a timeout.
+    fake.always({ kind: "delay", ms: 3000, reply: { kind: "tool", input: {} } });
     const res = await planner(400).plan({ jobId, intent: "check git status", projectId: "p" });
     expect(res).toEqual({ ok: false, reason: "planning failed: the model did not answer in time" });
-    expect(Date.now() - started).toBeLessThan(1500);
+    expect(fake.requests.length).toBeLessThanOrEqual(2);
   });
 
   it("reports a 500 from the API", async () => {
-    fake.respond(() => ({ kind: "error", status: 500, type: "api_error", message: "Internal server error" }));
+    fake.always({ kind: "error", status: 500, type: "api_error", message: "Internal server error" });
     const res = await planner().plan({ jobId, intent: "check git status", projectId: "p" });
     expect(res.ok).toBe(false);
     expect(!res.ok && res.reason).toMatch(/^planning failed: the model API answered 500/);

@@ -1,10 +1,10 @@
-// A local server speaking the Anthropic Messages API (POST /v1/messages) for tests and local
-// runs: it checks auth (x-api-key or Authorization: Bearer), the anthropic-version header and the
-// request body, records every request, and answers with real message objects. By default it
-// plans like a careful model would (from the catalog's phrases); tests can script answers.
+// A local server speaking the Anthropic Messages API (POST /v1/messages) for tests. It knows
+// nothing of SKYNET: it answers only what the test scripted, in order, and a request with nothing
+// scripted gets a 500 and is recorded as a problem the test sees (`problems()`). It checks what
+// the real API checks before answering (auth, the anthropic-version value, model, max_tokens,
+// message roles and their order, tool_use/tool_result pairing, tools and tool_choice) and
+// refuses a malformed request with a 400 invalid_request_error, as the real API does.
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
-import { matchPhrase } from "../../../protocol/index.ts";
-import { splitClauses } from "../../../src/planners/rules.ts";
 
 export interface RecordedRequest {
   headers: IncomingHttpHeaders;
@@ -16,52 +16,143 @@ export interface MessagesRequest {
   max_tokens: number;
   messages: { role: string; content: unknown }[];
   system?: unknown;
-  tools?: { name: string }[];
+  tools?: { name: string; input_schema?: unknown }[];
   tool_choice?: unknown;
 }
 
 export type FakeReply =
   | { kind: "tool"; input: unknown; name?: string }
   | { kind: "text"; text: string }
-  | { kind: "error"; status: number; type: string; message: string }
+  /** An API error; 429 and 529 carry `retry-after` (seconds, default 1) as the real API's do. */
+  | { kind: "error"; status: number; type: string; message: string; retryAfterS?: number }
   | { kind: "delay"; ms: number; reply: FakeReply };
-
-/** A reply, or a handler choosing one from the request body (undefined: the default planner). */
-export type FakeHandler = FakeReply | ((body: MessagesRequest) => FakeReply | undefined);
 
 export interface FakeAnthropic {
   url: string;
   port: number;
   apiKey: string;
+  /** Requests that passed the shape checks (answered from the script or unscripted). */
   requests: RecordedRequest[];
-  /** Replies (or handlers) appended to the queue used in order by the next requests. */
-  script(...replies: FakeHandler[]): void;
+  /** Appends replies to the script; each request takes the next one. */
+  script(...replies: FakeReply[]): void;
+  /** Answers every request with this reply once the script is used up (until reset). */
+  always(reply: FakeReply): void;
   /**
-   * Replaces how the server answers: a list is a fresh queue (then the default planner), a
-   * function answers every request until the next respond() call; respond([]) restores defaults.
+   * What went wrong on the caller's side: requests refused for their shape, requests that found
+   * nothing scripted, and scripted replies nobody asked for. Tests expect this to be empty.
    */
-  respond(handlers: FakeHandler[] | ((body: MessagesRequest) => FakeReply | undefined)): void;
+  problems(): string[];
+  /** Forgets the script, the records and the problems. */
+  reset(): void;
   close(): Promise<void>;
 }
 
-/**
- * The scripted mode: plans from the intent text with the rule planner's clause splitting and the
- * catalog's phrases, as a careful model would — one tool call per request. Clauses it does not
- * recognise are left out (so an unrecognisable intent gets an empty, invalid plan).
- */
-export function defaultPlan(intent: string): unknown {
-  const clauses = splitClauses(intent);
-  const steps = clauses.flatMap((clause) => {
-    const m = matchPhrase(clause);
-    return m ? [{ description: clause, action: m.action.name, params: m.params, risk: m.action.risk }] : [];
-  });
-  return { summary: intent.slice(0, 200), steps, artifacts: [] };
+/** The versions the real API documents for the `anthropic-version` header (its versioning page). */
+const API_VERSIONS = new Set(["2026-10-21", "2023-06-01", "2023-01-01"]);
+const TOOL_NAME = /^[a-zA-Z0-9_-]{1,128}$/;
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** The real API's request checks; returns the error message of the first one that fails. */
+export function checkRequest(headers: IncomingHttpHeaders, body: unknown): string | null {
+  const version = headers["anthropic-version"];
+  if (version === undefined) return "anthropic-version: header is required";
+  if (!API_VERSIONS.has(String(version))) return `anthropic-version: "${String(version)}" is not a valid version`;
+  if (!isObject(body)) return "the request body must be a JSON object";
+  if (body.model === undefined) return "model: Field required";
+  if (typeof body.model !== "string" || body.model.trim() === "")
+    return "model: String should have at least 1 character";
+  if (body.max_tokens === undefined) return "max_tokens: Field required";
+  if (!Number.isInteger(body.max_tokens) || (body.max_tokens as number) < 1) {
+    return "max_tokens: Input should be greater than or equal to 1";
+  }
+  if (version === "2026-10-21") {
+    // That version removed the sampling parameters: sending one is a 400.
+    for (const removed of ["temperature", "top_p", "top_k"]) {
+      if (body[removed] !== undefined) return `${removed}: Extra inputs are not permitted`;
+    }
+  }
+  if (!Array.isArray(body.messages)) return "messages: Field required";
+  if (body.messages.length === 0) return "messages: at least one message is required";
+  const toolNames = new Set<string>();
+  if (body.tools !== undefined) {
+    if (!Array.isArray(body.tools)) return "tools: Input should be a valid list";
+    for (const [i, tool] of body.tools.entries()) {
+      if (!isObject(tool) || typeof tool.name !== "string" || !TOOL_NAME.test(tool.name)) {
+        return `tools.${i}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{1,128}$'`;
+      }
+      if (toolNames.has(tool.name)) return `tools: Tool names must be unique: ${tool.name}`;
+      toolNames.add(tool.name);
+      if (!isObject(tool.input_schema) || tool.input_schema.type !== "object") {
+        return `tools.${i}.custom.input_schema.type: Input should be 'object'`;
+      }
+    }
+  }
+  if (body.tool_choice !== undefined) {
+    const choice = body.tool_choice;
+    if (!isObject(choice) || !["auto", "any", "tool", "none"].includes(String(choice.type))) {
+      return "tool_choice: Input tag does not match any of the expected tags: 'auto', 'any', 'tool', 'none'";
+    }
+    if ((choice.type === "tool" || choice.type === "any") && toolNames.size === 0) {
+      return "tool_choice: tool_choice may only be specified while providing tools.";
+    }
+    if (choice.type === "tool") {
+      if (typeof choice.name !== "string") return "tool_choice.tool.name: Field required";
+      if (!toolNames.has(choice.name)) return `tool_choice: Tool '${choice.name}' not found in provided tools`;
+    }
+  }
+  return checkMessages(body.messages);
 }
 
-function intentOf(body: MessagesRequest): string {
-  const first = body.messages[0]?.content;
-  const text = typeof first === "string" ? first : JSON.stringify(first);
-  return /<user_intent>\n?([\s\S]*?)\n?<\/user_intent>/.exec(text)?.[1] ?? text;
+function checkMessages(messages: unknown[]): string | null {
+  let previousToolUses = new Set<string>();
+  for (const [i, m] of messages.entries()) {
+    if (!isObject(m) || (m.role !== "user" && m.role !== "assistant")) {
+      return `messages.${i}.role: Input should be 'user' or 'assistant'`;
+    }
+    if (i === 0 && m.role !== "user") return 'messages: first message must use the "user" role';
+    const prev = messages[i - 1] as Json | undefined;
+    if (prev && prev.role === m.role) {
+      return `messages: roles must alternate between "user" and "assistant", but found multiple "${m.role}" roles in a row`;
+    }
+    const blocks: Json[] = [];
+    if (typeof m.content === "string") {
+      if (m.content === "" && i < messages.length - 1) return `messages.${i}: all messages must have non-empty content`;
+    } else if (Array.isArray(m.content)) {
+      if (m.content.length === 0) return `messages.${i}: all messages must have non-empty content`;
+      for (const [j, b] of m.content.entries()) {
+        if (!isObject(b) || typeof b.type !== "string") return `messages.${i}.content.${j}.type: Field required`;
+        if (b.type === "text" && (typeof b.text !== "string" || b.text === "")) {
+          return "messages: text content blocks must be non-empty";
+        }
+        blocks.push(b);
+      }
+    } else {
+      return `messages.${i}.content: Input should be a valid string or list`;
+    }
+    const results = blocks.filter((b) => b.type === "tool_result");
+    if (m.role === "assistant" && results.length > 0) {
+      return `messages.${i}.content: tool_result blocks are only allowed in user messages`;
+    }
+    for (const [j, b] of blocks.entries()) {
+      if (b.type !== "tool_result") continue;
+      if (!previousToolUses.has(String(b.tool_use_id))) {
+        return `messages.${i}.content.${j}: unexpected \`tool_use_id\` found in \`tool_result\` blocks: ${String(b.tool_use_id)}. Each \`tool_result\` block must have a corresponding \`tool_use\` block in the previous message.`;
+      }
+    }
+    if (m.role === "user" && previousToolUses.size > 0) {
+      const answered = new Set(results.map((b) => String(b.tool_use_id)));
+      const missing = [...previousToolUses].filter((id) => !answered.has(id));
+      if (missing.length > 0) {
+        return `messages.${i - 1}: \`tool_use\` ids were found without \`tool_result\` blocks immediately after: ${missing.join(", ")}. Each \`tool_use\` block must have a corresponding \`tool_result\` block in the next message.`;
+      }
+    }
+    previousToolUses = new Set(
+      m.role === "assistant" ? blocks.filter((b) => b.type === "tool_use").map((b) => String(b.id)) : [],
+    );
+  }
+  return null;
 }
 
 let ids = 0;
@@ -82,58 +173,64 @@ function message(model: string, content: unknown[], stop: string) {
 export async function startFakeAnthropic(opts: { port?: number; apiKey?: string } = {}): Promise<FakeAnthropic> {
   const apiKey = opts.apiKey ?? "sk-ant-test-key";
   const requests: RecordedRequest[] = [];
-  const queue: FakeHandler[] = [];
-  let responder: ((body: MessagesRequest) => FakeReply | undefined) | null = null;
+  const queue: FakeReply[] = [];
+  const problems: string[] = [];
+  let fallback: FakeReply | null = null;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
-      const send = (status: number, body: unknown) => {
-        res.writeHead(status, { "Content-Type": "application/json", "request-id": `req_fake${ids}` });
+      const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+        if (res.destroyed) return;
+        res.writeHead(status, { "Content-Type": "application/json", "request-id": `req_fake${ids}`, ...headers });
         res.end(JSON.stringify(body));
       };
-      const error = (status: number, type: string, msg: string) =>
-        send(status, { type: "error", error: { type, message: msg } });
+      const error = (status: number, type: string, msg: string, headers: Record<string, string> = {}) =>
+        send(status, { type: "error", error: { type, message: msg } }, headers);
       if (req.method !== "POST" || req.url?.split("?")[0] !== "/v1/messages") {
         return error(404, "not_found_error", `no route ${req.method} ${req.url}`);
       }
       const key = req.headers["x-api-key"] ?? /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
       if (key !== apiKey) return error(401, "authentication_error", "invalid x-api-key");
-      if (!req.headers["anthropic-version"])
-        return error(400, "invalid_request_error", "anthropic-version header is required");
-      let body: MessagesRequest;
+      let body: unknown;
       try {
-        body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as MessagesRequest;
+        body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
       } catch {
-        return error(400, "invalid_request_error", "request body is not valid JSON");
+        problems.push("refused: the request body is not valid JSON");
+        return error(400, "invalid_request_error", "There was an error parsing the body of your request");
       }
-      if (typeof body.model !== "string" || typeof body.max_tokens !== "number" || !Array.isArray(body.messages)) {
-        return error(400, "invalid_request_error", "model, max_tokens and messages are required");
+      const invalid = checkRequest(req.headers, body);
+      if (invalid) {
+        problems.push(`refused (400): ${invalid}`);
+        return error(400, "invalid_request_error", invalid);
       }
-      if (body.messages.length === 0 || body.messages[0]?.role !== "user") {
-        return error(400, "invalid_request_error", "messages: first message must use the user role");
+      const request = body as MessagesRequest;
+      requests.push({ headers: req.headers, body: request });
+      const reply = queue.shift() ?? fallback;
+      if (!reply) {
+        problems.push(`unscripted request #${requests.length}: ${JSON.stringify(request.messages).slice(0, 200)}`);
+        return error(500, "api_error", "unscripted request: the test scripted no answer for it");
       }
-      requests.push({ headers: req.headers, body });
-      const toolName = body.tools?.[0]?.name ?? "submit_plan";
-      const next = queue.shift();
-      const chosen = typeof next === "function" ? next(body) : (next ?? responder?.(body));
-      const reply: FakeReply = chosen ?? { kind: "tool", input: defaultPlan(intentOf(body)) };
+      const toolName = request.tools?.[0]?.name ?? "tool";
       const answer = (r: FakeReply): void => {
         switch (r.kind) {
           case "delay":
             setTimeout(() => answer(r.reply), r.ms).unref();
             return;
-          case "error":
-            error(r.status, r.type, r.message);
+          case "error": {
+            const retry: Record<string, string> =
+              r.status === 429 || r.status === 529 ? { "retry-after": String(r.retryAfterS ?? 1) } : {};
+            error(r.status, r.type, r.message, retry);
             return;
+          }
           case "text":
-            send(200, message(body.model, [{ type: "text", text: r.text }], "end_turn"));
+            send(200, message(request.model, [{ type: "text", text: r.text }], "end_turn"));
             return;
           case "tool":
             send(
               200,
               message(
-                body.model,
+                request.model,
                 [
                   {
                     type: "tool_use",
@@ -159,14 +256,20 @@ export async function startFakeAnthropic(opts: { port?: number; apiKey?: string 
     apiKey,
     requests,
     script: (...replies) => queue.push(...replies),
-    respond: (handlers) => {
+    always: (reply) => {
+      fallback = reply;
+    },
+    problems: () => [
+      ...problems,
+      ...(queue.length > 0
+        ? [`${queue.length} scripted repl${queue.length === 1 ? "y was" : "ies were"} never asked for`]
+        : []),
+    ],
+    reset: () => {
       queue.length = 0;
-      if (typeof handlers === "function") {
-        responder = handlers;
-      } else {
-        responder = null;
-        queue.push(...handlers);
-      }
+      requests.length = 0;
+      problems.length = 0;
+      fallback = null;
     },
     close: () =>
       new Promise((resolve) => {

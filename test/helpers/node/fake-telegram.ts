@@ -1,9 +1,13 @@
 // A local server speaking the Telegram Bot API (https://core.telegram.org/bots/api) as strictly
 // as Telegram does for the methods SKYNET uses: JSON, urlencoded and multipart bodies, required
 // parameters, HTML parse mode with Telegram's tag set and entity rules, the 4096-character limit,
-// "message is not modified", callback query answers. It records every call for assertions
-// (GET /__calls, POST /__reset), can hand updates to a long-polling client (POST /__updates) and
-// can be told to refuse the next calls of a method (POST /__fail, e.g. a 429 with retry_after).
+// "message is not modified" (same rendered text, entities and keyboard), inline buttons, one
+// answer per callback query, and Telegram's own refusals: flood control (429 with retry_after),
+// a user who blocked the bot (403), a chat that does not exist (400). It records every call for
+// assertions (GET /__calls, POST /__reset), can hand updates to a long-polling client
+// (POST /__updates), can be told to refuse the next calls of a method (POST /__fail) or how a
+// chat behaves (POST /__chat), and marks each refusal the test arranged or acknowledged
+// (POST /__ack) as expected, so any other refusal can fail the test that caused it.
 import { createServer, type IncomingMessage, type Server } from "node:http";
 
 export interface RecordedCall {
@@ -15,13 +19,24 @@ export interface RecordedCall {
   /** Whether the stand-in accepted the call, and its error description when not. */
   ok?: boolean;
   error?: string;
+  /** A refusal the test arranged (/__fail, /__chat) or acknowledged (/__ack). */
+  expected?: boolean;
+}
+
+/** How a chat behaves, as a test arranged it (POST /__chat). */
+interface ChatState {
+  /** "blocked": the user blocked the bot (403); "missing": no such chat (400). */
+  state: "ok" | "blocked" | "missing";
+  /** Flood control: every call to the chat before this time gets a 429 with the seconds left. */
+  floodUntil?: number;
 }
 
 type Params = Record<string, unknown>;
 interface StoredMessage {
   chatId: string;
   messageId: number;
-  text: string;
+  /** What Telegram compares for "message is not modified": the rendered text and entities. */
+  rendered: string;
   markup: string;
 }
 
@@ -44,9 +59,18 @@ const ALLOWED_TAGS = new Set([
   "tg-emoji",
 ]);
 
-/** Parses Telegram HTML the way the Bot API does; returns the visible text or an error. */
-export function parseTelegramHtml(html: string): { ok: true; text: string } | { ok: false; error: string } {
-  const stack: string[] = [];
+/** Tags Telegram treats as the same entity. */
+const SAME_ENTITY: Record<string, string> = { strong: "b", em: "i", ins: "u", strike: "s", del: "s" };
+
+/**
+ * Parses Telegram HTML the way the Bot API does; returns the visible text and its entities
+ * (type@offset+length, so `<b>` and `<strong>` are the same message) or an error.
+ */
+export function parseTelegramHtml(
+  html: string,
+): { ok: true; text: string; entities: string[] } | { ok: false; error: string } {
+  const stack: { name: string; offset: number; raw: string }[] = [];
+  const entities: string[] = [];
   let text = "";
   let i = 0;
   while (i < html.length) {
@@ -61,14 +85,21 @@ export function parseTelegramHtml(html: string): { ok: true; text: string } | { 
         return { ok: false, error: `Can't parse entities: unsupported start tag "${name}" at byte offset ${i}` };
       }
       if (closing) {
-        if (stack.pop() !== name) {
+        const open = stack.pop();
+        if (open?.name !== name) {
           return { ok: false, error: `Can't parse entities: can't find end tag corresponding to start tag "${name}"` };
+        }
+        const attrs = open.raw.slice(name.length).trim();
+        if (text.length > open.offset) {
+          entities.push(
+            `${SAME_ENTITY[name] ?? name}${attrs ? `[${attrs}]` : ""}@${open.offset}+${text.length - open.offset}`,
+          );
         }
       } else {
         if (name === "a" && !/\bhref\s*=\s*"[^"]*"/.test(raw)) {
           return { ok: false, error: "Can't parse entities: href attribute is missing" };
         }
-        stack.push(name);
+        stack.push({ name, offset: text.length, raw: raw.trim() });
       }
       i = end + 1;
       continue;
@@ -85,8 +116,10 @@ export function parseTelegramHtml(html: string): { ok: true; text: string } | { 
     text += ch;
     i += 1;
   }
-  if (stack.length > 0) return { ok: false, error: `Can't parse entities: can't find end tag for "${stack.at(-1)}"` };
-  return { ok: true, text };
+  if (stack.length > 0) {
+    return { ok: false, error: `Can't parse entities: can't find end tag for "${stack.at(-1)?.name}"` };
+  }
+  return { ok: true, text, entities: entities.sort() };
 }
 
 /** A small multipart/form-data parser (RFC 7578): fields as strings, files as {filename, size, text}. */
@@ -154,10 +187,13 @@ const parseJsonParam = (v: unknown): unknown => {
 class BotApiError extends Error {
   readonly code: number;
   readonly parameters: Params | undefined;
-  constructor(code: number, description: string, parameters?: Params) {
+  /** The test arranged this refusal. */
+  readonly arranged: boolean;
+  constructor(code: number, description: string, parameters?: Params, arranged = false) {
     super(description);
     this.code = code;
     this.parameters = parameters;
+    this.arranged = arranged;
   }
 }
 
@@ -176,7 +212,19 @@ export interface FakeTelegram {
   url: string;
   token: string;
   calls: RecordedCall[];
+  /**
+   * Refusals nobody arranged or acknowledged, then acknowledges them (so each is reported once).
+   * `expected` lists patterns of refusals this test expects: those are acknowledged silently.
+   */
+  takeUnexpectedRefusals(expected?: RegExp[]): RecordedCall[];
   close(): Promise<void>;
+}
+
+/** One line per refused call, for a test failure. */
+export function describeRefusals(refused: RecordedCall[]): string {
+  return refused
+    .map((c) => `  ${c.method} (chat ${String(c.params.chat_id ?? c.params.callback_query_id ?? "?")}): ${c.error}`)
+    .join("\n");
 }
 
 export async function startFakeTelegram(opts: { port?: number; token?: string } = {}): Promise<FakeTelegram> {
@@ -186,6 +234,8 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
   const messages = new Map<string, StoredMessage>();
   const updates: unknown[] = [];
   const failures: Failure[] = [];
+  const chats = new Map<string, ChatState>();
+  const answeredQueries = new Set<string>();
   let nextMessageId = 1000;
   let nextUpdateId = 1;
 
@@ -193,20 +243,26 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
     if (p[name] === undefined || p[name] === "") throw new BotApiError(400, `Bad Request: ${name} is empty`);
     return p[name];
   };
-  const checkText = (p: Params, field: "text" | "caption", required: boolean): string => {
+  const checkText = (
+    p: Params,
+    field: "text" | "caption",
+    required: boolean,
+  ): { visible: string; rendered: string } => {
     const raw = p[field];
     if (raw === undefined || raw === "") {
       if (required) throw new BotApiError(400, "Bad Request: message text is empty");
-      return "";
+      return { visible: "", rendered: "" };
     }
     const html = String(raw);
     let visible = html;
+    let entities: string[] = [];
     if (p.parse_mode !== undefined) {
       if (p.parse_mode !== "HTML")
         throw new BotApiError(400, `Bad Request: unsupported parse_mode ${String(p.parse_mode)}`);
       const parsed = parseTelegramHtml(html);
       if (!parsed.ok) throw new BotApiError(400, `Bad Request: ${parsed.error}`);
       visible = parsed.text;
+      entities = parsed.entities;
     }
     const limit = field === "text" ? 4096 : 1024;
     if (visible.trim() === "" && required) throw new BotApiError(400, "Bad Request: message text is empty");
@@ -216,22 +272,48 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
         field === "text" ? "Bad Request: message is too long" : "Bad Request: message caption is too long",
       );
     }
-    return visible;
+    // Telegram trims the text; the trimmed text and its entities are what it compares on edits.
+    return { visible, rendered: JSON.stringify([visible.trim(), entities]) };
   };
   const checkMarkup = (p: Params): string => {
-    const markup = parseJsonParam(p.reply_markup) as
-      | { inline_keyboard?: { text: string; callback_data?: string }[][] }
-      | undefined;
-    if (!markup) return "";
-    for (const row of markup.inline_keyboard ?? []) {
-      for (const b of row) {
-        if (!b.text) throw new BotApiError(400, "Bad Request: text buttons are unallowed in the inline keyboard");
-        if (b.callback_data !== undefined && (Buffer.byteLength(b.callback_data) > 64 || b.callback_data === "")) {
-          throw new BotApiError(400, "Bad Request: BUTTON_DATA_INVALID");
-        }
-      }
+    const markup = parseJsonParam(p.reply_markup);
+    if (markup === undefined) return "";
+    const keyboard = (markup as { inline_keyboard?: unknown } | null)?.inline_keyboard;
+    if (!Array.isArray(keyboard) || !keyboard.every((row) => Array.isArray(row))) {
+      throw new BotApiError(400, 'Bad Request: field "inline_keyboard" of the InlineKeyboardMarkup must be an Array');
     }
-    return JSON.stringify(markup);
+    const normal: [string, string, string][][] = [];
+    for (const row of keyboard as unknown[][]) {
+      const out: [string, string, string][] = [];
+      for (const b of row as { text?: unknown; callback_data?: unknown; url?: unknown }[]) {
+        if (typeof b?.text !== "string" || b.text.trim() === "")
+          throw new BotApiError(400, "Bad Request: BUTTON_TEXT_INVALID");
+        if (b.callback_data === undefined && b.url === undefined) {
+          throw new BotApiError(400, "Bad Request: text buttons are unallowed in the inline keyboard");
+        }
+        if (b.callback_data !== undefined) {
+          const bytes = Buffer.byteLength(String(b.callback_data));
+          if (typeof b.callback_data !== "string" || bytes < 1 || bytes > 64) {
+            throw new BotApiError(400, "Bad Request: BUTTON_DATA_INVALID");
+          }
+        }
+        out.push([b.text, String(b.callback_data ?? ""), String(b.url ?? "")]);
+      }
+      if (out.length > 0) normal.push(out);
+    }
+    // An empty keyboard is no keyboard; key order in the JSON does not matter to Telegram.
+    return normal.length > 0 ? JSON.stringify(normal) : "";
+  };
+  /** Telegram's own refusals for a chat: flood control, a blocked bot, a chat that is gone. */
+  const checkChat = (chatId: string): void => {
+    const chat = chats.get(chatId);
+    if (!chat) return;
+    if (chat.floodUntil !== undefined && Date.now() < chat.floodUntil) {
+      const retryAfter = Math.ceil((chat.floodUntil - Date.now()) / 1000);
+      throw new BotApiError(429, `Too Many Requests: retry after ${retryAfter}`, { retry_after: retryAfter }, true);
+    }
+    if (chat.state === "blocked") throw new BotApiError(403, "Forbidden: bot was blocked by the user", undefined, true);
+    if (chat.state === "missing") throw new BotApiError(400, "Bad Request: chat not found", undefined, true);
   };
   const message = (chatId: string, text: string, extra: Params = {}) => ({
     message_id: nextMessageId++,
@@ -254,39 +336,50 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
     }),
     sendMessage: (p) => {
       const chatId = String(requireParam(p, "chat_id"));
+      checkChat(chatId);
       const text = checkText(p, "text", true);
       const markup = checkMarkup(p);
-      const m = message(chatId, text);
-      messages.set(`${chatId}:${m.message_id}`, { chatId, messageId: m.message_id, text: String(p.text), markup });
+      const m = message(chatId, text.visible);
+      messages.set(`${chatId}:${m.message_id}`, { chatId, messageId: m.message_id, rendered: text.rendered, markup });
       return m;
     },
     editMessageText: (p) => {
       const chatId = String(requireParam(p, "chat_id"));
+      checkChat(chatId);
       const messageId = Number(requireParam(p, "message_id"));
       const text = checkText(p, "text", true);
       const markup = checkMarkup(p);
       const stored = messages.get(`${chatId}:${messageId}`);
       if (!stored) throw new BotApiError(400, "Bad Request: message to edit not found");
-      if (stored.text === String(p.text) && stored.markup === markup) {
+      if (stored.rendered === text.rendered && stored.markup === markup) {
         throw new BotApiError(
           400,
           "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
         );
       }
-      stored.text = String(p.text);
+      stored.rendered = text.rendered;
       stored.markup = markup;
-      return { ...message(chatId, text), message_id: messageId, edit_date: Math.floor(Date.now() / 1000) };
+      return { ...message(chatId, text.visible), message_id: messageId, edit_date: Math.floor(Date.now() / 1000) };
     },
     editMessageReplyMarkup: (p) => {
       const chatId = String(requireParam(p, "chat_id"));
+      checkChat(chatId);
       const messageId = Number(requireParam(p, "message_id"));
       const stored = messages.get(`${chatId}:${messageId}`);
       if (!stored) throw new BotApiError(400, "Bad Request: message to edit not found");
-      stored.markup = checkMarkup(p);
+      const markup = checkMarkup(p);
+      if (stored.markup === markup) {
+        throw new BotApiError(
+          400,
+          "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
+        );
+      }
+      stored.markup = markup;
       return { ...message(chatId, ""), message_id: messageId };
     },
     sendDocument: (p) => {
       const chatId = String(requireParam(p, "chat_id"));
+      checkChat(chatId);
       const doc = requireParam(p, "document");
       checkText(p, "caption", false);
       if (typeof doc === "object" && doc && "size" in doc && (doc as { size: number }).size > 50 * 1024 * 1024) {
@@ -299,9 +392,14 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
       });
     },
     answerCallbackQuery: (p) => {
-      requireParam(p, "callback_query_id");
+      const id = String(requireParam(p, "callback_query_id"));
+      // Each callback query takes exactly one answer.
+      if (answeredQueries.has(id)) {
+        throw new BotApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid");
+      }
       if (p.text !== undefined && String(p.text).length > 200)
         throw new BotApiError(400, "Bad Request: MESSAGE_TOO_LONG");
+      answeredQueries.add(id);
       return true;
     },
     setMyCommands: (p) => {
@@ -317,7 +415,7 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
     },
     deleteWebhook: () => true,
     sendChatAction: (p) => {
-      requireParam(p, "chat_id");
+      checkChat(String(requireParam(p, "chat_id")));
       return true;
     },
     getUpdates: async (p) => {
@@ -359,6 +457,29 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
         if (url.pathname === "/__reset") {
           calls.length = 0;
           failures.length = 0;
+          chats.clear();
+          return reply(200, { ok: true });
+        }
+        if (url.pathname === "/__chat" && req.method === "POST") {
+          // {chatId, state?: "ok"|"blocked"|"missing", floodSeconds?: n}
+          const c = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
+            chatId: string | number;
+            state?: ChatState["state"];
+            floodSeconds?: number;
+          };
+          chats.set(String(c.chatId), {
+            state: c.state ?? "ok",
+            floodUntil: c.floodSeconds === undefined ? undefined : Date.now() + c.floodSeconds * 1000,
+          });
+          return reply(200, { ok: true });
+        }
+        if (url.pathname === "/__ack" && req.method === "POST") {
+          // {seqs: [...]}: refusals the test has seen and accepts (or has already reported).
+          const { seqs } = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { seqs: number[] };
+          for (const seq of seqs) {
+            const call = calls[seq];
+            if (call && call.ok === false) call.expected = true;
+          }
           return reply(200, { ok: true });
         }
         if (url.pathname === "/__fail" && req.method === "POST") {
@@ -403,6 +524,7 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
               failure.errorCode,
               failure.description,
               failure.retryAfter === undefined ? undefined : { retry_after: failure.retryAfter },
+              true,
             );
           }
           const result = await handler(params);
@@ -412,6 +534,7 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
           const e = err instanceof BotApiError ? err : new BotApiError(500, (err as Error).message);
           record.ok = false;
           record.error = e.message;
+          if (e.arranged) record.expected = true;
           reply(e.code, {
             ok: false,
             error_code: e.code,
@@ -429,6 +552,11 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
     url: `http://127.0.0.1:${port}`,
     token,
     calls,
+    takeUnexpectedRefusals: (expected = []) => {
+      const refused = calls.filter((c) => c.ok === false && !c.expected);
+      for (const c of refused) c.expected = true;
+      return refused.filter((c) => !expected.some((p) => p.test(c.error ?? "")));
+    },
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();

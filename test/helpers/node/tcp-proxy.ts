@@ -1,5 +1,6 @@
 // A loopback TCP proxy whose connections a test can cut, to drop an agent's WebSocket while the
-// agent process keeps running (a real network fault, not a mock).
+// agent process keeps running (a real network fault, not a mock), or freeze: open connections
+// stay open but carry nothing (a half-open link) and new ones are refused, until thawed.
 import { createServer, type Socket } from "node:net";
 
 export interface TcpProxy {
@@ -7,13 +8,22 @@ export interface TcpProxy {
   port: number;
   /** Destroys every open connection (both directions); new ones are still accepted. */
   dropAll(): number;
+  /** Open connections stop carrying data (neither side notices); new ones are refused. */
+  freeze(): number;
+  /** New connections are accepted again (frozen ones stay frozen until their ends close them). */
+  thaw(): void;
   close(): Promise<void>;
 }
 
 export async function startTcpProxy(targetPort: number, targetHost = "127.0.0.1"): Promise<TcpProxy> {
   const pairs = new Set<[Socket, Socket]>();
+  let frozen = false;
   const { connect } = await import("node:net");
   const server = createServer((client) => {
+    if (frozen) {
+      client.destroy();
+      return;
+    }
     const upstream = connect(targetPort, targetHost);
     const pair: [Socket, Socket] = [client, upstream];
     pairs.add(pair);
@@ -41,6 +51,20 @@ export async function startTcpProxy(targetPort: number, targetHost = "127.0.0.1"
       }
       pairs.clear();
       return n;
+    },
+    freeze() {
+      frozen = true;
+      for (const [a, b] of pairs) {
+        a.unpipe(b);
+        b.unpipe(a);
+        // Read and drop what arrives, so nothing is delivered and nobody sees an error.
+        a.on("data", () => undefined);
+        b.on("data", () => undefined);
+      }
+      return pairs.size;
+    },
+    thaw() {
+      frozen = false;
     },
     close() {
       for (const [a, b] of pairs) {

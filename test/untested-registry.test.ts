@@ -1,0 +1,232 @@
+// The real AgentRegistryDO and JobDOs (not agent/test/fake-registry.ts): a token connecting
+// twice (close 4000), a protocol version mismatch (4003), job_reject handling, and a cancel
+// racing the agent's accept and finish.
+import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { PROTOCOL_VERSION } from "../protocol/index.ts";
+import type { AgentRegistryDO } from "../src/agents/agent-registry-do.ts";
+import { newJobId } from "../src/lib/crypto.ts";
+import { api, json, pairAgent, TestAgent } from "./helpers/worker.ts";
+
+const registry = () => env.AGENT_REGISTRY.get(env.AGENT_REGISTRY.idFromName("global"));
+const job = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
+
+async function queuedJob(projectId: string, intent = "check git status"): Promise<string> {
+  const jobId = newJobId();
+  await job(jobId).create({ jobId, projectId, intent, userId: "42", chatId: null });
+  await runDurableObjectAlarm(job(jobId));
+  expect((await job(jobId).get())?.status).toBe("QUEUED");
+  return jobId;
+}
+
+async function events(jobId: string): Promise<string[]> {
+  const { results } = await env.DB.prepare("SELECT to_status FROM job_events WHERE job_id = ? ORDER BY seq")
+    .bind(jobId)
+    .all<{ to_status: string }>();
+  return results.map((r) => r.to_status);
+}
+
+describe("connections", () => {
+  it("a token connecting twice: the older socket is closed with 4000, the newer one serves", async () => {
+    const { agentId, token } = await pairAgent("twice");
+    const first = await TestAgent.connect(token, { workspaces: ["twice"] });
+    const second = await TestAgent.connect(token, { workspaces: ["twice"] });
+    expect(await first.closed).toEqual({ code: 4000, reason: "replaced by a newer connection" });
+    const online = (await registry().listAgents()).filter((a) => a.agentId === agentId);
+    expect(online).toHaveLength(1);
+    // Work goes to the live connection.
+    const jobId = await queuedJob("twice");
+    await job(jobId).dispatch(1);
+    expect((await second.next("job_offer")).jobId).toBe(jobId);
+    expect(first.received.filter((m) => m.type === "job_offer")).toEqual([]);
+    second.close();
+  });
+
+  it("a protocol version mismatch: an error naming the server's version, then close 4003", async () => {
+    const { agentId, token } = await pairAgent("old-agent");
+    const agent = await TestAgent.open(token);
+    agent.send({
+      type: "hello",
+      protocolVersion: PROTOCOL_VERSION + 1,
+      agentName: "old",
+      agentVersion: "0.0.0",
+      capabilities: ["git"],
+      workspaces: ["mismatch"],
+      maxConcurrency: 1,
+      allowShell: false,
+    });
+    expect(await agent.next("error")).toMatchObject({
+      code: "protocol_version",
+      message: `server speaks protocol ${PROTOCOL_VERSION}`,
+    });
+    expect(await agent.closed).toEqual({ code: 4003, reason: "protocol version mismatch" });
+    expect(agent.received.filter((m) => m.type === "welcome")).toEqual([]);
+    expect((await registry().listAgents()).some((a) => a.agentId === agentId)).toBe(false);
+  });
+});
+
+describe("job_reject", () => {
+  it("a rejected offer goes to another agent; a reject from an agent never offered it changes nothing", async () => {
+    const pickyPair = await pairAgent("picky");
+    const picky = await TestAgent.connect(pickyPair.token, { workspaces: ["reject"] });
+    const jobId = await queuedJob("reject");
+    await job(jobId).dispatch(1);
+    const offer = await picky.next("job_offer");
+    const willingPair = await pairAgent("willing");
+    const willing = await TestAgent.connect(willingPair.token, { workspaces: ["reject"] });
+    // An agent that was not offered the job cannot make it move.
+    willing.send({ type: "job_reject", jobId, attempt: 1, leaseToken: offer.leaseToken, reason: "not mine" });
+    picky.send({ type: "job_reject", jobId, attempt: 1, leaseToken: offer.leaseToken, reason: "busy with other work" });
+    const again = await willing.next("job_offer");
+    expect(again).toMatchObject({ jobId, attempt: 1, leaseToken: offer.leaseToken });
+    willing.send({ type: "job_accept", jobId, attempt: 1, leaseToken: again.leaseToken });
+    await expect.poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
+    expect((await job(jobId).get())?.agentId).toBe(willingPair.agentId);
+    // The picky agent was not offered it again, and its late accept is refused.
+    expect(picky.received.filter((m) => m.type === "job_offer")).toEqual([]);
+    picky.send({ type: "job_accept", jobId, attempt: 1, leaseToken: offer.leaseToken });
+    expect(await picky.next("error")).toMatchObject({ code: "stale_lease", message: "another agent holds this job" });
+    expect(await job(jobId).get()).toMatchObject({ status: "RUNNING", agentId: willingPair.agentId, attempt: 1 });
+    expect(pickyPair.agentId).not.toBe(willingPair.agentId);
+    picky.close();
+    willing.close();
+  });
+});
+
+describe("cancel racing the agent", () => {
+  it("accept: a job cancelled while offered refuses the accept and tells the agent to stop", async () => {
+    const agent = await TestAgent.connect((await pairAgent("slowpoke")).token, { workspaces: ["race-accept"] });
+    const jobId = await queuedJob("race-accept");
+    await job(jobId).dispatch(1);
+    const offer = await agent.next("job_offer");
+    expect((await api(`/api/jobs/${jobId}/cancel`, { method: "POST", json: {} })).status).toBe(200);
+    agent.send({ type: "job_accept", jobId, attempt: 1, leaseToken: offer.leaseToken });
+    expect(await agent.next("error")).toMatchObject({ code: "stale_lease", message: "job is CANCELLED", jobId });
+    expect(await agent.next("job_cancel")).toMatchObject({ jobId, attempt: 1 });
+    expect(await job(jobId).get()).toMatchObject({ status: "CANCELLED", agentId: null });
+    await expect.poll(() => events(jobId)).toEqual(["CREATED", "PLANNED", "QUEUED", "CANCELLED"]);
+    agent.close();
+  });
+
+  it("finish: a result arriving after the cancel does not revive the job", async () => {
+    const agent = await TestAgent.connect((await pairAgent("finisher")).token, { workspaces: ["race-finish"] });
+    const jobId = await queuedJob("race-finish");
+    await job(jobId).dispatch(1);
+    const offer = await agent.next("job_offer");
+    const fence = { jobId, attempt: 1, leaseToken: offer.leaseToken };
+    agent.send({ type: "job_accept", ...fence });
+    await expect.poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
+    expect((await api(`/api/jobs/${jobId}/cancel`, { method: "POST", json: {} })).status).toBe(200);
+    expect(await agent.next("job_cancel")).toMatchObject({ jobId, attempt: 1 });
+    agent.send({
+      type: "job_finished",
+      ...fence,
+      status: "SUCCEEDED",
+      result: {
+        jobId,
+        attempt: 1,
+        status: "SUCCEEDED",
+        steps: [{ stepId: "s1", action: "git_status", outcome: "succeeded", exitCode: 0 }],
+        artifacts: [],
+      },
+    });
+    await expect.poll(async () => (await job(jobId).get())?.steps[0]?.state).toBe("succeeded");
+    expect(await job(jobId).get()).toMatchObject({ status: "CANCELLED", error: "cancelled by api" });
+    await expect.poll(() => events(jobId)).toEqual(["CREATED", "PLANNED", "QUEUED", "RUNNING", "CANCELLED"]);
+    agent.close();
+  });
+
+  it("finish first: a cancel after the job succeeded is refused with 409", async () => {
+    const agent = await TestAgent.connect((await pairAgent("quickfinish")).token, { workspaces: ["race-done"] });
+    const jobId = await queuedJob("race-done");
+    await job(jobId).dispatch(1);
+    const offer = await agent.next("job_offer");
+    const fence = { jobId, attempt: 1, leaseToken: offer.leaseToken };
+    agent.send({ type: "job_accept", ...fence });
+    agent.send({
+      type: "job_finished",
+      ...fence,
+      status: "SUCCEEDED",
+      result: {
+        jobId,
+        attempt: 1,
+        status: "SUCCEEDED",
+        steps: [{ stepId: "s1", action: "git_status", outcome: "succeeded", exitCode: 0 }],
+        artifacts: [],
+      },
+    });
+    await expect.poll(async () => (await job(jobId).get())?.status).toBe("SUCCEEDED");
+    const cancel = await api(`/api/jobs/${jobId}/cancel`, { method: "POST", json: {} });
+    expect(cancel.status).toBe(409);
+    expect(await json(cancel)).toMatchObject({ error: { code: "conflict", message: "job already SUCCEEDED" } });
+    expect((await job(jobId).get())?.status).toBe("SUCCEEDED");
+    agent.close();
+  });
+});
+
+describe("the registry evicted while a job runs", () => {
+  it("keeps relaying the running job's messages from its stored book", async () => {
+    const agent = await TestAgent.connect((await pairAgent("evicted")).token, { workspaces: ["evict"] });
+    const jobId = await queuedJob("evict");
+    await job(jobId).dispatch(1);
+    const offer = await agent.next("job_offer");
+    const fence = { jobId, attempt: 1, leaseToken: offer.leaseToken };
+    agent.send({ type: "job_accept", ...fence });
+    await expect.poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
+    // Its memory is gone (as when it hibernates or is moved); sockets and storage remain.
+    await evictDurableObject(registry());
+    agent.send({ type: "heartbeat", running: [{ ...fence, lastSeq: 0 }] });
+    agent.send({ type: "step_started", ...fence, stepId: "s1", startedAt: new Date().toISOString() });
+    agent.send({
+      type: "job_finished",
+      ...fence,
+      status: "SUCCEEDED",
+      result: {
+        jobId,
+        attempt: 1,
+        status: "SUCCEEDED",
+        steps: [{ stepId: "s1", action: "git_status", outcome: "succeeded", exitCode: 0 }],
+        artifacts: [],
+      },
+    });
+    await expect.poll(async () => (await job(jobId).get())?.status).toBe("SUCCEEDED");
+    expect(agent.received.filter((m) => m.type === "error" || m.type === "job_cancel")).toEqual([]);
+    // The finished job left the registry's book: the agent's slot is free again.
+    const next = await queuedJob("evict");
+    await job(next).dispatch(1);
+    expect((await agent.next("job_offer")).jobId).toBe(next);
+    agent.close();
+  });
+});
+
+// KNOWN BUGS (src/agents, registry liveness), found by test/e2e/agent-registry.test.ts's half-open
+// link: an offer that was never answered (lost on a half-open socket, or a socket replaced by the
+// agent's reconnect) puts the agent on the job's rejectedBy list, so a project served by that one
+// agent never gets the job again; it stays QUEUED until its job timeout. `it.fails` keeps CI
+// honest until the fix lands: once fixed these fail, and should become plain `it`.
+describe("offers that are never answered", () => {
+  it.fails("an offer that timed out is offered again to the only agent that can take it", async () => {
+    const agent = await TestAgent.connect((await pairAgent("deaf")).token, { workspaces: ["deaf"] });
+    const jobId = await queuedJob("deaf");
+    await job(jobId).dispatch(1);
+    const first = await agent.next("job_offer");
+    await runInDurableObject(registry(), (_i: AgentRegistryDO, state) => {
+      state.storage.sql.exec("UPDATE jobs SET deadline = 1 WHERE job_id = ?", jobId);
+    });
+    await runDurableObjectAlarm(registry());
+    expect(await agent.next("job_offer", 2000)).toMatchObject({ jobId, attempt: 1, leaseToken: first.leaseToken });
+    agent.close();
+  });
+
+  it.fails("an offer outstanding when the agent reconnects is offered on the new connection", async () => {
+    const { token } = await pairAgent("reconnecting");
+    const before = await TestAgent.connect(token, { workspaces: ["reconnect"] });
+    const jobId = await queuedJob("reconnect");
+    await job(jobId).dispatch(1);
+    await before.next("job_offer");
+    const after = await TestAgent.connect(token, { workspaces: ["reconnect"] });
+    expect((await before.closed).code).toBe(4000);
+    expect(await after.next("job_offer", 2000)).toMatchObject({ jobId, attempt: 1 });
+    after.close();
+  });
+});

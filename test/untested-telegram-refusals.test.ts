@@ -1,0 +1,186 @@
+// Telegram's own refusals of a job's message, against the Bot API stand-in behaving like
+// Telegram: flood control (429 with retry_after, honoured), a user who blocked the bot (403) and a
+// chat that is gone (400 "chat not found") stop the retries for good, and every permanent refusal
+// is logged and counted in /metrics; nothing is swallowed silently.
+import { env, runInDurableObject } from "cloudflare:test";
+import { beforeEach, describe, expect, it } from "vitest";
+import type { JobView } from "../protocol/index.ts";
+import type { JobDO } from "../src/jobs/job-do.ts";
+import { newJobId } from "../src/lib/crypto.ts";
+import { NotifyLater, type NotifyMemo, notifyJob } from "../src/notify/notify.ts";
+import { expectWebhookErrors, failNext, message, post, setChat, TelegramScope } from "./helpers/telegram.ts";
+import { api } from "./helpers/worker.ts";
+
+const BLOCKED = 9101;
+const GONE = 9102;
+const FLOODED = 9103;
+const BAD = 9104;
+const FLOODED_JOB = 9105;
+const HELPER = { id: 50, is_bot: false, first_name: "Hugo" };
+const tg = new TelegramScope([BLOCKED, GONE, FLOODED, BAD, FLOODED_JOB, HELPER.id], "u1-");
+
+beforeEach(async () => {
+  await tg.skip();
+});
+
+async function refusals(): Promise<Record<string, number>> {
+  const text = await (await api("/metrics")).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^skynet_telegram_refusals_total\{code="(\d+)"\} (\d+)$/gm)) {
+    out[m[1] as string] = Number(m[2]);
+  }
+  return out;
+}
+
+/** A job of `chatId`, planned inside its JobDO with the outbox drained, as its alarm would. */
+async function plannedJob(chatId: number, intent = "check git status") {
+  const jobId = newJobId();
+  const stub = env.JOB.get(env.JOB.idFromName(jobId));
+  await stub.create({ jobId, projectId: "default", intent, userId: "42", chatId: String(chatId) });
+  await runInDurableObject(stub, async (i: JobDO) => {
+    const s = i.load();
+    if (!s) throw new Error("no state");
+    await i.plan(s);
+    await i.afterChange();
+  });
+  return { jobId, stub };
+}
+
+const outbox = (stub: DurableObjectStub<JobDO>) =>
+  runInDurableObject(stub, (i: JobDO) => ({
+    pending: i.ctx.storage.sql.exec<{ kind: string }>("SELECT kind FROM outbox WHERE kind = 'notify'").toArray(),
+    memo: i.ctx.storage.kv.get<NotifyMemo>("notify") ?? {},
+  }));
+
+describe("Telegram's refusals of a job's message", () => {
+  it("a user who blocked the bot: one try, recorded, counted, never retried", async () => {
+    await setChat(BLOCKED, { state: "blocked" });
+    const before = await refusals();
+    const { stub } = await plannedJob(BLOCKED);
+    const made = await tg.take();
+    expect(made.map((c) => [c.method, c.ok, c.error])).toEqual([
+      ["sendMessage", false, "Forbidden: bot was blocked by the user"],
+    ]);
+    const { pending, memo } = await outbox(stub);
+    expect(pending).toEqual([]);
+    expect(memo.undeliverable).toBe("Forbidden: bot was blocked by the user");
+    expect((await refusals())["403"] ?? 0).toBe((before["403"] ?? 0) + 1);
+    // The job goes on changing; nothing more is sent to a chat that refused it for good.
+    await runInDurableObject(stub, async (i: JobDO) => {
+      await i.cancel({ id: "42", isAdmin: false }, "test done");
+    });
+    expect(await tg.take()).toEqual([]);
+  });
+
+  it("a chat that no longer exists: 400 chat not found, counted, not retried", async () => {
+    await setChat(GONE, { state: "missing" });
+    const before = await refusals();
+    const { stub } = await plannedJob(GONE);
+    expect((await tg.take()).map((c) => [c.method, c.ok, c.error])).toEqual([
+      ["sendMessage", false, "Bad Request: chat not found"],
+    ]);
+    const { pending, memo } = await outbox(stub);
+    expect(pending).toEqual([]);
+    expect(memo.undeliverable).toBe("Bad Request: chat not found");
+    expect((await refusals())["400"] ?? 0).toBe((before["400"] ?? 0) + 1);
+  });
+
+  it("flood control: waits Telegram's retry_after, then delivers", async () => {
+    await setChat(FLOODED, { floodSeconds: 2 });
+    const job: JobView = {
+      id: "job_0flood00000000001",
+      projectId: "default",
+      status: "CREATED",
+      intent: "check git status",
+      risk: null,
+      attempt: 1,
+      plan: null,
+      spec: null,
+      steps: [],
+      artifacts: [],
+      logTail: "",
+      error: null,
+      agentId: null,
+      userId: "42",
+      chatId: String(FLOODED),
+      messageId: null,
+      needsApproval: false,
+      decidedBy: null,
+      approvalDeadline: null,
+      createdAt: new Date().toISOString(),
+      updatedAt: new Date().toISOString(),
+      startedAt: null,
+      finishedAt: null,
+    };
+    const first = await notifyJob(env, job, {}).catch((e: unknown) => e);
+    expect(first).toBeInstanceOf(NotifyLater);
+    const wait = (first as NotifyLater).retryAfterMs;
+    expect(wait).toBe(2000);
+    await new Promise((r) => setTimeout(r, wait + 100));
+    const memo = await notifyJob(env, job, {});
+    expect(memo.messageId).toBeGreaterThan(0);
+    expect((await tg.take()).map((c) => [c.method, c.ok])).toEqual([
+      ["sendMessage", false],
+      ["sendMessage", true],
+    ]);
+  });
+
+  it("flood control on a job's chat: the notification waits Telegram's retry_after, the ledger does not", async () => {
+    await setChat(FLOODED_JOB, { floodSeconds: 40 });
+    const { jobId, stub } = await plannedJob(FLOODED_JOB);
+    expect((await tg.take()).map((c) => [c.method, c.error])).toEqual([
+      ["sendMessage", "Too Many Requests: retry after 40"],
+    ]);
+    const pending = await runInDurableObject(stub, (i: JobDO) =>
+      i.ctx.storage.sql
+        .exec<{ kind: string; tries: number; next_at: number }>("SELECT kind, tries, next_at FROM outbox")
+        .toArray(),
+    );
+    expect(pending.map((p) => [p.kind, p.tries])).toEqual([["notify", 0]]);
+    // Not before Telegram said it may be retried (less the second it rounds to).
+    expect(pending[0]?.next_at ?? 0).toBeGreaterThanOrEqual(Date.now() + 38_000);
+    const ledger = await env.DB.prepare("SELECT status FROM jobs WHERE id = ?").bind(jobId).first<{ status: string }>();
+    expect(ledger?.status).toBe("QUEUED");
+  });
+
+  it("a message Telegram refuses as malformed: logged and counted, the next state is tried again", async () => {
+    const before = await refusals();
+    await failNext("sendMessage", BAD, { errorCode: 400, description: "Bad Request: can't parse entities" });
+    const { stub } = await plannedJob(BAD);
+    const { pending, memo } = await outbox(stub);
+    expect(pending).toEqual([]);
+    expect(memo.undeliverable).toBeUndefined();
+    expect((await refusals())["400"] ?? 0).toBe((before["400"] ?? 0) + 1);
+    await runInDurableObject(stub, async (i: JobDO) => {
+      await i.cancel({ id: "42", isAdmin: false }, "test done");
+    });
+    const made = await tg.take();
+    expect(made.map((c) => [c.method, c.ok])).toEqual([
+      ["sendMessage", false],
+      ["sendMessage", true],
+    ]);
+  });
+});
+
+describe("a webhook handler that fails", () => {
+  it("is acknowledged to Telegram, but flagged in a header and counted in /metrics", async () => {
+    const count = async () =>
+      Number(/^skynet_webhook_errors_total (\d+)$/m.exec(await (await api("/metrics")).text())?.[1] ?? "NaN");
+    const before = await count();
+    // Telegram fails the bot's reply (its own 500): the /help handler throws.
+    await failNext("sendMessage", HELPER.id, { errorCode: 500, description: "Internal Server Error" });
+    expectWebhookErrors(1);
+    const res = await post(message(HELPER, "/help"));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("X-Skynet-Update-Failed")).toBe("1");
+    expect(await count()).toBe(before + 1);
+    // The next update is handled normally.
+    const ok = await post(message(HELPER, "/help"));
+    expect(ok.headers.get("X-Skynet-Update-Failed")).toBeNull();
+    expect((await tg.take()).map((c) => [c.method, c.ok])).toEqual([
+      ["sendMessage", false],
+      ["sendMessage", true],
+    ]);
+    expect(await count()).toBe(before + 1);
+  });
+});
