@@ -145,17 +145,17 @@ describe("another allowed user's job", () => {
 describe("what the person approving sees", () => {
   it("a write shows its path, size and content; the description is only a label", async () => {
     await post(
-      message(OWNER, "/task create a new file .git/config with [core] fsmonitor = touch /tmp/pwned", OWNER_CHAT),
+      message(OWNER, "/task create a new file .husky/pre-commit with [core] fsmonitor = touch /tmp/pwned", OWNER_CHAT),
     );
     const jobId = await lastJobPlanned(OWNER.id);
     const plan = await tg.waitCall((c) => c.method === "editMessageText" && textOf(c).includes(jobId));
     expect(plan.ok).toBe(true);
     const text = textOf(plan);
     expect(text).toContain("<code>write_file</code> · 🟡 WRITE");
-    expect(text).toContain("path: <code>.git/config</code>");
+    expect(text).toContain("path: <code>.husky/pre-commit</code>");
     expect(text).toContain("size: <code>35 bytes, 1 line(s); refused if the file exists</code>");
     expect(text).toContain("<pre>[core] fsmonitor = touch /tmp/pwned</pre>");
-    expect(text).toMatch(/planner's note: “Create \.git\/config”/);
+    expect(text).toMatch(/planner's note: “Create \.husky\/pre-commit”/);
     // The params come before the label.
     expect(text.indexOf("path:")).toBeLessThan(text.indexOf("planner's note"));
     expect(JSON.stringify(plan.params.reply_markup)).toContain(`p:${jobId}`);

@@ -67,7 +67,8 @@ describe("/deny", () => {
     const jobId = await plannedJob();
     await post(message(USER, `/deny ${jobId}`)); // the job was made through the API by user 42
     const reply = await tg.waitCall((c) => c.method === "sendMessage");
-    expect(textOf(reply)).toBe("Only the person who asked (or an admin) can decide on this job.");
+    // Someone else is told what a job that does not exist gets: its existence is not revealed.
+    expect(textOf(reply)).toBe("I don't know that job.");
     expect((await job(jobId).get())?.status).toBe("PLANNED");
   });
 });

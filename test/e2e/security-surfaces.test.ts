@@ -78,7 +78,7 @@ afterAll(async () => {
 
 describe("the CLI", () => {
   it("shows what approving would run: action, path, size and content, the description as a note", async () => {
-    const submitted = await cli("task", "create a new file .git/config with [core] fsmonitor = touch /tmp/pwned");
+    const submitted = await cli("task", "create a new file .husky/pre-commit with [core] fsmonitor = touch /tmp/pwned");
     expect(submitted.code).toBe(0);
     const jobId = /submitted (job_\w+)/.exec(submitted.out)?.[1] ?? "";
     expect(jobId).not.toBe("");
@@ -88,7 +88,7 @@ describe("the CLI", () => {
     );
     const { out } = await cli("status", jobId);
     expect(out).toContain("1. write_file · WRITE");
-    expect(out).toContain("path: .git/config");
+    expect(out).toContain("path: .husky/pre-commit");
     expect(out).toContain("size: 35 bytes");
     expect(out).toContain("| [core] fsmonitor = touch /tmp/pwned");
     expect(out).toContain('planner\'s note: "Create .git/config"');
