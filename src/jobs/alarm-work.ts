@@ -27,7 +27,16 @@ export async function checkDeadlines(job: JobDO): Promise<void> {
       s.error = "no decision within the approval timeout";
       job.commit(s, job.move(s, "cancel", { reason: "approval_timeout" }));
     } else if (s.status === "RUNNING" && s.lease && now >= s.lease.expiresAt) {
-      job.commit(s, job.infraFailure(s, `agent lost: ${s.lease.agentId} stopped renewing its lease`));
+      const since = s.unreachableSince;
+      if (!since) {
+        job.commit(s, job.infraFailure(s, `agent lost: ${s.lease.agentId} stopped renewing its lease`));
+      } else if (now >= since + job.config.unreachableTimeoutS * 1000) {
+        // Only now, and only this: the step may well have completed while nobody could tell.
+        const reason =
+          `outcome unknown: the step may have completed (agent ${s.lease.agentId} unreachable since ` +
+          `${new Date(since).toISOString()}, no result within ${job.config.unreachableTimeoutS}s)`;
+        job.commit(s, job.failEffects(s, reason));
+      }
     } else if (s.status === "QUEUED" && s.queuedAt !== null && now >= s.queuedAt + job.config.jobTimeoutS * 1000) {
       job.commit(s, job.failEffects(s, `no agent picked the job up within ${job.config.jobTimeoutS}s`));
     } else if (s.status === "RUNNING" && s.startedAt !== null && now >= s.startedAt + job.runLimitS(s) * 1000) {

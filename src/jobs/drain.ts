@@ -105,8 +105,13 @@ export async function scheduleJobAlarm(job: JobDO, s: JobState): Promise<void> {
   if (s.status === "CREATED" && s.planningStarted) times.push((s.planningStartedAt ?? Date.now()) + PLAN_STALL_MS);
   if (!isTerminal(s.status)) {
     if (s.status === "PLANNED" && s.approvalDeadline !== null) times.push(s.approvalDeadline);
-    if (s.status === "RUNNING" && s.lease) times.push(s.lease.expiresAt);
-    if (s.status === "RUNNING" && s.startedAt !== null) times.push(s.startedAt + job.runLimitS(s) * 1000);
+    if (s.status === "RUNNING" && s.unreachableSince) {
+      // Unreachable: the lease has already expired; only the bound on waiting for the result counts.
+      times.push(s.unreachableSince + job.config.unreachableTimeoutS * 1000);
+    } else if (s.status === "RUNNING") {
+      if (s.lease) times.push(s.lease.expiresAt);
+      if (s.startedAt !== null) times.push(s.startedAt + job.runLimitS(s) * 1000);
+    }
     if (s.status === "QUEUED" && s.queuedAt !== null) times.push(s.queuedAt + job.config.jobTimeoutS * 1000);
   }
   if (times.length === 0) {
