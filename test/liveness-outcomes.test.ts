@@ -4,7 +4,7 @@
 // output starts with a header line.
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import type { JobView } from "../protocol/index.ts";
+import type { AgentToServer, JobView } from "../protocol/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
 import { newJobId } from "../src/lib/crypto.ts";
@@ -56,19 +56,18 @@ async function expireLease(jobId: string): Promise<void> {
   await runDurableObjectAlarm(job(jobId));
 }
 
-const succeeded = (fence: { jobId: string; attempt: number; leaseToken: string }) =>
-  ({
-    type: "job_finished",
-    ...fence,
+const succeeded = (fence: { jobId: string; attempt: number; leaseToken: string }): AgentToServer => ({
+  type: "job_finished",
+  ...fence,
+  status: "SUCCEEDED",
+  result: {
+    jobId: fence.jobId,
+    attempt: fence.attempt,
     status: "SUCCEEDED",
-    result: {
-      jobId: fence.jobId,
-      attempt: fence.attempt,
-      status: "SUCCEEDED",
-      steps: [{ stepId: "s1", action: "write_file", outcome: "succeeded", exitCode: 0 }],
-      artifacts: [],
-    },
-  }) as const;
+    steps: [{ stepId: "s1", action: "write_file", outcome: "succeeded", exitCode: 0 }],
+    artifacts: [],
+  },
+});
 
 describe("a WRITE job whose agent is unreachable", () => {
   it("stays RUNNING, flagged unreachable, and takes its result after the reconnect grace", async () => {
