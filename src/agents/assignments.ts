@@ -296,16 +296,16 @@ export function chooseAgent(
 
 /**
  * Why no connected agent can ever take this job as things stand (null when one could, once it
- * has a free slot or its backoff ends): the project, a capability, or every such agent refused.
+ * has a free slot or its backoff ends, or when none is connected): the project, a capability, or
+ * every such agent refused.
  */
 export function whyUnservable(job: PendingJob, required: Set<Capability>, agents: AgentProfile[]): string | null {
+  // With no agent connected at all, "Queued, waiting for an agent" already says it all (and the
+  // Sentinel alerts the admins): a notice is for agents that are there but cannot take the job.
+  if (agents.length === 0) return null;
   const project = job.spec.projectId;
   const serving = agents.filter((a) => a.workspaces.includes(project));
-  if (serving.length === 0) {
-    return agents.length === 0
-      ? `no agent is connected; waiting for one that serves project "${project}"`
-      : `no connected agent serves project "${project}"; waiting for one that does`;
-  }
+  if (serving.length === 0) return `no connected agent serves project "${project}"; waiting for one that does`;
   const capable = serving.filter((a) => [...required].every((c) => a.capabilities.includes(c)));
   if (capable.length === 0) {
     const missing = [...required].filter((c) => !serving.some((a) => a.capabilities.includes(c)));
