@@ -3,12 +3,16 @@
 // passes ("outcome unknown"); a final job's lease refuses every frame and upload; each attempt's
 // output starts with a header line.
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import type { AgentToServer, JobView } from "../protocol/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { api, pairAgent, TestAgent } from "./helpers/worker.ts";
+
+/** Polls for up to 10 s, and tests get 30 s: the machine running the tests may be busy. */
+vi.setConfig({ testTimeout: 30_000 });
+const poll = <T>(fn: () => Promise<T>) => expect.poll(fn, { timeout: 10_000 });
 
 const job = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
 
@@ -44,7 +48,7 @@ async function running(agent: TestAgent, projectId: string, intent: string) {
   const offer = await agent.next("job_offer");
   const fence = { jobId, attempt: offer.attempt, leaseToken: offer.leaseToken };
   agent.send({ type: "job_accept", ...fence });
-  await expect.poll(async () => (await view(jobId)).status).toBe("RUNNING");
+  await poll(async () => (await view(jobId)).status).toBe("RUNNING");
   return fence;
 }
 
@@ -75,15 +79,13 @@ describe("a WRITE job whose agent is unreachable", () => {
     const agent = await TestAgent.connect(token, { workspaces: ["unreach"], agentName: "cut-off" });
     const fence = await running(agent, "unreach", "create a new file u.txt with hello");
     agent.send({ type: "step_started", ...fence, stepId: "s1", startedAt: new Date().toISOString() });
-    await expect.poll(async () => (await view(fence.jobId)).steps[0]?.state).toBe("running");
+    await poll(async () => (await view(fence.jobId)).steps[0]?.state).toBe("running");
     agent.close();
     // The socket is gone: the lease drops to the reconnect grace, which then passes.
-    await expect
-      .poll(async () => {
-        const s = await runInDurableObject(job(fence.jobId), (i: JobDO) => i.load());
-        return (s?.lease?.expiresAt ?? Infinity) <= Date.now() + 31_000;
-      })
-      .toBe(true);
+    await poll(async () => {
+      const s = await runInDurableObject(job(fence.jobId), (i: JobDO) => i.load());
+      return (s?.lease?.expiresAt ?? Infinity) <= Date.now() + 31_000;
+    }).toBe(true);
     await expireLease(fence.jobId);
     const flagged = await view(fence.jobId);
     expect(flagged.status).toBe("RUNNING");
@@ -99,7 +101,7 @@ describe("a WRITE job whose agent is unreachable", () => {
     const back = await TestAgent.connect(token, { workspaces: ["unreach"], agentName: "cut-off" });
     back.send({ type: "log", ...fence, stepId: "s1", seq: 0, stream: "stdout", data: "wrote u.txt\n" });
     back.send(succeeded(fence));
-    await expect.poll(async () => (await view(fence.jobId)).status).toBe("SUCCEEDED");
+    await poll(async () => (await view(fence.jobId)).status).toBe("SUCCEEDED");
     const done = await view(fence.jobId);
     expect(done.error).toBeNull();
     expect(done.notice).toBeNull();
@@ -121,7 +123,7 @@ describe("a WRITE job whose agent is unreachable", () => {
     const agent = await TestAgent.connect(token, { workspaces: ["unreach-bound"] });
     const fence = await running(agent, "unreach-bound", "create a new file v.txt with hello");
     agent.send({ type: "step_started", ...fence, stepId: "s1", startedAt: new Date().toISOString() });
-    await expect.poll(async () => (await view(fence.jobId)).steps[0]?.state).toBe("running");
+    await poll(async () => (await view(fence.jobId)).steps[0]?.state).toBe("running");
     await expireLease(fence.jobId);
     expect((await view(fence.jobId)).status).toBe("RUNNING");
     await edit(fence.jobId, (s) => {
@@ -165,7 +167,7 @@ describe("a final job's lease", () => {
       status: "SUCCEEDED",
       result: { jobId: fence.jobId, attempt: 1, status: "SUCCEEDED", steps: [], artifacts: [] },
     });
-    await expect.poll(async () => (await view(fence.jobId)).status).toBe("SUCCEEDED");
+    await poll(async () => (await view(fence.jobId)).status).toBe("SUCCEEDED");
     const before = await view(fence.jobId);
     const logBefore = await job(fence.jobId).readLogs({ tail: 100 });
 
@@ -220,14 +222,14 @@ describe("the stored log", () => {
     });
     const first = await running(agent, "headers", "check git status");
     agent.send({ type: "log", ...first, stepId: "s1", seq: 0, stream: "stdout", data: "first run\n" });
-    await expect.poll(async () => (await view(first.jobId)).logTail).toContain("first run");
+    await poll(async () => (await view(first.jobId)).logTail).toContain("first run");
     await expireLease(first.jobId);
     await job(first.jobId).dispatch(2);
     const offer = await agent.next("job_offer");
     const second = { jobId: first.jobId, attempt: 2, leaseToken: offer.leaseToken };
     agent.send({ type: "job_accept", ...second });
     agent.send({ type: "log", ...second, stepId: "s1", seq: 0, stream: "stdout", data: "second run\n" });
-    await expect.poll(async () => (await view(first.jobId)).logTail).toContain("second run");
+    await poll(async () => (await view(first.jobId)).logTail).toContain("second run");
     const lines = (await job(first.jobId).readLogs({ tail: 100 }))?.lines ?? [];
     const header = (n: number) =>
       new RegExp(`^── attempt ${n} on agent twice \\(agent_[0-9a-f]+\\) at \\d{4}-\\d\\d-\\d\\dT[0-9:.]+Z ──$`);

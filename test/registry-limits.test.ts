@@ -10,11 +10,15 @@ import {
   waitOnExecutionContext,
 } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import type { AgentRegistryDO } from "../src/agents/agent-registry-do.ts";
 import { MAX_FRAME_CHARS_AFTER_HELLO, MAX_FRAME_CHARS_BEFORE_HELLO } from "../src/agents/frame-budget.ts";
 import worker from "../src/index.ts";
 import { api, BASE, json, pairAgent, TestAgent } from "./helpers/worker.ts";
+
+/** Polls for up to 10 s, and tests get 30 s: the machine running the tests may be busy. */
+vi.setConfig({ testTimeout: 30_000 });
+const poll = <T>(fn: () => Promise<T>) => expect.poll(fn, { timeout: 10_000 });
 
 const registry = () => env.AGENT_REGISTRY.get(env.AGENT_REGISTRY.idFromName("global"));
 
@@ -51,15 +55,13 @@ describe("frame budget and size caps", () => {
     expect(health.status).toBe(200);
     const closed = await agent.closed;
     expect(closed).toEqual({ code: 1008, reason: "too many frames: rate limit exceeded" });
-    await expect
-      .poll(async () =>
-        (
-          await env.DB.prepare("SELECT action FROM audit_log WHERE actor = ?")
-            .bind(`agent:${agentId}`)
-            .all<{ action: string }>()
-        ).results.map((r) => r.action),
-      )
-      .toEqual(["agent_rate_limited"]);
+    await poll(async () =>
+      (
+        await env.DB.prepare("SELECT action FROM audit_log WHERE actor = ?")
+          .bind(`agent:${agentId}`)
+          .all<{ action: string }>()
+      ).results.map((r) => r.action),
+    ).toEqual(["agent_rate_limited"]);
     const listed = await json<{ online: { agentId: string }[] }>(await api("/api/agents"));
     expect(listed.online.map((a) => a.agentId)).not.toContain(agentId);
     // A well-behaved agent is unaffected and the same token may connect again.

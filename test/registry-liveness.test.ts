@@ -10,12 +10,16 @@ import {
   runInDurableObject,
   waitOnExecutionContext,
 } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import type { AgentRegistryDO } from "../src/agents/agent-registry-do.ts";
 import worker from "../src/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { api, json, pairAgent, TestAgent } from "./helpers/worker.ts";
+
+/** Polls for up to 10 s, and tests get 30 s: the machine running the tests may be busy. */
+vi.setConfig({ testTimeout: 30_000 });
+const poll = <T>(fn: () => Promise<T>) => expect.poll(fn, { timeout: 10_000 });
 
 const registry = () => env.AGENT_REGISTRY.get(env.AGENT_REGISTRY.idFromName("global"));
 const job = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
@@ -77,7 +81,7 @@ describe("offers that fail for a passing reason", () => {
     const first = await agent.next("job_offer");
     const fence1 = { jobId, attempt: 1, leaseToken: first.leaseToken };
     agent.send({ type: "job_accept", ...fence1 });
-    await expect.poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
+    await poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
     await runInDurableObject(job(jobId), (i: JobDO) => {
       const s = i.load();
       if (s?.lease) s.lease.expiresAt = Date.now() - 1;
@@ -112,7 +116,7 @@ describe("offers that fail for a passing reason", () => {
     const again = await agent.next("job_offer");
     expect(again).toMatchObject({ jobId, attempt: 2, leaseToken: second.leaseToken });
     agent.send({ type: "job_accept", jobId, attempt: 2, leaseToken: again.leaseToken });
-    await expect.poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
+    await poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
     agent.close();
   });
 
@@ -135,7 +139,7 @@ describe("offers that fail for a passing reason", () => {
     const again = await agent.next("job_offer", 15_000);
     expect(again).toMatchObject({ jobId, attempt: 1, leaseToken: offer.leaseToken });
     agent.send({ type: "job_accept", jobId, attempt: 1, leaseToken: again.leaseToken });
-    await expect.poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
+    await poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
     agent.close();
   });
 
@@ -146,12 +150,12 @@ describe("offers that fail for a passing reason", () => {
     await job(jobId).dispatch(1);
     const offer = await first.next("job_offer");
     first.close();
-    await expect.poll(async () => (await bookRow(jobId))?.state).toBe("pending");
+    await poll(async () => (await bookRow(jobId))?.state).toBe("pending");
     const second = await TestAgent.connect(token, { workspaces: ["live-closed"] });
     const again = await second.next("job_offer", 15_000);
     expect(again).toMatchObject({ jobId, attempt: 1, leaseToken: offer.leaseToken });
     second.send({ type: "job_accept", jobId, attempt: 1, leaseToken: again.leaseToken });
-    await expect.poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
+    await poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
     second.close();
   });
 
@@ -198,7 +202,7 @@ describe("jobs no connected agent can serve", () => {
     const jobId = await queuedJob("live-shell", "run command echo hi", chat);
     expect((await job(jobId).get())?.status).toBe("QUEUED");
     await job(jobId).dispatch(1);
-    await expect.poll(async () => (await job(jobId).get())?.notice ?? null).toMatch(/--allow-shell/);
+    await poll(async () => (await job(jobId).get())?.notice ?? null).toMatch(/--allow-shell/);
     const view = await job(jobId).get();
     expect(view?.status).toBe("QUEUED");
     expect(view?.notice).toBe(
@@ -213,17 +217,15 @@ describe("jobs no connected agent can serve", () => {
           .bind(jobId)
           .all<{ detail: string }>()
       ).results;
-    await expect.poll(async () => (await waiting()).length).toBe(1);
+    await poll(async () => (await waiting()).length).toBe(1);
     expect(JSON.parse((await waiting())[0]?.detail ?? "{}")).toMatchObject({ reason: view?.notice });
     // The requester's chat got it through the notify path.
-    await expect
-      .poll(async () => {
-        const calls = (await (await fetch(`${env.TELEGRAM_API_ROOT}/__calls?chats=${chat}`)).json()) as {
-          params: { text?: string };
-        }[];
-        return calls.some((c) => c.params.text?.includes("--allow-shell"));
-      })
-      .toBe(true);
+    await poll(async () => {
+      const calls = (await (await fetch(`${env.TELEGRAM_API_ROOT}/__calls?chats=${chat}`)).json()) as {
+        params: { text?: string };
+      }[];
+      return calls.some((c) => c.params.text?.includes("--allow-shell"));
+    }).toBe(true);
     expect(offersOf(plain, jobId)).toBe(0);
     const shell = await TestAgent.connect((await pairAgent("shell")).token, {
       workspaces: ["live-shell"],
@@ -250,7 +252,7 @@ describe("jobs no connected agent can serve", () => {
       leaseToken: offer.leaseToken,
       reason: "this agent does not serve project live-perm",
     });
-    await expect.poll(async () => (await job(jobId).get())?.notice ?? null).toMatch(/every connected agent/);
+    await poll(async () => (await job(jobId).get())?.notice ?? null).toMatch(/every connected agent/);
     expect(Object.values(JSON.parse((await bookRow(jobId))?.banned ?? "{}"))).toEqual([
       "this agent does not serve project live-perm",
     ]);
@@ -263,5 +265,27 @@ describe("jobs no connected agent can serve", () => {
     ]);
     expect((await job(jobId).get())?.status).toBe("QUEUED");
     agent.close();
+  });
+});
+
+describe("an accept lost with the connection", () => {
+  it("takes the agent's resume of an offered attempt as its accept, without a second offer", async () => {
+    const { token } = await pairAgent("lost-accept");
+    const first = await TestAgent.connect(token, { workspaces: ["live-resume"] });
+    const jobId = await queuedJob("live-resume", "check git status");
+    await job(jobId).dispatch(1);
+    const offer = await first.next("job_offer");
+    // The agent accepted and started, but the connection dropped before the accept arrived.
+    first.close();
+    await poll(async () => (await bookRow(jobId))?.state).toBe("pending");
+    const second = await TestAgent.connect(token, { workspaces: ["live-resume"] });
+    second.send({
+      type: "resume",
+      running: [{ jobId, attempt: 1, leaseToken: offer.leaseToken, lastSeq: -1 }],
+    });
+    await poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
+    expect((await bookRow(jobId))?.state).toBe("running");
+    expect(second.received.filter((m) => m.type === "job_cancel")).toHaveLength(0);
+    second.close();
   });
 });
