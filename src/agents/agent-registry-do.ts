@@ -14,17 +14,9 @@ import {
   type ServerToAgent,
 } from "../../protocol/index.ts";
 import { type Config, loadConfig } from "../config.ts";
-import { appendAudit, getDb, setWorkerStatus, touchWorker, upsertWorker } from "../ledger/store.ts";
+import { appendAudit, getDb } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
-import {
-  type AgentProfile,
-  AssignmentBook,
-  chooseAgent,
-  type OfferFailure,
-  rejectIsPermanent,
-  unavailableFor,
-  whyUnservable,
-} from "./assignments.ts";
+import { AssignmentBook, type OfferFailure } from "./assignments.ts";
 import {
   FRAME_BURST,
   FRAME_REFILL_PER_S,
@@ -33,7 +25,9 @@ import {
   MAX_FRAME_CHARS_BEFORE_HELLO,
   TokenBucket,
 } from "./frame-budget.ts";
+import { type AgentProfile, chooseAgent, rejectIsPermanent, unavailableFor, whyUnservable } from "./matching.ts";
 import { jobStub } from "./registry-stub.ts";
+import { WorkerLedger } from "./worker-ledger.ts";
 
 interface Attachment {
   agentId: string;
@@ -41,20 +35,11 @@ interface Attachment {
   profile: AgentProfile | null;
 }
 
-/** A heartbeat that changes nothing writes the ledger at most this often. */
-export const HEARTBEAT_WRITE_INTERVAL_MS = 60_000;
 /** Close code for a connection over its frame budget (RFC 6455: policy violation). */
 export const CLOSE_POLICY_VIOLATION = 1008;
 export const CLOSE_TOO_BIG = 1009;
 /** Close code for an agent the Sentinel declared OFFLINE (silent past the heartbeat timeout). */
 export const CLOSE_MARKED_OFFLINE = 4004;
-
-/** What the ledger last heard from an agent, to skip heartbeat writes that change nothing. */
-interface LedgerMark {
-  at: number;
-  running: number;
-  reported: number;
-}
 
 export interface AgentInfo extends AgentProfile {
   running: number;
@@ -65,12 +50,13 @@ export class AgentRegistryDO extends DurableObject<Env> {
   private readonly config: Config;
   private readonly buckets = new WeakMap<WebSocket, TokenBucket>();
   private readonly tripped = new WeakSet<WebSocket>();
-  private readonly marks = new Map<string, LedgerMark>();
+  private readonly ledger: WorkerLedger;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.book = new AssignmentBook(ctx.storage.sql);
     this.config = loadConfig(env);
+    this.ledger = new WorkerLedger(env, this.config.heartbeatTimeoutS);
     // Plain "ping" frames are answered without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
   }
@@ -238,23 +224,7 @@ export class AgentRegistryDO extends DurableObject<Env> {
       version: msg.agentVersion,
     };
     ws.serializeAttachment({ ...att, profile } satisfies Attachment);
-    const now = Date.now();
-    const running = this.book.loadOf(att.agentId);
-    await upsertWorker(getDb(this.env.DB), {
-      id: att.agentId,
-      name: msg.agentName,
-      capabilities,
-      workspaces: msg.workspaces,
-      status: running > 0 ? "BUSY" : "ONLINE",
-      running,
-      maxConcurrency: msg.maxConcurrency,
-      version: msg.agentVersion,
-      at: now,
-    })
-      .then(() => this.marks.set(att.agentId, { at: now, running, reported: -1 }))
-      .catch((err: unknown) =>
-        log("warn", "ledger: worker upsert failed", { agentId: att.agentId, error: errorMessage(err) }),
-      );
+    await this.ledger.hello(profile, this.book.loadOf(att.agentId));
     log("info", "agent online", { agentId: att.agentId, name: msg.agentName, workspaces: msg.workspaces });
     this.reply(ws, {
       type: "welcome",
@@ -273,23 +243,11 @@ export class AgentRegistryDO extends DurableObject<Env> {
     resuming = false,
   ): Promise<void> {
     const agentId = att.agentId;
-    const now = Date.now();
-    const load = this.book.loadOf(agentId);
-    const mark = this.marks.get(agentId);
-    // The ledger hears of a heartbeat only when it changes something or a minute has passed.
-    const interval = Math.min(HEARTBEAT_WRITE_INTERVAL_MS, (this.config.heartbeatTimeoutS * 1000) / 3);
-    if (!mark || mark.running !== load || now - mark.at >= interval) {
-      await touchWorker(getDb(this.env.DB), agentId, now, load)
-        .then(() => this.marks.set(agentId, { at: now, running: load, reported: running.length }))
-        .catch(() => undefined);
-    }
     // Fewer jobs on the agent than last time: it has a free slot, so its backoffs end.
-    if (mark && running.length < mark.reported) {
+    if (await this.ledger.heartbeat(agentId, this.book.loadOf(agentId), running.length)) {
       this.book.liftBackoffs(agentId);
       await this.pump();
     }
-    const m = this.marks.get(agentId);
-    if (m) m.reported = running.length;
     for (const r of running) {
       const res = await jobStub(this.env, r.jobId).renewLease(agentId, r.attempt, r.leaseToken);
       if (res.ok) {
@@ -351,16 +309,8 @@ export class AgentRegistryDO extends DurableObject<Env> {
     }
   }
 
-  /** ONLINE or BUSY in the ledger's workers table, from the jobs the agent holds. */
   private async mirrorLoad(agentId: string): Promise<void> {
-    const running = this.book.loadOf(agentId);
-    const at = Date.now();
-    await setWorkerStatus(getDb(this.env.DB), agentId, running > 0 ? "BUSY" : "ONLINE", { running, at })
-      .then(() => {
-        const mark = this.marks.get(agentId);
-        this.marks.set(agentId, { at, running, reported: mark?.reported ?? -1 });
-      })
-      .catch((err: unknown) => log("warn", "ledger: worker status failed", { agentId, error: errorMessage(err) }));
+    await this.ledger.load(agentId, this.book.loadOf(agentId));
   }
 
   private async onGone(ws: WebSocket): Promise<void> {
@@ -374,9 +324,7 @@ export class AgentRegistryDO extends DurableObject<Env> {
   /** No live socket for the agent: its offers go back (backed off), its running jobs get the grace. */
   private async agentGone(agentId: string, writeLedger: boolean): Promise<void> {
     log("warn", "agent disconnected", { agentId });
-    this.marks.delete(agentId);
-    if (writeLedger)
-      await setWorkerStatus(getDb(this.env.DB), agentId, "OFFLINE", { at: Date.now() }).catch(() => undefined);
+    await this.ledger.offline(agentId, writeLedger);
     for (const a of this.book.ofAgent(agentId)) {
       if (a.state === "offered") this.book.offerFailed(a.jobId, agentId, { kind: "closed" } satisfies OfferFailure);
       else await jobStub(this.env, a.jobId).agentDisconnected(agentId, a.attempt);
