@@ -143,6 +143,42 @@ describe("a WRITE job whose agent is unreachable", () => {
     agent.close();
   });
 
+  it("fails as 'outcome unknown' soon after its agent reconnects without the job, unless the result is replayed", async () => {
+    const { token } = await pairAgent("restarted");
+    const agent = await TestAgent.connect(token, { workspaces: ["unreach-restart"] });
+    const lost = await running(agent, "unreach-restart", "create a new file w.txt with hello");
+    const kept = await running(agent, "unreach-restart", "create a new file x.txt with hello");
+    for (const fence of [lost, kept]) {
+      agent.send({ type: "step_started", ...fence, stepId: "s1", startedAt: new Date().toISOString() });
+      await poll(async () => (await view(fence.jobId)).steps[0]?.state).toBe("running");
+    }
+    agent.close();
+    for (const fence of [lost, kept]) await expireLease(fence.jobId);
+    expect((await view(lost.jobId)).agentUnreachableSince).toBeTruthy();
+    // Back, listing neither job: `kept` finished while cut off and its result is replayed now.
+    const back = await TestAgent.connect(token, { workspaces: ["unreach-restart"] });
+    back.send({ type: "resume", running: [] });
+    back.send(succeeded(kept));
+    const withoutJob = async (jobId: string) =>
+      runInDurableObject(job(jobId), (i: JobDO) => i.load()?.withoutJobAt ?? null);
+    await poll(() => withoutJob(lost.jobId)).toBeTypeOf("number");
+    await poll(async () => (await view(kept.jobId)).status).toBe("SUCCEEDED");
+    // Still RUNNING until the pause for a replay has passed.
+    await runDurableObjectAlarm(job(lost.jobId));
+    expect((await view(lost.jobId)).status).toBe("RUNNING");
+    await edit(lost.jobId, (s) => {
+      s.withoutJobAt = Date.now() - 11_000;
+    });
+    await runDurableObjectAlarm(job(lost.jobId));
+    const failed = await view(lost.jobId);
+    expect(failed.status).toBe("FAILED");
+    expect(failed.error).toMatch(
+      /^outcome unknown: the step may have completed \(agent agent_[0-9a-f]+ reconnected without this job/,
+    );
+    expect((await view(kept.jobId)).error).toBeNull();
+    back.close();
+  });
+
   it("re-dispatches a READ_ONLY job whose agent went silent, as before", async () => {
     const agent = await TestAgent.connect((await pairAgent("ro-silent")).token, { workspaces: ["unreach-ro"] });
     const fence = await running(agent, "unreach-ro", "check git status");

@@ -5,7 +5,7 @@ import { getDb } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { NotifyLater } from "../notify/notify.ts";
 import { LEDGER_KINDS, type LedgerQuery, ledgerStatement, runOutboxItem } from "./effects.ts";
-import { type JobDO, PLAN_STALL_MS } from "./job-do.ts";
+import { type JobDO, PLAN_STALL_MS, WITHOUT_JOB_CONFIRM_MS } from "./job-do.ts";
 import type { JobState } from "./job-state.ts";
 import type { OutboxRow } from "./outbox.ts";
 
@@ -108,6 +108,7 @@ export async function scheduleJobAlarm(job: JobDO, s: JobState): Promise<void> {
     if (s.status === "RUNNING" && s.unreachableSince) {
       // Unreachable: the lease has already expired; only the bound on waiting for the result counts.
       times.push(s.unreachableSince + job.config.unreachableTimeoutS * 1000);
+      if (s.withoutJobAt) times.push(s.withoutJobAt + WITHOUT_JOB_CONFIRM_MS);
     } else if (s.status === "RUNNING") {
       if (s.lease) times.push(s.lease.expiresAt);
       if (s.startedAt !== null) times.push(s.startedAt + job.runLimitS(s) * 1000);

@@ -51,6 +51,9 @@ export function leaseEnded(state: { id: string; status: JobStatus }): FenceResul
   return { ok: false, code: "lease_ended", message: `job ${state.id} is ${state.status}: its lease has ended` };
 }
 
+/** How long a reconnected agent that does not list its unreachable job has to replay its result. */
+export const WITHOUT_JOB_CONFIRM_MS = 10_000;
+
 /** A QUEUED job older than this is offered again by the Sentinel (backoffs lifted). */
 export const REOFFER_AFTER_MS = 60_000;
 
@@ -134,6 +137,7 @@ export class JobDO extends DurableObject<Env> {
     if (t.to !== from) {
       state.notice = null;
       state.unreachableSince = null;
+      state.withoutJobAt = null;
     }
     if (isTerminal(t.to)) state.finishedAt = now;
     log("info", "job transition", { jobId: state.id, from, to: t.to, event, attempt: state.attempt });
@@ -488,6 +492,7 @@ export class JobDO extends DurableObject<Env> {
       since: new Date(since).toISOString(),
     });
     state.unreachableSince = null;
+    state.withoutJobAt = null;
     state.notice = null;
     return effects;
   }
@@ -507,6 +512,21 @@ export class JobDO extends DurableObject<Env> {
       `agent ${lease?.agentId ?? "?"} unreachable since ${new Date(since).toISOString()}; a ${state.risk ?? "WRITE"} ` +
       `step had started, so it is not re-run: waiting for its result until ${new Date(until).toISOString()}`;
     return effects;
+  }
+
+  /**
+   * The holder of this unreachable job is connected again and does not list it (it restarted):
+   * unless its result is replayed within WITHOUT_JOB_CONFIRM_MS, the outcome is unknown now
+   * rather than after the whole unreachable bound.
+   */
+  async agentWithoutJob(agentId: string, attempt: number): Promise<void> {
+    this.count("rpc.agentWithoutJob");
+    const s = this.load();
+    if (s?.status !== "RUNNING" || !s.unreachableSince || s.withoutJobAt) return;
+    if (s.lease?.agentId !== agentId || s.lease.attempt !== attempt) return;
+    s.withoutJobAt = Date.now();
+    this.ctx.storage.kv.put("job", s);
+    await this.scheduleAlarm(s);
   }
 
   /** The lease holder's socket closed: give it the reconnect grace instead of the full lease. */

@@ -69,6 +69,8 @@ export interface JobState {
   planAttempts?: number;
   /** Since when the agent holding a started WRITE/ADMIN step has been unreachable (null: it is not). */
   unreachableSince?: number | null;
+  /** When that agent, connected again, did not list the job (it restarted without it). */
+  withoutJobAt?: number | null;
   /** What the requester should know while the job waits (no agent can serve it, agent unreachable). */
   notice?: string | null;
 }
