@@ -268,6 +268,15 @@ export class AgentRegistryDO extends DurableObject<Env> {
       }
       this.reply(ws, { type: "job_cancel", jobId: r.jobId, attempt: r.attempt, reason: res.message });
     }
+    // Jobs we think run on this agent that it does not list: an agent that restarted has lost
+    // them. The JobDO only acts on this for a job already unreachable, and only after a pause in
+    // which a replayed result would still win (a finished job is not listed either).
+    for (const a of this.book.ofAgent(agentId)) {
+      if (a.state !== "running" || running.some((r) => r.jobId === a.jobId && r.attempt === a.attempt)) continue;
+      await jobStub(this.env, a.jobId)
+        .agentWithoutJob(agentId, a.attempt)
+        .catch((err: unknown) => log("warn", "agentWithoutJob failed", { jobId: a.jobId, error: errorMessage(err) }));
+    }
   }
 
   private async relay(ws: WebSocket, att: Attachment, msg: FencedAgentMessage): Promise<void> {

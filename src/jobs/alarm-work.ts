@@ -5,7 +5,7 @@ import { isTerminal } from "../../protocol/index.ts";
 import { needsApproval } from "../core/policy.ts";
 import { errorMessage } from "../lib/log.ts";
 import { createPlanner } from "../planners/index.ts";
-import { type JobDO, MAX_PLAN_ATTEMPTS, PLAN_STALL_MS } from "./job-do.ts";
+import { type JobDO, MAX_PLAN_ATTEMPTS, PLAN_STALL_MS, WITHOUT_JOB_CONFIRM_MS } from "./job-do.ts";
 import type { JobState } from "./job-state.ts";
 
 export async function checkDeadlines(job: JobDO): Promise<void> {
@@ -35,6 +35,11 @@ export async function checkDeadlines(job: JobDO): Promise<void> {
         const reason =
           `outcome unknown: the step may have completed (agent ${s.lease.agentId} unreachable since ` +
           `${new Date(since).toISOString()}, no result within ${job.config.unreachableTimeoutS}s)`;
+        job.commit(s, job.failEffects(s, reason));
+      } else if (s.withoutJobAt && now >= s.withoutJobAt + WITHOUT_JOB_CONFIRM_MS) {
+        const reason =
+          `outcome unknown: the step may have completed (agent ${s.lease.agentId} reconnected without ` +
+          `this job, as after a restart, and reported no result)`;
         job.commit(s, job.failEffects(s, reason));
       }
     } else if (s.status === "QUEUED" && s.queuedAt !== null && now >= s.queuedAt + job.config.jobTimeoutS * 1000) {
