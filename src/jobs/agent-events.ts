@@ -5,6 +5,7 @@ import { type FencedAgentMessage, isTerminal } from "../../protocol/index.ts";
 import { type FenceResult, type JobDO, leaseEnded } from "./job-do.ts";
 import type { JobState } from "./job-state.ts";
 import type { OutboxItem } from "./outbox.ts";
+import { reachableAgain } from "./unreachable.ts";
 
 /** The attempt header's place in the log: before the agent's own chunks, which start at 0. */
 export const ATTEMPT_HEADER_SEQ = -1;
@@ -55,7 +56,7 @@ export async function handleAgentMessage(
   // Any message from the holder proves it is alive (and, if it was unreachable, reachable again).
   state.lease.expiresAt = now + job.config.leaseS * 1000;
   state.lease.lastSeenAt = now;
-  const effects: OutboxItem[] = state.unreachableSince ? job.reachableAgain(state) : [];
+  const effects: OutboxItem[] = state.unreachableSince ? reachableAgain(job, state) : [];
   switch (msg.type) {
     case "log":
       job.logs.append({
@@ -99,7 +100,7 @@ export async function handleAgentMessage(
         fresh.lease.expiresAt = now + job.config.leaseS * 1000;
         fresh.lease.lastSeenAt = now;
       }
-      const reach = fresh.unreachableSince ? job.reachableAgain(fresh) : [];
+      const reach = fresh.unreachableSince ? reachableAgain(job, fresh) : [];
       job.commit(fresh, reach);
       return { ok: true };
     }

@@ -5,8 +5,9 @@ import { isTerminal } from "../../protocol/index.ts";
 import { needsApproval } from "../core/policy.ts";
 import { errorMessage } from "../lib/log.ts";
 import { createPlanner } from "../planners/index.ts";
-import { type JobDO, MAX_PLAN_ATTEMPTS, PLAN_STALL_MS, WITHOUT_JOB_CONFIRM_MS } from "./job-do.ts";
+import { type JobDO, MAX_PLAN_ATTEMPTS, PLAN_STALL_MS } from "./job-do.ts";
 import type { JobState } from "./job-state.ts";
+import { checkUnreachable } from "./unreachable.ts";
 
 export async function checkDeadlines(job: JobDO): Promise<void> {
   const state = job.load();
@@ -27,21 +28,8 @@ export async function checkDeadlines(job: JobDO): Promise<void> {
       s.error = "no decision within the approval timeout";
       job.commit(s, job.move(s, "cancel", { reason: "approval_timeout" }));
     } else if (s.status === "RUNNING" && s.lease && now >= s.lease.expiresAt) {
-      const since = s.unreachableSince;
-      if (!since) {
-        job.commit(s, job.infraFailure(s, `agent lost: ${s.lease.agentId} stopped renewing its lease`));
-      } else if (now >= since + job.config.unreachableTimeoutS * 1000) {
-        // Only now, and only this: the step may well have completed while nobody could tell.
-        const reason =
-          `outcome unknown: the step may have completed (agent ${s.lease.agentId} unreachable since ` +
-          `${new Date(since).toISOString()}, no result within ${job.config.unreachableTimeoutS}s)`;
-        job.commit(s, job.failEffects(s, reason));
-      } else if (s.withoutJobAt && now >= s.withoutJobAt + WITHOUT_JOB_CONFIRM_MS) {
-        const reason =
-          `outcome unknown: the step may have completed (agent ${s.lease.agentId} reconnected without ` +
-          `this job, as after a restart, and reported no result)`;
-        job.commit(s, job.failEffects(s, reason));
-      }
+      if (s.unreachableSince) checkUnreachable(job, s, now);
+      else job.commit(s, job.infraFailure(s, `agent lost: ${s.lease.agentId} stopped renewing its lease`));
     } else if (s.status === "QUEUED" && s.queuedAt !== null && now >= s.queuedAt + job.config.jobTimeoutS * 1000) {
       job.commit(s, job.failEffects(s, `no agent picked the job up within ${job.config.jobTimeoutS}s`));
     } else if (s.status === "RUNNING" && s.startedAt !== null && now >= s.startedAt + job.runLimitS(s) * 1000) {

@@ -5,9 +5,10 @@ import { getDb } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { NotifyLater } from "../notify/notify.ts";
 import { LEDGER_KINDS, type LedgerQuery, ledgerStatement, runOutboxItem } from "./effects.ts";
-import { type JobDO, PLAN_STALL_MS, WITHOUT_JOB_CONFIRM_MS } from "./job-do.ts";
+import { type JobDO, PLAN_STALL_MS } from "./job-do.ts";
 import type { JobState } from "./job-state.ts";
 import type { OutboxRow } from "./outbox.ts";
+import { WITHOUT_JOB_CONFIRM_MS } from "./unreachable.ts";
 
 export async function drainOutbox(job: JobDO): Promise<void> {
   if (job.draining) {

@@ -23,6 +23,7 @@ import { drainOutbox, scheduleJobAlarm } from "./drain.ts";
 import { type JobState, stepsFromSpec, toView } from "./job-state.ts";
 import { LogBuffer, type LogPosition } from "./log-buffer.ts";
 import { Outbox, type OutboxItem } from "./outbox.ts";
+import { markUnreachable, reachableAgain } from "./unreachable.ts";
 
 export interface Actor {
   id: string;
@@ -50,9 +51,6 @@ export type FenceResult =
 export function leaseEnded(state: { id: string; status: JobStatus }): FenceResult {
   return { ok: false, code: "lease_ended", message: `job ${state.id} is ${state.status}: its lease has ended` };
 }
-
-/** How long a reconnected agent that does not list its unreachable job has to replay its result. */
-export const WITHOUT_JOB_CONFIRM_MS = 10_000;
 
 /** A QUEUED job older than this is offered again by the Sentinel (backoffs lifted). */
 export const REOFFER_AFTER_MS = 60_000;
@@ -475,43 +473,13 @@ export class JobDO extends DurableObject<Env> {
     lease.expiresAt = now + this.config.leaseS * 1000;
     lease.lastSeenAt = now;
     if (state.unreachableSince) {
-      this.commit(state, this.reachableAgain(state));
+      this.commit(state, reachableAgain(this, state));
       await this.afterChange();
       return { ok: true };
     }
     this.ctx.storage.kv.put("job", state);
     await this.scheduleAlarm(state);
     return { ok: true };
-  }
-
-  /** The holder of an unreachable job was heard from again: say so (the job never stopped RUNNING). */
-  reachableAgain(state: JobState): OutboxItem[] {
-    const since = state.unreachableSince ?? Date.now();
-    const effects = this.move(state, "reachable", {
-      agentId: state.lease?.agentId,
-      since: new Date(since).toISOString(),
-    });
-    state.unreachableSince = null;
-    state.withoutJobAt = null;
-    state.notice = null;
-    return effects;
-  }
-
-  /** The holder of a job whose WRITE/ADMIN step had started went silent: RUNNING, flagged, not failed. */
-  markUnreachable(state: JobState): OutboxItem[] {
-    const lease = state.lease;
-    const since = lease?.lastSeenAt ?? Date.now();
-    const until = since + this.config.unreachableTimeoutS * 1000;
-    const effects = this.move(state, "unreachable", {
-      agentId: lease?.agentId,
-      since: new Date(since).toISOString(),
-      waitUntil: new Date(until).toISOString(),
-    });
-    state.unreachableSince = since;
-    state.notice =
-      `agent ${lease?.agentId ?? "?"} unreachable since ${new Date(since).toISOString()}; a ${state.risk ?? "WRITE"} ` +
-      `step had started, so it is not re-run: waiting for its result until ${new Date(until).toISOString()}`;
-    return effects;
   }
 
   /**
@@ -607,7 +575,7 @@ export class JobDO extends DurableObject<Env> {
    */
   infraFailure(state: JobState, reason: string): OutboxItem[] {
     const oldAttempt = state.attempt;
-    if (state.writeStarted) return state.unreachableSince ? [] : this.markUnreachable(state);
+    if (state.writeStarted) return state.unreachableSince ? [] : markUnreachable(this, state);
     if (state.attempt >= this.config.maxDispatchAttempts) {
       return this.failEffects(state, `${reason}; gave up after ${state.attempt} attempts`);
     }
