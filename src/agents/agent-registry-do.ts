@@ -283,7 +283,8 @@ export class AgentRegistryDO extends DurableObject<Env> {
     const agentId = att.agentId;
     const entry = this.book.get(msg.jobId);
     if (msg.type === "job_reject") {
-      if (entry && entry.state !== "pending" && entry.agentId === agentId && entry.attempt === msg.attempt) {
+      // Only an outstanding offer can be turned down; a job the agent already runs stays its own.
+      if (entry?.state === "offered" && entry.agentId === agentId && entry.attempt === msg.attempt) {
         log("info", "agent rejected job", { agentId, jobId: msg.jobId, reason: msg.reason });
         this.book.offerFailed(msg.jobId, agentId, { kind: "refused", reason: msg.reason });
         if (rejectIsPermanent(msg.reason)) {
