@@ -12,6 +12,7 @@ import {
 } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import type { AgentRegistryDO } from "../src/agents/agent-registry-do.ts";
+import { offerBackoffMs, rejectIsPermanent } from "../src/agents/matching.ts";
 import worker from "../src/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
@@ -287,5 +288,30 @@ describe("an accept lost with the connection", () => {
     expect((await bookRow(jobId))?.state).toBe("running");
     expect(second.received.filter((m) => m.type === "job_cancel")).toHaveLength(0);
     second.close();
+  });
+});
+
+describe("which refusals are permanent", () => {
+  it("bans only for what waiting cannot change, and backs off 2 s doubling to a minute", () => {
+    for (const reason of [
+      "agent is at its concurrency limit",
+      "busy, try again",
+      "agent is shutting down",
+      "something nobody anticipated",
+    ])
+      expect(rejectIsPermanent(reason), reason).toBe(false);
+    for (const reason of [
+      "this agent does not serve project web",
+      'step s1: unknown action "frobnicate"',
+      "step s2: invalid params for write_file: params.path: required",
+      "step s1: write_file is WRITE but the step claims READ_ONLY",
+      "step s1: run_command is refused: this agent was not started with --allow-shell",
+      "offer and spec disagree",
+      "unreadable offer: invalid message",
+    ])
+      expect(rejectIsPermanent(reason), reason).toBe(true);
+    expect([1, 2, 3, 4, 5, 6, 7, 20].map(offerBackoffMs)).toEqual([
+      2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000,
+    ]);
   });
 });
