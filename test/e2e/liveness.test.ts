@@ -2,6 +2,7 @@
 // processes: an agent stopped (SIGSTOP) with an offer outstanding and then continued, and the
 // agent's connection cut by a TCP proxy while an offer is outstanding. Before, the registry
 // excluded that agent from the job for good and, with one agent per project, the job never ran.
+// And the truthful outcome of a WRITE step that completes while its agent is unreachable.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AgentProcess, startAgent } from "../helpers/node/agent-process.ts";
 import { ApiClient } from "../helpers/node/api-client.ts";
@@ -17,9 +18,15 @@ const repos: GitRepo[] = [];
 const proxies: TcpProxy[] = [];
 
 const ACCEPT_TIMEOUT_S = 4;
+const LEASE_S = 10;
 
-async function agent(name: string, projectId: string, url: string): Promise<AgentProcess> {
-  const repo = await makeGitRepo({ "README.md": `# ${name}\n` });
+async function agent(
+  name: string,
+  projectId: string,
+  url: string,
+  files: Record<string, string> = { "README.md": `# ${name}\n` },
+): Promise<AgentProcess> {
+  const repo = await makeGitRepo(files);
   repos.push(repo);
   const { agentId, token } = await client.pair(name);
   const proc = await startAgent({ url, token, workspace: repo.dir, projectId, name, maxConcurrency: 1 });
@@ -60,7 +67,7 @@ beforeAll(async () => {
       ACCEPT_TIMEOUT_SECONDS: String(ACCEPT_TIMEOUT_S),
       HEARTBEAT_INTERVAL_SECONDS: "2",
       RECONNECT_GRACE_SECONDS: "10",
-      LEASE_SECONDS: "20",
+      LEASE_SECONDS: String(LEASE_S),
     },
   });
   client = new ApiClient(worker.url, worker.apiToken);
@@ -108,6 +115,48 @@ describe("jobs never stay QUEUED for a passing fault", () => {
       continued = true;
       await expectRanOnce(jobId);
       expect(a.logs()).toMatch(/connected to .*[\s\S]*connected to /);
+    } finally {
+      if (!continued) process.kill(a.pid, "SIGCONT");
+    }
+  });
+});
+
+describe("a WRITE job whose agent is unreachable", () => {
+  it("a WRITE step that completes while its agent is unreachable: flagged, never failed, then SUCCEEDED", async () => {
+    const a = await agent("frozen-writer", "live-write", worker.url, {
+      "package.json": JSON.stringify({ name: "w", version: "1.0.0", scripts: { test: "sleep 4 && echo tests-done" } }),
+    });
+    const jobId = await client.submit("run the tests", "live-write");
+    await client.waitStatus(jobId, ["PLANNED"]);
+    expect((await client.call(`/api/jobs/${jobId}/approve`, { json: {} })).status).toBe(200);
+    await waitFor(async () => (await client.job(jobId)).steps[0]?.state === "running", {
+      timeoutMs: 30_000,
+      what: "the WRITE step to start",
+    });
+    // The agent freezes (its step keeps running and finishes) until well past its lease.
+    process.kill(a.pid, "SIGSTOP");
+    let continued = false;
+    try {
+      const flagged = await waitFor(
+        async () => {
+          const job = await client.job(jobId);
+          return job.agentUnreachableSince ? job : false;
+        },
+        { timeoutMs: LEASE_S * 1000 * 3, what: "the job to be flagged unreachable" },
+      );
+      expect(flagged.status).toBe("RUNNING");
+      expect(flagged.notice).toMatch(/unreachable since .* waiting for its result/);
+      process.kill(a.pid, "SIGCONT");
+      continued = true;
+      const done = await client.waitFinished(jobId, 60_000);
+      expect(done.status, JSON.stringify(done)).toBe("SUCCEEDED");
+      expect(done.error).toBeNull();
+      expect(done.logTail).toContain("tests-done");
+      const { body } = await client.call<{ events: { event: string }[] }>(`/api/jobs/${jobId}/events`);
+      expect(body.events.map((e) => e.event)).toEqual(
+        expect.arrayContaining(["start", "unreachable", "reachable", "succeed"]),
+      );
+      expect(body.events.some((e) => e.event === "fail" || e.event === "requeue")).toBe(false);
     } finally {
       if (!continued) process.kill(a.pid, "SIGCONT");
     }
