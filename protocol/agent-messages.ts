@@ -89,6 +89,12 @@ export const ServerToAgentSchema = z.discriminatedUnion("type", [
     attempt: z.number().int().min(1),
     reason: z.string().max(500),
   }),
+  /**
+   * Codes the registry sends: bad_message, hello_first, protocol_version, frame_too_large,
+   * internal, not_found, stale_lease (this attempt is no longer current: another attempt or agent
+   * holds the job) and lease_ended (the job is final: stop the attempt, drop its journal; nothing
+   * carrying this lease is accepted any more). A flood of frames closes the socket with 1008.
+   */
   z.strictObject({
     type: z.literal("error"),
     code: z.string().min(1).max(64),

@@ -99,6 +99,10 @@ export const JobViewSchema = z.object({
   artifacts: z.array(ArtifactRefSchema),
   logTail: z.string(),
   error: z.string().nullable(),
+  /** What the job is waiting for, when the requester should know (no agent can serve it, agent unreachable). */
+  notice: z.string().nullable().optional(),
+  /** Set while the agent holding a started WRITE/ADMIN step is unreachable; the job is not failed for it yet. */
+  agentUnreachableSince: z.string().nullable().optional(),
   agentId: z.string().nullable(),
   userId: z.string().nullable(),
   chatId: z.string().nullable(),

@@ -40,6 +40,8 @@ const ConfigSchema = z.object({
   leaseS: Seconds(120),
   acceptTimeoutS: Seconds(30),
   reconnectGraceS: Seconds(30),
+  /** How long a job whose started WRITE/ADMIN step's agent is unreachable waits for its result. */
+  unreachableTimeoutS: Seconds(600),
   heartbeatIntervalS: Seconds(15),
   logRetentionDays: Seconds(30, 3650),
   logLevel: z.enum(["debug", "info", "warn", "error"]).catch("info").default("info"),
@@ -75,6 +77,7 @@ export function loadConfig(env: Env): Config {
     leaseS: str(e, "LEASE_SECONDS"),
     acceptTimeoutS: str(e, "ACCEPT_TIMEOUT_SECONDS"),
     reconnectGraceS: str(e, "RECONNECT_GRACE_SECONDS"),
+    unreachableTimeoutS: str(e, "AGENT_UNREACHABLE_SECONDS"),
     heartbeatIntervalS: str(e, "HEARTBEAT_INTERVAL_SECONDS"),
     logRetentionDays: str(e, "LOG_RETENTION_DAYS"),
     logLevel: str(e, "SKYNET_LOG_LEVEL")?.toLowerCase(),

@@ -14,10 +14,13 @@ const LEGAL: Record<string, string> = {
   "QUEUED start": "RUNNING",
   "QUEUED fail": "FAILED",
   "QUEUED cancel": "CANCELLED",
+  "QUEUED waiting": "QUEUED",
   "RUNNING succeed": "SUCCEEDED",
   "RUNNING fail": "FAILED",
   "RUNNING requeue": "QUEUED",
   "RUNNING cancel": "CANCELLED",
+  "RUNNING unreachable": "RUNNING",
+  "RUNNING reachable": "RUNNING",
 };
 
 describe("transition", () => {

@@ -1,5 +1,6 @@
 // AgentRegistryDO: the agents' WebSockets (hibernation API), their capabilities and heartbeats,
-// assignment of jobs to agents with accept timeouts, relay of agent messages to JobDOs, cancel.
+// assignment of jobs to agents with accept timeouts and backoff, relay of agent messages to
+// JobDOs, cancel, and the per-connection frame budget.
 import { DurableObject } from "cloudflare:workers";
 import {
   type AgentToServer,
@@ -13,16 +14,32 @@ import {
   type ServerToAgent,
 } from "../../protocol/index.ts";
 import { type Config, loadConfig } from "../config.ts";
-import { getDb, setWorkerStatus, touchWorker, upsertWorker } from "../ledger/store.ts";
+import { appendAudit, getDb } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
-import { type AgentProfile, AssignmentBook, chooseAgent } from "./assignments.ts";
+import { AssignmentBook, type OfferFailure } from "./assignments.ts";
+import {
+  FRAME_BURST,
+  FRAME_REFILL_PER_S,
+  frameSize,
+  MAX_FRAME_CHARS_AFTER_HELLO,
+  MAX_FRAME_CHARS_BEFORE_HELLO,
+  TokenBucket,
+} from "./frame-budget.ts";
+import { type AgentProfile, chooseAgent, rejectIsPermanent, unavailableFor, whyUnservable } from "./matching.ts";
 import { jobStub } from "./registry-stub.ts";
+import { WorkerLedger } from "./worker-ledger.ts";
 
 interface Attachment {
   agentId: string;
   name: string;
   profile: AgentProfile | null;
 }
+
+/** Close code for a connection over its frame budget (RFC 6455: policy violation). */
+export const CLOSE_POLICY_VIOLATION = 1008;
+export const CLOSE_TOO_BIG = 1009;
+/** Close code for an agent the Sentinel declared OFFLINE (silent past the heartbeat timeout). */
+export const CLOSE_MARKED_OFFLINE = 4004;
 
 export interface AgentInfo extends AgentProfile {
   running: number;
@@ -31,11 +48,15 @@ export interface AgentInfo extends AgentProfile {
 export class AgentRegistryDO extends DurableObject<Env> {
   private readonly book: AssignmentBook;
   private readonly config: Config;
+  private readonly buckets = new WeakMap<WebSocket, TokenBucket>();
+  private readonly tripped = new WeakSet<WebSocket>();
+  private readonly ledger: WorkerLedger;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.book = new AssignmentBook(ctx.storage.sql);
     this.config = loadConfig(env);
+    this.ledger = new WorkerLedger(env, this.config.heartbeatTimeoutS);
     // Plain "ping" frames are answered without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
   }
@@ -58,10 +79,12 @@ export class AgentRegistryDO extends DurableObject<Env> {
 
   // ---- RPC from the Worker and JobDOs -----------------------------------------------------------
 
+  /** Queues (or re-offers, lifting backoffs) an attempt; "offered" when an agent got it now. */
   async assign(spec: ExecutionSpec, leaseToken: string): Promise<"offered" | "pending"> {
     this.book.addPending(spec, leaseToken);
     const offered = await this.pump();
-    return offered.includes(spec.jobId) ? "offered" : "pending";
+    const entry = this.book.get(spec.jobId);
+    return offered.includes(spec.jobId) || entry?.state === "offered" ? "offered" : "pending";
   }
 
   async cancel(jobId: string, attempt: number, reason: string): Promise<void> {
@@ -72,6 +95,27 @@ export class AgentRegistryDO extends DurableObject<Env> {
       this.send(entry.agentId, { type: "job_cancel", jobId, attempt, reason });
       await this.pump();
     }
+  }
+
+  /**
+   * The Sentinel found these agents silent past the heartbeat timeout and marked them OFFLINE in
+   * the ledger: their sockets (half-open or frozen) are closed, so the registry agrees.
+   */
+  async markOffline(agentIds: string[]): Promise<number> {
+    let closed = 0;
+    for (const agentId of agentIds) {
+      const sockets = this.ctx.getWebSockets(agentId);
+      for (const ws of sockets) {
+        try {
+          ws.close(CLOSE_MARKED_OFFLINE, "no heartbeat: marked offline");
+        } catch {
+          // already closing
+        }
+        closed += 1;
+      }
+      if (sockets.length > 0) await this.agentGone(agentId, false);
+    }
+    return closed;
   }
 
   async listAgents(): Promise<AgentInfo[]> {
@@ -87,8 +131,10 @@ export class AgentRegistryDO extends DurableObject<Env> {
   // ---- WebSocket handlers ------------------------------------------------------------------------
 
   override async webSocketMessage(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
+    if (this.tripped.has(ws)) return;
     const att = ws.deserializeAttachment() as Attachment | null;
     if (!att) return ws.close(4002, "unknown connection");
+    if (!(await this.withinBudget(ws, att, raw))) return;
     const parsed = parseFrame(AgentToServerSchema, raw);
     if (!parsed.ok) return this.reply(ws, { type: "error", code: "bad_message", message: parsed.error });
     const msg = parsed.message;
@@ -97,14 +143,14 @@ export class AgentRegistryDO extends DurableObject<Env> {
     try {
       switch (msg.type) {
         case "heartbeat":
-          await this.onHeartbeat(ws, att.agentId, msg.running);
+          await this.onHeartbeat(ws, att, msg.running);
           return;
         case "resume":
-          await this.onHeartbeat(ws, att.agentId, msg.running, true);
+          await this.onHeartbeat(ws, att, msg.running, true);
           await this.pump();
           return;
         default:
-          await this.relay(ws, att.agentId, msg);
+          await this.relay(ws, att, msg);
       }
     } catch (err) {
       log("error", "agent message failed", { agentId: att.agentId, type: msg.type, error: errorMessage(err) });
@@ -123,12 +169,40 @@ export class AgentRegistryDO extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     for (const offer of this.book.expiredOffers(Date.now())) {
       log("warn", "job offer timed out", { jobId: offer.jobId, agentId: offer.agentId, attempt: offer.attempt });
-      this.book.backToPending(offer.jobId, offer.agentId);
+      this.book.offerFailed(offer.jobId, offer.agentId, { kind: "timeout" });
     }
     await this.pump();
   }
 
   // ---- internals ----------------------------------------------------------------------------------
+
+  /** Size caps and the frame budget; a flood closes the socket (1008), logged and audited. */
+  private async withinBudget(ws: WebSocket, att: Attachment, raw: string | ArrayBuffer): Promise<boolean> {
+    const cap = att.profile ? MAX_FRAME_CHARS_AFTER_HELLO : MAX_FRAME_CHARS_BEFORE_HELLO;
+    if (frameSize(raw) > cap) {
+      this.tripped.add(ws);
+      log("warn", "agent frame too large", { agentId: att.agentId, size: frameSize(raw), cap });
+      this.reply(ws, { type: "error", code: "frame_too_large", message: `frames are limited to ${cap} characters` });
+      ws.close(CLOSE_TOO_BIG, "frame too large");
+      return false;
+    }
+    let bucket = this.buckets.get(ws);
+    if (!bucket) {
+      bucket = new TokenBucket();
+      this.buckets.set(ws, bucket);
+    }
+    if (bucket.take()) return true;
+    this.tripped.add(ws);
+    log("warn", "agent over its frame budget: closing", { agentId: att.agentId });
+    ws.close(CLOSE_POLICY_VIOLATION, "too many frames: rate limit exceeded");
+    await appendAudit(getDb(this.env.DB), {
+      actor: `agent:${att.agentId}`,
+      action: "agent_rate_limited",
+      detail: { name: att.name, burst: FRAME_BURST, refillPerSecond: FRAME_REFILL_PER_S },
+      at: Date.now(),
+    }).catch((err: unknown) => log("warn", "audit write failed", { error: errorMessage(err) }));
+    return false;
+  }
 
   private async onHello(ws: WebSocket, att: Attachment, msg: Extract<AgentToServer, { type: "hello" }>): Promise<void> {
     if (msg.protocolVersion !== PROTOCOL_VERSION) {
@@ -150,20 +224,7 @@ export class AgentRegistryDO extends DurableObject<Env> {
       version: msg.agentVersion,
     };
     ws.serializeAttachment({ ...att, profile } satisfies Attachment);
-    const now = Date.now();
-    await upsertWorker(getDb(this.env.DB), {
-      id: att.agentId,
-      name: msg.agentName,
-      capabilities,
-      workspaces: msg.workspaces,
-      status: "ONLINE",
-      running: this.book.loadOf(att.agentId),
-      maxConcurrency: msg.maxConcurrency,
-      version: msg.agentVersion,
-      at: now,
-    }).catch((err: unknown) =>
-      log("warn", "ledger: worker upsert failed", { agentId: att.agentId, error: errorMessage(err) }),
-    );
+    await this.ledger.hello(profile, this.book.loadOf(att.agentId));
     log("info", "agent online", { agentId: att.agentId, name: msg.agentName, workspaces: msg.workspaces });
     this.reply(ws, {
       type: "welcome",
@@ -177,36 +238,73 @@ export class AgentRegistryDO extends DurableObject<Env> {
 
   private async onHeartbeat(
     ws: WebSocket,
-    agentId: string,
+    att: Attachment,
     running: { jobId: string; attempt: number; leaseToken: string }[],
     resuming = false,
   ): Promise<void> {
-    await touchWorker(getDb(this.env.DB), agentId, Date.now(), this.book.loadOf(agentId)).catch(() => undefined);
+    const agentId = att.agentId;
+    // Fewer jobs on the agent than last time: it has a free slot, so its backoffs end.
+    if (await this.ledger.heartbeat(agentId, this.book.loadOf(agentId), running.length)) {
+      this.book.liftBackoffs(agentId);
+      await this.pump();
+    }
     for (const r of running) {
       const res = await jobStub(this.env, r.jobId).renewLease(agentId, r.attempt, r.leaseToken);
       if (res.ok) {
         if (resuming) this.book.markRunning(r.jobId, agentId, r.attempt, r.leaseToken);
-      } else {
-        this.reply(ws, { type: "job_cancel", jobId: r.jobId, attempt: r.attempt, reason: res.message });
+        continue;
       }
+      // The agent runs an attempt we still had waiting: its accept was lost with the connection.
+      const entry = this.book.get(r.jobId);
+      if (
+        resuming &&
+        entry &&
+        entry.state !== "running" &&
+        entry.attempt === r.attempt &&
+        entry.leaseToken === r.leaseToken
+      ) {
+        await this.relay(ws, att, { type: "job_accept", jobId: r.jobId, attempt: r.attempt, leaseToken: r.leaseToken });
+        continue;
+      }
+      this.reply(ws, { type: "job_cancel", jobId: r.jobId, attempt: r.attempt, reason: res.message });
+    }
+    // Jobs we think run on this agent that it does not list: an agent that restarted has lost
+    // them. The JobDO only acts on this for a job already unreachable, and only after a pause in
+    // which a replayed result would still win (a finished job is not listed either).
+    for (const a of this.book.ofAgent(agentId)) {
+      if (a.state !== "running" || running.some((r) => r.jobId === a.jobId && r.attempt === a.attempt)) continue;
+      await jobStub(this.env, a.jobId)
+        .agentWithoutJob(agentId, a.attempt)
+        .catch((err: unknown) => log("warn", "agentWithoutJob failed", { jobId: a.jobId, error: errorMessage(err) }));
     }
   }
 
-  private async relay(ws: WebSocket, agentId: string, msg: FencedAgentMessage): Promise<void> {
+  private async relay(ws: WebSocket, att: Attachment, msg: FencedAgentMessage): Promise<void> {
+    const agentId = att.agentId;
     const entry = this.book.get(msg.jobId);
     if (msg.type === "job_reject") {
-      if (entry && entry.state !== "pending" && entry.agentId === agentId && entry.attempt === msg.attempt) {
+      // Only an outstanding offer can be turned down; a job the agent already runs stays its own.
+      if (entry?.state === "offered" && entry.agentId === agentId && entry.attempt === msg.attempt) {
         log("info", "agent rejected job", { agentId, jobId: msg.jobId, reason: msg.reason });
-        this.book.backToPending(msg.jobId, agentId);
+        this.book.offerFailed(msg.jobId, agentId, { kind: "refused", reason: msg.reason });
+        if (rejectIsPermanent(msg.reason)) {
+          const name = att.profile?.name ?? att.name;
+          await this.tellJob(msg.jobId, msg.attempt, `agent ${name} cannot run this job: ${msg.reason}`);
+        }
         await this.pump();
       }
       return;
     }
-    const res = await jobStub(this.env, msg.jobId).agentMessage(agentId, msg);
+    const res = await jobStub(this.env, msg.jobId).agentMessage(agentId, msg, att.profile?.name ?? att.name);
+    if (msg.type === "job_finished") {
+      // Finished (or refused as stale): either way the agent has a slot again.
+      this.book.liftBackoffs(agentId);
+    }
     if (!res.ok) {
       this.reply(ws, { type: "error", code: res.code, message: res.message, jobId: msg.jobId, attempt: msg.attempt });
       if (msg.type === "job_accept" && entry && entry.state !== "pending" && entry.agentId === agentId)
         this.book.remove(msg.jobId);
+      if (msg.type === "job_finished") await this.pump();
       return;
     }
     if (msg.type === "job_accept") {
@@ -221,13 +319,8 @@ export class AgentRegistryDO extends DurableObject<Env> {
     }
   }
 
-  /** ONLINE or BUSY in the ledger's workers table, from the jobs the agent holds. */
   private async mirrorLoad(agentId: string): Promise<void> {
-    const running = this.book.loadOf(agentId);
-    await setWorkerStatus(getDb(this.env.DB), agentId, running > 0 ? "BUSY" : "ONLINE", {
-      running,
-      at: Date.now(),
-    }).catch((err: unknown) => log("warn", "ledger: worker status failed", { agentId, error: errorMessage(err) }));
+    await this.ledger.load(agentId, this.book.loadOf(agentId));
   }
 
   private async onGone(ws: WebSocket): Promise<void> {
@@ -235,11 +328,16 @@ export class AgentRegistryDO extends DurableObject<Env> {
     if (!att) return;
     const stillConnected = this.ctx.getWebSockets(att.agentId).some((s) => s !== ws && s.readyState === WebSocket.OPEN);
     if (stillConnected) return;
-    log("warn", "agent disconnected", { agentId: att.agentId });
-    await setWorkerStatus(getDb(this.env.DB), att.agentId, "OFFLINE", { at: Date.now() }).catch(() => undefined);
-    for (const a of this.book.ofAgent(att.agentId)) {
-      if (a.state === "offered") this.book.backToPending(a.jobId, att.agentId);
-      else await jobStub(this.env, a.jobId).agentDisconnected(att.agentId, a.attempt);
+    await this.agentGone(att.agentId, true);
+  }
+
+  /** No live socket for the agent: its offers go back (backed off), its running jobs get the grace. */
+  private async agentGone(agentId: string, writeLedger: boolean): Promise<void> {
+    log("warn", "agent disconnected", { agentId });
+    await this.ledger.offline(agentId, writeLedger);
+    for (const a of this.book.ofAgent(agentId)) {
+      if (a.state === "offered") this.book.offerFailed(a.jobId, agentId, { kind: "closed" } satisfies OfferFailure);
+      else await jobStub(this.env, a.jobId).agentDisconnected(agentId, a.attempt);
     }
     await this.pump();
   }
@@ -248,26 +346,37 @@ export class AgentRegistryDO extends DurableObject<Env> {
     const out = new Map<string, AgentProfile>();
     for (const ws of this.ctx.getWebSockets()) {
       const att = ws.deserializeAttachment() as Attachment | null;
-      if (att?.profile && ws.readyState === WebSocket.OPEN) out.set(att.agentId, att.profile);
+      if (att?.profile && ws.readyState === WebSocket.OPEN && !this.tripped.has(ws)) out.set(att.agentId, att.profile);
     }
     return [...out.values()];
   }
 
-  /** Offers every pending job it can; returns the job ids offered. */
+  /**
+   * Offers every pending job it can to a connected agent with the project, the capabilities and
+   * a free slot, not excluded or backed off for it. A job no connected agent could ever take
+   * tells its requester why, once per reason. Returns the job ids offered.
+   */
   private async pump(): Promise<string[]> {
     const offered: string[] = [];
+    const notices: { jobId: string; attempt: number; text: string }[] = [];
     const agents = this.profiles();
     // Loads are read once and kept up to date here: one query per pump, not one per job and agent.
     const loads = this.book.loads();
     const load = (id: string) => loads.get(id) ?? 0;
+    const now = Date.now();
     for (const job of this.book.pending()) {
-      if (!agents.some((a) => load(a.agentId) < a.maxConcurrency)) break; // every slot is taken
       const required = new Set<Capability>(
         job.spec.steps.map((s) => getAction(s.action)?.capability).filter((c): c is Capability => !!c),
       );
-      const agent = chooseAgent(job.spec, required, agents, load, job.rejectedBy);
+      const why = whyUnservable(job, required, agents);
+      if (why !== null && why !== job.notice) {
+        this.book.setNotice(job.jobId, why);
+        notices.push({ jobId: job.jobId, attempt: job.attempt, text: why });
+      }
+      if (why !== null || !agents.some((a) => load(a.agentId) < a.maxConcurrency)) continue;
+      const agent = chooseAgent(job.spec, required, agents, load, unavailableFor(job, now));
       if (!agent) continue;
-      this.book.offer(job.jobId, agent.agentId, Date.now() + this.config.acceptTimeoutS * 1000);
+      this.book.offer(job.jobId, agent.agentId, now + this.config.acceptTimeoutS * 1000);
       loads.set(agent.agentId, load(agent.agentId) + 1);
       this.send(agent.agentId, {
         type: "job_offer",
@@ -278,9 +387,23 @@ export class AgentRegistryDO extends DurableObject<Env> {
       });
       offered.push(job.jobId);
     }
-    const next = this.book.nextDeadline();
+    const next = this.book.nextDeadline(now);
     if (next !== null) await this.ctx.storage.setAlarm(next);
+    for (const n of notices) {
+      if (!(await this.tellJob(n.jobId, n.attempt, n.text))) this.book.setNotice(n.jobId, null);
+    }
     return offered;
+  }
+
+  /** A notice to the job's requester (a job event and a notification); false if it did not get there. */
+  private async tellJob(jobId: string, attempt: number, text: string): Promise<boolean> {
+    try {
+      await jobStub(this.env, jobId).waitingNotice(attempt, text);
+      return true;
+    } catch (err) {
+      log("warn", "job notice failed", { jobId, error: errorMessage(err) });
+      return false;
+    }
   }
 
   private send(agentId: string, msg: ServerToAgent): void {

@@ -1,13 +1,25 @@
 // The registry's bookkeeping in its own SQLite: jobs waiting for an agent, and jobs offered to
 // or running on an agent. It survives hibernation; sockets' identities live in attachments.
-import type { Capability, ExecutionSpec } from "../../protocol/index.ts";
+// An agent that turns an offer down for a passing reason (busy, stopped, its socket dropped) is
+// only backed off for that job; only a permanent reason excludes it (see matching.ts).
+import type { ExecutionSpec } from "../../protocol/index.ts";
+import { offerBackoffMs, rejectIsPermanent } from "./matching.ts";
+
+export interface Backoff {
+  until: number;
+  failures: number;
+}
 
 export interface PendingJob {
   jobId: string;
   attempt: number;
   leaseToken: string;
   spec: ExecutionSpec;
-  rejectedBy: string[];
+  /** Agents that refused this attempt for good, with their reason. */
+  excluded: Record<string, string>;
+  backoff: Record<string, Backoff>;
+  /** The last "nobody can serve this" notice sent to the job, so it is sent once. */
+  notice: string | null;
 }
 
 export interface Assignment extends PendingJob {
@@ -21,11 +33,15 @@ type Row = {
   attempt: number;
   lease_token: string;
   spec_json: string;
-  rejected_by: string;
+  banned: string;
+  backoff: string;
+  notice: string | null;
   agent_id: string | null;
   state: string;
   deadline: number;
 };
+
+export type OfferFailure = { kind: "refused" | "timeout" | "closed"; reason?: string };
 
 export class AssignmentBook {
   private readonly sql: SqlStorage;
@@ -36,6 +52,20 @@ export class AssignmentBook {
       job_id TEXT PRIMARY KEY, attempt INTEGER NOT NULL, lease_token TEXT NOT NULL, spec_json TEXT NOT NULL,
       rejected_by TEXT NOT NULL DEFAULT '[]', agent_id TEXT, state TEXT NOT NULL, deadline INTEGER NOT NULL DEFAULT 0,
       queued_at INTEGER NOT NULL)`);
+    // Columns added after the first release (rejected_by, a permanent ban for any refusal, is no longer read).
+    const have = new Set(
+      sql
+        .exec<{ name: string }>("PRAGMA table_info(jobs)")
+        .toArray()
+        .map((c) => c.name),
+    );
+    const add: [string, string][] = [
+      ["banned", "TEXT NOT NULL DEFAULT '{}'"],
+      ["backoff", "TEXT NOT NULL DEFAULT '{}'"],
+      ["wake_at", "INTEGER NOT NULL DEFAULT 0"],
+      ["notice", "TEXT"],
+    ];
+    for (const [name, type] of add) if (!have.has(name)) sql.exec(`ALTER TABLE jobs ADD COLUMN ${name} ${type}`);
   }
 
   private static toPending(r: Row): PendingJob {
@@ -44,7 +74,9 @@ export class AssignmentBook {
       attempt: r.attempt,
       leaseToken: r.lease_token,
       spec: JSON.parse(r.spec_json) as ExecutionSpec,
-      rejectedBy: JSON.parse(r.rejected_by) as string[],
+      excluded: JSON.parse(r.banned) as Record<string, string>,
+      backoff: JSON.parse(r.backoff) as Record<string, Backoff>,
+      notice: r.notice,
     };
   }
 
@@ -57,12 +89,22 @@ export class AssignmentBook {
     };
   }
 
-  /** Adds (or replaces with a newer attempt) a job waiting for an agent. */
+  /**
+   * Adds a job waiting for an agent, or replaces an older attempt. The same attempt again (a
+   * redispatch, the Sentinel) keeps an outstanding offer or a running job, and lifts the
+   * backoffs so it is offered at once; permanent exclusions stay.
+   */
   addPending(spec: ExecutionSpec, leaseToken: string): void {
+    const existing = this.get(spec.jobId);
+    if (existing && existing.attempt === spec.attempt && existing.leaseToken === leaseToken) {
+      this.sql.exec("UPDATE jobs SET backoff = '{}', wake_at = 0 WHERE job_id = ?", spec.jobId);
+      return;
+    }
     this.sql.exec(
       `INSERT INTO jobs (job_id, attempt, lease_token, spec_json, state, queued_at) VALUES (?, ?, ?, ?, 'pending', ?)
        ON CONFLICT(job_id) DO UPDATE SET attempt = excluded.attempt, lease_token = excluded.lease_token,
-         spec_json = excluded.spec_json, rejected_by = '[]', agent_id = NULL, state = 'pending', deadline = 0
+         spec_json = excluded.spec_json, banned = '{}', backoff = '{}', wake_at = 0, notice = NULL,
+         agent_id = NULL, state = 'pending', deadline = 0
        WHERE excluded.attempt >= jobs.attempt`,
       spec.jobId,
       spec.attempt,
@@ -119,11 +161,9 @@ export class AssignmentBook {
     );
   }
 
-  markRunning(jobId: string, agentId: string, attempt: number, leaseToken: string, spec?: ExecutionSpec): void {
-    const existing = this.get(jobId);
-    if (!existing && spec) this.addPending(spec, leaseToken);
+  markRunning(jobId: string, agentId: string, attempt: number, leaseToken: string): void {
     this.sql.exec(
-      "UPDATE jobs SET agent_id = ?, state = 'running', deadline = 0, attempt = ?, lease_token = ? WHERE job_id = ?",
+      "UPDATE jobs SET agent_id = ?, state = 'running', deadline = 0, attempt = ?, lease_token = ?, backoff = '{}' WHERE job_id = ?",
       agentId,
       attempt,
       leaseToken,
@@ -131,16 +171,44 @@ export class AssignmentBook {
     );
   }
 
-  /** The agent turned the job down (or let the offer expire): back to pending, never to it again. */
-  backToPending(jobId: string, agentId: string): void {
+  /**
+   * The offer to `agentId` failed: back to pending. A passing failure backs that agent off for
+   * this job (longer each time); a permanent refusal excludes it from this attempt.
+   */
+  offerFailed(jobId: string, agentId: string, failure: OfferFailure, now = Date.now()): void {
     const r = this.get(jobId);
     if (!r) return;
-    const rejected = [...new Set([...r.rejectedBy, agentId])];
+    const excluded = { ...r.excluded };
+    const backoff = { ...r.backoff };
+    if (failure.kind === "refused" && failure.reason !== undefined && rejectIsPermanent(failure.reason)) {
+      excluded[agentId] = failure.reason.slice(0, 300);
+    } else {
+      const failures = (backoff[agentId]?.failures ?? 0) + 1;
+      backoff[agentId] = { until: now + offerBackoffMs(failures), failures };
+    }
+    const wakeAt = Math.min(...Object.values(backoff).map((b) => (b.until > now ? b.until : Infinity)));
     this.sql.exec(
-      "UPDATE jobs SET agent_id = NULL, state = 'pending', deadline = 0, rejected_by = ? WHERE job_id = ?",
-      JSON.stringify(rejected),
+      "UPDATE jobs SET agent_id = NULL, state = 'pending', deadline = 0, banned = ?, backoff = ?, wake_at = ? WHERE job_id = ?",
+      JSON.stringify(excluded),
+      JSON.stringify(backoff),
+      Number.isFinite(wakeAt) ? wakeAt : 0,
       jobId,
     );
+  }
+
+  /** The agent freed a slot (a job finished, it reconnected): its backoffs end now, their counts stay. */
+  liftBackoffs(agentId: string): void {
+    for (const r of this.sql.exec<Row>("SELECT * FROM jobs WHERE state = 'pending' AND backoff <> '{}'").toArray()) {
+      const backoff = JSON.parse(r.backoff) as Record<string, Backoff>;
+      const mine = backoff[agentId];
+      if (!mine || mine.until === 0) continue;
+      backoff[agentId] = { ...mine, until: 0 };
+      this.sql.exec("UPDATE jobs SET backoff = ? WHERE job_id = ?", JSON.stringify(backoff), r.job_id);
+    }
+  }
+
+  setNotice(jobId: string, notice: string | null): void {
+    this.sql.exec("UPDATE jobs SET notice = ? WHERE job_id = ?", notice, jobId);
   }
 
   remove(jobId: string): void {
@@ -154,41 +222,15 @@ export class AssignmentBook {
       .map(AssignmentBook.toAssignment);
   }
 
-  nextDeadline(): number | null {
-    return this.sql.exec<{ d: number | null }>("SELECT MIN(deadline) AS d FROM jobs WHERE state = 'offered'").one().d;
+  /** The next offer deadline or backoff end: the registry's alarm. */
+  nextDeadline(now = Date.now()): number | null {
+    return this.sql
+      .exec<{ d: number | null }>(
+        `SELECT MIN(d) AS d FROM (
+           SELECT MIN(deadline) AS d FROM jobs WHERE state = 'offered'
+           UNION ALL SELECT MIN(wake_at) AS d FROM jobs WHERE state = 'pending' AND wake_at > ?)`,
+        now,
+      )
+      .one().d;
   }
-}
-
-export interface AgentProfile {
-  agentId: string;
-  name: string;
-  capabilities: Capability[];
-  workspaces: string[];
-  maxConcurrency: number;
-  allowShell: boolean;
-  version: string;
-}
-
-/** The least busy connected agent that can run every step of the spec in its project. */
-export function chooseAgent(
-  spec: ExecutionSpec,
-  required: Set<Capability>,
-  agents: AgentProfile[],
-  load: (agentId: string) => number,
-  exclude: string[],
-): AgentProfile | undefined {
-  let best: AgentProfile | undefined;
-  let bestLoad = Number.POSITIVE_INFINITY;
-  for (const a of agents) {
-    if (exclude.includes(a.agentId) || !a.workspaces.includes(spec.projectId)) continue;
-    if ([...required].some((c) => !a.capabilities.includes(c))) continue;
-    const l = load(a.agentId);
-    if (l >= a.maxConcurrency) continue;
-    const ratio = l / a.maxConcurrency;
-    if (ratio < bestLoad) {
-      best = a;
-      bestLoad = ratio;
-    }
-  }
-  return best;
 }

@@ -116,6 +116,8 @@ export function stepsHtml(job: JobView, review: PlanReview, cap: number): string
 }
 
 /** The one message a job lives in: plan, then progress, then the summary. */
+const terminalStatus = (s: JobView["status"]): boolean => s === "SUCCEEDED" || s === "FAILED" || s === "CANCELLED";
+
 export function renderJob(job: JobView, opts: { approvalTimeoutS?: number } = {}): string {
   const parts: string[] = [];
   parts.push(`<b>${STATUS_HEADER[job.status]}</b> · <code>${job.id}</code>`);
@@ -140,6 +142,7 @@ export function renderJob(job: JobView, opts: { approvalTimeoutS?: number } = {}
     parts.push(`⏱ ${duration(Date.parse(job.finishedAt) - Date.parse(job.startedAt))}`);
   }
   if (job.error) parts.push(`Reason: ${esc(clipText(job.error, 600))}`);
+  if (job.notice && !terminalStatus(job.status)) parts.push(`⚠️ ${esc(clipText(job.notice, 600))}`);
   if (job.artifacts.length > 0) {
     parts.push(`📎 ${job.artifacts.map((a) => `${esc(a.name)} (${a.size} B)`).join(", ")}`);
   }

@@ -2,13 +2,35 @@
 // job's status; everything else asks the JobDO.
 import type { JobStatus } from "../../protocol/index.ts";
 
-export type JobEvent = "plan_ready" | "plan_failed" | "approve" | "start" | "requeue" | "succeed" | "fail" | "cancel";
+// Three events keep the status and only record what the requester must know: `waiting` (QUEUED,
+// no connected agent can take the job, and why), `unreachable` and `reachable` (RUNNING, the
+// agent holding a job whose WRITE step had started went silent / came back). An unreachable job
+// is never failed for it until its result could still arrive: see alarm-work.ts.
+export type JobEvent =
+  | "plan_ready"
+  | "plan_failed"
+  | "approve"
+  | "start"
+  | "requeue"
+  | "succeed"
+  | "fail"
+  | "cancel"
+  | "waiting"
+  | "unreachable"
+  | "reachable";
 
 const TABLE: Record<JobStatus, Partial<Record<JobEvent, JobStatus>>> = {
   CREATED: { plan_ready: "PLANNED", plan_failed: "FAILED", fail: "FAILED", cancel: "CANCELLED" },
   PLANNED: { approve: "QUEUED", fail: "FAILED", cancel: "CANCELLED" },
-  QUEUED: { start: "RUNNING", fail: "FAILED", cancel: "CANCELLED" },
-  RUNNING: { succeed: "SUCCEEDED", fail: "FAILED", requeue: "QUEUED", cancel: "CANCELLED" },
+  QUEUED: { start: "RUNNING", fail: "FAILED", cancel: "CANCELLED", waiting: "QUEUED" },
+  RUNNING: {
+    succeed: "SUCCEEDED",
+    fail: "FAILED",
+    requeue: "QUEUED",
+    cancel: "CANCELLED",
+    unreachable: "RUNNING",
+    reachable: "RUNNING",
+  },
   SUCCEEDED: {},
   FAILED: {},
   CANCELLED: {},
@@ -45,4 +67,7 @@ export const ALL_EVENTS: readonly JobEvent[] = [
   "succeed",
   "fail",
   "cancel",
+  "waiting",
+  "unreachable",
+  "reachable",
 ];

@@ -1,16 +1,23 @@
 // How a JobDO applies fenced agent messages: accept, step events, log chunks, artifacts, finish.
-// Every message must carry the current attempt and lease token; anything else is stale.
+// Every message must carry the current attempt and lease token; anything else is stale, and once
+// the job is final its lease has ended: nothing carrying it changes the job any more.
 import { type FencedAgentMessage, isTerminal } from "../../protocol/index.ts";
-import type { FenceResult, JobDO } from "./job-do.ts";
+import { type FenceResult, type JobDO, leaseEnded } from "./job-do.ts";
 import type { JobState } from "./job-state.ts";
 import type { OutboxItem } from "./outbox.ts";
+import { reachableAgain } from "./unreachable.ts";
+
+/** The attempt header's place in the log: before the agent's own chunks, which start at 0. */
+export const ATTEMPT_HEADER_SEQ = -1;
 
 export async function handleAgentMessage(
   job: JobDO,
   state: JobState,
   agentId: string,
   msg: FencedAgentMessage,
+  agentName: string,
 ): Promise<FenceResult> {
+  if (isTerminal(state.status)) return leaseEnded(state);
   if (msg.attempt !== state.attempt || msg.leaseToken !== state.leaseToken) {
     return { ok: false, code: "stale_lease", message: `attempt ${msg.attempt} of ${state.id} is no longer current` };
   }
@@ -27,8 +34,18 @@ export async function handleAgentMessage(
       agentId,
       leaseToken: msg.leaseToken,
       expiresAt: now + job.config.leaseS * 1000,
+      lastSeenAt: now,
     };
     state.startedAt = now;
+    // Each attempt's output starts with a header, so re-runs never blur together in one log.
+    const who = agentName === agentId ? agentId : `${agentName} (${agentId})`;
+    job.logs.append({
+      attempt: msg.attempt,
+      seq: ATTEMPT_HEADER_SEQ,
+      stepId: null,
+      stream: "system",
+      data: `── attempt ${msg.attempt} on agent ${who} at ${new Date(now).toISOString()} ──\n`,
+    });
     job.commit(state, job.move(state, "start", { attempt: msg.attempt, agentId }));
     return { ok: true };
   }
@@ -36,9 +53,10 @@ export async function handleAgentMessage(
   if (!state.lease || state.lease.agentId !== agentId) {
     return { ok: false, code: "stale_lease", message: "this agent does not hold the job's lease" };
   }
-  // Any message from the holder proves it is alive.
+  // Any message from the holder proves it is alive (and, if it was unreachable, reachable again).
   state.lease.expiresAt = now + job.config.leaseS * 1000;
-  const effects: OutboxItem[] = [];
+  state.lease.lastSeenAt = now;
+  const effects: OutboxItem[] = state.unreachableSince ? reachableAgain(job, state) : [];
   switch (msg.type) {
     case "log":
       job.logs.append({
@@ -48,7 +66,8 @@ export async function handleAgentMessage(
         stream: msg.stream,
         data: msg.data,
       });
-      job.ctx.storage.kv.put("job", state);
+      if (effects.length > 0) job.commit(state, effects);
+      else job.ctx.storage.kv.put("job", state);
       return { ok: true };
     case "step_started": {
       const step = state.steps.find((s) => s.stepId === msg.stepId);
@@ -75,8 +94,14 @@ export async function handleAgentMessage(
         return { ok: false, code: "stale_lease", message: `artifact ${msg.artifact.name} was not uploaded` };
       }
       const fresh = job.load() ?? state;
+      if (isTerminal(fresh.status)) return leaseEnded(fresh); // finished while we looked at R2
       fresh.artifacts = [...fresh.artifacts.filter((a) => a.name !== msg.artifact.name), msg.artifact];
-      job.commit(fresh);
+      if (fresh.lease) {
+        fresh.lease.expiresAt = now + job.config.leaseS * 1000;
+        fresh.lease.lastSeenAt = now;
+      }
+      const reach = fresh.unreachableSince ? reachableAgain(job, fresh) : [];
+      job.commit(fresh, reach);
       return { ok: true };
     }
     case "job_finished": {

@@ -7,6 +7,7 @@ import { errorMessage } from "../lib/log.ts";
 import { createPlanner } from "../planners/index.ts";
 import { type JobDO, MAX_PLAN_ATTEMPTS, PLAN_STALL_MS } from "./job-do.ts";
 import type { JobState } from "./job-state.ts";
+import { checkUnreachable } from "./unreachable.ts";
 
 export async function checkDeadlines(job: JobDO): Promise<void> {
   const state = job.load();
@@ -27,7 +28,8 @@ export async function checkDeadlines(job: JobDO): Promise<void> {
       s.error = "no decision within the approval timeout";
       job.commit(s, job.move(s, "cancel", { reason: "approval_timeout" }));
     } else if (s.status === "RUNNING" && s.lease && now >= s.lease.expiresAt) {
-      job.commit(s, job.infraFailure(s, `agent lost: ${s.lease.agentId} stopped renewing its lease`));
+      if (s.unreachableSince) checkUnreachable(job, s, now);
+      else job.commit(s, job.infraFailure(s, `agent lost: ${s.lease.agentId} stopped renewing its lease`));
     } else if (s.status === "QUEUED" && s.queuedAt !== null && now >= s.queuedAt + job.config.jobTimeoutS * 1000) {
       job.commit(s, job.failEffects(s, `no agent picked the job up within ${job.config.jobTimeoutS}s`));
     } else if (s.status === "RUNNING" && s.startedAt !== null && now >= s.startedAt + job.runLimitS(s) * 1000) {

@@ -8,6 +8,7 @@ import { LEDGER_KINDS, type LedgerQuery, ledgerStatement, runOutboxItem } from "
 import { type JobDO, PLAN_STALL_MS } from "./job-do.ts";
 import type { JobState } from "./job-state.ts";
 import type { OutboxRow } from "./outbox.ts";
+import { WITHOUT_JOB_CONFIRM_MS } from "./unreachable.ts";
 
 export async function drainOutbox(job: JobDO): Promise<void> {
   if (job.draining) {
@@ -105,8 +106,14 @@ export async function scheduleJobAlarm(job: JobDO, s: JobState): Promise<void> {
   if (s.status === "CREATED" && s.planningStarted) times.push((s.planningStartedAt ?? Date.now()) + PLAN_STALL_MS);
   if (!isTerminal(s.status)) {
     if (s.status === "PLANNED" && s.approvalDeadline !== null) times.push(s.approvalDeadline);
-    if (s.status === "RUNNING" && s.lease) times.push(s.lease.expiresAt);
-    if (s.status === "RUNNING" && s.startedAt !== null) times.push(s.startedAt + job.runLimitS(s) * 1000);
+    if (s.status === "RUNNING" && s.unreachableSince) {
+      // Unreachable: the lease has already expired; only the bound on waiting for the result counts.
+      times.push(s.unreachableSince + job.config.unreachableTimeoutS * 1000);
+      if (s.withoutJobAt) times.push(s.withoutJobAt + WITHOUT_JOB_CONFIRM_MS);
+    } else if (s.status === "RUNNING") {
+      if (s.lease) times.push(s.lease.expiresAt);
+      if (s.startedAt !== null) times.push(s.startedAt + job.runLimitS(s) * 1000);
+    }
     if (s.status === "QUEUED" && s.queuedAt !== null) times.push(s.queuedAt + job.config.jobTimeoutS * 1000);
   }
   if (times.length === 0) {

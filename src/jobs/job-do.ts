@@ -24,6 +24,7 @@ import { drainOutbox, scheduleJobAlarm } from "./drain.ts";
 import { type JobState, stepsFromSpec, toView } from "./job-state.ts";
 import { LogBuffer, type LogPosition } from "./log-buffer.ts";
 import { Outbox, type OutboxItem } from "./outbox.ts";
+import { markUnreachable, reachableAgain } from "./unreachable.ts";
 
 export interface Actor {
   id: string;
@@ -45,7 +46,15 @@ export type JobResult =
 export type DispatchOutcome = "offered" | "pending" | "duplicate" | "stale";
 export type FenceResult =
   | { ok: true }
-  | { ok: false; code: "stale_lease" | "not_found" | "bad_message"; message: string };
+  | { ok: false; code: "stale_lease" | "lease_ended" | "not_found" | "bad_message"; message: string };
+
+/** The refusal for anything carrying the lease of a job that is already final. */
+export function leaseEnded(state: { id: string; status: JobStatus }): FenceResult {
+  return { ok: false, code: "lease_ended", message: `job ${state.id} is ${state.status}: its lease has ended` };
+}
+
+/** A QUEUED job older than this is offered again by the Sentinel (backoffs lifted). */
+export const REOFFER_AFTER_MS = 60_000;
 
 const TAIL_LINES = 40;
 /** A planning attempt not finished after this long was cut off (the planner's own timeout is 30 s). */
@@ -123,7 +132,12 @@ export class JobDO extends DurableObject<Env> {
     state.status = t.to;
     state.eventSeq += 1;
     const now = Date.now();
-    // The lease is kept after the end so the agent's last log lines after a cancel still land.
+    // Any real change of status ends what the requester was told to wait for.
+    if (t.to !== from) {
+      state.notice = null;
+      state.unreachableSince = null;
+      state.withoutJobAt = null;
+    }
     if (isTerminal(t.to)) state.finishedAt = now;
     log("info", "job transition", { jobId: state.id, from, to: t.to, event, attempt: state.attempt });
     const effects: OutboxItem[] = [
@@ -385,18 +399,38 @@ export class JobDO extends DurableObject<Env> {
   }
 
   /**
-   * Operator nudge: sends the current attempt's dispatch message again. Harmless by design — a
-   * delivery for an attempt already dispatched is dropped — so it is safe to call at any time.
+   * Operator nudge (and the Sentinel's): offers the current attempt again. A QUEUED attempt
+   * already handed to the registry is re-offered there at once (agents' backoffs lifted, an
+   * outstanding offer kept); one whose dispatch message never arrived is sent again.
    */
-  async redeliver(): Promise<{ ok: true; attempt: number } | { ok: false; message: string }> {
+  async redeliver(): Promise<
+    { ok: true; attempt: number; outcome: "offered" | "pending" | "enqueued" } | { ok: false; message: string }
+  > {
     this.count("rpc.redeliver");
     const state = this.load();
     if (!state) return { ok: false, message: "no such job" };
-    if (state.status !== "QUEUED" && state.status !== "RUNNING") {
-      return { ok: false, message: `the job is ${state.status}; only QUEUED or RUNNING jobs have a dispatch message` };
+    if (state.status !== "QUEUED") {
+      const holder = state.status === "RUNNING" && state.lease ? ` on agent ${state.lease.agentId}` : "";
+      return { ok: false, message: `the job is ${state.status}${holder}; only a QUEUED job can be offered again` };
+    }
+    if (state.dispatchedAttempt === state.attempt && state.leaseToken && state.spec) {
+      const { getEngine } = await import("../execution/engine.ts");
+      const outcome = await getEngine(this.env).execute(state.spec, state.leaseToken);
+      return { ok: true, attempt: state.attempt, outcome };
     }
     await this.env.DISPATCH_QUEUE.send({ jobId: state.id, attempt: state.attempt });
-    return { ok: true, attempt: state.attempt };
+    return { ok: true, attempt: state.attempt, outcome: "enqueued" };
+  }
+
+  /** From the registry: why no connected agent can take this QUEUED attempt (a job event and a notification). */
+  async waitingNotice(attempt: number, text: string): Promise<void> {
+    this.count("rpc.waitingNotice");
+    const state = this.load();
+    if (state?.status !== "QUEUED" || state.attempt !== attempt || state.notice === text) return;
+    const effects = this.move(state, "waiting", { attempt, reason: text });
+    state.notice = text;
+    this.commit(state, effects);
+    await this.afterChange();
   }
 
   async deadLetter(attempt: number, reason: string): Promise<boolean> {
@@ -413,11 +447,11 @@ export class JobDO extends DurableObject<Env> {
 
   // ---- RPC: agent traffic (relayed by the registry) -----------------------------------------------
 
-  async agentMessage(agentId: string, msg: FencedAgentMessage): Promise<FenceResult> {
+  async agentMessage(agentId: string, msg: FencedAgentMessage, agentName?: string): Promise<FenceResult> {
     this.count("rpc.agentMessage");
     const state = this.load();
     if (!state) return { ok: false, code: "not_found", message: "no such job" };
-    const result = await handleAgentMessage(this, state, agentId, msg);
+    const result = await handleAgentMessage(this, state, agentId, msg, agentName ?? agentId);
     await this.afterChange();
     return result;
   }
@@ -427,24 +461,41 @@ export class JobDO extends DurableObject<Env> {
     this.count("rpc.renewLease");
     const state = this.load();
     if (!state) return { ok: false, code: "not_found", message: "no such job" };
+    if (isTerminal(state.status)) return leaseEnded(state);
     const lease = state.lease;
-    if (
-      !lease ||
-      isTerminal(state.status) ||
-      lease.attempt !== attempt ||
-      lease.leaseToken !== leaseToken ||
-      lease.agentId !== agentId
-    ) {
+    if (!lease || lease.attempt !== attempt || lease.leaseToken !== leaseToken || lease.agentId !== agentId) {
       return {
         ok: false,
         code: "stale_lease",
         message: `attempt ${attempt} of ${state.id} is not leased to this agent`,
       };
     }
-    lease.expiresAt = Date.now() + this.config.leaseS * 1000;
+    const now = Date.now();
+    lease.expiresAt = now + this.config.leaseS * 1000;
+    lease.lastSeenAt = now;
+    if (state.unreachableSince) {
+      this.commit(state, reachableAgain(this, state));
+      await this.afterChange();
+      return { ok: true };
+    }
     this.ctx.storage.kv.put("job", state);
     await this.scheduleAlarm(state);
     return { ok: true };
+  }
+
+  /**
+   * The holder of this unreachable job is connected again and does not list it (it restarted):
+   * unless its result is replayed within WITHOUT_JOB_CONFIRM_MS, the outcome is unknown now
+   * rather than after the whole unreachable bound.
+   */
+  async agentWithoutJob(agentId: string, attempt: number): Promise<void> {
+    this.count("rpc.agentWithoutJob");
+    const s = this.load();
+    if (s?.status !== "RUNNING" || !s.unreachableSince || s.withoutJobAt) return;
+    if (s.lease?.agentId !== agentId || s.lease.attempt !== attempt) return;
+    s.withoutJobAt = Date.now();
+    this.ctx.storage.kv.put("job", s);
+    await this.scheduleAlarm(s);
   }
 
   /** The lease holder's socket closed: give it the reconnect grace instead of the full lease. */
@@ -457,9 +508,11 @@ export class JobDO extends DurableObject<Env> {
     await this.scheduleAlarm(state);
   }
 
-  async leaseValid(attempt: number, leaseToken: string, agentId: string): Promise<boolean> {
+  /** For an artifact upload: "ended" once the job is final, whoever asks. */
+  async leaseValid(attempt: number, leaseToken: string, agentId: string): Promise<boolean | "ended"> {
     this.count("rpc.leaseValid");
     const s = this.load();
+    if (s && isTerminal(s.status)) return "ended";
     return (
       !!s?.lease && s.lease.attempt === attempt && s.lease.leaseToken === leaseToken && s.lease.agentId === agentId
     );
@@ -501,6 +554,11 @@ export class JobDO extends DurableObject<Env> {
       this.ctx.storage.kv.put("job", s);
     }
     await this.tick();
+    const after = this.load();
+    // A job waiting this long may have missed its offer (a lost message, a backoff): offer it again.
+    if (after?.status === "QUEUED" && after.queuedAt !== null && Date.now() - after.queuedAt >= REOFFER_AFTER_MS) {
+      await this.redeliver();
+    }
     return this.load()?.status ?? null;
   }
 
@@ -512,15 +570,13 @@ export class JobDO extends DurableObject<Env> {
     return Math.min(s.spec?.timeoutS ?? this.config.jobTimeoutS, this.config.jobTimeoutS) + 30;
   }
 
-  /** Agent lost or accept timeout: re-dispatch only while no WRITE/ADMIN step has started. */
+  /**
+   * Agent lost: re-dispatch only while no WRITE/ADMIN step has started. One that had started is
+   * flagged unreachable and waits for its result (alarm-work.ts), never failed for this.
+   */
   infraFailure(state: JobState, reason: string): OutboxItem[] {
     const oldAttempt = state.attempt;
-    if (state.writeStarted) {
-      return this.failEffects(
-        state,
-        `${reason}; a ${state.risk ?? "WRITE"} step had started, so it is not retried automatically`,
-      );
-    }
+    if (state.writeStarted) return state.unreachableSince ? [] : markUnreachable(this, state);
     if (state.attempt >= this.config.maxDispatchAttempts) {
       return this.failEffects(state, `${reason}; gave up after ${state.attempt} attempts`);
     }

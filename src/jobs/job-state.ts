@@ -15,6 +15,8 @@ export interface Lease {
   agentId: string;
   leaseToken: string;
   expiresAt: number;
+  /** When the holder was last heard from (any message or heartbeat). */
+  lastSeenAt?: number;
 }
 
 export interface StepRecord {
@@ -65,6 +67,12 @@ export interface JobState {
   /** When the current planning attempt began, and how many there were (a restart can cut one off). */
   planningStartedAt?: number | null;
   planAttempts?: number;
+  /** Since when the agent holding a started WRITE/ADMIN step has been unreachable (null: it is not). */
+  unreachableSince?: number | null;
+  /** When that agent, connected again, did not list the job (it restarted without it). */
+  withoutJobAt?: number | null;
+  /** What the requester should know while the job waits (no agent can serve it, agent unreachable). */
+  notice?: string | null;
 }
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -97,6 +105,8 @@ export function toView(s: JobState, logTail: string): JobView {
     artifacts: s.artifacts,
     logTail,
     error: s.error,
+    notice: s.notice ?? null,
+    agentUnreachableSince: iso(s.unreachableSince ?? null),
     agentId: s.lease?.agentId ?? null,
     userId: s.userId,
     chatId: s.chatId,

@@ -5,7 +5,7 @@ import { z } from "zod";
 import { ArtifactNameSchema, JobIdSchema, PairRequestSchema, Sha256HexSchema } from "../../protocol/index.ts";
 import { jobStub, registryStub } from "../agents/registry-stub.ts";
 import { authenticateAgent, issuePairingCode, redeemCode } from "../agents/tokens.ts";
-import { ArtifactError, ArtifactStore } from "../archive/artifacts.ts";
+import { ArtifactError, ArtifactStore, artifactKey } from "../archive/artifacts.ts";
 import { apiAuth, bearerToken } from "../http/auth.ts";
 import { jsonBody } from "../http/body.ts";
 import { pairFailureBucket } from "../http/client-address.ts";
@@ -65,9 +65,13 @@ export const agentRoutes = new Hono<{ Bindings: Env }>()
     if (!Number.isFinite(length)) throw new ApiError("bad_request", "Content-Length is required for artifact uploads");
     if (length > MAX_ARTIFACT_BYTES)
       throw new ApiError("payload_too_large", `artifacts are limited to ${MAX_ARTIFACT_BYTES} bytes`);
-    if (!(await jobStub(c.env, jobId).leaseValid(attempt, lease, agent.agentId))) {
-      throw new ApiError("forbidden", "this agent does not hold the job's current lease");
-    }
+    const job = jobStub(c.env, jobId);
+    const checkLease = async () => {
+      const valid = await job.leaseValid(attempt, lease, agent.agentId);
+      if (valid === "ended") throw new ApiError("conflict", `job ${jobId} is final: its lease has ended`);
+      if (!valid) throw new ApiError("forbidden", "this agent does not hold the job's current lease");
+    };
+    await checkLease();
     const contentType = c.req.header("Content-Type") ?? "application/octet-stream";
     const body = c.req.raw.body;
     if (!body) throw new ApiError("bad_request", "empty upload");
@@ -82,6 +86,13 @@ export const agentRoutes = new Hono<{ Bindings: Env }>()
         if (err instanceof ArtifactError) throw new ApiError(err.code, err.message);
         throw err;
       });
+    // The job may have ended while the body streamed in: then the upload must leave nothing behind.
+    try {
+      await checkLease();
+    } catch (err) {
+      await c.env.ARCHIVE.delete(artifactKey(jobId, name)).catch(() => undefined);
+      throw err;
+    }
     return c.json({ name, size: stored.size, sha256, contentType }, 201);
   });
 

@@ -1,8 +1,9 @@
-// The Sentinel (cron, every minute): marks silent agents OFFLINE and hands their jobs to the
-// lease-expiry path, re-checks every open job's timeouts (a missed alarm is re-armed), and
+// The Sentinel (cron, every minute): marks silent agents OFFLINE (in the ledger and the registry)
+// and hands their jobs to the lease-expiry path, re-checks every open job's timeouts (a missed
+// alarm is re-armed), offers QUEUED jobs waiting over a minute again, and
 // deletes archived logs and artifacts past the retention period.
 import type { JobStatus } from "../../protocol/index.ts";
-import { jobStub } from "../agents/registry-stub.ts";
+import { jobStub, registryStub } from "../agents/registry-stub.ts";
 import { loadConfig } from "../config.ts";
 import { getDb, listJobs, markStaleWorkersOffline } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
@@ -22,7 +23,13 @@ export async function runSentinel(env: Env, now = Date.now()): Promise<SentinelR
   const config = loadConfig(env);
   const db = getDb(env.DB);
   const offline = await markStaleWorkersOffline(db, now - config.heartbeatTimeoutS * 1000);
-  if (offline.length > 0) log("warn", "sentinel: agents offline", { agents: offline });
+  if (offline.length > 0) {
+    log("warn", "sentinel: agents offline", { agents: offline });
+    // One truth: the registry drops their (half-open or frozen) sockets too, so /api/agents agrees.
+    await registryStub(env)
+      .markOffline(offline)
+      .catch((err: unknown) => log("error", "sentinel: registry markOffline failed", { error: errorMessage(err) }));
+  }
   const report: SentinelReport = {
     agentsMarkedOffline: offline,
     jobsChecked: 0,

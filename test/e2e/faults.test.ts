@@ -70,7 +70,12 @@ async function agent(
 
 beforeAll(async () => {
   worker = await startWorker({
-    vars: { RECONNECT_GRACE_SECONDS: "5", LEASE_SECONDS: "20", HEARTBEAT_INTERVAL_SECONDS: "2" },
+    vars: {
+      RECONNECT_GRACE_SECONDS: "5",
+      LEASE_SECONDS: "20",
+      HEARTBEAT_INTERVAL_SECONDS: "2",
+      AGENT_UNREACHABLE_SECONDS: "15",
+    },
   });
   client = new ApiClient(worker.url, worker.apiToken);
 });
@@ -102,7 +107,7 @@ describe("faults", () => {
     expect(body.events.some((e) => e.event === "requeue")).toBe(true);
   });
 
-  it("an agent killed mid-job: a WRITE job that had started fails with 'agent lost'", async () => {
+  it("an agent killed mid-job: a WRITE job that had started is flagged unreachable, then fails as 'outcome unknown'", async () => {
     const project = await repo({
       "package.json": JSON.stringify({ name: "slow-tests", version: "1.0.0", scripts: { test: "sleep 60" } }),
     });
@@ -115,9 +120,19 @@ describe("faults", () => {
       what: "the test step to start",
     });
     await a.proc.kill();
+    // The server cannot tell whether the step completed: RUNNING and flagged, never re-run...
+    const flagged = await waitFor(
+      async () => {
+        const job = await client.job(jobId);
+        return job.agentUnreachableSince ? job : false;
+      },
+      { timeoutMs: 60_000, what: "the job to be flagged unreachable" },
+    );
+    expect(flagged.status).toBe("RUNNING");
+    // ...until the bound passes, and then it says exactly that.
     const done = await client.waitFinished(jobId, 90_000);
     expect(done.status).toBe("FAILED");
-    expect(done.error).toContain("agent lost");
+    expect(done.error).toMatch(/^outcome unknown: the step may have completed/);
     expect(done.attempt).toBe(1);
   });
 

@@ -1,0 +1,50 @@
+// Per-connection limits on what an agent may send: a frame-count token bucket (a flood closes the
+// socket with 1008) and frame size caps before and after `hello`. Kept in memory: hibernation
+// only happens when a connection is quiet, and a fresh bucket after it is full anyway.
+
+/**
+ * Frames a connection may send in a burst. A 50 MB log streams in ~800 frames of 64 KiB, and a
+ * reconnect replays the agent's journal at once: both fit. 10,000 heartbeats in a row do not.
+ */
+export const FRAME_BURST = 2_000;
+/** Frames per second the bucket refills: far above steady use (a log flush every 250 ms per job). */
+export const FRAME_REFILL_PER_S = 200;
+
+/**
+ * Largest frame (JSON text, in characters) before `hello` is accepted: the token has been checked
+ * by the Worker, but nothing is known about the client yet, and a hello is well under 4 KiB.
+ */
+export const MAX_FRAME_CHARS_BEFORE_HELLO = 16 * 1024;
+/**
+ * Largest frame after `hello`: a log chunk holds at most 64 Ki characters (MAX_LOG_CHUNK_BYTES),
+ * which JSON escaping can grow six-fold (\u0000); 512 Ki characters covers that and the envelope.
+ */
+export const MAX_FRAME_CHARS_AFTER_HELLO = 512 * 1024;
+
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+  readonly capacity: number;
+  readonly perSecond: number;
+
+  constructor(capacity = FRAME_BURST, perSecond = FRAME_REFILL_PER_S, now = Date.now()) {
+    this.capacity = capacity;
+    this.perSecond = perSecond;
+    this.tokens = capacity;
+    this.last = now;
+  }
+
+  /** Takes one token; false when the bucket is empty. */
+  take(now = Date.now()): boolean {
+    this.tokens = Math.min(this.capacity, this.tokens + ((now - this.last) / 1000) * this.perSecond);
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+/** The size of a frame in the unit the caps use (characters of text, bytes of binary). */
+export function frameSize(raw: string | ArrayBuffer): number {
+  return typeof raw === "string" ? raw.length : raw.byteLength;
+}
