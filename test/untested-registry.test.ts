@@ -199,13 +199,10 @@ describe("the registry evicted while a job runs", () => {
   });
 });
 
-// KNOWN BUGS (src/agents, registry liveness), found by test/e2e/agent-registry.test.ts's half-open
-// link: an offer that was never answered (lost on a half-open socket, or a socket replaced by the
-// agent's reconnect) puts the agent on the job's rejectedBy list, so a project served by that one
-// agent never gets the job again; it stays QUEUED until its job timeout. `it.fails` keeps CI
-// honest until the fix lands: once fixed these fail, and should become plain `it`.
+// An offer that was never answered (lost on a half-open socket, or a socket replaced by the
+// agent's reconnect) must not keep the only agent that can take the job from getting it again.
 describe("offers that are never answered", () => {
-  it.fails("an offer that timed out is offered again to the only agent that can take it", async () => {
+  it("an offer that timed out is offered again to the only agent that can take it", async () => {
     const agent = await TestAgent.connect((await pairAgent("deaf")).token, { workspaces: ["deaf"] });
     const jobId = await queuedJob("deaf");
     await job(jobId).dispatch(1);
@@ -218,7 +215,7 @@ describe("offers that are never answered", () => {
     agent.close();
   });
 
-  it.fails("an offer outstanding when the agent reconnects is offered on the new connection", async () => {
+  it("an offer outstanding when the agent reconnects is offered on the new connection", async () => {
     const { token } = await pairAgent("reconnecting");
     const before = await TestAgent.connect(token, { workspaces: ["reconnect"] });
     const jobId = await queuedJob("reconnect");

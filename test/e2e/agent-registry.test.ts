@@ -3,7 +3,8 @@
 // the same token (close 4000 → exit 4), a revoked token (4001 → exit 3), and a half-open link:
 // the keepalive notices the silence, and the step of the attempt the server gave up on is killed
 // when the agent comes back with its stale lease.
-import { chmod, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AgentProcess, startAgent } from "../helpers/node/agent-process.ts";
@@ -38,8 +39,15 @@ async function online(agentId: string): Promise<boolean> {
   return res.body.online.some((a) => a.agentId === agentId);
 }
 
-async function agent(token: string, name: string, projectId: string, workspace = repo.dir, url = worker.url) {
-  const proc = await startAgent({ url, token, workspace, projectId, name });
+async function agent(
+  token: string,
+  name: string,
+  projectId: string,
+  workspace = repo.dir,
+  url = worker.url,
+  env?: Record<string, string>,
+) {
+  const proc = await startAgent({ url, token, workspace, projectId, name, env });
   agents.push(proc);
   const exit = new Promise<number | null>((resolve) => {
     if (proc.proc.exitCode !== null) resolve(proc.proc.exitCode);
@@ -80,19 +88,21 @@ describe("the agent against the real registry", () => {
   it("a half-open link: keepalive reconnects, and the stale attempt's step is killed", async () => {
     let proxy: TcpProxy | undefined;
     const slow = await makeGitRepo({ "README.md": "# half-open\n" });
-    // git status's fsmonitor hook sleeps (a marked, long sleep) the first time only.
+    // git status's fsmonitor hook sleeps (a marked, long sleep) the first time only. The agent
+    // ignores a repository's own fsmonitor, so the hook is named in its user's global config.
     const marker = `${300 + Math.floor(Math.random() * 1000) / 10}`;
+    const home = await mkdtemp(join(tmpdir(), "skynet-half-open-home-"));
     try {
-      const hook = join(slow.dir, ".git", "slow-fsmonitor.sh");
+      const hook = join(home, "slow-fsmonitor.sh");
       await writeFile(
         hook,
-        `#!/bin/sh\nif [ ! -f "${slow.dir}/.git/slept" ]; then touch "${slow.dir}/.git/slept"; sleep ${marker}; fi\nexit 1\n`,
+        `#!/bin/sh\nif [ ! -f "${home}/slept" ]; then touch "${home}/slept"; sleep ${marker}; fi\nexit 1\n`,
       );
       await chmod(hook, 0o755);
-      await slow.git("config", "core.fsmonitor", hook);
+      await writeFile(join(home, ".gitconfig"), `[core]\n\tfsmonitor = ${hook}\n`);
       proxy = await startTcpProxy(worker.port);
       const { agentId, token } = await client.pair("half-open");
-      const a = await agent(token, "half-open", "half-open", slow.dir, proxy.url);
+      const a = await agent(token, "half-open", "half-open", slow.dir, proxy.url, { HOME: home });
       await waitFor(() => online(agentId), { what: "the agent online" });
 
       const jobId = await client.submit("check git status", "half-open");
@@ -127,13 +137,16 @@ describe("the agent against the real registry", () => {
       );
       expect(a.proc.proc.exitCode).toBeNull();
       await waitFor(() => online(agentId), { what: "the agent back online" });
-      // Attempt 2 should now run on this agent; it does not yet (the registry counts the offer
-      // lost on the frozen link as this agent's rejection): see the it.fails cases in
-      // test/untested-registry.test.ts. The job must at least still be waiting, not lost.
-      expect(await client.job(jobId)).toMatchObject({ status: "QUEUED", attempt: 2 });
+      // Attempt 2 then runs on this same agent: an offer lost on the frozen link is not a refusal.
+      await waitFor(async () => (await client.job(jobId)).status === "SUCCEEDED", {
+        what: `attempt 2 to succeed on the reconnected agent\n${a.proc.logs()}`,
+        timeoutMs: 90_000,
+      });
+      expect(await client.job(jobId)).toMatchObject({ status: "SUCCEEDED", attempt: 2 });
     } finally {
       await proxy?.close();
       await slow.cleanup();
+      await rm(home, { recursive: true, force: true });
       // If the test failed before the kill, do not leave its sleep behind.
       for (const pid of await processesWithArgv(["sleep", marker])) process.kill(pid, "SIGKILL");
     }
