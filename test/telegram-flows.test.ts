@@ -109,7 +109,7 @@ describe("a job's message from plan to summary", () => {
     ]);
     // The stored log starts each attempt with a header line, then the agent's output.
     expect(textOf(made[1])).toMatch(
-      /<pre>── attempt 1 on agent agent_flows at [0-9T:.-]+Z ──\nOn branch &lt;main&gt; &amp; \*feature\* _x_ \[wip\]/,
+      /<pre>── attempt 1 on agent \S+ \(agent_[0-9a-f]+\) at [0-9T:.-]+Z ──\nOn branch &lt;main&gt; &amp; \*feature\* _x_ \[wip\]/,
     );
     expect(textOf(made[3])).toContain("Planning");
     const retried = await lastJobPlanned(USER.id);
