@@ -10,6 +10,8 @@ import {
   type ServerToAgent,
   ServerToAgentSchema,
 } from "../../protocol/index.ts";
+import { DEFAULT_UPLOAD_POLICY, type UploadPolicy } from "./artifact-upload.ts";
+import { retryDelay } from "./backoff.ts";
 import type { AgentConfig } from "./config.ts";
 import { recheckStep } from "./executor.ts";
 import { type RunningJob, runJob } from "./job-runner.ts";
@@ -27,13 +29,31 @@ const OfferFenceSchema = z.object({
 const HIGH_WATER = 1024 * 1024;
 /** Log frames kept for replay after a reconnect: more than can be in flight (socket + kernel buffers). */
 const JOURNAL_LOG_BYTES = 4 * 1024 * 1024;
-/** A finished job is forgotten after this long connected since it finished (for replays)… */
-const LINGER_MS = 15_000;
-/** …or after this long in any case (the server's lease has long expired by then). */
-const MAX_LINGER_MS = 10 * 60_000;
+
+/** How long finished jobs are kept for replay; tests shorten them. */
+export interface AgentTuning {
+  /** A finished job is kept at least this long connected after its result went out… */
+  lingerMs: number;
+  /** …and in any case no longer than this after it finished: the bound on an outage across
+   * which a result is still reported (well beyond any server-side wait for an unreachable agent). */
+  maxLingerMs: number;
+  uploads: UploadPolicy;
+}
+export const DEFAULT_TUNING: AgentTuning = {
+  lingerMs: 15_000,
+  maxLingerMs: 60 * 60_000,
+  uploads: DEFAULT_UPLOAD_POLICY,
+};
 
 type FencedFrame = FencedAgentMessage;
-type Job = RunningJob;
+type Job = RunningJob & {
+  /** Where this job's job_finished last went out: the connection and the keepalives sent on it
+   * before. A pong to a later keepalive proves the server received it (one ordered stream). */
+  reported?: { conn: number; pings: number; at: number };
+  finishedAt?: number;
+};
+/** Running jobs are kept per (job, attempt): two attempts of one job never share state. */
+const keyOf = (jobId: string, attempt: number) => `${jobId}#${attempt}`;
 
 export interface AgentEvents {
   log(line: string): void;
@@ -45,9 +65,17 @@ export class Agent {
   readonly config: AgentConfig;
   private ws: WebSocket | null = null;
   private readonly jobs = new Map<string, Job>();
+  private readonly tuning: AgentTuning;
+  private readonly stopping = new AbortController();
+  /** Connection number (one per socket) and its keepalive counts, for delivery proofs. */
+  private conn = 0;
+  private pingsSent = 0;
+  private pongsHeard = 0;
   private heartbeat: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private failures = 0;
+  /** The current connection was welcomed and has answered a keepalive since. */
+  private healthy = false;
   private stopped = false;
   private welcomed = false;
   agentId: string | null = null;
@@ -56,11 +84,10 @@ export class Agent {
   private writableWaiters: (() => void)[] = [];
   /** When the server last sent anything (a frame or a pong). */
   private lastHeard = 0;
-  /** When the current connection was welcomed. */
-  private connectedSince = 0;
 
-  constructor(config: AgentConfig, events: Partial<AgentEvents> = {}) {
+  constructor(config: AgentConfig, events: Partial<AgentEvents> = {}, tuning: Partial<AgentTuning> = {}) {
     this.config = config;
+    this.tuning = { ...DEFAULT_TUNING, ...tuning };
     this.say = events.log ?? ((line) => process.stderr.write(`[skynet-agent] ${line}\n`));
     this.events = events;
   }
@@ -84,6 +111,7 @@ export class Agent {
     const deadline = Date.now() + graceMs;
     while (this.runningJobs.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     this.stopped = true;
+    this.stopping.abort();
     clearInterval(this.heartbeat);
     clearTimeout(this.reconnectTimer);
     this.ws?.close(1000, "agent stopping");
@@ -100,6 +128,9 @@ export class Agent {
     });
     this.ws = ws;
     this.welcomed = false;
+    this.conn += 1;
+    this.pingsSent = 0;
+    this.pongsHeard = 0;
     ws.on("open", () => {
       this.say(`connected to ${this.config.serverUrl}`);
       this.sendRaw({
@@ -117,7 +148,12 @@ export class Agent {
       this.lastHeard = Date.now();
       if (isBinary) return;
       const text = data.toString();
-      if (text === "pong") return; // the registry's auto-response to our keepalive
+      if (text === "pong") {
+        // The registry's auto-response to our keepalive: everything sent before it arrived.
+        this.pongsHeard += 1;
+        if (this.welcomed) this.healthy = true;
+        return;
+      }
       const parsed = parseFrame(ServerToAgentSchema, text);
       if (!parsed.ok) {
         // An offer we cannot read is still answered, so the server need not wait for a timeout.
@@ -150,6 +186,10 @@ export class Agent {
     });
     ws.on("close", (code, reason) => {
       if (this.ws !== ws) return;
+      // After a connection the server accepted and answered, the backoff starts small again; a
+      // server that drops each connection at once keeps growing it.
+      if (this.healthy) this.failures = 0;
+      this.healthy = false;
       this.welcomed = false;
       clearInterval(this.heartbeat);
       this.releaseWriters();
@@ -174,11 +214,10 @@ export class Agent {
     });
   }
 
-  /** Exponential backoff with full jitter: uniform in [0, min(max, base·2^n)), at least 10 ms. */
   private backoff(): number {
-    const ceiling = Math.min(this.config.reconnectMaxMs, this.config.reconnectBaseMs * 2 ** this.failures);
+    const delay = retryDelay(this.failures, this.config.reconnectBaseMs, this.config.reconnectMaxMs);
     this.failures = Math.min(this.failures + 1, 30);
-    return Math.max(10, Math.random() * ceiling);
+    return delay;
   }
 
   private sendRaw(msg: AgentToServer): boolean {
@@ -224,8 +263,12 @@ export class Agent {
         if (old?.type === "log") job.journalLogBytes -= old.data.length;
       }
     }
-    if (online) this.sendRaw(msg);
+    if (online && this.sendRaw(msg) && msg.type === "job_finished") this.markReported(job);
     if (msg.type === "log") await this.writable(job);
+  }
+
+  private markReported(job: Job): void {
+    job.reported = { conn: this.conn, pings: this.pingsSent, at: Date.now() };
   }
 
   private heartbeatFrame(type: "heartbeat" | "resume"): AgentToServer {
@@ -244,31 +287,47 @@ export class Agent {
       case "job_offer":
         return this.onOffer(msg);
       case "job_cancel": {
-        const job = this.jobs.get(msg.jobId);
-        if (job && job.attempt === msg.attempt && !job.finished) {
-          this.say(`job ${msg.jobId} cancelled by the server: ${msg.reason}`);
+        const job = this.jobs.get(keyOf(msg.jobId, msg.attempt));
+        if (job && !job.finished) {
+          this.say(`job ${msg.jobId} attempt ${msg.attempt} cancelled by the server: ${msg.reason}`);
           job.abort.abort();
         }
         return;
       }
-      case "error": {
-        const job = msg.jobId ? this.jobs.get(msg.jobId) : undefined;
-        if (job && msg.code === "stale_lease" && !job.finished) {
-          this.say(`job ${job.jobId}: the server no longer recognises this attempt (${msg.message}); stopping it`);
-          job.fenced = true;
-          job.abort.abort();
-        } else if (!job?.finished) {
-          this.say(`server error ${msg.code}: ${msg.message}`);
-        }
-        return;
-      }
+      case "error":
+        return this.onError(msg);
     }
+  }
+
+  /** An error about a frame applies only to the (job, attempt) that frame was about. */
+  private onError(msg: ServerMessageOf<"error">): void {
+    const about = msg.jobId ? ` (job ${msg.jobId}${msg.attempt ? ` attempt ${msg.attempt}` : ""})` : "";
+    if (!msg.jobId || msg.attempt === undefined) {
+      // It cannot be told which attempt it is about: it never stops a job.
+      this.say(`server error ${msg.code}${about}: ${msg.message}`);
+      return;
+    }
+    const job = this.jobs.get(keyOf(msg.jobId, msg.attempt));
+    if (!job) {
+      this.say(`server error ${msg.code}${about} ignored: this agent runs no such attempt: ${msg.message}`);
+      return;
+    }
+    if (msg.code !== "stale_lease") {
+      this.say(`server error ${msg.code}${about}: ${msg.message}`);
+      return;
+    }
+    if (!job.fenced) {
+      this.say(
+        `job ${job.jobId} attempt ${job.attempt}: the server no longer recognises it (${msg.message})${job.finished ? "" : "; stopping it"}`,
+      );
+    }
+    job.fenced = true;
+    if (!job.finished) job.abort.abort();
   }
 
   private onWelcome(msg: ServerMessageOf<"welcome">): void {
     this.agentId = msg.agentId;
     this.welcomed = true;
-    this.connectedSince = Date.now();
     this.failures = 0;
     this.say(`registered as ${msg.agentId}; serving ${Object.keys(this.config.workspaces).join(", ")}`);
     clearInterval(this.heartbeat);
@@ -278,6 +337,7 @@ export class Agent {
     const intervalMs = msg.heartbeatIntervalS * 1000;
     const keepaliveMs = Math.max(500, Math.floor(intervalMs / 3));
     let ticks = 0;
+    const conn = this.conn;
     this.lastHeard = Date.now();
     this.heartbeat = setInterval(() => {
       ticks += 1;
@@ -287,7 +347,10 @@ export class Agent {
         return;
       }
       if (ticks % 3 === 0) this.sendRaw(this.heartbeatFrame("heartbeat"));
-      else if (this.ws?.readyState === WebSocket.OPEN) this.ws.send("ping");
+      else if (this.ws?.readyState === WebSocket.OPEN && this.conn === conn) {
+        this.ws.send("ping");
+        this.pingsSent += 1;
+      }
     }, keepaliveMs);
     this.heartbeat.unref();
     if (this.jobs.size > 0) {
@@ -297,6 +360,7 @@ export class Agent {
         if (job.fenced) continue;
         for (const frame of job.journal) this.sendRaw(frame);
         job.unsentLogBytes = 0;
+        if (job.journal.some((f) => f.type === "job_finished")) this.markReported(job);
       }
       this.say(`resumed ${this.runningJobs.length} running job(s)`);
     }
@@ -309,9 +373,12 @@ export class Agent {
       this.say(`job ${msg.jobId} rejected: ${reason}`);
       this.sendRaw({ type: "job_reject", ...fence, reason });
     };
-    const existing = this.jobs.get(msg.jobId);
-    if (existing && existing.attempt === msg.attempt && !existing.finished) {
+    const key = keyOf(msg.jobId, msg.attempt);
+    const existing = this.jobs.get(key);
+    if (existing && existing.leaseToken === msg.leaseToken && !existing.fenced) {
+      // An offer of an attempt this agent already has: accept again and replay what it sent.
       this.sendRaw({ type: "job_accept", ...fence });
+      if (existing.finished) for (const frame of existing.journal) this.sendRaw(frame);
       return;
     }
     if (this.runningJobs.length >= this.config.maxConcurrency) {
@@ -347,26 +414,56 @@ export class Agent {
       finished: false,
       fenced: false,
     };
-    this.jobs.set(msg.jobId, job);
+    // A newer attempt means the server has given up on the older ones: they stop here too.
+    for (const old of this.jobs.values()) {
+      if (old.jobId !== msg.jobId || old.finished || (old.attempt >= msg.attempt && old !== existing)) continue;
+      this.say(`job ${old.jobId}: attempt ${msg.attempt} offered, so attempt ${old.attempt} is stopped`);
+      old.fenced = true;
+      old.abort.abort();
+    }
+    this.jobs.set(key, job);
     this.sendRaw({ type: "job_accept", ...fence });
     this.say(`job ${msg.jobId} accepted (${msg.spec.steps.map((s) => s.action).join(", ")})`);
-    const host = { config: this.config, send: (j: Job, m: FencedFrame) => this.sendFenced(j, m), say: this.say };
+    const host = {
+      config: this.config,
+      send: (j: Job, m: FencedFrame) => this.sendFenced(j, m),
+      say: this.say,
+      uploadPolicy: this.tuning.uploads,
+      giveUp: this.stopping.signal,
+    };
     void runJob(host, job, workspace)
       .catch((err: unknown) => {
         this.say(`job ${job.jobId} crashed: ${err instanceof Error ? err.message : String(err)}`);
       })
       .finally(() => {
-        // Kept after the end until it has been connected for a while since (so a reconnect can
-        // still replay its last frames, job_finished included), bounded in time.
-        const finishedAt = Date.now();
-        const forget = () => {
-          if (this.jobs.get(job.jobId) !== job) return;
-          const now = Date.now();
-          const settled = this.connected && now - Math.max(finishedAt, this.connectedSince) >= LINGER_MS;
-          if (settled || this.stopped || now - finishedAt >= MAX_LINGER_MS) this.jobs.delete(job.jobId);
-          else setTimeout(forget, 1000).unref();
-        };
-        setTimeout(forget, LINGER_MS).unref();
+        job.finishedAt = Date.now();
+        this.scheduleForget(key, job);
       });
+  }
+
+  /**
+   * A finished job is kept (and replayed after each reconnect) until the server has surely
+   * received its result: a keepalive sent after job_finished on the same connection was answered,
+   * and it has been connected a while since. Until then an outage of any length up to
+   * maxLingerMs loses nothing; a half-open connection (frames silently lost) does not count.
+   */
+  private scheduleForget(key: string, job: Job): void {
+    const check = () => {
+      if (this.jobs.get(key) !== job) return;
+      const now = Date.now();
+      const r = job.reported;
+      const delivered =
+        !!r &&
+        this.connected &&
+        r.conn === this.conn &&
+        this.pongsHeard > r.pings &&
+        now - r.at >= this.tuning.lingerMs;
+      if (delivered || job.fenced || this.stopped || now - (job.finishedAt ?? now) >= this.tuning.maxLingerMs) {
+        this.jobs.delete(key);
+        return;
+      }
+      setTimeout(check, Math.min(1000, this.tuning.lingerMs)).unref();
+    };
+    setTimeout(check, Math.min(1000, this.tuning.lingerMs)).unref();
   }
 }

@@ -320,7 +320,13 @@ describe("reconnect", () => {
     const s = spec([step("run_command", { argv: ["sleep", "20"] }, "ADMIN")]);
     server.offer(s);
     await server.waitFor("step_started", (f) => f.jobId === s.jobId);
-    server.send({ type: "error", code: "stale_lease", message: "attempt 1 is no longer current", jobId: s.jobId });
+    server.send({
+      type: "error",
+      code: "stale_lease",
+      message: "attempt 1 is no longer current",
+      jobId: s.jobId,
+      attempt: 1,
+    });
     await waitFor(async () => (await promisify(execFile)("pgrep", ["-f", "^sleep 20$"]).catch(() => null)) === null, {
       what: "the stale job's process to be killed",
     });
