@@ -30,6 +30,8 @@ const HIGH_WATER = 1024 * 1024;
 /** Log frames kept for replay after a reconnect: more than can be in flight (socket + kernel buffers). */
 const JOURNAL_LOG_BYTES = 4 * 1024 * 1024;
 
+const WELCOME_TIMEOUT_MS = 10_000;
+
 /** How long finished jobs are kept for replay; tests shorten them. */
 export interface AgentTuning {
   /** A finished job is kept at least this long connected after its result went out… */
@@ -133,6 +135,14 @@ export class Agent {
     this.pongsHeard = 0;
     ws.on("open", () => {
       this.say(`connected to ${this.config.serverUrl}`);
+      // A server that takes the socket but never answers the hello is as good as unreachable.
+      const unwelcomed = setTimeout(() => {
+        if (this.ws !== ws || this.welcomed) return;
+        this.say(`no welcome within ${WELCOME_TIMEOUT_MS / 1000}s; reconnecting`);
+        ws.terminate();
+      }, WELCOME_TIMEOUT_MS);
+      unwelcomed.unref();
+      ws.once("close", () => clearTimeout(unwelcomed));
       this.sendRaw({
         type: "hello",
         protocolVersion: PROTOCOL_VERSION,
@@ -208,7 +218,7 @@ export class Agent {
       }
       const delay = this.backoff();
       this.say(
-        `disconnected (${code}${reason.length ? ` ${reason.toString()}` : ""}); reconnecting in ${Math.round(delay / 100) / 10}s`,
+        `disconnected (${code}${reason.length ? ` ${reason.toString()}` : ""}); reconnecting in ${(delay / 1000).toFixed(2)}s`,
       );
       this.reconnectTimer = setTimeout(() => this.connect(), delay);
     });
@@ -381,7 +391,11 @@ export class Agent {
       if (existing.finished) for (const frame of existing.journal) this.sendRaw(frame);
       return;
     }
-    if (this.runningJobs.length >= this.config.maxConcurrency) {
+    // An older attempt of this same job is about to stop: it does not count against the limit.
+    const busy = [...this.jobs.values()].filter(
+      (j) => !j.finished && !(j.jobId === msg.jobId && j.attempt <= msg.attempt),
+    );
+    if (busy.length >= this.config.maxConcurrency) {
       reject("agent is at its concurrency limit");
       return;
     }
