@@ -338,7 +338,6 @@ export class Agent {
   private onWelcome(msg: ServerMessageOf<"welcome">): void {
     this.agentId = msg.agentId;
     this.welcomed = true;
-    this.failures = 0;
     this.say(`registered as ${msg.agentId}; serving ${Object.keys(this.config.workspaces).join(", ")}`);
     clearInterval(this.heartbeat);
     // Heartbeats renew leases (they wake the registry); between them a plain "ping" is answered
