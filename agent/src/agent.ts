@@ -109,11 +109,12 @@ export class Agent {
 
   /** Cancels running jobs (waiting for them to report) and closes the connection. */
   async stop(graceMs = this.config.cancelGraceMs + 2000): Promise<void> {
+    // Uploads still being retried give up now (the result says so) rather than hold the stop.
+    this.stopping.abort();
     for (const job of this.jobs.values()) if (!job.finished) job.abort.abort();
     const deadline = Date.now() + graceMs;
     while (this.runningJobs.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     this.stopped = true;
-    this.stopping.abort();
     clearInterval(this.heartbeat);
     clearTimeout(this.reconnectTimer);
     this.ws?.close(1000, "agent stopping");

@@ -38,7 +38,11 @@ saves it to the config file (default ${DEFAULT_CONFIG_PATH}, mode 0600).`,
   --allow-shell                  allow run_command (ADMIN; explicit commands as argv, still no shell)
   --max-concurrency N            jobs run at once (default ${DEFAULTS.maxConcurrency})
   --cancel-grace-ms MS           SIGTERM→SIGKILL grace on cancel (default ${DEFAULTS.cancelGraceMs})
-  --output-cap-bytes N           output forwarded per step before truncation (default 1 GiB)`,
+  --output-cap-bytes N           output forwarded per step before truncation (default 1 GiB)
+
+After a drop the agent reconnects with backoff: the first retry within ${DEFAULTS.reconnectBaseMs / 2}–${DEFAULTS.reconnectBaseMs} ms,
+doubling (with jitter) up to ${DEFAULTS.reconnectMaxMs / 1000} s between tries, well inside the server's reconnect
+grace (RECONNECT_GRACE_SECONDS, default 30 s). Results and artifact uploads are kept across outages.`,
   status: `usage: skynet-agent status [--config PATH]
 
 Shows the saved configuration (never the token) and whether the server's /health answers.`,
