@@ -68,6 +68,8 @@ interface JobOutcome {
   agentId: string | null;
   error: string | null;
   traces: number;
+  /** The ledger's events, for jobs in a bad category. */
+  events?: { to: string | null; event: string; at: string; detail: unknown }[];
 }
 interface Fault {
   kind: "kill" | "cut" | "stop" | "worker" | "agent-exited";
@@ -302,6 +304,15 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     }
     for (const o of outcomes.values()) o.traces = counts.get(o.jobId) ?? 0;
     const all = [...outcomes.values()];
+    const bad = new Set([
+      ...stuck,
+      ...all.filter((o) => o.traces !== (o.status === "SUCCEEDED" ? 1 : 0)).map((o) => o.jobId),
+    ]);
+    await mapLimit([...bad].slice(0, 50), 4, async (jobId) => {
+      const res = await call<{ events?: JobOutcome["events"] }>(client, `/api/jobs/${jobId}/events`);
+      const o = outcomes.get(jobId);
+      if (o && res.status === 200) o.events = res.body.events;
+    });
     const byStatus: Record<string, number> = {};
     for (const o of all) byStatus[o.status] = (byStatus[o.status] ?? 0) + 1;
     const { log: _log, ...options } = opts;
