@@ -53,6 +53,8 @@ type Job = RunningJob & {
    * before. A pong to a later keepalive proves the server received it (one ordered stream). */
   reported?: { conn: number; pings: number; at: number };
   finishedAt?: number;
+  /** The server called it stale while it ran, so it was stopped part-way. */
+  stoppedByFence?: boolean;
 };
 /** Running jobs are kept per (job, attempt): two attempts of one job never share state. */
 const keyOf = (jobId: string, attempt: number) => `${jobId}#${attempt}`;
@@ -73,6 +75,10 @@ export class Agent {
   private conn = 0;
   private pingsSent = 0;
   private pongsHeard = 0;
+  /** Attempts this agent ran and reported, by key, kept (without their log) for maxLingerMs: a
+   * late re-offer of one (the server re-dispatched it with a new lease token) gets its result
+   * again instead of a second run. */
+  private readonly ran = new Map<string, { frames: FencedFrame[]; at: number }>();
   private heartbeat: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private failures = 0;
@@ -258,8 +264,10 @@ export class Agent {
   }
 
   /** Sends a fenced frame now if connected, and keeps it in the job's journal for replay. */
-  private async sendFenced(job: Job, msg: FencedFrame): Promise<void> {
+  private async sendFenced(job: Job, frame: FencedFrame): Promise<void> {
     if (job.fenced) return;
+    // Frames carry the job's current lease token (it changes when the server re-offers the attempt).
+    const msg = frame.leaseToken === job.leaseToken ? frame : { ...frame, leaseToken: job.leaseToken };
     job.journal.push(msg);
     const online = this.connected;
     if (msg.type === "log") {
@@ -327,6 +335,7 @@ export class Agent {
       this.say(`server error ${msg.code}${about}: ${msg.message}`);
       return;
     }
+    if (!job.finished) job.stoppedByFence = true;
     if (!job.fenced) {
       this.say(
         `job ${job.jobId} attempt ${job.attempt}: the server no longer recognises it (${msg.message})${job.finished ? "" : "; stopping it"}`,
@@ -385,10 +394,20 @@ export class Agent {
     };
     const key = keyOf(msg.jobId, msg.attempt);
     const existing = this.jobs.get(key);
-    if (existing && existing.leaseToken === msg.leaseToken && !existing.fenced) {
-      // An offer of an attempt this agent already has: accept again and replay what it sent.
+    const before = existing && !existing.stoppedByFence ? existing.journal : this.ran.get(key)?.frames;
+    if (before) {
+      // This attempt already ran (or runs) here: never a second run. The server may have
+      // re-dispatched it under a new lease token (e.g. its first dispatch call failed after
+      // the offer went out): what was sent is sent again under the new token.
+      if (existing && existing.leaseToken !== msg.leaseToken) {
+        this.say(`job ${msg.jobId} attempt ${msg.attempt} offered again under a new lease; it already runs here`);
+        existing.leaseToken = msg.leaseToken;
+        existing.journal = existing.journal.map((f) => ({ ...f, leaseToken: msg.leaseToken }));
+      }
+      if (existing) existing.fenced = false;
       this.sendRaw({ type: "job_accept", ...fence });
-      if (existing.finished) for (const frame of existing.journal) this.sendRaw(frame);
+      for (const f of before) this.sendRaw({ ...f, leaseToken: msg.leaseToken });
+      if (existing?.finished) this.markReported(existing);
       return;
     }
     // An older attempt of this same job is about to stop: it does not count against the limit.
@@ -461,6 +480,12 @@ export class Agent {
    * and it has been connected a while since. Until then an outage of any length up to
    * maxLingerMs loses nothing; a half-open connection (frames silently lost) does not count.
    */
+  private remember(key: string, job: Job): void {
+    const now = Date.now();
+    for (const [k, r] of this.ran) if (now - r.at >= this.tuning.maxLingerMs) this.ran.delete(k);
+    this.ran.set(key, { frames: job.journal.filter((f) => f.type !== "log"), at: job.finishedAt ?? now });
+  }
+
   private scheduleForget(key: string, job: Job): void {
     const check = () => {
       if (this.jobs.get(key) !== job) return;
@@ -472,8 +497,10 @@ export class Agent {
         r.conn === this.conn &&
         this.pongsHeard > r.pings &&
         now - r.at >= this.tuning.lingerMs;
-      if (delivered || job.fenced || this.stopped || now - (job.finishedAt ?? now) >= this.tuning.maxLingerMs) {
+      const age = now - (job.finishedAt ?? now);
+      if (delivered || (job.fenced && age >= this.tuning.lingerMs) || this.stopped || age >= this.tuning.maxLingerMs) {
         this.jobs.delete(key);
+        if (!job.stoppedByFence) this.remember(key, job);
         return;
       }
       setTimeout(check, Math.min(1000, this.tuning.lingerMs)).unref();

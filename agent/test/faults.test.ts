@@ -2,6 +2,9 @@
 // processes: attempts kept apart, results kept across outages and half-open connections,
 // artifact uploads retried across a server that fails or is down, and the reconnect backoff.
 import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { ExecutionSpec, ExecutionStep } from "../../protocol/index.ts";
@@ -114,6 +117,32 @@ describe("attempts are kept apart", () => {
     const pgrep = async () =>
       (await promisify(execFile)("pgrep", ["-f", `sleep ${marker}`]).catch(() => ({ stdout: "" }))).stdout.trim();
     await waitFor(async () => (await pgrep()) === "", { what: "attempt 1's process to be stopped" });
+  });
+});
+
+describe("an attempt runs once", () => {
+  it("a re-offer of the same attempt under a new lease token gets the run already there, never a second run", async () => {
+    await startAgent({}, { lingerMs: 200 });
+    const out = await mkdtemp(join(tmpdir(), "skynet-count-"));
+    const count = join(out, "count.txt");
+    const s = spec([shell(`sleep 0.8; echo ran >> ${count}`)]);
+    server.offer(s, "lease-token-first-0123456789");
+    await server.waitFor("step_started", (f) => f.jobId === s.jobId);
+    // Re-dispatched while it runs (the server's first dispatch call failed after the offer went out).
+    server.offer(s, "lease-token-second-0123456789");
+    await server.waitFor("job_accept", (f) => f.leaseToken === "lease-token-second-0123456789");
+    const done = await server.waitFor("job_finished", (f) => f.jobId === s.jobId);
+    expect(done).toMatchObject({ status: "SUCCEEDED", leaseToken: "lease-token-second-0123456789" });
+    // Re-dispatched again long after it finished and was forgotten (its result was delivered).
+    const pings = server.pings;
+    await waitFor(() => server.pings >= pings + 3, { what: "keepalives after the result" });
+    await pause(500);
+    server.offer(s, "lease-token-third-01234567890");
+    const again = await server.waitFor("job_finished", (f) => f.leaseToken === "lease-token-third-01234567890");
+    expect(again.status).toBe("SUCCEEDED");
+    expect(await readFile(count, "utf8")).toBe("ran\n");
+    expect(server.of("step_started", s.jobId).map((f) => f.leaseToken)).toContain("lease-token-third-01234567890");
+    await rm(out, { recursive: true, force: true });
   });
 });
 
