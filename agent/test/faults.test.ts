@@ -125,7 +125,7 @@ describe("an attempt runs once", () => {
     await startAgent({}, { lingerMs: 200 });
     const out = await mkdtemp(join(tmpdir(), "skynet-count-"));
     const count = join(out, "count.txt");
-    const s = spec([shell(`sleep 0.8; echo ran >> ${count}`)]);
+    const s = spec([shell(`echo ran >> ${count}; sleep 0.8`)]);
     server.offer(s, "lease-token-first-0123456789");
     await server.waitFor("step_started", (f) => f.jobId === s.jobId);
     // Re-dispatched while it runs (the server's first dispatch call failed after the offer went out).
