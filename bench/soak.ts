@@ -370,6 +370,24 @@ export function summary(r: SoakResult): string {
   ].join("\n");
 }
 
+/** What the bad jobs said, grouped: the reason behind each non-zero figure. */
+function causes(r: SoakResult): string {
+  const group = (list: JobOutcome[]) => {
+    const by = new Map<string, number>();
+    for (const o of list) {
+      const key = `${o.status}${o.error ? `: ${o.error.replace(/agent_[0-9a-f]+/g, "agent_…").slice(0, 110)}` : ""}`;
+      by.set(key, (by.get(key) ?? 0) + 1);
+    }
+    return [...by].map(([k, n]) => `${n} × ${k}`).join("; ");
+  };
+  const lines = [
+    r.stuck.length ? `- stuck: ${group(r.stuck)}` : "",
+    r.duplicated.length ? `- duplicated: ${group(r.duplicated)}` : "",
+    r.misreported.length ? `- misreported: ${group(r.misreported)}` : "",
+  ].filter(Boolean);
+  return lines.length ? `\n${lines.join("\n")}\n` : "";
+}
+
 async function writeResults(r: SoakResult): Promise<string> {
   const file = join(ROOT, "bench/results", `soak-${r.startedAt.replaceAll(":", "-")}.json`);
   await writeFile(file, `${JSON.stringify(r, null, 2)}\n`);
@@ -390,7 +408,7 @@ agent SIGKILL + restart (${kinds.kill ?? 0}), network cut ${o.cutS[0]}–${o.cut
 | lost (never final) | stuck (not final ${o.settleS} s after the last fault) | duplicated (trace twice) | misreported (FAILED with a trace, SUCCEEDED without) |
 |---|---|---|---|
 | ${r.lost.length} | ${r.stuck.length} | ${r.duplicated.length} | ${r.misreported.length} |
-<!-- soak:end -->`;
+${causes(r)}<!-- soak:end -->`;
   const path = join(ROOT, "BENCHMARKS.md");
   const current = await readFile(path, "utf8").catch(() => "# Benchmarks\n");
   const next = current.includes("<!-- soak:start -->")
