@@ -388,7 +388,7 @@ function causes(r: SoakResult): string {
   return lines.length ? `\n${lines.join("\n")}\n` : "";
 }
 
-async function writeResults(r: SoakResult): Promise<string> {
+export async function writeResults(r: SoakResult): Promise<string> {
   const file = join(ROOT, "bench/results", `soak-${r.startedAt.replaceAll(":", "-")}.json`);
   await writeFile(file, `${JSON.stringify(r, null, 2)}\n`);
   const kinds = countKinds(r.faults);
