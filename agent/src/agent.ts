@@ -14,7 +14,8 @@ import { DEFAULT_UPLOAD_POLICY, type UploadPolicy } from "./artifact-upload.ts";
 import { retryDelay } from "./backoff.ts";
 import type { AgentConfig } from "./config.ts";
 import { recheckStep } from "./executor.ts";
-import { type RunningJob, runJob } from "./job-runner.ts";
+import { type Job, JobBook, type LingerTuning } from "./job-book.ts";
+import { runJob } from "./job-runner.ts";
 import { LogChunker } from "./log-stream.ts";
 
 export const AGENT_VERSION = "0.1.0";
@@ -32,13 +33,8 @@ const JOURNAL_LOG_BYTES = 4 * 1024 * 1024;
 
 const WELCOME_TIMEOUT_MS = 10_000;
 
-/** How long finished jobs are kept for replay; tests shorten them. */
-export interface AgentTuning {
-  /** A finished job is kept at least this long connected after its result went out… */
-  lingerMs: number;
-  /** …and in any case no longer than this after it finished: the bound on an outage across
-   * which a result is still reported (well beyond any server-side wait for an unreachable agent). */
-  maxLingerMs: number;
+/** How long finished jobs are kept for replay, and how uploads are retried; tests shorten them. */
+export interface AgentTuning extends LingerTuning {
   uploads: UploadPolicy;
 }
 export const DEFAULT_TUNING: AgentTuning = {
@@ -48,16 +44,6 @@ export const DEFAULT_TUNING: AgentTuning = {
 };
 
 type FencedFrame = FencedAgentMessage;
-type Job = RunningJob & {
-  /** Where this job's job_finished last went out: the connection and the keepalives sent on it
-   * before. A pong to a later keepalive proves the server received it (one ordered stream). */
-  reported?: { conn: number; pings: number; at: number };
-  finishedAt?: number;
-  /** The server called it stale while it ran, so it was stopped part-way. */
-  stoppedByFence?: boolean;
-};
-/** Running jobs are kept per (job, attempt): two attempts of one job never share state. */
-const keyOf = (jobId: string, attempt: number) => `${jobId}#${attempt}`;
 
 export interface AgentEvents {
   log(line: string): void;
@@ -68,17 +54,13 @@ export interface AgentEvents {
 export class Agent {
   readonly config: AgentConfig;
   private ws: WebSocket | null = null;
-  private readonly jobs = new Map<string, Job>();
+  private readonly jobs: JobBook;
   private readonly tuning: AgentTuning;
   private readonly stopping = new AbortController();
   /** Connection number (one per socket) and its keepalive counts, for delivery proofs. */
   private conn = 0;
   private pingsSent = 0;
   private pongsHeard = 0;
-  /** Attempts this agent ran and reported, by key, kept (without their log) for maxLingerMs: a
-   * late re-offer of one (the server re-dispatched it with a new lease token) gets its result
-   * again instead of a second run. */
-  private readonly ran = new Map<string, { frames: FencedFrame[]; at: number }>();
   private heartbeat: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private failures = 0;
@@ -96,12 +78,20 @@ export class Agent {
   constructor(config: AgentConfig, events: Partial<AgentEvents> = {}, tuning: Partial<AgentTuning> = {}) {
     this.config = config;
     this.tuning = { ...DEFAULT_TUNING, ...tuning };
+    this.jobs = new JobBook(
+      this.tuning,
+      (job) => this.delivered(job),
+      () => this.stopped,
+    );
     this.say = events.log ?? ((line) => process.stderr.write(`[skynet-agent] ${line}\n`));
     this.events = events;
   }
 
   get runningJobs(): string[] {
-    return [...this.jobs.values()].filter((j) => !j.finished).map((j) => j.jobId);
+    return this.jobs
+      .all()
+      .filter((j) => !j.finished)
+      .map((j) => j.jobId);
   }
 
   get connected(): boolean {
@@ -117,7 +107,7 @@ export class Agent {
   async stop(graceMs = this.config.cancelGraceMs + 2000): Promise<void> {
     // Uploads still being retried give up now (the result says so) rather than hold the stop.
     this.stopping.abort();
-    for (const job of this.jobs.values()) if (!job.finished) job.abort.abort();
+    for (const job of this.jobs.all()) if (!job.finished) job.abort.abort();
     const deadline = Date.now() + graceMs;
     while (this.runningJobs.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     this.stopped = true;
@@ -291,7 +281,8 @@ export class Agent {
   }
 
   private heartbeatFrame(type: "heartbeat" | "resume"): AgentToServer {
-    const running = [...this.jobs.values()]
+    const running = this.jobs
+      .all()
       .filter((j) => !j.finished && !j.fenced)
       .map((j) => ({ jobId: j.jobId, attempt: j.attempt, leaseToken: j.leaseToken, lastSeq: j.chunker.seq - 1 }));
     return { type, running };
@@ -306,7 +297,7 @@ export class Agent {
       case "job_offer":
         return this.onOffer(msg);
       case "job_cancel": {
-        const job = this.jobs.get(keyOf(msg.jobId, msg.attempt));
+        const job = this.jobs.get(msg.jobId, msg.attempt);
         if (job && !job.finished) {
           this.say(`job ${msg.jobId} attempt ${msg.attempt} cancelled by the server: ${msg.reason}`);
           job.abort.abort();
@@ -326,7 +317,7 @@ export class Agent {
       this.say(`server error ${msg.code}${about}: ${msg.message}`);
       return;
     }
-    const job = this.jobs.get(keyOf(msg.jobId, msg.attempt));
+    const job = this.jobs.get(msg.jobId, msg.attempt);
     if (!job) {
       this.say(`server error ${msg.code}${about} ignored: this agent runs no such attempt: ${msg.message}`);
       return;
@@ -375,7 +366,7 @@ export class Agent {
     if (this.jobs.size > 0) {
       this.sendRaw(this.heartbeatFrame("resume"));
       // Replay everything the server may have missed; it drops what it already has.
-      for (const job of this.jobs.values()) {
+      for (const job of this.jobs.all()) {
         if (job.fenced) continue;
         for (const frame of job.journal) this.sendRaw(frame);
         job.unsentLogBytes = 0;
@@ -392,9 +383,8 @@ export class Agent {
       this.say(`job ${msg.jobId} rejected: ${reason}`);
       this.sendRaw({ type: "job_reject", ...fence, reason });
     };
-    const key = keyOf(msg.jobId, msg.attempt);
-    const existing = this.jobs.get(key);
-    const before = existing && !existing.stoppedByFence ? existing.journal : this.ran.get(key)?.frames;
+    const existing = this.jobs.get(msg.jobId, msg.attempt);
+    const before = this.jobs.previous(msg.jobId, msg.attempt);
     if (before) {
       // This attempt already ran (or runs) here: never a second run. The server may have
       // re-dispatched it under a new lease token (e.g. its first dispatch call failed after
@@ -411,9 +401,7 @@ export class Agent {
       return;
     }
     // An older attempt of this same job is about to stop: it does not count against the limit.
-    const busy = [...this.jobs.values()].filter(
-      (j) => !j.finished && !(j.jobId === msg.jobId && j.attempt <= msg.attempt),
-    );
+    const busy = this.jobs.all().filter((j) => !j.finished && !(j.jobId === msg.jobId && j.attempt <= msg.attempt));
     if (busy.length >= this.config.maxConcurrency) {
       reject("agent is at its concurrency limit");
       return;
@@ -448,13 +436,13 @@ export class Agent {
       fenced: false,
     };
     // A newer attempt means the server has given up on the older ones: they stop here too.
-    for (const old of this.jobs.values()) {
+    for (const old of this.jobs.all()) {
       if (old.jobId !== msg.jobId || old.finished || (old.attempt >= msg.attempt && old !== existing)) continue;
       this.say(`job ${old.jobId}: attempt ${msg.attempt} offered, so attempt ${old.attempt} is stopped`);
       old.fenced = true;
       old.abort.abort();
     }
-    this.jobs.set(key, job);
+    this.jobs.add(job);
     this.sendRaw({ type: "job_accept", ...fence });
     this.say(`job ${msg.jobId} accepted (${msg.spec.steps.map((s) => s.action).join(", ")})`);
     const host = {
@@ -470,41 +458,21 @@ export class Agent {
       })
       .finally(() => {
         job.finishedAt = Date.now();
-        this.scheduleForget(key, job);
+        this.jobs.forgetLater(job);
       });
   }
 
-  /**
-   * A finished job is kept (and replayed after each reconnect) until the server has surely
-   * received its result: a keepalive sent after job_finished on the same connection was answered,
-   * and it has been connected a while since. Until then an outage of any length up to
-   * maxLingerMs loses nothing; a half-open connection (frames silently lost) does not count.
-   */
-  private remember(key: string, job: Job): void {
-    const now = Date.now();
-    for (const [k, r] of this.ran) if (now - r.at >= this.tuning.maxLingerMs) this.ran.delete(k);
-    this.ran.set(key, { frames: job.journal.filter((f) => f.type !== "log"), at: job.finishedAt ?? now });
-  }
-
-  private scheduleForget(key: string, job: Job): void {
-    const check = () => {
-      if (this.jobs.get(key) !== job) return;
-      const now = Date.now();
-      const r = job.reported;
-      const delivered =
-        !!r &&
-        this.connected &&
-        r.conn === this.conn &&
-        this.pongsHeard > r.pings &&
-        now - r.at >= this.tuning.lingerMs;
-      const age = now - (job.finishedAt ?? now);
-      if (delivered || (job.fenced && age >= this.tuning.lingerMs) || this.stopped || age >= this.tuning.maxLingerMs) {
-        this.jobs.delete(key);
-        if (!job.stoppedByFence) this.remember(key, job);
-        return;
-      }
-      setTimeout(check, Math.min(1000, this.tuning.lingerMs)).unref();
-    };
-    setTimeout(check, Math.min(1000, this.tuning.lingerMs)).unref();
+  /** The server surely has this job's result: a keepalive sent after job_finished on the same
+   * connection was answered (one ordered stream), and it has been connected a while since. A
+   * half-open connection, where frames vanish silently, never counts. */
+  private delivered(job: Job): boolean {
+    const r = job.reported;
+    return (
+      !!r &&
+      this.connected &&
+      r.conn === this.conn &&
+      this.pongsHeard > r.pings &&
+      Date.now() - r.at >= this.tuning.lingerMs
+    );
   }
 }
