@@ -97,6 +97,8 @@ export const JobViewSchema = z.object({
   spec: ExecutionSpecSchema.nullable(),
   steps: z.array(StepViewSchema),
   artifacts: z.array(ArtifactRefSchema),
+  /** Artifacts the agent made but could finally not store, and why (a job never hides a lost file). */
+  artifactsNotStored: z.array(z.object({ name: z.string(), reason: z.string() })).optional(),
   logTail: z.string(),
   error: z.string().nullable(),
   /** What the job is waiting for, when the requester should know (no agent can serve it, agent unreachable). */

@@ -141,6 +141,11 @@ export const ExecutionResultSchema = z.strictObject({
   status: FinalStatusSchema,
   steps: z.array(StepResultSchema).max(20),
   artifacts: z.array(ArtifactRefSchema).max(100),
+  /** Artifacts the agent could finally not store (retries exhausted, or refused), and why. */
+  artifactsNotStored: z
+    .array(z.strictObject({ name: ArtifactNameSchema, stepId: StepIdSchema.optional(), reason: z.string().max(500) }))
+    .max(100)
+    .optional(),
   logRef: z.string().max(300).optional(),
   error: z.string().max(4000).optional(),
 });

@@ -5,6 +5,7 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import type { AgentToServer, JobView } from "../protocol/index.ts";
+import { renderJob } from "../src/bot/format.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
 import { newJobId } from "../src/lib/crypto.ts";
@@ -274,6 +275,34 @@ describe("the stored log", () => {
     expect(lines[1]).toBe("first run");
     expect(lines[2]).toMatch(header(2));
     expect(lines[3]).toBe("second run");
+    agent.close();
+  });
+});
+
+describe("artifacts the agent could not store", () => {
+  it("are listed with their reason in the job view and the chat summary, never silently dropped", async () => {
+    const agent = await TestAgent.connect((await pairAgent("uploader")).token, {
+      workspaces: ["lost-artifact"],
+      agentName: "uploader",
+    });
+    const fence = await running(agent, "lost-artifact", "check git status");
+    const reason = "the server could not be reached for 10 minutes (last: connect ECONNREFUSED)";
+    agent.send({
+      type: "job_finished",
+      ...fence,
+      status: "SUCCEEDED",
+      result: {
+        jobId: fence.jobId,
+        attempt: fence.attempt,
+        status: "SUCCEEDED",
+        steps: [{ stepId: "s1", action: "git_status", outcome: "succeeded", exitCode: 0 }],
+        artifacts: [],
+        artifactsNotStored: [{ name: "report.txt", stepId: "s1", reason }],
+      },
+    });
+    await poll(async () => (await view(fence.jobId)).status).toBe("SUCCEEDED");
+    expect((await view(fence.jobId)).artifactsNotStored).toEqual([{ name: "report.txt", reason }]);
+    expect(renderJob(await view(fence.jobId))).toContain(`⚠️ report.txt was not stored: ${reason}`);
     agent.close();
   });
 });

@@ -10,9 +10,12 @@ import {
   type ServerToAgent,
   ServerToAgentSchema,
 } from "../../protocol/index.ts";
+import { DEFAULT_UPLOAD_POLICY, type UploadPolicy } from "./artifact-upload.ts";
+import { retryDelay } from "./backoff.ts";
 import type { AgentConfig } from "./config.ts";
 import { recheckStep } from "./executor.ts";
-import { type RunningJob, runJob } from "./job-runner.ts";
+import { type Job, JobBook, type LingerTuning } from "./job-book.ts";
+import { runJob } from "./job-runner.ts";
 import { LogChunker } from "./log-stream.ts";
 
 export const AGENT_VERSION = "0.1.0";
@@ -27,13 +30,20 @@ const OfferFenceSchema = z.object({
 const HIGH_WATER = 1024 * 1024;
 /** Log frames kept for replay after a reconnect: more than can be in flight (socket + kernel buffers). */
 const JOURNAL_LOG_BYTES = 4 * 1024 * 1024;
-/** A finished job is forgotten after this long connected since it finished (for replays)… */
-const LINGER_MS = 15_000;
-/** …or after this long in any case (the server's lease has long expired by then). */
-const MAX_LINGER_MS = 10 * 60_000;
+
+const WELCOME_TIMEOUT_MS = 10_000;
+
+/** How long finished jobs are kept for replay, and how uploads are retried; tests shorten them. */
+export interface AgentTuning extends LingerTuning {
+  uploads: UploadPolicy;
+}
+export const DEFAULT_TUNING: AgentTuning = {
+  lingerMs: 15_000,
+  maxLingerMs: 60 * 60_000,
+  uploads: DEFAULT_UPLOAD_POLICY,
+};
 
 type FencedFrame = FencedAgentMessage;
-type Job = RunningJob;
 
 export interface AgentEvents {
   log(line: string): void;
@@ -44,10 +54,18 @@ export interface AgentEvents {
 export class Agent {
   readonly config: AgentConfig;
   private ws: WebSocket | null = null;
-  private readonly jobs = new Map<string, Job>();
+  private readonly jobs: JobBook;
+  private readonly tuning: AgentTuning;
+  private readonly stopping = new AbortController();
+  /** Connection number (one per socket) and its keepalive counts, for delivery proofs. */
+  private conn = 0;
+  private pingsSent = 0;
+  private pongsHeard = 0;
   private heartbeat: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private failures = 0;
+  /** The current connection was welcomed and has answered a keepalive since. */
+  private healthy = false;
   private stopped = false;
   private welcomed = false;
   agentId: string | null = null;
@@ -56,17 +74,24 @@ export class Agent {
   private writableWaiters: (() => void)[] = [];
   /** When the server last sent anything (a frame or a pong). */
   private lastHeard = 0;
-  /** When the current connection was welcomed. */
-  private connectedSince = 0;
 
-  constructor(config: AgentConfig, events: Partial<AgentEvents> = {}) {
+  constructor(config: AgentConfig, events: Partial<AgentEvents> = {}, tuning: Partial<AgentTuning> = {}) {
     this.config = config;
+    this.tuning = { ...DEFAULT_TUNING, ...tuning };
+    this.jobs = new JobBook(
+      this.tuning,
+      (job) => this.delivered(job),
+      () => this.stopped,
+    );
     this.say = events.log ?? ((line) => process.stderr.write(`[skynet-agent] ${line}\n`));
     this.events = events;
   }
 
   get runningJobs(): string[] {
-    return [...this.jobs.values()].filter((j) => !j.finished).map((j) => j.jobId);
+    return this.jobs
+      .all()
+      .filter((j) => !j.finished)
+      .map((j) => j.jobId);
   }
 
   get connected(): boolean {
@@ -80,7 +105,9 @@ export class Agent {
 
   /** Cancels running jobs (waiting for them to report) and closes the connection. */
   async stop(graceMs = this.config.cancelGraceMs + 2000): Promise<void> {
-    for (const job of this.jobs.values()) if (!job.finished) job.abort.abort();
+    // Uploads still being retried give up now (the result says so) rather than hold the stop.
+    this.stopping.abort();
+    for (const job of this.jobs.all()) if (!job.finished) job.abort.abort();
     const deadline = Date.now() + graceMs;
     while (this.runningJobs.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     this.stopped = true;
@@ -100,8 +127,19 @@ export class Agent {
     });
     this.ws = ws;
     this.welcomed = false;
+    this.conn += 1;
+    this.pingsSent = 0;
+    this.pongsHeard = 0;
     ws.on("open", () => {
       this.say(`connected to ${this.config.serverUrl}`);
+      // A server that takes the socket but never answers the hello is as good as unreachable.
+      const unwelcomed = setTimeout(() => {
+        if (this.ws !== ws || this.welcomed) return;
+        this.say(`no welcome within ${WELCOME_TIMEOUT_MS / 1000}s; reconnecting`);
+        ws.terminate();
+      }, WELCOME_TIMEOUT_MS);
+      unwelcomed.unref();
+      ws.once("close", () => clearTimeout(unwelcomed));
       this.sendRaw({
         type: "hello",
         protocolVersion: PROTOCOL_VERSION,
@@ -117,7 +155,12 @@ export class Agent {
       this.lastHeard = Date.now();
       if (isBinary) return;
       const text = data.toString();
-      if (text === "pong") return; // the registry's auto-response to our keepalive
+      if (text === "pong") {
+        // The registry's auto-response to our keepalive: everything sent before it arrived.
+        this.pongsHeard += 1;
+        if (this.welcomed) this.healthy = true;
+        return;
+      }
       const parsed = parseFrame(ServerToAgentSchema, text);
       if (!parsed.ok) {
         // An offer we cannot read is still answered, so the server need not wait for a timeout.
@@ -150,6 +193,10 @@ export class Agent {
     });
     ws.on("close", (code, reason) => {
       if (this.ws !== ws) return;
+      // After a connection the server accepted and answered, the backoff starts small again; a
+      // server that drops each connection at once keeps growing it.
+      if (this.healthy) this.failures = 0;
+      this.healthy = false;
       this.welcomed = false;
       clearInterval(this.heartbeat);
       this.releaseWriters();
@@ -168,17 +215,16 @@ export class Agent {
       }
       const delay = this.backoff();
       this.say(
-        `disconnected (${code}${reason.length ? ` ${reason.toString()}` : ""}); reconnecting in ${Math.round(delay / 100) / 10}s`,
+        `disconnected (${code}${reason.length ? ` ${reason.toString()}` : ""}); reconnecting in ${(delay / 1000).toFixed(2)}s`,
       );
       this.reconnectTimer = setTimeout(() => this.connect(), delay);
     });
   }
 
-  /** Exponential backoff with full jitter: uniform in [0, min(max, base·2^n)), at least 10 ms. */
   private backoff(): number {
-    const ceiling = Math.min(this.config.reconnectMaxMs, this.config.reconnectBaseMs * 2 ** this.failures);
+    const delay = retryDelay(this.failures, this.config.reconnectBaseMs, this.config.reconnectMaxMs);
     this.failures = Math.min(this.failures + 1, 30);
-    return Math.max(10, Math.random() * ceiling);
+    return delay;
   }
 
   private sendRaw(msg: AgentToServer): boolean {
@@ -208,8 +254,10 @@ export class Agent {
   }
 
   /** Sends a fenced frame now if connected, and keeps it in the job's journal for replay. */
-  private async sendFenced(job: Job, msg: FencedFrame): Promise<void> {
+  private async sendFenced(job: Job, frame: FencedFrame): Promise<void> {
     if (job.fenced) return;
+    // Frames carry the job's current lease token (it changes when the server re-offers the attempt).
+    const msg = frame.leaseToken === job.leaseToken ? frame : { ...frame, leaseToken: job.leaseToken };
     job.journal.push(msg);
     const online = this.connected;
     if (msg.type === "log") {
@@ -224,12 +272,17 @@ export class Agent {
         if (old?.type === "log") job.journalLogBytes -= old.data.length;
       }
     }
-    if (online) this.sendRaw(msg);
+    if (online && this.sendRaw(msg) && msg.type === "job_finished") this.markReported(job);
     if (msg.type === "log") await this.writable(job);
   }
 
+  private markReported(job: Job): void {
+    job.reported = { conn: this.conn, pings: this.pingsSent, at: Date.now() };
+  }
+
   private heartbeatFrame(type: "heartbeat" | "resume"): AgentToServer {
-    const running = [...this.jobs.values()]
+    const running = this.jobs
+      .all()
       .filter((j) => !j.finished && !j.fenced)
       .map((j) => ({ jobId: j.jobId, attempt: j.attempt, leaseToken: j.leaseToken, lastSeq: j.chunker.seq - 1 }));
     return { type, running };
@@ -244,32 +297,50 @@ export class Agent {
       case "job_offer":
         return this.onOffer(msg);
       case "job_cancel": {
-        const job = this.jobs.get(msg.jobId);
-        if (job && job.attempt === msg.attempt && !job.finished) {
-          this.say(`job ${msg.jobId} cancelled by the server: ${msg.reason}`);
+        const job = this.jobs.get(msg.jobId, msg.attempt);
+        if (job && !job.finished) {
+          this.say(`job ${msg.jobId} attempt ${msg.attempt} cancelled by the server: ${msg.reason}`);
           job.abort.abort();
         }
         return;
       }
-      case "error": {
-        const job = msg.jobId ? this.jobs.get(msg.jobId) : undefined;
-        if (job && msg.code === "stale_lease" && !job.finished) {
-          this.say(`job ${job.jobId}: the server no longer recognises this attempt (${msg.message}); stopping it`);
-          job.fenced = true;
-          job.abort.abort();
-        } else if (!job?.finished) {
-          this.say(`server error ${msg.code}: ${msg.message}`);
-        }
-        return;
-      }
+      case "error":
+        return this.onError(msg);
     }
+  }
+
+  /** An error about a frame applies only to the (job, attempt) that frame was about. */
+  private onError(msg: ServerMessageOf<"error">): void {
+    const about = msg.jobId ? ` (job ${msg.jobId}${msg.attempt ? ` attempt ${msg.attempt}` : ""})` : "";
+    if (!msg.jobId || msg.attempt === undefined) {
+      // It cannot be told which attempt it is about: it never stops a job.
+      this.say(`server error ${msg.code}${about}: ${msg.message}`);
+      return;
+    }
+    const job = this.jobs.get(msg.jobId, msg.attempt);
+    if (!job) {
+      this.say(`server error ${msg.code}${about} ignored: this agent runs no such attempt: ${msg.message}`);
+      return;
+    }
+    // stale_lease: another attempt holds the job; lease_ended: the job is final. Either way this
+    // attempt is over here: stop it and send nothing more for it.
+    if (msg.code !== "stale_lease" && msg.code !== "lease_ended") {
+      this.say(`server error ${msg.code}${about}: ${msg.message}`);
+      return;
+    }
+    if (!job.finished) job.stoppedByFence = true;
+    if (!job.fenced) {
+      this.say(
+        `job ${job.jobId} attempt ${job.attempt}: the server no longer recognises it (${msg.message})${job.finished ? "" : "; stopping it"}`,
+      );
+    }
+    job.fenced = true;
+    if (!job.finished) job.abort.abort();
   }
 
   private onWelcome(msg: ServerMessageOf<"welcome">): void {
     this.agentId = msg.agentId;
     this.welcomed = true;
-    this.connectedSince = Date.now();
-    this.failures = 0;
     this.say(`registered as ${msg.agentId}; serving ${Object.keys(this.config.workspaces).join(", ")}`);
     clearInterval(this.heartbeat);
     // Heartbeats renew leases (they wake the registry); between them a plain "ping" is answered
@@ -278,6 +349,7 @@ export class Agent {
     const intervalMs = msg.heartbeatIntervalS * 1000;
     const keepaliveMs = Math.max(500, Math.floor(intervalMs / 3));
     let ticks = 0;
+    const conn = this.conn;
     this.lastHeard = Date.now();
     this.heartbeat = setInterval(() => {
       ticks += 1;
@@ -287,16 +359,20 @@ export class Agent {
         return;
       }
       if (ticks % 3 === 0) this.sendRaw(this.heartbeatFrame("heartbeat"));
-      else if (this.ws?.readyState === WebSocket.OPEN) this.ws.send("ping");
+      else if (this.ws?.readyState === WebSocket.OPEN && this.conn === conn) {
+        this.ws.send("ping");
+        this.pingsSent += 1;
+      }
     }, keepaliveMs);
     this.heartbeat.unref();
     if (this.jobs.size > 0) {
       this.sendRaw(this.heartbeatFrame("resume"));
       // Replay everything the server may have missed; it drops what it already has.
-      for (const job of this.jobs.values()) {
+      for (const job of this.jobs.all()) {
         if (job.fenced) continue;
         for (const frame of job.journal) this.sendRaw(frame);
         job.unsentLogBytes = 0;
+        if (job.journal.some((f) => f.type === "job_finished")) this.markReported(job);
       }
       this.say(`resumed ${this.runningJobs.length} running job(s)`);
     }
@@ -309,12 +385,26 @@ export class Agent {
       this.say(`job ${msg.jobId} rejected: ${reason}`);
       this.sendRaw({ type: "job_reject", ...fence, reason });
     };
-    const existing = this.jobs.get(msg.jobId);
-    if (existing && existing.attempt === msg.attempt && !existing.finished) {
+    const existing = this.jobs.get(msg.jobId, msg.attempt);
+    const before = this.jobs.previous(msg.jobId, msg.attempt);
+    if (before) {
+      // This attempt already ran (or runs) here: never a second run. The server may have
+      // re-dispatched it under a new lease token (e.g. its first dispatch call failed after
+      // the offer went out): what was sent is sent again under the new token.
+      if (existing && existing.leaseToken !== msg.leaseToken) {
+        this.say(`job ${msg.jobId} attempt ${msg.attempt} offered again under a new lease; it already runs here`);
+        existing.leaseToken = msg.leaseToken;
+        existing.journal = existing.journal.map((f) => ({ ...f, leaseToken: msg.leaseToken }));
+      }
+      if (existing) existing.fenced = false;
       this.sendRaw({ type: "job_accept", ...fence });
+      for (const f of before) this.sendRaw({ ...f, leaseToken: msg.leaseToken });
+      if (existing?.finished) this.markReported(existing);
       return;
     }
-    if (this.runningJobs.length >= this.config.maxConcurrency) {
+    // An older attempt of this same job is about to stop: it does not count against the limit.
+    const busy = this.jobs.all().filter((j) => !j.finished && !(j.jobId === msg.jobId && j.attempt <= msg.attempt));
+    if (busy.length >= this.config.maxConcurrency) {
       reject("agent is at its concurrency limit");
       return;
     }
@@ -347,26 +437,44 @@ export class Agent {
       finished: false,
       fenced: false,
     };
-    this.jobs.set(msg.jobId, job);
+    // A newer attempt means the server has given up on the older ones: they stop here too.
+    for (const old of this.jobs.all()) {
+      if (old.jobId !== msg.jobId || old.finished || (old.attempt >= msg.attempt && old !== existing)) continue;
+      this.say(`job ${old.jobId}: attempt ${msg.attempt} offered, so attempt ${old.attempt} is stopped`);
+      old.fenced = true;
+      old.abort.abort();
+    }
+    this.jobs.add(job);
     this.sendRaw({ type: "job_accept", ...fence });
     this.say(`job ${msg.jobId} accepted (${msg.spec.steps.map((s) => s.action).join(", ")})`);
-    const host = { config: this.config, send: (j: Job, m: FencedFrame) => this.sendFenced(j, m), say: this.say };
+    const host = {
+      config: this.config,
+      send: (j: Job, m: FencedFrame) => this.sendFenced(j, m),
+      say: this.say,
+      uploadPolicy: this.tuning.uploads,
+      giveUp: this.stopping.signal,
+    };
     void runJob(host, job, workspace)
       .catch((err: unknown) => {
         this.say(`job ${job.jobId} crashed: ${err instanceof Error ? err.message : String(err)}`);
       })
       .finally(() => {
-        // Kept after the end until it has been connected for a while since (so a reconnect can
-        // still replay its last frames, job_finished included), bounded in time.
-        const finishedAt = Date.now();
-        const forget = () => {
-          if (this.jobs.get(job.jobId) !== job) return;
-          const now = Date.now();
-          const settled = this.connected && now - Math.max(finishedAt, this.connectedSince) >= LINGER_MS;
-          if (settled || this.stopped || now - finishedAt >= MAX_LINGER_MS) this.jobs.delete(job.jobId);
-          else setTimeout(forget, 1000).unref();
-        };
-        setTimeout(forget, LINGER_MS).unref();
+        job.finishedAt = Date.now();
+        this.jobs.forgetLater(job);
       });
+  }
+
+  /** The server surely has this job's result: a keepalive sent after job_finished on the same
+   * connection was answered (one ordered stream), and it has been connected a while since. A
+   * half-open connection, where frames vanish silently, never counts. */
+  private delivered(job: Job): boolean {
+    const r = job.reported;
+    return (
+      !!r &&
+      this.connected &&
+      r.conn === this.conn &&
+      this.pongsHeard > r.pings &&
+      Date.now() - r.at >= this.tuning.lingerMs
+    );
   }
 }

@@ -48,7 +48,11 @@ saves it to the config file (default ${DEFAULT_CONFIG_PATH}, mode 0600).`,
 
 Secret files (.env*, .dev.vars, private keys, .npmrc, .netrc, .git-credentials, .aws/, .wrangler/,
 .skynet/, … and this config file) are never read, listed, searched or written by an action.
-The config file's "secretPaths" ({"<projectId>|*": {"deny": [...], "allow": [...]}}) does the same.`,
+The config file's "secretPaths" ({"<projectId>|*": {"deny": [...], "allow": [...]}}) does the same.
+
+After a drop the agent reconnects with backoff: the first retry within ${DEFAULTS.reconnectBaseMs / 2}–${DEFAULTS.reconnectBaseMs} ms,
+doubling (with jitter) up to ${DEFAULTS.reconnectMaxMs / 1000} s between tries, well inside the server's reconnect
+grace (RECONNECT_GRACE_SECONDS, default 30 s). Results and artifact uploads are kept across outages.`,
   status: `usage: skynet-agent status [--config PATH]
 
 Shows the saved configuration (never the token) and whether the server's /health answers.`,

@@ -1,7 +1,8 @@
 // Runs an accepted job's steps in order on the agent: step events, log chunks, artifacts (the
 // captured output of test and build steps, uploaded through the Worker with their sha256), and
-// the final result. Stops at the first failed or cancelled step.
-import { createHash } from "node:crypto";
+// the final result. Stops at the first failed or cancelled step. Artifact uploads go on in the
+// background, retried across blips; job_finished waits for them (the lease must still be held
+// to store one) and lists any that could finally not be stored, with the reason.
 import type {
   ArtifactRef,
   ExecutionResult,
@@ -9,6 +10,7 @@ import type {
   FencedAgentMessage,
   StepResult,
 } from "../../protocol/index.ts";
+import { type UploadPolicy, uploadArtifact } from "./artifact-upload.ts";
 import { type AgentConfig, pathPolicyFor } from "./config.ts";
 import { executeStep } from "./executor.ts";
 import type { LogChunker } from "./log-stream.ts";
@@ -36,12 +38,32 @@ export interface JobHost {
   config: AgentConfig;
   send(job: RunningJob, msg: FencedAgentMessage): Promise<void>;
   say(line: string): void;
+  uploadPolicy: UploadPolicy;
+  /** Aborted when the agent stops: pending uploads give up. */
+  giveUp: AbortSignal;
 }
+
+type NotStored = NonNullable<ExecutionResult["artifactsNotStored"]>[number];
 
 export async function runJob(host: JobHost, job: RunningJob, workspace: string): Promise<void> {
   const fence = { jobId: job.jobId, attempt: job.attempt, leaseToken: job.leaseToken };
   const results: StepResult[] = [];
   const artifacts: ArtifactRef[] = [];
+  const notStored: NotStored[] = [];
+  const uploads: Promise<void>[] = [];
+  // Each upload reports as soon as it is stored, so the server has it even if the job runs on.
+  const upload = async (name: string, body: Buffer, stepId: string) => {
+    const out = await uploadArtifact(
+      host.config,
+      job,
+      { name, body, stepId },
+      { policy: host.uploadPolicy, giveUp: host.giveUp, say: host.say },
+    );
+    if (out.ok) {
+      artifacts.push(out.ref);
+      await host.send(job, { type: "artifact_ready", ...fence, artifact: out.ref });
+    } else notStored.push({ name, stepId, reason: out.reason });
+  };
   let status: ExecutionResult["status"] = "SUCCEEDED";
   let jobError: string | undefined;
   // The job's own limit bounds every step's timeout as well as the step's.
@@ -76,18 +98,7 @@ export async function runJob(host: JobHost, job: RunningJob, workspace: string):
     await job.chunker.flush(true);
     const durationMs = Date.now() - startedAt.getTime();
     if (run.captured && run.captured.length > 0 && !job.fenced) {
-      const ref = await uploadArtifact(
-        host.config,
-        job,
-        `${step.id}-${step.action}.log`,
-        run.captured,
-        step.id,
-        host.say,
-      );
-      if (ref) {
-        artifacts.push(ref);
-        await host.send(job, { type: "artifact_ready", ...fence, artifact: ref });
-      }
+      uploads.push(upload(`${step.id}-${step.action}.log`, run.captured, step.id));
     }
     await host.send(job, {
       type: "step_finished",
@@ -114,49 +125,24 @@ export async function runJob(host: JobHost, job: RunningJob, workspace: string):
       jobError = `step ${step.id} (${step.action}) failed: ${run.error ?? `exit code ${run.exitCode}`}`;
     }
   }
+  await Promise.all(uploads);
+  if (notStored.length > 0 && !job.fenced) {
+    // Said in the job's log too, where a person reading the job sees it.
+    job.chunker.setStep(undefined);
+    for (const n of notStored)
+      await job.chunker.write("system", Buffer.from(`[artifact ${n.name} was not stored: ${n.reason}]\n`));
+    await job.chunker.flush(true);
+  }
   const result: ExecutionResult = {
     jobId: job.jobId,
     attempt: job.attempt,
     status,
     steps: results,
     artifacts,
+    ...(notStored.length > 0 ? { artifactsNotStored: notStored } : {}),
     ...(jobError ? { error: jobError.slice(0, 4000) } : {}),
   };
   await host.send(job, { type: "job_finished", ...fence, status, result });
   job.finished = true;
   host.say(`job ${job.jobId} ${status.toLowerCase()}${jobError ? `: ${jobError}` : ""}`);
-}
-
-export async function uploadArtifact(
-  config: AgentConfig,
-  job: RunningJob,
-  name: string,
-  body: Buffer,
-  stepId: string,
-  say: (line: string) => void = () => undefined,
-): Promise<ArtifactRef | null> {
-  const sha256 = createHash("sha256").update(body).digest("hex");
-  const url = `${config.serverUrl}/agent/jobs/${job.jobId}/artifacts/${encodeURIComponent(name)}`;
-  try {
-    const res = await fetch(url, {
-      method: "PUT",
-      headers: {
-        Authorization: `Bearer ${config.token}`,
-        "Content-Type": "text/plain; charset=utf-8",
-        "Content-Length": String(body.length),
-        "X-Skynet-Attempt": String(job.attempt),
-        "X-Skynet-Lease": job.leaseToken,
-        "X-Skynet-Sha256": sha256,
-      },
-      body: new Uint8Array(body),
-    });
-    if (res.status !== 201) {
-      say(`artifact ${name} upload refused: ${res.status} ${(await res.text()).slice(0, 200)}`);
-      return null;
-    }
-    return { name, size: body.length, sha256, contentType: "text/plain; charset=utf-8", stepId };
-  } catch (err) {
-    say(`artifact ${name} upload failed: ${err instanceof Error ? err.message : String(err)}`);
-    return null;
-  }
 }

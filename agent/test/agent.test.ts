@@ -320,21 +320,28 @@ describe("reconnect", () => {
     expect(server.logText(s.jobId)).toContain("offline-output");
   });
 
-  it("kills a job the server says is stale", async () => {
-    await startAgent({ allowShell: true });
-    const s = spec([step("run_command", { argv: ["sleep", "20"] }, "ADMIN")]);
-    server.offer(s);
-    await server.waitFor("step_started", (f) => f.jobId === s.jobId);
-    const [pid] = await waitFor(
-      async () => {
-        const found = await processesWithArgv(["sleep", "20"]);
-        return found.length > 0 ? found : undefined;
-      },
-      { what: "the step's process to run" },
-    );
-    server.send({ type: "error", code: "stale_lease", message: "attempt 1 is no longer current", jobId: s.jobId });
-    await waitFor(async () => !(await isAlive(pid as number)), { what: "the stale job's process to be killed" });
-  });
+  for (const [code, message] of [
+    ["stale_lease", "attempt 1 is no longer current"],
+    ["lease_ended", "the job is CANCELLED: its lease has ended"],
+  ] as const) {
+    it(`kills a job the server answers ${code} for, and sends nothing more for it`, async () => {
+      await startAgent({ allowShell: true });
+      const s = spec([step("run_command", { argv: ["sleep", "20"] }, "ADMIN")]);
+      server.offer(s);
+      await server.waitFor("step_started", (f) => f.jobId === s.jobId);
+      const [pid] = await waitFor(
+        async () => {
+          const found = await processesWithArgv(["sleep", "20"]);
+          return found.length > 0 ? found : undefined;
+        },
+        { what: "the step's process to run" },
+      );
+      server.send({ type: "error", code, message, jobId: s.jobId, attempt: 1 });
+      await waitFor(async () => !(await isAlive(pid as number)), { what: "the job's process to be killed" });
+      await new Promise((r) => setTimeout(r, 500));
+      expect(server.of("job_finished", s.jobId)).toHaveLength(0);
+    });
+  }
 });
 
 describe("big output", () => {

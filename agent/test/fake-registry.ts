@@ -1,7 +1,11 @@
 // A real WebSocket server speaking the registry's side of the agent protocol, for agent tests:
 // it checks the Authorization header, validates every frame with the shared schemas, records
-// them, and lets a test send offers and cancels or drop the connection.
-import { createServer, type IncomingMessage, type Server } from "node:http";
+// them, and lets a test send offers and cancels or drop the connection. It also takes artifact
+// uploads (PUT /agent/jobs/:id/artifacts/:name) and can fail them, and can go down altogether
+// (its port closed) and come back on the same port, as a restarted Worker does.
+import { createHash } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import { type WebSocket, WebSocketServer } from "ws";
 import {
   type AgentToServer,
@@ -33,11 +37,28 @@ export class FakeRegistry {
   keepLogs = true;
   logBytes = 0;
   onLog?: (data: string) => void;
+  /** Frames of an attempt below this (per job) are answered with stale_lease, as the registry does. */
+  readonly staleBelow = new Map<string, number>();
+  readonly staleReplies: { jobId: string; attempt: number; type: string }[] = [];
+  /** Artifact uploads: every try, and what was stored. */
+  readonly uploads: { jobId: string; name: string; attempt: number; status: number }[] = [];
+  readonly stored = new Map<string, Buffer>();
+  /** The next this-many uploads are answered 503. */
+  uploadFailures = 0;
+  /** When set, every upload is answered with this status (e.g. 403: the lease is over). */
+  uploadStatus: number | undefined;
+  private port = 0;
+  private readonly sockets = new Set<Socket>();
 
   constructor() {
-    this.http = createServer((_req, res) => {
+    this.http = createServer((req, res) => {
+      if (req.method === "PUT") return void this.upload(req, res);
       res.writeHead(200, { "Content-Type": "application/json" });
       res.end(JSON.stringify({ ok: true, agentsOnline: this.socket ? 1 : 0 }));
+    });
+    this.http.on("connection", (s: Socket) => {
+      this.sockets.add(s);
+      s.on("close", () => this.sockets.delete(s));
     });
     this.wss = new WebSocketServer({ noServer: true });
     this.http.on("upgrade", (req: IncomingMessage, socket, head) => {
@@ -55,10 +76,45 @@ export class FakeRegistry {
   }
 
   async start(): Promise<this> {
-    await new Promise<void>((r) => this.http.listen(0, "127.0.0.1", r));
+    await new Promise<void>((r) => this.http.listen(this.port, "127.0.0.1", r));
     const addr = this.http.address();
-    this.url = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}`;
+    this.port = typeof addr === "object" && addr ? addr.port : 0;
+    this.url = `http://127.0.0.1:${this.port}`;
     return this;
+  }
+
+  /** Closes the port and every connection (WebSocket and HTTP): connections are refused. */
+  async down(): Promise<void> {
+    for (const c of this.wss.clients) c.terminate();
+    this.socket = null;
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((r) => this.http.close(() => r()));
+  }
+
+  /** Listens again on the same port. */
+  async up(): Promise<void> {
+    await this.start();
+  }
+
+  private async upload(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const m = /^\/agent\/jobs\/([^/]+)\/artifacts\/([^/]+)$/.exec(req.url ?? "");
+    const parts: Buffer[] = [];
+    for await (const chunk of req) parts.push(chunk as Buffer);
+    const body = Buffer.concat(parts);
+    const jobId = m?.[1] ?? "";
+    const name = decodeURIComponent(m?.[2] ?? "");
+    const attempt = Number(req.headers["x-skynet-attempt"]);
+    let status = 201;
+    if (!m || req.headers.authorization !== `Bearer ${TOKEN}`) status = 401;
+    else if (this.uploadStatus !== undefined) status = this.uploadStatus;
+    else if (this.uploadFailures > 0) {
+      this.uploadFailures -= 1;
+      status = 503;
+    } else if (createHash("sha256").update(body).digest("hex") !== req.headers["x-skynet-sha256"]) status = 400;
+    this.uploads.push({ jobId, name, attempt, status });
+    if (status === 201) this.stored.set(`${jobId}/${name}`, body);
+    res.writeHead(status, { "Content-Type": "application/json" });
+    res.end(JSON.stringify(status === 201 ? { name } : { error: { code: String(status), message: "refused" } }));
   }
 
   private accept(ws: WebSocket): void {
@@ -77,6 +133,16 @@ export class FakeRegistry {
         return;
       }
       const msg = parsed.message;
+      if ("attempt" in msg && msg.attempt < (this.staleBelow.get(msg.jobId) ?? 0)) {
+        this.staleReplies.push({ jobId: msg.jobId, attempt: msg.attempt, type: msg.type });
+        this.send({
+          type: "error",
+          code: "stale_lease",
+          message: `attempt ${msg.attempt} of ${msg.jobId} is no longer current`,
+          jobId: msg.jobId,
+          attempt: msg.attempt,
+        });
+      }
       if (msg.type === "log") {
         this.logBytes += Buffer.byteLength(msg.data);
         this.onLog?.(msg.data);
@@ -168,6 +234,7 @@ export class FakeRegistry {
 
   async close(): Promise<void> {
     for (const c of this.wss.clients) c.terminate();
+    for (const s of this.sockets) s.destroy();
     this.wss.close();
     await new Promise<void>((r) => this.http.close(() => r()));
   }

@@ -146,6 +146,9 @@ export function renderJob(job: JobView, opts: { approvalTimeoutS?: number } = {}
   if (job.artifacts.length > 0) {
     parts.push(`📎 ${job.artifacts.map((a) => `${esc(a.name)} (${a.size} B)`).join(", ")}`);
   }
+  for (const lost of job.artifactsNotStored ?? []) {
+    parts.push(`⚠️ ${esc(lost.name)} was not stored: ${esc(clipText(lost.reason, 200))}`);
+  }
   if (review) {
     // Planned: file contents get most of the room; later the log tail does.
     const approving = job.status === "PLANNED";

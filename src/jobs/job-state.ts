@@ -103,6 +103,7 @@ export function toView(s: JobState, logTail: string): JobView {
     spec: s.spec,
     steps: s.steps.map((st) => ({ ...st, startedAt: iso(st.startedAt) })),
     artifacts: s.artifacts,
+    artifactsNotStored: (s.result?.artifactsNotStored ?? []).map(({ name, reason }) => ({ name, reason })),
     logTail,
     error: s.error,
     notice: s.notice ?? null,

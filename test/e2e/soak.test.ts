@@ -1,0 +1,36 @@
+// The soak (bench/soak.ts) in small: 60 jobs on wrangler dev with two real agents while they are
+// SIGKILLed and restarted, cut off by a TCP proxy (reset or black hole), SIGSTOPped, and the
+// Worker restarted. No job may be lost, stuck, run twice or reported against what happened.
+import { describe, expect, it } from "vitest";
+import { FULL, runSoak, summary } from "../../bench/soak.ts";
+
+describe("soak", () => {
+  it("60 jobs under agent kills, network cuts, stops and a Worker restart: none lost, stuck, duplicated or misreported", async () => {
+    const seed = Math.floor(Math.random() * 2 ** 31);
+    const result = await runSoak({
+      ...FULL,
+      jobs: 60,
+      ratePerS: 1.5,
+      faultGapS: [2, 5],
+      cutS: [2, 8],
+      stopS: [2, 6],
+      killDownS: [0.5, 2],
+      settleS: 45,
+      lostAfterS: 15,
+      stepSleepS: [0.2, 1],
+      vars: { HEARTBEAT_INTERVAL_SECONDS: "2", LEASE_SECONDS: "20" },
+      seed,
+      log: () => undefined,
+    });
+    const report = `seed ${seed}\n${summary(result)}`;
+    expect(result.submitted, report).toBe(60);
+    // Every kind of fault really happened.
+    const kinds = result.faults.map((f) => f.kind);
+    for (const kind of ["kill", "cut", "stop", "worker"]) expect(kinds, report).toContain(kind);
+    expect(result.lost, report).toEqual([]);
+    expect(result.stuck, report).toEqual([]);
+    expect(result.duplicated, report).toEqual([]);
+    expect(result.misreported, report).toEqual([]);
+    expect(result.strayTraceLines, report).toBe(0);
+  }, 240_000);
+});
