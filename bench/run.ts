@@ -360,7 +360,10 @@ Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${mac
 The counts come from each JobDO's own operation counters (\`GET /api/jobs/:id/ops\`); add one
 AgentRegistryDO request per agent frame (about 6 per one-step job) and one queue delivery per send.
 `;
-    await writeFile(join(ROOT, "BENCHMARKS.md"), table);
+    // The soak's section (npm run soak) is its own: keep it below the new table.
+    const previous = await readFile(join(ROOT, "BENCHMARKS.md"), "utf8").catch(() => "");
+    const soak = /<!-- soak:start -->[\s\S]*<!-- soak:end -->/.exec(previous)?.[0];
+    await writeFile(join(ROOT, "BENCHMARKS.md"), soak ? `${table}\n${soak}\n` : table);
     console.log(table);
     say(`wrote ${file} and BENCHMARKS.md`);
   } finally {
