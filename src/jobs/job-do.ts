@@ -319,6 +319,13 @@ export class JobDO extends DurableObject<Env> {
   cancelEffects(state: JobState, reason: string): OutboxItem[] {
     const hadDispatch = state.dispatchedAttempt > 0 && state.dispatchedAttempt === state.attempt;
     state.error = reason;
+    // The lease ends with the job, so the agent's own report of the killed step will be refused:
+    // a step that was running is recorded as cancelled here (its exit code stays unknown).
+    for (const step of state.steps) {
+      if (step.state !== "running") continue;
+      step.state = "cancelled";
+      step.error = reason;
+    }
     const effects = this.move(state, "cancel", { reason });
     if (hadDispatch) effects.push({ kind: "cancel_agent", attempt: state.attempt, reason });
     return effects;

@@ -133,7 +133,7 @@ describe("the agent against the real registry", () => {
       // Killed by the cancel, not by the step's own timeout ("failed: timed out after …").
       expect(a.proc.logs().split("\n")).toContain(`[skynet-agent] job ${jobId} cancelled`);
       expect(a.proc.logs()).toContain(
-        `job ${jobId} cancelled by the server: attempt 1 of ${jobId} is not leased to this agent`,
+        `job ${jobId} attempt 1 cancelled by the server: attempt 1 of ${jobId} is not leased to this agent`,
       );
       expect(a.proc.proc.exitCode).toBeNull();
       await waitFor(() => online(agentId), { what: "the agent back online" });

@@ -245,20 +245,12 @@ for (const planner of ["rules", "anthropic"] as const) {
           what: "the process tree to be gone",
           timeoutMs: 20_000,
         });
-        // The agent reports the killed step after the job was cancelled: it must not stay "running".
-        const after = await waitFor(
-          async () => {
-            const j = await client.job(jobId);
-            return j.steps[0]?.state !== "running" ? j : undefined;
-          },
-          { what: "the step to be reported killed", timeoutMs: 20_000 },
-        );
-        // Killed by SIGTERM (128 + 15), as the cancel asked.
-        expect(after.steps[0]).toMatchObject({
-          action: "run_tests",
-          state: "cancelled",
-          exitCode: 143,
-          error: "cancelled",
+        // The job's lease ended with it: the step is recorded as cancelled by the server (its exit
+        // code unknown, the agent's late report refused), and the agent says it killed it.
+        expect(done.steps[0]).toMatchObject({ action: "run_tests", state: "cancelled", exitCode: null });
+        expect(done.steps[0]?.error).toMatch(/^cancelled by \d+/);
+        await waitFor(() => agent.logs().includes(`job ${jobId} attempt 1 cancelled by the server`) || undefined, {
+          what: `the agent to report the cancel\n${agent.logs()}`,
         });
         await edited(jobId, /Cancelled/);
       } finally {

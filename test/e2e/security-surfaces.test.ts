@@ -91,7 +91,7 @@ describe("the CLI", () => {
     expect(out).toContain("path: .husky/pre-commit");
     expect(out).toContain("size: 35 bytes");
     expect(out).toContain("| [core] fsmonitor = touch /tmp/pwned");
-    expect(out).toContain('planner\'s note: "Create .git/config"');
+    expect(out).toContain('planner\'s note: "Create .husky/pre-commit"');
     expect(out).toContain(`waiting for approval: npm run skynet -- approve ${jobId}`);
     expect((await cli("deny", jobId)).code).toBe(0);
   });
