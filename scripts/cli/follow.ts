@@ -49,8 +49,8 @@ export async function streamLog(api: Api, jobId: string, onLine: (line: string) 
 }
 
 /**
- * Follows a job to its end: prints each new status (`onJob`), waits while it is planned or
- * queued, then streams its log and returns the final view.
+ * Follows a job to its end: prints each status it waits in (`onJob`: planning, waiting for
+ * approval, queued), then streams its log and prints the final view once.
  */
 export async function followJob(
   api: Api,
@@ -59,20 +59,15 @@ export async function followJob(
   onLine: (line: string) => void,
 ): Promise<JobView> {
   let last = "";
-  const show = (job: JobView) => {
-    const key = JSON.stringify([job.status, job.steps.map((s) => s.state)]);
-    if (key !== last) onJob(job);
-    last = key;
-  };
   for (;;) {
     const job = await api.json(JobViewSchema, `/api/jobs/${jobId}`);
-    show(job);
     if (job.status === "RUNNING" || TERMINAL.has(job.status)) break;
+    if (job.status !== last) onJob(job);
+    last = job.status;
     await sleep(500);
   }
   await streamLog(api, jobId, onLine);
   const job = await api.json(JobViewSchema, `/api/jobs/${jobId}`);
-  last = "";
-  show(job);
+  onJob(job);
   return job;
 }

@@ -70,9 +70,10 @@ export function renderJobList(jobs: JobSummary[]): string {
     (j) => `${j.id}  ${j.status.padEnd(9)}  ${j.projectId.padEnd(12)}  ${j.createdAt}  ${j.intent}`,
   );
   return safeForTerminal(
-    [`${"id".padEnd(jobs[0]?.id.length ?? 20)}  ${"status".padEnd(9)}  ${"project".padEnd(12)}  created`, ...rows].join(
-      "\n",
-    ),
+    [
+      `${"id".padEnd(jobs[0]?.id.length ?? 20)}  ${"status".padEnd(9)}  ${"project".padEnd(12)}  ${"created".padEnd(24)}  intent`,
+      ...rows,
+    ].join("\n"),
   );
 }
 
