@@ -99,7 +99,7 @@ export async function agents(ctx: Ctx): Promise<number> {
       const rows = res.tokens.map((t) => [
         t.id,
         t.name ?? "-",
-        t.agentId ?? "(not paired yet)",
+        t.pairedAt ? (t.agentId ?? "-") : "(pairing code not used yet)",
         t.revokedAt ? `revoked ${when(t.revokedAt)}` : "active",
         when(t.lastUsedAt),
       ]);
