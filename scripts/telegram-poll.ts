@@ -59,12 +59,14 @@ const LONG_POLL_S = 25;
 const QUICK_MS = 1000;
 
 let stopping = false;
-process.on("SIGINT", () => {
+// Stop at once, even mid-backoff or mid-poll: an update not yet confirmed by the next offset is
+// simply delivered again by Telegram on the next start.
+const stop = () => {
   stopping = true;
-});
-process.on("SIGTERM", () => {
-  stopping = true;
-});
+  process.exit(0);
+};
+process.on("SIGINT", stop);
+process.on("SIGTERM", stop);
 
 async function main(): Promise<void> {
   // getUpdates does not work while a webhook is set.
