@@ -92,12 +92,16 @@ describe("skynet CLI verbs", () => {
     const page = JobListResponseSchema.parse(JSON.parse(await ok("jobs", "--json", "--limit", "1")));
     expect(page.jobs).toHaveLength(1);
     expect(page.nextCursor).not.toBeNull();
+    const newest = page.jobs[0]?.id ?? "";
+    expect(await ok("wait", newest, "--timeout", "5")).toContain(`${newest}  SUCCEEDED`);
+    expect(JSON.parse(await ok("health", "--json"))).toMatchObject({ agentsOnline: 1 });
   });
 
   it("cancel and deny say who decided once; retry runs the task again as a new job", async () => {
     const id = (await ok("task", "create a new file other.txt with x", "-q")).trim();
-    const denied = JobViewSchema.parse(JSON.parse(await ok("deny", id, "--json")));
+    const denied = JobViewSchema.parse(JSON.parse(await ok("deny", id, "--json", "--reason", "not now")));
     expect(denied.status).toBe("CANCELLED");
+    expect(denied.error).toBe("denied by api: not now");
     const again = (await ok("retry", id, "-q")).trim().split("\n").at(-1) ?? "";
     expect(again).not.toBe(id);
     const retried = JobViewSchema.parse(JSON.parse(await ok("status", again, "--json")));
