@@ -1,26 +1,34 @@
 // `npm run dev`: runs SKYNET on this machine on the embedded defaults — local D1/R2/Queues/DOs
 // under .wrangler/state, the offline rule planner unless ANTHROPIC_API_KEY is set — plus one
-// local agent serving this directory as project "default". Ctrl-C stops everything.
+// local agent serving project "default": --workspace, or a small sample project created under
+// .skynet/sample-project (see sample-project.ts). Ctrl-C stops everything.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
+import { ensureSampleProject } from "./sample-project.ts";
 
 const HELP = `usage: npm run dev [-- --port 8787] [--workspace DIR] [--no-agent] [--allow-shell]
+                  [--no-telegram] [--state-dir DIR]
 
 Starts wrangler dev (Worker + local D1/R2/Queues/Durable Objects), applies the D1 migrations,
-pairs and starts a local agent serving --workspace (default: this directory) as project
-"default", and, when TELEGRAM_BOT_TOKEN is set in .dev.vars, the Telegram long-poll bridge.`;
+pairs and starts a local agent serving --workspace as project "default" (without it: a sample
+project, a small git repository with tests and a build, created in .skynet/sample-project), and,
+when TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET are set in .dev.vars, the Telegram long-poll
+bridge. --state-dir keeps the local database, the agent's token and the sample project in DIR
+instead of .wrangler/state and .skynet (a second, separate instance).`;
 
 const ROOT = resolve(import.meta.dirname, "..");
 const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 const { values: flags } = parseArgs({
   options: {
     port: { type: "string", default: "8787" },
-    workspace: { type: "string", default: ROOT },
+    workspace: { type: "string" },
+    "state-dir": { type: "string" },
     "no-agent": { type: "boolean", default: false },
+    "no-telegram": { type: "boolean", default: false },
     "allow-shell": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -108,11 +116,22 @@ async function api(path: string, token: string, body: unknown): Promise<unknown>
   return json;
 }
 
-const AGENT_CONFIG = join(ROOT, ".skynet", "agent.json");
+const STATE_DIR = flags["state-dir"] ? resolve(flags["state-dir"]) : join(ROOT, ".skynet");
+const AGENT_CONFIG = join(STATE_DIR, "agent.json");
+/** wrangler's own default unless --state-dir asks for a separate instance. */
+const PERSIST = flags["state-dir"] ? ["--persist-to", join(STATE_DIR, "wrangler")] : [];
+
+/** The workspace of project "default": --workspace, else the sample project (made if missing). */
+function defaultWorkspace(): string {
+  if (flags.workspace) return resolve(flags.workspace);
+  const dir = join(STATE_DIR, "sample-project");
+  if (ensureSampleProject(dir)) say(`created a sample project to try tasks on: ${dir}`);
+  return dir;
+}
 
 /** Pairs (when there is no saved token) and starts the local agent; re-pairs once if refused. */
-async function startLocalAgent(apiToken: string, mayRepair: boolean): Promise<void> {
-  mkdirSync(join(ROOT, ".skynet"), { recursive: true, mode: 0o700 });
+async function startLocalAgent(apiToken: string, workspace: string, mayRepair: boolean): Promise<void> {
+  mkdirSync(STATE_DIR, { recursive: true, mode: 0o700 });
   if (!existsSync(AGENT_CONFIG)) {
     const { code } = (await api("/api/agents/pairing-codes", apiToken, { name: "local" })) as { code: string };
     execFileSync(
@@ -133,7 +152,7 @@ async function startLocalAgent(apiToken: string, mayRepair: boolean): Promise<vo
       "--server",
       base,
       "--workspace",
-      `default=${resolve(flags.workspace)}`,
+      `default=${workspace}`,
       ...(flags["allow-shell"] ? ["--allow-shell"] : []),
     ],
     {},
@@ -145,7 +164,7 @@ async function startLocalAgent(apiToken: string, mayRepair: boolean): Promise<vo
       if (code !== 3 || stopping) return;
       say("the local database does not know the saved agent token; pairing the local agent again");
       rmSync(AGENT_CONFIG, { force: true });
-      void startLocalAgent(apiToken, false).catch((err: unknown) => {
+      void startLocalAgent(apiToken, workspace, false).catch((err: unknown) => {
         say(`could not re-pair the agent: ${err instanceof Error ? err.message : String(err)}`);
         void shutdown(1);
       });
@@ -157,7 +176,7 @@ async function main(): Promise<void> {
   const vars = devVars();
   const apiToken = vars.API_TOKEN ?? "";
   say("applying D1 migrations to the local database");
-  execFileSync(process.execPath, [WRANGLER, "d1", "migrations", "apply", "DB", "--local"], {
+  execFileSync(process.execPath, [WRANGLER, "d1", "migrations", "apply", "DB", "--local", ...PERSIST], {
     cwd: ROOT,
     env,
     stdio: ["ignore", "ignore", "inherit"],
@@ -171,20 +190,42 @@ async function main(): Promise<void> {
     "--ip",
     "127.0.0.1",
     "--show-interactive-dev-session=false",
+    ...PERSIST,
   ]);
   await waitForHealth();
 
-  if (!flags["no-agent"]) await startLocalAgent(apiToken, true);
-  if (vars.TELEGRAM_BOT_TOKEN && existsSync(join(ROOT, "scripts/telegram-poll.ts"))) {
-    say("TELEGRAM_BOT_TOKEN is set: starting the Telegram long-poll bridge");
-    start("telegram bridge", [join(ROOT, "scripts/telegram-poll.ts"), "--webhook", `${base}/telegram/webhook`]);
+  if (!flags["no-agent"]) {
+    const workspace = defaultWorkspace();
+    await startLocalAgent(apiToken, workspace, true);
+    say(`agent serving project "default": ${workspace}`);
   }
+  if (!flags["no-telegram"]) startTelegramBridge(vars);
   const planner = vars.ANTHROPIC_API_KEY ? "Anthropic" : "offline rule";
-  say(`ready: API ${base}/api (bearer token in .dev.vars), ${planner} planner`);
+  say(`ready: ${base} (API token: API_TOKEN in .dev.vars), ${planner} planner`);
   const urlPrefix = port === 8787 ? "" : `SKYNET_URL=${base} `;
-  say(`try:  ${urlPrefix}npm run skynet -- task "check git status" --follow`);
-  say(
-    `  or:  curl -s -X POST ${base}/api/tasks -H "Authorization: Bearer $(grep ^API_TOKEN= .dev.vars | cut -d= -f2)" -H 'Content-Type: application/json' -d '{"intent":"check git status"}'`,
+  say(`try:  ${urlPrefix}npx skynet task "check git status" --follow`);
+}
+
+/** The bridge needs both the bot token and the webhook secret; without them SKYNET runs on. */
+function startTelegramBridge(vars: Record<string, string>): void {
+  if (!vars.TELEGRAM_BOT_TOKEN) return;
+  if (!vars.TELEGRAM_WEBHOOK_SECRET) {
+    say(
+      "TELEGRAM_BOT_TOKEN is set but TELEGRAM_WEBHOOK_SECRET is not: running without the Telegram bridge. " +
+        "Add TELEGRAM_WEBHOOK_SECRET=<letters, digits, _ or -> (and TELEGRAM_ALLOWED_USER_IDS) to .dev.vars and restart.",
+    );
+    return;
+  }
+  say("starting the Telegram long-poll bridge");
+  // The bridge is optional: if it stops (a wrong bot token, no network), the rest keeps running.
+  start(
+    "telegram bridge",
+    [join(ROOT, "scripts/telegram-poll.ts"), "--webhook", `${base}/telegram/webhook`],
+    {},
+    () => {
+      say("the Telegram bridge stopped; SKYNET keeps running without it (fix .dev.vars and restart for Telegram)");
+      return true;
+    },
   );
 }
 

@@ -1,185 +1,161 @@
-// `npm run skynet -- <command>`: a small CLI for the SKYNET JSON API with live progress.
-// Reads SKYNET_URL (default http://127.0.0.1:8787) and SKYNET_API_TOKEN (default: API_TOKEN
-// from .dev.vars). Everything printed that comes from a job (intent, params, log lines) has
-// terminal control sequences removed and bidi/zero-width characters made visible.
+// `npx skynet <command>` (or `npm run skynet -- <command>`): the operator CLI for the SKYNET JSON
+// API. See HELP for the commands, where the URL and token come from, and the exit codes.
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { z } from "zod";
-import { ErrorBodySchema, JobListResponseSchema, type JobView, JobViewSchema } from "../protocol/index.ts";
-import { reviewLines } from "../src/lib/step-review.ts";
-import { safeForTerminal } from "../src/lib/text-safety.ts";
+import { agents, artifacts, health } from "./cli/admin.ts";
+import { configPath, resolveConnection } from "./cli/config.ts";
+import { EXIT, ServerError, UsageError } from "./cli/errors.ts";
+import { Api } from "./cli/http.ts";
+import * as job from "./cli/jobs.ts";
 
-const HELP = `usage: npm run skynet -- <command> [options]
+const HELP = `usage: npx skynet <command> [options]        (or: npm run skynet -- <command> [options])
 
-commands:
-  task <intent…> [--project ID] [--follow]   submit a task (and follow it until it ends)
-  jobs [--status S] [--limit N]               list recent jobs
-  status <jobId> [--full]                     show a job: every step's action and params, log tail
-                                              (--full: file contents and long params uncut)
-  approve <jobId> | deny <jobId> | cancel <jobId>
-  logs <jobId> [-f] [--tail N] [--grep TEXT]  print (and follow) a job's log
+jobs
+  task <intent…> [--project ID] [-f]   submit a task; shows the plan (and what needs approval);
+                                       -f follows it to its end; -q prints only the job id
+  jobs [--status S] [--limit N] [--cursor C]    recent jobs with their project
+  status <jobId> [--full]              steps, params (--full: uncut), log tail
+  wait <jobId> [--timeout S]           wait for the job to end
+  approve <jobId> [-f]                 run a WRITE/ADMIN plan (-f: follow it)
+  deny <jobId> [--reason R]  ·  cancel <jobId> [--reason R]
+  retry <jobId> [-f]                   run the job's task again as a new job
+  redispatch <jobId>                   re-send the dispatch message (idempotent)
+  events <jobId>  ·  ops <jobId>       ledger events, operation counts
+  logs <jobId> [-f] [--tail N] [--grep TEXT]    the whole log; -f streams it live to the end
+  artifacts list <jobId>  ·  artifacts get <jobId> <name> [-o FILE|-]
+agents
+  agents [list]  ·  agents pair [--name N]  ·  agents tokens  ·  agents revoke <tokenId>
+server
+  health                               the server's /health
 
-environment: SKYNET_URL (default http://127.0.0.1:8787), SKYNET_API_TOKEN (default API_TOKEN in .dev.vars)`;
+options: --json (machine-readable output), --url URL, --token TOKEN, --version, -h/--help
 
-class CliError extends Error {}
+The server URL and API token come from, first found wins: --url/--token, SKYNET_URL/SKYNET_API_TOKEN,
+the config file ${configPath()} ({"url": "…", "token": "…"}; SKYNET_CONFIG sets another path),
+API_TOKEN in ./.dev.vars, and http://127.0.0.1:8787.
+exit codes: 0 done (with -f/wait: the job succeeded), 1 server or network error or the job did not
+succeed, 2 usage or configuration error, 70 a bug in this CLI.`;
 
-function apiToken(): string {
-  if (process.env.SKYNET_API_TOKEN) return process.env.SKYNET_API_TOKEN;
-  try {
-    const m = /^API_TOKEN=(.*)$/m.exec(readFileSync(".dev.vars", "utf8"));
-    if (m?.[1]) return m[1].trim();
-  } catch {}
-  throw new CliError("no API token: set SKYNET_API_TOKEN or run `npm run dev` once to create .dev.vars");
+function version(): string {
+  const pkg = JSON.parse(readFileSync(join(import.meta.dirname, "..", "package.json"), "utf8")) as { version?: string };
+  return pkg.version ?? "unknown";
 }
 
-const base = (process.env.SKYNET_URL ?? "http://127.0.0.1:8787").replace(/\/$/, "");
-
-async function call(path: string, init: RequestInit = {}): Promise<unknown> {
-  let res: Response;
+function parse(argv: string[]) {
   try {
-    res = await fetch(`${base}${path}`, {
-      ...init,
-      headers: { Authorization: `Bearer ${apiToken()}`, "Content-Type": "application/json" },
+    return parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        project: { type: "string" },
+        follow: { type: "boolean", short: "f" },
+        quiet: { type: "boolean", short: "q" },
+        "no-wait": { type: "boolean" },
+        status: { type: "string" },
+        limit: { type: "string" },
+        cursor: { type: "string" },
+        tail: { type: "string" },
+        grep: { type: "string" },
+        reason: { type: "string" },
+        timeout: { type: "string" },
+        name: { type: "string" },
+        output: { type: "string", short: "o" },
+        full: { type: "boolean" },
+        json: { type: "boolean" },
+        url: { type: "string" },
+        token: { type: "string" },
+        version: { type: "boolean", short: "v" },
+        help: { type: "boolean", short: "h" },
+      },
     });
-  } catch {
-    throw new CliError(`cannot reach ${base}: is \`npm run dev\` running?`);
-  }
-  const body: unknown = await res.json().catch(() => ({}));
-  if (!res.ok) {
-    const err = ErrorBodySchema.safeParse(body);
-    throw new CliError(`${res.status}: ${err.success ? err.data.error.message : "request failed"}`);
-  }
-  return body;
-}
-
-const getJob = async (id: string): Promise<JobView> => JobViewSchema.parse(await call(`/api/jobs/${id}`));
-
-/** Longest param value shown without --full. */
-const PREVIEW_CHARS = 2000;
-let fullParams = false;
-
-function render(job: JobView): string {
-  const lines = [`${job.id}  ${job.status}  risk ${job.risk ?? "?"}  "${job.intent}"`];
-  for (const s of job.steps) {
-    const exit = s.exitCode === null ? "" : ` exit ${s.exitCode}`;
-    const took = s.durationMs === null ? "" : ` ${s.durationMs} ms`;
-    lines.push(`  ${s.stepId} ${s.action.padEnd(14)} ${s.state}${exit}${took}${s.error ? `  (${s.error})` : ""}`);
-  }
-  const approving = job.status === "PLANNED" && job.needsApproval;
-  if (job.review && (approving || fullParams)) {
-    lines.push(approving ? "  to approve, check what each step will do:" : "  steps:");
-    lines.push(...reviewLines(job.review, fullParams ? Number.POSITIVE_INFINITY : PREVIEW_CHARS).map((l) => `  ${l}`));
-    if (
-      !fullParams &&
-      job.review.steps.some((s) => s.fields.some((f) => (f.omitted ?? 0) > 0 || f.value.length > PREVIEW_CHARS))
-    ) {
-      lines.push(`  (some values are cut: npm run skynet -- status ${job.id} --full shows them whole)`);
+  } catch (err) {
+    // parseArgs reports unknown options and missing values as TypeErrors with a code.
+    if (err instanceof TypeError && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS")) {
+      throw new UsageError(`${err.message}; see --help`);
     }
-  }
-  if (approving) lines.push(`  waiting for approval: npm run skynet -- approve ${job.id}`);
-  if (job.error) lines.push(`  error: ${job.error}`);
-  return safeForTerminal(lines.join("\n"));
-}
-
-const TERMINAL = ["SUCCEEDED", "FAILED", "CANCELLED"];
-
-async function follow(id: string): Promise<JobView> {
-  let shown = "";
-  let printed = 0;
-  for (;;) {
-    const job = await getJob(id);
-    const text = render(job);
-    if (text !== shown) {
-      console.log(text);
-      shown = text;
-    }
-    const logs = z.object({ lines: z.array(z.string()) }).parse(await call(`/api/jobs/${id}/logs?tail=10000`));
-    for (const line of logs.lines.slice(printed)) console.log(`  | ${safeForTerminal(line)}`);
-    printed = Math.max(printed, logs.lines.length);
-    if (TERMINAL.includes(job.status)) return job;
-    await new Promise((r) => setTimeout(r, 500));
+    throw err;
   }
 }
 
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      project: { type: "string" },
-      follow: { type: "boolean", short: "f" },
-      status: { type: "string" },
-      limit: { type: "string" },
-      tail: { type: "string" },
-      grep: { type: "string" },
-      full: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
-  const [cmd, ...rest] = positionals;
-  fullParams = values.full === true;
-  if (!cmd || values.help) {
-    console.log(HELP);
-    return cmd || values.help ? 0 : 2;
+  const { values: v, positionals } = parse(argv);
+  if (v.version) {
+    console.log(v.json ? JSON.stringify({ version: version() }) : `skynet ${version()}`);
+    return EXIT.ok;
   }
-  const need = (what: string): string => {
-    const v = rest[0];
-    if (!v) throw new CliError(`${cmd} needs a ${what}; see --help`);
-    return v;
+  const [cmd, ...args] = positionals;
+  if (v.help || cmd === "help") {
+    console.log(HELP);
+    return EXIT.ok;
+  }
+  if (!cmd) {
+    console.error(HELP);
+    return EXIT.usage;
+  }
+  const ctx: job.Ctx = {
+    api: new Api(resolveConnection({ url: v.url, token: v.token })),
+    args,
+    json: v.json === true,
+    full: v.full === true,
+    follow: v.follow === true,
+    quiet: v.quiet === true,
+    wait: v["no-wait"] !== true,
+    project: v.project,
+    status: v.status,
+    limit: v.limit,
+    cursor: v.cursor,
+    tail: v.tail,
+    grep: v.grep,
+    reason: v.reason,
+    timeout: v.timeout,
+    name: v.name,
+    output: v.output,
   };
   switch (cmd) {
-    case "task": {
-      const intent = rest.join(" ").trim();
-      if (!intent) throw new CliError('task needs an intent, e.g. npm run skynet -- task "check git status"');
-      const res = z
-        .object({ jobId: z.string() })
-        .parse(
-          await call("/api/tasks", { method: "POST", body: JSON.stringify({ intent, projectId: values.project }) }),
-        );
-      console.log(`submitted ${res.jobId}`);
-      if (values.follow) return (await follow(res.jobId)).status === "SUCCEEDED" ? 0 : 1;
-      return 0;
-    }
-    case "jobs": {
-      const q = new URLSearchParams();
-      if (values.status) q.set("status", values.status);
-      if (values.limit) q.set("limit", values.limit);
-      const page = JobListResponseSchema.parse(await call(`/api/jobs?${q}`));
-      for (const j of page.jobs) {
-        console.log(safeForTerminal(`${j.id}  ${j.status.padEnd(9)}  ${j.createdAt}  ${j.intent}`));
-      }
-      return 0;
-    }
+    case "task":
+      return job.task(ctx);
+    case "jobs":
+      return job.jobs(ctx);
     case "status":
-      console.log(render(await getJob(need("job id"))));
-      return 0;
+      return job.status(ctx);
+    case "wait":
+      return job.wait(ctx);
     case "approve":
     case "deny":
     case "cancel":
-      console.log(render(JobViewSchema.parse(await call(`/api/jobs/${need("job id")}/${cmd}`, { method: "POST" }))));
-      return 0;
-    case "logs": {
-      const id = need("job id");
-      if (values.follow) {
-        await follow(id);
-        return 0;
-      }
-      const q = new URLSearchParams();
-      if (values.tail) q.set("tail", values.tail);
-      if (values.grep) q.set("grep", values.grep);
-      const logs = z.object({ lines: z.array(z.string()) }).parse(await call(`/api/jobs/${id}/logs?${q}`));
-      console.log(safeForTerminal(logs.lines.join("\n")));
-      return 0;
-    }
+      return job.decide(ctx, cmd);
+    case "retry":
+      return job.retry(ctx);
+    case "redispatch":
+      return job.redispatch(ctx);
+    case "events":
+      return job.events(ctx);
+    case "ops":
+      return job.ops(ctx);
+    case "logs":
+      return job.logs(ctx);
+    case "artifacts":
+      return artifacts(ctx);
+    case "agents":
+      return agents(ctx);
+    case "health":
+      return health(ctx);
     default:
-      throw new CliError(`unknown command "${cmd}"; see --help`);
+      throw new UsageError(`unknown command "${cmd}"; see --help`);
   }
 }
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    console.error(`skynet: ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(err instanceof CliError || err instanceof TypeError ? 2 : 1);
+    if (err instanceof UsageError || err instanceof ServerError) {
+      console.error(`skynet: ${err.message}`);
+      process.exit(err instanceof UsageError ? EXIT.usage : EXIT.failed);
+    }
+    console.error(
+      `skynet: internal error (a bug, please report it):\n${err instanceof Error ? err.stack : String(err)}`,
+    );
+    process.exit(EXIT.bug);
   },
 );

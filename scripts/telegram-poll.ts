@@ -53,13 +53,20 @@ async function call(method: string, params: Record<string, unknown>): Promise<z.
   return UpdatesSchema.parse(await res.json());
 }
 
+/** How long Telegram holds a getUpdates call open when there is nothing new. */
+const LONG_POLL_S = 25;
+/** An empty answer faster than this did not long-poll. */
+const QUICK_MS = 1000;
+
 let stopping = false;
-process.on("SIGINT", () => {
+// Stop at once, even mid-backoff or mid-poll: an update not yet confirmed by the next offset is
+// simply delivered again by Telegram on the next start.
+const stop = () => {
   stopping = true;
-});
-process.on("SIGTERM", () => {
-  stopping = true;
-});
+  process.exit(0);
+};
+process.on("SIGINT", stop);
+process.on("SIGTERM", stop);
 
 async function main(): Promise<void> {
   // getUpdates does not work while a webhook is set.
@@ -67,17 +74,27 @@ async function main(): Promise<void> {
   console.log(`[telegram] polling ${apiRoot.replace(/bot[^/]+/, "bot…")} → ${values.webhook}`);
   let offset = 0;
   let failures = 0;
+  let quickEmpty = 0;
   while (!stopping) {
     let updates: { update_id: number }[];
     try {
+      const asked = Date.now();
       const res = await call("getUpdates", {
         offset,
-        timeout: 25,
+        timeout: LONG_POLL_S,
         allowed_updates: ["message", "edited_message", "callback_query"],
       });
       if (!res.ok) throw new Error(res.description ?? "getUpdates failed");
       updates = res.result ?? [];
       failures = 0;
+      // An empty answer that came at once means the API is not long-polling (a proxy, a stand-in,
+      // an outage page): wait before asking again instead of spinning.
+      if (updates.length === 0 && Date.now() - asked < QUICK_MS) {
+        quickEmpty += 1;
+        await sleep(Math.min(30_000, 500 * 2 ** Math.min(quickEmpty - 1, 6)));
+        continue;
+      }
+      quickEmpty = 0;
     } catch (err) {
       failures += 1;
       const wait = Math.min(30_000, 1000 * 2 ** failures);

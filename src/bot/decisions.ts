@@ -27,7 +27,7 @@ async function decide(deps: BotDeps, ctx: Context, job: JobView, what: Decision)
       await denyPlan(deps.env, jobId, actor, "cancelled before approval");
       return "✖️ Cancelled; nothing ran.";
     }
-    await cancelJob(deps.env, jobId, actor, `cancelled by ${actor.id}`);
+    await cancelJob(deps.env, jobId, actor);
     return "⛔ Cancelled.";
   } catch (err) {
     return friendly(err);

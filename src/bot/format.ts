@@ -133,8 +133,8 @@ export function renderJob(job: JobView, opts: { approvalTimeoutS?: number } = {}
   if (job.attempt > 1) facts.push(`attempt ${job.attempt}`);
   if (facts.length) parts.push("", facts.join(" · "));
   if (job.status === "PLANNED" && job.needsApproval) {
-    const mins = Math.round((opts.approvalTimeoutS ?? 300) / 60);
-    parts.push(`⚠️ Needs your approval (cancelled automatically after ${mins} min).`);
+    const t = opts.approvalTimeoutS ?? 300;
+    parts.push(`⚠️ Needs your approval (cancelled automatically after ${t % 60 === 0 ? `${t / 60} min` : `${t} s`}).`);
   } else if (job.decidedBy === "auto" && !["SUCCEEDED", "FAILED", "CANCELLED"].includes(job.status)) {
     parts.push("✔️ READ_ONLY: auto-approved.");
   }
