@@ -13,12 +13,34 @@ import {
 
 export const MAX_INTENT_CHARS = 2000;
 
+/**
+ * Control characters (other than tab and newlines) in a task make what a person reads differ
+ * from what was asked (a NUL cuts it, an escape sequence rewrites a terminal). Bidi and
+ * zero-width characters are allowed (people write right-to-left, emoji use joiners) and shown
+ * as ⟨U+XXXX⟩ markers wherever a task is displayed.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point
+const UNREADABLE_IN_INTENT = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/;
+
+/** Why an intent cannot be taken as it is, or null; one rule for the API and the bot. */
+export function intentProblem(intent: string): string | null {
+  if (intent.trim().length === 0) return "intent must not be empty";
+  if (intent.length > MAX_INTENT_CHARS) return `intent must be at most ${MAX_INTENT_CHARS} characters`;
+  if (UNREADABLE_IN_INTENT.test(intent)) {
+    return "intent may not contain control characters (other than tab and newline)";
+  }
+  return null;
+}
+
 export const CreateTaskRequestSchema = z.strictObject({
   intent: z
     .string()
     .trim()
     .min(1, "intent must not be empty")
-    .max(MAX_INTENT_CHARS, `intent must be at most ${MAX_INTENT_CHARS} characters`),
+    .max(MAX_INTENT_CHARS, `intent must be at most ${MAX_INTENT_CHARS} characters`)
+    .refine((i) => !UNREADABLE_IN_INTENT.test(i), {
+      message: "intent may not contain control characters (other than tab and newline)",
+    }),
   projectId: ProjectIdSchema.default("default"),
 });
 export type CreateTaskRequest = z.infer<typeof CreateTaskRequestSchema>;

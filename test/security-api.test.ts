@@ -132,6 +132,30 @@ describe("bodies", () => {
     expect([await countLedgerJobs(), await countEvents()]).toEqual([jobs, events]);
   });
 
+  it.each([
+    ["a C1 control", "check git status \u009b2J"],
+    ["a NUL byte", "check git status\u0000rm -rf ."],
+    ["an escape sequence", "check git status \u001b[2J"],
+  ])("refuses an intent with %s (400) and makes no job", async (_what, intent) => {
+    const [jobs, events] = [await countLedgerJobs(), await countEvents()];
+    const res = await raw("/api/tasks", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${API_TOKEN}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ intent }),
+    });
+    expect(await expectError(res, 400, "bad_request")).toMatch(/control characters \(other than tab and newline\)/);
+    expect([await countLedgerJobs(), await countEvents()]).toEqual([jobs, events]);
+  });
+
+  it("takes an intent with an emoji sequence (zero-width joiners) and tabs", async () => {
+    const res = await raw("/api/tasks", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${API_TOKEN}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ intent: "check git status\tplease 👩\u200d💻" }),
+    });
+    expect(res.status).toBe(202);
+  });
+
   it("answers a text/plain Telegram update with 415, no job and no Bot API call", async () => {
     const jobs = await countLedgerJobs();
     const update = {

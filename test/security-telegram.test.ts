@@ -252,6 +252,16 @@ describe("what the person approving sees", () => {
     expect(String(doc?.params.caption)).toContain("every action and its params");
   });
 
+  it("a task with a control character is refused with the reason, and no job is made", async () => {
+    const before = await count("SELECT COUNT(*) AS n FROM jobs WHERE user_id = ?", String(WRITER.id));
+    await post(message(WRITER, "/task check git status\u0000 and rm -rf .", OWNER_CHAT));
+    const reply = await tg.waitCall((c) => c.method === "sendMessage" && c.params.chat_id === OWNER_CHAT.id);
+    expect(textOf(reply)).toBe(
+      "That task cannot be taken: intent may not contain control characters (other than tab and newline).",
+    );
+    expect(await count("SELECT COUNT(*) AS n FROM jobs WHERE user_id = ?", String(WRITER.id))).toBe(before);
+  });
+
   it("bidi and zero-width characters are shown as markers, never passed raw", async () => {
     await post(message(WRITER, "/task create a new file invoice\u202Etxt.exe with pay\u200Bme\u2066", OWNER_CHAT));
     const jobId = await lastJobPlanned(WRITER.id);

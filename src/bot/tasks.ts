@@ -1,7 +1,7 @@
 // Task commands: /task, /retry, /status, /jobs, /logs, /artifacts, /plan. A job is shown only to
 // the person who asked for it and to admins; anyone else is told it does not exist.
 import { Composer, InlineKeyboard, InputFile } from "grammy";
-import { ProjectIdSchema } from "../../protocol/index.ts";
+import { intentProblem, MAX_INTENT_CHARS, ProjectIdSchema } from "../../protocol/index.ts";
 import { jobStub } from "../agents/registry-stub.ts";
 import { ArtifactStore } from "../archive/artifacts.ts";
 import { createTask } from "../core/orchestrator.ts";
@@ -12,7 +12,6 @@ import { errorMessage, log } from "../lib/log.ts";
 import { clipText, esc } from "./format.ts";
 import { type BotDeps, friendly, jobIdArg, replyJob, sendLogs, sendPlan, UNKNOWN_JOB, visibleJob } from "./shared.ts";
 
-const MAX_INTENT = 2000;
 const MAX_DOCUMENT_BYTES = 20 * 1024 * 1024;
 const PAGE = 5;
 
@@ -109,8 +108,13 @@ export function taskCommands(deps: BotDeps): Composer<import("grammy").Context> 
       });
       return;
     }
-    if (intent.length > MAX_INTENT) {
-      await ctx.reply(`That task is ${intent.length} characters long; please keep it under ${MAX_INTENT}.`);
+    if (intent.length > MAX_INTENT_CHARS) {
+      await ctx.reply(`That task is ${intent.length} characters long; please keep it under ${MAX_INTENT_CHARS}.`);
+      return;
+    }
+    const problem = intentProblem(intent);
+    if (problem) {
+      await ctx.reply(`That task cannot be taken: ${problem}.`);
       return;
     }
     await startTask(ctx, deps, intent, projectId);
