@@ -158,3 +158,14 @@ export const ErrorBodySchema = z.object({
   error: z.object({ code: ErrorCodeSchema, message: z.string() }),
 });
 export type ErrorBody = z.infer<typeof ErrorBodySchema>;
+
+/** GET /agent/me (agent token): this agent as the server sees it. */
+export const AgentSelfSchema = z.object({
+  agentId: z.string(),
+  name: z.string(),
+  connected: z.boolean(),
+  draining: z.boolean(),
+  lastHeartbeatAt: z.string().nullable(),
+  jobs: z.array(z.object({ jobId: z.string(), attempt: z.number().int(), state: z.enum(["offered", "running"]) })),
+});
+export type AgentSelf = z.infer<typeof AgentSelfSchema>;

@@ -22,10 +22,23 @@ interface Attachment {
   agentId: string;
   name: string;
   profile: AgentProfile | null;
+  /** The agent said it is stopping: it is offered nothing more. */
+  draining?: boolean;
+  /** When its last heartbeat (or hello) arrived, ms since the epoch. */
+  lastHeartbeatAt?: number;
 }
 
 export interface AgentInfo extends AgentProfile {
   running: number;
+  draining: boolean;
+}
+
+/** One agent as the registry sees it, for the agent itself (GET /agent/me). */
+export interface AgentSelfView {
+  connected: boolean;
+  draining: boolean;
+  lastHeartbeatAt: string | null;
+  jobs: { jobId: string; attempt: number; state: "offered" | "running" }[];
 }
 
 export class AgentRegistryDO extends DurableObject<Env> {
@@ -75,7 +88,26 @@ export class AgentRegistryDO extends DurableObject<Env> {
   }
 
   async listAgents(): Promise<AgentInfo[]> {
-    return this.profiles().map((p) => ({ ...p, running: this.book.loadOf(p.agentId) }));
+    const draining = new Set(
+      this.attachments(true)
+        .filter((a) => a.draining)
+        .map((a) => a.agentId),
+    );
+    return this.profiles(true).map((p) => ({
+      ...p,
+      running: this.book.loadOf(p.agentId),
+      draining: draining.has(p.agentId),
+    }));
+  }
+
+  async agentSelf(agentId: string): Promise<AgentSelfView> {
+    const att = this.attachments(true).find((a) => a.agentId === agentId);
+    return {
+      connected: !!att?.profile,
+      draining: att?.draining ?? false,
+      lastHeartbeatAt: att?.lastHeartbeatAt ? new Date(att.lastHeartbeatAt).toISOString() : null,
+      jobs: this.book.ofAgent(agentId).map((a) => ({ jobId: a.jobId, attempt: a.attempt, state: a.state })),
+    };
   }
 
   async disconnectAgent(agentId: string, reason: string): Promise<number> {
@@ -97,7 +129,12 @@ export class AgentRegistryDO extends DurableObject<Env> {
     try {
       switch (msg.type) {
         case "heartbeat":
+          ws.serializeAttachment({ ...att, lastHeartbeatAt: Date.now() } satisfies Attachment);
           await this.onHeartbeat(ws, att.agentId, msg.running);
+          return;
+        case "draining":
+          ws.serializeAttachment({ ...att, draining: true } satisfies Attachment);
+          log("info", "agent draining", { agentId: att.agentId });
           return;
         case "resume":
           await this.onHeartbeat(ws, att.agentId, msg.running, true);
@@ -149,7 +186,7 @@ export class AgentRegistryDO extends DurableObject<Env> {
       allowShell: msg.allowShell,
       version: msg.agentVersion,
     };
-    ws.serializeAttachment({ ...att, profile } satisfies Attachment);
+    ws.serializeAttachment({ ...att, profile, lastHeartbeatAt: Date.now() } satisfies Attachment);
     const now = Date.now();
     await upsertWorker(getDb(this.env.DB), {
       id: att.agentId,
@@ -244,12 +281,20 @@ export class AgentRegistryDO extends DurableObject<Env> {
     await this.pump();
   }
 
-  private profiles(): AgentProfile[] {
-    const out = new Map<string, AgentProfile>();
+  /** The open sockets' attachments; a draining agent's only when asked for. */
+  private attachments(includeDraining = false): Attachment[] {
+    const out: Attachment[] = [];
     for (const ws of this.ctx.getWebSockets()) {
       const att = ws.deserializeAttachment() as Attachment | null;
-      if (att?.profile && ws.readyState === WebSocket.OPEN) out.set(att.agentId, att.profile);
+      if (att && ws.readyState === WebSocket.OPEN && (includeDraining || !att.draining)) out.push(att);
     }
+    return out;
+  }
+
+  /** Agents that may be offered jobs (a draining one may not), unless includeDraining. */
+  private profiles(includeDraining = false): AgentProfile[] {
+    const out = new Map<string, AgentProfile>();
+    for (const att of this.attachments(includeDraining)) if (att.profile) out.set(att.agentId, att.profile);
     return [...out.values()];
   }
 

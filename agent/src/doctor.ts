@@ -1,0 +1,289 @@
+// `skynet-agent doctor` (is this machine ready to run jobs?) and `skynet-agent status` (this
+// agent as the server sees it). Both ask the server through GET /agent/me with the agent token.
+import { execFile } from "node:child_process";
+import { access, constants, stat } from "node:fs/promises";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { type AgentSelf, AgentSelfSchema } from "../../protocol/index.ts";
+import { DEFAULT_CONFIG_PATH, parseWorkspaces, readStoredConfig, type StoredConfig } from "./config.ts";
+import { containment } from "./contain.ts";
+import { EXIT } from "./usage.ts";
+
+export type CheckLevel = "OK" | "WARN" | "FAIL";
+export interface Check {
+  level: CheckLevel;
+  name: string;
+  detail: string;
+  /** What to do about it (WARN and FAIL). */
+  fix?: string;
+}
+
+/** Runners the catalog's actions may call, and how each tells its version. */
+const RUNNERS: readonly [string, string[]][] = [
+  ["npm", ["--version"]],
+  ["pnpm", ["--version"]],
+  ["yarn", ["--version"]],
+  ["pytest", ["--version"]],
+  ["go", ["version"]],
+  ["cargo", ["--version"]],
+  ["make", ["--version"]],
+];
+
+/** First line of `cmd args`' output, or null when the command is absent or fails. */
+function version(cmd: string, args: string[], cwd?: string): Promise<string | null> {
+  return new Promise((done) => {
+    execFile(cmd, args, { timeout: 10_000, cwd }, (err, stdout, stderr) => {
+      if (err) return done(null);
+      done((`${stdout}`.trim() || `${stderr}`.trim()).split("\n")[0]?.slice(0, 120) ?? "");
+    });
+  });
+}
+
+export function renderCheck(c: Check): string {
+  return `${c.level.padEnd(4)} ${c.name}: ${c.detail}${c.fix ? `\n     fix: ${c.fix}` : ""}`;
+}
+
+export async function toolChecks(): Promise<Check[]> {
+  const out: Check[] = [];
+  const git = await version("git", ["--version"]);
+  out.push(
+    git
+      ? { level: "OK", name: "git", detail: git }
+      : { level: "FAIL", name: "git", detail: "not found on PATH", fix: "install git (every job uses it)" },
+  );
+  for (const [cmd, args] of RUNNERS) {
+    const v = await version(cmd, args);
+    out.push(
+      v
+        ? { level: "OK", name: cmd, detail: v }
+        : { level: "WARN", name: cmd, detail: "not found on PATH", fix: `install ${cmd} if your projects use it` },
+    );
+  }
+  return out;
+}
+
+export async function workspaceChecks(workspaces: Record<string, string>): Promise<Check[]> {
+  const ids = Object.keys(workspaces);
+  if (ids.length === 0) {
+    return [
+      {
+        level: "WARN",
+        name: "workspaces",
+        detail: "none given, so none checked",
+        fix: "run doctor with the --workspace <projectId>=<dir> flags you give connect",
+      },
+    ];
+  }
+  const out: Check[] = [];
+  for (const id of ids) {
+    const dir = workspaces[id] as string;
+    const name = `workspace ${id}`;
+    const st = await stat(dir).catch(() => null);
+    if (!st?.isDirectory()) {
+      out.push({
+        level: "FAIL",
+        name,
+        detail: `${dir} is not a directory`,
+        fix: "create it or fix the --workspace path",
+      });
+      continue;
+    }
+    if (
+      !(await access(dir, constants.W_OK).then(
+        () => true,
+        () => false,
+      ))
+    ) {
+      out.push({ level: "FAIL", name, detail: `${dir} is not writable`, fix: `give this user write access to ${dir}` });
+      continue;
+    }
+    const top = await version("git", ["rev-parse", "--show-toplevel"], dir);
+    out.push(
+      top
+        ? { level: "OK", name, detail: `${dir} (git repository at ${top})` }
+        : { level: "WARN", name, detail: `${dir} is not a git repository`, fix: `git -C ${dir} init` },
+    );
+  }
+  return out;
+}
+
+interface ServerView {
+  checks: Check[];
+  self: AgentSelf | null;
+}
+
+/** Reachability, token, clock skew: two requests (GET /health, GET /agent/me). */
+export async function serverChecks(config: StoredConfig): Promise<ServerView> {
+  const checks: Check[] = [];
+  const base = config.serverUrl;
+  let res: Response;
+  const sent = Date.now();
+  try {
+    res = await fetch(`${base}/health`, { signal: AbortSignal.timeout(10_000) });
+  } catch (err) {
+    const why = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+    checks.push({
+      level: "FAIL",
+      name: "server",
+      detail: `${base} unreachable (${why})`,
+      fix: "check the URL in the config file (pair again to change it) and that the Worker is running",
+    });
+    return { checks, self: null };
+  }
+  const received = Date.now();
+  await res.body?.cancel();
+  checks.push({ level: "OK", name: "server", detail: `${base} answers (/health ${res.status})` });
+  const date = Date.parse(res.headers.get("Date") ?? "");
+  if (Number.isNaN(date)) {
+    checks.push({ level: "WARN", name: "clock", detail: "the server sent no Date header: skew unknown" });
+  } else {
+    // The header has whole seconds: a skew within the round trip plus a second is no skew.
+    const skewS = Math.round(((sent + received) / 2 - date) / 1000);
+    const slack = 1 + Math.ceil((received - sent) / 1000);
+    checks.push(
+      Math.abs(skewS) <= Math.max(5, slack)
+        ? { level: "OK", name: "clock", detail: `within ${Math.max(5, slack)}s of the server's` }
+        : {
+            level: "WARN",
+            name: "clock",
+            detail: `${Math.abs(skewS)}s ${skewS > 0 ? "ahead of" : "behind"} the server (log times will disagree)`,
+            fix: "enable time sync (Linux: timedatectl set-ntp true; macOS: Date & Time › Set automatically)",
+          },
+    );
+  }
+  const me = await fetch(`${base}/agent/me`, {
+    headers: { Authorization: `Bearer ${config.token}` },
+    signal: AbortSignal.timeout(10_000),
+  }).catch(() => null);
+  const body: unknown = await me?.json().catch(() => null);
+  const self = AgentSelfSchema.safeParse(body);
+  if (me?.status === 401) {
+    checks.push({
+      level: "FAIL",
+      name: "token",
+      detail: "refused by the server (unknown or revoked)",
+      fix: "get a new pairing code (/pair in Telegram) and run skynet-agent pair <serverUrl> <code>",
+    });
+  } else if (me?.status !== 200 || !self.success) {
+    checks.push({
+      level: "WARN",
+      name: "token",
+      detail: `not checked: GET /agent/me answered ${me ? me.status : "nothing"} (a server older than this agent?)`,
+    });
+  } else {
+    checks.push({ level: "OK", name: "token", detail: `accepted: agent ${self.data.agentId} (${self.data.name})` });
+    return { checks, self: self.data };
+  }
+  return { checks, self: null };
+}
+
+export async function containmentCheck(): Promise<Check> {
+  const c = await containment();
+  return c.mode === "pid-namespace"
+    ? { level: "OK", name: "containment", detail: c.detail }
+    : {
+        level: "WARN",
+        name: "containment",
+        detail: c.detail,
+        fix:
+          process.platform === "linux"
+            ? "install util-linux's unshare and allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1)"
+            : "none on this platform: a step that calls setsid() can outlive a cancel",
+      };
+}
+
+async function configCheck(path: string): Promise<{ check: Check; config: StoredConfig | null }> {
+  let config: StoredConfig | null;
+  try {
+    config = await readStoredConfig(path);
+  } catch (err) {
+    const detail = err instanceof Error ? err.message : String(err);
+    return {
+      check: { level: "FAIL", name: "config", detail, fix: "pair again: skynet-agent pair <serverUrl> <code>" },
+      config: null,
+    };
+  }
+  if (!config) {
+    return {
+      check: {
+        level: "FAIL",
+        name: "config",
+        detail: `no config at ${path}`,
+        fix: "skynet-agent pair <serverUrl> <code> (a code from /pair in Telegram or the API)",
+      },
+      config: null,
+    };
+  }
+  const mode = (await stat(path)).mode & 0o777;
+  if (mode & 0o077) {
+    return {
+      check: {
+        level: "WARN",
+        name: "config",
+        detail: `${path} holds the token but is readable by others (mode ${mode.toString(8)})`,
+        fix: `chmod 600 ${path}`,
+      },
+      config,
+    };
+  }
+  return { check: { level: "OK", name: "config", detail: `${path} (mode 600)` }, config };
+}
+
+export async function doctor(args: string[], help: string): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: "string" },
+      workspace: { type: "string", multiple: true, default: [] },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) return void console.log(help);
+  const path = resolve(values.config ?? DEFAULT_CONFIG_PATH);
+  const checks: Check[] = [{ level: "OK", name: "node", detail: process.version }];
+  const { check, config } = await configCheck(path);
+  checks.push(check);
+  checks.push(...(await toolChecks()));
+  checks.push(...(await workspaceChecks(parseWorkspaces(values.workspace))));
+  if (config) checks.push(...(await serverChecks(config)).checks);
+  checks.push(await containmentCheck());
+  for (const c of checks) console.log(renderCheck(c));
+  const failed = checks.filter((c) => c.level === "FAIL").length;
+  const warned = checks.filter((c) => c.level === "WARN").length;
+  console.log(failed ? `\n${failed} check(s) failed` : `\nready${warned ? ` (${warned} warning(s))` : ""}`);
+  if (failed) process.exitCode = EXIT.error;
+}
+
+export async function status(args: string[], help: string): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { config: { type: "string" }, help: { type: "boolean", short: "h" } },
+  });
+  if (values.help) return void console.log(help);
+  const path = values.config ?? DEFAULT_CONFIG_PATH;
+  const stored = await readStoredConfig(path);
+  if (!stored) {
+    console.log(`not paired: no config at ${path}`);
+    process.exitCode = EXIT.error;
+    return;
+  }
+  console.log(
+    `config:  ${path}\nserver:  ${stored.serverUrl}\nagent:   ${stored.agentId ?? "?"} (${stored.name ?? "?"})`,
+  );
+  const { checks, self } = await serverChecks(stored);
+  if (!self) {
+    for (const c of checks.filter((c) => c.level !== "OK")) console.log(renderCheck(c));
+    process.exitCode = EXIT.error;
+    return;
+  }
+  const state = self.connected
+    ? self.draining
+      ? "connected, draining (taking no new jobs)"
+      : "connected"
+    : "not connected";
+  console.log(`state:   ${state}`);
+  console.log(`last heartbeat: ${self.lastHeartbeatAt ?? "none on this connection"}`);
+  console.log(
+    `jobs:    ${self.jobs.length === 0 ? "none" : self.jobs.map((j) => `${j.jobId} (attempt ${j.attempt}, ${j.state})`).join(", ")}`,
+  );
+}
