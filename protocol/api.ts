@@ -167,5 +167,7 @@ export const AgentSelfSchema = z.object({
   draining: z.boolean(),
   lastHeartbeatAt: z.string().nullable(),
   jobs: z.array(z.object({ jobId: z.string(), attempt: z.number().int(), state: z.enum(["offered", "running"]) })),
+  /** The server's clock when it answered (for the agent's clock-skew check; ms, unlike a Date header). */
+  serverTime: z.string().optional(),
 });
 export type AgentSelf = z.infer<typeof AgentSelfSchema>;

@@ -133,30 +133,15 @@ export async function serverChecks(config: StoredConfig): Promise<ServerView> {
   const received = Date.now();
   await res.body?.cancel();
   checks.push({ level: "OK", name: "server", detail: `${base} answers (/health ${res.status})` });
-  const date = Date.parse(res.headers.get("Date") ?? "");
-  if (Number.isNaN(date)) {
-    checks.push({ level: "WARN", name: "clock", detail: "the server sent no Date header: skew unknown" });
-  } else {
-    // The header has whole seconds: a skew within the round trip plus a second is no skew.
-    const skewS = Math.round(((sent + received) / 2 - date) / 1000);
-    const slack = 1 + Math.ceil((received - sent) / 1000);
-    checks.push(
-      Math.abs(skewS) <= Math.max(5, slack)
-        ? { level: "OK", name: "clock", detail: `within ${Math.max(5, slack)}s of the server's` }
-        : {
-            level: "WARN",
-            name: "clock",
-            detail: `${Math.abs(skewS)}s ${skewS > 0 ? "ahead of" : "behind"} the server (log times will disagree)`,
-            fix: "enable time sync (Linux: timedatectl set-ntp true; macOS: Date & Time › Set automatically)",
-          },
-    );
-  }
+  const meSent = Date.now();
   const me = await fetch(`${base}/agent/me`, {
     headers: { Authorization: `Bearer ${config.token}` },
     signal: AbortSignal.timeout(10_000),
   }).catch(() => null);
+  const meReceived = Date.now();
   const body: unknown = await me?.json().catch(() => null);
-  const self = AgentSelfSchema.safeParse(body);
+  const parsed = AgentSelfSchema.safeParse(body);
+  const self = me?.status === 200 && parsed.success ? parsed.data : null;
   if (me?.status === 401) {
     checks.push({
       level: "FAIL",
@@ -164,17 +149,37 @@ export async function serverChecks(config: StoredConfig): Promise<ServerView> {
       detail: "refused by the server (unknown or revoked)",
       fix: "get a new pairing code (/pair in Telegram) and run skynet-agent pair <serverUrl> <code>",
     });
-  } else if (me?.status !== 200 || !self.success) {
+  } else if (!self) {
     checks.push({
       level: "WARN",
       name: "token",
       detail: `not checked: GET /agent/me answered ${me ? me.status : "nothing"} (a server older than this agent?)`,
     });
   } else {
-    checks.push({ level: "OK", name: "token", detail: `accepted: agent ${self.data.agentId} (${self.data.name})` });
-    return { checks, self: self.data };
+    checks.push({ level: "OK", name: "token", detail: `accepted: agent ${self.agentId} (${self.name})` });
   }
-  return { checks, self: null };
+  // The server's own time: /agent/me's serverTime (ms) or else the Date header (whole seconds).
+  const serverTime = Date.parse(self?.serverTime ?? "");
+  const clock = Number.isNaN(serverTime)
+    ? { at: Date.parse(res.headers.get("Date") ?? ""), sent, received, resolutionMs: 1000 }
+    : { at: serverTime, sent: meSent, received: meReceived, resolutionMs: 0 };
+  checks.push(clockCheck(clock));
+  return { checks, self };
+}
+
+/** Skew beyond the round trip and the time source's resolution, with a 5 s floor. */
+export function clockCheck(c: { at: number; sent: number; received: number; resolutionMs: number }): Check {
+  if (Number.isNaN(c.at)) return { level: "WARN", name: "clock", detail: "the server sent no time: skew unknown" };
+  const skewMs = (c.sent + c.received) / 2 - c.at;
+  const slackMs = Math.max(5000, c.received - c.sent + c.resolutionMs);
+  if (Math.abs(skewMs) <= slackMs)
+    return { level: "OK", name: "clock", detail: `within ${Math.round(slackMs / 1000)}s of the server's` };
+  return {
+    level: "WARN",
+    name: "clock",
+    detail: `${Math.round(Math.abs(skewMs) / 1000)}s ${skewMs > 0 ? "ahead of" : "behind"} the server (log times will disagree)`,
+    fix: "enable time sync (Linux: timedatectl set-ntp true; macOS: Date & Time › Set automatically)",
+  };
 }
 
 export async function containmentCheck(): Promise<Check> {

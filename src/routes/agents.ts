@@ -53,7 +53,12 @@ export const agentRoutes = new Hono<{ Bindings: Env }>()
   .get("/me", async (c) => {
     const agent = await agentFromRequest(c.env, c.req.header("Authorization"));
     const seen = await registryStub(c.env).agentSelf(agent.agentId);
-    return c.json({ agentId: agent.agentId, name: agent.name, ...seen } satisfies AgentSelf);
+    return c.json({
+      agentId: agent.agentId,
+      name: agent.name,
+      ...seen,
+      serverTime: new Date().toISOString(),
+    } satisfies AgentSelf);
   })
   .get("/connect", async (c) => {
     if (c.req.header("Upgrade")?.toLowerCase() !== "websocket") {
