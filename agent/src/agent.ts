@@ -94,8 +94,20 @@ export class Agent {
     this.stopped = true;
     clearInterval(this.heartbeat);
     clearTimeout(this.reconnectTimer);
-    this.ws?.close(1000, "agent stopping");
+    const ws = this.ws;
     this.ws = null;
+    // The close handshake comes after every queued frame (job_finished included): waiting for it
+    // means the server has them before the process exits.
+    if (ws?.readyState === WebSocket.OPEN) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 5000);
+        ws.once("close", () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        ws.close(1000, "agent stopping");
+      });
+    } else ws?.close(1000, "agent stopping");
   }
 
   /**
