@@ -95,10 +95,17 @@ describe("the packed skynet-agent package", () => {
       "zod",
     ]);
     const manifest = JSON.parse(await readFile(join(prefix, "node_modules/skynet-agent/package.json"), "utf8")) as {
+      version: string;
       engines: { node: string };
       bin: Record<string, string>;
     };
     expect(manifest.bin).toEqual({ "skynet-agent": "bin/skynet-agent.js" });
+    // What the agent tells the server (hello's agentVersion) is the package's version.
+    const { stdout: version } = await exec(process.execPath, [
+      join(prefix, "node_modules/skynet-agent/bin/skynet-agent.js"),
+      "--version",
+    ]);
+    expect(version.trim()).toBe(manifest.version);
     const other = await systemNode();
     if (other) agentNode = other;
     console.log(`the installed agent runs on ${agentNode} (${(await exec(agentNode, ["--version"])).stdout.trim()})`);
@@ -177,6 +184,7 @@ describe("the packed skynet-agent package", () => {
 
   it("stops on SIGTERM with exit code 0", async () => {
     const proc = agentProc as ChildProcess;
+    expect(proc.exitCode).toBeNull();
     const exited = new Promise<number | null>((r) => proc.once("exit", (code) => r(code)));
     proc.kill("SIGTERM");
     expect(await exited).toBe(0);
