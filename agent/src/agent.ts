@@ -100,7 +100,10 @@ export class Agent {
     // means the server has them before the process exits.
     if (ws?.readyState === WebSocket.OPEN) {
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 5000);
+        const timer = setTimeout(() => {
+          this.say("the server did not answer the close within 5 s: its last frames may not have arrived", "warn");
+          resolve();
+        }, 5000);
         ws.once("close", () => {
           clearTimeout(timer);
           resolve();

@@ -150,6 +150,13 @@ export class AgentRegistryDO extends DurableObject<Env> {
   }
 
   override async webSocketClose(ws: WebSocket): Promise<void> {
+    // Answer the agent's close frame: a stopping agent waits for it (it proves every frame it sent
+    // before, job_finished included, has arrived) rather than for a timeout.
+    try {
+      ws.close(1000, "goodbye");
+    } catch {
+      // already closed by the runtime
+    }
     await this.onGone(ws);
   }
 

@@ -188,6 +188,9 @@ describe("the packed skynet-agent package", () => {
     const exited = new Promise<number | null>((r) => proc.once("exit", (code) => r(code)));
     proc.kill("SIGTERM");
     expect(await exited).toBe(0);
+    // The server answered the close: what the agent sent last has arrived.
+    expect(agentLog).toMatch(/"msg":"stopped"/);
+    expect(agentLog).not.toMatch(/did not answer the close/);
     const status = await installed("status");
     expect(status.stdout).toMatch(/^state: {3}not connected$/m);
   });
