@@ -1,6 +1,6 @@
 // `skynet-agent service install|uninstall|status|logs`: `connect` as a systemd user service
-// (Linux) or a launchd agent (macOS). The unit and the plist are rendered by pure functions; the
-// token is never in them: `connect --config <file>` reads it from the agent's config file.
+// (Linux) or a launchd agent (macOS), files rendered by service-files.ts; where neither service
+// manager can be used, install says so and prints how to run the agent instead.
 import { execFile } from "node:child_process";
 import { realpathSync } from "node:fs";
 import { mkdir, rm, stat, writeFile } from "node:fs/promises";
@@ -8,12 +8,17 @@ import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_CONFIG_PATH, parseWorkspaces, readStoredConfig } from "./config.ts";
+import { LOG_FORMATS, type LogFormat } from "./logger.ts";
+import {
+  LAUNCHD_LABEL,
+  NODE_FLAGS,
+  renderLaunchdPlist,
+  renderSystemdUnit,
+  SERVICE_NAME,
+  type ServiceSpec,
+  servicePaths,
+} from "./service-files.ts";
 import { EXIT, fail } from "./usage.ts";
-
-export const SERVICE_NAME = "skynet-agent";
-export const LAUNCHD_LABEL = "dev.skynet.agent";
-/** The heap flags of the bin's shebang: the service runs node directly. */
-const NODE_FLAGS = ["--max-old-space-size=256", "--max-semi-space-size=4"];
 
 export const SERVICE_HELP = `usage: skynet-agent service install|uninstall|status|logs [options]
 
@@ -31,98 +36,6 @@ logs      its log lines (-f to follow, -n N lines)
 
 Install the package first (npm install -g skynet-agent): a service must not point into npx's cache.
 Without a service manager (no systemctl or no user session bus) install says how to run it instead.`;
-
-export interface ServiceSpec {
-  /** Absolute path of the node binary. */
-  node: string;
-  /** Absolute path of the agent's entry (bin/skynet-agent.js). */
-  entry: string;
-  /** Arguments after the entry: connect and its flags (never the token). */
-  args: string[];
-  drainTimeoutS: number;
-  /** launchd only: where stdout and stderr go. */
-  logFile?: string;
-}
-
-// biome-ignore lint/suspicious/noControlCharactersInRegex: refusing them is the point
-const CONTROL = /[\u0000-\u001f\u007f]/;
-
-function checkArgs(spec: ServiceSpec): string[] {
-  const argv = [spec.node, ...NODE_FLAGS, spec.entry, ...spec.args];
-  for (const a of argv)
-    if (CONTROL.test(a)) throw new Error(`a service argument may not contain control characters: ${JSON.stringify(a)}`);
-  if (!spec.node.startsWith("/") || !spec.entry.startsWith("/"))
-    throw new Error("node and entry must be absolute paths");
-  return argv;
-}
-
-/** One ExecStart word: specifiers (%) and variables ($) are escaped, quoted when needed. */
-export function systemdQuote(arg: string): string {
-  const escaped = arg.replaceAll("%", "%%").replaceAll("$", "$$$$");
-  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(escaped)) return escaped;
-  return `"${escaped.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
-}
-
-export function renderSystemdUnit(spec: ServiceSpec): string {
-  const argv = checkArgs(spec);
-  return `# Written by \`skynet-agent service install\`; remove with \`skynet-agent service uninstall\`.
-[Unit]
-Description=SKYNET agent (CHATHAN): runs SKYNET jobs in this user's workspaces
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-Type=simple
-ExecStart=${argv.map(systemdQuote).join(" ")}
-Restart=on-failure
-RestartSec=5
-# 2 usage, 3 token refused, 4 replaced by another process, 5 upgrade the agent: restarting cannot help.
-RestartPreventExitStatus=2 3 4 5
-# SIGTERM to the agent alone, so running steps can finish while it drains; the rest is killed after the timeout.
-KillMode=mixed
-TimeoutStopSec=${spec.drainTimeoutS + 30}
-
-[Install]
-WantedBy=default.target
-`;
-}
-
-function xml(s: string): string {
-  return s.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll('"', "&quot;");
-}
-
-export function renderLaunchdPlist(spec: ServiceSpec): string {
-  const argv = checkArgs(spec);
-  const log = spec.logFile ?? join(homedir(), "Library", "Logs", `${SERVICE_NAME}.log`);
-  return `<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
-<plist version="1.0">
-<dict>
-  <key>Label</key>
-  <string>${LAUNCHD_LABEL}</string>
-  <key>ProgramArguments</key>
-  <array>
-${argv.map((a) => `    <string>${xml(a)}</string>`).join("\n")}
-  </array>
-  <key>RunAtLoad</key>
-  <true/>
-  <key>KeepAlive</key>
-  <dict>
-    <key>SuccessfulExit</key>
-    <false/>
-  </dict>
-  <key>ThrottleInterval</key>
-  <integer>5</integer>
-  <key>ExitTimeOut</key>
-  <integer>${spec.drainTimeoutS + 30}</integer>
-  <key>StandardOutPath</key>
-  <string>${xml(log)}</string>
-  <key>StandardErrorPath</key>
-  <string>${xml(log)}</string>
-</dict>
-</plist>
-`;
-}
 
 interface Run {
   code: number;
@@ -144,12 +57,6 @@ async function systemdUnavailable(): Promise<string | null> {
   if (r.code === 127) return "systemctl was not found";
   if (r.code !== 0) return `systemd's user manager does not answer (${r.out.split("\n")[0] || `exit ${r.code}`})`;
   return null;
-}
-
-export function servicePaths(platform = process.platform, home = homedir()): { file: string; kind: string } {
-  return platform === "darwin"
-    ? { file: join(home, "Library", "LaunchAgents", `${LAUNCHD_LABEL}.plist`), kind: "launchd agent" }
-    : { file: join(home, ".config", "systemd", "user", `${SERVICE_NAME}.service`), kind: "systemd user unit" };
 }
 
 async function install(args: string[]): Promise<void> {
@@ -177,6 +84,12 @@ async function install(args: string[]): Promise<void> {
   const drainTimeoutS = Number(values["drain-timeout-s"] ?? 300);
   if (!Number.isInteger(drainTimeoutS) || drainTimeoutS < 0 || drainTimeoutS > 86_400)
     fail("--drain-timeout-s must be 0 to 86400");
+  // Checked now: a bad flag would only show as a service that exits 2 at every start.
+  const logFormat = values["log-format"];
+  if (logFormat !== undefined && !LOG_FORMATS.includes(logFormat as LogFormat))
+    fail("--log-format must be text or json");
+  const concurrency = values["max-concurrency"];
+  if (concurrency !== undefined && !/^([1-9]|1[0-6])$/.test(concurrency)) fail("--max-concurrency must be 1 to 16");
   const connectArgs = [
     "connect",
     "--config",
@@ -185,8 +98,8 @@ async function install(args: string[]): Promise<void> {
     "--drain-timeout-s",
     String(drainTimeoutS),
     ...(values["allow-shell"] ? ["--allow-shell"] : []),
-    ...(values["max-concurrency"] ? ["--max-concurrency", values["max-concurrency"]] : []),
-    ...(values["log-format"] ? ["--log-format", values["log-format"]] : []),
+    ...(concurrency ? ["--max-concurrency", concurrency] : []),
+    ...(logFormat ? ["--log-format", logFormat] : []),
   ];
   const spec: ServiceSpec = {
     node: process.execPath,
@@ -237,7 +150,10 @@ async function install(args: string[]): Promise<void> {
       return;
     }
   }
-  console.log(`installed: skynet-agent service status | logs to see it`);
+  console.log("installed: `skynet-agent service status` and `skynet-agent service logs` show it");
+  if (process.platform === "linux") {
+    console.log("to keep it running while you are logged out: loginctl enable-linger $USER");
+  }
 }
 
 async function uninstall(args: string[]): Promise<void> {

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { makeGitRepo } from "../../test/helpers/node/git-repo.ts";
-import { clockCheck, renderCheck, workspaceChecks } from "../src/doctor.ts";
+import { clockCheck, renderCheck, workspaceChecks } from "../src/doctor-checks.ts";
 
 describe("doctor", () => {
   it("says how far and which way the clock is off, beyond the round trip", () => {

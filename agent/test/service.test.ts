@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { renderLaunchdPlist, renderSystemdUnit, type ServiceSpec, systemdQuote } from "../src/service.ts";
+import { renderLaunchdPlist, renderSystemdUnit, type ServiceSpec, systemdQuote } from "../src/service-files.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const CLI = join(ROOT, "agent/src/cli.ts");
