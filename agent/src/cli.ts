@@ -66,7 +66,7 @@ saves it to the config file (default ${DEFAULT_CONFIG_PATH}, mode 0600).`,
   --drain-timeout-s S            on SIGTERM/SIGINT, let running jobs finish for up to S seconds
                                  (default ${DEFAULT_DRAIN_TIMEOUT_S}); a second signal cancels them
   --log-format text|json         log lines as "<ISO time> <LEVEL> message" (default) or one JSON
-                                 object per line: {"time","level","msg","fields"}
+                                 object per line: {"time","level","msg","fields"} (or SKYNET_AGENT_LOG_FORMAT)
 
 Secret files (.env*, .dev.vars, private keys, .npmrc, .netrc, .git-credentials, .aws/, .wrangler/,
 .skynet/, … and this config file) are never read, listed, searched or written by an action.
