@@ -69,10 +69,12 @@ export const AgentToServerSchema = z.discriminatedUnion("type", [
     result: ExecutionResultSchema,
   }),
   z.strictObject({ type: z.literal("resume"), running: z.array(RunningJobSchema).max(32) }),
+  /** The agent is stopping: it takes no new offers and finishes what it runs (sent again after a reconnect). */
+  z.strictObject({ type: z.literal("draining") }),
 ]);
 export type AgentToServer = z.infer<typeof AgentToServerSchema>;
 export type AgentMessageOf<T extends AgentToServer["type"]> = Extract<AgentToServer, { type: T }>;
-export type FencedAgentMessage = Exclude<AgentToServer, { type: "hello" | "heartbeat" | "resume" }>;
+export type FencedAgentMessage = Exclude<AgentToServer, { type: "hello" | "heartbeat" | "resume" | "draining" }>;
 
 export const ServerToAgentSchema = z.discriminatedUnion("type", [
   z.strictObject({

@@ -186,3 +186,16 @@ export const ErrorBodySchema = z.object({
   error: z.object({ code: ErrorCodeSchema, message: z.string() }),
 });
 export type ErrorBody = z.infer<typeof ErrorBodySchema>;
+
+/** GET /agent/me (agent token): this agent as the server sees it. */
+export const AgentSelfSchema = z.object({
+  agentId: z.string(),
+  name: z.string(),
+  connected: z.boolean(),
+  draining: z.boolean(),
+  lastHeartbeatAt: z.string().nullable(),
+  jobs: z.array(z.object({ jobId: z.string(), attempt: z.number().int(), state: z.enum(["offered", "running"]) })),
+  /** The server's clock when it answered (for the agent's clock-skew check; ms, unlike a Date header). */
+  serverTime: z.string().optional(),
+});
+export type AgentSelf = z.infer<typeof AgentSelfSchema>;

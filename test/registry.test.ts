@@ -2,6 +2,7 @@
 // capability, project and free slot, accept timeouts, cancel fan-out.
 import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { type AgentSelf, AgentSelfSchema } from "../protocol/index.ts";
 import type { AgentRegistryDO } from "../src/agents/agent-registry-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { api, json, pairAgent, TestAgent } from "./helpers/worker.ts";
@@ -180,6 +181,38 @@ describe("identity and assignment", () => {
     });
     slow.close();
     quick.close();
+  });
+
+  it("offers a draining agent nothing more, and says so in GET /agent/me", async () => {
+    const { agentId, token } = await pairAgent("drainer");
+    const drainer = await TestAgent.connect(token, { workspaces: ["draining"] });
+    const me = async () => json<AgentSelf>(await api("/agent/me", { token }));
+    const before = AgentSelfSchema.parse(await me());
+    expect(before).toMatchObject({ agentId, name: "drainer", connected: true, draining: false, jobs: [] });
+    expect(Date.parse(before.lastHeartbeatAt ?? "")).not.toBeNaN();
+    expect(Date.parse(before.serverTime ?? "")).not.toBeNaN();
+
+    // Extra fields are refused (and change nothing); the bare frame is taken.
+    drainer.ws.send(JSON.stringify({ type: "draining", until: 0 }));
+    expect((await drainer.next("error")).code).toBe("bad_message");
+    expect((await me()).draining).toBe(false);
+    drainer.send({ type: "draining" });
+    await expect.poll(async () => (await me()).draining).toBe(true);
+    expect((await registry().listAgents()).find((a) => a.agentId === agentId)).toMatchObject({ draining: true });
+
+    const waiting = await queuedJob("draining", "check git status");
+    expect(await job(waiting).dispatch(1)).toBe("pending");
+    expect(drainer.received.filter((m) => m.type === "job_offer")).toHaveLength(0);
+    // Another agent for the project gets it; the draining one still got nothing.
+    const fresh = await TestAgent.connect((await pairAgent("fresh")).token, { workspaces: ["draining"] });
+    expect((await fresh.next("job_offer")).jobId).toBe(waiting);
+    expect(drainer.received.filter((m) => m.type === "job_offer")).toHaveLength(0);
+
+    expect((await api("/agent/me", { token: `skya_${"0".repeat(64)}` })).status).toBe(401);
+    expect((await api("/agent/me")).status).toBe(401); // the owner's API token is not an agent's
+    drainer.close();
+    fresh.close();
+    await expect.poll(async () => (await me()).connected).toBe(false);
   });
 
   it("sends job_cancel to the agent running a cancelled job", async () => {

@@ -17,6 +17,7 @@ import { recheckStep } from "./executor.ts";
 import { type Job, JobBook, type LingerTuning } from "./job-book.ts";
 import { runJob } from "./job-runner.ts";
 import { LogChunker } from "./log-stream.ts";
+import type { LogLevel } from "./logger.ts";
 
 export const AGENT_VERSION = "0.1.0";
 /** Just enough of a job_offer to answer it with a job_reject when the rest does not parse. */
@@ -46,10 +47,15 @@ export const DEFAULT_TUNING: AgentTuning = {
 type FencedFrame = FencedAgentMessage;
 
 export interface AgentEvents {
-  log(line: string): void;
-  /** The server ended this agent for good (replaced or revoked); the CLI exits. */
+  log(line: string, level?: LogLevel): void;
+  /** The server ended this agent for good (replaced, revoked, protocol mismatch); the CLI exits. */
   onFatal(code: number): void;
+  /** The protocol version claimed in hello (tests only: an outdated agent). */
+  protocolVersion: number;
 }
+
+/** Close codes after which reconnecting cannot help: replaced, revoked, protocol mismatch. */
+export const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([4000, 4001, 4003]);
 
 export class Agent {
   readonly config: AgentConfig;
@@ -69,7 +75,9 @@ export class Agent {
   private stopped = false;
   private welcomed = false;
   agentId: string | null = null;
-  private readonly say: (line: string) => void;
+  private readonly say: (line: string, level?: LogLevel) => void;
+  /** Set by drain(): no new offers are taken, and the server is told so. */
+  private draining = false;
   private readonly events: Partial<AgentEvents>;
   private writableWaiters: (() => void)[] = [];
   /** When the server last sent anything (a frame or a pong). */
@@ -113,8 +121,39 @@ export class Agent {
     this.stopped = true;
     clearInterval(this.heartbeat);
     clearTimeout(this.reconnectTimer);
-    this.ws?.close(1000, "agent stopping");
+    const ws = this.ws;
     this.ws = null;
+    // The close handshake comes after every queued frame (job_finished included): waiting for it
+    // means the server has them before the process exits.
+    if (ws?.readyState === WebSocket.OPEN) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          this.say("the server did not answer the close within 5 s: its last frames may not have arrived", "warn");
+          resolve();
+        }, 5000);
+        ws.once("close", () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        ws.close(1000, "agent stopping");
+      });
+    } else ws?.close(1000, "agent stopping");
+  }
+
+  /**
+   * Graceful stop, first half: takes no new offers (the server is told, so it offers nothing
+   * more) and waits up to timeoutMs for the running jobs to finish. True when none is left.
+   */
+  async drain(timeoutMs: number, interrupted?: AbortSignal): Promise<boolean> {
+    if (!this.draining) {
+      this.draining = true;
+      this.sendRaw({ type: "draining" });
+    }
+    const deadline = Date.now() + timeoutMs;
+    while (this.runningJobs.length > 0 && Date.now() < deadline && !interrupted?.aborted) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return this.runningJobs.length === 0;
   }
 
   // ---- connection -----------------------------------------------------------------------------
@@ -142,7 +181,7 @@ export class Agent {
       ws.once("close", () => clearTimeout(unwelcomed));
       this.sendRaw({
         type: "hello",
-        protocolVersion: PROTOCOL_VERSION,
+        protocolVersion: this.events.protocolVersion ?? PROTOCOL_VERSION,
         agentName: this.config.name,
         agentVersion: AGENT_VERSION,
         capabilities: ["git", "fs", "runner", ...(this.config.allowShell ? (["shell"] as const) : [])],
@@ -171,7 +210,7 @@ export class Agent {
           this.sendRaw({ type: "job_reject", ...fence, reason: `unreadable offer: ${parsed.error}`.slice(0, 1000) });
           return;
         }
-        this.say(`ignored a bad frame from the server: ${parsed.error}`);
+        this.say(`ignored a bad frame from the server: ${parsed.error}`, "warn");
         return;
       }
       void this.onMessage(parsed.message);
@@ -179,17 +218,20 @@ export class Agent {
     ws.on("unexpected-response", (_req, res) => {
       if (res.statusCode === 401) {
         // An unknown or revoked token will not start working by retrying.
-        this.say("the server refused this agent's token (revoked or unknown); pair again with `skynet-agent pair`");
+        this.say(
+          "the server refused this agent's token (revoked or unknown); pair again with `skynet-agent pair`",
+          "error",
+        );
         this.stopped = true;
         ws.terminate();
         this.events.onFatal?.(4001);
         return;
       }
-      this.say(`the server answered ${res.statusCode} to the WebSocket upgrade`);
+      this.say(`the server answered ${res.statusCode} to the WebSocket upgrade`, "warn");
       ws.terminate();
     });
     ws.on("error", (err) => {
-      if (this.failures === 0) this.say(`connection error: ${err.message}`);
+      if (this.failures === 0) this.say(`connection error: ${err.message}`, "warn");
     });
     ws.on("close", (code, reason) => {
       if (this.ws !== ws) return;
@@ -202,12 +244,16 @@ export class Agent {
       this.releaseWriters();
       if (this.stopped) return;
       // The server closes with 4000 when another process connects with this token (reconnecting
-      // would just kick it off in turn) and 4001 when the token was revoked: both are final.
-      if (code === 4000 || code === 4001) {
+      // would just kick it off in turn), 4001 when the token was revoked and 4003 when it speaks
+      // another protocol version: all final.
+      if (FINAL_CLOSE_CODES.has(code)) {
         this.say(
           code === 4000
             ? "another agent process connected with this token; stopping this one"
-            : "this agent's token was revoked; pair again with `skynet-agent pair <server> <code>`",
+            : code === 4001
+              ? "this agent's token was revoked; pair again with `skynet-agent pair <server> <code>`"
+              : `the server speaks another protocol version (${reason.toString() || "mismatch"}); upgrade the agent: npm install -g skynet-agent@latest (or npx skynet-agent@latest)`,
+          "error",
         );
         this.stopped = true;
         this.events.onFatal?.(code);
@@ -376,6 +422,7 @@ export class Agent {
       }
       this.say(`resumed ${this.runningJobs.length} running job(s)`);
     }
+    if (this.draining) this.sendRaw({ type: "draining" });
     this.releaseWriters();
   }
 
@@ -400,6 +447,10 @@ export class Agent {
       this.sendRaw({ type: "job_accept", ...fence });
       for (const f of before) this.sendRaw({ ...f, leaseToken: msg.leaseToken });
       if (existing?.finished) this.markReported(existing);
+      return;
+    }
+    if (this.draining) {
+      reject("agent is stopping");
       return;
     }
     // An older attempt of this same job is about to stop: it does not count against the limit.
@@ -456,7 +507,7 @@ export class Agent {
     };
     void runJob(host, job, workspace)
       .catch((err: unknown) => {
-        this.say(`job ${job.jobId} crashed: ${err instanceof Error ? err.message : String(err)}`);
+        this.say(`job ${job.jobId} crashed: ${err instanceof Error ? err.message : String(err)}`, "error");
       })
       .finally(() => {
         job.finishedAt = Date.now();

@@ -15,7 +15,14 @@ import {
   writeStoredConfig,
 } from "./config.ts";
 import { containment } from "./contain.ts";
+import { doctor, status } from "./doctor.ts";
+import { createLogger, LOG_FORMATS, type LogFormat } from "./logger.ts";
 import { Redactor } from "./secrets.ts";
+import { SERVICE_HELP, service } from "./service.ts";
+import { EXIT, fail, UsageError } from "./usage.ts";
+
+const FATAL_EXIT: Record<number, number> = { 4000: EXIT.replaced, 4001: EXIT.tokenRefused, 4003: EXIT.upgrade };
+const DEFAULT_DRAIN_TIMEOUT_S = 300;
 
 const HELP: Record<string, string> = {
   main: `skynet-agent ${AGENT_VERSION} — CHATHAN, the SKYNET laptop agent
@@ -25,9 +32,20 @@ usage: skynet-agent <command> [options]
 commands:
   pair <serverUrl> <code>   exchange a pairing code (from /pair or the API) for an agent token
   connect                   connect to the server and run jobs in your workspaces
-  status                    show the saved configuration and whether the server answers
+  status                    show this agent as the server sees it (connected, jobs, last heartbeat)
+  doctor                    check git, runners, workspaces, server, token, clock and containment
+  service install|uninstall|status|logs
+                            run \`connect\` as a systemd user service (Linux) or launchd agent (macOS)
 
-Run \`skynet-agent <command> --help\` for a command's options.`,
+Run \`skynet-agent <command> --help\` for a command's options.
+
+exit codes:
+  0  stopped (a signal, after draining or cancelling the running jobs)
+  1  unexpected error; for doctor: a check failed
+  2  usage error (bad flags or arguments)
+  3  the server refused this agent's token (unknown or revoked): pair again
+  4  another process connected with this agent's token (this one stopped)
+  5  the server speaks another protocol version: upgrade the agent`,
   pair: `usage: skynet-agent pair <serverUrl> <code> [--name NAME] [--config PATH]
 
 Exchanges a one-time pairing code (8 letters/digits, valid 10 minutes) for an agent token and
@@ -45,6 +63,10 @@ saves it to the config file (default ${DEFAULT_CONFIG_PATH}, mode 0600).`,
   --output-cap-bytes N           output forwarded per step before truncation (default 1 GiB)
   --deny-path [projectId=]GLOB   also treat matching files as secrets (repeatable; see below)
   --allow-path [projectId=]GLOB  lift a secret-file default for matching files, e.g. .env.example
+  --drain-timeout-s S            on SIGTERM/SIGINT, let running jobs finish for up to S seconds
+                                 (default ${DEFAULT_DRAIN_TIMEOUT_S}); a second signal cancels them
+  --log-format text|json         log lines as "<ISO time> <LEVEL> message" (default) or one JSON
+                                 object per line: {"time","level","msg","fields"} (or SKYNET_AGENT_LOG_FORMAT)
 
 Secret files (.env*, .dev.vars, private keys, .npmrc, .netrc, .git-credentials, .aws/, .wrangler/,
 .skynet/, … and this config file) are never read, listed, searched or written by an action.
@@ -55,14 +77,15 @@ doubling (with jitter) up to ${DEFAULTS.reconnectMaxMs / 1000} s between tries, 
 grace (RECONNECT_GRACE_SECONDS, default 30 s). Results and artifact uploads are kept across outages.`,
   status: `usage: skynet-agent status [--config PATH]
 
-Shows the saved configuration (never the token) and whether the server's /health answers.`,
+Shows the saved configuration (never the token) and this agent as the server sees it (GET
+/agent/me with the agent token): connected or not, draining, its jobs and its last heartbeat.`,
+  doctor: `usage: skynet-agent doctor [--config PATH] [--workspace <projectId>=<dir>]...
+
+Checks git and the runners (npm, pnpm, yarn, pytest, go, cargo, make), each workspace (present,
+writable, a git repository), the server (reachable, token accepted, clock skew) and process
+containment. Each line is OK, WARN or FAIL with the fix; exits 1 when a check FAILs.`,
+  service: SERVICE_HELP,
 };
-
-class UsageError extends Error {}
-
-function fail(message: string, usage?: string): never {
-  throw new UsageError(usage ? `${message}\n\n${usage}` : message);
-}
 
 async function pair(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -116,10 +139,18 @@ async function connect(args: string[]): Promise<void> {
       "output-cap-bytes": { type: "string" },
       "deny-path": { type: "string", multiple: true, default: [] },
       "allow-path": { type: "string", multiple: true, default: [] },
+      "drain-timeout-s": { type: "string" },
+      "log-format": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
   if (values.help) return void console.log(HELP.connect);
+  const logFormat = values["log-format"] ?? process.env.SKYNET_AGENT_LOG_FORMAT ?? "text";
+  if (!LOG_FORMATS.includes(logFormat as LogFormat)) fail(`--log-format must be text or json, not "${logFormat}"`);
+  const drainS = Number(values["drain-timeout-s"] ?? DEFAULT_DRAIN_TIMEOUT_S);
+  if (!Number.isInteger(drainS) || drainS < 0 || drainS > 86_400) {
+    fail("--drain-timeout-s must be a whole number of seconds from 0 to 86400");
+  }
   const configPath = resolve(values.config ?? DEFAULT_CONFIG_PATH);
   const stored = await readStoredConfig(configPath);
   const num = (v: string | undefined, fallback: number) => (v === undefined ? fallback : Number(v));
@@ -151,48 +182,42 @@ async function connect(args: string[]): Promise<void> {
     const st = await stat(dir).catch(() => null);
     if (!st?.isDirectory()) fail(`workspace ${id}: ${dir} is not a directory`);
   }
-  // Named once at startup: how a step's process tree is contained here (and what is not).
-  process.stderr.write(`[skynet-agent] containment: ${(await containment()).detail}\n`);
   // The agent's own log lines never carry its token, whatever they quote.
-  const redactor = new Redactor([parsed.data.token]);
+  const logger = createLogger({ format: logFormat as LogFormat, redactor: new Redactor([parsed.data.token]) });
+  // Named once at startup: how a step's process tree is contained here (and what is not).
+  logger.info(`containment: ${(await containment()).detail}`);
+  // Tests only: claim another protocol version, as an outdated agent would.
+  const claimed = Number(process.env.SKYNET_AGENT_TEST_PROTOCOL_VERSION ?? Number.NaN);
   const agent = new Agent(parsed.data, {
-    onFatal: (code) => process.exit(code === 4001 ? 3 : 4),
-    log: (line) => process.stderr.write(`[skynet-agent] ${redactor.text(line)}\n`),
+    onFatal: (code) => process.exit(FATAL_EXIT[code] ?? EXIT.error),
+    log: (line, level) => logger.log(level ?? "info", line),
+    ...(Number.isInteger(claimed) ? { protocolVersion: claimed } : {}),
   });
-  let stopping = false;
+  // First signal: drain (no new offers, running jobs finish up to the timeout); second: cancel.
+  const interrupt = new AbortController();
+  let signals = 0;
   const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    process.stderr.write(`[skynet-agent] ${signal}: cancelling running jobs and disconnecting\n`);
+    signals += 1;
+    if (signals > 1) {
+      logger.warn(`${signal} again: cancelling running jobs`);
+      interrupt.abort();
+      return;
+    }
+    const running = agent.runningJobs.length;
+    logger.info(
+      running > 0
+        ? `${signal}: taking no new jobs; waiting up to ${drainS}s for ${running} running job(s) (signal again to cancel them)`
+        : `${signal}: no job running; disconnecting`,
+    );
+    const drained = await agent.drain(drainS * 1000, interrupt.signal);
+    if (!drained) logger.warn(`cancelling ${agent.runningJobs.length} running job(s)`);
     await agent.stop();
-    process.exit(0);
+    logger.info("stopped");
+    process.exit(EXIT.ok);
   };
   process.on("SIGINT", () => void shutdown("SIGINT"));
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   agent.start();
-}
-
-async function status(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: { config: { type: "string" }, help: { type: "boolean", short: "h" } },
-  });
-  if (values.help) return void console.log(HELP.status);
-  const path = values.config ?? DEFAULT_CONFIG_PATH;
-  const stored = await readStoredConfig(path);
-  if (!stored) return void console.log(`not paired: no config at ${path}`);
-  console.log(
-    `config:  ${path}\nserver:  ${stored.serverUrl}\nagent:   ${stored.agentId ?? "?"} (${stored.name ?? "?"})`,
-  );
-  try {
-    const res = await fetch(`${stored.serverUrl}/health`, { signal: AbortSignal.timeout(5000) });
-    const health = (await res.json()) as { ok?: boolean; agentsOnline?: number };
-    console.log(
-      `server:  ${health.ok ? "healthy" : `unhealthy (${res.status})`}, ${health.agentsOnline ?? 0} agent(s) online`,
-    );
-  } catch (err) {
-    console.log(`server:  unreachable (${err instanceof Error ? err.message : String(err)})`);
-  }
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -203,7 +228,11 @@ async function main(argv: string[]): Promise<void> {
     case "connect":
       return connect(rest);
     case "status":
-      return status(rest);
+      return status(rest, HELP.status as string);
+    case "doctor":
+      return doctor(rest, HELP.doctor as string);
+    case "service":
+      return service(rest);
     case undefined:
     case "help":
     case "--help":
@@ -221,8 +250,8 @@ async function main(argv: string[]): Promise<void> {
 main(process.argv.slice(2)).catch((err: unknown) => {
   if (err instanceof UsageError || err instanceof TypeError) {
     console.error(`skynet-agent: ${err.message}`);
-    process.exit(2);
+    process.exit(EXIT.usage);
   }
   console.error(`skynet-agent: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
+  process.exit(EXIT.error);
 });

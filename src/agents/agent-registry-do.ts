@@ -33,6 +33,10 @@ interface Attachment {
   agentId: string;
   name: string;
   profile: AgentProfile | null;
+  /** The agent said it is stopping: it is offered nothing more. */
+  draining?: boolean;
+  /** When its last heartbeat (or hello) arrived, ms since the epoch. */
+  lastHeartbeatAt?: number;
 }
 
 /** Close code for a connection over its frame budget (RFC 6455: policy violation). */
@@ -43,6 +47,15 @@ export const CLOSE_MARKED_OFFLINE = 4004;
 
 export interface AgentInfo extends AgentProfile {
   running: number;
+  draining: boolean;
+}
+
+/** One agent as the registry sees it, for the agent itself (GET /agent/me). */
+export interface AgentSelfView {
+  connected: boolean;
+  draining: boolean;
+  lastHeartbeatAt: string | null;
+  jobs: { jobId: string; attempt: number; state: "offered" | "running" }[];
 }
 
 export class AgentRegistryDO extends DurableObject<Env> {
@@ -119,7 +132,26 @@ export class AgentRegistryDO extends DurableObject<Env> {
   }
 
   async listAgents(): Promise<AgentInfo[]> {
-    return this.profiles().map((p) => ({ ...p, running: this.book.loadOf(p.agentId) }));
+    const draining = new Set(
+      this.attachments(true)
+        .filter((a) => a.draining)
+        .map((a) => a.agentId),
+    );
+    return this.profiles(true).map((p) => ({
+      ...p,
+      running: this.book.loadOf(p.agentId),
+      draining: draining.has(p.agentId),
+    }));
+  }
+
+  async agentSelf(agentId: string): Promise<AgentSelfView> {
+    const att = this.attachments(true).find((a) => a.agentId === agentId);
+    return {
+      connected: !!att?.profile,
+      draining: att?.draining ?? false,
+      lastHeartbeatAt: att?.lastHeartbeatAt ? new Date(att.lastHeartbeatAt).toISOString() : null,
+      jobs: this.book.ofAgent(agentId).map((a) => ({ jobId: a.jobId, attempt: a.attempt, state: a.state })),
+    };
   }
 
   async disconnectAgent(agentId: string, reason: string): Promise<number> {
@@ -143,7 +175,15 @@ export class AgentRegistryDO extends DurableObject<Env> {
     try {
       switch (msg.type) {
         case "heartbeat":
-          await this.onHeartbeat(ws, att, msg.running);
+          {
+            const beat = { ...att, lastHeartbeatAt: Date.now() } satisfies Attachment;
+            ws.serializeAttachment(beat);
+            await this.onHeartbeat(ws, beat, msg.running);
+          }
+          return;
+        case "draining":
+          ws.serializeAttachment({ ...att, draining: true } satisfies Attachment);
+          log("info", "agent draining", { agentId: att.agentId });
           return;
         case "resume":
           await this.onHeartbeat(ws, att, msg.running, true);
@@ -159,6 +199,13 @@ export class AgentRegistryDO extends DurableObject<Env> {
   }
 
   override async webSocketClose(ws: WebSocket): Promise<void> {
+    // Answer the agent's close frame: a stopping agent waits for it (it proves every frame it sent
+    // before, job_finished included, has arrived) rather than for a timeout.
+    try {
+      ws.close(1000, "goodbye");
+    } catch {
+      // already closed by the runtime
+    }
     await this.onGone(ws);
   }
 
@@ -223,7 +270,7 @@ export class AgentRegistryDO extends DurableObject<Env> {
       allowShell: msg.allowShell,
       version: msg.agentVersion,
     };
-    ws.serializeAttachment({ ...att, profile } satisfies Attachment);
+    ws.serializeAttachment({ ...att, profile, lastHeartbeatAt: Date.now() } satisfies Attachment);
     await this.ledger.hello(profile, this.book.loadOf(att.agentId));
     log("info", "agent online", { agentId: att.agentId, name: msg.agentName, workspaces: msg.workspaces });
     this.reply(ws, {
@@ -342,12 +389,21 @@ export class AgentRegistryDO extends DurableObject<Env> {
     await this.pump();
   }
 
-  private profiles(): AgentProfile[] {
-    const out = new Map<string, AgentProfile>();
+  /** The open sockets' attachments; a draining agent's only when asked for. */
+  private attachments(includeDraining = false): Attachment[] {
+    const out: Attachment[] = [];
     for (const ws of this.ctx.getWebSockets()) {
       const att = ws.deserializeAttachment() as Attachment | null;
-      if (att?.profile && ws.readyState === WebSocket.OPEN && !this.tripped.has(ws)) out.set(att.agentId, att.profile);
+      if (att && ws.readyState === WebSocket.OPEN && !this.tripped.has(ws) && (includeDraining || !att.draining))
+        out.push(att);
     }
+    return out;
+  }
+
+  /** Agents that may be offered jobs (a draining one may not), unless includeDraining. */
+  private profiles(includeDraining = false): AgentProfile[] {
+    const out = new Map<string, AgentProfile>();
+    for (const att of this.attachments(includeDraining)) if (att.profile) out.set(att.agentId, att.profile);
     return [...out.values()];
   }
 

@@ -2,7 +2,13 @@
 // API (pairing codes, agents online, tokens, revoke).
 import { Hono } from "hono";
 import { z } from "zod";
-import { ArtifactNameSchema, JobIdSchema, PairRequestSchema, Sha256HexSchema } from "../../protocol/index.ts";
+import {
+  type AgentSelf,
+  ArtifactNameSchema,
+  JobIdSchema,
+  PairRequestSchema,
+  Sha256HexSchema,
+} from "../../protocol/index.ts";
 import { jobStub, registryStub } from "../agents/registry-stub.ts";
 import { authenticateAgent, issuePairingCode, redeemCode } from "../agents/tokens.ts";
 import { ArtifactError, ArtifactStore, artifactKey } from "../archive/artifacts.ts";
@@ -42,6 +48,17 @@ export const agentRoutes = new Hono<{ Bindings: Env }>()
       );
     }
     return c.json(paired, 201);
+  })
+  // The agent as the server sees it, for `skynet-agent status` and `doctor` (token check included).
+  .get("/me", async (c) => {
+    const agent = await agentFromRequest(c.env, c.req.header("Authorization"));
+    const seen = await registryStub(c.env).agentSelf(agent.agentId);
+    return c.json({
+      agentId: agent.agentId,
+      name: agent.name,
+      ...seen,
+      serverTime: new Date().toISOString(),
+    } satisfies AgentSelf);
   })
   .get("/connect", async (c) => {
     if (c.req.header("Upgrade")?.toLowerCase() !== "websocket") {
