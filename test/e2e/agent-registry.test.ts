@@ -131,7 +131,10 @@ describe("the agent against the real registry", () => {
         what: `attempt 1's step to be killed\n${a.proc.logs()}`,
       });
       // Killed by the cancel, not by the step's own timeout ("failed: timed out after …").
-      expect(a.proc.logs().split("\n")).toContain(`[skynet-agent] job ${jobId} cancelled`);
+      const killed = new RegExp(`\\bjob ${jobId} cancelled$`, "m");
+      await waitFor(() => killed.test(a.proc.logs()) || undefined, {
+        what: `the agent to report the step cancelled\n${a.proc.logs()}`,
+      });
       expect(a.proc.logs()).toContain(
         `job ${jobId} attempt 1 cancelled by the server: attempt 1 of ${jobId} is not leased to this agent`,
       );
