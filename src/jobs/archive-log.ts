@@ -9,9 +9,13 @@ export async function archiveLog(bucket: R2Bucket, jobId: string, logs: LogBuffe
   for (const chunk of logs.chunks()) length += enc.encode(chunk).length;
   const { readable, writable } = new FixedLengthStream(length);
   const put = bucket.put(logKey(jobId), readable, { httpMetadata: { contentType: "text/plain; charset=utf-8" } });
-  const writer = writable.getWriter();
-  for (const chunk of logs.chunks()) await writer.write(enc.encode(chunk));
-  await writer.close();
-  await put;
+  const write = (async () => {
+    const writer = writable.getWriter();
+    for (const chunk of logs.chunks()) await writer.write(enc.encode(chunk));
+    await writer.close();
+  })();
+  // Both at once: a put that fails before reading the whole body would otherwise leave the
+  // writer waiting forever (wedging the job's outbox) and its own rejection unhandled.
+  await Promise.all([put, write]);
   return length;
 }

@@ -1,0 +1,280 @@
+// Outbox items failing at the queue or at R2, for a while and forever (issue 20). The failures are
+// injected at the binding the JobDO uses (its env), so the real outbox, drain, alarm, queue,
+// registry and R2 do the rest: a send that fails is retried by the object's own alarm and sent
+// once; an archive put that fails leaves the whole log in R2 once it works; an item that always
+// fails is retried with its tries counted and holds up no other job.
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it, vi } from "vitest";
+import type { JobView } from "../protocol/index.ts";
+import { logKey } from "../src/jobs/archive-log.ts";
+import type { JobDO } from "../src/jobs/job-do.ts";
+import { newJobId } from "../src/lib/crypto.ts";
+import { pairAgent, TestAgent } from "./helpers/worker.ts";
+
+/** Polls for up to 20 s (backoffs of 1 s, 2 s … on a busy machine), and tests get 60 s. */
+vi.setConfig({ testTimeout: 60_000 });
+const poll = <T>(fn: () => Promise<T>) => expect.poll(fn, { timeout: 20_000, interval: 100 });
+
+const stub = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
+const owner = { id: "42", isAdmin: false };
+
+async function view(jobId: string): Promise<JobView> {
+  const v = await stub(jobId).get();
+  if (!v) throw new Error("no job");
+  return v;
+}
+
+/** Replaces some of the bindings this job's object uses, until `restore`. */
+async function patchEnv(jobId: string, patch: (real: Env) => Partial<Env>): Promise<() => Promise<void>> {
+  const real = await runInDurableObject(stub(jobId), (i: JobDO) => {
+    const original = i.env;
+    Object.defineProperty(i, "env", { value: { ...original, ...patch(original) }, configurable: true });
+    return original;
+  });
+  return () =>
+    runInDurableObject(stub(jobId), (i: JobDO) => {
+      Object.defineProperty(i, "env", { value: real, configurable: true });
+    });
+}
+
+/** A queue binding that refuses `failures` sends (Infinity: all), then passes them to the real one. */
+function flakyQueue(real: Queue, failures: number) {
+  const counts = { tried: 0, sent: 0 };
+  const queue = {
+    send: async (body: unknown, options?: QueueSendOptions) => {
+      counts.tried += 1;
+      if (counts.tried <= failures) throw new Error("queue unavailable (injected)");
+      await real.send(body, options);
+      counts.sent += 1;
+    },
+    sendBatch: () => Promise.reject(new Error("not used")),
+  } as unknown as Queue;
+  return { queue, counts };
+}
+
+const outboxRows = (jobId: string) =>
+  runInDurableObject(stub(jobId), (i: JobDO) =>
+    i.ctx.storage.sql.exec<{ kind: string; tries: number }>("SELECT kind, tries FROM outbox ORDER BY id").toArray(),
+  );
+
+/** As if the backoff had passed: makes every outbox row due and runs the object's alarm. */
+async function retryNow(jobId: string): Promise<void> {
+  await runInDurableObject(stub(jobId), (i: JobDO) => {
+    i.ctx.storage.sql.exec("UPDATE outbox SET next_at = 0");
+  });
+  await runDurableObjectAlarm(stub(jobId));
+}
+
+async function ledgerStatus(jobId: string): Promise<string | undefined> {
+  const row = await env.DB.prepare("SELECT status FROM jobs WHERE id = ?").bind(jobId).first<{ status: string }>();
+  return row?.status;
+}
+
+/** A created READ_ONLY job whose planning alarm (which queues it) has not run yet. */
+async function created(projectId: string): Promise<string> {
+  const jobId = newJobId();
+  await stub(jobId).create({ jobId, projectId, intent: "check git status", userId: owner.id, chatId: null });
+  return jobId;
+}
+
+function finished(jobId: string, attempt: number, leaseToken: string) {
+  return {
+    type: "job_finished" as const,
+    jobId,
+    attempt,
+    leaseToken,
+    status: "SUCCEEDED" as const,
+    result: {
+      jobId,
+      attempt,
+      status: "SUCCEEDED" as const,
+      steps: [{ stepId: "s1", action: "git_status", outcome: "succeeded" as const, exitCode: 0 }],
+      artifacts: [],
+    },
+  };
+}
+
+describe("a queue send that fails", () => {
+  it("is retried by the job's alarm and the job is dispatched once the queue works: sent once, offered once", async () => {
+    const { token } = await pairAgent("outbox-q");
+    const agent = await TestAgent.connect(token, { workspaces: ["outbox-q"], agentName: "outbox-q" });
+    const jobId = await created("outbox-q");
+    const flaky = { current: flakyQueue(env.DISPATCH_QUEUE, 2) };
+    const restore = await patchEnv(jobId, (real) => {
+      flaky.current = flakyQueue(real.DISPATCH_QUEUE, 2);
+      return { DISPATCH_QUEUE: flaky.current.queue };
+    });
+    await runDurableObjectAlarm(stub(jobId)); // plans, queues, and the send fails
+    expect((await view(jobId)).status).toBe("QUEUED");
+    expect(flaky.current.counts).toEqual({ tried: 1, sent: 0 });
+    expect(await outboxRows(jobId)).toEqual([{ kind: "enqueue", tries: 1 }]);
+
+    // Nobody touches the job: its own alarm retries (1 s, then 2 s later) until the send goes.
+    const offer = await agent.next("job_offer", 20_000);
+    expect(offer).toMatchObject({ jobId, attempt: 1 });
+    expect(flaky.current.counts).toEqual({ tried: 3, sent: 1 });
+    await poll(() => outboxRows(jobId)).toEqual([]);
+    expect((await stub(jobId).opCounts())["outbox.enqueue"]).toBe(1);
+
+    agent.send({ type: "job_accept", jobId, attempt: 1, leaseToken: offer.leaseToken });
+    await poll(async () => (await view(jobId)).status).toBe("RUNNING");
+    agent.send(finished(jobId, 1, offer.leaseToken));
+    await poll(async () => ledgerStatus(jobId)).toBe("SUCCEEDED");
+    const done = await view(jobId);
+    expect(done.attempt).toBe(1);
+    expect(flaky.current.counts).toEqual({ tried: 3, sent: 1 });
+    expect(agent.received.filter((m) => m.type === "job_offer")).toEqual([]);
+    await restore();
+    agent.close();
+  });
+});
+
+describe("an R2 put of the archived log that fails", () => {
+  it("is retried until the whole log is in R2, byte for byte", async () => {
+    const { token } = await pairAgent("outbox-r2");
+    const agent = await TestAgent.connect(token, { workspaces: ["outbox-r2"], agentName: "outbox-r2" });
+    const jobId = await created("outbox-r2");
+    await runDurableObjectAlarm(stub(jobId));
+    const offer = await agent.next("job_offer", 10_000);
+    const fence = { jobId, attempt: offer.attempt, leaseToken: offer.leaseToken };
+    agent.send({ type: "job_accept", ...fence });
+    await poll(async () => (await view(jobId)).status).toBe("RUNNING");
+    const lines = ["On branch main\n", "Ünïcödé ✓ 日本語 — 🚀\n", `${"x".repeat(5000)}\n`, "nothing to commit\n"];
+    lines.forEach((data, seq) => {
+      agent.send({ type: "log", ...fence, stepId: "s1", seq, stream: "stdout", data });
+    });
+    await poll(async () => (await view(jobId)).logTail).toContain("nothing to commit");
+
+    const puts = { tried: 0, stored: 0 };
+    const restore = await patchEnv(jobId, (real) => ({
+      ARCHIVE: new Proxy(real.ARCHIVE, {
+        get(target, prop) {
+          if (prop !== "put") return Reflect.get(target, prop).bind(target);
+          return async (key: string, value: ReadableStream, options?: R2PutOptions) => {
+            puts.tried += 1;
+            if (puts.tried === 1) throw new Error("R2 unavailable (injected)"); // refused before reading
+            if (puts.tried === 2) {
+              // Cut off mid-upload: part of the body read, then the connection drops.
+              const reader = value.getReader();
+              await reader.read();
+              const err = new Error("R2 connection reset (injected)");
+              await reader.cancel(err);
+              throw err;
+            }
+            if (puts.tried === 3) {
+              await new Response(value).arrayBuffer(); // the whole body sent, then refused
+              throw new Error("R2 internal error (injected)");
+            }
+            const obj = await target.put(key, value, options);
+            puts.stored += 1;
+            return obj;
+          };
+        },
+      }),
+    }));
+    agent.send(finished(jobId, fence.attempt, fence.leaseToken));
+    await poll(async () => (await view(jobId)).status).toBe("SUCCEEDED");
+    expect(await env.ARCHIVE.head(logKey(jobId))).toBeNull();
+
+    await poll(async () => puts.stored).toBe(1);
+    await poll(() => outboxRows(jobId)).toEqual([]);
+    expect(puts.tried).toBe(4);
+    const full = await stub(jobId).readLogChunks(null);
+    const expected = new TextEncoder().encode(full?.text ?? "");
+    const obj = await env.ARCHIVE.get(logKey(jobId));
+    if (!obj) throw new Error("no archived log");
+    expect(new Uint8Array(await obj.arrayBuffer())).toEqual(expected);
+    // The agent's lines are all there, once and in order.
+    const text = full?.text ?? "";
+    expect(text.indexOf(lines.join(""))).toBeGreaterThanOrEqual(0);
+    expect(text.split(lines[1] as string)).toHaveLength(2);
+    await restore();
+    agent.close();
+  });
+});
+
+describe("an outbox item that fails forever", () => {
+  it("is retried with its tries counted and a capped backoff, and holds up no other job", async () => {
+    const { token } = await pairAgent("outbox-forever");
+    const agent = await TestAgent.connect(token, { workspaces: ["outbox-forever"], agentName: "outbox-forever" });
+    const stuck = await created("outbox-forever");
+    const dead = { current: flakyQueue(env.DISPATCH_QUEUE, Number.POSITIVE_INFINITY) };
+    const restore = await patchEnv(stuck, (real) => {
+      dead.current = flakyQueue(real.DISPATCH_QUEUE, Number.POSITIVE_INFINITY);
+      return { DISPATCH_QUEUE: dead.current.queue };
+    });
+    await runDurableObjectAlarm(stub(stuck)); // plans, queues, and the send fails
+    for (let n = 0; n < 12; n++) await retryNow(stuck);
+    expect(dead.current.counts).toEqual({ tried: 13, sent: 0 });
+    expect(await outboxRows(stuck)).toEqual([{ kind: "enqueue", tries: 13 }]);
+    const wait = await runInDurableObject(stub(stuck), (i: JobDO) => {
+      const row = i.ctx.storage.sql.exec<{ next_at: number }>("SELECT next_at FROM outbox").one();
+      return row.next_at - Date.now();
+    });
+    // Backed off to the cap (5 minutes), not 2^13 s.
+    expect(wait).toBeGreaterThan(4 * 60_000);
+    expect(wait).toBeLessThanOrEqual(5 * 60_000);
+    expect((await view(stuck)).status).toBe("QUEUED");
+
+    // Another job on the same project and agent goes through meanwhile.
+    const other = await created("outbox-forever");
+    await runDurableObjectAlarm(stub(other));
+    const offer = await agent.next("job_offer", 10_000);
+    expect(offer.jobId).toBe(other);
+    agent.send({ type: "job_accept", jobId: other, attempt: 1, leaseToken: offer.leaseToken });
+    await poll(async () => (await view(other)).status).toBe("RUNNING");
+    agent.send(finished(other, 1, offer.leaseToken));
+    await poll(async () => ledgerStatus(other)).toBe("SUCCEEDED");
+
+    // Once the queue works again, the stuck send goes: nothing was lost.
+    await restore();
+    await retryNow(stuck);
+    const late = await agent.next("job_offer", 10_000);
+    expect(late).toMatchObject({ jobId: stuck, attempt: 1 });
+    expect(await outboxRows(stuck)).toEqual([]);
+    agent.close();
+  });
+
+  it("keeps no later change of the same job out of the ledger while it backs off", async () => {
+    const jobId = await created("outbox-later");
+    const restore = await patchEnv(jobId, (real) => ({
+      DISPATCH_QUEUE: flakyQueue(real.DISPATCH_QUEUE, Number.POSITIVE_INFINITY).queue,
+    }));
+    try {
+      await runDurableObjectAlarm(stub(jobId));
+      for (let n = 0; n < 3; n++) await retryNow(jobId);
+      expect(await ledgerStatus(jobId)).toBe("QUEUED");
+      const res = await stub(jobId).cancel(owner, "changed my mind");
+      expect(res.ok && res.job.status).toBe("CANCELLED");
+      // The cancel's writes are due now, the failing send only after its backoff: they go first.
+      expect(await ledgerStatus(jobId)).toBe("CANCELLED");
+      const events = await env.DB.prepare("SELECT event FROM job_events WHERE job_id = ? ORDER BY seq")
+        .bind(jobId)
+        .all<{ event: string }>();
+      expect(events.results.map((e) => e.event)).toEqual(["create", "plan_ready", "approve", "cancel"]);
+      expect(await outboxRows(jobId)).toEqual([{ kind: "enqueue", tries: 4 }]);
+    } finally {
+      await restore();
+    }
+  });
+
+  // GAP (issue 18, outbox parking): an item that always fails is retried forever, every five
+  // minutes, with nobody told; its tries only grow. Right: after a capped number of tries it is
+  // parked (with an alert and a way to replay it) and the queue is no longer called for it.
+  // Flips when issue 18's parking lands (any cap up to 40 tries).
+  it.fails("parks an item that always fails after a capped number of tries", async () => {
+    const jobId = await created("outbox-parked");
+    const dead = { current: flakyQueue(env.DISPATCH_QUEUE, Number.POSITIVE_INFINITY) };
+    const restore = await patchEnv(jobId, (real) => {
+      dead.current = flakyQueue(real.DISPATCH_QUEUE, Number.POSITIVE_INFINITY);
+      return { DISPATCH_QUEUE: dead.current.queue };
+    });
+    try {
+      await runDurableObjectAlarm(stub(jobId));
+      for (let n = 0; n < 40; n++) await retryNow(jobId);
+      expect(dead.current.counts.tried).toBeLessThan(41);
+    } finally {
+      await restore();
+    }
+  });
+});
