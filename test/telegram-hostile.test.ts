@@ -96,7 +96,15 @@ function updates(): unknown[] {
       update_id: nextUpdateId(),
       message: {
         ...base,
-        text: "/task\u0000\u202e check git status",
+        text: "/task\u0000 check git status",
+        entities: [{ type: "bot_command", offset: 0, length: 5 }],
+      },
+    },
+    {
+      update_id: nextUpdateId(),
+      message: {
+        ...base,
+        text: "/task\u202e check git status",
         entities: [{ type: "bot_command", offset: 0, length: 5 }],
       },
     },
@@ -133,7 +141,8 @@ describe("hostile updates", () => {
       [200, [["answerCallbackQuery", /^This button is no longer valid\.$/]]],
       [200, []], // a button pressed by a bot
       [200, []], // a /task sent by a bot
-      [200, [["sendMessage", /^🧠 Planning… <i>.*check git status<\/i>$/s]]],
+      [200, [["sendMessage", /^That task cannot be taken: intent may not contain control characters/]]], // a NUL
+      [200, [["sendMessage", /^🧠 Planning… <i>⟨U\+202E⟩ check git status<\/i>$/s]]], // bidi: shown, not refused
     ];
     const all = updates();
     expect(all).toHaveLength(expected.length);
@@ -155,7 +164,7 @@ describe("hostile updates", () => {
       expect(
         fresh.map((j) => j.intent),
         what,
-      ).toEqual(i === all.length - 1 ? ["\u0000\u202e check git status"] : []);
+      ).toEqual(i === all.length - 1 ? ["\u202e check git status"] : []);
     }
     for (const raw of ["", "[]", "null", '{"update_id":-1}', '{"update_id":"1"}', "{".repeat(5000)]) {
       const res = await api("/telegram/webhook", {
