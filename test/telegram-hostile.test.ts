@@ -137,7 +137,7 @@ describe("hostile updates", () => {
       [200, []], // a channel post
       [200, []], // my_chat_member
       [200, []], // an inline query
-      [200, []], // a callback query without data (TODO(bot): it should still be answered)
+      [200, [["answerCallbackQuery", /^This button is no longer valid\.$/]]], // a callback query without data
       [200, [["answerCallbackQuery", /^This button is no longer valid\.$/]]],
       [200, []], // a button pressed by a bot
       [200, []], // a /task sent by a bot

@@ -82,6 +82,10 @@ export function createBot(deps: BotDeps): Bot {
   bot.on("message", async (ctx) => {
     if (ctx.chat.type === "private") await ctx.reply("I only understand text commands. /help lists them.");
   });
+  // A button press always gets an answer, or the user's client shows it loading for a while.
+  bot.on("callback_query", async (ctx) => {
+    await ctx.answerCallbackQuery({ text: "This button is no longer valid." });
+  });
   bot.catch((err) => {
     log("error", "telegram: update failed", { error: err.message, updateId: err.ctx.update.update_id });
   });
