@@ -12,6 +12,8 @@ import {
 } from "./jobs.ts";
 
 export const MAX_INTENT_CHARS = 2000;
+/** Lines of log a job view carries in `logTail` (the chat summary shows what fits of them). */
+export const LOG_TAIL_LINES = 40;
 
 /**
  * Control characters (other than tab and newlines) in a task make what a person reads differ

@@ -2,7 +2,15 @@
 // through esc() (which also makes bidi and zero-width characters visible); every message stays
 // under Telegram's 4096-character limit. Steps are shown by their action and params, the
 // planner's description only as a label, so the person approving sees what will run.
-import type { JobView, PlanReview, ReviewField, RiskLevel, StepReview, StepView } from "../../protocol/index.ts";
+import {
+  type JobView,
+  LOG_TAIL_LINES,
+  type PlanReview,
+  type ReviewField,
+  type RiskLevel,
+  type StepReview,
+  type StepView,
+} from "../../protocol/index.ts";
 import { reviewJob } from "../lib/step-review.ts";
 import { makeVisible } from "../lib/text-safety.ts";
 
@@ -53,8 +61,9 @@ const STATUS_HEADER: Record<JobView["status"], string> = {
 export function duration(ms: number | null | undefined): string {
   if (ms === null || ms === undefined) return "";
   if (ms < 1000) return `${ms} ms`;
-  const s = ms / 1000;
-  return s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const s = Math.round(ms / 1000); // rounded once, so 119.6 s is "2 min 0 s", never "1 min 60 s"
+  return `${Math.floor(s / 60)} min ${s % 60} s`;
 }
 
 /** The last lines of text that fit in `budget` characters (after escaping). */
@@ -163,8 +172,13 @@ export function renderJob(job: JobView, opts: { approvalTimeoutS?: number } = {}
   const terminal = ["SUCCEEDED", "FAILED", "CANCELLED"].includes(job.status);
   if ((terminal || job.status === "RUNNING") && job.logTail.trim()) {
     const used = parts.join("\n").length;
-    const tail = tailThatFits(job.logTail, Math.min(TAIL_BUDGET, MAX_MESSAGE - used - 40));
-    if (tail.trim()) parts.push(`<pre>${esc(tail)}</pre>`);
+    const tail = tailThatFits(job.logTail, Math.min(TAIL_BUDGET, MAX_MESSAGE - used - 80));
+    // The view carries at most LOG_TAIL_LINES lines: a full tail, or one cut to fit, has earlier lines.
+    const cut = tail !== job.logTail || job.logTail.split("\n").length >= LOG_TAIL_LINES;
+    if (tail.trim()) {
+      if (cut) parts.push(`<i>… earlier lines not shown: /logs ${job.id}</i>`);
+      parts.push(`<pre>${esc(tail)}</pre>`);
+    }
   }
   return clip(parts.join("\n"));
 }

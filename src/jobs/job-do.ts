@@ -8,6 +8,7 @@ import {
   isTerminal,
   type JobStatus,
   type JobView,
+  LOG_TAIL_LINES,
   maxRisk,
   type PlanSpec,
 } from "../../protocol/index.ts";
@@ -56,7 +57,6 @@ export function leaseEnded(state: { id: string; status: JobStatus }): FenceResul
 /** A QUEUED job older than this is offered again by the Sentinel (backoffs lifted). */
 export const REOFFER_AFTER_MS = 60_000;
 
-const TAIL_LINES = 40;
 /** A planning attempt not finished after this long was cut off (the planner's own timeout is 30 s). */
 export const PLAN_STALL_MS = 90_000;
 export const MAX_PLAN_ATTEMPTS = 2;
@@ -149,7 +149,7 @@ export class JobDO extends DurableObject<Env> {
   }
 
   view(state: JobState): JobView {
-    return toView(state, this.logs.tail(TAIL_LINES));
+    return toView(state, this.logs.tail(LOG_TAIL_LINES));
   }
 
   // ---- RPC: lifecycle --------------------------------------------------------------------------
