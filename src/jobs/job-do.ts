@@ -15,6 +15,7 @@ import { type Config, loadConfig } from "../config.ts";
 import { buildExecutionSpec } from "../core/dispatcher.ts";
 import { type JobEvent, transition } from "../core/job-machine.ts";
 import { requiresAudit, validateExecutionSpec } from "../core/policy.ts";
+import { getDb, incrementCounter } from "../ledger/store.ts";
 import { randomHex } from "../lib/crypto.ts";
 import { log } from "../lib/log.ts";
 import { redactorFor } from "../lib/redact.ts";
@@ -450,6 +451,19 @@ export class JobDO extends DurableObject<Env> {
     ]);
     await this.afterChange();
     return true;
+  }
+
+  /** Parked outbox items put back in line (POST /api/jobs/:id/outbox/replay); null: no such job. */
+  async replayOutbox(): Promise<{ replayed: { kind: string; tries: number; error: string | null }[] } | null> {
+    this.count("rpc.replayOutbox");
+    if (!this.load()) return null;
+    const rows = this.outbox.replay();
+    if (rows.length > 0) {
+      log("info", "outbox: parked items replayed", { jobId: this.load()?.id, items: rows.length });
+      await incrementCounter(getDb(this.env.DB), "outbox_replayed", rows.length).catch(() => undefined);
+      await this.afterChange();
+    }
+    return { replayed: rows.map((r) => ({ kind: r.kind, tries: r.tries, error: r.error })) };
   }
 
   // ---- RPC: agent traffic (relayed by the registry) -----------------------------------------------

@@ -84,6 +84,10 @@ export const metricsRoutes = new Hono<{ Bindings: Env }>().get("/metrics", apiAu
   out.sample("skynet_dead_letters_total", counters.dead_letters ?? 0);
   out.metric("skynet_redispatches_total", "counter", "Jobs re-dispatched after an infrastructure failure.");
   out.sample("skynet_redispatches_total", requeues?.n ?? 0);
+  out.metric("skynet_outbox_parked_total", "counter", "Job side effects parked after failing too often.");
+  out.sample("skynet_outbox_parked_total", counters.outbox_parked ?? 0);
+  out.metric("skynet_outbox_replayed_total", "counter", "Parked side effects put back in line by the owner.");
+  out.sample("skynet_outbox_replayed_total", counters.outbox_replayed ?? 0);
   out.metric("skynet_webhook_errors_total", "counter", "Telegram updates whose handler failed (acknowledged anyway).");
   out.sample("skynet_webhook_errors_total", counters.webhook_errors ?? 0);
   out.metric("skynet_telegram_refusals_total", "counter", "Job messages Telegram refused for good, by error code.");
