@@ -108,7 +108,7 @@ async function reportParked(job: JobDO): Promise<void> {
 async function writeLedger(job: JobDO, state: JobState, group: OutboxRow[]): Promise<boolean> {
   const db = getDb(job.env.DB);
   const planned = group.map((row) => ({ row, statement: ledgerStatement(job, db, state, row.item) }));
-  const queries = planned.flatMap((p) => (p.statement ? [p.statement.query] : []));
+  const queries = planned.flatMap((p) => p.statement?.queries ?? []);
   job.outbox.inflight = group.find((r) => r.item.kind === "ledger")?.id ?? null;
   try {
     if (queries.length === 1) await queries[0];

@@ -15,6 +15,7 @@ import { type Config, loadConfig } from "../config.ts";
 import { buildExecutionSpec } from "../core/dispatcher.ts";
 import { type JobEvent, transition } from "../core/job-machine.ts";
 import { requiresAudit, validateExecutionSpec } from "../core/policy.ts";
+import { measureFor } from "../ledger/metric-counters.ts";
 import { getDb, incrementCounter } from "../ledger/store.ts";
 import { randomHex } from "../lib/crypto.ts";
 import { log } from "../lib/log.ts";
@@ -141,8 +142,14 @@ export class JobDO extends DurableObject<Env> {
     }
     if (isTerminal(t.to)) state.finishedAt = now;
     log("info", "job transition", { jobId: state.id, from, to: t.to, event, attempt: state.attempt });
+    const lastAt = state.lastAtByStatus ?? {
+      ...(state.queuedAt !== null ? { QUEUED: state.queuedAt } : {}),
+      ...(state.startedAt !== null ? { RUNNING: state.startedAt } : {}),
+    };
+    const measure = measureFor(t.to, now, lastAt);
+    state.lastAtByStatus = { ...lastAt, [t.to]: now };
     const effects: OutboxItem[] = [
-      { kind: "event", seq: state.eventSeq, fromStatus: from, toStatus: t.to, event, detail, at: now },
+      { kind: "event", seq: state.eventSeq, fromStatus: from, toStatus: t.to, event, detail, at: now, measure },
       { kind: "notify" },
     ];
     if (isTerminal(t.to)) effects.push({ kind: "archive_log" });

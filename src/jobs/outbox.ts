@@ -16,6 +16,8 @@ export type OutboxItem =
       event: string;
       detail: Record<string, unknown> | null;
       at: number;
+      /** The latency this event ends, for the /metrics histograms (absent: none, or an older item). */
+      measure?: { histogram: "dispatch" | "duration"; ms: number } | null;
     }
   | { kind: "audit"; actor: string; action: string; detail: Record<string, unknown>; at: number }
   | { kind: "enqueue"; attempt: number }
