@@ -7,7 +7,7 @@ import { loadConfig } from "../config.ts";
 import { ApiError } from "../http/errors.ts";
 import type { Actor, JobResult } from "../jobs/job-do.ts";
 import { jobs } from "../ledger/schema.ts";
-import { getDb } from "../ledger/store.ts";
+import { getDb, getJob } from "../ledger/store.ts";
 import { newJobId } from "../lib/crypto.ts";
 
 export interface CreateTaskInput {
@@ -54,7 +54,17 @@ export async function generatePlan(env: Env, jobId: string): Promise<JobView> {
 
 export async function getStatus(env: Env, jobId: string): Promise<JobView> {
   const job = await jobStub(env, jobId).get();
-  if (!job) throw new ApiError("not_found", `no job ${jobId}`);
+  if (!job) {
+    // A final job's live record is deleted after retention; its ledger row says so.
+    const row = await getJob(getDb(env.DB), jobId);
+    if (row) {
+      throw new ApiError(
+        "not_found",
+        `job ${jobId} ended ${row.status} on ${new Date(row.updatedAt).toISOString()}; its live record was deleted after the retention period (its events and archived log may remain)`,
+      );
+    }
+    throw new ApiError("not_found", `no job ${jobId}`);
+  }
   return job;
 }
 

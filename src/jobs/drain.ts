@@ -5,6 +5,7 @@ import { getDb, incrementCounter } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { NotifyLater } from "../notify/notify.ts";
 import { raiseAlert } from "../sentinel/alerts.ts";
+import { purgeAt } from "./alarm-work.ts";
 import { LEDGER_KINDS, type LedgerQuery, ledgerStatement, runOutboxItem } from "./effects.ts";
 import { type JobDO, PLAN_STALL_MS } from "./job-do.ts";
 import type { JobState } from "./job-state.ts";
@@ -162,6 +163,9 @@ export async function scheduleJobAlarm(job: JobDO, s: JobState): Promise<void> {
     }
     if (s.status === "QUEUED" && s.queuedAt !== null) times.push(s.queuedAt + job.config.jobTimeoutS * 1000);
   }
+  // A final job with items still owed (parked ones included) keeps its storage until they are done.
+  const purge = purgeAt(job, s);
+  if (purge !== null && job.outbox.size() === 0) times.push(purge);
   if (times.length === 0) {
     await job.ctx.storage.deleteAlarm();
     return;

@@ -21,7 +21,7 @@ import { randomHex } from "../lib/crypto.ts";
 import { log } from "../lib/log.ts";
 import { redactorFor } from "../lib/redact.ts";
 import { handleAgentMessage } from "./agent-events.ts";
-import { checkDeadlines, planJob } from "./alarm-work.ts";
+import { checkDeadlines, planJob, purgeIfExpired } from "./alarm-work.ts";
 import { drainOutbox, scheduleJobAlarm } from "./drain.ts";
 import { type JobState, stepsFromSpec, toView } from "./job-state.ts";
 import { LogBuffer, type LogPosition } from "./log-buffer.ts";
@@ -68,18 +68,25 @@ export class JobDO extends DurableObject<Env> {
   // biome-ignore lint/complexity/noBannedTypes: matches the base class's default Props type
   declare readonly ctx: DurableObjectState<{}>;
   declare readonly env: Env;
-  readonly logs: LogBuffer;
-  readonly outbox: Outbox;
   readonly config: Config;
+  // Created on first use: a job whose storage was deleted after retention is not given empty
+  // tables again by a later read (a status lookup, a stray agent message).
+  private logBuffer: LogBuffer | null = null;
+  private outboxTable: Outbox | null = null;
+  get logs(): LogBuffer {
+    this.logBuffer ??= new LogBuffer(this.ctx.storage.sql, redactorFor(this.env));
+    return this.logBuffer;
+  }
+  get outbox(): Outbox {
+    this.outboxTable ??= new Outbox(this.ctx.storage.sql);
+    return this.outboxTable;
+  }
   /** Set while the outbox is being drained; a drain asked for meanwhile runs again after. */
   draining = false;
   drainAgain = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS op_counts (kind TEXT PRIMARY KEY, n INTEGER NOT NULL)");
-    this.logs = new LogBuffer(ctx.storage.sql, redactorFor(env));
-    this.outbox = new Outbox(ctx.storage.sql);
     this.config = loadConfig(env);
   }
 
@@ -94,6 +101,8 @@ export class JobDO extends DurableObject<Env> {
   }
 
   private saveOps(): void {
+    if (this.unsavedOps.size === 0) return;
+    this.ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS op_counts (kind TEXT PRIMARY KEY, n INTEGER NOT NULL)");
     for (const [kind, n] of this.unsavedOps) {
       this.ctx.storage.sql.exec(
         "INSERT INTO op_counts (kind, n) VALUES (?, ?) ON CONFLICT(kind) DO UPDATE SET n = n + excluded.n",
@@ -106,6 +115,7 @@ export class JobDO extends DurableObject<Env> {
 
   /** The operation counts (GET /api/jobs/:id/ops). */
   async opCounts(): Promise<Record<string, number>> {
+    if (!this.load()) return {};
     this.saveOps();
     const rows = this.ctx.storage.sql.exec<{ kind: string; n: number }>("SELECT kind, n FROM op_counts").toArray();
     return Object.fromEntries(rows.map((r) => [r.kind, r.n]));
@@ -569,6 +579,7 @@ export class JobDO extends DurableObject<Env> {
 
   override async alarm(): Promise<void> {
     this.count("alarm");
+    if (await purgeIfExpired(this)) return;
     await this.tick();
   }
 
