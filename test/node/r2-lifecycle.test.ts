@@ -1,12 +1,11 @@
 // R2 retention is the bucket's lifecycle rules (scripts/r2-lifecycle.ts), not a Sentinel listing:
 // the rules cover every key the archive writes and expire them after LOG_RETENTION_DAYS.
 import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { archiveConfig, lifecycleRules } from "../../scripts/r2-lifecycle.ts";
-import { artifactKey } from "../../src/archive/artifacts.ts";
-import { logKey } from "../../src/jobs/archive-log.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 
@@ -17,7 +16,13 @@ describe("R2 lifecycle rules", () => {
     const { stdout } = await promisify(execFile)(process.execPath, [resolve(ROOT, "scripts/r2-lifecycle.ts")]);
     const printed = JSON.parse(stdout) as ReturnType<typeof lifecycleRules>;
     expect(printed).toEqual(lifecycleRules(retentionDays));
-    for (const key of [logKey("job_0123456789abc"), artifactKey("job_0123456789abc", "report.txt")]) {
+    // The keys the Worker writes to R2 (archive-log.ts, artifacts.ts), read from their source.
+    const sources = await Promise.all(
+      ["src/jobs/archive-log.ts", "src/archive/artifacts.ts"].map((f) => readFile(resolve(ROOT, f), "utf8")),
+    );
+    const keys = sources.flatMap((src) => [...src.matchAll(/`([a-z]+\/jobs\/)\$\{/g)].map((m) => `${m[1]}job_x`));
+    expect(keys.length).toBeGreaterThanOrEqual(2);
+    for (const key of keys) {
       const rule = printed.rules.find((r) => key.startsWith(r.conditions.prefix));
       expect(rule, key).toBeDefined();
       expect(rule?.enabled).toBe(true);
