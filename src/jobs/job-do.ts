@@ -102,7 +102,7 @@ export class JobDO extends DurableObject<Env> {
 
   private saveOps(): void {
     if (this.unsavedOps.size === 0) return;
-    this.ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS op_counts (kind TEXT PRIMARY KEY, n INTEGER NOT NULL)");
+    this.createOpCounts();
     for (const [kind, n] of this.unsavedOps) {
       this.ctx.storage.sql.exec(
         "INSERT INTO op_counts (kind, n) VALUES (?, ?) ON CONFLICT(kind) DO UPDATE SET n = n + excluded.n",
@@ -114,8 +114,13 @@ export class JobDO extends DurableObject<Env> {
   }
 
   /** The operation counts (GET /api/jobs/:id/ops). */
+  private createOpCounts(): void {
+    this.ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS op_counts (kind TEXT PRIMARY KEY, n INTEGER NOT NULL)");
+  }
+
   async opCounts(): Promise<Record<string, number>> {
     if (!this.load()) return {};
+    this.createOpCounts();
     this.saveOps();
     const rows = this.ctx.storage.sql.exec<{ kind: string; n: number }>("SELECT kind, n FROM op_counts").toArray();
     return Object.fromEntries(rows.map((r) => [r.kind, r.n]));

@@ -44,9 +44,11 @@ export function counterDeltas(e: CountedEvent): Map<string, number> {
   }
   if (e.event === "requeue") add("events:requeue", 1);
   if (e.measure) {
+    // One bucket row (its own bucket, not every larger one) and the sum: two rows written per
+    // measurement; the cumulative buckets and the count are added up when /metrics is read.
     const { histogram, ms } = e.measure;
-    for (const le of BUCKETS[histogram]) if (ms / 1000 <= le) add(`hist:${histogram}:le:${le}`, 1);
-    add(`hist:${histogram}:count`, 1);
+    const le = BUCKETS[histogram].find((b) => ms / 1000 <= b);
+    add(`hist:${histogram}:le:${le ?? "+Inf"}`, 1);
     add(`hist:${histogram}:sum_ms`, ms);
   }
   return d;
@@ -78,10 +80,15 @@ export interface Histogram {
 
 export function histogramFrom(counters: Record<string, number>, name: HistogramName): Histogram {
   const buckets = BUCKETS[name];
+  let running = 0;
+  const counts = buckets.map((le) => {
+    running += counters[`hist:${name}:le:${le}`] ?? 0;
+    return running;
+  });
   return {
     buckets,
-    counts: buckets.map((le) => counters[`hist:${name}:le:${le}`] ?? 0),
-    count: counters[`hist:${name}:count`] ?? 0,
+    counts,
+    count: running + (counters[`hist:${name}:le:+Inf`] ?? 0),
     sumS: (counters[`hist:${name}:sum_ms`] ?? 0) / 1000,
   };
 }
