@@ -92,6 +92,44 @@ describe("outbox lanes and parking", () => {
     expect((await outboxRows(stub)).map((r) => r.kind)).toEqual(["event", "ledger"]);
   });
 
+  it("does not hold back the ledger behind a failing archive upload", async () => {
+    const { jobId, stub } = await newJob();
+    await runInDurableObject(stub, async (i: JobDO) => {
+      // R2 refusing every put (fault injection on this object's binding only).
+      const failing = new Proxy(i.env.ARCHIVE, {
+        get(target, prop) {
+          if (prop === "put")
+            return () => {
+              const refused = Promise.reject(new Error("injected R2 failure"));
+              refused.catch(() => undefined); // awaited by archiveLog after its writes
+              return refused;
+            };
+          const value = Reflect.get(target, prop);
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+      Object.defineProperty(i, "env", { value: { ...i.env, ARCHIVE: failing }, configurable: true });
+      i.ctx.storage.transactionSync(() => {
+        i.outbox.add({ kind: "archive_log" });
+        i.outbox.add({
+          kind: "event",
+          seq: 91,
+          fromStatus: "CANCELLED",
+          toStatus: "CANCELLED",
+          event: "note",
+          detail: null,
+          at: Date.now(),
+        });
+      });
+      await i.drain();
+    });
+    const rows = await outboxRows(stub);
+    expect(rows.map((r) => [r.kind, r.tries])).toEqual([["archive_log", 1]]);
+    expect(
+      await env.DB.prepare("SELECT 1 AS ok FROM job_events WHERE job_id = ? AND seq = 91").bind(jobId).first(),
+    ).toEqual({ ok: 1 });
+  });
+
   it("parks an item after MAX_OUTBOX_TRIES failures, alerts, counts it, and lets the lane go on", async () => {
     const { jobId, stub } = await newJob();
     const before = await env.DB.prepare("SELECT value FROM counters WHERE name = 'outbox_parked'").first<{
