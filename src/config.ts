@@ -44,6 +44,10 @@ const ConfigSchema = z.object({
   unreachableTimeoutS: Seconds(600),
   heartbeatIntervalS: Seconds(15),
   logRetentionDays: Seconds(30, 3650),
+  /** Days a final job keeps its Durable Object storage (state, outbox, live log) after it ends. */
+  jobStateRetentionDays: Seconds(7, 3650),
+  /** Days of D1 history (a final job's events) kept; 0 is not allowed (the counters need the events' rows once). */
+  historyRetentionDays: Seconds(365, 36500),
   logLevel: z.enum(["debug", "info", "warn", "error"]).catch("info").default("info"),
   maxDispatchAttempts: z.coerce.number().int().min(1).max(10).catch(3).default(3),
   taskRateLimitPerMinute: z.coerce.number().int().min(1).max(1000).catch(10).default(10),
@@ -80,6 +84,8 @@ export function loadConfig(env: Env): Config {
     unreachableTimeoutS: str(e, "AGENT_UNREACHABLE_SECONDS"),
     heartbeatIntervalS: str(e, "HEARTBEAT_INTERVAL_SECONDS"),
     logRetentionDays: str(e, "LOG_RETENTION_DAYS"),
+    jobStateRetentionDays: str(e, "JOB_STATE_RETENTION_DAYS"),
+    historyRetentionDays: str(e, "HISTORY_RETENTION_DAYS"),
     logLevel: str(e, "SKYNET_LOG_LEVEL")?.toLowerCase(),
     maxDispatchAttempts: str(e, "MAX_DISPATCH_ATTEMPTS"),
     taskRateLimitPerMinute: str(e, "TASK_RATE_LIMIT_PER_MINUTE"),

@@ -16,7 +16,8 @@ import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { raiseAlert, resolveAlert } from "../src/sentinel/alerts.ts";
 import { checkProviders } from "../src/sentinel/monitor.ts";
-import { cleanupArchive } from "../src/sentinel/sentinel.ts";
+import { EVENTS_PER_RUN, pruneHistory } from "../src/sentinel/retention.ts";
+import { runSentinel } from "../src/sentinel/sentinel.ts";
 import { api, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 const stub = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
@@ -157,18 +158,67 @@ describe("alerts and the provider monitor", () => {
 });
 
 describe("archive", () => {
-  it("deletes old logs and artifacts and keeps recent ones", async () => {
+  it("leaves the R2 archive to its lifecycle rules: the Sentinel lists and deletes nothing there", async () => {
     await env.ARCHIVE.put("logs/jobs/job_old0000000000.log", "old");
-    await env.ARCHIVE.put("artifacts/jobs/job_old0000000000/report.txt", "old");
-    await new Promise((r) => setTimeout(r, 20));
-    const cutoff = Date.now();
-    await new Promise((r) => setTimeout(r, 20));
-    await env.ARCHIVE.put("logs/jobs/job_new0000000000.log", "new");
-    const deleted = await cleanupArchive(env.ARCHIVE, cutoff);
-    expect(deleted).toBeGreaterThanOrEqual(2);
-    expect(await env.ARCHIVE.head("logs/jobs/job_old0000000000.log")).toBeNull();
-    expect(await env.ARCHIVE.head("artifacts/jobs/job_old0000000000/report.txt")).toBeNull();
-    expect(await env.ARCHIVE.head("logs/jobs/job_new0000000000.log")).not.toBeNull();
+    const listed: string[] = [];
+    const archive = new Proxy(env.ARCHIVE, {
+      get(target, prop) {
+        if (prop === "list" || prop === "delete") listed.push(String(prop));
+        const value = Reflect.get(target, prop);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    // Ten years on: everything is past retention, and still no listing.
+    await runSentinel({ ...env, ARCHIVE: archive }, Date.now() + 3650 * 86_400_000);
+    expect(listed).toEqual([]);
+    expect(await env.ARCHIVE.head("logs/jobs/job_old0000000000.log")).not.toBeNull();
+  });
+
+  it("prunes past pairing counters every run and old events hourly, a bounded batch at a time", async () => {
+    const now = Date.UTC(2030, 0, 1, 12, 0, 0);
+    const minute = Math.floor(now / 60_000);
+    await env.DB.batch([
+      env.DB.prepare("INSERT INTO counters (name, value) VALUES (?, 3), (?, 4), (?, 5)").bind(
+        `pair_failures:203.0.113.9:${minute - 5}`,
+        `pair_failures:203.0.113.9:${minute + 1}`,
+        "queue_retries_keep_me",
+      ),
+    ]);
+    const old = now - 400 * 86_400_000;
+    const jobId = newJobId();
+    const rows = Array.from({ length: EVENTS_PER_RUN + 3 }, (_, n) =>
+      env.DB.prepare(
+        "INSERT INTO job_events (job_id, seq, from_status, to_status, event, at) VALUES (?, ?, 'QUEUED', 'QUEUED', 'waiting', ?)",
+      ).bind(jobId, n + 1, old),
+    );
+    for (let n = 0; n < rows.length; n += 500) await env.DB.batch(rows.slice(n, n + 500));
+    const recent = newJobId();
+    await env.DB.prepare(
+      "INSERT INTO job_events (job_id, seq, from_status, to_status, event, at) VALUES (?, 1, NULL, 'CREATED', 'create', ?)",
+    )
+      .bind(recent, now - 86_400_000)
+      .run();
+    const countOf = async (id: string) =>
+      (await env.DB.prepare("SELECT COUNT(*) AS n FROM job_events WHERE job_id = ?").bind(id).first<{ n: number }>())
+        ?.n;
+
+    // A minute past the hour: counters of past minutes only (this minute's stays).
+    const offHour = await pruneHistory(env.DB, now + 60_000, 365);
+    expect(offHour).toEqual({ eventsDeleted: 0, countersDeleted: 1 });
+    const names = (await env.DB.prepare("SELECT name FROM counters").all<{ name: string }>()).results.map(
+      (r) => r.name,
+    );
+    expect(names).not.toContain(`pair_failures:203.0.113.9:${minute - 5}`);
+    expect(names).toContain(`pair_failures:203.0.113.9:${minute + 1}`);
+    expect(names).toContain("queue_retries_keep_me");
+
+    // On the hour: one bounded batch, then the rest; recent history stays.
+    const first = await pruneHistory(env.DB, now, 365);
+    expect(first.eventsDeleted).toBeGreaterThan(0);
+    expect(first.eventsDeleted).toBeLessThanOrEqual(EVENTS_PER_RUN);
+    while ((await pruneHistory(env.DB, now, 365)).eventsDeleted > 0);
+    expect(await countOf(jobId)).toBe(0);
+    expect(await countOf(recent)).toBe(1);
   });
 
   it("keeps a 20 MB log byte-for-byte through tail, search and the R2 write", async () => {

@@ -1,13 +1,12 @@
 // Orchestrator: the brain's front door (seed §1.3), used by the API, the gateway and the bot.
 // Each job's JobDO does the work; this module creates jobs, routes decisions and waits.
-import { and, count, eq, gt } from "drizzle-orm";
 import type { JobStatus, JobView } from "../../protocol/index.ts";
 import { jobStub } from "../agents/registry-stub.ts";
 import { loadConfig } from "../config.ts";
 import { ApiError } from "../http/errors.ts";
+import { takeTaskSlot } from "../http/rate-limit-do.ts";
 import type { Actor, JobResult } from "../jobs/job-do.ts";
-import { jobs } from "../ledger/schema.ts";
-import { getDb } from "../ledger/store.ts";
+import { getDb, getJob } from "../ledger/store.ts";
 import { newJobId } from "../lib/crypto.ts";
 
 export interface CreateTaskInput {
@@ -26,11 +25,8 @@ export interface CreateTaskInput {
 export async function createTask(env: Env, input: CreateTaskInput): Promise<JobView> {
   if (input.rateLimited) {
     const limit = loadConfig(env).taskRateLimitPerMinute;
-    const [row] = await getDb(env.DB)
-      .select({ n: count() })
-      .from(jobs)
-      .where(and(eq(jobs.userId, input.userId), gt(jobs.createdAt, Date.now() - 60_000)));
-    if ((row?.n ?? 0) >= limit) {
+    // A Durable Object counter per user, not a count of the user's jobs in D1.
+    if (!(await takeTaskSlot(env, input.userId, limit))) {
       throw new ApiError("rate_limited", `slow down: at most ${limit} tasks a minute; try again shortly`);
     }
   }
@@ -54,7 +50,17 @@ export async function generatePlan(env: Env, jobId: string): Promise<JobView> {
 
 export async function getStatus(env: Env, jobId: string): Promise<JobView> {
   const job = await jobStub(env, jobId).get();
-  if (!job) throw new ApiError("not_found", `no job ${jobId}`);
+  if (!job) {
+    // A final job's live record is deleted after retention; its ledger row says so.
+    const row = await getJob(getDb(env.DB), jobId);
+    if (row) {
+      throw new ApiError(
+        "not_found",
+        `job ${jobId} ended ${row.status} on ${new Date(row.updatedAt).toISOString()}; its live record was deleted after the retention period (its events and archived log may remain)`,
+      );
+    }
+    throw new ApiError("not_found", `no job ${jobId}`);
+  }
   return job;
 }
 

@@ -3,7 +3,7 @@
 // queue timeout and run timeout.
 import { isTerminal } from "../../protocol/index.ts";
 import { needsApproval } from "../core/policy.ts";
-import { errorMessage } from "../lib/log.ts";
+import { errorMessage, log } from "../lib/log.ts";
 import { createPlanner } from "../planners/index.ts";
 import { type JobDO, MAX_PLAN_ATTEMPTS, PLAN_STALL_MS } from "./job-do.ts";
 import type { JobState } from "./job-state.ts";
@@ -79,4 +79,27 @@ export async function planJob(job: JobDO, state: JobState): Promise<void> {
     s.decidedBy = "auto";
     job.commit(s, [...effects, ...job.dispatchFromPlan(s, "approve")]);
   }
+}
+
+/** When a final job's Durable Object storage may go (its ledger row and R2 archive remain). */
+export function purgeAt(job: JobDO, s: JobState): number | null {
+  if (!isTerminal(s.status) || s.finishedAt === null) return null;
+  const days = Math.min(job.config.jobStateRetentionDays, job.config.logRetentionDays);
+  return s.finishedAt + days * 86_400_000;
+}
+
+/**
+ * Deletes the job's storage once it is final, past retention and has nothing left to do (every
+ * ledger write and the log archive done, nothing parked); true when it did. The alarm was set
+ * for this by scheduleJobAlarm, so no sweep ever lists old jobs.
+ */
+export async function purgeIfExpired(job: JobDO): Promise<boolean> {
+  const s = job.load();
+  if (!s) return false;
+  const at = purgeAt(job, s);
+  if (at === null || Date.now() < at || job.outbox.size() > 0) return false;
+  log("info", "job storage deleted after retention", { jobId: s.id, status: s.status });
+  await job.ctx.storage.deleteAlarm();
+  await job.ctx.storage.deleteAll();
+  return true;
 }

@@ -1,6 +1,7 @@
 // Performs one outbox item for a JobDO. Each effect is idempotent, so a retry after a partial
 // failure is harmless (ledger upserts, events keyed by seq, sends deduplicated by the JobDO).
 import { getEngine } from "../execution/engine.ts";
+import { eventCountersQuery } from "../ledger/metric-counters.ts";
 import { appendAuditQuery, appendJobEventQuery, type Db, getDb, upsertJobQuery } from "../ledger/store.ts";
 import type { NotifyMemo } from "../notify/notify.ts";
 import { archiveLog } from "./archive-log.ts";
@@ -13,7 +14,8 @@ export const LEDGER_KINDS: ReadonlySet<OutboxItem["kind"]> = new Set(["ledger", 
 export type LedgerQuery =
   | ReturnType<typeof upsertJobQuery>
   | ReturnType<typeof appendJobEventQuery>
-  | ReturnType<typeof appendAuditQuery>;
+  | ReturnType<typeof appendAuditQuery>
+  | NonNullable<ReturnType<typeof eventCountersQuery>>;
 
 /**
  * The D1 statement for a ledger item, so consecutive ones go to D1 as one batch (one round
@@ -24,7 +26,7 @@ export function ledgerStatement(
   db: Db,
   state: JobState,
   item: OutboxItem,
-): { query: LedgerQuery; done?: () => void } | null {
+): { queries: LedgerQuery[]; done?: () => void } | null {
   switch (item.kind) {
     case "ledger": {
       // Step events change nothing the ledger row holds: skip snapshots identical but for the time.
@@ -32,29 +34,33 @@ export function ledgerStatement(
       const { updatedAt: _updatedAt, ...content } = row;
       const key = JSON.stringify(content);
       if (job.ctx.storage.kv.get<string>("ledger_written") === key) return null;
-      return { query: upsertJobQuery(db, row), done: () => job.ctx.storage.kv.put("ledger_written", key) };
+      return { queries: [upsertJobQuery(db, row)], done: () => job.ctx.storage.kv.put("ledger_written", key) };
     }
-    case "event":
-      return {
-        query: appendJobEventQuery(db, {
-          jobId: state.id,
-          seq: item.seq,
-          fromStatus: item.fromStatus,
-          toStatus: item.toStatus,
-          event: item.event,
-          detail: item.detail ?? undefined,
-          at: item.at,
-        }),
-      };
+    case "event": {
+      // The counters follow the insert in the same batch (they count only a new row).
+      const counters = eventCountersQuery(db, item);
+      const insert = appendJobEventQuery(db, {
+        jobId: state.id,
+        seq: item.seq,
+        fromStatus: item.fromStatus,
+        toStatus: item.toStatus,
+        event: item.event,
+        detail: item.detail ?? undefined,
+        at: item.at,
+      });
+      return { queries: counters ? [insert, counters] : [insert] };
+    }
     case "audit":
       return {
-        query: appendAuditQuery(db, {
-          actor: item.actor,
-          action: item.action,
-          jobId: state.id,
-          detail: item.detail,
-          at: item.at,
-        }),
+        queries: [
+          appendAuditQuery(db, {
+            actor: item.actor,
+            action: item.action,
+            jobId: state.id,
+            detail: item.detail,
+            at: item.at,
+          }),
+        ],
       };
     default:
       return null;
@@ -68,9 +74,10 @@ export async function runOutboxItem(job: JobDO, state: JobState, item: OutboxIte
     case "ledger":
     case "event":
     case "audit": {
-      const statement = ledgerStatement(job, getDb(env.DB), state, item);
+      const db = getDb(env.DB);
+      const statement = ledgerStatement(job, db, state, item);
       if (!statement) return `${item.kind}_unchanged`;
-      await statement.query;
+      await db.batch(statement.queries as [LedgerQuery, ...LedgerQuery[]]);
       statement.done?.();
       return;
     }

@@ -16,11 +16,13 @@ import { type Config, loadConfig } from "../config.ts";
 import { buildExecutionSpec } from "../core/dispatcher.ts";
 import { type JobEvent, transition } from "../core/job-machine.ts";
 import { requiresAudit, validateExecutionSpec } from "../core/policy.ts";
+import { measureFor } from "../ledger/metric-counters.ts";
+import { getDb, incrementCounter } from "../ledger/store.ts";
 import { randomHex } from "../lib/crypto.ts";
 import { log } from "../lib/log.ts";
 import { redactorFor } from "../lib/redact.ts";
 import { handleAgentMessage } from "./agent-events.ts";
-import { checkDeadlines, planJob } from "./alarm-work.ts";
+import { checkDeadlines, planJob, purgeIfExpired } from "./alarm-work.ts";
 import { drainOutbox, scheduleJobAlarm } from "./drain.ts";
 import { type JobState, stepsFromSpec, toView } from "./job-state.ts";
 import { LogBuffer, type LogPosition } from "./log-buffer.ts";
@@ -66,18 +68,25 @@ export class JobDO extends DurableObject<Env> {
   // biome-ignore lint/complexity/noBannedTypes: matches the base class's default Props type
   declare readonly ctx: DurableObjectState<{}>;
   declare readonly env: Env;
-  readonly logs: LogBuffer;
-  readonly outbox: Outbox;
   readonly config: Config;
+  // Created on first use: a job whose storage was deleted after retention is not given empty
+  // tables again by a later read (a status lookup, a stray agent message).
+  private logBuffer: LogBuffer | null = null;
+  private outboxTable: Outbox | null = null;
+  get logs(): LogBuffer {
+    this.logBuffer ??= new LogBuffer(this.ctx.storage.sql, redactorFor(this.env));
+    return this.logBuffer;
+  }
+  get outbox(): Outbox {
+    this.outboxTable ??= new Outbox(this.ctx.storage.sql);
+    return this.outboxTable;
+  }
   /** Set while the outbox is being drained; a drain asked for meanwhile runs again after. */
   draining = false;
   drainAgain = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS op_counts (kind TEXT PRIMARY KEY, n INTEGER NOT NULL)");
-    this.logs = new LogBuffer(ctx.storage.sql, redactorFor(env));
-    this.outbox = new Outbox(ctx.storage.sql);
     this.config = loadConfig(env);
   }
 
@@ -92,6 +101,8 @@ export class JobDO extends DurableObject<Env> {
   }
 
   private saveOps(): void {
+    if (this.unsavedOps.size === 0) return;
+    this.createOpCounts();
     for (const [kind, n] of this.unsavedOps) {
       this.ctx.storage.sql.exec(
         "INSERT INTO op_counts (kind, n) VALUES (?, ?) ON CONFLICT(kind) DO UPDATE SET n = n + excluded.n",
@@ -103,7 +114,13 @@ export class JobDO extends DurableObject<Env> {
   }
 
   /** The operation counts (GET /api/jobs/:id/ops). */
+  private createOpCounts(): void {
+    this.ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS op_counts (kind TEXT PRIMARY KEY, n INTEGER NOT NULL)");
+  }
+
   async opCounts(): Promise<Record<string, number>> {
+    if (!this.load()) return {};
+    this.createOpCounts();
     this.saveOps();
     const rows = this.ctx.storage.sql.exec<{ kind: string; n: number }>("SELECT kind, n FROM op_counts").toArray();
     return Object.fromEntries(rows.map((r) => [r.kind, r.n]));
@@ -140,8 +157,14 @@ export class JobDO extends DurableObject<Env> {
     }
     if (isTerminal(t.to)) state.finishedAt = now;
     log("info", "job transition", { jobId: state.id, from, to: t.to, event, attempt: state.attempt });
+    const lastAt = state.lastAtByStatus ?? {
+      ...(state.queuedAt !== null ? { QUEUED: state.queuedAt } : {}),
+      ...(state.startedAt !== null ? { RUNNING: state.startedAt } : {}),
+    };
+    const measure = measureFor(t.to, now, lastAt);
+    state.lastAtByStatus = { ...lastAt, [t.to]: now };
     const effects: OutboxItem[] = [
-      { kind: "event", seq: state.eventSeq, fromStatus: from, toStatus: t.to, event, detail, at: now },
+      { kind: "event", seq: state.eventSeq, fromStatus: from, toStatus: t.to, event, detail, at: now, measure },
       { kind: "notify" },
     ];
     if (isTerminal(t.to)) effects.push({ kind: "archive_log" });
@@ -452,6 +475,19 @@ export class JobDO extends DurableObject<Env> {
     return true;
   }
 
+  /** Parked outbox items put back in line (POST /api/jobs/:id/outbox/replay); null: no such job. */
+  async replayOutbox(): Promise<{ replayed: { kind: string; tries: number; error: string | null }[] } | null> {
+    this.count("rpc.replayOutbox");
+    if (!this.load()) return null;
+    const rows = this.outbox.replay();
+    if (rows.length > 0) {
+      log("info", "outbox: parked items replayed", { jobId: this.load()?.id, items: rows.length });
+      await incrementCounter(getDb(this.env.DB), "outbox_replayed", rows.length).catch(() => undefined);
+      await this.afterChange();
+    }
+    return { replayed: rows.map((r) => ({ kind: r.kind, tries: r.tries, error: r.error })) };
+  }
+
   // ---- RPC: agent traffic (relayed by the registry) -----------------------------------------------
 
   async agentMessage(agentId: string, msg: FencedAgentMessage, agentName?: string): Promise<FenceResult> {
@@ -548,6 +584,7 @@ export class JobDO extends DurableObject<Env> {
 
   override async alarm(): Promise<void> {
     this.count("alarm");
+    if (await purgeIfExpired(this)) return;
     await this.tick();
   }
 

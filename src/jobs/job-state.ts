@@ -63,6 +63,8 @@ export interface JobState {
   startedAt: number | null;
   finishedAt: number | null;
   eventSeq: number;
+  /** When the latest event into each status happened (the /metrics latencies are measured from it). */
+  lastAtByStatus?: Partial<Record<JobStatus, number>>;
   planningStarted: boolean;
   /** When the current planning attempt began, and how many there were (a restart can cut one off). */
   planningStartedAt?: number | null;

@@ -1,6 +1,11 @@
 // The JobDO's outbox: side effects (ledger writes, queue sends, agent cancels, notifications)
 // recorded in the same storage transaction as the state change, then performed and deleted.
 // A failure leaves the row for the alarm to retry, so a D1 or queue hiccup loses nothing.
+//
+// It cannot wedge: retries back off with jitter, an item failing MAX_OUTBOX_TRIES times is
+// parked (kept here, reported once, replayable), and items wait only behind earlier items of
+// their own lane — the ledger keeps its order per job, while a stuck archive upload or agent
+// cancel holds back nothing else.
 export type OutboxItem =
   | { kind: "ledger" }
   | {
@@ -11,6 +16,8 @@ export type OutboxItem =
       event: string;
       detail: Record<string, unknown> | null;
       at: number;
+      /** The latency this event ends, for the /metrics histograms (absent: none, or an older item). */
+      measure?: { histogram: "dispatch" | "duration"; ms: number } | null;
     }
   | { kind: "audit"; actor: string; action: string; detail: Record<string, unknown>; at: number }
   | { kind: "enqueue"; attempt: number }
@@ -24,33 +31,106 @@ export interface OutboxRow {
   tries: number;
 }
 
+export interface ParkedRow {
+  id: number;
+  kind: OutboxItem["kind"];
+  tries: number;
+  error: string | null;
+  parkedAt: number;
+  reported: boolean;
+}
+
+/** Failures after which an item is parked: about 13 minutes of retries at the backoff below. */
+export const MAX_OUTBOX_TRIES = 10;
+const BASE_DELAY_MS = 1000;
+const MAX_DELAY_MS = 5 * 60_000;
+/** How soon a parked item whose alert could not be sent is reported again. */
+export const REPORT_RETRY_MS = 5 * 60_000;
+
+/**
+ * Items of one lane run in order, each after the one before it; lanes do not wait for each
+ * other. A notification renders the current state, so it depends on nothing (no lane).
+ */
+export function laneOf(kind: OutboxItem["kind"]): string | null {
+  switch (kind) {
+    case "ledger":
+    case "event":
+    case "audit":
+      return "ledger";
+    case "enqueue":
+    case "cancel_agent":
+      return "agent"; // the old attempt's cancel goes before the new attempt's send
+    case "archive_log":
+      return "archive";
+    case "notify":
+      return null;
+  }
+}
+
+/** Exponential backoff (1 s, 2 s, 4 s … capped at 5 min), each delay jittered to 50–100 %. */
+export function backoffMs(tries: number, random: () => number = Math.random): number {
+  const full = Math.min(BASE_DELAY_MS * 2 ** tries, MAX_DELAY_MS);
+  return Math.round(full * (0.5 + 0.5 * random()));
+}
+
 export class Outbox {
   private readonly sql: SqlStorage;
+  private readonly random: () => number;
   /** The row being performed right now: it acts on an older snapshot, so nothing coalesces into it. */
   inflight: number | null = null;
 
-  constructor(sql: SqlStorage) {
+  constructor(sql: SqlStorage, random: () => number = Math.random) {
     this.sql = sql;
+    this.random = random;
     sql.exec(`CREATE TABLE IF NOT EXISTS outbox (
       id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL,
       tries INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0)`);
+    // Objects created before lanes and parking existed get the columns on first use.
+    const columns = new Set(
+      sql
+        .exec<{ name: string }>("PRAGMA table_info(outbox)")
+        .toArray()
+        .map((c) => c.name),
+    );
+    if (!columns.has("lane")) sql.exec("ALTER TABLE outbox ADD COLUMN lane TEXT");
+    if (!columns.has("parked_at")) sql.exec("ALTER TABLE outbox ADD COLUMN parked_at INTEGER");
+    if (!columns.has("reported")) sql.exec("ALTER TABLE outbox ADD COLUMN reported INTEGER NOT NULL DEFAULT 0");
+    if (!columns.has("last_error")) sql.exec("ALTER TABLE outbox ADD COLUMN last_error TEXT");
   }
 
   /** Adds an item; "ledger", "notify" and "archive_log" are coalesced (they act on the current state). */
   add(item: OutboxItem): void {
     if (item.kind === "ledger" || item.kind === "notify" || item.kind === "archive_log") {
       const pending = this.sql
-        .exec("SELECT 1 FROM outbox WHERE kind = ? AND tries = 0 AND id <> ?", item.kind, this.inflight ?? -1)
+        .exec(
+          "SELECT 1 FROM outbox WHERE kind = ? AND tries = 0 AND parked_at IS NULL AND id <> ?",
+          item.kind,
+          this.inflight ?? -1,
+        )
         .toArray();
       if (pending.length > 0) return;
     }
-    this.sql.exec("INSERT INTO outbox (kind, payload) VALUES (?, ?)", item.kind, JSON.stringify(item));
+    this.sql.exec(
+      "INSERT INTO outbox (kind, payload, lane) VALUES (?, ?, ?)",
+      item.kind,
+      JSON.stringify(item),
+      laneOf(item.kind),
+    );
   }
 
+  /**
+   * Items due now whose lane has nothing earlier still backing off (parked items hold back
+   * nobody). The caller stops a lane at its first failure within one pass.
+   */
   due(now: number, limit = 50): OutboxRow[] {
     return this.sql
       .exec<{ id: number; payload: string; tries: number }>(
-        "SELECT id, payload, tries FROM outbox WHERE next_at <= ? ORDER BY id LIMIT ?",
+        `SELECT o.id, o.payload, o.tries FROM outbox o
+         WHERE o.parked_at IS NULL AND o.next_at <= ?
+           AND NOT EXISTS (SELECT 1 FROM outbox p
+                           WHERE p.lane = o.lane AND p.id < o.id AND p.parked_at IS NULL AND p.next_at > ?)
+         ORDER BY o.id LIMIT ?`,
+        now,
         now,
         limit,
       )
@@ -62,10 +142,25 @@ export class Outbox {
     this.sql.exec("DELETE FROM outbox WHERE id = ?", id);
   }
 
-  /** Backs off exponentially: 1 s, 2 s, 4 s … capped at 5 minutes. */
-  failed(id: number, tries: number, now: number): void {
-    const delay = Math.min(1000 * 2 ** tries, 5 * 60_000);
-    this.sql.exec("UPDATE outbox SET tries = tries + 1, next_at = ? WHERE id = ?", now + delay, id);
+  /** Counts a failure: backs off (jittered), or parks the item once it has failed too often. */
+  failed(id: number, tries: number, now: number, error = ""): "retry" | "parked" {
+    if (tries + 1 >= MAX_OUTBOX_TRIES) {
+      this.sql.exec(
+        "UPDATE outbox SET tries = tries + 1, parked_at = ?, reported = 0, next_at = ?, last_error = ? WHERE id = ?",
+        now,
+        now,
+        error.slice(0, 500),
+        id,
+      );
+      return "parked";
+    }
+    this.sql.exec(
+      "UPDATE outbox SET tries = tries + 1, next_at = ?, last_error = ? WHERE id = ?",
+      now + backoffMs(tries, this.random),
+      error.slice(0, 500),
+      id,
+    );
+    return "retry";
   }
 
   /** Moves an item later without counting a failure (a throttled notification). */
@@ -73,8 +168,63 @@ export class Outbox {
     this.sql.exec("UPDATE outbox SET next_at = ? WHERE id = ?", at, id);
   }
 
+  parked(): ParkedRow[] {
+    return this.sql
+      .exec<{
+        id: number;
+        kind: string;
+        tries: number;
+        last_error: string | null;
+        parked_at: number;
+        reported: number;
+      }>("SELECT id, kind, tries, last_error, parked_at, reported FROM outbox WHERE parked_at IS NOT NULL ORDER BY id")
+      .toArray()
+      .map((r) => ({
+        id: r.id,
+        kind: r.kind as OutboxItem["kind"],
+        tries: r.tries,
+        error: r.last_error,
+        parkedAt: r.parked_at,
+        reported: r.reported === 1,
+      }));
+  }
+
+  /** Parked items whose alert is due (not yet delivered). */
+  unreported(now: number): ParkedRow[] {
+    const due = new Set(
+      this.sql
+        .exec<{ id: number }>(
+          "SELECT id FROM outbox WHERE parked_at IS NOT NULL AND reported = 0 AND next_at <= ?",
+          now,
+        )
+        .toArray()
+        .map((r) => r.id),
+    );
+    return this.parked().filter((p) => due.has(p.id));
+  }
+
+  reportedNow(ids: number[]): void {
+    for (const id of ids) this.sql.exec("UPDATE outbox SET reported = 1 WHERE id = ?", id);
+  }
+
+  reportLater(ids: number[], now: number): void {
+    for (const id of ids) this.sql.exec("UPDATE outbox SET next_at = ? WHERE id = ?", now + REPORT_RETRY_MS, id);
+  }
+
+  /** Puts every parked item back in line with a fresh budget of tries; returns them. */
+  replay(): ParkedRow[] {
+    const rows = this.parked();
+    this.sql.exec(
+      "UPDATE outbox SET parked_at = NULL, reported = 0, tries = 0, next_at = 0 WHERE parked_at IS NOT NULL",
+    );
+    return rows;
+  }
+
+  /** When the alarm is next needed: live items, and parked ones whose alert is still owed. */
   nextAt(): number | null {
-    const row = this.sql.exec<{ n: number | null }>("SELECT MIN(next_at) AS n FROM outbox").one();
+    const row = this.sql
+      .exec<{ n: number | null }>("SELECT MIN(next_at) AS n FROM outbox WHERE parked_at IS NULL OR reported = 0")
+      .one();
     return row.n;
   }
 

@@ -8,11 +8,15 @@ import { ArtifactError, ArtifactStore } from "../archive/artifacts.ts";
 import { ApiError, parseOr400 } from "../http/errors.ts";
 import { logKey } from "../jobs/archive-log.ts";
 import type { LogPosition } from "../jobs/log-buffer.ts";
+import { getDb, getJob } from "../ledger/store.ts";
 
 const jobIdParam = (raw: string): string => parseOr400(JobIdSchema, raw, "job id");
 
 async function existingJob(env: Env, jobId: string): Promise<void> {
-  if (!(await jobStub(env, jobId).get())) throw new ApiError("not_found", `no job ${jobId}`);
+  if (await jobStub(env, jobId).get()) return;
+  // A job whose live record was deleted after retention keeps its ledger row and archive.
+  if (await getJob(getDb(env.DB), jobId)) return;
+  throw new ApiError("not_found", `no job ${jobId}`);
 }
 
 function mapArtifactError(err: unknown): never {

@@ -113,6 +113,13 @@ export const jobRoutes = new Hono<{ Bindings: Env }>()
     if (!res.ok) throw new ApiError("conflict", res.message);
     return c.json({ jobId: id, attempt: res.attempt, redelivered: true }, 202);
   })
+  .post("/jobs/:id/outbox/replay", async (c) => {
+    // Behind the API token, i.e. the deployment's owner (API_ACTOR).
+    const id = jobIdParam(c.req.param("id"));
+    const res = await jobStub(c.env, id).replayOutbox();
+    if (!res) throw new ApiError("not_found", `no job ${id}`);
+    return c.json({ jobId: id, replayed: res.replayed }, 200);
+  })
   .get("/jobs/:id/wait-approval", async (c) => {
     const id = jobIdParam(c.req.param("id"));
     const { timeoutS } = queryOf(c, WaitQuerySchema);

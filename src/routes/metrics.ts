@@ -1,14 +1,12 @@
 // GET /metrics: Prometheus text exposition (version 0.0.4), behind the API token. Values come
-// from the ledger (jobs, events, counters, provider checks) and the agent registry.
+// from the ledger's counters (kept at each transition), provider checks and the agent registry.
 import { Hono } from "hono";
 import { JobStatusSchema } from "../../protocol/index.ts";
 import { registryStub } from "../agents/registry-stub.ts";
 import { apiAuth } from "../http/auth.ts";
+import { type Histogram, histogramFrom } from "../ledger/metric-counters.ts";
 import { getDb, readCounters } from "../ledger/store.ts";
 import { providerStats } from "../sentinel/monitor.ts";
-
-const DISPATCH_BUCKETS_S = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
-const DURATION_BUCKETS_S = [0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 
 class Exposition {
   private readonly lines: string[] = [];
@@ -23,12 +21,14 @@ class Exposition {
     this.lines.push(`${name}${l ? `{${l}}` : ""} ${Number.isFinite(value) ? value : 0}`);
     return this;
   }
-  histogram(name: string, help: string, buckets: number[], valuesS: number[]): this {
+  histogram(name: string, help: string, h: Histogram): this {
     this.metric(name, "histogram", help);
-    for (const le of buckets) this.sample(`${name}_bucket`, valuesS.filter((v) => v <= le).length, { le: String(le) });
-    this.sample(`${name}_bucket`, valuesS.length, { le: "+Inf" });
-    this.sample(`${name}_sum`, Number(valuesS.reduce((a, b) => a + b, 0).toFixed(3)));
-    this.sample(`${name}_count`, valuesS.length);
+    h.buckets.forEach((le, i) => {
+      this.sample(`${name}_bucket`, h.counts[i] ?? 0, { le: String(le) });
+    });
+    this.sample(`${name}_bucket`, h.count, { le: "+Inf" });
+    this.sample(`${name}_sum`, Number(h.sumS.toFixed(3)));
+    this.sample(`${name}_count`, h.count);
     return this;
   }
   text(): string {
@@ -36,27 +36,11 @@ class Exposition {
   }
 }
 
-async function durations(db: D1Database, toStatuses: string[], fromStatus: string): Promise<number[]> {
-  const placeholders = toStatuses.map(() => "?").join(",");
-  const { results } = await db
-    .prepare(
-      `SELECT e.at - (SELECT p.at FROM job_events p WHERE p.job_id = e.job_id AND p.to_status = ? AND p.seq < e.seq
-                        ORDER BY p.seq DESC LIMIT 1) AS ms
-       FROM job_events e WHERE e.to_status IN (${placeholders})`,
-    )
-    .bind(fromStatus, ...toStatuses)
-    .all<{ ms: number | null }>();
-  return results.filter((r) => r.ms !== null).map((r) => (r.ms ?? 0) / 1000);
-}
-
 export const metricsRoutes = new Hono<{ Bindings: Env }>().get("/metrics", apiAuth(), async (c) => {
   const db = getDb(c.env.DB);
-  const [byStatus, dispatch, duration, counters, requeues, agents, openclaw] = await Promise.all([
-    c.env.DB.prepare("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").all<{ status: string; n: number }>(),
-    durations(c.env.DB, ["RUNNING"], "QUEUED"),
-    durations(c.env.DB, ["SUCCEEDED", "FAILED", "CANCELLED"], "RUNNING"),
+  // Counters only (kept at each transition, metric-counters.ts): no scan of jobs or events.
+  const [counters, agents, openclaw] = await Promise.all([
     readCounters(db),
-    c.env.DB.prepare("SELECT COUNT(*) AS n FROM job_events WHERE event = 'requeue'").first<{ n: number }>(),
     registryStub(c.env)
       .listAgents()
       .then((a) => a.length)
@@ -65,10 +49,15 @@ export const metricsRoutes = new Hono<{ Bindings: Env }>().get("/metrics", apiAu
   ]);
   const out = new Exposition();
   out.metric("skynet_jobs", "gauge", "Jobs in the ledger by status.");
-  const counts = new Map(byStatus.results.map((r) => [r.status, r.n]));
-  for (const status of JobStatusSchema.options) out.sample("skynet_jobs", counts.get(status) ?? 0, { status });
-  out.histogram("skynet_dispatch_latency_seconds", "Time from QUEUED to RUNNING.", DISPATCH_BUCKETS_S, dispatch);
-  out.histogram("skynet_job_duration_seconds", "Time from RUNNING to a final state.", DURATION_BUCKETS_S, duration);
+  for (const status of JobStatusSchema.options) {
+    out.sample("skynet_jobs", Math.max(0, counters[`jobs_status:${status}`] ?? 0), { status });
+  }
+  out.histogram("skynet_dispatch_latency_seconds", "Time from QUEUED to RUNNING.", histogramFrom(counters, "dispatch"));
+  out.histogram(
+    "skynet_job_duration_seconds",
+    "Time from RUNNING to a final state.",
+    histogramFrom(counters, "duration"),
+  );
   out
     .metric("skynet_agents_online", "gauge", "Agents connected to the registry.")
     .sample("skynet_agents_online", agents);
@@ -83,7 +72,11 @@ export const metricsRoutes = new Hono<{ Bindings: Env }>().get("/metrics", apiAu
   out.metric("skynet_dead_letters_total", "counter", "Dispatch messages that reached the dead-letter queue.");
   out.sample("skynet_dead_letters_total", counters.dead_letters ?? 0);
   out.metric("skynet_redispatches_total", "counter", "Jobs re-dispatched after an infrastructure failure.");
-  out.sample("skynet_redispatches_total", requeues?.n ?? 0);
+  out.sample("skynet_redispatches_total", counters["events:requeue"] ?? 0);
+  out.metric("skynet_outbox_parked_total", "counter", "Job side effects parked after failing too often.");
+  out.sample("skynet_outbox_parked_total", counters.outbox_parked ?? 0);
+  out.metric("skynet_outbox_replayed_total", "counter", "Parked side effects put back in line by the owner.");
+  out.sample("skynet_outbox_replayed_total", counters.outbox_replayed ?? 0);
   out.metric("skynet_webhook_errors_total", "counter", "Telegram updates whose handler failed (acknowledged anyway).");
   out.sample("skynet_webhook_errors_total", counters.webhook_errors ?? 0);
   out.metric("skynet_telegram_refusals_total", "counter", "Job messages Telegram refused for good, by error code.");

@@ -1,19 +1,21 @@
 // The Sentinel (cron, every minute): marks silent agents OFFLINE (in the ledger and the registry)
 // and hands their jobs to the lease-expiry path, re-checks every open job's timeouts (a missed
-// alarm is re-armed), offers QUEUED jobs waiting over a minute again, and
-// deletes archived logs and artifacts past the retention period.
+// alarm is re-armed), offers QUEUED jobs waiting over a minute again, and prunes D1 history
+// in bounded steps (retention.ts). Archived logs and artifacts expire by the R2 bucket's
+// lifecycle rules (scripts/r2-lifecycle.ts): no listing of the archive here.
 import type { JobStatus } from "../../protocol/index.ts";
 import { jobStub, registryStub } from "../agents/registry-stub.ts";
 import { loadConfig } from "../config.ts";
 import { getDb, listJobs, markStaleWorkersOffline } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { checkProviders, type ProviderStats } from "./monitor.ts";
+import { pruneHistory, type RetentionReport } from "./retention.ts";
 
 export interface SentinelReport {
   agentsMarkedOffline: string[];
   jobsChecked: number;
   jobsChanged: { jobId: string; from: JobStatus; to: JobStatus }[];
-  objectsDeleted: number;
+  history: RetentionReport;
   providers: ProviderStats[];
 }
 
@@ -34,7 +36,7 @@ export async function runSentinel(env: Env, now = Date.now()): Promise<SentinelR
     agentsMarkedOffline: offline,
     jobsChecked: 0,
     jobsChanged: [],
-    objectsDeleted: 0,
+    history: { eventsDeleted: 0, countersDeleted: 0 },
     providers: [],
   };
   for (const status of OPEN) {
@@ -54,29 +56,15 @@ export async function runSentinel(env: Env, now = Date.now()): Promise<SentinelR
       cursor = page.nextCursor ?? undefined;
     } while (cursor);
   }
-  report.objectsDeleted = await cleanupArchive(env.ARCHIVE, now - config.logRetentionDays * 86_400_000);
+  try {
+    report.history = await pruneHistory(env.DB, now, config.historyRetentionDays);
+  } catch (err) {
+    log("error", "sentinel: history retention failed", { error: errorMessage(err) });
+  }
   try {
     report.providers = await checkProviders(env, now);
   } catch (err) {
     log("error", "sentinel: provider monitor failed", { error: errorMessage(err) });
   }
   return report;
-}
-
-/** Deletes logs and artifacts uploaded before the cutoff; returns how many. */
-export async function cleanupArchive(bucket: R2Bucket, cutoffMs: number): Promise<number> {
-  let deleted = 0;
-  for (const prefix of ["logs/jobs/", "artifacts/jobs/"]) {
-    let cursor: string | undefined;
-    do {
-      const page = await bucket.list({ prefix, cursor, limit: 1000 });
-      const old = page.objects.filter((o) => o.uploaded.getTime() < cutoffMs).map((o) => o.key);
-      if (old.length > 0) {
-        await bucket.delete(old);
-        deleted += old.length;
-      }
-      cursor = page.truncated ? page.cursor : undefined;
-    } while (cursor);
-  }
-  return deleted;
 }

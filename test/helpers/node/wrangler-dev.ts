@@ -17,6 +17,8 @@ export interface WorkerOptions {
   /** Extra or overriding vars (e.g. TELEGRAM_API_ROOT, ANTHROPIC_API_KEY). */
   vars?: Record<string, string>;
   persistDir?: string;
+  /** Extra `wrangler dev` arguments (e.g. --test-scheduled). */
+  args?: string[];
 }
 
 export interface RunningWorker {
@@ -94,6 +96,7 @@ export async function startWorker(opts: WorkerOptions = {}): Promise<RunningWork
       "--log-level",
       "log",
       ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
+      ...(opts.args ?? []),
     ];
     const child = spawn(process.execPath, args, { cwd: ROOT, env: env(), detached: true, stdio: "pipe" });
     child.stdout?.on("data", (d: Buffer) => {

@@ -1,0 +1,97 @@
+// A final job's Durable Object storage is deleted by its own alarm once it is past retention
+// and owes nothing (ledger written, log archived, nothing parked); its ledger row, events and
+// R2 archive remain the record, and reading the job afterwards does not bring storage back.
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import type { JobDO } from "../src/jobs/job-do.ts";
+import type { JobState } from "../src/jobs/job-state.ts";
+import { newJobId } from "../src/lib/crypto.ts";
+import { api } from "./helpers/worker.ts";
+
+const DAY = 86_400_000;
+
+async function finishedJob(): Promise<{ jobId: string; stub: DurableObjectStub<JobDO> }> {
+  const jobId = newJobId();
+  const stub = env.JOB.get(env.JOB.idFromName(jobId)) as DurableObjectStub<JobDO>;
+  await stub.create({ jobId, projectId: "default", intent: "check git status", userId: "api", chatId: null });
+  await stub.cancel({ id: "api", isAdmin: true });
+  for (let n = 0; n < 100; n++) {
+    if ((await runInDurableObject(stub, (i: JobDO) => i.outbox.size())) === 0) break;
+    await scheduler.wait(20);
+  }
+  return { jobId, stub };
+}
+
+/** Moves the job's end back in time, as if `days` had passed since. */
+async function endedDaysAgo(stub: DurableObjectStub<JobDO>, days: number): Promise<void> {
+  await runInDurableObject(stub, (i: JobDO) => {
+    const s = i.load() as JobState;
+    s.finishedAt = Date.now() - days * DAY;
+    i.ctx.storage.kv.put("job", s);
+  });
+}
+
+/** What the object stores: its key-value entries and its SQL tables (the runtime's own excluded). */
+const storageOf = (stub: DurableObjectStub<JobDO>) =>
+  runInDurableObject(stub, async (i: JobDO) => ({
+    keys: [...i.ctx.storage.kv.list()].map(([k]) => k),
+    tables: i.ctx.storage.sql
+      .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'")
+      .toArray()
+      .map((r) => r.name)
+      .filter((n) => !n.startsWith("_cf_") && !n.startsWith("sqlite_")),
+    alarm: await i.ctx.storage.getAlarm(),
+  }));
+
+describe("job storage lifecycle", () => {
+  it("arms the job's alarm for the end of retention once it is final", async () => {
+    const { stub } = await finishedJob();
+    await runDurableObjectAlarm(stub); // the planning alarm set at creation fires and re-arms
+    const { finishedAt, alarm } = await runInDurableObject(stub, async (i: JobDO) => ({
+      finishedAt: i.load()?.finishedAt ?? 0,
+      alarm: await i.ctx.storage.getAlarm(),
+    }));
+    // JOB_STATE_RETENTION_DAYS defaults to 7 (below LOG_RETENTION_DAYS).
+    expect(alarm).toBe(finishedAt + 7 * DAY);
+  });
+
+  it("deletes all of a final job's storage past retention; the ledger and archive remain", async () => {
+    const { jobId, stub } = await finishedJob();
+    const before = await storageOf(stub);
+    expect(before.keys).toContain("job");
+    expect(before.tables).toContain("outbox");
+    await endedDaysAgo(stub, 6);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect((await storageOf(stub)).keys).toContain("job"); // not yet
+    await endedDaysAgo(stub, 8);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await storageOf(stub)).toEqual({ keys: [], tables: [], alarm: null });
+    const row = await env.DB.prepare("SELECT status FROM jobs WHERE id = ?").bind(jobId).first<{ status: string }>();
+    expect(row?.status).toBe("CANCELLED");
+    expect(await env.ARCHIVE.head(`logs/jobs/${jobId}.log`)).not.toBeNull();
+    // Reading the job afterwards tells the truth and writes nothing back.
+    const res = await api(`/api/jobs/${jobId}`);
+    expect(res.status).toBe(404);
+    expect(await res.text()).toContain("retention");
+    expect(await stub.opCounts()).toEqual({});
+    expect(await storageOf(stub)).toEqual({ keys: [], tables: [], alarm: null });
+  });
+
+  it("keeps the storage of a job that still owes a side effect (a parked item)", async () => {
+    const { stub } = await finishedJob();
+    await runInDurableObject(stub, (i: JobDO) => {
+      i.outbox.add({ kind: "archive_log" });
+      i.ctx.storage.sql.exec("UPDATE outbox SET parked_at = ?, reported = 1, tries = 10", Date.now());
+    });
+    await endedDaysAgo(stub, 30);
+    await runInDurableObject(stub, async (i: JobDO) => {
+      await i.ctx.storage.setAlarm(Date.now());
+    });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    const after = await storageOf(stub);
+    expect(after.keys).toContain("job");
+    expect(after.tables).toContain("outbox");
+    // Nothing to do until a replay: no alarm spinning on the overdue purge.
+    expect(after.alarm).toBeNull();
+  });
+});

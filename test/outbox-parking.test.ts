@@ -1,0 +1,193 @@
+// The outbox cannot wedge: jittered backoff, parking after MAX_OUTBOX_TRIES failures (alert,
+// /metrics, replay by the owner), and lanes — a failing ledger write holds back later ledger
+// writes of the same job (order kept) but not its archive upload.
+import { env, runInDurableObject } from "cloudflare:test";
+import { afterEach, describe, expect, it } from "vitest";
+import type { JobDO } from "../src/jobs/job-do.ts";
+import { backoffMs, MAX_OUTBOX_TRIES } from "../src/jobs/outbox.ts";
+import { newJobId } from "../src/lib/crypto.ts";
+import { api, json } from "./helpers/worker.ts";
+
+const TRIGGER = "test_fail_event_insert";
+
+/** Makes D1 refuse one event insert, as a failing D1 would (a real write error). */
+async function failEventsOf(jobId: string): Promise<void> {
+  await env.DB.exec(
+    `CREATE TRIGGER IF NOT EXISTS ${TRIGGER} BEFORE INSERT ON job_events WHEN NEW.job_id = '${jobId}' AND NEW.seq = 90 BEGIN SELECT RAISE(ABORT, 'injected failure'); END`,
+  );
+}
+afterEach(async () => {
+  await env.DB.exec(`DROP TRIGGER IF EXISTS ${TRIGGER}`);
+});
+
+async function newJob(): Promise<{ jobId: string; stub: DurableObjectStub<JobDO> }> {
+  const jobId = newJobId();
+  const stub = env.JOB.get(env.JOB.idFromName(jobId)) as DurableObjectStub<JobDO>;
+  await stub.create({ jobId, projectId: "default", intent: "check git status", userId: "api", chatId: null });
+  // A final job: no planning alarm adds items while the test drives the outbox.
+  await stub.cancel({ id: "api", isAdmin: true });
+  for (let n = 0; n < 100 && (await outboxRows(stub)).length > 0; n++) await scheduler.wait(20);
+  expect(await outboxRows(stub)).toEqual([]);
+  return { jobId, stub };
+}
+
+type Row = { id: number; kind: string; tries: number; parked_at: number | null; next_at: number };
+const outboxRows = (stub: DurableObjectStub<JobDO>) =>
+  runInDurableObject(stub, (i: JobDO) =>
+    i.ctx.storage.sql.exec<Row>("SELECT id, kind, tries, parked_at, next_at FROM outbox ORDER BY id").toArray(),
+  );
+
+/** Queues a (failing) event, then a ledger snapshot and an archive upload behind it. */
+async function queueEventThenOthers(stub: DurableObjectStub<JobDO>): Promise<void> {
+  await runInDurableObject(stub, async (i: JobDO) => {
+    i.ctx.storage.transactionSync(() => {
+      i.outbox.add({
+        kind: "event",
+        seq: 90,
+        fromStatus: "CREATED",
+        toStatus: "CREATED",
+        event: "note",
+        detail: null,
+        at: Date.now(),
+      });
+      i.outbox.add({ kind: "ledger" });
+      i.outbox.add({ kind: "archive_log" });
+    });
+    await i.drain();
+  });
+}
+
+/** Runs the retries now instead of waiting out the backoff. */
+async function retryNow(stub: DurableObjectStub<JobDO>): Promise<void> {
+  await runInDurableObject(stub, async (i: JobDO) => {
+    i.ctx.storage.sql.exec("UPDATE outbox SET next_at = 0 WHERE parked_at IS NULL");
+    await i.drain();
+  });
+}
+
+describe("outbox backoff", () => {
+  it("doubles per try, caps at five minutes and jitters each delay to 50–100 %", () => {
+    expect(backoffMs(0, () => 1)).toBe(1000);
+    expect(backoffMs(3, () => 1)).toBe(8000);
+    expect(backoffMs(3, () => 0)).toBe(4000);
+    expect(backoffMs(20, () => 1)).toBe(300_000);
+    const spread = new Set(Array.from({ length: 20 }, () => backoffMs(4)));
+    expect(spread.size).toBeGreaterThan(1);
+    for (const d of spread) expect(d >= 8000 && d <= 16_000).toBe(true);
+  });
+});
+
+describe("outbox lanes and parking", () => {
+  it("keeps the ledger in order behind a failing write, without holding back the archive", async () => {
+    const { jobId, stub } = await newJob();
+    await failEventsOf(jobId);
+    await queueEventThenOthers(stub);
+    const rows = await outboxRows(stub);
+    // The archive upload (another lane) went through; the ledger snapshot waits behind the event.
+    expect(rows.map((r) => r.kind)).toEqual(["event", "ledger"]);
+    expect(rows[0]?.tries).toBe(1);
+    expect(await env.ARCHIVE.head(`logs/jobs/${jobId}.log`)).not.toBeNull();
+    // A drain before the backoff has passed does not run the snapshot ahead of the event.
+    await runInDurableObject(stub, (i: JobDO) => i.drain());
+    expect((await outboxRows(stub)).map((r) => r.kind)).toEqual(["event", "ledger"]);
+  });
+
+  it("does not hold back the ledger behind a failing archive upload", async () => {
+    const { jobId, stub } = await newJob();
+    await runInDurableObject(stub, async (i: JobDO) => {
+      // R2 refusing every put (fault injection on this object's binding only).
+      const failing = new Proxy(i.env.ARCHIVE, {
+        get(target, prop) {
+          if (prop === "put")
+            return () => {
+              const refused = Promise.reject(new Error("injected R2 failure"));
+              refused.catch(() => undefined); // awaited by archiveLog after its writes
+              return refused;
+            };
+          const value = Reflect.get(target, prop);
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+      Object.defineProperty(i, "env", { value: { ...i.env, ARCHIVE: failing }, configurable: true });
+      i.ctx.storage.transactionSync(() => {
+        i.outbox.add({ kind: "archive_log" });
+        i.outbox.add({
+          kind: "event",
+          seq: 91,
+          fromStatus: "CANCELLED",
+          toStatus: "CANCELLED",
+          event: "note",
+          detail: null,
+          at: Date.now(),
+        });
+      });
+      await i.drain();
+    });
+    const rows = await outboxRows(stub);
+    expect(rows.map((r) => [r.kind, r.tries])).toEqual([["archive_log", 1]]);
+    expect(
+      await env.DB.prepare("SELECT 1 AS ok FROM job_events WHERE job_id = ? AND seq = 91").bind(jobId).first(),
+    ).toEqual({ ok: 1 });
+  });
+
+  it("parks an item after MAX_OUTBOX_TRIES failures, alerts, counts it, and lets the lane go on", async () => {
+    const { jobId, stub } = await newJob();
+    const before = await env.DB.prepare("SELECT value FROM counters WHERE name = 'outbox_parked'").first<{
+      value: number;
+    }>();
+    await failEventsOf(jobId);
+    await queueEventThenOthers(stub);
+    for (let n = 1; n < MAX_OUTBOX_TRIES - 1; n++) await retryNow(stub);
+    let rows = await outboxRows(stub);
+    expect(rows[0]).toMatchObject({ kind: "event", tries: MAX_OUTBOX_TRIES - 1, parked_at: null });
+    expect(rows.map((r) => r.kind)).toEqual(["event", "ledger"]);
+    await retryNow(stub);
+    rows = await outboxRows(stub);
+    // Parked: kept, and the ledger snapshot behind it has been written.
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ kind: "event", tries: MAX_OUTBOX_TRIES });
+    expect(rows[0]?.parked_at).not.toBeNull();
+    const alert = await env.DB.prepare("SELECT active, message FROM alerts WHERE key = ?")
+      .bind(`outbox_parked:${jobId}`)
+      .first<{ active: number; message: string }>();
+    expect(alert?.active).toBe(1);
+    expect(alert?.message).toContain("injected failure");
+    const after = await env.DB.prepare("SELECT value FROM counters WHERE name = 'outbox_parked'").first<{
+      value: number;
+    }>();
+    expect((after?.value ?? 0) - (before?.value ?? 0)).toBe(1);
+    const metrics = await (await api("/metrics")).text();
+    expect(metrics).toMatch(new RegExp(`skynet_outbox_parked_total ${after?.value}\\n`));
+    // A parked item holds no alarm: nothing retries it until someone replays it.
+    const retriesLeft = await runInDurableObject(stub, (i: JobDO) => i.outbox.nextAt());
+    expect(retriesLeft).toBeNull();
+  });
+
+  it("replays parked items through POST /api/jobs/:id/outbox/replay once the cause is gone", async () => {
+    const { jobId, stub } = await newJob();
+    await failEventsOf(jobId);
+    await queueEventThenOthers(stub);
+    for (let n = 1; n < MAX_OUTBOX_TRIES; n++) await retryNow(stub);
+    expect((await outboxRows(stub))[0]?.parked_at).not.toBeNull();
+    expect((await api(`/api/jobs/${jobId}/outbox/replay`, { method: "POST", token: "wrong" })).status).toBe(401);
+    expect(
+      await env.DB.prepare("SELECT 1 FROM job_events WHERE job_id = ? AND seq = 90").bind(jobId).first(),
+    ).toBeNull();
+    await env.DB.exec(`DROP TRIGGER IF EXISTS ${TRIGGER}`);
+    const res = await api(`/api/jobs/${jobId}/outbox/replay`, { method: "POST" });
+    expect(res.status).toBe(200);
+    const body = await json<{ replayed: { kind: string; tries: number; error: string }[] }>(res);
+    expect(body.replayed).toHaveLength(1);
+    expect(body.replayed[0]).toMatchObject({ kind: "event", tries: MAX_OUTBOX_TRIES });
+    expect(body.replayed[0]?.error).toContain("injected failure");
+    expect(await outboxRows(stub)).toHaveLength(0);
+    expect(
+      await env.DB.prepare("SELECT 1 AS ok FROM job_events WHERE job_id = ? AND seq = 90").bind(jobId).first(),
+    ).toEqual({ ok: 1 });
+    // Nothing parked: an empty replay; an unknown job: 404.
+    expect(await json(await api(`/api/jobs/${jobId}/outbox/replay`, { method: "POST" }))).toMatchObject({
+      replayed: [],
+    });
+    expect((await api(`/api/jobs/${newJobId()}/outbox/replay`, { method: "POST" })).status).toBe(404);
+  });
+});
