@@ -197,6 +197,22 @@ describe("Idempotency-Key", () => {
     expect(await countLedgerJobs()).toBe(jobs + 1);
   });
 
+  it("forgets a key after its 24 h window: the same key then makes a new job", async () => {
+    const first = await json<{ jobId: string }>(await task("k-expired-1", "check git status"));
+    await env.DB.prepare("UPDATE idempotency_keys SET created_at = ? WHERE key = ?")
+      .bind(Date.now() - 25 * 60 * 60_000, "k-expired-1")
+      .run();
+    const jobs = await countLedgerJobs();
+    const later = await task("k-expired-1", "check git status");
+    expect(later.status).toBe(202);
+    const second = await json<{ jobId: string; replayed: boolean }>(later);
+    expect(second.jobId).not.toBe(first.jobId);
+    expect(second.replayed).toBe(false);
+    expect(await countLedgerJobs()).toBe(jobs + 1);
+    // Within the window again: the new job comes back.
+    expect((await json<{ jobId: string }>(await task("k-expired-1", "check git status"))).jobId).toBe(second.jobId);
+  });
+
   it("refuses the same key with a different body with 409 and makes no job", async () => {
     expect((await task("k-diff-1", "check git status")).status).toBe(202);
     const [jobs, events] = [await countLedgerJobs(), await countEvents()];

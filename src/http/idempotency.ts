@@ -12,6 +12,12 @@ import { sha256Hex } from "../lib/crypto.ts";
 import { ApiError, parseOr400 } from "./errors.ts";
 
 export const IDEMPOTENCY_HEADER = "Idempotency-Key";
+/**
+ * A key is remembered this long (as Stripe's are); an older one is a new key. It must stay well
+ * below JOB_STATE_RETENTION_DAYS, so a replay never finds its job's live record deleted and
+ * makes the job again.
+ */
+export const IDEMPOTENCY_WINDOW_MS = 24 * 60 * 60_000;
 
 const KeySchema = z
   .string()
@@ -51,6 +57,12 @@ export async function idempotentCreate(env: Env, o: Idempotent): Promise<{ job: 
   if (inserted.length > 0) return { job: await o.create(o.newJobId), replayed: false };
   const [row] = await db.select().from(idempotencyKeys).where(where).limit(1);
   if (!row) throw new ApiError("internal", "idempotency key was not recorded");
+  if (row.createdAt < Date.now() - IDEMPOTENCY_WINDOW_MS) {
+    // Expired: forget it (only that row, in case another request renewed it meanwhile) and
+    // take this request as the first with the key.
+    await db.delete(idempotencyKeys).where(and(where, eq(idempotencyKeys.createdAt, row.createdAt)));
+    return idempotentCreate(env, { ...o });
+  }
   if (row.requestHash !== requestHash) {
     throw new ApiError(
       "conflict",

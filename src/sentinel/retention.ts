@@ -4,6 +4,8 @@
 // start of the table (oldest first by id), so each run reads a fixed number of rows.
 // Job rows stay (the record; /metrics counts them incrementally). R2 keeps its own lifecycle
 // rules (scripts/r2-lifecycle.ts) and a final job's Durable Object deletes its own storage.
+import { IDEMPOTENCY_WINDOW_MS } from "../http/idempotency.ts";
+
 export const EVENTS_PER_RUN = 5000;
 
 export interface RetentionReport {
@@ -24,6 +26,11 @@ export async function pruneHistory(
          AND CAST(substr(name, length(rtrim(name, '0123456789')) + 1) AS INTEGER) < ?`,
     )
     .bind(minute)
+    .run();
+  // Idempotency keys outlive their window for nothing (src/http/idempotency.ts).
+  await db
+    .prepare("DELETE FROM idempotency_keys WHERE created_at < ?")
+    .bind(now - IDEMPOTENCY_WINDOW_MS)
     .run();
   let eventsDeleted = 0;
   if (new Date(now).getUTCMinutes() === 0) {
