@@ -128,9 +128,10 @@ describe("Telegram's refusals of a job's message", () => {
   it("flood control on a job's chat: the notification waits Telegram's retry_after, the ledger does not", async () => {
     await setChat(FLOODED_JOB, { floodSeconds: 40 });
     const { jobId, stub } = await plannedJob(FLOODED_JOB);
-    expect((await tg.take()).map((c) => [c.method, c.error])).toEqual([
-      ["sendMessage", "Too Many Requests: retry after 40"],
-    ]);
+    const refused = (await tg.take()).map((c) => [c.method, c.error]);
+    // The stand-in counts the flood window down from setChat: under load a second may have passed.
+    expect(refused).toEqual([["sendMessage", expect.stringMatching(/^Too Many Requests: retry after (40|39|38)$/)]]);
+    const retryAfterS = Number(/(\d+)$/.exec(String(refused[0]?.[1]))?.[1]);
     const pending = await runInDurableObject(stub, (i: JobDO) =>
       i.ctx.storage.sql
         .exec<{ kind: string; tries: number; next_at: number }>("SELECT kind, tries, next_at FROM outbox")
@@ -138,7 +139,7 @@ describe("Telegram's refusals of a job's message", () => {
     );
     expect(pending.map((p) => [p.kind, p.tries])).toEqual([["notify", 0]]);
     // Not before Telegram said it may be retried (less the second it rounds to).
-    expect(pending[0]?.next_at ?? 0).toBeGreaterThanOrEqual(Date.now() + 38_000);
+    expect(pending[0]?.next_at ?? 0).toBeGreaterThanOrEqual(Date.now() + (retryAfterS - 2) * 1000);
     const ledger = await env.DB.prepare("SELECT status FROM jobs WHERE id = ?").bind(jobId).first<{ status: string }>();
     expect(ledger?.status).toBe("QUEUED");
   });
