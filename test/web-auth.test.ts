@@ -84,7 +84,8 @@ describe("web console auth", () => {
     const a = await signIn();
     const b = await signIn();
     const csrfB = await csrfOf(b);
-    for (const form of [{}, { _csrf: csrfB }, { _csrf: "0".repeat(64) }]) {
+    const forms: Record<string, string>[] = [{}, { _csrf: csrfB }, { _csrf: "0".repeat(64) }];
+    for (const form of forms) {
       const res = await web(`/web/jobs/${job.id}/cancel`, { cookie: a, form });
       expect(res.status).toBe(403);
       expect(await statusOf(job.id)).toBe(job.status);
