@@ -3,6 +3,7 @@
 export const APP_CSS = `
 body{font:15px/1.4 system-ui,sans-serif;margin:0;color:#111;background:#fafafa}
 main{padding:12px;max-width:1100px;margin:auto}
+h1{font-size:1.4em;word-break:break-all}
 nav{display:flex;gap:12px;align-items:center;padding:8px 12px;background:#1b2430;flex-wrap:wrap}
 nav a{color:#fff}.who{color:#bbb;margin-left:auto}
 button.link{background:none;border:0;color:#9cf;cursor:pointer;text-decoration:underline}
