@@ -105,6 +105,15 @@ describe("web console auth", () => {
     expect(await statusOf(job.id)).toBe(job.status);
   });
 
+  it("an expired session is refused", async () => {
+    const cookie = await signIn();
+    expect((await web("/web", { cookie })).status).toBe(200);
+    await env.DB.prepare("UPDATE web_sessions SET expires_at = ?")
+      .bind(Date.now() - 1)
+      .run();
+    expect((await web("/web", { cookie })).headers.get("Location")).toBe("/web/login");
+  });
+
   it("a bot login link works once, signs in as that Telegram user, who sees only their own jobs", async () => {
     const theirs = await createTask(env, { intent: "check git status", projectId: "default", userId: "42" });
     const other = await createTask(env, { intent: "check git status", projectId: "default", userId: "44" });

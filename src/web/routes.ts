@@ -196,7 +196,13 @@ webRoutes.post("/jobs/:id/:verb{approve|deny|cancel|retry}", async (c) => {
         await cancelJob(c.env, job.id, actor, "cancelled from the web console");
         break;
       default: {
-        const again = await createTask(c.env, { intent: job.intent, projectId: job.projectId, userId: actor.id });
+        // A Telegram user's retry counts against their task rate limit, as /retry in the bot does.
+        const again = await createTask(c.env, {
+          intent: job.intent,
+          projectId: job.projectId,
+          userId: actor.id,
+          rateLimited: actor.id !== OWNER_ID,
+        });
         return c.redirect(`/web/jobs/${again.id}`, 303);
       }
     }

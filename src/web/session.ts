@@ -49,9 +49,16 @@ export async function startSession<E extends { Bindings: Env }>(c: Context<E>, u
   const secret = loadConfig(c.env).apiToken;
   const sid = randomHex(32);
   const now = Date.now();
-  await c.env.DB.prepare("INSERT INTO web_sessions (id_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
-    .bind(await sha256Hex(sid), userId, now, now + SESSION_TTL_MS)
-    .run();
+  // Expired sessions are dropped as new ones start (on the expiry index), so the table stays small.
+  await c.env.DB.batch([
+    c.env.DB.prepare("DELETE FROM web_sessions WHERE expires_at < ?").bind(now),
+    c.env.DB.prepare("INSERT INTO web_sessions (id_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)").bind(
+      await sha256Hex(sid),
+      userId,
+      now,
+      now + SESSION_TTL_MS,
+    ),
+  ]);
   setCookie(c, cookieName(c.req.url), `${sid}.${await hmacHex(secret, "session", sid)}`, {
     path: "/",
     httpOnly: true,
