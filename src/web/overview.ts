@@ -109,6 +109,7 @@ ${pRow("queued → running", latency)}${pRow("running → finished", duration)}<
         )}</table>`
       : html`<p class="muted">No provider check recorded yet (the Sentinel runs on cron): unknown.</p>`
   }
+<h2>Model tokens per day</h2><p class="muted" id="model-tokens">Unknown: this deployment does not record model token usage yet.</p>
 <h2>Dead letters, last 24 h</h2>${
     dead.results.length
       ? html`<table id="dead-letters">${dead.results.map(
