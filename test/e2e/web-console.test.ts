@@ -125,6 +125,13 @@ describe("web console in Chromium", () => {
     const done = await client.waitFinished(jobId, 60_000);
     expect(done.status).toBe("CANCELLED");
     await expect.poll(() => page.textContent("#job-status"), { timeout: 15_000 }).toBe("CANCELLED");
+    // The whole log downloads behind the same session (no API token in the page), as text.
+    const log = await context.request.get(`${worker.url}/web/jobs/${jobId}/log`);
+    expect(log.status()).toBe(200);
+    expect(log.headers()["content-disposition"]).toBe(`attachment; filename="${jobId}.log"`);
+    const whole = await log.text();
+    expect(whole).toContain(HOSTILE_LOG);
+    expect(whole).toContain("tick-1\n");
   });
 
   it("approves a WRITE plan from its page, and the file is written", async () => {
