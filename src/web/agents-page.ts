@@ -46,7 +46,7 @@ agentPages.get("/agents", async (c) => {
 <td>${t.revokedAt ? fmtTime(t.revokedAt) : postButton(s, `/web/agents/tokens/${t.id}/revoke`, "Revoke", "revoke")}</td></tr>`;
   });
   const body = html`<h1>Agents</h1>
-<table><thead><tr><th>Agent</th><th>State</th><th>Projects</th><th>Capabilities</th><th>Running</th><th>Last heartbeat</th><th></th></tr></thead>
+<table class="scroll"><thead><tr><th>Agent</th><th>State</th><th>Projects</th><th>Capabilities</th><th>Running</th><th>Last heartbeat</th><th></th></tr></thead>
 <tbody>${rows}</tbody></table>${tokens.length === 0 ? html`<p class="muted">No agent paired yet.</p>` : ""}
 <h2>Pair a laptop</h2><form method="post" action="/web/agents/pairing"><input type="hidden" name="_csrf" value="${s.csrf}">
 <input name="name" placeholder="name (optional)" maxlength="100"><button type="submit">Create pairing code</button></form>`;

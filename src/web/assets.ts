@@ -15,6 +15,10 @@ pre{white-space:pre-wrap;word-break:break-word;background:#111;color:#eee;paddin
 form.filters{display:flex;gap:6px;flex-wrap:wrap;margin-bottom:8px}
 .step{border:1px solid #ddd;padding:6px;margin:6px 0;background:#fff}
 .chart{background:#fff;border:1px solid #ddd;max-width:100%}
+td.id{font:12px monospace;min-width:12ch;word-break:break-all}
+@media (max-width:640px){table.scroll{display:block;overflow-x:auto}}
+td{overflow-wrap:anywhere}td.status{overflow-wrap:normal}
+@media (max-width:640px){.wide{display:none}}
 `;
 
 export const APP_JS = `"use strict";
@@ -41,12 +45,12 @@ export const APP_JS = `"use strict";
         data.jobs.forEach(function (j) {
           var tr = el("tr"); tr.setAttribute("data-job", j.id);
           var a = el("a", j.id); a.href = "/web/jobs/" + encodeURIComponent(j.id);
-          var td = el("td"); td.appendChild(a); tr.appendChild(td);
+          var td = el("td", undefined, "id"); td.appendChild(a); tr.appendChild(td);
           tr.appendChild(el("td", j.status, "status"));
-          tr.appendChild(el("td", j.risk || "—", "risk-" + (j.risk || "")));
-          tr.appendChild(el("td", j.projectId));
+          tr.appendChild(el("td", j.risk || "—", "wide risk-" + (j.risk || "")));
+          tr.appendChild(el("td", j.projectId, "wide"));
           tr.appendChild(el("td", j.intent));
-          tr.appendChild(el("td", j.createdAt));
+          tr.appendChild(el("td", j.createdAt, "wide"));
           rows.push(tr);
         });
         tbody.replaceChildren.apply(tbody, rows);

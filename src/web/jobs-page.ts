@@ -13,9 +13,9 @@ export function jobsPage(s: WebSession, f: JobFilter, jobs: JobListRow[], nextCu
   const qs = (extra: Record<string, string>) =>
     new URLSearchParams({ ...(f.status ? { status: f.status } : {}), ...(f.q ? { q: f.q } : {}), ...extra }).toString();
   const rows = jobs.map(
-    (j) => html`<tr data-job="${j.id}"><td><a href="/web/jobs/${j.id}">${j.id}</a></td>
-      <td class="status">${j.status}</td><td class="risk-${j.risk ?? ""}">${j.risk ?? "—"}</td>
-      <td>${j.projectId}</td><td>${j.intent}</td><td>${j.createdAt}</td></tr>`,
+    (j) => html`<tr data-job="${j.id}"><td class="id"><a href="/web/jobs/${j.id}">${j.id}</a></td>
+      <td class="status">${j.status}</td><td class="wide risk-${j.risk ?? ""}">${j.risk ?? "—"}</td>
+      <td class="wide">${j.projectId}</td><td>${j.intent}</td><td class="wide">${j.createdAt}</td></tr>`,
   );
   const body = html`<h1>Jobs</h1>
 <form class="filters" method="get" action="/web">
@@ -24,7 +24,7 @@ export function jobsPage(s: WebSession, f: JobFilter, jobs: JobListRow[], nextCu
   )}</select>
   <input name="q" type="search" placeholder="search intent" value="${f.q ?? ""}"><button type="submit">Filter</button>
 </form>
-<table><thead><tr><th>Job</th><th>Status</th><th>Risk</th><th>Project</th><th>Intent</th><th>Created</th></tr></thead>
+<table><thead><tr><th>Job</th><th>Status</th><th class="wide">Risk</th><th class="wide">Project</th><th>Intent</th><th class="wide">Created</th></tr></thead>
 <tbody id="jobs-body">${rows}</tbody></table>
 ${jobs.length === 0 ? html`<p class="muted">No jobs.</p>` : ""}
 ${nextCursor ? html`<p><a id="next-page" href="/web?${qs({ cursor: nextCursor })}">Older jobs →</a></p>` : ""}`;
