@@ -14,6 +14,7 @@ import { healthRoutes } from "./routes/health.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { telegramRoutes } from "./routes/telegram.ts";
+import { webRoutes } from "./web/routes.ts";
 
 export const app = new Hono<{ Bindings: Env }>();
 
@@ -29,6 +30,7 @@ app.route("/api/agents", agentAdminRoutes);
 app.use("/api/*", apiAuth());
 app.route("/api", jobRoutes);
 app.route("/api", archiveRoutes);
+app.route("/web", webRoutes);
 app.route("/", gatewayRoutes);
 
 app.notFound((c) =>

@@ -14,6 +14,7 @@ export { COMMANDS } from "./commands.ts";
 import { decisionCommands } from "./decisions.ts";
 import type { BotDeps } from "./shared.ts";
 import { taskCommands } from "./tasks.ts";
+import { webCommand } from "./web.ts";
 
 export function botInfo(config: Config): UserFromGetMe {
   const id = Number(config.telegramBotToken.split(":")[0]) || 0;
@@ -65,6 +66,7 @@ export function createBot(deps: BotDeps): Bot {
   bot.use(adminCommands(deps));
   bot.use(taskCommands(deps));
   bot.use(decisionCommands(deps));
+  bot.use(webCommand(deps));
   bot.on("message:text", async (ctx) => {
     if (ctx.chat.type !== "private") return;
     const text = ctx.message.text;

@@ -1,0 +1,96 @@
+// The overview's numbers from a ledger written here: jobs per hour by outcome (only the last 24 h),
+// queued→running and running→finished percentiles, provider health, dead letters; admins only.
+import { env } from "cloudflare:test";
+import { exports } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { percentile } from "../src/web/overview.ts";
+import { issueLoginLink } from "../src/web/session.ts";
+import { API_TOKEN, BASE } from "./helpers/worker.ts";
+
+function web(path: string, init: { cookie?: string; form?: Record<string, string> } = {}) {
+  const headers = new Headers({ Origin: BASE });
+  if (init.cookie) headers.set("Cookie", init.cookie);
+  let body: string | undefined;
+  if (init.form) {
+    headers.set("Content-Type", "application/x-www-form-urlencoded");
+    body = new URLSearchParams(init.form).toString();
+  }
+  return exports.default.fetch(
+    new Request(`${BASE}${path}`, { method: init.form ? "POST" : "GET", headers, body, redirect: "manual" }),
+  );
+}
+const cookieOf = (res: Response) => (res.headers.get("Set-Cookie") ?? "").split(";")[0] ?? "";
+
+async function job(id: string, status: string, createdAt: number, events: [string, number][]) {
+  await env.DB.prepare(
+    "INSERT INTO jobs (id, project_id, user_id, intent, status, created_at, updated_at) VALUES (?, 'default', 'api', 'x', ?, ?, ?)",
+  )
+    .bind(id, status, createdAt, createdAt)
+    .run();
+  let seq = 0;
+  for (const [to, at] of events) {
+    await env.DB.prepare("INSERT INTO job_events (job_id, seq, to_status, event, at) VALUES (?, ?, ?, 'e', ?)")
+      .bind(id, ++seq, to, at)
+      .run();
+  }
+}
+
+describe("web overview", () => {
+  it("percentile picks the nearest rank and says unknown for no data", () => {
+    expect(percentile([], 50)).toBeNull();
+    expect(percentile([100, 300], 50)).toBe(100);
+    expect(percentile([100, 300], 90)).toBe(300);
+    expect(percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 90)).toBe(9);
+  });
+
+  it("draws the last 24 h from the ledger and leaves older jobs out", async () => {
+    const hour = Math.floor(Date.now() / 3600_000) * 3600_000;
+    const t = hour - 2 * 3600_000 + 60_000;
+    await job("job_aaaaaaaaaa01", "SUCCEEDED", t, [
+      ["QUEUED", t],
+      ["RUNNING", t + 100],
+      ["SUCCEEDED", t + 1100],
+    ]);
+    await job("job_aaaaaaaaaa02", "SUCCEEDED", t, [
+      ["QUEUED", t],
+      ["RUNNING", t + 300],
+      ["SUCCEEDED", t + 5300],
+    ]);
+    await job("job_aaaaaaaaaa03", "FAILED", t, [
+      ["QUEUED", t],
+      ["FAILED", t + 50],
+    ]);
+    const old = Date.now() - 72 * 3600_000;
+    await job("job_aaaaaaaaaa04", "SUCCEEDED", old, [
+      ["QUEUED", old],
+      ["RUNNING", old + 99_000],
+      ["SUCCEEDED", old + 200_000],
+    ]);
+    await env.DB.prepare(
+      "INSERT INTO provider_checks (provider, ok, latency_ms, agents_online, detail, at) VALUES ('chathan', 0, 12, 0, 'no agent <b>', ?)",
+    )
+      .bind(Date.now())
+      .run();
+    await env.DB.prepare(
+      "INSERT INTO audit_log (actor, action, job_id, detail, at) VALUES ('queue', 'dead_letter', 'job_aaaaaaaaaa03', 'gave up', ?)",
+    )
+      .bind(Date.now())
+      .run();
+    const owner = cookieOf(await web("/web/login", { form: { token: API_TOKEN } }));
+    const page = await (await web("/web/overview", { cookie: owner })).text();
+    const titles = [...page.matchAll(/<title>[^<]* (\w+): (\d+)<\/title>/g)].map((m) => `${m[1]}=${m[2]}`);
+    expect(titles.sort()).toEqual(["FAILED=1", "SUCCEEDED=2"]);
+    const pct = /<table id="percentiles">([\s\S]*?)<\/table>/.exec(page)?.[1] ?? "";
+    expect(pct).toMatch(/queued → running<\/th><td>100 ms<\/td><td>300 ms<\/td><td>300 ms<\/td><td>2<\/td>/);
+    expect(pct).toMatch(/running → finished<\/th><td>1\.0 s<\/td><td>5\.0 s<\/td><td>5\.0 s<\/td><td>2<\/td>/);
+    expect(page).toMatch(/<td>chathan<\/td><td class="err">unhealthy<\/td>/);
+    expect(page).toContain("no agent &lt;b&gt;");
+    expect(page).toMatch(/<table id="dead-letters">[\s\S]*job_aaaaaaaaaa03[\s\S]*gave up/);
+    expect(page).toContain("Unknown: this deployment does not record model token usage");
+  });
+
+  it("is for admins only", async () => {
+    const res = await web("/web/link", { form: { code: (await issueLoginLink(env, "42")).code } });
+    expect((await web("/web/overview", { cookie: cookieOf(res) })).status).toBe(403);
+  });
+});
