@@ -12,5 +12,6 @@ export const COMMANDS = [
   { command: "retry", description: "Run a job's task again" },
   { command: "agents", description: "Connected laptops" },
   { command: "pair", description: "Connect a new laptop" },
+  { command: "web", description: "A one-time link to the web console" },
   { command: "help", description: "What I can do" },
 ];

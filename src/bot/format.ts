@@ -207,6 +207,7 @@ export const HELP = `<b>SKYNET</b> — tell me what to do on your laptop.
 /retry &lt;id&gt; — run a job's task again
 /agents — connected laptops
 /pair — a code to connect a new laptop
+/web — a one-time sign-in link to the web console
 /help — this message
 
 READ_ONLY tasks run at once; anything that writes waits for your approval.`;
