@@ -7,7 +7,8 @@ export interface PlannerInput {
   projectId: string;
 }
 
-export type PlanOutcome = { ok: true; plan: PlanSpec } | { ok: false; reason: string };
+/** `question`: what the person asked to be told ("which failed"), answered when the job ends. */
+export type PlanOutcome = { ok: true; plan: PlanSpec; question?: string } | { ok: false; reason: string };
 
 export interface Planner {
   readonly kind: "anthropic" | "rules";
