@@ -152,6 +152,7 @@ export function renderJob(job: JobView, opts: { approvalTimeoutS?: number } = {}
   }
   if (job.error) parts.push(`Reason: ${esc(clipText(job.error, 600))}`);
   if (job.notice && !terminalStatus(job.status)) parts.push(`⚠️ ${esc(clipText(job.notice, 600))}`);
+  if (job.planNotice) parts.push(`ℹ️ ${esc(clipText(job.planNotice, 300))}`);
   if (job.artifacts.length > 0) {
     parts.push(`📎 ${job.artifacts.map((a) => `${esc(a.name)} (${a.size} B)`).join(", ")}`);
   }

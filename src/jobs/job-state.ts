@@ -3,11 +3,13 @@ import type {
   ArtifactRef,
   ExecutionResult,
   ExecutionSpec,
+  JobAnswer,
   JobStatus,
   JobView,
   PlanSpec,
   RiskLevel,
   StepState,
+  TokenTally,
 } from "../../protocol/index.ts";
 
 export interface Lease {
@@ -73,6 +75,14 @@ export interface JobState {
   withoutJobAt?: number | null;
   /** What the requester should know while the job waits (no agent can serve it, agent unreachable). */
   notice?: string | null;
+  /** What the person asked to be told ("which failed"), read from the intent by the planner. */
+  question?: string | null;
+  /** How the plan was made, when the person should know ("Claude is unavailable, planned offline"). */
+  planNotice?: string | null;
+  /** The model calls' tokens for this job (planning and the answer). */
+  tokens?: TokenTally | null;
+  /** The short answer to the task, written when the job ended. */
+  answer?: JobAnswer | null;
 }
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -107,6 +117,10 @@ export function toView(s: JobState, logTail: string): JobView {
     logTail,
     error: s.error,
     notice: s.notice ?? null,
+    planNotice: s.planNotice ?? null,
+    question: s.question ?? null,
+    answer: s.answer ?? null,
+    tokens: s.tokens ?? null,
     agentUnreachableSince: iso(s.unreachableSince ?? null),
     agentId: s.lease?.agentId ?? null,
     userId: s.userId,

@@ -4,8 +4,13 @@
 // "don't push" is not a push). The catalog's phrases are the fallback.
 import { ACTION_CATALOG, type ActionName, splitArgv } from "../../protocol/index.ts";
 
+/**
+ * `sure`: the whole clause was read (an anchored phrasing, or a catalog phrase with only filler
+ * words around it). A plan made only of sure steps needs no model call; others are Claude's to
+ * read when a key is set, and the rule reading is the offline fallback.
+ */
 export type ClauseReading =
-  | { kind: "step"; action: ActionName; params: Record<string, unknown> }
+  | { kind: "step"; action: ActionName; params: Record<string, unknown>; sure: boolean }
   | { kind: "refuse"; reason: string }
   | { kind: "none" };
 
@@ -122,6 +127,7 @@ const step = (action: ActionName, params: Record<string, unknown> = {}): ClauseR
   kind: "step",
   action,
   params,
+  sure: true,
 });
 const noPlural = (s: string): string => s.replace(/^([A-Z]{3,})s$/, "$1");
 const dropUndefined = (o: Record<string, unknown>): Record<string, unknown> =>
@@ -317,7 +323,7 @@ function refusalForVerb(clause: string): ClauseReading | undefined {
 /** Where the free text of a catalog phrase starts, so negation words inside it are not read. */
 function catalogMatch(
   clause: string,
-): { action: ActionName; groups: Record<string, string | undefined>; textStart: number } | undefined {
+): { action: ActionName; groups: Record<string, string | undefined>; textStart: number; rest: string } | undefined {
   for (const action of ACTION_CATALOG) {
     for (const phrase of action.phrases) {
       const m = new RegExp(phrase.source, `${phrase.flags}d`).exec(clause);
@@ -327,11 +333,19 @@ function catalogMatch(
         action: action.name,
         groups: m.groups ?? {},
         textStart: starts.length ? Math.min(...starts) : clause.length,
+        rest: `${clause.slice(0, m.index)} ${clause.slice(m.index + m[0].length)}`,
       };
     }
   }
   return undefined;
 }
+
+/** Words around a catalog phrase that add nothing to it ("check git status in my project"). */
+const FILLER = new Set(
+  "check show me the a an my our this current all run do get see view display give tell in of on for project code codebase repo repository workspace here now please it".split(
+    " ",
+  ),
+);
 
 /** "build" as a noun (the build folder, the build log) is not a request to build. */
 const BUILD_NOUN = /\bbuild\s+(?:folder|dir|directory|output|logs?|files?|artifacts?|script|cache|status)\b/i;
@@ -359,5 +373,6 @@ export function readClause(raw: string): ClauseReading {
   if (!catalog) return { kind: "none" };
   if (catalog.action === "build_project" && BUILD_NOUN.test(clause)) return { kind: "none" };
   const def = ACTION_CATALOG.find((a) => a.name === catalog.action);
-  return step(catalog.action, def?.paramsFromPhrase?.(catalog.groups) ?? {});
+  const sure = catalog.rest.split(/[\s,]+/).every((w) => w === "" || FILLER.has(w.toLowerCase()));
+  return { ...step(catalog.action, def?.paramsFromPhrase?.(catalog.groups) ?? {}), sure } as ClauseReading;
 }

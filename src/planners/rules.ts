@@ -142,6 +142,22 @@ export class RulePlanner implements Planner {
   readonly kind = "rules" as const;
 
   async plan(input: PlannerInput): Promise<PlanOutcome> {
+    return this.read(input).outcome;
+  }
+
+  /** The outcome, and whether every clause was read whole (then no model is needed to plan it). */
+  read(input: PlannerInput): { outcome: PlanOutcome; sure: boolean } {
+    const outcome = this.readSteps(input);
+    return { outcome: outcome.outcome, sure: outcome.outcome.ok && outcome.sure };
+  }
+
+  private readSteps(input: PlannerInput): { outcome: PlanOutcome; sure: boolean } {
+    const r = this.build(input);
+    return "sure" in r ? r : { outcome: r, sure: false };
+  }
+
+  private build(input: PlannerInput): PlanOutcome | { outcome: PlanOutcome; sure: boolean } {
+    let sure = true;
     const { rest, question } = splitQuestion(input.intent);
     const clauses = splitClauses(rest);
     if (clauses.length === 0) {
@@ -157,6 +173,7 @@ export class RulePlanner implements Planner {
         notUnderstood.push(clause);
         continue;
       }
+      sure &&= reading.sure;
       const check = checkActionParams(reading.action, reading.params);
       if (!check.ok) return { ok: false, reason: `"${clause}": ${check.error}` };
       understood.push(`"${clause}" → ${check.action.name}`);
@@ -189,8 +206,9 @@ export class RulePlanner implements Planner {
     };
     const parsed = PlanSpecSchema.safeParse(plan);
     if (!parsed.success) return { ok: false, reason: `the plan did not validate: ${parsed.error.issues[0]?.message}` };
-    return question
+    const outcome: PlanOutcome = question
       ? { ok: true, plan: parsed.data, question: question.slice(0, 500) }
       : { ok: true, plan: parsed.data };
+    return { outcome, sure };
   }
 }
