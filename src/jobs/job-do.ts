@@ -142,6 +142,8 @@ export class JobDO extends DurableObject<Env> {
     log("info", "job transition", { jobId: state.id, from, to: t.to, event, attempt: state.attempt });
     const effects: OutboxItem[] = [
       { kind: "event", seq: state.eventSeq, fromStatus: from, toStatus: t.to, event, detail, at: now },
+      // A job that ended gets its answer before the notification that tells it.
+      ...(isTerminal(t.to) && from !== t.to ? [{ kind: "answer" } as const] : []),
       { kind: "notify" },
     ];
     if (isTerminal(t.to)) effects.push({ kind: "archive_log" });

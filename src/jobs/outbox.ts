@@ -16,6 +16,8 @@ export type OutboxItem =
   | { kind: "enqueue"; attempt: number }
   | { kind: "cancel_agent"; attempt: number; reason: string }
   | { kind: "archive_log" }
+  /** The job's answer, written once it ended, before its final notification. */
+  | { kind: "answer" }
   | { kind: "notify" };
 
 export interface OutboxRow {
