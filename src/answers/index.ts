@@ -6,8 +6,8 @@ import type { JobDO } from "../jobs/job-do.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { addTallies } from "../planners/model-call.ts";
 import { claudeAnswer } from "./claude.ts";
-import { stepOutputs } from "./excerpts.ts";
 import { type AnswerInput, ruleAnswer } from "./rules.ts";
+import { stepOutputs } from "./step-outputs.ts";
 
 export { ruleAnswer } from "./rules.ts";
 
