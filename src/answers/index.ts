@@ -13,7 +13,9 @@ export { ruleAnswer } from "./rules.ts";
 
 export async function writeAnswer(job: JobDO): Promise<"answer" | "answer_rules" | "answer_skipped"> {
   const state = job.load();
-  if (!state || !isTerminal(state.status) || state.answer || state.steps.length === 0) return "answer_skipped";
+  if (!state || !isTerminal(state.status) || state.answer) return "answer_skipped";
+  // Nothing ran (denied, cancelled or failed before a step started): the reason says it all.
+  if (!state.steps.some((s) => s.state !== "pending" && s.state !== "skipped")) return "answer_skipped";
   let input: AnswerInput;
   try {
     const outputs = stepOutputs(job.ctx.storage.sql, state.attempt);
@@ -59,5 +61,7 @@ export async function writeAnswer(job: JobDO): Promise<"answer" | "answer_rules"
   s.answer = { text, by, at: new Date().toISOString() };
   if (tokens && tokens.calls > 0) s.tokens = addTallies(s.tokens, tokens);
   job.commit(s, [{ kind: "notify" }]);
+  // Written while the outbox drains: the ledger row and notification just added go in this drain.
+  job.drainAgain = true;
   return by === "claude" ? "answer" : "answer_rules";
 }
