@@ -153,6 +153,12 @@ export function toLedgerRow(s: JobState) {
     resultJson: s.result ? JSON.stringify(s.result) : null,
     error: s.error,
     agentId: s.lease?.agentId ?? null,
+    answer: s.answer?.text ?? null,
+    modelCalls: s.tokens?.calls ?? 0,
+    tokensInput: s.tokens?.input ?? 0,
+    tokensCached: s.tokens?.cachedInput ?? 0,
+    tokensCacheWrite: s.tokens?.cacheWrite ?? 0,
+    tokensOutput: s.tokens?.output ?? 0,
     createdAt: s.createdAt,
     updatedAt: s.updatedAt,
   };

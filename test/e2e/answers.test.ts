@@ -158,6 +158,18 @@ for (const mode of ["rules", "claude"] as const) {
         expect(inside).toContain(HOSTILE);
         expect(sent.replace(inside, "")).not.toContain(HOSTILE);
         expect(view.tokens).toEqual({ calls: 1, input: 900, cachedInput: 0, cacheWrite: 0, output: 11 });
+        const metrics = await waitFor(
+          async () => {
+            const res = await fetch(`${worker.url}/metrics`, {
+              headers: { Authorization: `Bearer ${worker.apiToken}` },
+            });
+            const body = await res.text();
+            return /^skynet_model_calls_total 1$/m.test(body) ? body : undefined;
+          },
+          { what: "the answer's tokens in /metrics" },
+        );
+        expect(metrics).toMatch(/^skynet_model_tokens_total\{kind="input"\} 900$/m);
+        expect(metrics).toMatch(/^skynet_model_tokens_total\{kind="output"\} 11$/m);
         // The hostile text added no step, no job and no push.
         expect(view.plan?.proposedSteps.map((s) => s.action)).toEqual(["run_tests"]);
         expect(view.steps.map((s) => s.action)).toEqual(["run_tests"]);
