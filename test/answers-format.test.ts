@@ -49,6 +49,10 @@ describe("the answer in a summary", () => {
     expect(claude.split("\n")[0]).toBe("💬 One test failed.");
     expect(claude).toContain("🔢 2700 in (1800 cached) / 140 out tokens");
     expect(renderJob(ended({})).startsWith("<b>❌ Failed</b>")).toBe(true);
+    const offline = renderJob(
+      ended({ status: "PLANNED", planNotice: "Claude is unavailable (overloaded (529)), planned offline." }),
+    );
+    expect(offline).toContain("\nℹ️ Claude is unavailable (overloaded (529)), planned offline.");
     // A running job has no answer yet, whatever the view says.
     const running = renderJob(
       ended({ status: "RUNNING", answer: { text: "stale", by: "rules", at: "2026-11-25T10:00:06Z" } }),

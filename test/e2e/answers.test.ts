@@ -97,14 +97,8 @@ for (const mode of ["rules", "claude"] as const) {
       return (await client.call<{ jobs: { id: string }[] }>("/api/jobs?limit=100")).body.jobs.map((j) => j.id);
     }
 
-    it("starts with the answer naming the failing test", async () => {
-      if (mode === "claude") {
-        claude.script({
-          kind: "text",
-          text: "One test failed: subtracts numbers.",
-          usage: { input_tokens: 900, output_tokens: 11 },
-        });
-      }
+    /** Sends the task, approves it, and returns the job once its final message carries an answer. */
+    async function askWhichFailed(): Promise<{ jobId: string; firstLine: string; view: JobView; before: Set<string> }> {
       const before = new Set(await jobIds());
       await post({
         message: {
@@ -122,7 +116,7 @@ for (const mode of ["rules", "claude"] as const) {
       expect(planned.question).toBe("which failed");
       await post({
         callback_query: {
-          id: `cb-${mode}`,
+          id: `cb-${mode}-${updateId}`,
           from: USER,
           chat_instance: "1",
           data: `a:${jobId}`,
@@ -141,7 +135,18 @@ for (const mode of ["rules", "claude"] as const) {
       const firstLine = text(final).split("\n")[0] ?? "";
       expect(firstLine).toContain("subtracts numbers");
       expect(firstLine).not.toContain("adds numbers");
-      const view = await client.waitStatus(jobId, ["FAILED"]);
+      return { jobId, firstLine, view: await client.waitStatus(jobId, ["FAILED"]), before };
+    }
+
+    it("starts with the answer naming the failing test", async () => {
+      if (mode === "claude") {
+        claude.script({
+          kind: "text",
+          text: "One test failed: subtracts numbers.",
+          usage: { input_tokens: 900, output_tokens: 11 },
+        });
+      }
+      const { jobId, firstLine, view, before } = await askWhichFailed();
       if (mode === "rules") {
         expect(firstLine).toBe("💬 1 test failed (exit 1): subtracts numbers. <i>(from the results)</i>");
         expect(view.answer).toMatchObject({ by: "rules", text: "1 test failed (exit 1): subtracts numbers." });
@@ -176,5 +181,15 @@ for (const mode of ["rules", "claude"] as const) {
         expect((await jobIds()).filter((id) => !before.has(id))).toEqual([jobId]);
       }
     });
+
+    if (mode === "claude") {
+      it("falls back to the rule answer when Claude is unavailable", async () => {
+        claude.always({ kind: "error", status: 529, type: "overloaded_error", message: "Overloaded", retryAfterS: 0 });
+        const { firstLine, view } = await askWhichFailed();
+        expect(firstLine).toBe("💬 1 test failed (exit 1): subtracts numbers. <i>(from the results)</i>");
+        expect(view.answer?.by).toBe("rules");
+        expect(claude.requests).toHaveLength(2); // the answer call and its one retry; no planning call
+      });
+    }
   });
 }
