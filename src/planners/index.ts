@@ -3,7 +3,7 @@
 // unavailable (down, overloaded, rate-limited, slow) the rules' reading is the fallback, and the
 // person is told it was planned offline.
 import { AnthropicPlanner } from "./anthropic.ts";
-import { RulePlanner } from "./rules.ts";
+import { RulePlanner, splitQuestion } from "./rules.ts";
 import type { Planner, PlannerInput, PlanOutcome } from "./types.ts";
 
 export type { TokenTally } from "./model-call.ts";
@@ -29,9 +29,21 @@ export class ChoosingPlanner implements Planner {
     const read = this.rules.read(input);
     if (read.sure) return read.outcome;
     const planned = await this.claude.plan(input);
+    const contradicts = planned.ok
+      ? planned.plan.proposedSteps.find((st) => st.action && read.forbidden.includes(st.action))
+      : undefined;
+    if (contradicts) {
+      // The model planned what the person said not to do (or the opposite of what they asked).
+      return {
+        ok: false,
+        reason:
+          `Claude planned ${contradicts.action}, which your task says not to do; nothing was planned. ${read.outcome.ok ? "" : read.outcome.reason}`.trim(),
+        tokens: planned.tokens,
+      };
+    }
     if (planned.ok) {
       // Claude plans the steps; the question the person asked is read the same either way.
-      const question = read.outcome.ok ? read.outcome.question : undefined;
+      const { question } = splitQuestion(input.intent);
       return question ? { ...planned, question } : planned;
     }
     if (!planned.unavailable) return planned;

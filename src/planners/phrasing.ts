@@ -11,7 +11,8 @@ import { ACTION_CATALOG, type ActionName, splitArgv } from "../../protocol/index
  */
 export type ClauseReading =
   | { kind: "step"; action: ActionName; params: Record<string, unknown>; sure: boolean }
-  | { kind: "refuse"; reason: string }
+  /** `forbids`: the action the clause says not to do (or names the opposite of): never to be planned. */
+  | { kind: "refuse"; reason: string; forbids?: ActionName }
   | { kind: "none" };
 
 /** Actions whose phrase captures free text to the end of the clause (a command, file content). */
@@ -353,15 +354,17 @@ const BUILD_NOUN = /\bbuild\s+(?:folder|dir|directory|output|logs?|files?|artifa
 export function readClause(raw: string): ClauseReading {
   const clause = stripPolite(raw);
   if (!clause) return { kind: "none" };
-  const refused = refusalForVerb(clause);
-  if (refused) return refused;
   const catalog = catalogMatch(clause);
+  const refused = refusalForVerb(clause);
+  if (refused) return catalog && refused.kind === "refuse" ? { ...refused, forbids: catalog.action } : refused;
   const head = catalog && FREE_TEXT_ACTIONS.has(catalog.action) ? clause.slice(0, catalog.textStart) : clause;
   const negation = NEGATION.exec(head);
   if (negation) {
+    const negated = catalogMatch(clause.slice(negation.index))?.action;
     return {
       kind: "refuse",
       reason: `"${clause}" says "${negation[0]}"; I only plan what you ask me to do, so leave that part out`,
+      ...(negated ? { forbids: negated } : {}),
     };
   }
   // An explicit command is taken verbatim by the catalog's phrase, never re-read.

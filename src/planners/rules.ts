@@ -145,19 +145,20 @@ export class RulePlanner implements Planner {
     return this.read(input).outcome;
   }
 
-  /** The outcome, and whether every clause was read whole (then no model is needed to plan it). */
-  read(input: PlannerInput): { outcome: PlanOutcome; sure: boolean } {
-    const outcome = this.readSteps(input);
-    return { outcome: outcome.outcome, sure: outcome.outcome.ok && outcome.sure };
+  /**
+   * The outcome; whether every clause was read whole (then no model is needed to plan it); and the
+   * actions the person said not to do, or named the opposite of, which no planner may plan.
+   */
+  read(input: PlannerInput): { outcome: PlanOutcome; sure: boolean; forbidden: string[] } {
+    const forbidden: string[] = [];
+    const r = this.build(input, forbidden);
+    const outcome = "sure" in r ? r : { outcome: r, sure: false };
+    return { outcome: outcome.outcome, sure: outcome.outcome.ok && outcome.sure, forbidden };
   }
 
-  private readSteps(input: PlannerInput): { outcome: PlanOutcome; sure: boolean } {
-    const r = this.build(input);
-    return "sure" in r ? r : { outcome: r, sure: false };
-  }
-
-  private build(input: PlannerInput): PlanOutcome | { outcome: PlanOutcome; sure: boolean } {
+  private build(input: PlannerInput, forbidden: string[]): PlanOutcome | { outcome: PlanOutcome; sure: boolean } {
     let sure = true;
+    let refusal: string | null = null;
     const { rest, question } = splitQuestion(input.intent);
     const clauses = splitClauses(rest);
     if (clauses.length === 0) {
@@ -168,7 +169,12 @@ export class RulePlanner implements Planner {
     const notUnderstood: string[] = [];
     for (const clause of clauses) {
       const reading = readClause(clause);
-      if (reading.kind === "refuse") return { ok: false, reason: reading.reason };
+      if (reading.kind === "refuse") {
+        // Every clause is read, so all that the person said not to do is known.
+        if (reading.forbids) forbidden.push(reading.forbids);
+        refusal ??= reading.reason;
+        continue;
+      }
       if (reading.kind === "none") {
         notUnderstood.push(clause);
         continue;
@@ -184,6 +190,7 @@ export class RulePlanner implements Planner {
         params: check.params,
       });
     }
+    if (refusal) return { ok: false, reason: refusal };
     if (notUnderstood.length > 0 || steps.length === 0) {
       const got = understood.length > 0 ? `I understood ${understood.join(", ")}; ` : "";
       const missing = notUnderstood.length > 0 ? notUnderstood : [input.intent];

@@ -113,6 +113,37 @@ describe("Anthropic planner", () => {
     expect(res.plan.expectedArtifacts).toEqual(["notes"]);
   });
 
+  it("never keeps a model plan that does what the task says not to, or its opposite", async () => {
+    fake.script(
+      { kind: "tool", input: { summary: "commit", steps: [step("git_commit", "WRITE", { message: "wip" })] } },
+      {
+        kind: "tool",
+        input: {
+          summary: "commit, push",
+          steps: [step("git_commit", "WRITE", { message: "wip" }), step("git_push", "ADMIN")],
+        },
+      },
+      { kind: "tool", input: { summary: "build", steps: [step("build_project", "WRITE")] } },
+    );
+    const commitOnly = await planner().plan({ jobId, intent: "commit but don't push", projectId: "p" });
+    expect(commitOnly.ok && commitOnly.plan.proposedSteps.map((s) => s.action)).toEqual(["git_commit"]);
+    const pushed = await planner().plan({ jobId, intent: "commit but don't push", projectId: "p" });
+    expect(pushed.ok).toBe(false);
+    expect(!pushed.ok && pushed.reason).toMatch(
+      /^Claude planned git_push, which your task says not to do; nothing was planned\./,
+    );
+    const opposite = await planner().plan({ jobId, intent: "delete the build folder", projectId: "p" });
+    expect(!opposite.ok && opposite.reason).toMatch(/^Claude planned build_project, which your task says not to do/);
+    expect(fake.requests).toHaveLength(3);
+  });
+
+  it("keeps the question the person asked when Claude plans", async () => {
+    fake.script({ kind: "tool", input: { summary: "s", steps: [step("run_tests", "WRITE")] } });
+    const res = await planner().plan({ jobId, intent: "poke at the tests and tell me what broke", projectId: "p" });
+    expect(res.ok && res.plan.planner).toBe("anthropic");
+    expect(res.ok && res.question).toBe("what broke");
+  });
+
   it("raises a git_push the model calls READ_ONLY to ADMIN", async () => {
     fake.script({ kind: "tool", input: { summary: "push", steps: [step("git_push", "READ_ONLY")] } });
     const res = await planner().plan({ jobId, intent: "send my work upstream", projectId: "p" });
