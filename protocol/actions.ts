@@ -57,7 +57,17 @@ export const MAX_WRITE_BYTES = 1024 * 1024;
 export const ActionParamsSchemas = {
   git_status: z.strictObject({}),
   git_diff: z.strictObject({ path: RelativePathSchema.optional(), staged: z.boolean().default(false) }),
-  git_log: z.strictObject({ limit: z.number().int().min(1).max(200).default(20) }),
+  git_log: z.strictObject({
+    limit: z.number().int().min(1).max(200).default(20),
+    // Only forms git's --since reads the same everywhere; it is one argv element after "--since=".
+    since: z
+      .string()
+      .regex(
+        /^(?:yesterday|midnight|\d{1,3} (?:hour|day|week|month|year)s? ago|\d{4}-\d{2}-\d{2})$/,
+        "since: yesterday, midnight, 'N days ago' (hours, weeks, months, years) or a date YYYY-MM-DD",
+      )
+      .optional(),
+  }),
   list_files: z.strictObject({
     path: RelativePathSchema.default("."),
     maxDepth: z.number().int().min(1).max(10).default(3),

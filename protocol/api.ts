@@ -110,6 +110,24 @@ export const PlanReviewSchema = z.object({
 });
 export type PlanReview = z.infer<typeof PlanReviewSchema>;
 
+/** Tokens spent by a job's model calls; `cachedInput` were read from the prompt cache. */
+export const TokenTallySchema = z.object({
+  calls: z.number().int().min(0),
+  input: z.number().int().min(0),
+  cachedInput: z.number().int().min(0),
+  cacheWrite: z.number().int().min(0),
+  output: z.number().int().min(0),
+});
+export type TokenTally = z.infer<typeof TokenTallySchema>;
+
+/** The short answer to what was asked, written when the job ended: by Claude, or by rules from the results. */
+export const JobAnswerSchema = z.object({
+  text: z.string(),
+  by: z.enum(["claude", "rules"]),
+  at: z.string(),
+});
+export type JobAnswer = z.infer<typeof JobAnswerSchema>;
+
 export const JobViewSchema = z.object({
   id: JobIdSchema,
   projectId: ProjectIdSchema,
@@ -127,6 +145,14 @@ export const JobViewSchema = z.object({
   error: z.string().nullable(),
   /** What the job is waiting for, when the requester should know (no agent can serve it, agent unreachable). */
   notice: z.string().nullable().optional(),
+  /** How the plan was made, when the person should know ("Claude is unavailable, planned offline"). */
+  planNotice: z.string().nullable().optional(),
+  /** What the person asked to be told ("which failed"); the answer answers it. */
+  question: z.string().nullable().optional(),
+  /** The short answer to the task once it ended (null before, or when none could be written). */
+  answer: JobAnswerSchema.nullable().optional(),
+  /** Tokens the job's model calls used (planning and the answer); null when no model was called. */
+  tokens: TokenTallySchema.nullable().optional(),
   /** Set while the agent holding a started WRITE/ADMIN step is unreachable; the job is not failed for it yet. */
   agentUnreachableSince: z.string().nullable().optional(),
   agentId: z.string().nullable(),

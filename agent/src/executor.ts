@@ -138,19 +138,22 @@ async function dispatch(action: ActionName, params: Record<string, unknown>, ctx
       const args = ["diff", "--no-ext-diff", "--no-textconv", ...(q.staged ? ["--staged"] : [])];
       return git(action, [...args, "--", path, ...secretPathspecs(ctx.pathPolicy)], ctx);
     }
-    case "git_log":
+    case "git_log": {
+      const q = p<"git_log">(params);
       return git(
         action,
         [
           "log",
           "--no-ext-diff",
           "--no-textconv",
-          `-n${p<"git_log">(params).limit}`,
+          `-n${q.limit}`,
+          ...(q.since ? [`--since=${q.since}`] : []),
           "--date=short",
           "--format=%h %ad %an  %s",
         ],
         ctx,
       );
+    }
     case "git_commit": {
       const q = p<"git_commit">(params);
       if (q.addAll) {

@@ -25,12 +25,22 @@ export interface RenderOptions {
   log?: { lines: string[]; earlier: boolean };
 }
 
+/** "3 calls: 1200 input (900 cached), 240 output". */
+export function tokensText(t: NonNullable<JobView["tokens"]>): string {
+  return `${t.calls} model call${t.calls === 1 ? "" : "s"}: ${t.input + t.cachedInput + t.cacheWrite} input (${t.cachedInput} cached), ${t.output} output`;
+}
+
 export function renderJob(job: JobView, opts: RenderOptions = {}): string {
   const full = opts.full === true;
   const lines = [
     `${job.id}  ${job.status}  project ${job.projectId}  risk ${job.risk ?? "?"}${job.attempt > 1 ? `  attempt ${job.attempt}` : ""}`,
     `  "${job.intent}"`,
   ];
+  if (job.answer?.text) {
+    lines.push(`  answer${job.answer.by === "rules" ? " (from the results)" : ""}: ${job.answer.text}`);
+  }
+  if (job.planNotice) lines.push(`  note: ${job.planNotice}`);
+  if (job.tokens && job.tokens.calls > 0) lines.push(`  tokens: ${tokensText(job.tokens)}`);
   if (job.startedAt && job.finishedAt) {
     lines.push(`  took ${duration(Date.parse(job.finishedAt) - Date.parse(job.startedAt))}`);
   }

@@ -129,6 +129,9 @@ const terminalStatus = (s: JobView["status"]): boolean => s === "SUCCEEDED" || s
 
 export function renderJob(job: JobView, opts: { approvalTimeoutS?: number } = {}): string {
   const parts: string[] = [];
+  // The summary starts with the answer to what was asked; the rest is how it was found.
+  const answer = terminalStatus(job.status) ? answerLine(job) : null;
+  if (answer) parts.push(answer, "");
   parts.push(`<b>${STATUS_HEADER[job.status]}</b> · <code>${job.id}</code>`);
   parts.push(`<i>${esc(clipText(job.intent, 500))}</i>`);
   if (job.status === "CREATED") return parts.join("\n");
@@ -140,6 +143,10 @@ export function renderJob(job: JobView, opts: { approvalTimeoutS?: number } = {}
     facts.push(`Expected: ${esc(job.plan.expectedArtifacts.join(", "))}`);
   }
   if (job.attempt > 1) facts.push(`attempt ${job.attempt}`);
+  if (job.tokens && job.tokens.calls > 0) {
+    const t = job.tokens;
+    facts.push(`🔢 ${t.input + t.cachedInput + t.cacheWrite} in (${t.cachedInput} cached) / ${t.output} out tokens`);
+  }
   if (facts.length) parts.push("", facts.join(" · "));
   if (job.status === "PLANNED" && job.needsApproval) {
     const t = opts.approvalTimeoutS ?? 300;
@@ -152,6 +159,7 @@ export function renderJob(job: JobView, opts: { approvalTimeoutS?: number } = {}
   }
   if (job.error) parts.push(`Reason: ${esc(clipText(job.error, 600))}`);
   if (job.notice && !terminalStatus(job.status)) parts.push(`⚠️ ${esc(clipText(job.notice, 600))}`);
+  if (job.planNotice) parts.push(`ℹ️ ${esc(clipText(job.planNotice, 300))}`);
   if (job.artifacts.length > 0) {
     parts.push(`📎 ${job.artifacts.map((a) => `${esc(a.name)} (${a.size} B)`).join(", ")}`);
   }
@@ -181,6 +189,13 @@ export function renderJob(job: JobView, opts: { approvalTimeoutS?: number } = {}
     }
   }
   return clip(parts.join("\n"));
+}
+
+/** "💬 <answer>", marked when it was written from the results without a model. */
+export function answerLine(job: JobView): string | null {
+  if (!job.answer?.text) return null;
+  const by = job.answer.by === "rules" ? " <i>(from the results)</i>" : "";
+  return `💬 ${esc(clipText(job.answer.text, 1200))}${by}`;
 }
 
 /** Last resort: cut a rendered message on a line boundary outside any tag. */

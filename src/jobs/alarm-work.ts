@@ -5,6 +5,7 @@ import { isTerminal } from "../../protocol/index.ts";
 import { needsApproval } from "../core/policy.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { createPlanner } from "../planners/index.ts";
+import { addTallies } from "../planners/model-call.ts";
 import { type JobDO, MAX_PLAN_ATTEMPTS, PLAN_STALL_MS } from "./job-do.ts";
 import type { JobState } from "./job-state.ts";
 import { checkUnreachable } from "./unreachable.ts";
@@ -57,20 +58,24 @@ export async function planJob(job: JobDO, state: JobState): Promise<void> {
   }
   const s = job.load();
   if (s?.status !== "CREATED") return; // cancelled while planning
+  if (outcome.tokens) s.tokens = addTallies(s.tokens, outcome.tokens);
   if (!outcome.ok) {
     s.error = outcome.reason;
     job.commit(s, job.move(s, "plan_failed", { reason: outcome.reason, planner: planner.kind }));
     return;
   }
   s.plan = outcome.plan;
+  s.question = outcome.question ?? null;
+  s.planNotice = outcome.notice ?? null;
   s.risk = outcome.plan.estimatedRiskLevel;
   s.needsApproval = needsApproval(outcome.plan.estimatedRiskLevel, {
     autoApproveReadOnly: job.config.autoApproveReadOnly,
   });
   const effects = job.move(s, "plan_ready", {
     risk: s.risk,
-    planner: planner.kind,
+    planner: outcome.plan.planner,
     steps: outcome.plan.proposedSteps.length,
+    ...(outcome.notice ? { notice: outcome.notice } : {}),
   });
   if (s.needsApproval) {
     s.approvalDeadline = Date.now() + job.config.approvalTimeoutS * 1000;

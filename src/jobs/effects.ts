@@ -90,6 +90,10 @@ export async function runOutboxItem(job: JobDO, state: JobState, item: OutboxIte
     case "archive_log":
       await archiveLog(env.ARCHIVE, state.id, job.logs);
       return;
+    case "answer": {
+      const { writeAnswer } = await import("../answers/index.ts");
+      return writeAnswer(job);
+    }
     case "notify": {
       if (!state.chatId) return "notify_no_chat"; // API jobs have nobody to tell
       const { notifyJob } = await import("../notify/notify.ts");

@@ -165,6 +165,8 @@ export class JobDO extends DurableObject<Env> {
     state.lastAtByStatus = { ...lastAt, [t.to]: now };
     const effects: OutboxItem[] = [
       { kind: "event", seq: state.eventSeq, fromStatus: from, toStatus: t.to, event, detail, at: now, measure },
+      // A job that ended gets its answer before the notification that tells it.
+      ...(isTerminal(t.to) && from !== t.to ? [{ kind: "answer" } as const] : []),
       { kind: "notify" },
     ];
     if (isTerminal(t.to)) effects.push({ kind: "archive_log" });

@@ -3,11 +3,13 @@ import type {
   ArtifactRef,
   ExecutionResult,
   ExecutionSpec,
+  JobAnswer,
   JobStatus,
   JobView,
   PlanSpec,
   RiskLevel,
   StepState,
+  TokenTally,
 } from "../../protocol/index.ts";
 
 export interface Lease {
@@ -75,6 +77,14 @@ export interface JobState {
   withoutJobAt?: number | null;
   /** What the requester should know while the job waits (no agent can serve it, agent unreachable). */
   notice?: string | null;
+  /** What the person asked to be told ("which failed"), read from the intent by the planner. */
+  question?: string | null;
+  /** How the plan was made, when the person should know ("Claude is unavailable, planned offline"). */
+  planNotice?: string | null;
+  /** The model calls' tokens for this job (planning and the answer). */
+  tokens?: TokenTally | null;
+  /** The short answer to the task, written when the job ended. */
+  answer?: JobAnswer | null;
 }
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -109,6 +119,10 @@ export function toView(s: JobState, logTail: string): JobView {
     logTail,
     error: s.error,
     notice: s.notice ?? null,
+    planNotice: s.planNotice ?? null,
+    question: s.question ?? null,
+    answer: s.answer ?? null,
+    tokens: s.tokens ?? null,
     agentUnreachableSince: iso(s.unreachableSince ?? null),
     agentId: s.lease?.agentId ?? null,
     userId: s.userId,
@@ -141,6 +155,12 @@ export function toLedgerRow(s: JobState) {
     resultJson: s.result ? JSON.stringify(s.result) : null,
     error: s.error,
     agentId: s.lease?.agentId ?? null,
+    answer: s.answer?.text ?? null,
+    modelCalls: s.tokens?.calls ?? 0,
+    tokensInput: s.tokens?.input ?? 0,
+    tokensCached: s.tokens?.cachedInput ?? 0,
+    tokensCacheWrite: s.tokens?.cacheWrite ?? 0,
+    tokensOutput: s.tokens?.output ?? 0,
     createdAt: s.createdAt,
     updatedAt: s.updatedAt,
   };

@@ -23,6 +23,8 @@ export type OutboxItem =
   | { kind: "enqueue"; attempt: number }
   | { kind: "cancel_agent"; attempt: number; reason: string }
   | { kind: "archive_log" }
+  /** The job's answer, written once it ended, before its final notification. */
+  | { kind: "answer" }
   | { kind: "notify" };
 
 export interface OutboxRow {
@@ -63,6 +65,7 @@ export function laneOf(kind: OutboxItem["kind"]): string | null {
     case "archive_log":
       return "archive";
     case "notify":
+    case "answer": // it commits its own notify and ledger row when written
       return null;
   }
 }

@@ -19,6 +19,14 @@ export const jobs = sqliteTable(
     resultJson: text("result_json"),
     error: text("error"),
     agentId: text("agent_id"),
+    /** The short answer written when the job ended (null before, or when nothing ran). */
+    answer: text("answer"),
+    /** The job's model calls and their tokens (planning and the answer); cached = read from the prompt cache. */
+    modelCalls: integer("model_calls").notNull().default(0),
+    tokensInput: integer("tokens_input").notNull().default(0),
+    tokensCached: integer("tokens_cached").notNull().default(0),
+    tokensCacheWrite: integer("tokens_cache_write").notNull().default(0),
+    tokensOutput: integer("tokens_output").notNull().default(0),
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull(),
   },

@@ -1,8 +1,12 @@
-// Chooses the planner: Claude when an Anthropic key is configured, else the offline rules.
+// Chooses the planner. The rules read every task first: a task they read whole is planned by them
+// with no model call, key or not. Otherwise Claude plans when a key is configured; when Claude is
+// unavailable (down, overloaded, rate-limited, slow) the rules' reading is the fallback, and the
+// person is told it was planned offline.
 import { AnthropicPlanner } from "./anthropic.ts";
-import { RulePlanner } from "./rules.ts";
-import type { Planner } from "./types.ts";
+import { RulePlanner, splitQuestion } from "./rules.ts";
+import type { Planner, PlannerInput, PlanOutcome } from "./types.ts";
 
+export type { TokenTally } from "./model-call.ts";
 export type { Planner, PlannerInput, PlanOutcome } from "./types.ts";
 
 export interface PlannerOptions {
@@ -12,12 +16,56 @@ export interface PlannerOptions {
   timeoutMs?: number;
 }
 
+export class ChoosingPlanner implements Planner {
+  readonly kind = "anthropic" as const;
+  private readonly rules = new RulePlanner();
+  private readonly claude: Planner;
+
+  constructor(claude: Planner) {
+    this.claude = claude;
+  }
+
+  async plan(input: PlannerInput): Promise<PlanOutcome> {
+    const read = this.rules.read(input);
+    if (read.sure) return read.outcome;
+    const planned = await this.claude.plan(input);
+    const contradicts = planned.ok
+      ? planned.plan.proposedSteps.find((st) => st.action && read.forbidden.includes(st.action))
+      : undefined;
+    if (contradicts) {
+      // The model planned what the person said not to do (or the opposite of what they asked).
+      return {
+        ok: false,
+        reason:
+          `Claude planned ${contradicts.action}, which your task says not to do; nothing was planned. ${read.outcome.ok ? "" : read.outcome.reason}`.trim(),
+        tokens: planned.tokens,
+      };
+    }
+    if (planned.ok) {
+      // Claude plans the steps; the question the person asked is read the same either way.
+      const { question } = splitQuestion(input.intent);
+      return question ? { ...planned, question } : planned;
+    }
+    if (!planned.unavailable) return planned;
+    if (read.outcome.ok)
+      return { ...read.outcome, notice: `${planned.reason}, planned offline.`, tokens: planned.tokens };
+    return {
+      ok: false,
+      reason: `${planned.reason}, and I could not plan this offline: ${read.outcome.reason}`,
+      unavailable: true,
+      tokens: planned.tokens,
+    };
+  }
+}
+
 export function createPlanner(opts: PlannerOptions): Planner {
   if (!opts.anthropicApiKey) return new RulePlanner();
-  return new AnthropicPlanner({
-    apiKey: opts.anthropicApiKey,
-    baseURL: opts.anthropicBaseUrl,
-    model: opts.anthropicModel,
-    timeoutMs: opts.timeoutMs,
-  });
+  return new ChoosingPlanner(
+    new AnthropicPlanner({
+      apiKey: opts.anthropicApiKey,
+      baseURL: opts.anthropicBaseUrl,
+      model: opts.anthropicModel,
+      timeoutMs: opts.timeoutMs,
+    }),
+  );
 }

@@ -3,20 +3,43 @@
 import {
   ACTION_CATALOG,
   checkActionParams,
-  matchPhrase,
   maxRisk,
   type PlanSpec,
   PlanSpecSchema,
   type PlanStep,
 } from "../../protocol/index.ts";
+import { FREE_TEXT_ACTIONS, readClause } from "./phrasing.ts";
 import type { Planner, PlannerInput, PlanOutcome } from "./types.ts";
 
-/** Actions whose phrase captures free text to the end of the clause (a command, file content). */
-const FREE_TEXT_ACTIONS = new Set(["run_command", "write_file", "search_code", "git_commit"]);
-
-const SEPARATORS = /\s*(?:,\s*(?:and\s+then|then|and)?|;|\band\s+then\b|\bthen\b|\band\b)\s*/i;
+const SEPARATORS = /\s*(?:,\s*(?:and\s+then|then|and|but)?|;|\band\s+then\b|\bthen\b|\band\b|\bbut\b)\s*/i;
 const SEPARATORS_ALL = new RegExp(SEPARATORS.source, "gi");
 
+/** The action a clause reads as, if it reads as one. */
+function actionOf(clause: string): string | undefined {
+  const r = readClause(clause);
+  return r.kind === "step" ? r.action : undefined;
+}
+
+/**
+ * A closing request for an answer ("…, and tell me which failed") is the job's question, not a
+ * step. An intent that is itself a question ("what changed since yesterday?") is its own question.
+ */
+const TELL_ME =
+  /(?:^|,?\s+(?:and\s+(?:then\s+)?|then\s+)|,\s*)(?:tell|show|let)\s+me\s+(?:know\s+)?(?<q>(?:which|what|whether|if|why|how|who|where|when|the\s+(?:failures?|failing|errors?|result))\b.*)$/i;
+const QUESTION_START = /^(?:what|which|why|how|who|where|when|are|is|do|does|did|has|have)\b/i;
+
+export function splitQuestion(intent: string): { rest: string; question?: string } {
+  const trimmed = intent.trim();
+  const m = TELL_ME.exec(trimmed);
+  if (m?.groups?.q && m.index > 0) {
+    return { rest: trimmed.slice(0, m.index), question: m.groups.q.replace(/[.!?\s]+$/, "") };
+  }
+  // "can you run the tests?" is a request said politely, not a question to answer.
+  if (/^(?:please\s+)?(?:can|could|would|will)\s+you\b/i.test(trimmed)) return { rest: trimmed };
+  if (/\?\s*$/.test(trimmed) || QUESTION_START.test(trimmed))
+    return { rest: trimmed, question: trimmed.replace(/\s+/g, " ") };
+  return { rest: trimmed };
+}
 /** A closing "…, and commit" / "then push to origin" after free text is a step of its own. */
 const TRAILING_GIT = /^(?:git\s+)?(?:commit|push)\b/i;
 
@@ -32,10 +55,10 @@ function peelTrailingGit(clause: string, action: string): string[] {
     const last = [...head.matchAll(SEPARATORS_ALL)].filter((m) => m.index > 0).at(-1);
     if (!last) break;
     const segment = head.slice(last.index + last[0].length).trim();
-    const segmentAction = TRAILING_GIT.test(segment) ? matchPhrase(segment)?.action.name : undefined;
+    const segmentAction = TRAILING_GIT.test(segment) ? actionOf(segment) : undefined;
     if (segmentAction !== "git_commit" && segmentAction !== "git_push") break;
     const rest = head.slice(0, last.index);
-    if (matchPhrase(rest)?.action.name !== action) break;
+    if (actionOf(rest) !== action) break;
     trailing.unshift(segment);
     head = rest;
   }
@@ -54,15 +77,14 @@ function peelTrailingGit(clause: string, action: string): string[] {
  */
 export function splitClauses(intent: string): string[] {
   const clauses: string[] = [];
-  let rest = intent.trim().replace(/[.!]+$/, "");
+  let rest = intent.trim().replace(/[.!?]+$/, "");
   while (rest.length > 0) {
     const m = SEPARATORS.exec(rest);
     const head = m ? rest.slice(0, m.index) : rest;
-    const headMatch = head ? matchPhrase(head) : undefined;
-    if (headMatch && FREE_TEXT_ACTIONS.has(headMatch.action.name)) {
-      const whole = matchPhrase(rest);
-      if (whole && whole.action.name === headMatch.action.name) {
-        clauses.push(...peelTrailingGit(rest, whole.action.name));
+    const headAction = head ? actionOf(head) : undefined;
+    if (headAction && FREE_TEXT_ACTIONS.has(headAction)) {
+      if (actionOf(rest) === headAction) {
+        clauses.push(...peelTrailingGit(rest, headAction));
         break;
       }
     }
@@ -96,9 +118,21 @@ function describeStep(action: string, params: Record<string, unknown>, clause: s
     case "run_command":
       return `Run ${(params.argv as string[]).join(" ")}`;
     case "search_code":
-      return `Search the code for "${String(params.pattern)}"`;
+      return `Search the code for "${String(params.pattern)}"${params.path ? ` in ${String(params.path)}` : ""}`;
     case "read_file":
       return `Read ${String(params.path)}`;
+    case "list_files":
+      return params.path === "." ? "List the workspace's files" : `List files in ${String(params.path)}`;
+    case "git_log":
+      return params.since
+        ? `Show commits since ${String(params.since)}`
+        : `Show the last ${String(params.limit)} commits`;
+    case "git_diff":
+      return `Show ${params.staged ? "staged" : "uncommitted"} changes${params.path ? ` in ${String(params.path)}` : ""}`;
+    case "git_commit":
+      return `Commit with message "${String(params.message)}"`;
+    case "git_push":
+      return `Push to ${String(params.remote)}${params.branch ? ` ${String(params.branch)}` : ""}`;
     default:
       return ACTION_CATALOG.find((a) => a.name === action)?.description ?? clause;
   }
@@ -108,7 +142,25 @@ export class RulePlanner implements Planner {
   readonly kind = "rules" as const;
 
   async plan(input: PlannerInput): Promise<PlanOutcome> {
-    const clauses = splitClauses(input.intent);
+    return this.read(input).outcome;
+  }
+
+  /**
+   * The outcome; whether every clause was read whole (then no model is needed to plan it); and the
+   * actions the person said not to do, or named the opposite of, which no planner may plan.
+   */
+  read(input: PlannerInput): { outcome: PlanOutcome; sure: boolean; forbidden: string[] } {
+    const forbidden: string[] = [];
+    const r = this.build(input, forbidden);
+    const outcome = "sure" in r ? r : { outcome: r, sure: false };
+    return { outcome: outcome.outcome, sure: outcome.outcome.ok && outcome.sure, forbidden };
+  }
+
+  private build(input: PlannerInput, forbidden: string[]): PlanOutcome | { outcome: PlanOutcome; sure: boolean } {
+    let sure = true;
+    let refusal: string | null = null;
+    const { rest, question } = splitQuestion(input.intent);
+    const clauses = splitClauses(rest);
     if (clauses.length === 0) {
       return { ok: false, reason: `The task is empty. Try phrases like: ${EXAMPLES.join("; ")}.` };
     }
@@ -116,12 +168,19 @@ export class RulePlanner implements Planner {
     const understood: string[] = [];
     const notUnderstood: string[] = [];
     for (const clause of clauses) {
-      const match = matchPhrase(clause);
-      if (!match) {
+      const reading = readClause(clause);
+      if (reading.kind === "refuse") {
+        // Every clause is read, so all that the person said not to do is known.
+        if (reading.forbids) forbidden.push(reading.forbids);
+        refusal ??= reading.reason;
+        continue;
+      }
+      if (reading.kind === "none") {
         notUnderstood.push(clause);
         continue;
       }
-      const check = checkActionParams(match.action.name, match.params);
+      sure &&= reading.sure;
+      const check = checkActionParams(reading.action, reading.params);
       if (!check.ok) return { ok: false, reason: `"${clause}": ${check.error}` };
       understood.push(`"${clause}" → ${check.action.name}`);
       steps.push({
@@ -131,6 +190,7 @@ export class RulePlanner implements Planner {
         params: check.params,
       });
     }
+    if (refusal) return { ok: false, reason: refusal };
     if (notUnderstood.length > 0 || steps.length === 0) {
       const got = understood.length > 0 ? `I understood ${understood.join(", ")}; ` : "";
       const missing = notUnderstood.length > 0 ? notUnderstood : [input.intent];
@@ -153,6 +213,9 @@ export class RulePlanner implements Planner {
     };
     const parsed = PlanSpecSchema.safeParse(plan);
     if (!parsed.success) return { ok: false, reason: `the plan did not validate: ${parsed.error.issues[0]?.message}` };
-    return { ok: true, plan: parsed.data };
+    const outcome: PlanOutcome = question
+      ? { ok: true, plan: parsed.data, question: question.slice(0, 500) }
+      : { ok: true, plan: parsed.data };
+    return { outcome, sure };
   }
 }

@@ -1,5 +1,6 @@
 // The planner interface: one intent in, a validated PlanSpec (or a clear refusal) out.
 import type { PlanSpec } from "../../protocol/index.ts";
+import type { TokenTally } from "./model-call.ts";
 
 export interface PlannerInput {
   jobId: string;
@@ -7,7 +8,15 @@ export interface PlannerInput {
   projectId: string;
 }
 
-export type PlanOutcome = { ok: true; plan: PlanSpec } | { ok: false; reason: string };
+/**
+ * `question`: what the person asked to be told ("which failed"), answered when the job ends.
+ * `notice`: what the person should know about how it was planned ("Claude is unavailable…").
+ * `tokens`: what the model calls made for this plan cost. `unavailable`: the model could not be
+ * used (down, overloaded, slow), as opposed to a refusal of the task itself.
+ */
+export type PlanOutcome =
+  | { ok: true; plan: PlanSpec; question?: string; notice?: string; tokens?: TokenTally }
+  | { ok: false; reason: string; unavailable?: boolean; tokens?: TokenTally };
 
 export interface Planner {
   readonly kind: "anthropic" | "rules";

@@ -16,13 +16,21 @@ export interface MessagesRequest {
   max_tokens: number;
   messages: { role: string; content: unknown }[];
   system?: unknown;
-  tools?: { name: string; input_schema?: unknown }[];
+  tools?: { name: string; input_schema?: unknown; strict?: boolean }[];
   tool_choice?: unknown;
 }
 
+/** The usage an answer reports (default: 100 input, 50 output, nothing cached). */
+export interface FakeUsage {
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_input_tokens?: number;
+  cache_creation_input_tokens?: number;
+}
+
 export type FakeReply =
-  | { kind: "tool"; input: unknown; name?: string }
-  | { kind: "text"; text: string }
+  | { kind: "tool"; input: unknown; name?: string; usage?: FakeUsage }
+  | { kind: "text"; text: string; usage?: FakeUsage }
   /** An API error; 429 and 529 carry `retry-after` (seconds, default 1) as the real API's do. */
   | { kind: "error"; status: number; type: string; message: string; retryAfterS?: number }
   | { kind: "delay"; ms: number; reply: FakeReply };
@@ -87,8 +95,26 @@ export function checkRequest(headers: IncomingHttpHeaders, body: unknown): strin
       if (!isObject(tool.input_schema) || tool.input_schema.type !== "object") {
         return `tools.${i}.custom.input_schema.type: Input should be 'object'`;
       }
+      if (tool.strict !== undefined && typeof tool.strict !== "boolean") {
+        return `tools.${i}.custom.strict: Input should be a valid boolean`;
+      }
+      if (tool.strict === true) {
+        const bad = strictSchemaProblem(tool.input_schema, `tools.${i}.custom.input_schema`);
+        if (bad) return bad;
+      }
     }
   }
+  const system = body.system;
+  if (system !== undefined && typeof system !== "string") {
+    if (!Array.isArray(system)) return "system: Input should be a valid string or list";
+    for (const [i, b] of system.entries()) {
+      if (!isObject(b) || b.type !== "text" || typeof b.text !== "string" || b.text === "") {
+        return `system.${i}: system blocks must be non-empty text blocks`;
+      }
+    }
+  }
+  const cacheProblem = checkCacheControl(body);
+  if (cacheProblem) return cacheProblem;
   if (body.tool_choice !== undefined) {
     const choice = body.tool_choice;
     if (!isObject(choice) || !["auto", "any", "tool", "none"].includes(String(choice.type))) {
@@ -103,6 +129,67 @@ export function checkRequest(headers: IncomingHttpHeaders, body: unknown): strin
     }
   }
   return checkMessages(body.messages);
+}
+
+/** Schema keywords strict tool use refuses (its documented JSON Schema limitations). */
+const STRICT_UNSUPPORTED = [
+  "minimum",
+  "maximum",
+  "exclusiveMinimum",
+  "exclusiveMaximum",
+  "multipleOf",
+  "minLength",
+  "maxLength",
+  "maxItems",
+];
+
+function strictSchemaProblem(node: unknown, at: string): string | null {
+  if (Array.isArray(node)) {
+    for (const [i, n] of node.entries()) {
+      const bad = strictSchemaProblem(n, `${at}.${i}`);
+      if (bad) return bad;
+    }
+    return null;
+  }
+  if (!isObject(node)) return null;
+  for (const k of STRICT_UNSUPPORTED) {
+    if (k in node) return `${at}: '${k}' is not supported with strict: true`;
+  }
+  if (typeof node.minItems === "number" && node.minItems > 1) {
+    return `${at}: minItems values other than 0 or 1 are not supported with strict: true`;
+  }
+  if ((node.type === "object" || isObject(node.properties)) && node.additionalProperties !== false) {
+    return `${at}: additionalProperties must be set to false for object types with strict: true`;
+  }
+  for (const [k, v] of Object.entries(node)) {
+    if (k === "enum" || k === "const" || k === "default" || k === "examples") continue;
+    const sub = k === "properties" && isObject(v) ? Object.values(v) : v;
+    const bad = strictSchemaProblem(sub, `${at}.${k}`);
+    if (bad) return bad;
+  }
+  return null;
+}
+
+/** cache_control: only {type: "ephemeral", ttl?: "5m" | "1h"}, at most 4 breakpoints per request. */
+function checkCacheControl(body: Json): string | null {
+  let count = 0;
+  const blocks: unknown[] = [
+    ...(Array.isArray(body.tools) ? body.tools : []),
+    ...(Array.isArray(body.system) ? body.system : []),
+    ...(Array.isArray(body.messages)
+      ? body.messages.flatMap((m) => (isObject(m) && Array.isArray(m.content) ? m.content : []))
+      : []),
+  ];
+  for (const b of blocks) {
+    if (!isObject(b) || b.cache_control === undefined || b.cache_control === null) continue;
+    const cc = b.cache_control;
+    if (!isObject(cc) || cc.type !== "ephemeral") return "cache_control.type: Input should be 'ephemeral'";
+    if (cc.ttl !== undefined && cc.ttl !== "5m" && cc.ttl !== "1h")
+      return "cache_control.ttl: Input should be '5m' or '1h'";
+    count += 1;
+  }
+  if (count > 4) return `A maximum of 4 blocks with cache_control may be provided. Found ${count}.`;
+  return null;
 }
 
 function checkMessages(messages: unknown[]): string | null {
@@ -156,7 +243,7 @@ function checkMessages(messages: unknown[]): string | null {
 }
 
 let ids = 0;
-function message(model: string, content: unknown[], stop: string) {
+function message(model: string, content: unknown[], stop: string, usage?: FakeUsage) {
   ids += 1;
   return {
     id: `msg_fake${String(ids).padStart(20, "0")}`,
@@ -166,7 +253,11 @@ function message(model: string, content: unknown[], stop: string) {
     content,
     stop_reason: stop,
     stop_sequence: null,
-    usage: { input_tokens: 100, output_tokens: 50 },
+    usage: {
+      cache_read_input_tokens: 0,
+      cache_creation_input_tokens: 0,
+      ...(usage ?? { input_tokens: 100, output_tokens: 50 }),
+    },
   };
 }
 
@@ -224,7 +315,7 @@ export async function startFakeAnthropic(opts: { port?: number; apiKey?: string 
             return;
           }
           case "text":
-            send(200, message(request.model, [{ type: "text", text: r.text }], "end_turn"));
+            send(200, message(request.model, [{ type: "text", text: r.text }], "end_turn", r.usage));
             return;
           case "tool":
             send(
@@ -240,6 +331,7 @@ export async function startFakeAnthropic(opts: { port?: number; apiKey?: string 
                   },
                 ],
                 "tool_use",
+                r.usage,
               ),
             );
         }

@@ -1,0 +1,67 @@
+// Writes the job's answer once it ended: Claude's from bounded excerpts when a key is set, else
+// (or when the model fails) the rule answer. Run from the job's outbox before the final
+// notification; it never throws, so the notification is never held up for good.
+import { isTerminal } from "../../protocol/index.ts";
+import type { JobDO } from "../jobs/job-do.ts";
+import { errorMessage, log } from "../lib/log.ts";
+import { addTallies } from "../planners/model-call.ts";
+import { claudeAnswer } from "./claude.ts";
+import { type AnswerInput, ruleAnswer } from "./rules.ts";
+import { stepOutputs } from "./step-outputs.ts";
+
+export { ruleAnswer } from "./rules.ts";
+
+export async function writeAnswer(job: JobDO): Promise<"answer" | "answer_rules" | "answer_skipped"> {
+  const state = job.load();
+  if (!state || !isTerminal(state.status) || state.answer) return "answer_skipped";
+  // Nothing ran (denied, cancelled or failed before a step started): the reason says it all.
+  if (!state.steps.some((s) => s.state !== "pending" && s.state !== "skipped")) return "answer_skipped";
+  let input: AnswerInput;
+  try {
+    const outputs = stepOutputs(job.ctx.storage.sql, state.attempt);
+    input = {
+      intent: state.intent,
+      question: state.question ?? null,
+      status: state.status as AnswerInput["status"],
+      error: state.error,
+      steps: state.steps.map((s) => ({
+        stepId: s.stepId,
+        action: s.action,
+        state: s.state,
+        exitCode: s.exitCode,
+        error: s.error,
+        output: outputs.get(s.stepId) ?? "",
+      })),
+    };
+  } catch (err) {
+    log("warn", "answer: could not read the steps' output", { jobId: state.id, error: errorMessage(err) });
+    return "answer_skipped";
+  }
+  let text = ruleAnswer(input);
+  let by: "claude" | "rules" = "rules";
+  let tokens = null;
+  if (job.config.anthropicApiKey) {
+    try {
+      const claude = await claudeAnswer(input, {
+        apiKey: job.config.anthropicApiKey,
+        baseURL: job.config.anthropicBaseUrl || undefined,
+        model: job.config.anthropicModel,
+      });
+      tokens = claude.tokens;
+      if (claude.ok) {
+        text = claude.text;
+        by = "claude";
+      } else log("warn", "answer: Claude failed; the rule answer is used", { jobId: state.id, error: claude.error });
+    } catch (err) {
+      log("warn", "answer: Claude failed; the rule answer is used", { jobId: state.id, error: errorMessage(err) });
+    }
+  }
+  const s = job.load();
+  if (!s || s.answer) return "answer_skipped";
+  s.answer = { text, by, at: new Date().toISOString() };
+  if (tokens && tokens.calls > 0) s.tokens = addTallies(s.tokens, tokens);
+  job.commit(s, [{ kind: "notify" }]);
+  // Written while the outbox drains: the ledger row and notification just added go in this drain.
+  job.drainAgain = true;
+  return by === "claude" ? "answer" : "answer_rules";
+}
