@@ -1,6 +1,7 @@
 // The soak (bench/soak.ts) in small: 60 jobs on wrangler dev with two real agents while they are
 // SIGKILLed and restarted, cut off by a TCP proxy (reset or black hole), SIGSTOPped, and the
-// Worker restarted. No job may be lost, stuck, run twice or reported against what happened.
+// Worker restarted. No job may be lost, stuck, run twice or reported against what happened; a job
+// FAILED as "outcome unknown" is true either way and only printed.
 import { describe, expect, it } from "vitest";
 import { FULL, runSoak, summary } from "../../bench/soak.ts";
 
@@ -32,5 +33,9 @@ describe("soak", () => {
     expect(result.duplicated, report).toEqual([]);
     expect(result.misreported, report).toEqual([]);
     expect(result.strayTraceLines, report).toBe(0);
+    // FAILED "outcome unknown" (said so) is true with or without a trace: counted, not asserted.
+    console.log(
+      `soak: unknown (said so) ${result.unknown.withTrace.length} with a trace, ${result.unknown.withoutTrace.length} without (seed ${seed})`,
+    );
   }, 240_000);
 });
