@@ -74,6 +74,8 @@ interface JobOutcome {
   traces: number;
   /** The ledger's events, for jobs in a bad category. */
   events?: { to: string | null; event: string; at: string; detail: unknown }[];
+  /** The agents' log lines naming it (every process, killed ones too), for jobs in a bad category. */
+  agentLog?: string[];
 }
 interface Fault {
   kind: "kill" | "cut" | "stop" | "worker" | "agent-exited";
@@ -178,8 +180,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     });
     const w = worker;
     const client = new ApiClient(w.url, w.apiToken);
-    const launch = (s: Pick<Slot, "name" | "token" | "repo" | "proxy">) =>
-      startAgent({
+    const processes: { name: string; proc: AgentProcess }[] = [];
+    const launch = async (s: Pick<Slot, "name" | "token" | "repo" | "proxy">) => {
+      const proc = await startAgent({
         url: s.proxy.url,
         token: s.token,
         workspace: s.repo.dir,
@@ -189,6 +192,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
         // Each agent's result journal survives its SIGKILLs (the same directory across restarts).
         env: { SKYNET_AGENT_STATE_DIR: join(traceDir, "agent-state") },
       });
+      processes.push({ name: s.name, proc });
+      return proc;
+    };
     for (const name of ["soak-a", "soak-b"]) {
       const repo = await makeGitRepo({ "README.md": `# ${name}\n` });
       const proxy = await startFaultProxy(w.port);
@@ -329,6 +335,17 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       const res = await call<{ events?: JobOutcome["events"] }>(client, `/api/jobs/${jobId}/events`);
       const o = outcomes.get(jobId);
       if (o && res.status === 200) o.events = res.body.events;
+      if (o) {
+        o.agentLog = processes
+          .flatMap((p, i) =>
+            p.proc
+              .logs()
+              .split("\n")
+              .map((l) => `${p.name}#${i} ${l}`),
+          )
+          .filter((l) => l.includes(jobId))
+          .slice(0, 40);
+      }
     });
     const byStatus: Record<string, number> = {};
     for (const o of all) byStatus[o.status] = (byStatus[o.status] ?? 0) + 1;

@@ -553,7 +553,10 @@ export class Agent {
       chunker: new LogChunker((f) =>
         this.sendFenced(job, { type: "log", ...fence, stepId: f.stepId, seq: f.seq, stream: f.stream, data: f.data }),
       ),
-      journal: [],
+      // The accept leads the replay: if it was lost with the connection (or this process), the
+      // server still learns that this agent took the attempt before its result arrives, rather
+      // than offering the attempt to another agent as if it had never run.
+      journal: [{ type: "job_accept", ...fence }],
       journalLogBytes: 0,
       unsentLogBytes: 0,
       finished: false,
