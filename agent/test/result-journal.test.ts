@@ -8,7 +8,7 @@ import type { ExecutionStep } from "../../protocol/index.ts";
 import { type AgentProcess, startAgent } from "../../test/helpers/node/agent-process.ts";
 import { type GitRepo, makeGitRepo } from "../../test/helpers/node/git-repo.ts";
 import { waitFor } from "../../test/helpers/node/wait.ts";
-import { agentKey, diedReason } from "../src/result-journal.ts";
+import { agentKey, diedReason, ResultJournal } from "../src/result-journal.ts";
 import { FakeRegistry, spec, TOKEN } from "./fake-registry.ts";
 
 let server: FakeRegistry;
@@ -149,4 +149,37 @@ describe("the result journal", () => {
     await server.waitFor("hello");
     expect(server.frames.filter((f) => "jobId" in f)).toEqual([]);
   }, 60_000);
+
+  it("never grows past its cap: the oldest record is dropped, with a log line", async () => {
+    const said: string[] = [];
+    const journal = new ResultJournal(join(tmp, "capped"), "0123456789abcdef", (l) => said.push(l), 3);
+    const jobs = [1, 2, 3, 4].map(() => spec([shell("true")]));
+    for (const job of jobs) {
+      await journal.save({
+        jobId: job.jobId,
+        attempt: 1,
+        leaseToken: "lease-token-0123456789abcdef",
+        spec: job,
+        frames: [],
+        running: "s1",
+        finished: false,
+      });
+    }
+    const files = (await readdir(journal.dir)).sort();
+    expect(files).toEqual(
+      jobs
+        .slice(1)
+        .map((j) => `${j.jobId}.1.json`)
+        .sort(),
+    );
+    expect(said).toEqual([`journal full (3 files): dropped the oldest, ${jobs[0]?.jobId}.1.json`]);
+    // A new process reads back exactly what is there.
+    const again = new ResultJournal(join(tmp, "capped"), "0123456789abcdef", (l) => said.push(l), 3);
+    expect((await again.load(60_000)).map((r) => r.jobId).sort()).toEqual(
+      jobs
+        .slice(1)
+        .map((j) => j.jobId)
+        .sort(),
+    );
+  });
 });
