@@ -45,6 +45,8 @@ export interface SoakOptions {
   lostAfterS: number;
   /** How long each job's command sleeps before it leaves its trace. */
   stepSleepS: Range;
+  /** The Sentinel's cron, run every this many seconds as in production (every minute); null: never. */
+  sentinelEveryS: number | null;
   /** Worker vars (grace, lease, heartbeat). */
   vars: Record<string, string>;
   seed: number;
@@ -62,6 +64,7 @@ export const FULL: Omit<SoakOptions, "log" | "seed"> = {
   settleS: 180,
   lostAfterS: 120,
   stepSleepS: [0.2, 1.5],
+  sentinelEveryS: 60,
   vars: { HEARTBEAT_INTERVAL_SECONDS: "5" },
 };
 
@@ -171,14 +174,26 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const trace = join(traceDir, "trace.txt");
   await writeFile(trace, "");
   let worker: RunningWorker | undefined;
+  let sentinel: NodeJS.Timeout | undefined;
   const slots: Slot[] = [];
   const faults: Fault[] = [];
   try {
     say(`starting wrangler dev (trace file ${trace})`);
     worker = await startWorker({
       vars: { SKYNET_LOG_LEVEL: "warn", TASK_RATE_LIMIT_PER_MINUTE: "1000", ...opts.vars },
+      testScheduled: opts.sentinelEveryS !== null,
     });
     const w = worker;
+    // wrangler dev runs no cron by itself: the Sentinel is run on its production schedule here.
+    if (opts.sentinelEveryS !== null) {
+      const every = opts.sentinelEveryS * 1000;
+      sentinel = setInterval(() => {
+        fetch(`${w.url}/__scheduled?cron=*+*+*+*+*`).then(
+          (res) => res.body?.cancel(),
+          () => undefined, // the Worker is restarting: the next minute runs it
+        );
+      }, every);
+    }
     const client = new ApiClient(w.url, w.apiToken);
     const processes: { name: string; proc: AgentProcess }[] = [];
     const launch = async (s: Pick<Slot, "name" | "token" | "repo" | "proxy">) => {
@@ -368,6 +383,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       strayTraceLines: stray,
     };
   } finally {
+    clearInterval(sentinel);
     for (const s of slots) {
       s.killing = true;
       try {

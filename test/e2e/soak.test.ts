@@ -16,7 +16,10 @@ describe("soak", () => {
       cutS: [2, 8],
       stopS: [2, 6],
       killDownS: [0.5, 2],
-      settleS: 45,
+      // The Sentinel re-offers a job QUEUED over a minute (a dispatch lost in the Worker restart):
+      // run it more often than production's minute, and wait long enough for it to act.
+      sentinelEveryS: 15,
+      settleS: 90,
       lostAfterS: 15,
       stepSleepS: [0.2, 1],
       vars: { HEARTBEAT_INTERVAL_SECONDS: "2", LEASE_SECONDS: "20" },
@@ -37,5 +40,5 @@ describe("soak", () => {
     console.log(
       `soak: unknown (said so) ${result.unknown.withTrace.length} with a trace, ${result.unknown.withoutTrace.length} without (seed ${seed})`,
     );
-  }, 240_000);
+  }, 330_000);
 });

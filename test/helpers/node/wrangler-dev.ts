@@ -17,6 +17,8 @@ export interface WorkerOptions {
   /** Extra or overriding vars (e.g. TELEGRAM_API_ROOT, ANTHROPIC_API_KEY). */
   vars?: Record<string, string>;
   persistDir?: string;
+  /** Start with --test-scheduled: GET /__scheduled runs the cron handler (the Sentinel). */
+  testScheduled?: boolean;
 }
 
 export interface RunningWorker {
@@ -91,6 +93,7 @@ export async function startWorker(opts: WorkerOptions = {}): Promise<RunningWork
       "--persist-to",
       persistDir,
       "--show-interactive-dev-session=false",
+      ...(opts.testScheduled ? ["--test-scheduled"] : []),
       "--log-level",
       "log",
       ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
