@@ -81,6 +81,7 @@ export class Agent {
   private draining = false;
   private readonly events: Partial<AgentEvents>;
   private writableWaiters: (() => void)[] = [];
+  private pongWaiters: (() => void)[] = [];
   /** When the server last sent anything (a frame or a pong). */
   private lastHeard = 0;
   /** Results (and started steps) on disk, so they outlive this process; null without a state dir. */
@@ -262,6 +263,7 @@ export class Agent {
         // The registry's auto-response to our keepalive: everything sent before it arrived.
         this.pongsHeard += 1;
         if (this.welcomed) this.healthy = true;
+        for (const w of this.pongWaiters.splice(0)) w();
         return;
       }
       const parsed = parseFrame(ServerToAgentSchema, text);
@@ -578,6 +580,7 @@ export class Agent {
       say: this.say,
       uploadPolicy: this.tuning.uploads,
       giveUp: this.stopping.signal,
+      confirmed: (j: Job) => this.confirmed(j),
     };
     void runJob(host, job, workspace)
       .catch((err: unknown) => {
@@ -587,6 +590,38 @@ export class Agent {
         job.finishedAt = Date.now();
         this.jobs.forgetLater(job);
       });
+  }
+
+  /**
+   * Resolves once the server surely has every frame this job sent so far: a keepalive sent after
+   * them on a welcomed connection was answered (one ordered stream; after a reconnect the replay
+   * resent them first). Across an outage it waits; a stopped or fenced job returns at once.
+   */
+  private async confirmed(job: Job): Promise<void> {
+    // The keepalive this wait sent, on which connection (none yet: conn -1).
+    const asked = { conn: -1, ping: 0 };
+    for (;;) {
+      if (this.stopped || job.fenced || job.abort.signal.aborted) return;
+      const ws = this.ws;
+      if (this.connected && ws) {
+        if (asked.conn === this.conn && this.pongsHeard >= asked.ping) return;
+        if (asked.conn !== this.conn) {
+          ws.send("ping");
+          this.pingsSent += 1;
+          asked.conn = this.conn;
+          asked.ping = this.pingsSent;
+        }
+      }
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.pongWaiters = this.pongWaiters.filter((w) => w !== done);
+          resolve();
+        };
+        const timer = setTimeout(done, 100);
+        this.pongWaiters.push(done);
+      });
+    }
   }
 
   /** The server surely has this job's result: a keepalive sent after job_finished on the same

@@ -60,9 +60,10 @@ describe("the result journal", () => {
   it("a result finished while the server was down reaches it after the agent is SIGKILLed and restarted; the command ran once", async () => {
     const first = await agent();
     const trace = join(tmp, "trace");
-    const job = spec([shell(`sleep 1; echo ran >> '${trace}'; echo done`)]);
+    const job = spec([shell(`echo begun; sleep 1; echo ran >> '${trace}'; echo done`)]);
     server.offer(job);
-    await server.waitFor("step_started", (f) => f.jobId === job.jobId);
+    // The step has started (an ADMIN step starts once the server confirmed its step_started).
+    await server.waitFor("log", (f) => f.jobId === job.jobId && f.data.includes("begun"));
     await server.down();
     // The command completes while the server is unreachable; its result is journaled on disk.
     await waitFor(async () => (await traceLines(trace)).length === 1, { what: "the command to run" });
@@ -104,7 +105,7 @@ describe("the result journal", () => {
     const first = await agent();
     const job = spec([shell("echo begun; sleep 60")]);
     server.offer(job);
-    await server.waitFor("step_started", (f) => f.jobId === job.jobId);
+    await server.waitFor("log", (f) => f.jobId === job.jobId && f.data.includes("begun"));
     await first.kill();
     await agent();
     const done = await server.waitFor("job_finished", (f) => f.jobId === job.jobId, 20_000);
