@@ -148,7 +148,7 @@ export class Agent {
         const last = extra.at(-1);
         const why = last?.type === "job_finished" ? last.result.error : undefined;
         this.say(`job ${rec.jobId} attempt ${rec.attempt}: ${why ?? "unfinished"}; reporting it FAILED`, "warn");
-        await disk.save({ ...rec, frames, running: null, finished: true });
+        await disk.save({ ...rec, frames, starting: null, running: null, finished: true });
       }
       const job: Job = {
         jobId: rec.jobId,
@@ -171,9 +171,13 @@ export class Agent {
   }
 
   /** What the journal keeps of a job now. */
-  private record(job: Job, running: string | null): Omit<JournalRecord, "v" | "agent" | "at"> {
+  private record(
+    job: Job,
+    steps: { starting?: string; running?: string } = {},
+  ): Omit<JournalRecord, "v" | "agent" | "at"> {
     const { jobId, attempt, leaseToken, spec } = job;
-    return { jobId, attempt, leaseToken, spec, frames: job.journal, running, finished: job.finished };
+    const [starting, running] = [steps.starting ?? null, steps.running ?? null];
+    return { jobId, attempt, leaseToken, spec, frames: job.journal, starting, running, finished: job.finished };
   }
 
   /** Cancels running jobs (waiting for them to report) and closes the connection. */
@@ -374,7 +378,7 @@ export class Agent {
     // On disk before it is sent (and before a started step is spawned): a process that dies
     // after this point leaves its successor something true to report.
     if (this.disk && (msg.type === "step_started" || msg.type === "step_finished" || msg.type === "job_finished")) {
-      const rec = this.record(job, msg.type === "step_started" ? msg.stepId : null);
+      const rec = this.record(job, msg.type === "step_started" ? { starting: msg.stepId } : {});
       await this.disk.save({ ...rec, finished: msg.type === "job_finished" });
     }
     const online = this.connected;
@@ -516,7 +520,7 @@ export class Agent {
         existing.journal = existing.journal.map((f) => ({ ...f, leaseToken: msg.leaseToken }));
       }
       if (existing) existing.fenced = false;
-      if (existing?.finished && this.disk) void this.disk.save(this.record(existing, null));
+      if (existing?.finished && this.disk) void this.disk.save(this.record(existing));
       this.sendRaw({ type: "job_accept", ...fence });
       for (const f of before) this.sendRaw({ ...f, leaseToken: msg.leaseToken });
       if (existing?.finished) this.markReported(existing);
@@ -581,6 +585,10 @@ export class Agent {
       uploadPolicy: this.tuning.uploads,
       giveUp: this.stopping.signal,
       confirmed: (j: Job) => this.confirmed(j),
+      // Journaled as running just before it is spawned: a successor then knows it may have run.
+      starting: async (j: Job, stepId: string) => {
+        if (this.disk && !j.fenced) await this.disk.save(this.record(j, { running: stepId }));
+      },
     };
     void runJob(host, job, workspace)
       .catch((err: unknown) => {

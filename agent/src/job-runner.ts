@@ -43,6 +43,8 @@ export interface JobHost {
   giveUp: AbortSignal;
   /** Resolves once the server surely has every frame sent so far for this job (or it stopped). */
   confirmed?(job: RunningJob): Promise<void>;
+  /** Called just before a step is spawned (the journal notes it may now have effects). */
+  starting?(job: RunningJob, stepId: string): Promise<void>;
 }
 
 type NotStored = NonNullable<ExecutionResult["artifactsNotStored"]>[number];
@@ -90,6 +92,7 @@ export async function runJob(host: JobHost, job: RunningJob, workspace: string):
     const notStarted: StepRun | null = job.abort.signal.aborted
       ? { outcome: "cancelled", exitCode: null, error: "stopped before the step started" }
       : null;
+    if (!notStarted) await host.starting?.(job, step.id);
     const run =
       notStarted ??
       (await executeStep(step, {

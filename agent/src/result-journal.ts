@@ -33,7 +33,9 @@ const RecordSchema = z.strictObject({
   spec: ExecutionSpecSchema,
   /** Every non-log frame produced so far, in order (job_finished last once finished). */
   frames: z.array(AgentToServerSchema).max(200),
-  /** The step started and not finished when this was written, if any. */
+  /** The step announced (step_started sent) but not yet spawned when this was written, if any… */
+  starting: StepIdSchema.nullable(),
+  /** …and the step spawned and not finished, if any. */
   running: StepIdSchema.nullable(),
   finished: z.boolean(),
   /** When it was last written (ms since the epoch). */
@@ -51,6 +53,8 @@ export function agentKey(serverUrl: string, token: string): string {
 
 export const diedReason = (stepId: string): string =>
   `the agent process died while step ${stepId} ran; the step was killed with it, its effects may be partial`;
+export const diedBeforeReason = (stepId: string): string =>
+  `the agent process died before step ${stepId} started; the step did not run`;
 
 export class ResultJournal {
   readonly dir: string;
@@ -222,8 +226,10 @@ export function finishAbandoned(rec: JournalRecord): FencedAgentMessage[] {
   const lastDone = [...finished.keys()].at(-1);
   const reason = rec.running
     ? diedReason(rec.running)
-    : `the agent process died before the attempt finished${lastDone ? ` (after step ${lastDone} finished)` : ""}; ` +
-      "its remaining steps did not run and its artifacts may be missing";
+    : rec.starting
+      ? diedBeforeReason(rec.starting)
+      : `the agent process died before the attempt finished${lastDone ? ` (after step ${lastDone} finished)` : ""}; ` +
+        "its remaining steps did not run and its artifacts may be missing";
   const extra: FencedAgentMessage[] = [];
   const steps: StepResult[] = [];
   let over = false;
@@ -254,6 +260,14 @@ export function finishAbandoned(rec: JournalRecord): FencedAgentMessage[] {
         error: reason,
       });
       steps.push({ stepId: step.id, action: step.action, outcome: "failed", exitCode: null, error: reason });
+      over = true;
+      continue;
+    }
+    if (step.id === rec.starting && !rec.running && !over) {
+      // Announced, never spawned: it did not run.
+      const skipped = { stepId: step.id, outcome: "skipped" as const, exitCode: null, error: reason };
+      extra.push({ type: "step_finished", ...fence, ...skipped, durationMs: 0 });
+      steps.push({ ...skipped, action: step.action });
       over = true;
       continue;
     }

@@ -8,7 +8,7 @@ import type { ExecutionStep } from "../../protocol/index.ts";
 import { type AgentProcess, startAgent } from "../../test/helpers/node/agent-process.ts";
 import { type GitRepo, makeGitRepo } from "../../test/helpers/node/git-repo.ts";
 import { waitFor } from "../../test/helpers/node/wait.ts";
-import { agentKey, diedReason, ResultJournal } from "../src/result-journal.ts";
+import { agentKey, diedBeforeReason, diedReason, ResultJournal } from "../src/result-journal.ts";
 import { FakeRegistry, spec, TOKEN } from "./fake-registry.ts";
 
 let server: FakeRegistry;
@@ -118,6 +118,29 @@ describe("the result journal", () => {
     expect(finished.map((f) => [f.outcome, f.error])).toEqual([["failed", diedReason("s1")]]);
   }, 60_000);
 
+  it("a step announced but not yet started (the server never confirmed it) is reported as not run after a SIGKILL", async () => {
+    const first = await agent();
+    await waitFor(() => first.logs().includes("registered as"), { what: "the agent to be welcomed" });
+    const trace = join(tmp, "trace");
+    const job = spec([shell(`echo ran >> '${trace}'`)]);
+    // The server hears nothing more: the ADMIN step waits for its step_started to be confirmed.
+    server.silent = true;
+    server.offer(job);
+    await waitFor(async () => (await readdir(journalDir()).catch(() => [])).some((f) => f.startsWith(job.jobId)), {
+      what: `the announced step to be journaled\n${first.logs()}`,
+    });
+    await first.kill();
+    server.silent = false;
+    await agent();
+    const done = await server.waitFor("job_finished", (f) => f.jobId === job.jobId, 20_000);
+    expect(done.status).toBe("FAILED");
+    expect(done.result.error).toBe(diedBeforeReason("s1"));
+    expect(done.result.steps).toEqual([
+      { stepId: "s1", action: "run_command", outcome: "skipped", exitCode: null, error: diedBeforeReason("s1") },
+    ]);
+    expect(await traceLines(trace)).toEqual([]);
+  }, 60_000);
+
   it("corrupt and foreign journal files are skipped with a log line and removed", async () => {
     const dir = join(tmp, "state", agentKey(`http://127.0.0.1:${new URL(server.url).port}`, TOKEN));
     await mkdir(dir, { recursive: true });
@@ -135,6 +158,7 @@ describe("the result journal", () => {
       leaseToken: "lease-token-0123456789abcdef",
       spec: foreignJob,
       frames: [],
+      starting: null,
       running: "s1",
       finished: false,
       at: Date.now(),
@@ -162,6 +186,7 @@ describe("the result journal", () => {
         leaseToken: "lease-token-0123456789abcdef",
         spec: job,
         frames: [],
+        starting: null,
         running: "s1",
         finished: false,
       });
