@@ -7,7 +7,11 @@
 //   lost        never final (still not final `lostAfterS` after the stuck bound)
 //   stuck       not final `settleS` (3 minutes) after the last fault ended
 //   duplicated  its trace line appears more than once (the command ran twice)
-//   misreported FAILED/CANCELLED with a trace line, or SUCCEEDED without one
+//   misreported FAILED/CANCELLED with a trace line whose reason claims the step did not run or
+//               finish, or SUCCEEDED without a trace line
+//   unknown     FAILED saying the outcome is unknown ("outcome unknown: the step may have
+//               completed", or "the agent process died while step … ran"): true with or without a
+//               trace line, so not misreported; counted apart, with and without a trace
 // Figures go to bench/results/soak-<time>.json and a section of BENCHMARKS.md. Nothing here is
 // timed; a smaller run is asserted in test/e2e/soak.test.ts.
 import { randomBytes } from "node:crypto";
@@ -41,6 +45,8 @@ export interface SoakOptions {
   lostAfterS: number;
   /** How long each job's command sleeps before it leaves its trace. */
   stepSleepS: Range;
+  /** The Sentinel's cron, run every this many seconds as in production (every minute); null: never. */
+  sentinelEveryS: number | null;
   /** Worker vars (grace, lease, heartbeat). */
   vars: Record<string, string>;
   seed: number;
@@ -58,6 +64,7 @@ export const FULL: Omit<SoakOptions, "log" | "seed"> = {
   settleS: 180,
   lostAfterS: 120,
   stepSleepS: [0.2, 1.5],
+  sentinelEveryS: 60,
   vars: { HEARTBEAT_INTERVAL_SECONDS: "5" },
 };
 
@@ -70,6 +77,8 @@ interface JobOutcome {
   traces: number;
   /** The ledger's events, for jobs in a bad category. */
   events?: { to: string | null; event: string; at: string; detail: unknown }[];
+  /** The agents' log lines naming it (every process, killed ones too), for jobs in a bad category. */
+  agentLog?: string[];
 }
 interface Fault {
   kind: "kill" | "cut" | "stop" | "worker" | "agent-exited";
@@ -88,6 +97,8 @@ export interface SoakResult {
   stuck: JobOutcome[];
   duplicated: JobOutcome[];
   misreported: JobOutcome[];
+  /** FAILED saying the outcome is unknown: true either way; split by whether the step ran. */
+  unknown: { withTrace: JobOutcome[]; withoutTrace: JobOutcome[] };
   faults: Fault[];
   /** Trace lines that name no submitted job (should be none). */
   strayTraceLines: number;
@@ -106,6 +117,16 @@ function rng(seed: number): () => number {
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const FINAL = new Set(["SUCCEEDED", "FAILED", "CANCELLED"]);
+/** Reasons that say the outcome is not known (the server's, and a restarted agent's). */
+const UNKNOWN_REASONS = [
+  /^outcome unknown: the step may have completed\b/,
+  /\bthe agent process died while step s[0-9]+ ran; the step was killed with it, its effects may be partial\b/,
+];
+export const saysUnknown = (o: Pick<JobOutcome, "status" | "error">): boolean =>
+  o.status === "FAILED" && UNKNOWN_REASONS.some((r) => r.test(o.error ?? ""));
+/** A final status the trace contradicts. */
+const misreported = (o: JobOutcome): boolean =>
+  o.status === "SUCCEEDED" ? o.traces === 0 : FINAL.has(o.status) && o.traces > 0 && !saysUnknown(o);
 
 interface Slot {
   name: string;
@@ -153,24 +174,42 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const trace = join(traceDir, "trace.txt");
   await writeFile(trace, "");
   let worker: RunningWorker | undefined;
+  let sentinel: NodeJS.Timeout | undefined;
   const slots: Slot[] = [];
   const faults: Fault[] = [];
   try {
     say(`starting wrangler dev (trace file ${trace})`);
     worker = await startWorker({
       vars: { SKYNET_LOG_LEVEL: "warn", TASK_RATE_LIMIT_PER_MINUTE: "1000", ...opts.vars },
+      testScheduled: opts.sentinelEveryS !== null,
     });
     const w = worker;
+    // wrangler dev runs no cron by itself: the Sentinel is run on its production schedule here.
+    if (opts.sentinelEveryS !== null) {
+      const every = opts.sentinelEveryS * 1000;
+      sentinel = setInterval(() => {
+        fetch(`${w.url}/__scheduled?cron=*+*+*+*+*`).then(
+          (res) => res.body?.cancel(),
+          () => undefined, // the Worker is restarting: the next minute runs it
+        );
+      }, every);
+    }
     const client = new ApiClient(w.url, w.apiToken);
-    const launch = (s: Pick<Slot, "name" | "token" | "repo" | "proxy">) =>
-      startAgent({
+    const processes: { name: string; proc: AgentProcess }[] = [];
+    const launch = async (s: Pick<Slot, "name" | "token" | "repo" | "proxy">) => {
+      const proc = await startAgent({
         url: s.proxy.url,
         token: s.token,
         workspace: s.repo.dir,
         projectId: "soak",
         name: s.name,
         allowShell: true,
+        // Each agent's result journal survives its SIGKILLs (the same directory across restarts).
+        env: { SKYNET_AGENT_STATE_DIR: join(traceDir, "agent-state") },
       });
+      processes.push({ name: s.name, proc });
+      return proc;
+    };
     for (const name of ["soak-a", "soak-b"]) {
       const repo = await makeGitRepo({ "README.md": `# ${name}\n` });
       const proxy = await startFaultProxy(w.port);
@@ -304,14 +343,24 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     }
     for (const o of outcomes.values()) o.traces = counts.get(o.jobId) ?? 0;
     const all = [...outcomes.values()];
-    const bad = new Set([
-      ...stuck,
-      ...all.filter((o) => o.traces !== (o.status === "SUCCEEDED" ? 1 : 0)).map((o) => o.jobId),
-    ]);
-    await mapLimit([...bad].slice(0, 50), 4, async (jobId) => {
+    const bad = new Set([...stuck, ...all.filter((o) => o.traces > 1 || misreported(o)).map((o) => o.jobId)]);
+    // The ledger of every bad job, and of the unknown ones after them (up to 50 in all).
+    const unknownIds = all.filter((o) => saysUnknown(o) && !bad.has(o.jobId)).map((o) => o.jobId);
+    await mapLimit([...bad, ...unknownIds].slice(0, 50), 4, async (jobId) => {
       const res = await call<{ events?: JobOutcome["events"] }>(client, `/api/jobs/${jobId}/events`);
       const o = outcomes.get(jobId);
       if (o && res.status === 200) o.events = res.body.events;
+      if (o) {
+        o.agentLog = processes
+          .flatMap((p, i) =>
+            p.proc
+              .logs()
+              .split("\n")
+              .map((l) => `${p.name}#${i} ${l}`),
+          )
+          .filter((l) => l.includes(jobId))
+          .slice(0, 40);
+      }
     });
     const byStatus: Record<string, number> = {};
     for (const o of all) byStatus[o.status] = (byStatus[o.status] ?? 0) + 1;
@@ -325,11 +374,16 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       lost: lost.map((id) => outcomes.get(id) as JobOutcome),
       stuck: stuck.map((id) => outcomes.get(id) as JobOutcome),
       duplicated: all.filter((o) => o.traces > 1),
-      misreported: all.filter((o) => (o.status === "SUCCEEDED" ? o.traces === 0 : FINAL.has(o.status) && o.traces > 0)),
+      misreported: all.filter(misreported),
+      unknown: {
+        withTrace: all.filter((o) => saysUnknown(o) && o.traces > 0),
+        withoutTrace: all.filter((o) => saysUnknown(o) && o.traces === 0),
+      },
       faults,
       strayTraceLines: stray,
     };
   } finally {
+    clearInterval(sentinel);
     for (const s of slots) {
       s.killing = true;
       try {
@@ -366,6 +420,7 @@ export function summary(r: SoakResult): string {
     `stuck ${r.stuck.length}${r.stuck.length ? `: ${ids(r.stuck)}` : ""}`,
     `duplicated ${r.duplicated.length}${r.duplicated.length ? `: ${ids(r.duplicated)}` : ""}`,
     `misreported ${r.misreported.length}${r.misreported.length ? `: ${ids(r.misreported)}` : ""}`,
+    `unknown (said so) ${r.unknown.withTrace.length + r.unknown.withoutTrace.length}: ${r.unknown.withTrace.length} with a trace, ${r.unknown.withoutTrace.length} without`,
     `stray trace lines ${r.strayTraceLines}`,
   ].join("\n");
 }
@@ -384,6 +439,8 @@ function causes(r: SoakResult): string {
     r.stuck.length ? `- stuck: ${group(r.stuck)}` : "",
     r.duplicated.length ? `- duplicated: ${group(r.duplicated)}` : "",
     r.misreported.length ? `- misreported: ${group(r.misreported)}` : "",
+    r.unknown.withTrace.length ? `- unknown, with a trace: ${group(r.unknown.withTrace)}` : "",
+    r.unknown.withoutTrace.length ? `- unknown, without a trace: ${group(r.unknown.withoutTrace)}` : "",
   ].filter(Boolean);
   return lines.length ? `\n${lines.join("\n")}\n` : "";
 }
@@ -405,9 +462,13 @@ agent SIGKILL + restart (${kinds.kill ?? 0}), network cut ${o.cutS[0]}–${o.cut
     .map(([k, v]) => `${k} ${v}`)
     .join(", ")}.
 
-| lost (never final) | stuck (not final ${o.settleS} s after the last fault) | duplicated (trace twice) | misreported (FAILED with a trace, SUCCEEDED without) |
-|---|---|---|---|
-| ${r.lost.length} | ${r.stuck.length} | ${r.duplicated.length} | ${r.misreported.length} |
+| lost (never final) | stuck (not final ${o.settleS} s after the last fault) | duplicated (trace twice) | misreported (FAILED/CANCELLED with a trace for a reason that says the step did not run, SUCCEEDED without a trace) | unknown (said so), with a trace | unknown (said so), without a trace |
+|---|---|---|---|---|---|
+| ${r.lost.length} | ${r.stuck.length} | ${r.duplicated.length} | ${r.misreported.length} | ${r.unknown.withTrace.length} | ${r.unknown.withoutTrace.length} |
+
+"Unknown (said so)": FAILED with "outcome unknown: the step may have completed" (the server) or
+"the agent process died while step … ran; … its effects may be partial" (a restarted agent): what
+SKYNET said is true whether or not the step left its trace.
 ${causes(r)}<!-- soak:end -->`;
   const path = join(ROOT, "BENCHMARKS.md");
   const current = await readFile(path, "utf8").catch(() => "# Benchmarks\n");

@@ -12,12 +12,13 @@ import {
 } from "../../protocol/index.ts";
 import { DEFAULT_UPLOAD_POLICY, type UploadPolicy } from "./artifact-upload.ts";
 import { retryDelay } from "./backoff.ts";
-import type { AgentConfig } from "./config.ts";
+import { type AgentConfig, stateDirOf } from "./config.ts";
 import { recheckStep } from "./executor.ts";
 import { type Job, JobBook, type LingerTuning } from "./job-book.ts";
 import { runJob } from "./job-runner.ts";
 import { LogChunker } from "./log-stream.ts";
 import type { LogLevel } from "./logger.ts";
+import { agentKey, finishAbandoned, type JournalRecord, ResultJournal } from "./result-journal.ts";
 
 export const AGENT_VERSION = "0.1.0";
 /** Just enough of a job_offer to answer it with a job_reject when the rest does not parse. */
@@ -80,8 +81,12 @@ export class Agent {
   private draining = false;
   private readonly events: Partial<AgentEvents>;
   private writableWaiters: (() => void)[] = [];
+  private pongWaiters: (() => void)[] = [];
   /** When the server last sent anything (a frame or a pong). */
   private lastHeard = 0;
+  /** Results (and started steps) on disk, so they outlive this process; null without a state dir. */
+  private readonly disk: ResultJournal | null;
+  private restored = false;
 
   constructor(config: AgentConfig, events: Partial<AgentEvents> = {}, tuning: Partial<AgentTuning> = {}) {
     this.config = config;
@@ -90,9 +95,16 @@ export class Agent {
       this.tuning,
       (job) => this.delivered(job),
       () => this.stopped,
+      // A result kept on disk goes once the server has it or no longer wants it; on a stop it
+      // stays, for the next start to replay.
+      (job, why) => {
+        if (why !== "stopped") void this.disk?.remove(job.jobId, job.attempt);
+      },
     );
     this.say = events.log ?? ((line) => process.stderr.write(`[skynet-agent] ${line}\n`));
     this.events = events;
+    const dir = stateDirOf(config);
+    this.disk = dir ? new ResultJournal(dir, agentKey(config.serverUrl, config.token), this.say) : null;
   }
 
   get runningJobs(): string[] {
@@ -108,7 +120,64 @@ export class Agent {
 
   start(): void {
     this.stopped = false;
-    this.connect();
+    if (!this.disk || this.restored) {
+      this.connect();
+      return;
+    }
+    // Results a previous process journaled are loaded first, so the first welcome replays them.
+    this.restored = true;
+    void this.restore(this.disk)
+      .catch((err: unknown) => this.say(`could not read the result journal: ${(err as Error).message}`, "warn"))
+      .finally(() => {
+        if (!this.stopped) this.connect();
+      });
+  }
+
+  /** Takes back what a previous process of this agent journaled, as finished jobs kept for replay. */
+  private async restore(disk: ResultJournal): Promise<void> {
+    const records = await disk.load(this.tuning.maxLingerMs);
+    for (const rec of records) {
+      if (this.jobs.get(rec.jobId, rec.attempt)) continue;
+      let frames = rec.frames;
+      let finishedAt = rec.at;
+      if (!rec.finished) {
+        // The previous process died mid-attempt; its steps died with it (contain.ts).
+        const extra = finishAbandoned(rec);
+        frames = [...frames, ...extra];
+        finishedAt = Date.now();
+        const last = extra.at(-1);
+        const why = last?.type === "job_finished" ? last.result.error : undefined;
+        this.say(`job ${rec.jobId} attempt ${rec.attempt}: ${why ?? "unfinished"}; reporting it FAILED`, "warn");
+        await disk.save({ ...rec, frames, starting: null, running: null, finished: true });
+      }
+      const job: Job = {
+        jobId: rec.jobId,
+        attempt: rec.attempt,
+        leaseToken: rec.leaseToken,
+        spec: rec.spec,
+        abort: new AbortController(),
+        chunker: new LogChunker(async () => undefined),
+        journal: frames,
+        journalLogBytes: 0,
+        unsentLogBytes: 0,
+        finished: true,
+        fenced: false,
+        finishedAt,
+      };
+      this.jobs.add(job);
+      this.jobs.forgetLater(job);
+    }
+    if (records.length > 0) this.say(`journal: ${records.length} result(s) from a previous process to report`);
+  }
+
+  /** What the journal keeps of a job now. */
+  private record(
+    job: Job,
+    steps: { starting?: string; running?: string } = {},
+  ): Omit<JournalRecord, "v" | "agent" | "at"> {
+    const { jobId, attempt, leaseToken, spec } = job;
+    const [starting, running] = [steps.starting ?? null, steps.running ?? null];
+    return { jobId, attempt, leaseToken, spec, frames: job.journal, starting, running, finished: job.finished };
   }
 
   /** Cancels running jobs (waiting for them to report) and closes the connection. */
@@ -198,6 +267,7 @@ export class Agent {
         // The registry's auto-response to our keepalive: everything sent before it arrived.
         this.pongsHeard += 1;
         if (this.welcomed) this.healthy = true;
+        for (const w of this.pongWaiters.splice(0)) w();
         return;
       }
       const parsed = parseFrame(ServerToAgentSchema, text);
@@ -305,6 +375,12 @@ export class Agent {
     // Frames carry the job's current lease token (it changes when the server re-offers the attempt).
     const msg = frame.leaseToken === job.leaseToken ? frame : { ...frame, leaseToken: job.leaseToken };
     job.journal.push(msg);
+    // On disk before it is sent (and before a started step is spawned): a process that dies
+    // after this point leaves its successor something true to report.
+    if (this.disk && (msg.type === "step_started" || msg.type === "step_finished" || msg.type === "job_finished")) {
+      const rec = this.record(job, msg.type === "step_started" ? { starting: msg.stepId } : {});
+      await this.disk.save({ ...rec, finished: msg.type === "job_finished" });
+    }
     const online = this.connected;
     if (msg.type === "log") {
       job.journalLogBytes += msg.data.length;
@@ -444,6 +520,7 @@ export class Agent {
         existing.journal = existing.journal.map((f) => ({ ...f, leaseToken: msg.leaseToken }));
       }
       if (existing) existing.fenced = false;
+      if (existing?.finished && this.disk) void this.disk.save(this.record(existing));
       this.sendRaw({ type: "job_accept", ...fence });
       for (const f of before) this.sendRaw({ ...f, leaseToken: msg.leaseToken });
       if (existing?.finished) this.markReported(existing);
@@ -482,7 +559,10 @@ export class Agent {
       chunker: new LogChunker((f) =>
         this.sendFenced(job, { type: "log", ...fence, stepId: f.stepId, seq: f.seq, stream: f.stream, data: f.data }),
       ),
-      journal: [],
+      // The accept leads the replay: if it was lost with the connection (or this process), the
+      // server still learns that this agent took the attempt before its result arrives, rather
+      // than offering the attempt to another agent as if it had never run.
+      journal: [{ type: "job_accept", ...fence }],
       journalLogBytes: 0,
       unsentLogBytes: 0,
       finished: false,
@@ -504,6 +584,11 @@ export class Agent {
       say: this.say,
       uploadPolicy: this.tuning.uploads,
       giveUp: this.stopping.signal,
+      confirmed: (j: Job) => this.confirmed(j),
+      // Journaled as running just before it is spawned: a successor then knows it may have run.
+      starting: async (j: Job, stepId: string) => {
+        if (this.disk && !j.fenced) await this.disk.save(this.record(j, { running: stepId }));
+      },
     };
     void runJob(host, job, workspace)
       .catch((err: unknown) => {
@@ -513,6 +598,38 @@ export class Agent {
         job.finishedAt = Date.now();
         this.jobs.forgetLater(job);
       });
+  }
+
+  /**
+   * Resolves once the server surely has every frame this job sent so far: a keepalive sent after
+   * them on a welcomed connection was answered (one ordered stream; after a reconnect the replay
+   * resent them first). Across an outage it waits; a stopped or fenced job returns at once.
+   */
+  private async confirmed(job: Job): Promise<void> {
+    // The keepalive this wait sent, on which connection (none yet: conn -1).
+    const asked = { conn: -1, ping: 0 };
+    for (;;) {
+      if (this.stopped || job.fenced || job.abort.signal.aborted) return;
+      const ws = this.ws;
+      if (this.connected && ws) {
+        if (asked.conn === this.conn && this.pongsHeard >= asked.ping) return;
+        if (asked.conn !== this.conn) {
+          ws.send("ping");
+          this.pingsSent += 1;
+          asked.conn = this.conn;
+          asked.ping = this.pingsSent;
+        }
+      }
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.pongWaiters = this.pongWaiters.filter((w) => w !== done);
+          resolve();
+        };
+        const timer = setTimeout(done, 100);
+        this.pongWaiters.push(done);
+      });
+    }
   }
 
   /** The server surely has this job's result: a keepalive sent after job_finished on the same

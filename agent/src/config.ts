@@ -60,6 +60,9 @@ export const AgentConfigSchema = z.object({
   secretPaths: PathPolicySchema.optional(),
   /** The config file holding the token: never readable by any action, wherever it is. */
   configPath: z.string().min(1).optional(),
+  /** Where finished results wait for proof of delivery (result-journal.ts); default: next to the
+   * config file, or SKYNET_AGENT_STATE_DIR. Without either (an agent built in a test), none. */
+  stateDir: z.string().min(1).optional(),
 });
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;
 
@@ -72,6 +75,13 @@ export const DEFAULTS = {
   reconnectBaseMs: 250,
   reconnectMaxMs: 2_500,
 };
+
+/** The agent's state directory: explicit, from the environment, or "agent-state" beside the config file. */
+export function stateDirOf(config: AgentConfig): string | null {
+  const dir = config.stateDir ?? process.env.SKYNET_AGENT_STATE_DIR;
+  if (dir) return resolve(dir);
+  return config.configPath ? join(dirname(config.configPath), "agent-state") : null;
+}
 
 export async function readStoredConfig(path: string): Promise<StoredConfig | null> {
   let text: string;

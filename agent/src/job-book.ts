@@ -23,6 +23,10 @@ export interface LingerTuning {
   maxLingerMs: number;
 }
 
+/** delivered: the server surely has the result; fenced: it called the attempt stale or over;
+ * expired: kept as long as allowed; stopped: the agent stopped (the result may not have arrived). */
+export type ForgetReason = "delivered" | "fenced" | "expired" | "stopped";
+
 export const keyOf = (jobId: string, attempt: number): string => `${jobId}#${attempt}`;
 
 export class JobBook {
@@ -32,11 +36,19 @@ export class JobBook {
   /** Whether the server surely has this finished job's result (decided by the connection). */
   private readonly delivered: (job: Job) => boolean;
   private readonly stopped: () => boolean;
+  /** Told when a finished job is let go, and why (the on-disk journal deletes its file then). */
+  private readonly forgotten: (job: Job, why: ForgetReason) => void;
 
-  constructor(tuning: LingerTuning, delivered: (job: Job) => boolean, stopped: () => boolean) {
+  constructor(
+    tuning: LingerTuning,
+    delivered: (job: Job) => boolean,
+    stopped: () => boolean,
+    forgotten: (job: Job, why: ForgetReason) => void = () => undefined,
+  ) {
     this.tuning = tuning;
     this.delivered = delivered;
     this.stopped = stopped;
+    this.forgotten = forgotten;
   }
 
   get(jobId: string, attempt: number): Job | undefined {
@@ -74,12 +86,15 @@ export class JobBook {
     const check = () => {
       if (this.jobs.get(key) !== job) return;
       const age = Date.now() - (job.finishedAt ?? Date.now());
-      const over = (job.fenced && age >= this.tuning.lingerMs) || age >= this.tuning.maxLingerMs;
-      if (!this.delivered(job) && !over && !this.stopped()) {
+      const fenced = job.fenced && age >= this.tuning.lingerMs;
+      const expired = age >= this.tuning.maxLingerMs;
+      const delivered = this.delivered(job);
+      if (!delivered && !fenced && !expired && !this.stopped()) {
         setTimeout(check, every).unref();
         return;
       }
       this.jobs.delete(key);
+      this.forgotten(job, delivered ? "delivered" : fenced ? "fenced" : expired ? "expired" : "stopped");
       if (job.stoppedByFence) return;
       const now = Date.now();
       for (const [k, r] of this.ran) if (now - r.at >= this.tuning.maxLingerMs) this.ran.delete(k);

@@ -12,7 +12,7 @@ import type {
 } from "../../protocol/index.ts";
 import { type UploadPolicy, uploadArtifact } from "./artifact-upload.ts";
 import { type AgentConfig, pathPolicyFor } from "./config.ts";
-import { executeStep } from "./executor.ts";
+import { executeStep, type StepRun } from "./executor.ts";
 import type { LogChunker } from "./log-stream.ts";
 
 const CAPTURE_BYTES = 5 * 1024 * 1024;
@@ -41,6 +41,10 @@ export interface JobHost {
   uploadPolicy: UploadPolicy;
   /** Aborted when the agent stops: pending uploads give up. */
   giveUp: AbortSignal;
+  /** Resolves once the server surely has every frame sent so far for this job (or it stopped). */
+  confirmed?(job: RunningJob): Promise<void>;
+  /** Called just before a step is spawned (the journal notes it may now have effects). */
+  starting?(job: RunningJob, stepId: string): Promise<void>;
 }
 
 type NotStored = NonNullable<ExecutionResult["artifactsNotStored"]>[number];
@@ -82,19 +86,28 @@ export async function runJob(host: JobHost, job: RunningJob, workspace: string):
       stepId: step.id,
       startedAt: startedAt.toISOString(),
     });
-    const run = await executeStep(step, {
-      workspace,
-      allowShell: host.config.allowShell,
-      timeoutMs: Math.max(1, Math.min(step.timeoutS * 1000, deadline - Date.now())),
-      outputCapBytes: host.config.outputCapBytes,
-      cancelGraceMs: host.config.cancelGraceMs,
-      signal: job.abort.signal,
-      out: (stream, data) => job.chunker.write(stream, data),
-      captureBytes: step.action === "run_tests" || step.action === "build_project" ? CAPTURE_BYTES : 0,
-      pathPolicy: pathPolicyFor(host.config, job.spec.projectId),
-      agentConfigPath: host.config.configPath,
-      redact: [host.config.token, job.leaseToken],
-    });
+    // A step that changes things starts only once the server knows it started: a server that
+    // never heard of it would take the attempt for one that never ran, and run it again elsewhere.
+    if (step.risk !== "READ_ONLY") await host.confirmed?.(job);
+    const notStarted: StepRun | null = job.abort.signal.aborted
+      ? { outcome: "cancelled", exitCode: null, error: "stopped before the step started" }
+      : null;
+    if (!notStarted) await host.starting?.(job, step.id);
+    const run =
+      notStarted ??
+      (await executeStep(step, {
+        workspace,
+        allowShell: host.config.allowShell,
+        timeoutMs: Math.max(1, Math.min(step.timeoutS * 1000, deadline - Date.now())),
+        outputCapBytes: host.config.outputCapBytes,
+        cancelGraceMs: host.config.cancelGraceMs,
+        signal: job.abort.signal,
+        out: (stream, data) => job.chunker.write(stream, data),
+        captureBytes: step.action === "run_tests" || step.action === "build_project" ? CAPTURE_BYTES : 0,
+        pathPolicy: pathPolicyFor(host.config, job.spec.projectId),
+        agentConfigPath: host.config.configPath,
+        redact: [host.config.token, job.leaseToken],
+      }));
     await job.chunker.flush(true);
     const durationMs = Date.now() - startedAt.getTime();
     if (run.captured && run.captured.length > 0 && !job.fenced) {

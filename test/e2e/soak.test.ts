@@ -1,6 +1,7 @@
 // The soak (bench/soak.ts) in small: 60 jobs on wrangler dev with two real agents while they are
 // SIGKILLed and restarted, cut off by a TCP proxy (reset or black hole), SIGSTOPped, and the
-// Worker restarted. No job may be lost, stuck, run twice or reported against what happened.
+// Worker restarted. No job may be lost, stuck, run twice or reported against what happened; a job
+// FAILED as "outcome unknown" is true either way and only printed.
 import { describe, expect, it } from "vitest";
 import { FULL, runSoak, summary } from "../../bench/soak.ts";
 
@@ -15,7 +16,10 @@ describe("soak", () => {
       cutS: [2, 8],
       stopS: [2, 6],
       killDownS: [0.5, 2],
-      settleS: 45,
+      // The Sentinel re-offers a job QUEUED over a minute (a dispatch lost in the Worker restart):
+      // run it more often than production's minute, and wait long enough for it to act.
+      sentinelEveryS: 15,
+      settleS: 90,
       lostAfterS: 15,
       stepSleepS: [0.2, 1],
       vars: { HEARTBEAT_INTERVAL_SECONDS: "2", LEASE_SECONDS: "20" },
@@ -32,5 +36,9 @@ describe("soak", () => {
     expect(result.duplicated, report).toEqual([]);
     expect(result.misreported, report).toEqual([]);
     expect(result.strayTraceLines, report).toBe(0);
-  }, 240_000);
+    // FAILED "outcome unknown" (said so) is true with or without a trace: counted, not asserted.
+    console.log(
+      `soak: unknown (said so) ${result.unknown.withTrace.length} with a trace, ${result.unknown.withoutTrace.length} without (seed ${seed})`,
+    );
+  }, 330_000);
 });

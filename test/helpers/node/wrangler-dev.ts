@@ -19,6 +19,8 @@ export interface WorkerOptions {
   persistDir?: string;
   /** Extra `wrangler dev` arguments (e.g. --test-scheduled). */
   args?: string[];
+  /** Start with --test-scheduled: GET /__scheduled runs the cron handler (the Sentinel). */
+  testScheduled?: boolean;
 }
 
 export interface RunningWorker {
@@ -93,6 +95,7 @@ export async function startWorker(opts: WorkerOptions = {}): Promise<RunningWork
       "--persist-to",
       persistDir,
       "--show-interactive-dev-session=false",
+      ...(opts.testScheduled ? ["--test-scheduled"] : []),
       "--log-level",
       "log",
       ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
