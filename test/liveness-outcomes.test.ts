@@ -306,3 +306,27 @@ describe("artifacts the agent could not store", () => {
     agent.close();
   });
 });
+
+describe("a replayed accept of an older attempt", () => {
+  it("is refused without dropping the newer attempt the registry offered the same agent", async () => {
+    const registry = env.AGENT_REGISTRY.get(env.AGENT_REGISTRY.idFromName("global"));
+    const agent = await TestAgent.connect((await pairAgent("replayer")).token, {
+      workspaces: ["replay-accept"],
+      agentName: "replayer",
+    });
+    const first = await running(agent, "replay-accept", "check git status");
+    await expireLease(first.jobId);
+    await job(first.jobId).dispatch(2);
+    expect(await agent.next("job_offer")).toMatchObject({ jobId: first.jobId, attempt: 2 });
+    // The agent comes back from a half-open link and replays attempt 1's accept first.
+    agent.send({ type: "job_accept", ...first });
+    expect(await agent.next("error")).toMatchObject({ jobId: first.jobId, attempt: 1 });
+    // Attempt 2's offer is still the registry's: unanswered, it times out and is offered again.
+    await runInDurableObject(registry, (_i: unknown, state) => {
+      state.storage.sql.exec("UPDATE jobs SET deadline = 1 WHERE job_id = ?", first.jobId);
+    });
+    await runDurableObjectAlarm(registry);
+    expect(await agent.next("job_offer", 15_000)).toMatchObject({ jobId: first.jobId, attempt: 2 });
+    agent.close();
+  });
+});

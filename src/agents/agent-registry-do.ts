@@ -349,7 +349,15 @@ export class AgentRegistryDO extends DurableObject<Env> {
     }
     if (!res.ok) {
       this.reply(ws, { type: "error", code: res.code, message: res.message, jobId: msg.jobId, attempt: msg.attempt });
-      if (msg.type === "job_accept" && entry && entry.state !== "pending" && entry.agentId === agentId)
+      // A refused accept ends that attempt's entry only: a replayed accept of an older attempt
+      // must not drop the newer attempt this agent was just offered.
+      if (
+        msg.type === "job_accept" &&
+        entry &&
+        entry.state !== "pending" &&
+        entry.agentId === agentId &&
+        entry.attempt === msg.attempt
+      )
         this.book.remove(msg.jobId);
       if (msg.type === "job_finished") await this.pump();
       return;

@@ -135,7 +135,9 @@ describe("walking skeleton", () => {
       expect(saved.token).toMatch(/^skya_/);
       expect((await stat(config)).mode & 0o777).toBe(0o600);
       const status = await run("status", "--config", config);
-      expect(status.stdout).toContain("healthy");
+      // The agent as the server sees it (GET /agent/me): paired, not connected yet.
+      expect(status.stdout).toMatch(/^agent:\s+agent_[0-9a-f]+ \(cli-test\)$/m);
+      expect(status.stdout).toMatch(/^state:\s+not connected$/m);
       expect(status.stdout).not.toContain(saved.token);
       const again = await run("pair", worker.url, code, "--config", join(dir, "other.json")).catch(
         (err: { code: number; stderr: string }) => err,
