@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { count, projectOf } from "../../.ci/count.mjs";
+import { count, MINIMUM_TESTS, projectOf } from "../../.ci/count.mjs";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const NONE = { worker: 0, agent: 0, e2e: 0 };
@@ -115,9 +115,9 @@ describe("CI count", () => {
       expect(err.code).toBe(1);
       expect(err.stdout.trim().split("\n")).toEqual([
         "lint: failed",
-        "worker: only 1 tests ran, expected at least 125",
-        "agent: only 0 tests ran, expected at least 60",
-        "e2e: only 0 tests ran, expected at least 20",
+        `worker: only 1 tests ran, expected at least ${MINIMUM_TESTS.worker}`,
+        `agent: only 0 tests ran, expected at least ${MINIMUM_TESTS.agent}`,
+        `e2e: only 0 tests ran, expected at least ${MINIMUM_TESTS.e2e}`,
         "1 passed, 4 failed",
       ]);
     } finally {
