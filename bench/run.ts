@@ -282,7 +282,9 @@ async function main(): Promise<void> {
         await fetch(`${worker.url}/api/jobs/${logJob}/log`, { headers: { Authorization: `Bearer ${worker.apiToken}` } })
       ).arrayBuffer(),
     );
-    const firstX = stored.indexOf("x".charCodeAt(0), stored.indexOf("\n") + 1);
+    // The output starts on the first line of x's: before it stand the attempt header and the
+    // command line (which has an "x" of its own).
+    const firstX = stored.indexOf("\nx") + 1;
     const body = stored.subarray(firstX, firstX + LOG_BYTES);
     const byteExact =
       createHash("sha256").update(body).digest("hex") ===
@@ -360,10 +362,10 @@ Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${mac
 The counts come from each JobDO's own operation counters (\`GET /api/jobs/:id/ops\`); add one
 AgentRegistryDO request per agent frame (about 6 per one-step job) and one queue delivery per send.
 `;
-    // The soak's section (npm run soak) is its own: keep it below the new table.
+    // Other benchmarks' sections (npm run soak, bench:history) are theirs: keep them below the table.
     const previous = await readFile(join(ROOT, "BENCHMARKS.md"), "utf8").catch(() => "");
-    const soak = /<!-- soak:start -->[\s\S]*<!-- soak:end -->/.exec(previous)?.[0];
-    await writeFile(join(ROOT, "BENCHMARKS.md"), soak ? `${table}\n${soak}\n` : table);
+    const sections = previous.match(/<!-- (\w+):start -->[\s\S]*?<!-- \1:end -->/g) ?? [];
+    await writeFile(join(ROOT, "BENCHMARKS.md"), [table, ...sections].join("\n") + (sections.length ? "\n" : ""));
     console.log(table);
     say(`wrote ${file} and BENCHMARKS.md`);
   } finally {
