@@ -4,7 +4,7 @@ import type { JobView } from "../protocol/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
 import { newJobId } from "../src/lib/crypto.ts";
-import { pairAgent, TestAgent } from "./helpers/worker.ts";
+import { ledgerStatuses, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 const owner = { id: "42", isAdmin: false };
 const stranger = { id: "99", isAdmin: false };
@@ -260,10 +260,7 @@ describe("JobDO dispatch, lease and fencing", () => {
     await runDurableObjectAlarm(stub(jobId));
     await runDurableObjectAlarm(stub(jobId));
     expect(await ledgerStatus(jobId)).toBe("QUEUED");
-    const events = await env.DB.prepare("SELECT to_status FROM job_events WHERE job_id = ? ORDER BY seq")
-      .bind(jobId)
-      .all<{ to_status: string }>();
-    expect(events.results.map((e) => e.to_status)).toEqual(["CREATED", "PLANNED", "QUEUED"]);
+    expect(await ledgerStatuses(jobId)).toEqual(["CREATED", "PLANNED", "QUEUED"]);
   });
 });
 

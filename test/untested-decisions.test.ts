@@ -5,7 +5,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { lastJobPlanned, message, post, TelegramScope, textOf } from "./helpers/telegram.ts";
-import { api, json } from "./helpers/worker.ts";
+import { api, json, ledgerStatuses } from "./helpers/worker.ts";
 
 const USER = { id: 49, is_bot: false, first_name: "Dana" };
 const tg = new TelegramScope([USER.id], "d-");
@@ -25,12 +25,7 @@ async function plannedJob(intent = "create a new file deny.txt with no"): Promis
   return jobId;
 }
 
-async function events(jobId: string): Promise<string[]> {
-  const { results } = await env.DB.prepare("SELECT to_status FROM job_events WHERE job_id = ? ORDER BY seq")
-    .bind(jobId)
-    .all<{ to_status: string }>();
-  return results.map((r) => r.to_status);
-}
+const events = ledgerStatuses;
 
 describe("/deny", () => {
   it("from the API: CANCELLED with the reason, nothing dispatched, a second deny refused", async () => {

@@ -5,7 +5,7 @@ import { env, evictDurableObject, runDurableObjectAlarm } from "cloudflare:test"
 import { describe, expect, it } from "vitest";
 import { PROTOCOL_VERSION } from "../protocol/index.ts";
 import { newJobId } from "../src/lib/crypto.ts";
-import { api, json, pairAgent, TestAgent } from "./helpers/worker.ts";
+import { api, json, ledgerStatuses, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 const registry = () => env.AGENT_REGISTRY.get(env.AGENT_REGISTRY.idFromName("global"));
 const job = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
@@ -18,12 +18,7 @@ async function queuedJob(projectId: string, intent = "check git status"): Promis
   return jobId;
 }
 
-async function events(jobId: string): Promise<string[]> {
-  const { results } = await env.DB.prepare("SELECT to_status FROM job_events WHERE job_id = ? ORDER BY seq")
-    .bind(jobId)
-    .all<{ to_status: string }>();
-  return results.map((r) => r.to_status);
-}
+const events = ledgerStatuses;
 
 describe("connections", () => {
   it("a token connecting twice: the older socket is closed with 4000, the newer one serves", async () => {

@@ -7,6 +7,14 @@ import { type AgentToServer, PROTOCOL_VERSION, type ServerToAgent, ServerToAgent
 export const API_TOKEN = "test-api-token";
 export const BASE = "https://skynet.test";
 
+/** The statuses a job's ledger events moved it to, in order. */
+export async function ledgerStatuses(jobId: string): Promise<string[]> {
+  const { results } = await env.DB.prepare("SELECT to_status FROM job_events WHERE job_id = ? ORDER BY seq")
+    .bind(jobId)
+    .all<{ to_status: string }>();
+  return results.map((r) => r.to_status);
+}
+
 export function api(
   path: string,
   init: RequestInit & { json?: unknown; token?: string | null } = {},
