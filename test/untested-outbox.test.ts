@@ -8,7 +8,7 @@ import { describe, expect, it, vi } from "vitest";
 import type { JobView } from "../protocol/index.ts";
 import { logKey } from "../src/jobs/archive-log.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
-import { MAX_OUTBOX_TRIES } from "../src/jobs/outbox.ts";
+import { backoffMs, MAX_OUTBOX_TRIES } from "../src/jobs/outbox.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { pairAgent, TestAgent } from "./helpers/worker.ts";
 
@@ -212,8 +212,8 @@ describe("an outbox item that fails forever", () => {
       const row = i.ctx.storage.sql.exec<{ next_at: number }>("SELECT next_at FROM outbox").one();
       return row.next_at - Date.now();
     });
-    // Backed off to the cap (5 minutes, jittered to half of it at least), not 2^9 s.
-    expect(wait).toBeGreaterThan(2.5 * 60_000 - 1000);
+    // Backed off 2^8 s jittered to 50–100 % (so at least 128 s), at most the 5-minute cap.
+    expect(wait).toBeGreaterThan(backoffMs(8, () => 0) - 1000);
     expect(wait).toBeLessThanOrEqual(5 * 60_000);
     expect((await view(stuck)).status).toBe("QUEUED");
 
