@@ -4,3 +4,4 @@ export * from "./agent-messages.ts";
 export * from "./api.ts";
 export * from "./issues.ts";
 export * from "./jobs.ts";
+export * from "./result.ts";
