@@ -5,3 +5,4 @@ export * from "./api.ts";
 export * from "./issues.ts";
 export * from "./jobs.ts";
 export * from "./result.ts";
+export * from "./risk.ts";

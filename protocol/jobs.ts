@@ -16,6 +16,9 @@ export function riskAtLeast(level: RiskLevel, floor: RiskLevel): boolean {
   return RISK_RANK[level] >= RISK_RANK[floor];
 }
 
+/** A plan restates the intent in at most this many characters (planners clip to it). */
+export const MAX_INTENT_SUMMARY_CHARS = 1000;
+
 export const JobStatusSchema = z.enum(["CREATED", "PLANNED", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]);
 export type JobStatus = z.infer<typeof JobStatusSchema>;
 
@@ -54,7 +57,7 @@ export const PlannerKindSchema = z.enum(["anthropic", "rules"]);
 
 export const PlanSpecSchema = z.strictObject({
   jobId: JobIdSchema,
-  userIntentSummary: z.string().trim().min(1).max(1000),
+  userIntentSummary: z.string().trim().min(1).max(MAX_INTENT_SUMMARY_CHARS),
   proposedSteps: z.array(PlanStepSchema).min(1).max(20),
   estimatedRiskLevel: RiskLevelSchema,
   expectedArtifacts: z.array(z.string().max(200)).max(50),

@@ -1,8 +1,8 @@
 // Policy and dispatcher: risk can only be raised, unknown actions and escaping paths are refused.
 import { describe, expect, it } from "vitest";
-import type { PlanSpec } from "../protocol/index.ts";
+import { classifyStep, type PlanSpec, planRisk } from "../protocol/index.ts";
 import { buildExecutionSpec } from "../src/core/dispatcher.ts";
-import { classifyPlan, needsApproval, requiresAudit, validateExecutionSpec } from "../src/core/policy.ts";
+import { needsApproval, requiresAudit, validateExecutionSpec } from "../src/core/policy.ts";
 
 const jobId = "job_0123456789abcdef";
 function plan(steps: PlanSpec["proposedSteps"]): PlanSpec {
@@ -20,17 +20,15 @@ const opts = { attempt: 1, projectId: "default", jobTimeoutS: 3600 };
 
 describe("policy", () => {
   it("raises a model's READ_ONLY git_push to ADMIN, never lowers", () => {
-    const res = classifyPlan(plan([{ description: "push", risk: "READ_ONLY", action: "git_push", params: {} }]));
-    expect(res.ok && res.value.proposedSteps[0]?.risk).toBe("ADMIN");
-    expect(res.ok && res.value.estimatedRiskLevel).toBe("ADMIN");
-    const raised = classifyPlan(plan([{ description: "status", risk: "WRITE", action: "git_status" }]));
-    expect(raised.ok && raised.value.estimatedRiskLevel).toBe("WRITE");
+    const res = classifyStep("git_push", {}, "READ_ONLY");
+    expect(res.ok && res.value.risk).toBe("ADMIN");
+    expect(res.ok && planRisk([{ risk: "READ_ONLY" }, res.value])).toBe("ADMIN");
+    const raised = classifyStep("git_status", {}, "WRITE");
+    expect(raised.ok && planRisk([raised.value])).toBe("WRITE");
   });
   it("refuses unknown actions and escaping paths", () => {
-    expect(classifyPlan(plan([{ description: "x", risk: "READ_ONLY", action: "rm_rf" }]))).toMatchObject({ ok: false });
-    const escaping = classifyPlan(
-      plan([{ description: "read", risk: "READ_ONLY", action: "read_file", params: { path: "../../etc/passwd" } }]),
-    );
+    expect(classifyStep("rm_rf", {}, "READ_ONLY")).toMatchObject({ ok: false });
+    const escaping = classifyStep("read_file", { path: "../../etc/passwd" }, "READ_ONLY");
     expect(escaping.ok).toBe(false);
     expect(!escaping.ok && escaping.error).toMatch(/leave the workspace/);
   });
@@ -54,12 +52,12 @@ describe("dispatcher", () => {
     );
     expect(res.ok).toBe(true);
     if (!res.ok) return;
-    expect(res.spec.steps.map((s) => [s.id, s.action, s.risk])).toEqual([
+    expect(res.value.steps.map((s) => [s.id, s.action, s.risk])).toEqual([
       ["s1", "git_status", "READ_ONLY"],
       ["s2", "run_tests", "WRITE"],
     ]);
-    expect(res.spec.steps[1]?.params).toEqual({ args: [] });
-    expect(validateExecutionSpec(res.spec).ok).toBe(true);
+    expect(res.value.steps[1]?.params).toEqual({ args: [] });
+    expect(validateExecutionSpec(res.value).ok).toBe(true);
   });
   it("refuses unmapped steps", () => {
     const res = buildExecutionSpec(plan([{ description: "make me a sandwich", risk: "READ_ONLY" }]), opts);

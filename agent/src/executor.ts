@@ -6,10 +6,9 @@
 import {
   type ActionName,
   type ActionParams,
-  checkActionParams,
+  checkStepRisk,
   type ExecutionStep,
   getAction,
-  riskAtLeast,
 } from "../../protocol/index.ts";
 import { listFiles, readOne, refuseSecret, searchCode, writeOne } from "./fs-actions.ts";
 import { checkPushRemote, GitSafetyError, hardenedGit } from "./git-safety.ts";
@@ -54,15 +53,12 @@ export function recheckStep(
   step: ExecutionStep,
   allowShell: boolean,
 ): { ok: true; params: Record<string, unknown> } | { ok: false; error: string } {
-  const check = checkActionParams(step.action, step.params);
-  if (!check.ok) return check;
-  if (!riskAtLeast(step.risk, check.action.risk)) {
-    return { ok: false, error: `${step.action} is ${check.action.risk} but the step claims ${step.risk}` };
-  }
-  if (check.action.capability === "shell" && !allowShell) {
+  const checked = checkStepRisk(step);
+  if (!checked.ok) return checked;
+  if (checked.value.action.capability === "shell" && !allowShell) {
     return { ok: false, error: "run_command is refused: this agent was not started with --allow-shell" };
   }
-  return { ok: true, params: check.params };
+  return { ok: true, params: checked.value.params };
 }
 
 export async function executeStep(step: ExecutionStep, outer: StepContext): Promise<StepRun> {

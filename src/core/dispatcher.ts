@@ -2,12 +2,14 @@
 // catalog — the action the planner named, else the first catalog phrase matching the step's
 // description. A step that maps to nothing is refused, never guessed into a shell.
 import {
-  checkActionParams,
+  classifyStep,
   type ExecutionSpec,
   type ExecutionStep,
+  err,
   matchPhrase,
-  maxRisk,
+  ok,
   type PlanSpec,
+  type Result,
 } from "../../protocol/index.ts";
 
 export interface BuildOptions {
@@ -16,10 +18,7 @@ export interface BuildOptions {
   jobTimeoutS: number;
 }
 
-export function buildExecutionSpec(
-  plan: PlanSpec,
-  opts: BuildOptions,
-): { ok: true; spec: ExecutionSpec } | { ok: false; error: string } {
+export function buildExecutionSpec(plan: PlanSpec, opts: BuildOptions): Result<ExecutionSpec> {
   const steps: ExecutionStep[] = [];
   for (const [i, step] of plan.proposedSteps.entries()) {
     const n = i + 1;
@@ -27,29 +26,27 @@ export function buildExecutionSpec(
     let params: Record<string, unknown> | undefined = step.params;
     if (!action) {
       const match = matchPhrase(step.description);
-      if (!match) return { ok: false, error: `step ${n} ("${step.description}") matches no catalog action` };
+      if (!match) return err(`step ${n} ("${step.description}") matches no catalog action`);
       action = match.action.name;
       params = { ...match.params, ...params };
     }
-    const check = checkActionParams(action, params ?? {});
-    if (!check.ok) return { ok: false, error: `step ${n}: ${check.error}` };
+    const classified = classifyStep(action, params ?? {}, step.risk);
+    if (!classified.ok) return err(`step ${n}: ${classified.error}`);
+    const { action: def, params: checked, risk } = classified.value;
     steps.push({
       id: `s${n}`,
-      action: check.action.name,
-      params: check.params,
-      risk: maxRisk(check.action.risk, step.risk),
-      timeoutS: Math.min(check.action.defaultTimeoutS, opts.jobTimeoutS),
+      action: def.name,
+      params: checked,
+      risk,
+      timeoutS: Math.min(def.defaultTimeoutS, opts.jobTimeoutS),
     });
   }
-  return {
-    ok: true,
-    spec: {
-      jobId: plan.jobId,
-      attempt: opts.attempt,
-      provider: "openclaw",
-      projectId: opts.projectId,
-      steps,
-      timeoutS: opts.jobTimeoutS,
-    },
-  };
+  return ok({
+    jobId: plan.jobId,
+    attempt: opts.attempt,
+    provider: "openclaw",
+    projectId: opts.projectId,
+    steps,
+    timeoutS: opts.jobTimeoutS,
+  });
 }

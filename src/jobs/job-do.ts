@@ -373,18 +373,18 @@ export class JobDO extends DurableObject<Env> {
       projectId: state.projectId,
       jobTimeoutS: this.config.jobTimeoutS,
     });
-    const checked = built.ok ? validateExecutionSpec(built.spec) : built;
+    const checked = built.ok ? validateExecutionSpec(built.value) : built;
     if (!built.ok || !checked.ok) {
       return this.failEffects(state, `dispatch refused: ${built.ok ? (checked.ok ? "" : checked.error) : built.error}`);
     }
     const effects = this.move(state, event, { attempt });
     state.attempt = attempt;
-    state.spec = built.spec;
-    state.steps = stepsFromSpec(built.spec, state.plan);
+    state.spec = built.value;
+    state.steps = stepsFromSpec(built.value, state.plan);
     state.leaseToken = null;
     state.lease = null;
     state.queuedAt = Date.now();
-    state.risk = maxRisk(...built.spec.steps.map((s) => s.risk));
+    state.risk = maxRisk(...built.value.steps.map((s) => s.risk));
     effects.push({ kind: "enqueue", attempt });
     return effects;
   }

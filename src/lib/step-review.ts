@@ -94,7 +94,7 @@ export function reviewJob(job: JobView): PlanReview | null {
   let error: string | null = null;
   if (!spec && plan) {
     const built = buildExecutionSpec(plan, { attempt: 1, projectId: job.projectId, jobTimeoutS: 3600 });
-    if (built.ok) spec = built.spec;
+    if (built.ok) spec = built.value;
     else error = `this plan cannot run as written: ${built.error}`;
   }
   if (spec) {

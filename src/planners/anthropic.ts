@@ -7,14 +7,18 @@ import { z } from "zod";
 import {
   ACTION_CATALOG,
   ActionNameSchema,
-  checkActionParams,
+  classifyStep,
   describeIssues,
+  err,
+  MAX_INTENT_SUMMARY_CHARS,
   matchPhrase,
-  maxRisk,
+  ok,
   ParamValueSchema,
   type PlanSpec,
   PlanSpecSchema,
   type PlanStep,
+  planRisk,
+  type Result,
   RiskLevelSchema,
 } from "../../protocol/index.ts";
 import { callModel, emptyTally, type TokenTally } from "./model-call.ts";
@@ -33,7 +37,7 @@ const ClaimedRiskSchema = z.preprocess((v) => (typeof v === "string" ? v.trim().
  * artifacts}): extra fields are ignored, never trusted.
  */
 export const ModelPlanSchema = z.looseObject({
-  summary: z.string().trim().min(1).max(1000).optional(),
+  summary: z.string().trim().min(1).max(MAX_INTENT_SUMMARY_CHARS).optional(),
   steps: z
     .array(
       z.looseObject({
@@ -74,8 +78,6 @@ export interface AnthropicPlannerOptions {
   timeoutMs?: number;
 }
 
-type Validated = { ok: true; plan: PlanSpec } | { ok: false; error: string };
-
 /**
  * The catalog action a step means: the one it names, else the first catalog name among its
  * tools, else the catalog phrase its description matches (with the params the phrase carries).
@@ -91,35 +93,29 @@ function resolveAction(step: ModelPlan["steps"][number]): { action: string; para
 }
 
 /** Turns the model's answer into a PlanSpec: zod shape, catalog params, risk = max(catalog, claim). */
-export function validateModelPlan(input: unknown, jobId: string, intent = ""): Validated {
+export function validateModelPlan(input: unknown, jobId: string, intent = ""): Result<PlanSpec> {
   const parsed = ModelPlanSchema.safeParse(input);
-  if (!parsed.success) {
-    return { ok: false, error: describeIssues(parsed.error, { root: "input", max: 8 }) };
-  }
+  if (!parsed.success) return err(describeIssues(parsed.error, { root: "input", max: 8 }));
   const steps: PlanStep[] = [];
   for (const [i, step] of parsed.data.steps.entries()) {
     const resolved = resolveAction(step);
-    if (!resolved) return { ok: false, error: `steps.${i}: "${step.description}" names no catalog action` };
-    const check = checkActionParams(resolved.action, resolved.params ?? {});
-    if (!check.ok) return { ok: false, error: `steps.${i}: ${check.error}` };
-    steps.push({
-      description: step.description,
-      action: check.action.name,
-      params: check.params,
-      risk: maxRisk(check.action.risk, step.risk),
-    });
+    if (!resolved) return err(`steps.${i}: "${step.description}" names no catalog action`);
+    const classified = classifyStep(resolved.action, resolved.params ?? {}, step.risk);
+    if (!classified.ok) return err(`steps.${i}: ${classified.error}`);
+    const { action, params, risk } = classified.value;
+    steps.push({ description: step.description, action: action.name, params, risk });
   }
   const plan = PlanSpecSchema.safeParse({
     jobId,
-    userIntentSummary: parsed.data.summary ?? (intent.slice(0, 1000) || "task"),
+    userIntentSummary: parsed.data.summary ?? (intent.slice(0, MAX_INTENT_SUMMARY_CHARS) || "task"),
     proposedSteps: steps,
-    estimatedRiskLevel: maxRisk(...steps.map((s) => s.risk)),
+    estimatedRiskLevel: planRisk(steps),
     expectedArtifacts: parsed.data.artifacts ?? parsed.data.expected_artifacts ?? [],
     planner: "anthropic",
     createdAt: new Date().toISOString(),
   });
-  if (!plan.success) return { ok: false, error: plan.error.issues[0]?.message ?? "invalid plan" };
-  return { ok: true, plan: plan.data };
+  if (!plan.success) return err(plan.error.issues[0]?.message ?? "invalid plan");
+  return ok(plan.data);
 }
 
 export class AnthropicPlanner implements Planner {
@@ -198,7 +194,7 @@ export class AnthropicPlanner implements Planner {
         continue;
       }
       const checked = validateModelPlan(toolUse.input, input.jobId, input.intent);
-      if (checked.ok) return { ok: true, plan: checked.plan };
+      if (checked.ok) return { ok: true, plan: checked.value };
       lastError = checked.error;
       // One repair round: show the model exactly what was wrong.
       messages.push({ role: "assistant", content: response.content });

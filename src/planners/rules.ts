@@ -2,11 +2,12 @@
 // its phrases. Deterministic, no network; the default when no Anthropic key is configured.
 import {
   ACTION_CATALOG,
-  checkActionParams,
-  maxRisk,
+  classifyStep,
+  MAX_INTENT_SUMMARY_CHARS,
   type PlanSpec,
   PlanSpecSchema,
   type PlanStep,
+  planRisk,
 } from "../../protocol/index.ts";
 import { FREE_TEXT_ACTIONS, readClause } from "./phrasing.ts";
 import type { Planner, PlannerInput, PlanOutcome } from "./types.ts";
@@ -180,14 +181,15 @@ export class RulePlanner implements Planner {
         continue;
       }
       sure &&= reading.sure;
-      const check = checkActionParams(reading.action, reading.params);
-      if (!check.ok) return { ok: false, reason: `"${clause}": ${check.error}` };
-      understood.push(`"${clause}" → ${check.action.name}`);
+      const classified = classifyStep(reading.action, reading.params);
+      if (!classified.ok) return { ok: false, reason: `"${clause}": ${classified.error}` };
+      const { action, params, risk } = classified.value;
+      understood.push(`"${clause}" → ${action.name}`);
       steps.push({
-        description: describeStep(check.action.name, check.params, clause).slice(0, 500),
-        risk: check.action.risk,
-        action: check.action.name,
-        params: check.params,
+        description: describeStep(action.name, params, clause).slice(0, 500),
+        risk,
+        action: action.name,
+        params,
       });
     }
     if (refusal) return { ok: false, reason: refusal };
@@ -204,9 +206,9 @@ export class RulePlanner implements Planner {
     if (steps.length > 20) return { ok: false, reason: "that is more than 20 steps; split it into smaller tasks" };
     const plan: PlanSpec = {
       jobId: input.jobId,
-      userIntentSummary: input.intent.slice(0, 1000),
+      userIntentSummary: input.intent.slice(0, MAX_INTENT_SUMMARY_CHARS),
       proposedSteps: steps,
-      estimatedRiskLevel: maxRisk(...steps.map((s) => s.risk)),
+      estimatedRiskLevel: planRisk(steps),
       expectedArtifacts: steps.flatMap((s) => (s.action && ARTIFACTS[s.action] ? [ARTIFACTS[s.action] ?? ""] : [])),
       planner: "rules",
       createdAt: new Date().toISOString(),

@@ -38,7 +38,7 @@ async function logFor(intent: string): Promise<string> {
   if (!planned.ok) throw new Error(planned.reason);
   const built = buildExecutionSpec(planned.plan, { attempt: 1, projectId: "default", jobTimeoutS: 60 });
   if (!built.ok) throw new Error(built.error);
-  const step = built.spec.steps[0];
+  const step = built.value.steps[0];
   if (!step) throw new Error("no step");
   let out = "";
   const ran = await executeStep(step, {
