@@ -35,13 +35,13 @@ export function intentProblem(intent: string): string | null {
 }
 
 export const CreateTaskRequestSchema = z.strictObject({
+  // The same rule (and wording) the bot applies, after trimming as the API always has.
   intent: z
     .string()
     .trim()
-    .min(1, "intent must not be empty")
-    .max(MAX_INTENT_CHARS, `intent must be at most ${MAX_INTENT_CHARS} characters`)
-    .refine((i) => !UNREADABLE_IN_INTENT.test(i), {
-      message: "intent may not contain control characters (other than tab and newline)",
+    .superRefine((intent, ctx) => {
+      const problem = intentProblem(intent);
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
     }),
   projectId: ProjectIdSchema.default("default"),
 });

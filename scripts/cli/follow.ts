@@ -2,13 +2,12 @@
 // `log` events with new text, one `end` event with the final status), and its status changes.
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
-import { type JobView, JobViewSchema } from "../../protocol/index.ts";
+import { isTerminal, type JobView, JobViewSchema } from "../../protocol/index.ts";
 import { safeForTerminal } from "../../src/lib/text-safety.ts";
 import { ServerError } from "./errors.ts";
 import type { Api } from "./http.ts";
 
 const EndSchema = z.object({ status: z.string() });
-const TERMINAL = new Set(["SUCCEEDED", "FAILED", "CANCELLED"]);
 
 /**
  * Streams a job's whole log, calling `onLine` for each line (the last one also when it has no
@@ -61,7 +60,7 @@ export async function followJob(
   let last = "";
   for (;;) {
     const job = await api.json(JobViewSchema, `/api/jobs/${jobId}`);
-    if (job.status === "RUNNING" || TERMINAL.has(job.status)) break;
+    if (job.status === "RUNNING" || isTerminal(job.status)) break;
     if (job.status !== last) onJob(job);
     last = job.status;
     await sleep(500);

@@ -1,6 +1,7 @@
 // The answer written without a model: what each step's result and output show for sure (exit
 // codes, failing test names as the runner printed them, files changed, commits), nothing more.
 // Where the output does not show something, the answer says so instead of guessing.
+import type { TerminalStatus } from "../../protocol/index.ts";
 import { failingTests } from "./failures.ts";
 
 export interface AnswerStep {
@@ -16,7 +17,7 @@ export interface AnswerStep {
 export interface AnswerInput {
   intent: string;
   question: string | null;
-  status: "SUCCEEDED" | "FAILED" | "CANCELLED";
+  status: TerminalStatus;
   error: string | null;
   steps: AnswerStep[];
 }

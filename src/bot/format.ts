@@ -3,6 +3,8 @@
 // under Telegram's 4096-character limit. Steps are shown by their action and params, the
 // planner's description only as a label, so the person approving sees what will run.
 import {
+  escapeHtml,
+  isTerminal,
   type JobView,
   LOG_TAIL_LINES,
   type PlanReview,
@@ -26,11 +28,7 @@ export function clipText(text: string, max: number): string {
 }
 
 export function esc(text: string): string {
-  return makeVisible(text)
-    .replaceAll("&", "&amp;")
-    .replaceAll("<", "&lt;")
-    .replaceAll(">", "&gt;")
-    .replaceAll('"', "&quot;");
+  return escapeHtml(makeVisible(text));
 }
 
 export const RISK_BADGE: Record<RiskLevel, string> = {
@@ -125,12 +123,11 @@ export function stepsHtml(job: JobView, review: PlanReview, cap: number): string
 }
 
 /** The one message a job lives in: plan, then progress, then the summary. */
-const terminalStatus = (s: JobView["status"]): boolean => s === "SUCCEEDED" || s === "FAILED" || s === "CANCELLED";
 
 export function renderJob(job: JobView, opts: { approvalTimeoutS?: number } = {}): string {
   const parts: string[] = [];
   // The summary starts with the answer to what was asked; the rest is how it was found.
-  const answer = terminalStatus(job.status) ? answerLine(job) : null;
+  const answer = isTerminal(job.status) ? answerLine(job) : null;
   if (answer) parts.push(answer, "");
   parts.push(`<b>${STATUS_HEADER[job.status]}</b> · <code>${job.id}</code>`);
   parts.push(`<i>${esc(clipText(job.intent, 500))}</i>`);
@@ -151,14 +148,14 @@ export function renderJob(job: JobView, opts: { approvalTimeoutS?: number } = {}
   if (job.status === "PLANNED" && job.needsApproval) {
     const t = opts.approvalTimeoutS ?? 300;
     parts.push(`⚠️ Needs your approval (cancelled automatically after ${t % 60 === 0 ? `${t / 60} min` : `${t} s`}).`);
-  } else if (job.decidedBy === "auto" && !["SUCCEEDED", "FAILED", "CANCELLED"].includes(job.status)) {
+  } else if (job.decidedBy === "auto" && !isTerminal(job.status)) {
     parts.push("✔️ READ_ONLY: auto-approved.");
   }
   if (job.startedAt && job.finishedAt) {
     parts.push(`⏱ ${duration(Date.parse(job.finishedAt) - Date.parse(job.startedAt))}`);
   }
   if (job.error) parts.push(`Reason: ${esc(clipText(job.error, 600))}`);
-  if (job.notice && !terminalStatus(job.status)) parts.push(`⚠️ ${esc(clipText(job.notice, 600))}`);
+  if (job.notice && !isTerminal(job.status)) parts.push(`⚠️ ${esc(clipText(job.notice, 600))}`);
   if (job.planNotice) parts.push(`ℹ️ ${esc(clipText(job.planNotice, 300))}`);
   if (job.artifacts.length > 0) {
     parts.push(`📎 ${job.artifacts.map((a) => `${esc(a.name)} (${a.size} B)`).join(", ")}`);
@@ -177,7 +174,7 @@ export function renderJob(job: JobView, opts: { approvalTimeoutS?: number } = {}
     }
     parts.splice(stepsAt, 0, "", ...lines);
   }
-  const terminal = ["SUCCEEDED", "FAILED", "CANCELLED"].includes(job.status);
+  const terminal = isTerminal(job.status);
   if ((terminal || job.status === "RUNNING") && job.logTail.trim()) {
     const used = parts.join("\n").length;
     const tail = tailThatFits(job.logTail, Math.min(TAIL_BUDGET, MAX_MESSAGE - used - 80));

@@ -2,7 +2,7 @@
 // zod when a button is pressed (callback data is input from outside like any other).
 import { InlineKeyboard } from "grammy";
 import { z } from "zod";
-import type { JobView } from "../../protocol/index.ts";
+import { isTerminal, type JobView } from "../../protocol/index.ts";
 
 export const CallbackSchema = z
   .string()
@@ -33,7 +33,7 @@ export function jobKeyboard(job: JobView): InlineKeyboard | undefined {
       .text("📄 Full plan", `p:${job.id}`);
   }
   if (job.status === "QUEUED" || job.status === "RUNNING") return new InlineKeyboard().text("⛔ Cancel", `c:${job.id}`);
-  if (job.status === "SUCCEEDED" || job.status === "FAILED" || job.status === "CANCELLED") {
+  if (isTerminal(job.status)) {
     return new InlineKeyboard().text("📜 Logs", `l:${job.id}`).text("🔁 Retry", `r:${job.id}`);
   }
   return undefined;

@@ -2,12 +2,12 @@
 // moves (jobs by status, the two latency histograms, re-dispatches) in the same batch, so a
 // scrape reads a few dozen counter rows however long the history is.
 import { sql } from "drizzle-orm";
+import { isTerminal } from "../../protocol/index.ts";
 import { counters } from "./schema.ts";
 import type { Db } from "./store.ts";
 
 export const DISPATCH_BUCKETS_S = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 export const DURATION_BUCKETS_S = [0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
-export const FINAL_STATUSES = ["SUCCEEDED", "FAILED", "CANCELLED"];
 
 export type HistogramName = "dispatch" | "duration";
 const BUCKETS: Record<HistogramName, number[]> = { dispatch: DISPATCH_BUCKETS_S, duration: DURATION_BUCKETS_S };
@@ -22,7 +22,7 @@ export function measureFor(
   at: number,
   lastAt: Partial<Record<string, number>>,
 ): { histogram: HistogramName; ms: number } | null {
-  const since = toStatus === "RUNNING" ? lastAt.QUEUED : FINAL_STATUSES.includes(toStatus) ? lastAt.RUNNING : undefined;
+  const since = toStatus === "RUNNING" ? lastAt.QUEUED : isTerminal(toStatus) ? lastAt.RUNNING : undefined;
   if (since === undefined) return null;
   return { histogram: toStatus === "RUNNING" ? "dispatch" : "duration", ms: at - since };
 }

@@ -3,6 +3,7 @@
 // every Sentinel run (and every isolate) agrees on what was already said.
 import { eq } from "drizzle-orm";
 import { Api } from "grammy";
+import { escapeHtml } from "../../protocol/index.ts";
 import { loadConfig } from "../config.ts";
 import { alerts } from "../ledger/schema.ts";
 import { getDb } from "../ledger/store.ts";
@@ -11,10 +12,6 @@ import { redactorFor } from "../lib/redact.ts";
 import { chatSafety } from "../notify/chat-safety.ts";
 
 export const ALERT_REMINDER_MS = 6 * 3600_000;
-
-function escapeHtml(text: string): string {
-  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
-}
 
 /** Sends to every admin chat; true when at least one accepted it (or there is nobody to tell). */
 async function sendToAdmins(env: Env, html: string): Promise<boolean> {

@@ -2,6 +2,7 @@
 // created_at, audit_log by at, the newest provider checks by id) — never a scan of all history.
 // Charts are inline SVG drawn here; no script draws anything.
 import { html } from "hono/html";
+import { isTerminal } from "../../protocol/index.ts";
 import { fmtTime, type Html, page } from "./layout.ts";
 import type { WebSession } from "./session.ts";
 
@@ -77,7 +78,7 @@ export async function overviewPage(env: Env, s: WebSession): Promise<Html> {
   ]);
   const buckets = new Map<number, Record<string, number>>();
   for (const r of perHour.results) {
-    const key = ["SUCCEEDED", "FAILED", "CANCELLED"].includes(r.status) ? r.status : "active";
+    const key = isTerminal(r.status) ? r.status : "active";
     const b = buckets.get(r.h) ?? {};
     b[key] = (b[key] ?? 0) + r.n;
     buckets.set(r.h, b);
