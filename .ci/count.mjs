@@ -86,7 +86,7 @@ function firstLine(message) {
   return typeof message === "string" ? (message.split("\n")[0] ?? "").slice(0, 200) : "";
 }
 
-// As a script: node .ci/count.mjs <report.json> lint=<code> typecheck=<code> vitest=<code>
+// As a script: node .ci/count.mjs <report.json> <step>=<exit code>... (lint, typecheck, types-fresh, cycles, vitest)
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const [file, ...rest] = process.argv.slice(2);
   const steps = Object.fromEntries(

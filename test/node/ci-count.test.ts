@@ -2,7 +2,7 @@
 // (vitest 5: a file that fails to import has no assertionResults; a beforeAll that throws leaves
 // its tests "skipped" with no failed test and numFailedTests 0).
 import { execFile } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -73,6 +73,20 @@ describe("CI count", () => {
       failed: 2,
       lines: ["lint: failed", "typecheck: failed"],
     });
+  });
+
+  it("counts every step .ci/run runs: each exit code it records is passed to count.mjs", async () => {
+    const script = await readFile(join(ROOT, ".ci/run"), "utf8");
+    const recorded = [...script.matchAll(/;\s*(\w+)=\$\?/g)].map((m) => m[1]);
+    const countLine = script.split("\n").find((l) => l.startsWith("node .ci/count.mjs")) ?? "";
+    const passed = [...countLine.matchAll(/"([\w-]+)=\$(\w+)"/g)].map((m) => ({ step: m[1], code: m[2] }));
+    expect(passed.map((p) => p.code).sort()).toEqual([...recorded].sort());
+    expect(passed.map((p) => p.step)).toEqual(expect.arrayContaining(["lint", "typecheck", "types-fresh", "cycles"]));
+    const r = report([file("test/a.test.ts", "passed", [test("a", "passed")])]);
+    const steps = Object.fromEntries(passed.map((p) => [p.step, p.step === "vitest" ? 0 : 1]));
+    expect(count(r, { minimums: NONE, steps }).lines).toEqual(
+      passed.filter((p) => p.step !== "vitest").map((p) => `${p.step}: failed`),
+    );
   });
 
   it("fails a project with fewer tests than its minimum", () => {
