@@ -187,7 +187,7 @@ export const JobListResponseSchema = z.object({
   nextCursor: z.string().nullable(),
 });
 
-/** Seed §6.4 gateway: submit an already-built execution spec. */
+/** The gateway (docs/design.md §6): submit an already-built execution spec. */
 export const GatewayExecuteRequestSchema = z.strictObject({ executionSpec: ExecutionSpecSchema });
 
 export const PairRequestSchema = z.strictObject({

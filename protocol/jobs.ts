@@ -84,7 +84,15 @@ export const ExecutionStepSchema = z.strictObject({
 });
 export type ExecutionStep = z.infer<typeof ExecutionStepSchema>;
 
-export const ProviderNameSchema = z.enum(["openclaw"]);
+/**
+ * Execution providers by wire name. `openclaw` is the path gateway → AgentRegistryDO → CHATHAN,
+ * the laptop agent (npm package `skynet-agent`): specs, the gateway API and /metrics use the name,
+ * kept from the original plan. It is not the unrelated product called OpenClaw. The agent's three
+ * names are explained in docs/design.md §2.
+ */
+export const OPENCLAW = "openclaw";
+export const ProviderNameSchema = z.enum([OPENCLAW]);
+export type ProviderName = z.infer<typeof ProviderNameSchema>;
 
 export const ExecutionSpecSchema = z
   .strictObject({

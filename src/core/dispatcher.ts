@@ -7,6 +7,7 @@ import {
   type ExecutionStep,
   err,
   matchPhrase,
+  OPENCLAW,
   ok,
   type PlanSpec,
   type Result,
@@ -44,7 +45,7 @@ export function buildExecutionSpec(plan: PlanSpec, opts: BuildOptions): Result<E
   return ok({
     jobId: plan.jobId,
     attempt: opts.attempt,
-    provider: "openclaw",
+    provider: OPENCLAW,
     projectId: opts.projectId,
     steps,
     timeoutS: opts.jobTimeoutS,

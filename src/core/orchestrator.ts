@@ -1,4 +1,4 @@
-// Orchestrator: the brain's front door (seed §1.3), used by the API, the gateway and the bot.
+// Orchestrator: the brain's front door (docs/design.md §3), used by the API, the gateway and the bot.
 // Each job's JobDO does the work; this module creates jobs, routes decisions and waits.
 import type { JobStatus, JobView } from "../../protocol/index.ts";
 import { jobStub } from "../agents/registry-stub.ts";
@@ -41,7 +41,7 @@ export async function createTask(env: Env, input: CreateTaskInput): Promise<JobV
   });
 }
 
-/** Seed §1.3 generatePlan: plans the job now (normally its alarm does, right after createTask). */
+/** generatePlan (docs/design.md §3): plans the job now (normally its alarm does, right after createTask). */
 export async function generatePlan(env: Env, jobId: string): Promise<JobView> {
   const job = await jobStub(env, jobId).planNow();
   if (!job) throw new ApiError("not_found", `no job ${jobId}`);
@@ -92,7 +92,7 @@ export async function waitWhile(env: Env, jobId: string, from: JobStatus[], time
   return job;
 }
 
-/** Seed §1.3 waitForApproval: true once approved (queued or beyond), false if denied or timed out. */
+/** waitForApproval (docs/design.md §3): true once approved (queued or beyond), false if denied or timed out. */
 export async function waitForApproval(
   env: Env,
   jobId: string,

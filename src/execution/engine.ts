@@ -1,4 +1,4 @@
-// ExecutionEngine: routes an execution spec to its provider (seed §6.3). Today there is one
+// ExecutionEngine: routes an execution spec to its provider (docs/design.md §2). Today there is one
 // provider, `openclaw` (the agent registry); more can be registered by name.
 import type { ExecutionSpec } from "../../protocol/index.ts";
 import { OpenClawProvider } from "./providers/openclaw.ts";

@@ -1,4 +1,4 @@
-// The Claude planner: the seed's planning prompt, structured output through a `submit_plan` tool
+// The Claude planner (docs/design.md §3): the original planning prompt, structured output through a `submit_plan` tool
 // whose schema is built from the action catalog, zod validation, one repair round on invalid
 // output, and a timeout. The user's intent is data to the model; its output is validated and
 // re-classified by policy, never trusted or executed as given.
@@ -33,7 +33,7 @@ const ClaimedRiskSchema = z.preprocess((v) => (typeof v === "string" ? v.trim().
 
 /**
  * What the model submits; params are checked per action afterwards. Besides the tool's own
- * shape it accepts the seed's planning format ({summary, steps: [{description, risk, tools}],
+ * shape it accepts the original plan format ({summary, steps: [{description, risk, tools}],
  * artifacts}): extra fields are ignored, never trusted.
  */
 export const ModelPlanSchema = z.looseObject({

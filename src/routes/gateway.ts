@@ -1,4 +1,4 @@
-// The seed's gateway endpoints (§6.4): submit a ready execution spec, read status, cancel.
+// The gateway endpoints (docs/design.md §6): submit a ready execution spec, read status, cancel.
 // The API token holder submits the spec, so it counts as approved by them (ADMIN ones audited).
 import { Hono } from "hono";
 import { GatewayExecuteRequestSchema, JobIdSchema, type JobView } from "../../protocol/index.ts";

@@ -1,4 +1,4 @@
-// ProviderMonitor (seed §4.1): health history per provider in the ledger, degraded at 3+
+// ProviderMonitor (docs/design.md §9): health history per provider in the ledger, degraded at 3+
 // failures in the last 10 checks, success rate, average latency, last success; alerts for a
 // provider down or degraded and for no agent online, each sent once per outage.
 import { and, desc, eq, lt } from "drizzle-orm";
