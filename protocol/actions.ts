@@ -3,6 +3,7 @@
 import { z } from "zod";
 import { describeIssues } from "./issues.ts";
 import type { JsonObject, RiskLevel } from "./jobs.ts";
+import { err, ok, type Result } from "./result.ts";
 
 export const CapabilitySchema = z.enum(["git", "fs", "runner", "shell"]);
 export type Capability = z.infer<typeof CapabilitySchema>;
@@ -266,21 +267,18 @@ export function getAction(name: string): ActionDefinition | undefined {
   return BY_NAME.get(name as ActionName);
 }
 
-export type ParamsCheck = { ok: true; action: ActionDefinition; params: JsonObject } | { ok: false; error: string };
+export type ParamsCheck = Result<{ action: ActionDefinition; params: JsonObject }>;
 
 /** Validates an action name and its params against the catalog; defaults are filled in. */
 export function checkActionParams(name: string, params: unknown): ParamsCheck {
   const action = getAction(name);
-  if (!action) return { ok: false, error: `unknown action "${name}"` };
+  if (!action) return err(`unknown action "${name}"`);
   const parsed = ActionParamsSchemas[action.name].safeParse(params ?? {});
   if (!parsed.success) {
-    return {
-      ok: false,
-      error: `invalid params for ${action.name}: ${describeIssues(parsed.error, { root: "params", max: 10 })}`,
-    };
+    return err(`invalid params for ${action.name}: ${describeIssues(parsed.error, { root: "params", max: 10 })}`);
   }
   // Every params schema is built from JSON types (strings, numbers, booleans, arrays, objects).
-  return { ok: true, action, params: parsed.data as JsonObject };
+  return ok({ action, params: parsed.data as JsonObject });
 }
 
 export type PhraseMatch = { action: ActionDefinition; params: Record<string, string | string[] | undefined> };

@@ -15,8 +15,9 @@ export interface ClassifiedStep {
 /** Resolves a step against the catalog and gives it its risk: max(catalog, claim). */
 export function classifyStep(action: string, params: unknown, claimed?: RiskLevel): Result<ClassifiedStep> {
   const check = checkActionParams(action, params);
-  if (!check.ok) return err(check.error);
-  return ok({ action: check.action, params: check.params, risk: maxRisk(check.action.risk, claimed ?? "READ_ONLY") });
+  if (!check.ok) return check;
+  const { action: def, params: checked } = check.value;
+  return ok({ action: def, params: checked, risk: maxRisk(def.risk, claimed ?? "READ_ONLY") });
 }
 
 /**

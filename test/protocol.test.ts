@@ -101,7 +101,7 @@ describe("action catalog", () => {
   });
   it("validates params per action and fills defaults", () => {
     const ok = checkActionParams("git_log", {});
-    expect(ok.ok && ok.params).toEqual({ limit: 20 });
+    expect(ok.ok && ok.value.params).toEqual({ limit: 20 });
     expect(checkActionParams("read_file", { path: "../../etc/passwd" }).ok).toBe(false);
     expect(checkActionParams("read_file", { path: "/etc/passwd" }).ok).toBe(false);
     expect(checkActionParams("write_file", { path: "a.txt", content: "x".repeat(1024 * 1024 + 1) }).ok).toBe(false);

@@ -66,8 +66,8 @@ export async function claudeAnswer(input: AnswerInput, opts: ClaudeAnswerOptions
       },
       { deadline: Date.now() + timeoutMs, signal: abort.signal, tally, maxAttempts: 2 },
     );
-    if (!answered.ok) return { ok: false, error: answered.error, tokens: tally };
-    const text = answered.message.content
+    if (!answered.ok) return { ok: false, error: answered.error.text, tokens: tally };
+    const text = answered.value.content
       .flatMap((b) => (b.type === "text" ? [b.text] : []))
       .join(" ")
       .replace(/[^\P{C}\n]+/gu, " ")

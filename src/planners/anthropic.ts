@@ -178,12 +178,11 @@ export class AnthropicPlanner implements Planner {
         call,
       );
       if (!answered.ok) {
-        const reason = answered.unavailable
-          ? `Claude is unavailable (${answered.error})`
-          : `planning failed: ${answered.error}`;
-        return { ok: false, reason, unavailable: answered.unavailable };
+        const { text, unavailable } = answered.error;
+        const reason = unavailable ? `Claude is unavailable (${text})` : `planning failed: ${text}`;
+        return { ok: false, reason, unavailable };
       }
-      const response = answered.message;
+      const response = answered.value;
       const toolUse = response.content.find(
         (b): b is Anthropic.ToolUseBlock => b.type === "tool_use" && b.name === TOOL_NAME,
       );

@@ -3,7 +3,7 @@
 // every answered call's tokens added to a tally. Shared by the planner and the answer writer.
 import Anthropic from "@anthropic-ai/sdk";
 
-import type { TokenTally } from "../../protocol/index.ts";
+import { err, ok, type Result, type TokenTally } from "../../protocol/index.ts";
 
 export type { TokenTally } from "../../protocol/index.ts";
 
@@ -29,10 +29,12 @@ export function addUsage(tally: TokenTally, usage: Partial<Anthropic.Usage> | un
   tally.output += n(usage?.output_tokens);
 }
 
-export type ModelCallResult =
-  | { ok: true; message: Anthropic.Message }
-  /** `unavailable`: the API is down, overloaded, rate-limiting or slow — not a fault of the request. */
-  | { ok: false; error: string; unavailable: boolean };
+export interface ModelFailure {
+  text: string;
+  /** The API is down, overloaded, rate-limiting or slow — not a fault of the request. */
+  unavailable: boolean;
+}
+export type ModelCallResult = Result<Anthropic.Message, ModelFailure>;
 
 export interface ModelCallOptions {
   deadline: number;
@@ -105,14 +107,14 @@ export async function callModel(
   opts: ModelCallOptions,
 ): Promise<ModelCallResult> {
   const attempts = opts.maxAttempts ?? 3;
-  let last: { text: string; unavailable: boolean } = { text: "no answer in time", unavailable: true };
+  let last: ModelFailure = { text: "no answer in time", unavailable: true };
   for (let attempt = 1; attempt <= attempts; attempt++) {
     const remaining = opts.deadline - Date.now();
-    if (remaining <= 0 || opts.signal.aborted) return { ok: false, error: last.text, unavailable: true };
+    if (remaining <= 0 || opts.signal.aborted) return err({ text: last.text, unavailable: true });
     try {
       const message = await client.messages.create(params, { timeout: remaining, signal: opts.signal, maxRetries: 0 });
       addUsage(opts.tally, message.usage);
-      return { ok: true, message };
+      return ok(message);
     } catch (err) {
       last = describeModelError(err, opts.signal.aborted || Date.now() >= opts.deadline);
       const status = err instanceof Anthropic.APIError ? (err.status ?? 0) : 0;
@@ -124,5 +126,5 @@ export async function callModel(
       await sleep(wait, opts.signal);
     }
   }
-  return { ok: false, error: last.text, unavailable: last.unavailable };
+  return err({ text: last.text, unavailable: last.unavailable });
 }
