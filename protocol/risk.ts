@@ -33,6 +33,14 @@ export function checkStepRisk(step: { action: string; params: unknown; risk: Ris
   return classified;
 }
 
+/**
+ * Whether a step at this risk may change something: such a step needs approval (unless policy
+ * says otherwise), is confirmed with the server before it starts and is never run twice.
+ */
+export function writes(risk: RiskLevel): boolean {
+  return risk !== "READ_ONLY";
+}
+
 /** A plan's or spec's risk: the highest of its steps' (READ_ONLY for none). */
 export function planRisk(steps: readonly { risk: RiskLevel }[]): RiskLevel {
   return maxRisk(...steps.map((s) => s.risk));

@@ -9,6 +9,7 @@ import {
   checkStepRisk,
   type ExecutionStep,
   getAction,
+  writes,
 } from "../../protocol/index.ts";
 import { listFiles, readOne, refuseSecret, searchCode, writeOne } from "./fs-actions.ts";
 import { checkPushRemote, GitSafetyError, hardenedGit } from "./git-safety.ts";
@@ -108,7 +109,8 @@ async function executeChecked(step: ExecutionStep, ctx: StepContext): Promise<St
 
 /** A hardened git command (git-safety.ts), hooks off unless the action writes. */
 async function git(action: ActionName, args: string[], ctx: StepContext): Promise<StepRun> {
-  const readOnly = getAction(action)?.risk === "READ_ONLY";
+  const def = getAction(action);
+  const readOnly = def !== undefined && !writes(def.risk);
   const { argv, env } = await hardenedGit(ctx.workspace, args, readOnly);
   return runProcess(argv, ctx, { env, shown: ["git", ...args] });
 }

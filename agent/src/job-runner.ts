@@ -3,12 +3,13 @@
 // the final result. Stops at the first failed or cancelled step. Artifact uploads go on in the
 // background, retried across blips; job_finished waits for them (the lease must still be held
 // to store one) and lists any that could finally not be stored, with the reason.
-import type {
-  ArtifactRef,
-  ExecutionResult,
-  ExecutionSpec,
-  FencedAgentMessage,
-  StepResult,
+import {
+  type ArtifactRef,
+  type ExecutionResult,
+  type ExecutionSpec,
+  type FencedAgentMessage,
+  type StepResult,
+  writes,
 } from "../../protocol/index.ts";
 import { type UploadPolicy, uploadArtifact } from "./artifact-upload.ts";
 import { type AgentConfig, pathPolicyFor } from "./config.ts";
@@ -88,7 +89,7 @@ export async function runJob(host: JobHost, job: RunningJob, workspace: string):
     });
     // A step that changes things starts only once the server knows it started: a server that
     // never heard of it would take the attempt for one that never ran, and run it again elsewhere.
-    if (step.risk !== "READ_ONLY") await host.confirmed?.(job);
+    if (writes(step.risk)) await host.confirmed?.(job);
     const notStarted: StepRun | null = job.abort.signal.aborted
       ? { outcome: "cancelled", exitCode: null, error: "stopped before the step started" }
       : null;

@@ -9,10 +9,11 @@ import {
   type Result,
   type RiskLevel,
   riskAtLeast,
+  writes,
 } from "../../protocol/index.ts";
 
 export function needsApproval(risk: RiskLevel, opts: { autoApproveReadOnly: boolean }): boolean {
-  return !(risk === "READ_ONLY" && opts.autoApproveReadOnly);
+  return writes(risk) || !opts.autoApproveReadOnly;
 }
 
 /** ADMIN decisions are written to the audit log. */

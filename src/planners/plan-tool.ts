@@ -3,7 +3,7 @@
 // right shape. Keywords strict tool use does not accept (numeric and length bounds, patterns,
 // defaults) are left out of what the model sees; zod checks them all on our side afterwards.
 import { z } from "zod";
-import { ACTION_CATALOG, ActionParamsSchemas } from "../../protocol/index.ts";
+import { ACTION_CATALOG, ActionParamsSchemas, RiskLevelSchema } from "../../protocol/index.ts";
 
 export const TOOL_NAME = "submit_plan";
 
@@ -53,7 +53,7 @@ const stepBranches = ACTION_CATALOG.map((a) => ({
   properties: {
     action: { type: "string", enum: [a.name] },
     description: { type: "string", description: "What this step does, in a few words." },
-    risk: { type: "string", enum: ["READ_ONLY", "WRITE", "ADMIN"] },
+    risk: { type: "string", enum: RiskLevelSchema.options },
     params: paramsSchema(a.name),
   },
   required: ["action", "description", "risk", "params"],

@@ -12,9 +12,10 @@ import {
   type JsonObject,
   type PlanSpec,
   RiskLevelSchema,
+  writes,
 } from "../../protocol/index.ts";
 import { buildExecutionSpec } from "../../src/core/dispatcher.ts";
-import { validateExecutionSpec } from "../../src/core/policy.ts";
+import { needsApproval, validateExecutionSpec } from "../../src/core/policy.ts";
 import { validateModelPlan } from "../../src/planners/anthropic.ts";
 
 const jobId = "job_0123456789abcdef";
@@ -59,6 +60,14 @@ describe("the risk rule (protocol/risk.ts) is the one every side applies", () =>
       const unclaimed = classifyStep(action.name, PARAMS[action.name]);
       expect(unclaimed.ok && unclaimed.value.risk).toBe(action.risk);
     }
+  });
+
+  it("what needs approval even with READ_ONLY auto-approval is exactly what writes", () => {
+    for (const level of LEVELS) {
+      expect(needsApproval(level, { autoApproveReadOnly: true }), level).toBe(writes(level));
+      expect(needsApproval(level, { autoApproveReadOnly: false }), level).toBe(true);
+    }
+    expect(LEVELS.filter(writes)).toEqual(["WRITE", "ADMIN"]);
   });
 
   it("planner, dispatcher, Worker check and agent agree for every action × claimed risk", () => {
