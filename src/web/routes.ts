@@ -30,6 +30,7 @@ import {
   startSession,
   type WebSession,
 } from "./session.ts";
+import { signInLimitedPage, takeSignInAttempt } from "./sign-in-limit.ts";
 
 export type WebEnv = { Bindings: Env; Variables: { session: WebSession } };
 type C = Context<WebEnv>;
@@ -82,6 +83,8 @@ webRoutes.post("/login", async (c) => {
   if (!expected) return loginPage(c, "API_TOKEN is not configured on this deployment.", 503);
   const form = await c.req.parseBody();
   const token = typeof form.token === "string" ? form.token : "";
+  const limited = await takeSignInAttempt(c, "token", token);
+  if (limited) return signInLimitedPage(c, "token", limited);
   if (!token || !timingSafeEqual(token, expected)) return loginPage(c, "Wrong token.", 401);
   await startSession(c, OWNER_ID);
   return c.redirect("/web", 303);
@@ -100,7 +103,10 @@ webRoutes.get("/link", (c) =>
 );
 webRoutes.post("/link", async (c) => {
   const form = await c.req.parseBody();
-  const userId = await redeemLoginLink(c.env, typeof form.code === "string" ? form.code : "");
+  const code = typeof form.code === "string" ? form.code : "";
+  const limited = await takeSignInAttempt(c, "link", code);
+  if (limited) return signInLimitedPage(c, "link", limited);
+  const userId = await redeemLoginLink(c.env, code);
   if (!userId) return loginPage(c, "That sign-in link is unknown, used or expired. Send /web to the bot again.", 401);
   await startSession(c, userId);
   return c.redirect("/web", 303);
