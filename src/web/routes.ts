@@ -20,7 +20,7 @@ import { errorPageFor } from "./errors.ts";
 import { jobPage, jobsPage } from "./jobs-page.ts";
 import { page, securityHeaders } from "./layout.ts";
 import { overviewPage } from "./overview.ts";
-import { JobFilterSchema, listVisibleJobs } from "./queries.ts";
+import { JobFilterSchema, jobThread, listVisibleJobs } from "./queries.ts";
 import {
   csrfMatches,
   endSession,
@@ -152,12 +152,16 @@ webRoutes.get("/jobs/:id{job_[0-9a-z]+\\.json}", async (c) => {
 webRoutes.get("/jobs/:id", async (c) => {
   const job = await visibleJob(c, c.req.param("id"));
   if (!job) return errorPage(c, 404, "No such job.");
-  const events = await listJobEvents(getDb(c.env.DB), job.id);
+  const [events, thread] = await Promise.all([
+    listJobEvents(getDb(c.env.DB), job.id),
+    jobThread(c.env.DB, c.get("session").actor, job.id),
+  ]);
   return c.html(
     jobPage(
       c.get("session"),
       job,
       events.map((e) => ({ ...e, from: e.fromStatus, to: e.toStatus })),
+      thread,
     ),
   );
 });
