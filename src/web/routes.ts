@@ -16,12 +16,14 @@ import { timingSafeEqual } from "../lib/crypto.ts";
 import { archiveRoutes } from "../routes/archive.ts";
 import { agentPages } from "./agents-page.ts";
 import { APP_CSS, APP_JS } from "./assets.ts";
+import { accessSignIn } from "./cf-access.ts";
 import { errorPageFor } from "./errors.ts";
 import { jobPage, jobsPage } from "./jobs-page.ts";
 import { page, securityHeaders } from "./layout.ts";
 import { overviewPage } from "./overview.ts";
 import { JobFilterSchema, jobThread, listVisibleJobs } from "./queries.ts";
 import {
+  actorFor,
   csrfMatches,
   endSession,
   OWNER_ID,
@@ -77,7 +79,15 @@ webRoutes.use("*", csrf());
 webRoutes.get("/static/app.js", (c) => c.body(APP_JS, 200, { "Content-Type": "text/javascript; charset=utf-8" }));
 webRoutes.get("/static/app.css", (c) => c.body(APP_CSS, 200, { "Content-Type": "text/css; charset=utf-8" }));
 
-webRoutes.get("/login", (c) => loginPage(c));
+/** Cloudflare Access sign-in (when configured): a session for the user the assertion proves. */
+const viaAccess = (c: C) =>
+  accessSignIn(
+    c,
+    (userId) => startSession(c, userId),
+    (userId) => actorFor(loadConfig(c.env), userId) !== null,
+  );
+
+webRoutes.get("/login", async (c) => ((await viaAccess(c)) ? c.redirect("/web", 303) : loginPage(c)));
 webRoutes.post("/login", async (c) => {
   const expected = loadConfig(c.env).apiToken;
   if (!expected) return loginPage(c, "API_TOKEN is not configured on this deployment.", 503);
@@ -116,7 +126,11 @@ webRoutes.post("/link", async (c) => {
 webRoutes.use("*", async (c, next) => {
   const s = await readSession(c);
   if (!s) {
-    if (c.req.method === "GET") return c.redirect("/web/login", 303);
+    if (c.req.method === "GET") {
+      // Signed in by Access: come back to the same page, now with the session cookie.
+      if (await viaAccess(c)) return c.redirect(new URL(c.req.url).pathname + new URL(c.req.url).search, 303);
+      return c.redirect("/web/login", 303);
+    }
     return c.text("signed out: sign in again", 401);
   }
   c.set("session", s);
