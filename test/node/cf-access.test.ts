@@ -2,7 +2,7 @@
 // certs server (the same JSON shape as https://<team>.cloudflareaccess.com/cdn-cgi/access/certs).
 import { createServer, type Server } from "node:http";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { type AccessConfig, accessConfig, forgetAccessCerts, verifyAccessJwt } from "../../src/web/cf-access.ts";
+import { type AccessConfig, accessConfig, forgetAccessCerts, verifyAccessJwt } from "../../src/web/cf-access-jwt.ts";
 
 const ALG = {
   name: "RSASSA-PKCS1-v1_5",
@@ -106,7 +106,7 @@ describe("Cloudflare Access assertions", () => {
   });
 
   it("is on only when all three settings are there, over https (or a loopback server)", () => {
-    const env = (v: Record<string, string>) => v as unknown as Env;
+    const env = (v: Record<string, string>) => v;
     const full = {
       CF_ACCESS_TEAM_DOMAIN: "https://t.cloudflareaccess.com/",
       CF_ACCESS_AUD: "a",
