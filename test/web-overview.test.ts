@@ -90,6 +90,7 @@ describe("web overview", () => {
     expect(page).toContain("no agent &lt;b&gt;");
     expect(page).toMatch(/<table id="dead-letters">[\s\S]*job_aaaaaaaaaa03[\s\S]*gave up/);
     expect(page).toContain('id="tokens-per-day"');
+    expect(page).toContain("no model call recorded in these days");
   });
 
   it("counts model tokens per day from the job snapshots as they are written, each token once", async () => {
@@ -130,6 +131,7 @@ describe("web overview", () => {
     ]);
     expect(figures[`${iso(day - 2)} input`]).toBe(0);
     expect(page).toMatch(/input 1605 [\s\S]*cached 900 [\s\S]*output 120 /);
+    expect(page).not.toContain("no model call recorded");
   });
 
   it("is for admins only", async () => {

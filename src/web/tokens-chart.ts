@@ -44,6 +44,7 @@ export function tokensChart(days: DayTokens[]): Html {
     }),
   );
   const total = (k: Kind) => days.reduce((a, d) => a + d[k], 0);
+  const none = KINDS.every(([k]) => total(k) === 0);
   return html`<svg class="chart" id="tokens-per-day" viewBox="0 0 ${W} ${H}" width="100%" role="img" aria-label="model tokens per day, last ${days.length} days">${bars}</svg>
-<p class="muted" id="token-totals">${KINDS.map(([k, color]) => html`<svg width="10" height="10"><rect width="10" height="10" fill="${color}"></rect></svg> ${k} ${total(k)} `)} · ${fmtDay(days[0]?.day ?? 0)} to ${fmtDay(days.at(-1)?.day ?? 0)} (UTC days)</p>`;
+<p class="muted" id="token-totals">${KINDS.map(([k, color]) => html`<svg width="10" height="10"><rect width="10" height="10" fill="${color}"></rect></svg> ${k} ${total(k)} `)} · ${fmtDay(days[0]?.day ?? 0)} to ${fmtDay(days.at(-1)?.day ?? 0)} (UTC days)${none ? " · no model call recorded in these days" : ""}</p>`;
 }
