@@ -5,6 +5,7 @@ import { env, runInDurableObject } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { type Call, lastJobPlanned, message, post, TelegramScope, type TgUser, textOf } from "./helpers/telegram.ts";
+import { api } from "./helpers/worker.ts";
 
 const OWNER = { id: 46, is_bot: false, first_name: "Ada" };
 const OTHER = { id: 44, is_bot: false, first_name: "Eve" };
@@ -67,6 +68,12 @@ describe("Telegram follow-ups", () => {
     // The new text is the intent; the rules planned it on its own (no context in the plan).
     expect(view?.intent).toBe("show me the README");
     expect(view?.plan?.planner).toBe("rules");
+    expect(view?.parentJobId).toBe(parent.jobId);
+    const viaApi = (await (await api(`/api/jobs/${child}`)).json()) as { parentJobId?: string | null };
+    expect(viaApi.parentJobId).toBe(parent.jobId);
+    expect(
+      ((await (await api(`/api/jobs/${parent.jobId}`)).json()) as { parentJobId?: string | null }).parentJobId,
+    ).toBeNull();
     expect(await followUpOfJob(child)).toEqual({
       parentJobId: parent.jobId,
       intent: "check git status",

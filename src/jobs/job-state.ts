@@ -127,6 +127,7 @@ export function toView(s: JobState, logTail: string): JobView {
     question: s.question ?? null,
     answer: s.answer ?? null,
     tokens: s.tokens ?? null,
+    parentJobId: s.followUp?.parentJobId ?? null,
     agentUnreachableSince: iso(s.unreachableSince ?? null),
     agentId: s.lease?.agentId ?? null,
     userId: s.userId,
