@@ -153,6 +153,8 @@ export const JobViewSchema = z.object({
   answer: JobAnswerSchema.nullable().optional(),
   /** Tokens the job's model calls used (planning and the answer); null when no model was called. */
   tokens: TokenTallySchema.nullable().optional(),
+  /** The job this one follows up (a Telegram reply to that job's message); null otherwise. */
+  parentJobId: z.string().nullable().optional(),
   /** Set while the agent holding a started WRITE/ADMIN step is unreachable; the job is not failed for it yet. */
   agentUnreachableSince: z.string().nullable().optional(),
   agentId: z.string().nullable(),

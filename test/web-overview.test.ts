@@ -3,6 +3,7 @@
 import { env } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { getDb, upsertJob } from "../src/ledger/store.ts";
 import { percentile } from "../src/web/overview.ts";
 import { issueLoginLink } from "../src/web/session.ts";
 import { API_TOKEN, BASE } from "./helpers/worker.ts";
@@ -19,6 +20,7 @@ function web(path: string, init: { cookie?: string; form?: Record<string, string
     new Request(`${BASE}${path}`, { method: init.form ? "POST" : "GET", headers, body, redirect: "manual" }),
   );
 }
+const DAY = 86_400_000;
 const cookieOf = (res: Response) => (res.headers.get("Set-Cookie") ?? "").split(";")[0] ?? "";
 
 async function job(id: string, status: string, createdAt: number, events: [string, number][]) {
@@ -78,7 +80,8 @@ describe("web overview", () => {
       .run();
     const owner = cookieOf(await web("/web/login", { form: { token: API_TOKEN } }));
     const page = await (await web("/web/overview", { cookie: owner })).text();
-    const titles = [...page.matchAll(/<title>[^<]* (\w+): (\d+)<\/title>/g)].map((m) => `${m[1]}=${m[2]}`);
+    const hourSvg = /<svg class="chart" id="jobs-per-hour"[\s\S]*?<\/svg>/.exec(page)?.[0] ?? "";
+    const titles = [...hourSvg.matchAll(/<title>[^<]* (\w+): (\d+)<\/title>/g)].map((m) => `${m[1]}=${m[2]}`);
     expect(titles.sort()).toEqual(["FAILED=1", "SUCCEEDED=2"]);
     const pct = /<table id="percentiles">([\s\S]*?)<\/table>/.exec(page)?.[1] ?? "";
     expect(pct).toMatch(/queued → running<\/th><td>100 ms<\/td><td>300 ms<\/td><td>300 ms<\/td><td>2<\/td>/);
@@ -86,7 +89,49 @@ describe("web overview", () => {
     expect(page).toMatch(/<td>chathan<\/td><td class="err">unhealthy<\/td>/);
     expect(page).toContain("no agent &lt;b&gt;");
     expect(page).toMatch(/<table id="dead-letters">[\s\S]*job_aaaaaaaaaa03[\s\S]*gave up/);
-    expect(page).toContain("Unknown: this deployment does not record model token usage");
+    expect(page).toContain('id="tokens-per-day"');
+    expect(page).toContain("no model call recorded in these days");
+  });
+
+  it("counts model tokens per day from the job snapshots as they are written, each token once", async () => {
+    const db = getDb(env.DB);
+    const day = Math.floor(Date.now() / DAY);
+    const yesterday = (day - 1) * DAY + 1000;
+    const today = day * DAY + 1000;
+    const base = { id: "job_tttttttttt01", projectId: "default", userId: "api", intent: "x", status: "PLANNING" };
+    const snap = (updatedAt: number, input: number, cached: number, output: number) =>
+      upsertJob(db, {
+        ...base,
+        createdAt: yesterday,
+        updatedAt,
+        tokensInput: input,
+        tokensCached: cached,
+        tokensOutput: output,
+      });
+    await snap(yesterday, 1000, 200, 50); // planned yesterday
+    await snap(yesterday + 10, 1000, 200, 50); // a replayed snapshot: nothing new
+    await snap(today, 1600, 900, 120); // the answer, written today: +600 input, +700 cached, +70 output
+    await snap(today - 5, 1000, 200, 50); // an older snapshot arriving late is not applied
+    await upsertJob(db, { ...base, id: "job_tttttttttt02", createdAt: today, updatedAt: today, tokensInput: 5 });
+    const owner = cookieOf(await web("/web/login", { form: { token: API_TOKEN } }));
+    const page = await (await web("/web/overview", { cookie: owner })).text();
+    const svg = /<svg class="chart" id="tokens-per-day"[\s\S]*?<\/svg>/.exec(page)?.[0] ?? "";
+    const figures = Object.fromEntries(
+      [...svg.matchAll(/<title>(\S+) (\w+): (\d+)<\/title>/g)].map((m) => [`${m[1]} ${m[2]}`, Number(m[3])]),
+    );
+    const iso = (d: number) => new Date(d * DAY).toISOString().slice(0, 10);
+    expect(Object.keys(figures)).toHaveLength(3 * 14);
+    expect([
+      figures[`${iso(day - 1)} input`],
+      figures[`${iso(day - 1)} cached`],
+      figures[`${iso(day - 1)} output`],
+    ]).toEqual([1000, 200, 50]);
+    expect([figures[`${iso(day)} input`], figures[`${iso(day)} cached`], figures[`${iso(day)} output`]]).toEqual([
+      605, 700, 70,
+    ]);
+    expect(figures[`${iso(day - 2)} input`]).toBe(0);
+    expect(page).toMatch(/input 1605 [\s\S]*cached 900 [\s\S]*output 120 /);
+    expect(page).not.toContain("no model call recorded");
   });
 
   it("is for admins only", async () => {

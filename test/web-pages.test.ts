@@ -126,4 +126,41 @@ describe("web console pages", () => {
     expect(agents).toContain("phone &lt;b&gt;");
     expect(agents).toContain("pairing code not used");
   });
+
+  it("a job page shows the job it follows up and the follow-ups this person may see", async () => {
+    const mk = async (userId: string) =>
+      (await createTask(env, { intent: "check git status", projectId: "default", userId })).id;
+    const parent = await mk("50");
+    const mine = await mk("50");
+    const theirs = await mk("44");
+    const thread = (child: string) =>
+      env.DB.prepare(
+        "INSERT INTO job_threads (job_id, parent_job_id, reply_to_message_id, created_at) VALUES (?, ?, 7, ?)",
+      )
+        .bind(child, parent, Date.now())
+        .run();
+    await thread(mine);
+    await thread(theirs);
+    const user = await asUser("50");
+    // The jobs' ledger rows are written by their JobDOs' outboxes; wait for them (the join needs them).
+    await expect
+      .poll(
+        async () =>
+          (
+            await env.DB.prepare("SELECT COUNT(*) AS n FROM jobs WHERE id IN (?, ?)")
+              .bind(mine, theirs)
+              .first<{ n: number }>()
+          )?.n,
+      )
+      .toBe(2);
+    const parentPage = await (await web(`/web/jobs/${parent}`, { cookie: user })).text();
+    const followUps = /<p id="follow-ups">([\s\S]*?)<\/p>/.exec(parentPage)?.[1] ?? "";
+    expect(followUps).toContain(mine);
+    expect(followUps).not.toContain(theirs);
+    const ownerPage = await (await web(`/web/jobs/${parent}`, { cookie: await asOwner() })).text();
+    expect(ownerPage).toContain(theirs);
+    const childPage = await (await web(`/web/jobs/${mine}`, { cookie: user })).text();
+    expect(/<p id="parent-job">[\s\S]*?<\/p>/.exec(childPage)?.[0]).toContain(`href="/web/jobs/${parent}"`);
+    expect(childPage).not.toContain('id="follow-ups"');
+  });
 });

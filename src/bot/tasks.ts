@@ -9,6 +9,7 @@ import { ApiError } from "../http/errors.ts";
 import { getDb, listJobs } from "../ledger/store.ts";
 import { sha256Hex } from "../lib/crypto.ts";
 import { errorMessage, log } from "../lib/log.ts";
+import { type FollowUpStart, followUpOf, recordThread } from "./follow-ups.ts";
 import { clipText, esc } from "./format.ts";
 import { type BotDeps, friendly, jobIdArg, replyJob, sendLogs, sendPlan, UNKNOWN_JOB, visibleJob } from "./shared.ts";
 
@@ -31,12 +32,16 @@ async function intakeJobId(ctx: import("grammy").Context, deps: BotDeps): Promis
   return `job_t${(await sha256Hex(`telegram:${bot}:${source}`)).slice(0, 20)}`;
 }
 
-/** Replies "Planning…" first, then creates the job with that message as its home. */
+/**
+ * Replies "Planning…" first, then creates the job with that message as its home. A follow-up's
+ * Planning message replies to the earlier job's message, so the chat shows the thread.
+ */
 export async function startTask(
   ctx: import("grammy").Context,
   deps: BotDeps,
   intent: string,
   projectId = "default",
+  thread?: FollowUpStart,
 ): Promise<void> {
   const chatId = String(ctx.chat?.id ?? "");
   const jobId = await intakeJobId(ctx, deps);
@@ -45,9 +50,14 @@ export async function startTask(
     log("info", "telegram: redelivered update ignored", { jobId });
     return;
   }
-  const planning = await ctx.reply(`🧠 Planning… <i>${esc(clipText(intent, 300))}</i>`, { parse_mode: "HTML" });
+  const after = thread ? ` ↪ follow-up of <code>${thread.followUp.parentJobId}</code>` : "";
+  const planning = await ctx.reply(`🧠 Planning… <i>${esc(clipText(intent, 300))}</i>${after}`, {
+    parse_mode: "HTML",
+    reply_parameters: thread ? { message_id: thread.replyTo, allow_sending_without_reply: true } : undefined,
+  });
   try {
     await createTask(deps.env, {
+      followUp: thread?.followUp,
       jobId: jobId ?? undefined,
       intent,
       projectId,
@@ -56,6 +66,7 @@ export async function startTask(
       messageId: planning.message_id,
       rateLimited: true,
     });
+    if (thread && jobId) await recordThread(deps.env, jobId, thread);
   } catch (err) {
     if (!(err instanceof ApiError)) log("error", "bot: task creation failed", { error: errorMessage(err) });
     await ctx.api.editMessageText(chatId, planning.message_id, friendly(err), { parse_mode: "HTML" });
@@ -87,6 +98,15 @@ export async function jobsPage(ctx: import("grammy").Context, deps: BotDeps, cur
   });
 }
 
+/** Why an intent cannot be taken (too long, unsafe characters), or null. */
+function intentRefusal(intent: string): string | null {
+  if (intent.length > MAX_INTENT_CHARS) {
+    return `That task is ${intent.length} characters long; please keep it under ${MAX_INTENT_CHARS}.`;
+  }
+  const problem = intentProblem(intent);
+  return problem ? `That task cannot be taken: ${problem}.` : null;
+}
+
 export function taskCommands(deps: BotDeps): Composer<import("grammy").Context> {
   const c = new Composer();
 
@@ -108,16 +128,30 @@ export function taskCommands(deps: BotDeps): Composer<import("grammy").Context> 
       });
       return;
     }
-    if (intent.length > MAX_INTENT_CHARS) {
-      await ctx.reply(`That task is ${intent.length} characters long; please keep it under ${MAX_INTENT_CHARS}.`);
-      return;
-    }
-    const problem = intentProblem(intent);
-    if (problem) {
-      await ctx.reply(`That task cannot be taken: ${problem}.`);
+    const refusal = intentRefusal(intent);
+    if (refusal) {
+      await ctx.reply(refusal);
       return;
     }
     await startTask(ctx, deps, intent, projectId);
+  });
+
+  // A text reply to one of the bot's messages about a job: a follow-up job (commands are above).
+  c.on("message:text", async (ctx, next) => {
+    if (ctx.message.text.startsWith("/")) return next();
+    const start = await followUpOf(ctx, deps);
+    if (!start) return next();
+    if (!start.ok) {
+      await ctx.reply(start.error);
+      return;
+    }
+    const intent = ctx.message.text.trim();
+    const refusal = intent ? intentRefusal(intent) : 'Reply with what to do next, e.g. "now fix it".';
+    if (refusal) {
+      await ctx.reply(refusal);
+      return;
+    }
+    await startTask(ctx, deps, intent, start.value.projectId, start.value);
   });
 
   c.command("retry", async (ctx) => {

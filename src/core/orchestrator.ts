@@ -1,5 +1,6 @@
 // Orchestrator: the brain's front door (docs/design.md §3), used by the API, the gateway and the bot.
 // Each job's JobDO does the work; this module creates jobs, routes decisions and waits.
+
 import type { JobStatus, JobView } from "../../protocol/index.ts";
 import { jobStub } from "../agents/registry-stub.ts";
 import { loadConfig } from "../config.ts";
@@ -8,6 +9,7 @@ import { takeTaskSlot } from "../http/rate-limit-do.ts";
 import type { Actor, JobResult } from "../jobs/job-do.ts";
 import { getDb, getJob } from "../ledger/store.ts";
 import { newJobId } from "../lib/crypto.ts";
+import type { FollowUpContext } from "../planners/follow-up.ts";
 
 export interface CreateTaskInput {
   intent: string;
@@ -19,6 +21,8 @@ export interface CreateTaskInput {
   jobId?: string;
   /** Telegram users are rate limited; the API token holder owns the deployment and is not. */
   rateLimited?: boolean;
+  /** A Telegram follow-up's earlier job, for the planner (as data). */
+  followUp?: FollowUpContext;
 }
 
 /** Creates the job; planning starts in its JobDO at once, outside this request. */
@@ -38,6 +42,7 @@ export async function createTask(env: Env, input: CreateTaskInput): Promise<JobV
     userId: input.userId,
     chatId: input.chatId ?? null,
     messageId: input.messageId ?? null,
+    followUp: input.followUp ?? null,
   });
 }
 

@@ -52,7 +52,12 @@ export async function planJob(job: JobDO, state: JobState): Promise<void> {
   });
   let outcome: Awaited<ReturnType<typeof planner.plan>>;
   try {
-    outcome = await planner.plan({ jobId: state.id, intent: state.intent, projectId: state.projectId });
+    outcome = await planner.plan({
+      jobId: state.id,
+      intent: state.intent,
+      projectId: state.projectId,
+      followUp: state.followUp ?? undefined,
+    });
   } catch (err) {
     outcome = { ok: false, reason: `planner error: ${errorMessage(err)}` };
   }

@@ -1,5 +1,6 @@
 // JobDO: one Durable Object per job — its state machine, its lock and its lease. It is the only
 // writer of the job's state; side effects go through the outbox and timeouts through one alarm.
+
 import { DurableObject } from "cloudflare:workers";
 import {
   type ExecutionResult,
@@ -21,6 +22,7 @@ import { getDb, incrementCounter } from "../ledger/store.ts";
 import { randomHex } from "../lib/crypto.ts";
 import { log } from "../lib/log.ts";
 import { redactorFor } from "../lib/redact.ts";
+import type { FollowUpContext } from "../planners/follow-up.ts";
 import { handleAgentMessage } from "./agent-events.ts";
 import { checkDeadlines, planJob, purgeIfExpired } from "./alarm-work.ts";
 import { drainOutbox, scheduleJobAlarm } from "./drain.ts";
@@ -41,6 +43,8 @@ export interface CreateJobInput {
   userId: string | null;
   chatId: string | null;
   messageId?: number | null;
+  /** A Telegram follow-up's earlier job (context for the planner). */
+  followUp?: FollowUpContext | null;
 }
 
 export type JobResult =
@@ -191,6 +195,7 @@ export class JobDO extends DurableObject<Env> {
       userId: input.userId,
       chatId: input.chatId,
       messageId: input.messageId ?? null,
+      followUp: input.followUp ?? null,
       status: "CREATED",
       risk: null,
       attempt: 0,

@@ -1,4 +1,5 @@
 // The JobDO's stored state, its lease, and the public view built from it.
+
 import type {
   ArtifactRef,
   ExecutionResult,
@@ -11,6 +12,7 @@ import type {
   StepState,
   TokenTally,
 } from "../../protocol/index.ts";
+import type { FollowUpContext } from "../planners/follow-up.ts";
 
 export interface Lease {
   attempt: number;
@@ -85,6 +87,8 @@ export interface JobState {
   tokens?: TokenTally | null;
   /** The short answer to the task, written when the job ended. */
   answer?: JobAnswer | null;
+  /** The earlier job this one follows up (a Telegram reply), passed to the planner as data. */
+  followUp?: FollowUpContext | null;
 }
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -123,6 +127,7 @@ export function toView(s: JobState, logTail: string): JobView {
     question: s.question ?? null,
     answer: s.answer ?? null,
     tokens: s.tokens ?? null,
+    parentJobId: s.followUp?.parentJobId ?? null,
     agentUnreachableSince: iso(s.unreachableSince ?? null),
     agentId: s.lease?.agentId ?? null,
     userId: s.userId,

@@ -34,7 +34,23 @@ export const jobs = sqliteTable(
     index("jobs_status_created_idx").on(t.status, t.createdAt, t.id),
     index("jobs_user_created_idx").on(t.userId, t.createdAt),
     index("jobs_created_idx").on(t.createdAt, t.id),
+    index("jobs_chat_message_idx").on(t.chatId, t.messageId),
   ],
+);
+
+/**
+ * A Telegram follow-up's parent: the job whose message was replied to (migration 0007). Token
+ * totals per day live in `counters` as tokens_day:<utc day>:<input|cached|output>, kept by triggers.
+ */
+export const jobThreads = sqliteTable(
+  "job_threads",
+  {
+    jobId: text("job_id").primaryKey(),
+    parentJobId: text("parent_job_id").notNull(),
+    replyToMessageId: integer("reply_to_message_id"),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("job_threads_parent_idx").on(t.parentJobId)],
 );
 
 export const jobEvents = sqliteTable(

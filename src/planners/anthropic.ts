@@ -2,6 +2,7 @@
 // whose schema is built from the action catalog, zod validation, one repair round on invalid
 // output, and a timeout. The user's intent is data to the model; its output is validated and
 // re-classified by policy, never trusted or executed as given.
+
 import Anthropic from "@anthropic-ai/sdk";
 import { z } from "zod";
 import {
@@ -21,6 +22,7 @@ import {
   type Result,
   RiskLevelSchema,
 } from "../../protocol/index.ts";
+import { followUpBlock } from "./follow-up.ts";
 import { callModel, emptyTally, type TokenTally } from "./model-call.ts";
 import { PLAN_TOOL, TOOL_NAME } from "./plan-tool.ts";
 import type { Planner, PlannerInput, PlanOutcome } from "./types.ts";
@@ -140,7 +142,7 @@ export class AnthropicPlanner implements Planner {
     const messages: Anthropic.MessageParam[] = [
       {
         role: "user",
-        content: `Plan this task for project "${input.projectId}".\n<user_intent>\n${input.intent.replace(/<\s*\/?\s*user_intent\b[^>]*>/gi, "")}\n</user_intent>`,
+        content: `Plan this task for project "${input.projectId}".\n<user_intent>\n${input.intent.replace(/<\s*\/?\s*user_intent\b[^>]*>/gi, "")}\n</user_intent>${followUpBlock(input.followUp)}`,
       },
     ];
     // One deadline for the whole attempt (retries and the repair round included), so planning

@@ -1,11 +1,14 @@
 // The planner interface: one intent in, a validated PlanSpec (or a clear refusal) out.
 import type { PlanSpec } from "../../protocol/index.ts";
+import type { FollowUpContext } from "./follow-up.ts";
 import type { TokenTally } from "./model-call.ts";
 
 export interface PlannerInput {
   jobId: string;
   intent: string;
   projectId: string;
+  /** The earlier job a Telegram reply follows up (data for a model planner; the rules ignore it). */
+  followUp?: FollowUpContext;
 }
 
 /**

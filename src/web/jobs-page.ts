@@ -1,10 +1,11 @@
 // The jobs list and a job's page. Every field goes through `html` (escaped); the log is filled in
 // by the static script with textContent.
+
 import { html } from "hono/html";
 import { isTerminal, type JobView } from "../../protocol/index.ts";
 import { reviewJob } from "../lib/step-review.ts";
 import { fmtTime, type Html, page, postButton } from "./layout.ts";
-import type { JobFilter, JobListRow } from "./queries.ts";
+import type { JobFilter, JobListRow, JobThread } from "./queries.ts";
 import type { WebSession } from "./session.ts";
 
 const STATUSES = ["", "CREATED", "PLANNED", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"];
@@ -40,7 +41,12 @@ export interface TimelineEvent {
   at: number;
 }
 
-export function jobPage(s: WebSession, job: JobView, events: TimelineEvent[]): Html {
+export function jobPage(
+  s: WebSession,
+  job: JobView,
+  events: TimelineEvent[],
+  thread: JobThread = { parentId: null, followUps: [] },
+): Html {
   const review = reviewJob(job);
   const steps = review
     ? review.steps.map((st) => {
@@ -65,7 +71,15 @@ export function jobPage(s: WebSession, job: JobView, events: TimelineEvent[]): H
   const body = html`<h1>${job.id}</h1>
 <p><span class="status" id="job-status">${job.status}</span> · risk <span class="risk-${job.risk ?? ""}">${job.risk ?? "unknown"}</span>
  · project ${job.projectId} · agent ${job.agentId ?? "—"} · requested by ${job.userId ?? "unknown"}</p>
-<h2>Intent</h2><p id="intent">${job.intent}</p>
+<h2>Intent</h2><p id="intent">${job.intent}</p>${
+    thread.parentId
+      ? html`<p id="parent-job">↪ Follow-up of <a href="/web/jobs/${thread.parentId}">${thread.parentId}</a></p>`
+      : ""
+  }${
+    thread.followUps.length
+      ? html`<p id="follow-ups">Follow-ups: ${thread.followUps.map((id) => html`<a href="/web/jobs/${id}">${id}</a> `)}</p>`
+      : ""
+  }
 ${job.error ? html`<p class="err">${job.error}</p>` : ""}${job.notice ? html`<p class="muted">${job.notice}</p>` : ""}
 <div class="actions">${actions}</div>
 <h2>Plan</h2>${review?.error ? html`<p class="err">${review.error}</p>` : ""}${steps}

@@ -1,10 +1,11 @@
 // Overview (admins): the last 24 h from the ledger, every read bounded by an index on time (jobs by
 // created_at, audit_log by at, the newest provider checks by id) — never a scan of all history.
-// Charts are inline SVG drawn here; no script draws anything.
+// Model tokens per day come from day counters (tokens-chart.ts). Charts are inline SVG drawn here; no script draws anything.
 import { html } from "hono/html";
 import { isTerminal } from "../../protocol/index.ts";
 import { fmtTime, type Html, page } from "./layout.ts";
 import type { WebSession } from "./session.ts";
+import { tokensChart, tokensPerDay } from "./tokens-chart.ts";
 
 const HOUR = 3600_000;
 const OUTCOMES = [
@@ -47,7 +48,7 @@ export async function overviewPage(env: Env, s: WebSession): Promise<Html> {
   const now = Date.now();
   const since = now - 24 * HOUR;
   const firstHour = Math.floor(since / HOUR) + 1;
-  const [perHour, times, checks, dead] = await Promise.all([
+  const [perHour, times, checks, dead, tokens] = await Promise.all([
     env.DB.prepare(
       "SELECT created_at / 3600000 AS h, status, COUNT(*) AS n FROM jobs WHERE created_at >= ? GROUP BY h, status",
     )
@@ -75,6 +76,7 @@ export async function overviewPage(env: Env, s: WebSession): Promise<Html> {
     )
       .bind(since)
       .all<{ job_id: string | null; detail: string | null; at: number }>(),
+    tokensPerDay(env.DB, now),
   ]);
   const buckets = new Map<number, Record<string, number>>();
   for (const r of perHour.results) {
@@ -110,7 +112,7 @@ ${pRow("queued → running", latency)}${pRow("running → finished", duration)}<
         )}</table>`
       : html`<p class="muted">No provider check recorded yet (the Sentinel runs on cron): unknown.</p>`
   }
-<h2>Model tokens per day</h2><p class="muted" id="model-tokens">Unknown: this deployment does not record model token usage yet.</p>
+<h2>Model tokens per day</h2>${tokensChart(tokens)}
 <h2>Dead letters, last 24 h</h2>${
     dead.results.length
       ? html`<table id="dead-letters">${dead.results.map(

@@ -84,3 +84,23 @@ export async function listVisibleJobs(
     nextCursor: results.length > PAGE && last ? `${last.created_at}:${last.id}` : null,
   };
 }
+
+export interface JobThread {
+  parentId: string | null;
+  followUps: string[];
+}
+
+/** The job's parent (the job it follows up) and the follow-ups of it this person may see. */
+export async function jobThread(db: D1Database, actor: Actor, jobId: string): Promise<JobThread> {
+  const [parent, children] = await Promise.all([
+    db.prepare("SELECT parent_job_id AS p FROM job_threads WHERE job_id = ?").bind(jobId).first<{ p: string }>(),
+    db
+      .prepare(
+        `SELECT t.job_id AS id FROM job_threads t JOIN jobs j ON j.id = t.job_id
+         WHERE t.parent_job_id = ? AND (? OR j.user_id = ?) ORDER BY t.created_at LIMIT 20`,
+      )
+      .bind(jobId, actor.isAdmin ? 1 : 0, actor.id)
+      .all<{ id: string }>(),
+  ]);
+  return { parentId: parent?.p ?? null, followUps: children.results.map((r) => r.id) };
+}

@@ -16,12 +16,14 @@ import { timingSafeEqual } from "../lib/crypto.ts";
 import { archiveRoutes } from "../routes/archive.ts";
 import { agentPages } from "./agents-page.ts";
 import { APP_CSS, APP_JS } from "./assets.ts";
+import { accessSignIn } from "./cf-access.ts";
 import { errorPageFor } from "./errors.ts";
 import { jobPage, jobsPage } from "./jobs-page.ts";
 import { page, securityHeaders } from "./layout.ts";
 import { overviewPage } from "./overview.ts";
-import { JobFilterSchema, listVisibleJobs } from "./queries.ts";
+import { JobFilterSchema, jobThread, listVisibleJobs } from "./queries.ts";
 import {
+  actorFor,
   csrfMatches,
   endSession,
   OWNER_ID,
@@ -30,6 +32,7 @@ import {
   startSession,
   type WebSession,
 } from "./session.ts";
+import { signInLimitedPage, takeSignInAttempt } from "./sign-in-limit.ts";
 
 export type WebEnv = { Bindings: Env; Variables: { session: WebSession } };
 type C = Context<WebEnv>;
@@ -76,12 +79,22 @@ webRoutes.use("*", csrf());
 webRoutes.get("/static/app.js", (c) => c.body(APP_JS, 200, { "Content-Type": "text/javascript; charset=utf-8" }));
 webRoutes.get("/static/app.css", (c) => c.body(APP_CSS, 200, { "Content-Type": "text/css; charset=utf-8" }));
 
-webRoutes.get("/login", (c) => loginPage(c));
+/** Cloudflare Access sign-in (when configured): a session for the user the assertion proves. */
+const viaAccess = (c: C) =>
+  accessSignIn(
+    c,
+    (userId) => startSession(c, userId),
+    (userId) => actorFor(loadConfig(c.env), userId) !== null,
+  );
+
+webRoutes.get("/login", async (c) => ((await viaAccess(c)) ? c.redirect("/web", 303) : loginPage(c)));
 webRoutes.post("/login", async (c) => {
   const expected = loadConfig(c.env).apiToken;
   if (!expected) return loginPage(c, "API_TOKEN is not configured on this deployment.", 503);
   const form = await c.req.parseBody();
   const token = typeof form.token === "string" ? form.token : "";
+  const limited = await takeSignInAttempt(c, "token", token);
+  if (limited) return signInLimitedPage(c, "token", limited);
   if (!token || !timingSafeEqual(token, expected)) return loginPage(c, "Wrong token.", 401);
   await startSession(c, OWNER_ID);
   return c.redirect("/web", 303);
@@ -100,7 +113,10 @@ webRoutes.get("/link", (c) =>
 );
 webRoutes.post("/link", async (c) => {
   const form = await c.req.parseBody();
-  const userId = await redeemLoginLink(c.env, typeof form.code === "string" ? form.code : "");
+  const code = typeof form.code === "string" ? form.code : "";
+  const limited = await takeSignInAttempt(c, "link", code);
+  if (limited) return signInLimitedPage(c, "link", limited);
+  const userId = await redeemLoginLink(c.env, code);
   if (!userId) return loginPage(c, "That sign-in link is unknown, used or expired. Send /web to the bot again.", 401);
   await startSession(c, userId);
   return c.redirect("/web", 303);
@@ -110,7 +126,11 @@ webRoutes.post("/link", async (c) => {
 webRoutes.use("*", async (c, next) => {
   const s = await readSession(c);
   if (!s) {
-    if (c.req.method === "GET") return c.redirect("/web/login", 303);
+    if (c.req.method === "GET") {
+      // Signed in by Access: come back to the same page, now with the session cookie.
+      if (await viaAccess(c)) return c.redirect(new URL(c.req.url).pathname + new URL(c.req.url).search, 303);
+      return c.redirect("/web/login", 303);
+    }
     return c.text("signed out: sign in again", 401);
   }
   c.set("session", s);
@@ -146,12 +166,16 @@ webRoutes.get("/jobs/:id{job_[0-9a-z]+\\.json}", async (c) => {
 webRoutes.get("/jobs/:id", async (c) => {
   const job = await visibleJob(c, c.req.param("id"));
   if (!job) return errorPage(c, 404, "No such job.");
-  const events = await listJobEvents(getDb(c.env.DB), job.id);
+  const [events, thread] = await Promise.all([
+    listJobEvents(getDb(c.env.DB), job.id),
+    jobThread(c.env.DB, c.get("session").actor, job.id),
+  ]);
   return c.html(
     jobPage(
       c.get("session"),
       job,
       events.map((e) => ({ ...e, from: e.fromStatus, to: e.toStatus })),
+      thread,
     ),
   );
 });

@@ -1,7 +1,7 @@
 // The web console in real headless Chromium (Debian's, driven by playwright-core) against wrangler
 // dev with a real agent: sign in, a live log, approve and cancel from a job's page, revoke an agent,
-// hostile text rendered inert, CSRF and a signed-out session refused. Screenshots of every page go
-// to test-results/web-console/ (gitignored).
+// hostile text rendered inert, CSRF and a signed-out session refused, the sign-in limit's page.
+// Screenshots of every page go to test-results/web-console/ (gitignored; the last test checks them).
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -92,6 +92,9 @@ afterAll(async () => {
 
 describe("web console in Chromium", () => {
   it("signs in with the API token", async () => {
+    await page.goto(`${worker.url}/web/link`);
+    expect(await page.textContent("h1")).toBe("Sign in from Telegram");
+    await shot("link");
     await page.goto(`${worker.url}/web`);
     expect(new URL(page.url()).pathname).toBe("/web/login");
     await shot("login");
@@ -198,7 +201,14 @@ describe("web console in Chromium", () => {
     await page.goto(`${worker.url}/web/overview`);
     expect(await page.locator("svg#jobs-per-hour rect").count()).toBeGreaterThan(0);
     expect(await page.textContent("#percentiles")).toContain("queued → running");
+    // Model tokens per day: 14 days × input, cached, output (0 here: the rules planned every job).
+    expect(await page.locator("svg#tokens-per-day rect").count()).toBe(42);
+    expect(await page.textContent("#token-totals")).toMatch(/input \d+ .*cached \d+ .*output \d+/);
     await shot("overview");
+    const missing = await page.goto(`${worker.url}/web/jobs/job_0000000000nothere`);
+    expect(missing?.status()).toBe(404);
+    expect(await page.textContent("main")).toContain("No such job.");
+    await shot("not-found");
   });
 
   it("revokes an agent from the agents page; it goes offline", async () => {
@@ -230,5 +240,46 @@ describe("web console in Chromium", () => {
     });
     expect(res.status()).toBe(401);
     expect((await client.job(jobId)).status).toBe("PLANNED");
+  });
+
+  it("refuses sign-in after too many attempts with one token prefix, with a clear 429 page", async () => {
+    // Ten wrong tokens sharing a prefix (fewer than the per-address limit, which other tests share).
+    for (let i = 0; i < 10; i++) {
+      const res = await fetch(`${worker.url}/web/login`, {
+        method: "POST",
+        redirect: "manual",
+        headers: { Origin: worker.url, "Content-Type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ token: `e2e-limit-${i}` }),
+      });
+      expect(res.status).toBe(401);
+    }
+    await page.goto(`${worker.url}/web/login`);
+    await page.fill('input[name="token"]', "e2e-limit-last");
+    const [response] = await Promise.all([
+      page.waitForResponse(`${worker.url}/web/login`),
+      page.click('button[type="submit"]'),
+    ]);
+    expect(response.status()).toBe(429);
+    expect(await page.textContent("#limited")).toContain("Too many sign-in attempts with this token");
+    await shot("sign-in-limited");
+  });
+
+  it("kept a screenshot of every page as a test artifact", async () => {
+    const pages = [
+      "link",
+      "login",
+      "jobs",
+      "job-running",
+      "job-plan",
+      "overview",
+      "not-found",
+      "agents",
+      "sign-in-limited",
+    ];
+    for (const name of pages) {
+      const png = await readFile(join(SHOTS, `${name}.png`));
+      expect(png.subarray(0, 8).toString("hex"), name).toBe("89504e470d0a1a0a");
+      expect(png.length, name).toBeGreaterThan(2000);
+    }
   });
 });

@@ -429,6 +429,7 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
     },
   };
 
+  let accessCerts: unknown = { keys: [] };
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -454,6 +455,13 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
             calls.slice(since).filter((c) => mine(c)),
           );
         }
+        // A Cloudflare Access team's certs, for the web console's Access sign-in tests: the test
+        // posts the public keys it generated, and the Worker fetches them as it would from Access.
+        if (url.pathname === "/__access_certs" && req.method === "POST") {
+          accessCerts = JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
+          return reply(200, { ok: true });
+        }
+        if (url.pathname === "/cdn-cgi/access/certs") return reply(200, accessCerts);
         if (url.pathname === "/__reset") {
           calls.length = 0;
           failures.length = 0;
