@@ -3,6 +3,7 @@
 // has the deployment's secrets redacted.
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
+import { ConfigError, loadConfig } from "./config.ts";
 import { ApiError } from "./http/errors.ts";
 import { redactOutput } from "./http/redact-output.ts";
 import { errorMessage, log } from "./lib/log.ts";
@@ -20,6 +21,12 @@ import { webRoutes } from "./web/routes.ts";
 // mount order, and a path no route matches is a 404 with or without a token.
 const routes = new Hono<{ Bindings: Env }>()
   .use(redactOutput())
+  .use(async (c, next) => {
+    // A bad variable fails every request at once with its name (503), not one feature later;
+    // /health still answers and reports it as its failing `config` check.
+    if (c.req.path !== "/health") loadConfig(c.env);
+    await next();
+  })
   .route("/", healthRoutes)
   .route("/", metricsRoutes)
   .route("/telegram", telegramRoutes)
@@ -38,6 +45,10 @@ app.notFound((c) =>
 );
 
 app.onError((err, c) => {
+  if (err instanceof ConfigError) {
+    log("error", "configuration error", { error: err.message });
+    return c.json({ error: { code: "unavailable", message: err.message } }, 503);
+  }
   if (err instanceof ApiError) return c.json({ error: { code: err.code, message: err.message } }, err.status);
   if (err instanceof HTTPException) {
     const status = err.status;
