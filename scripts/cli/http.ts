@@ -83,18 +83,4 @@ export class Api {
     if (res.status === 400) throw new UsageError(`${res.status}: ${message}`);
     throw new ServerError(`${res.status}: ${message}`);
   }
-
-  async json<T extends z.ZodType>(
-    schema: T,
-    path: string,
-    init: RequestInit & { json?: unknown } = {},
-  ): Promise<z.infer<T>> {
-    const res = await this.fetch(path, init);
-    const body: unknown = await res.json().catch(() => undefined);
-    const parsed = schema.safeParse(body);
-    if (!parsed.success) {
-      throw new ServerError(`unexpected answer from ${this.base}${path}: ${parsed.error.issues[0]?.message}`);
-    }
-    return parsed.data;
-  }
 }

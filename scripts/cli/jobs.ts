@@ -2,7 +2,7 @@
 import { writeSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
-import { JobListResponseSchema, type JobView, JobViewSchema } from "../../protocol/index.ts";
+import { JobListResponseSchema, JobStatusSchema, type JobView, JobViewSchema } from "../../protocol/index.ts";
 import { safeForTerminal } from "../../src/lib/text-safety.ts";
 import { EXIT, UsageError } from "./errors.ts";
 import { followJob, streamLog } from "./follow.ts";
@@ -110,11 +110,12 @@ export async function task(ctx: Ctx): Promise<number> {
 }
 
 export async function jobs(ctx: Ctx): Promise<number> {
-  const q = new URLSearchParams();
-  if (ctx.status) q.set("status", ctx.status);
-  if (ctx.limit) q.set("limit", ctx.limit);
-  if (ctx.cursor) q.set("cursor", ctx.cursor);
-  const page = await ctx.api.json(JobListResponseSchema, `/api/jobs?${q}`);
+  const status = ctx.status === undefined ? undefined : JobStatusSchema.safeParse(ctx.status);
+  if (status && !status.success) throw new UsageError(`--status is one of ${JobStatusSchema.options.join(", ")}`);
+  const page = await ctx.api.read(
+    JobListResponseSchema,
+    ctx.api.client.api.jobs.$get({ query: { status: status?.data, limit: ctx.limit, cursor: ctx.cursor } }),
+  );
   if (ctx.json) printJson(page);
   else {
     out(renderJobList(page.jobs));
