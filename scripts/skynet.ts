@@ -149,13 +149,14 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
+    // Only a mistake in the command line is a usage error; any other exception (a TypeError
+    // included) is a bug in this CLI and says so, with its stack.
     if (err instanceof UsageError || err instanceof ServerError) {
       console.error(`skynet: ${err.message}`);
       process.exit(err instanceof UsageError ? EXIT.usage : EXIT.failed);
     }
-    console.error(
-      `skynet: internal error (a bug, please report it):\n${err instanceof Error ? err.stack : String(err)}`,
-    );
+    console.error(err instanceof Error && err.stack ? err.stack : String(err));
+    console.error(`skynet: this is a bug (exit ${EXIT.bug}), please report it with the lines above`);
     process.exit(EXIT.bug);
   },
 );

@@ -1,6 +1,8 @@
-// Points Telegram at a deployed Worker: setWebhook (with the secret token) and setMyCommands.
+// Points Telegram at a deployed Worker: setWebhook (with the secret token) and setMyCommands,
+// through grammY's own Bot API client (TELEGRAM_API_ROOT reaches a local Bot API or a stand-in).
 // `node scripts/telegram-setup.ts https://skynet.example.workers.dev`
 // Reads TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET from the environment.
+import { Api, GrammyError, HttpError } from "grammy";
 import { z } from "zod";
 import { COMMANDS } from "../src/bot/commands.ts";
 
@@ -15,21 +17,20 @@ if (!base || !z.url({ protocol: /^https?$/ }).safeParse(base).success || !token 
   process.exit(2);
 }
 
-async function call(method: string, params: Record<string, unknown>): Promise<void> {
-  const res = await fetch(`${apiRoot}/bot${token}/${method}`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(params),
+const api = new Api(token, { apiRoot });
+try {
+  await api.setWebhook(`${base.replace(/\/$/, "")}/telegram/webhook`, {
+    secret_token: secret,
+    allowed_updates: ["message", "edited_message", "callback_query"],
+    drop_pending_updates: true,
   });
-  const body = (await res.json()) as { ok: boolean; description?: string };
-  if (!body.ok) throw new Error(`${method} failed: ${body.description ?? res.status}`);
-  console.log(`${method}: ok`);
+  console.log("setWebhook: ok");
+  await api.setMyCommands(COMMANDS);
+  console.log("setMyCommands: ok");
+} catch (err) {
+  // Telegram's refusal (a bad token, a URL it cannot reach) or the network: say which, exit 1.
+  if (err instanceof GrammyError) console.error(`${err.method} failed: ${err.description}`);
+  else if (err instanceof HttpError) console.error(`cannot reach ${apiRoot}: ${err.message}`);
+  else throw err;
+  process.exit(1);
 }
-
-await call("setWebhook", {
-  url: `${base.replace(/\/$/, "")}/telegram/webhook`,
-  secret_token: secret,
-  allowed_updates: ["message", "edited_message", "callback_query"],
-  drop_pending_updates: true,
-});
-await call("setMyCommands", { commands: COMMANDS });

@@ -1,95 +1,144 @@
 // Typed configuration read from the Worker's env ([vars] and secrets), with defaults and bounds.
+// A set but invalid value (JOB_TIMEOUT_SECONDS=ten, AUTO_APPROVE_READ_ONLY=ture, a non-numeric
+// user id) is an error that names the variable, never a silent fall back to the default: every
+// request then answers 503 with that message and /health fails its `config` check.
 import { z } from "zod";
+import { err, ok, type Result } from "../protocol/result.ts";
 import { setLogLevel } from "./lib/log.ts";
 
-const Bool = z
-  .string()
-  .optional()
-  .transform((v) => (v === undefined || v.trim() === "" ? undefined : /^(1|true|yes|on)$/i.test(v.trim())));
-const Seconds = (fallback: number, max = 7 * 24 * 3600) =>
-  z.coerce.number().int().min(1).max(max).catch(fallback).default(fallback);
+const Bool = (fallback: boolean) =>
+  z
+    .string()
+    .regex(/^(1|true|yes|on|0|false|no|off)$/i, "must be true or false (also 1/0, yes/no, on/off)")
+    .transform((v) => /^(1|true|yes|on)$/i.test(v))
+    .optional()
+    .transform((v) => v ?? fallback);
+const Int = (fallback: number, min: number, max: number) =>
+  z.coerce
+    .number({ error: "must be a whole number" })
+    .int("must be a whole number")
+    .min(min, `must be at least ${min}`)
+    .max(max, `must be at most ${max}`)
+    .optional()
+    .transform((v) => v ?? fallback);
+const Seconds = (fallback: number, max = 7 * 24 * 3600) => Int(fallback, 1, max);
 const IdList = z
   .string()
   .optional()
-  .transform((v) =>
-    (v ?? "")
-      .split(/[\s,]+/)
-      .map((x) => x.trim())
-      .filter((x) => /^-?\d+$/.test(x)),
-  );
+  .transform((v) => (v ?? "").split(/[\s,]+/).filter((x) => x !== ""))
+  .pipe(z.array(z.string().regex(/^-?\d+$/, "must be numeric Telegram user ids, separated by commas")));
+const Url = (fallback: string) =>
+  z
+    .url({ protocol: /^https?$/, error: "must be an http(s) URL" })
+    .optional()
+    .transform((v) => v ?? fallback);
+const Secret = z
+  .string()
+  .optional()
+  .transform((v) => v ?? "");
 
-const ConfigSchema = z.object({
-  apiToken: z.string().optional().default(""),
-  telegramBotToken: z.string().optional().default(""),
-  telegramWebhookSecret: z.string().optional().default(""),
-  telegramAllowedUserIds: IdList,
-  telegramAdminUserIds: IdList,
-  telegramApiRoot: z.string().optional().default("https://api.telegram.org"),
-  telegramBotUsername: z
+/** Every variable the Worker reads, by its env name (so an error names the variable). */
+const EnvVarsSchema = z.object({
+  API_TOKEN: Secret,
+  TELEGRAM_BOT_TOKEN: Secret,
+  TELEGRAM_WEBHOOK_SECRET: Secret,
+  TELEGRAM_ALLOWED_USER_IDS: IdList,
+  TELEGRAM_ADMIN_USER_IDS: IdList,
+  TELEGRAM_API_ROOT: Url("https://api.telegram.org"),
+  TELEGRAM_BOT_USERNAME: z
     .string()
-    .regex(/^[A-Za-z0-9_]{3,64}$/)
-    .catch("skynet_bot")
-    .default("skynet_bot"),
-  anthropicApiKey: z.string().optional().default(""),
-  anthropicBaseUrl: z.string().optional().default(""),
-  anthropicModel: z.string().min(1).optional().default("claude-sonnet-5-5"),
-  autoApproveReadOnly: Bool.transform((v) => v ?? true),
-  approvalTimeoutS: Seconds(300),
-  heartbeatTimeoutS: Seconds(180),
-  jobTimeoutS: Seconds(3600),
-  leaseS: Seconds(120),
-  acceptTimeoutS: Seconds(30),
-  reconnectGraceS: Seconds(30),
-  /** How long a job whose started WRITE/ADMIN step's agent is unreachable waits for its result. */
-  unreachableTimeoutS: Seconds(600),
-  heartbeatIntervalS: Seconds(15),
-  logRetentionDays: Seconds(30, 3650),
-  /** Days a final job keeps its Durable Object storage (state, outbox, live log) after it ends. */
-  jobStateRetentionDays: Seconds(7, 3650),
-  /** Days of D1 history (a final job's events) kept; 0 is not allowed (the counters need the events' rows once). */
-  historyRetentionDays: Seconds(365, 36500),
-  logLevel: z.enum(["debug", "info", "warn", "error"]).catch("info").default("info"),
-  maxDispatchAttempts: z.coerce.number().int().min(1).max(10).catch(3).default(3),
-  taskRateLimitPerMinute: z.coerce.number().int().min(1).max(1000).catch(10).default(10),
+    .regex(/^[A-Za-z0-9_]{3,64}$/, "must be 3-64 letters, digits or _")
+    .optional()
+    .transform((v) => v ?? "skynet_bot"),
+  ANTHROPIC_API_KEY: Secret,
+  ANTHROPIC_BASE_URL: Url(""),
+  ANTHROPIC_MODEL: z
+    .string()
+    .optional()
+    .transform((v) => v ?? "claude-sonnet-5-5"),
+  AUTO_APPROVE_READ_ONLY: Bool(true),
+  APPROVAL_TIMEOUT_SECONDS: Seconds(300),
+  HEARTBEAT_TIMEOUT_SECONDS: Seconds(180),
+  JOB_TIMEOUT_SECONDS: Seconds(3600),
+  LEASE_SECONDS: Seconds(120),
+  ACCEPT_TIMEOUT_SECONDS: Seconds(30),
+  RECONNECT_GRACE_SECONDS: Seconds(30),
+  AGENT_UNREACHABLE_SECONDS: Seconds(600),
+  HEARTBEAT_INTERVAL_SECONDS: Seconds(15),
+  LOG_RETENTION_DAYS: Seconds(30, 3650),
+  JOB_STATE_RETENTION_DAYS: Seconds(7, 3650),
+  HISTORY_RETENTION_DAYS: Seconds(365, 36500),
+  SKYNET_LOG_LEVEL: z
+    .string()
+    .transform((v) => v.toLowerCase())
+    .pipe(z.enum(["debug", "info", "warn", "error"], { error: "must be debug, info, warn or error" }))
+    .optional()
+    .transform((v) => v ?? "info"),
+  MAX_DISPATCH_ATTEMPTS: Int(3, 1, 10),
+  TASK_RATE_LIMIT_PER_MINUTE: Int(10, 1, 1000),
 });
+
+const ConfigSchema = EnvVarsSchema.transform((v) => ({
+  apiToken: v.API_TOKEN,
+  telegramBotToken: v.TELEGRAM_BOT_TOKEN,
+  telegramWebhookSecret: v.TELEGRAM_WEBHOOK_SECRET,
+  telegramAllowedUserIds: v.TELEGRAM_ALLOWED_USER_IDS,
+  telegramAdminUserIds: v.TELEGRAM_ADMIN_USER_IDS,
+  telegramApiRoot: v.TELEGRAM_API_ROOT,
+  telegramBotUsername: v.TELEGRAM_BOT_USERNAME,
+  anthropicApiKey: v.ANTHROPIC_API_KEY,
+  anthropicBaseUrl: v.ANTHROPIC_BASE_URL,
+  anthropicModel: v.ANTHROPIC_MODEL,
+  autoApproveReadOnly: v.AUTO_APPROVE_READ_ONLY,
+  approvalTimeoutS: v.APPROVAL_TIMEOUT_SECONDS,
+  heartbeatTimeoutS: v.HEARTBEAT_TIMEOUT_SECONDS,
+  jobTimeoutS: v.JOB_TIMEOUT_SECONDS,
+  leaseS: v.LEASE_SECONDS,
+  acceptTimeoutS: v.ACCEPT_TIMEOUT_SECONDS,
+  reconnectGraceS: v.RECONNECT_GRACE_SECONDS,
+  /** How long a job whose started WRITE/ADMIN step's agent is unreachable waits for its result. */
+  unreachableTimeoutS: v.AGENT_UNREACHABLE_SECONDS,
+  heartbeatIntervalS: v.HEARTBEAT_INTERVAL_SECONDS,
+  logRetentionDays: v.LOG_RETENTION_DAYS,
+  /** Days a final job keeps its Durable Object storage (state, outbox, live log) after it ends. */
+  jobStateRetentionDays: v.JOB_STATE_RETENTION_DAYS,
+  /** Days of D1 history (a final job's events) kept; 0 is not allowed (the counters need the events' rows once). */
+  historyRetentionDays: v.HISTORY_RETENTION_DAYS,
+  logLevel: v.SKYNET_LOG_LEVEL,
+  maxDispatchAttempts: v.MAX_DISPATCH_ATTEMPTS,
+  taskRateLimitPerMinute: v.TASK_RATE_LIMIT_PER_MINUTE,
+}));
 export type Config = z.infer<typeof ConfigSchema>;
 
-type EnvLike = Partial<Record<string, unknown>>;
-const str = (env: EnvLike, key: string): string | undefined => {
-  const v = env[key];
-  return typeof v === "string" ? v : undefined;
-};
+/** The deployment's configuration is invalid: the message names each bad variable (never its value). */
+export class ConfigError extends Error {}
 
-/** Reads the configuration from env; bad values fall back to defaults rather than crash. */
+/**
+ * The variables as the schema reads them: a blank value is unset (as `X=` in .dev.vars), a number
+ * or boolean from [vars] is its text.
+ */
+function envVars(env: Env): Record<string, string | undefined> {
+  const e = env as unknown as Partial<Record<string, unknown>>;
+  const out: Record<string, string | undefined> = {};
+  for (const key of Object.keys(EnvVarsSchema.shape)) {
+    const v = e[key];
+    const text = typeof v === "string" ? v.trim() : typeof v === "number" || typeof v === "boolean" ? String(v) : "";
+    out[key] = text === "" ? undefined : text;
+  }
+  return out;
+}
+
+export function parseConfig(env: Env): Result<Config> {
+  const parsed = ConfigSchema.safeParse(envVars(env));
+  if (parsed.success) return ok(parsed.data);
+  const bad = parsed.error.issues.map((i) => `${i.path.join(".") || "env"} ${i.message}`);
+  return err(`invalid configuration: ${bad.join("; ")}`);
+}
+
+/** The configuration, or a ConfigError naming the bad variables (answered as a 503). */
 export function loadConfig(env: Env): Config {
-  const e = env as unknown as EnvLike;
-  const config = ConfigSchema.parse({
-    apiToken: str(e, "API_TOKEN"),
-    telegramBotToken: str(e, "TELEGRAM_BOT_TOKEN"),
-    telegramWebhookSecret: str(e, "TELEGRAM_WEBHOOK_SECRET"),
-    telegramAllowedUserIds: str(e, "TELEGRAM_ALLOWED_USER_IDS"),
-    telegramAdminUserIds: str(e, "TELEGRAM_ADMIN_USER_IDS"),
-    telegramApiRoot: str(e, "TELEGRAM_API_ROOT") || undefined,
-    telegramBotUsername: str(e, "TELEGRAM_BOT_USERNAME") || undefined,
-    anthropicApiKey: str(e, "ANTHROPIC_API_KEY"),
-    anthropicBaseUrl: str(e, "ANTHROPIC_BASE_URL"),
-    anthropicModel: str(e, "ANTHROPIC_MODEL") || undefined,
-    autoApproveReadOnly: str(e, "AUTO_APPROVE_READ_ONLY"),
-    approvalTimeoutS: str(e, "APPROVAL_TIMEOUT_SECONDS"),
-    heartbeatTimeoutS: str(e, "HEARTBEAT_TIMEOUT_SECONDS"),
-    jobTimeoutS: str(e, "JOB_TIMEOUT_SECONDS"),
-    leaseS: str(e, "LEASE_SECONDS"),
-    acceptTimeoutS: str(e, "ACCEPT_TIMEOUT_SECONDS"),
-    reconnectGraceS: str(e, "RECONNECT_GRACE_SECONDS"),
-    unreachableTimeoutS: str(e, "AGENT_UNREACHABLE_SECONDS"),
-    heartbeatIntervalS: str(e, "HEARTBEAT_INTERVAL_SECONDS"),
-    logRetentionDays: str(e, "LOG_RETENTION_DAYS"),
-    jobStateRetentionDays: str(e, "JOB_STATE_RETENTION_DAYS"),
-    historyRetentionDays: str(e, "HISTORY_RETENTION_DAYS"),
-    logLevel: str(e, "SKYNET_LOG_LEVEL")?.toLowerCase(),
-    maxDispatchAttempts: str(e, "MAX_DISPATCH_ATTEMPTS"),
-    taskRateLimitPerMinute: str(e, "TASK_RATE_LIMIT_PER_MINUTE"),
-  });
-  setLogLevel(config.logLevel);
-  return config;
+  const config = parseConfig(env);
+  if (!config.ok) throw new ConfigError(config.error);
+  setLogLevel(config.value.logLevel);
+  return config.value;
 }

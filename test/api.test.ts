@@ -1,7 +1,9 @@
 import { env, runDurableObjectAlarm } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { JobView } from "../protocol/index.ts";
-import { api, countLedgerJobs, json } from "./helpers/worker.ts";
+import { api, countLedgerJobs, json, typedClient } from "./helpers/worker.ts";
+
+const client = typedClient();
 
 type ErrorBody = { error: { code: string; message: string } };
 
@@ -103,12 +105,12 @@ describe("hostile bodies", () => {
 
 describe("task submission", () => {
   it("creates a job at once and plans it in the JobDO's alarm", async () => {
-    const res = await api("/api/tasks", { method: "POST", json: { intent: "check git status" } });
+    const res = await client.api.tasks.$post({ json: { intent: "check git status" } });
     expect(res.status).toBe(202);
-    const created = await json<{ jobId: string; status: string }>(res);
+    const created = await res.json();
     expect(created.status).toBe("CREATED");
     await runDurableObjectAlarm(env.JOB.get(env.JOB.idFromName(created.jobId)));
-    const job = await json<JobView>(await api(`/api/jobs/${created.jobId}`));
+    const job: JobView = await (await client.api.jobs[":id"].$get({ param: { id: created.jobId } })).json();
     expect(job.plan?.proposedSteps.map((s) => s.action)).toEqual(["git_status"]);
     expect(job.risk).toBe("READ_ONLY");
     expect(job.status).toBe("QUEUED"); // auto-approved and dispatched
@@ -118,17 +120,14 @@ describe("task submission", () => {
   it("lists jobs newest first with cursor pagination", async () => {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
-      const r = await json<{ jobId: string }>(
-        await api("/api/tasks", { method: "POST", json: { intent: `list files ${i}` } }),
-      );
+      const r = await (await client.api.tasks.$post({ json: { intent: `list files ${i}` } })).json();
       ids.push(r.jobId);
     }
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const page: { jobs: { id: string }[]; nextCursor: string | null } = await json(
-        await api(`/api/jobs?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`),
-      );
+      const res = await client.api.jobs.$get({ query: { limit: "2", ...(cursor ? { cursor } : {}) } });
+      const page = await res.json();
       expect(page.jobs.length).toBeLessThanOrEqual(2);
       seen.push(...page.jobs.map((j) => j.id));
       cursor = page.nextCursor;

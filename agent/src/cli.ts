@@ -19,7 +19,7 @@ import { doctor, status } from "./doctor.ts";
 import { createLogger, LOG_FORMATS, type LogFormat } from "./logger.ts";
 import { Redactor } from "./secrets.ts";
 import { SERVICE_HELP, service } from "./service.ts";
-import { EXIT, fail, UsageError } from "./usage.ts";
+import { EXIT, fail, reportFailure } from "./usage.ts";
 
 const FATAL_EXIT: Record<number, number> = { 4000: EXIT.replaced, 4001: EXIT.tokenRefused, 4003: EXIT.upgrade };
 const DEFAULT_DRAIN_TIMEOUT_S = 300;
@@ -41,11 +41,12 @@ Run \`skynet-agent <command> --help\` for a command's options.
 
 exit codes:
   0  stopped (a signal, after draining or cancelling the running jobs)
-  1  unexpected error; for doctor: a check failed
+  1  an error the system reported (file, network); for doctor: a check failed
   2  usage error (bad flags or arguments)
   3  the server refused this agent's token (unknown or revoked): pair again
   4  another process connected with this agent's token (this one stopped)
-  5  the server speaks another protocol version: upgrade the agent`,
+  5  the server speaks another protocol version: upgrade the agent
+  70 a bug in the agent (its stack is printed): please report it`,
   pair: `usage: skynet-agent pair <serverUrl> <code> [--name NAME] [--config PATH]
 
 Exchanges a one-time pairing code (8 letters/digits, valid 10 minutes) for an agent token and
@@ -248,10 +249,5 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  if (err instanceof UsageError || err instanceof TypeError) {
-    console.error(`skynet-agent: ${err.message}`);
-    process.exit(EXIT.usage);
-  }
-  console.error(`skynet-agent: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(EXIT.error);
+  process.exit(reportFailure("skynet-agent", err));
 });

@@ -3,7 +3,9 @@ import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
-import { ProjectIdSchema } from "../../protocol/index.ts";
+import { describeIssues, ProjectIdSchema } from "../../protocol/index.ts";
+import { err, ok, type Result } from "../../protocol/result.ts";
+import { UsageError } from "./usage.ts";
 
 export const DEFAULT_CONFIG_PATH =
   process.env.SKYNET_AGENT_CONFIG ?? join(homedir(), ".config", "skynet", "agent.json");
@@ -30,7 +32,8 @@ export const PathPolicySchema = z.record(
 );
 export type PathPolicies = z.infer<typeof PathPolicySchema>;
 
-export const StoredConfigSchema = z.object({
+// Strict: a misspelt key ("secretPath") is an error that names it, never a setting silently ignored.
+export const StoredConfigSchema = z.strictObject({
   serverUrl: ServerUrlSchema,
   agentId: z.string().min(1).optional(),
   token: z.string().min(16, "the agent token looks truncated"),
@@ -83,22 +86,31 @@ export function stateDirOf(config: AgentConfig): string | null {
   return config.configPath ? join(dirname(config.configPath), "agent-state") : null;
 }
 
-export async function readStoredConfig(path: string): Promise<StoredConfig | null> {
+/** The config file: null when there is none; an error naming the file and the bad key otherwise. */
+export async function loadStoredConfig(path: string): Promise<Result<StoredConfig | null>> {
   let text: string;
   try {
     text = await readFile(path, "utf8");
-  } catch {
-    return null;
+  } catch (e) {
+    if (e instanceof Error && "code" in e && e.code === "ENOENT") return ok(null);
+    return err(`${path}: cannot read it (${e instanceof Error ? e.message : String(e)})`);
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
-    throw new Error(`${path} is not valid JSON`);
+    return err(`${path} is not valid JSON`);
   }
   const parsed = StoredConfigSchema.safeParse(json);
-  if (!parsed.success) throw new Error(`${path}: ${parsed.error.issues.map((i) => i.message).join("; ")}`);
-  return parsed.data;
+  if (!parsed.success) return err(`${path}: ${describeIssues(parsed.error, { max: 20 })}`);
+  return ok(parsed.data);
+}
+
+/** loadStoredConfig for the commands: a bad config file is the user's to fix (a usage error, exit 2). */
+export async function readStoredConfig(path: string): Promise<StoredConfig | null> {
+  const loaded = await loadStoredConfig(path);
+  if (!loaded.ok) throw new UsageError(loaded.error);
+  return loaded.value;
 }
 
 export async function writeStoredConfig(path: string, config: StoredConfig): Promise<void> {

@@ -55,7 +55,7 @@ export async function agents(ctx: Ctx): Promise<number> {
   const [sub = "list", ...rest] = ctx.args;
   switch (sub) {
     case "list": {
-      const res = await ctx.api.json(AgentsSchema, "/api/agents");
+      const res = await ctx.api.read(AgentsSchema, ctx.api.client.api.agents.$get());
       if (ctx.json) return printJson(res);
       const online = new Map(res.online.map((a) => [a.agentId, a]));
       const rows = res.known.map((w) => {
@@ -79,13 +79,9 @@ export async function agents(ctx: Ctx): Promise<number> {
     }
     case "pair": {
       if (rest.length > 0) throw new UsageError("agents pair takes no arguments (name the agent with --name)");
-      const res = await ctx.api.json(
+      const res = await ctx.api.read(
         z.object({ code: z.string(), expiresAt: z.string() }),
-        "/api/agents/pairing-codes",
-        {
-          method: "POST",
-          json: ctx.name ? { name: ctx.name } : {},
-        },
+        ctx.api.client.api.agents["pairing-codes"].$post({ json: ctx.name ? { name: ctx.name } : {} }),
       );
       if (ctx.json) return printJson(res);
       out(
@@ -94,7 +90,7 @@ export async function agents(ctx: Ctx): Promise<number> {
       return EXIT.ok;
     }
     case "tokens": {
-      const res = await ctx.api.json(TokensSchema, "/api/agents/tokens");
+      const res = await ctx.api.read(TokensSchema, ctx.api.client.api.agents.tokens.$get());
       if (ctx.json) return printJson(res);
       const rows = res.tokens.map((t) => [
         t.id,
@@ -111,10 +107,9 @@ export async function agents(ctx: Ctx): Promise<number> {
       if (!id || rest.length > 1 || !/^tok_[0-9a-f]{16}$/.test(id)) {
         throw new UsageError(`agents revoke needs one token id (tok_ and 16 hex digits): see ${CMD} agents tokens`);
       }
-      const res = await ctx.api.json(
+      const res = await ctx.api.read(
         z.object({ revoked: z.string(), agentId: z.string().nullable(), socketsClosed: z.number() }),
-        `/api/agents/tokens/${id}`,
-        { method: "DELETE" },
+        ctx.api.client.api.agents.tokens[":id"].$delete({ param: { id } }),
       );
       if (ctx.json) printJson(res);
       else
@@ -144,7 +139,7 @@ export async function artifacts(ctx: Ctx): Promise<number> {
   const [sub, ...rest] = ctx.args;
   if (sub === "list" || sub?.startsWith("job_")) {
     const id = jobIdArg({ ...ctx, args: sub === "list" ? rest : ctx.args }, "artifacts list");
-    const res = await ctx.api.json(ArtifactsSchema, `/api/jobs/${id}/artifacts`);
+    const res = await ctx.api.read(ArtifactsSchema, ctx.api.client.api.jobs[":id"].artifacts.$get({ param: { id } }));
     if (ctx.json) return printJson(res);
     const rows = res.artifacts.map((a) => [a.name, `${a.size} B`, a.sha256 ?? "-"]);
     out(rows.length ? table([["name", "size", "sha256"], ...rows]) : `${id} has no artifacts`);

@@ -59,14 +59,14 @@ export async function followJob(
 ): Promise<JobView> {
   let last = "";
   for (;;) {
-    const job = await api.json(JobViewSchema, `/api/jobs/${jobId}`);
+    const job = await api.read(JobViewSchema, api.client.api.jobs[":id"].$get({ param: { id: jobId } }));
     if (job.status === "RUNNING" || isTerminal(job.status)) break;
     if (job.status !== last) onJob(job);
     last = job.status;
     await sleep(500);
   }
   await streamLog(api, jobId, onLine);
-  const job = await api.json(JobViewSchema, `/api/jobs/${jobId}`);
+  const job = await api.read(JobViewSchema, api.client.api.jobs[":id"].$get({ param: { id: jobId } }));
   onJob(job);
   return job;
 }

@@ -2,7 +2,7 @@
 import { writeSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
-import { JobListResponseSchema, type JobView, JobViewSchema } from "../../protocol/index.ts";
+import { JobListResponseSchema, JobStatusSchema, type JobView, JobViewSchema } from "../../protocol/index.ts";
 import { safeForTerminal } from "../../src/lib/text-safety.ts";
 import { EXIT, UsageError } from "./errors.ts";
 import { followJob, streamLog } from "./follow.ts";
@@ -36,6 +36,10 @@ const writeLine = (line: string) => writeSync(1, `${line}\n`);
 
 const LogsSchema = z.object({ jobId: z.string(), status: z.string(), lines: z.array(z.string()) });
 const TAIL_LINES = 20;
+const CreatedSchema = z.object({ jobId: z.string() });
+
+const getJob = (ctx: Ctx, id: string): Promise<JobView> =>
+  ctx.api.read(JobViewSchema, ctx.api.client.api.jobs[":id"].$get({ param: { id } }));
 
 export function jobIdArg(ctx: Ctx, cmd: string): string {
   const id = ctx.args[0];
@@ -53,7 +57,10 @@ async function showJob(ctx: Ctx, job: JobView): Promise<void> {
   if (ctx.json) return printJson(job);
   let log: { lines: string[]; earlier: boolean } | undefined;
   if (isFinishedOrRunning(job)) {
-    const logs = await ctx.api.json(LogsSchema, `/api/jobs/${job.id}/logs?tail=${TAIL_LINES + 1}`);
+    const logs = await ctx.api.read(
+      LogsSchema,
+      ctx.api.client.api.jobs[":id"].logs.$get({ param: { id: job.id }, query: { tail: String(TAIL_LINES + 1) } }),
+    );
     log = { lines: logs.lines.slice(-TAIL_LINES), earlier: logs.lines.length > TAIL_LINES };
   }
   out(renderJob(job, { full: ctx.full, log }));
@@ -79,7 +86,7 @@ async function follow(ctx: Ctx, id: string): Promise<number> {
 async function untilPlanned(ctx: Ctx, id: string): Promise<JobView> {
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const job = await ctx.api.json(JobViewSchema, `/api/jobs/${id}`);
+    const job = await getJob(ctx, id);
     if (job.status !== "CREATED" || Date.now() > deadline) return job;
     await sleep(250);
   }
@@ -88,28 +95,27 @@ async function untilPlanned(ctx: Ctx, id: string): Promise<JobView> {
 export async function task(ctx: Ctx): Promise<number> {
   const intent = ctx.args.join(" ").trim();
   if (!intent) throw new UsageError(`task needs an intent, e.g. ${CMD} task "check git status"`);
-  const res = await ctx.api.json(z.object({ jobId: z.string() }), "/api/tasks", {
-    method: "POST",
-    json: { intent, projectId: ctx.project },
-  });
+  const res = await ctx.api.read(
+    CreatedSchema,
+    ctx.api.client.api.tasks.$post({ json: { intent, projectId: ctx.project } }),
+  );
   if (ctx.follow) {
     if (!ctx.json && !ctx.quiet) out(`submitted ${res.jobId}`);
     return follow(ctx, res.jobId);
   }
-  const job = ctx.wait
-    ? await untilPlanned(ctx, res.jobId)
-    : await ctx.api.json(JobViewSchema, `/api/jobs/${res.jobId}`);
+  const job = ctx.wait ? await untilPlanned(ctx, res.jobId) : await getJob(ctx, res.jobId);
   if (ctx.quiet) out(job.id);
   else await showJob(ctx, job);
   return EXIT.ok;
 }
 
 export async function jobs(ctx: Ctx): Promise<number> {
-  const q = new URLSearchParams();
-  if (ctx.status) q.set("status", ctx.status);
-  if (ctx.limit) q.set("limit", ctx.limit);
-  if (ctx.cursor) q.set("cursor", ctx.cursor);
-  const page = await ctx.api.json(JobListResponseSchema, `/api/jobs?${q}`);
+  const status = ctx.status === undefined ? undefined : JobStatusSchema.safeParse(ctx.status);
+  if (status && !status.success) throw new UsageError(`--status is one of ${JobStatusSchema.options.join(", ")}`);
+  const page = await ctx.api.read(
+    JobListResponseSchema,
+    ctx.api.client.api.jobs.$get({ query: { status: status?.data, limit: ctx.limit, cursor: ctx.cursor } }),
+  );
   if (ctx.json) printJson(page);
   else {
     out(renderJobList(page.jobs));
@@ -119,14 +125,16 @@ export async function jobs(ctx: Ctx): Promise<number> {
 }
 
 export async function status(ctx: Ctx): Promise<number> {
-  await showJob(ctx, await ctx.api.json(JobViewSchema, `/api/jobs/${jobIdArg(ctx, "status")}`));
+  await showJob(ctx, await getJob(ctx, jobIdArg(ctx, "status")));
   return EXIT.ok;
 }
 
 export async function wait(ctx: Ctx): Promise<number> {
   const id = jobIdArg(ctx, "wait");
-  const q = ctx.timeout ? `?timeoutS=${encodeURIComponent(ctx.timeout)}` : "";
-  const job = await ctx.api.json(JobViewSchema, `/api/jobs/${id}/wait${q}`);
+  const job = await ctx.api.read(
+    JobViewSchema,
+    ctx.api.client.api.jobs[":id"].wait.$get({ param: { id }, query: { timeoutS: ctx.timeout } }),
+  );
   await showJob(ctx, job);
   return ["SUCCEEDED"].includes(job.status) ? EXIT.ok : EXIT.failed;
 }
@@ -134,10 +142,12 @@ export async function wait(ctx: Ctx): Promise<number> {
 export async function decide(ctx: Ctx, verb: "approve" | "deny" | "cancel"): Promise<number> {
   const id = jobIdArg(ctx, verb);
   if (verb === "approve" && ctx.reason) throw new UsageError("--reason goes with deny and cancel");
-  const job = await ctx.api.json(JobViewSchema, `/api/jobs/${id}/${verb}`, {
-    method: "POST",
-    json: verb === "approve" ? undefined : ctx.reason ? { reason: ctx.reason } : {},
-  });
+  const jobs = ctx.api.client.api.jobs[":id"];
+  const decision = ctx.reason ? { reason: ctx.reason } : {};
+  const job = await ctx.api.read(
+    JobViewSchema,
+    verb === "approve" ? jobs.approve.$post({ param: { id } }) : jobs[verb].$post({ param: { id }, json: decision }),
+  );
   if (verb === "approve" && ctx.follow) return follow(ctx, id);
   await showJob(ctx, job);
   return EXIT.ok;
@@ -145,11 +155,11 @@ export async function decide(ctx: Ctx, verb: "approve" | "deny" | "cancel"): Pro
 
 /** Runs a job's task again as a new job (what Telegram's /retry does). */
 export async function retry(ctx: Ctx): Promise<number> {
-  const old = await ctx.api.json(JobViewSchema, `/api/jobs/${jobIdArg(ctx, "retry")}`);
-  const res = await ctx.api.json(z.object({ jobId: z.string() }), "/api/tasks", {
-    method: "POST",
-    json: { intent: old.intent, projectId: old.projectId },
-  });
+  const old = await getJob(ctx, jobIdArg(ctx, "retry"));
+  const res = await ctx.api.read(
+    CreatedSchema,
+    ctx.api.client.api.tasks.$post({ json: { intent: old.intent, projectId: old.projectId } }),
+  );
   if (!ctx.json && !ctx.quiet) out(`retrying ${old.id} as ${res.jobId}`);
   if (ctx.follow) return follow(ctx, res.jobId);
   const job = await untilPlanned(ctx, res.jobId);
@@ -160,10 +170,9 @@ export async function retry(ctx: Ctx): Promise<number> {
 
 export async function redispatch(ctx: Ctx): Promise<number> {
   const id = jobIdArg(ctx, "redispatch");
-  const res = await ctx.api.json(
+  const res = await ctx.api.read(
     z.object({ jobId: z.string(), attempt: z.number(), redelivered: z.boolean() }),
-    `/api/jobs/${id}/redispatch`,
-    { method: "POST" },
+    ctx.api.client.api.jobs[":id"].redispatch.$post({ param: { id } }),
   );
   if (ctx.json) printJson(res);
   else out(`re-sent the dispatch message of ${res.jobId} (attempt ${res.attempt})`);
@@ -185,7 +194,10 @@ const EventsSchema = z.object({
 });
 
 export async function events(ctx: Ctx): Promise<number> {
-  const res = await ctx.api.json(EventsSchema, `/api/jobs/${jobIdArg(ctx, "events")}/events`);
+  const res = await ctx.api.read(
+    EventsSchema,
+    ctx.api.client.api.jobs[":id"].events.$get({ param: { id: jobIdArg(ctx, "events") } }),
+  );
   if (ctx.json) printJson(res);
   else {
     const rows = res.events.map((e) => [
@@ -201,9 +213,9 @@ export async function events(ctx: Ctx): Promise<number> {
 }
 
 export async function ops(ctx: Ctx): Promise<number> {
-  const res = await ctx.api.json(
+  const res = await ctx.api.read(
     z.object({ jobId: z.string(), ops: z.record(z.string(), z.number()) }),
-    `/api/jobs/${jobIdArg(ctx, "ops")}/ops`,
+    ctx.api.client.api.jobs[":id"].ops.$get({ param: { id: jobIdArg(ctx, "ops") } }),
   );
   if (ctx.json) printJson(res);
   else out(table([["operation", "count"], ...Object.entries(res.ops).map(([k, v]) => [k, String(v)])]));
@@ -235,10 +247,10 @@ export async function logs(ctx: Ctx): Promise<number> {
     if (ctx.json) printJson({ jobId: id, lines });
     return EXIT.ok;
   }
-  const q = new URLSearchParams();
-  if (ctx.tail) q.set("tail", ctx.tail);
-  if (ctx.grep) q.set("grep", ctx.grep);
-  const res = await ctx.api.json(LogsSchema, `/api/jobs/${id}/logs?${q}`);
+  const res = await ctx.api.read(
+    LogsSchema,
+    ctx.api.client.api.jobs[":id"].logs.$get({ param: { id }, query: { tail: ctx.tail, grep: ctx.grep } }),
+  );
   if (ctx.json) printJson(res);
   else for (const line of res.lines) writeLine(safeForTerminal(line));
   return EXIT.ok;

@@ -13,9 +13,9 @@ import { jobStub, registryStub } from "../agents/registry-stub.ts";
 import { authenticateAgent, issuePairingCode, redeemCode } from "../agents/tokens.ts";
 import { ArtifactError, ArtifactStore, artifactKey } from "../archive/artifacts.ts";
 import { apiAuth, bearerToken } from "../http/auth.ts";
-import { jsonBody } from "../http/body.ts";
 import { pairFailureBucket } from "../http/client-address.ts";
 import { ApiError, parseOr400 } from "../http/errors.ts";
+import { jsonInput, valid } from "../http/validate.ts";
 import { MAX_ARTIFACT_BYTES } from "../jobs/limits.ts";
 import { getDb, incrementCounter, listTokens, listWorkers, readCounters, revokeToken } from "../ledger/store.ts";
 
@@ -30,8 +30,8 @@ async function agentFromRequest(env: Env, header: string | undefined) {
 
 /** Mounted at /agent: used by the laptop agent. */
 export const agentRoutes = new Hono<{ Bindings: Env }>()
-  .post("/pair", async (c) => {
-    const body = await jsonBody(c, PairRequestSchema);
+  .post("/pair", jsonInput(), valid("json", PairRequestSchema, "request body"), async (c) => {
+    const body = c.req.valid("json");
     // Guessing codes is slowed down per client address: past the limit of failures this minute,
     // that client waits for the next minute; other clients' pairing is not affected.
     const db = getDb(c.env.DB);
@@ -113,27 +113,34 @@ export const agentRoutes = new Hono<{ Bindings: Env }>()
     return c.json({ name, size: stored.size, sha256, contentType }, 201);
   });
 
-/** Mounted at /api/agents: the owner's view (API token). */
+/** Mounted at /api/agents: the owner's view (API token, checked by each route). */
+const auth = apiAuth();
 export const agentAdminRoutes = new Hono<{ Bindings: Env }>()
-  .use(apiAuth())
-  .post("/pairing-codes", async (c) => {
-    const body = await jsonBody(
-      c,
-      z.strictObject({ name: z.string().trim().min(1).max(100).optional() }).default({}),
-      true,
-    );
-    const issued = await issuePairingCode(c.env, { name: body.name, createdBy: "api" });
-    return c.json({ code: issued.code, expiresAt: new Date(issued.expiresAt).toISOString() }, 201);
-  })
-  .get("/", async (c) => {
+  .post(
+    "/pairing-codes",
+    auth,
+    jsonInput({ allowEmpty: true }),
+    valid("json", z.strictObject({ name: z.string().trim().min(1).max(100).optional() }).default({}), "request body"),
+    async (c) => {
+      const body = c.req.valid("json");
+      const issued = await issuePairingCode(c.env, { name: body.name, createdBy: "api" });
+      return c.json({ code: issued.code, expiresAt: new Date(issued.expiresAt).toISOString() }, 201);
+    },
+  )
+  .get("/", auth, async (c) => {
     const [online, known] = await Promise.all([registryStub(c.env).listAgents(), listWorkers(getDb(c.env.DB), {})]);
     return c.json({ online, known });
   })
-  .get("/tokens", async (c) => c.json({ tokens: await listTokens(getDb(c.env.DB)) }))
-  .delete("/tokens/:id", async (c) => {
-    const id = parseOr400(z.string().regex(/^tok_[0-9a-f]{16}$/), c.req.param("id"), "token id");
-    const revoked = await revokeToken(getDb(c.env.DB), id, Date.now());
-    if (!revoked) throw new ApiError("not_found", `no active token ${id}`);
-    const closed = await registryStub(c.env).disconnectAgent(revoked.agentId, "token revoked");
-    return c.json({ revoked: id, agentId: revoked.agentId, socketsClosed: closed });
-  });
+  .get("/tokens", auth, async (c) => c.json({ tokens: await listTokens(getDb(c.env.DB)) }))
+  .delete(
+    "/tokens/:id",
+    auth,
+    valid("param", z.object({ id: z.string().regex(/^tok_[0-9a-f]{16}$/) }), "token id"),
+    async (c) => {
+      const id = c.req.valid("param").id;
+      const revoked = await revokeToken(getDb(c.env.DB), id, Date.now());
+      if (!revoked) throw new ApiError("not_found", `no active token ${id}`);
+      const closed = await registryStub(c.env).disconnectAgent(revoked.agentId, "token revoked");
+      return c.json({ revoked: id, agentId: revoked.agentId, socketsClosed: closed });
+    },
+  );

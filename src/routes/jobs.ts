@@ -1,5 +1,6 @@
 // JSON API for tasks and jobs (bearer API_TOKEN): create, list, detail, decisions, wait, logs.
 import { Hono } from "hono";
+import { z } from "zod";
 import {
   CreateTaskRequestSchema,
   DecisionRequestSchema,
@@ -19,9 +20,10 @@ import {
   waitForApproval,
   waitWhile,
 } from "../core/orchestrator.ts";
-import { jsonBody, queryOf } from "../http/body.ts";
-import { ApiError, parseOr400 } from "../http/errors.ts";
+import { apiAuth } from "../http/auth.ts";
+import { ApiError } from "../http/errors.ts";
 import { idempotencyKeyOf, idempotentCreate } from "../http/idempotency.ts";
+import { jsonInput, valid } from "../http/validate.ts";
 import type { Actor } from "../jobs/job-do.ts";
 import { getDb, LedgerInputError, listJobEvents, listJobs } from "../ledger/store.ts";
 import { newJobId } from "../lib/crypto.ts";
@@ -30,14 +32,17 @@ import { reviewJob } from "../lib/step-review.ts";
 // Whoever holds the API token is the owner of the deployment.
 const API_ACTOR: Actor = { id: "api", isAdmin: true };
 
-const jobIdParam = (raw: string): string => parseOr400(JobIdSchema, raw, "job id");
+// Each route names its own guards: an unknown path is a 404 whether or not it carries a token.
+const auth = apiAuth();
+const jobParam = valid("param", z.object({ id: JobIdSchema }), "job id");
+const decision = [jsonInput({ allowEmpty: true }), valid("json", DecisionRequestSchema, "request body")] as const;
 
 /** A job view with every step's action and params spelled out (what approving would run). */
 const withReview = (job: JobView): JobView => ({ ...job, review: reviewJob(job) ?? undefined });
 
 export const jobRoutes = new Hono<{ Bindings: Env }>()
-  .post("/tasks", async (c) => {
-    const body = await jsonBody(c, CreateTaskRequestSchema);
+  .post("/tasks", auth, jsonInput(), valid("json", CreateTaskRequestSchema, "request body"), async (c) => {
+    const body = c.req.valid("json");
     const key = idempotencyKeyOf(c);
     const create = (jobId?: string) =>
       createTask(c.env, { intent: body.intent, projectId: body.projectId, userId: "api", jobId });
@@ -55,8 +60,8 @@ export const jobRoutes = new Hono<{ Bindings: Env }>()
     });
     return c.json({ jobId: job.id, status: job.status, job, replayed }, replayed ? 200 : 202);
   })
-  .get("/jobs", async (c) => {
-    const q = queryOf(c, JobListQuerySchema);
+  .get("/jobs", auth, valid("query", JobListQuerySchema, "query"), async (c) => {
+    const q = c.req.valid("query");
     try {
       const page = await listJobs(getDb(c.env.DB), { status: q.status, limit: q.limit, cursor: q.cursor });
       return c.json({
@@ -76,22 +81,22 @@ export const jobRoutes = new Hono<{ Bindings: Env }>()
       throw err;
     }
   })
-  .get("/jobs/:id", async (c) => c.json(withReview(await getStatus(c.env, jobIdParam(c.req.param("id"))))))
-  .post("/jobs/:id/approve", async (c) =>
-    c.json(withReview(await approvePlan(c.env, jobIdParam(c.req.param("id")), API_ACTOR))),
+  .get("/jobs/:id", auth, jobParam, async (c) => c.json(withReview(await getStatus(c.env, c.req.valid("param").id))))
+  .post("/jobs/:id/approve", auth, jobParam, async (c) =>
+    c.json(withReview(await approvePlan(c.env, c.req.valid("param").id, API_ACTOR))),
   )
-  .post("/jobs/:id/deny", async (c) => {
-    const id = jobIdParam(c.req.param("id"));
-    const body = await jsonBody(c, DecisionRequestSchema, true);
+  .post("/jobs/:id/deny", auth, jobParam, ...decision, async (c) => {
+    const id = c.req.valid("param").id;
+    const body = c.req.valid("json");
     return c.json(withReview(await denyPlan(c.env, id, API_ACTOR, body.reason)));
   })
-  .post("/jobs/:id/cancel", async (c) => {
-    const id = jobIdParam(c.req.param("id"));
-    const body = await jsonBody(c, DecisionRequestSchema, true);
+  .post("/jobs/:id/cancel", auth, jobParam, ...decision, async (c) => {
+    const id = c.req.valid("param").id;
+    const body = c.req.valid("json");
     return c.json(withReview(await cancelJob(c.env, id, API_ACTOR, body.reason)));
   })
-  .get("/jobs/:id/events", async (c) => {
-    const id = jobIdParam(c.req.param("id"));
+  .get("/jobs/:id/events", auth, jobParam, async (c) => {
+    const id = c.req.valid("param").id;
     const events = await listJobEvents(getDb(c.env.DB), id);
     if (events.length === 0 && !(await jobStub(c.env, id).get())) throw new ApiError("not_found", `no job ${id}`);
     return c.json({
@@ -106,34 +111,34 @@ export const jobRoutes = new Hono<{ Bindings: Env }>()
       })),
     });
   })
-  .post("/jobs/:id/redispatch", async (c) => {
-    const id = jobIdParam(c.req.param("id"));
+  .post("/jobs/:id/redispatch", auth, jobParam, async (c) => {
+    const id = c.req.valid("param").id;
     if (!(await jobStub(c.env, id).get())) throw new ApiError("not_found", `no job ${id}`);
     const res = await jobStub(c.env, id).redeliver();
     if (!res.ok) throw new ApiError("conflict", res.message);
     return c.json({ jobId: id, attempt: res.attempt, redelivered: true }, 202);
   })
-  .post("/jobs/:id/outbox/replay", async (c) => {
+  .post("/jobs/:id/outbox/replay", auth, jobParam, async (c) => {
     // Behind the API token, i.e. the deployment's owner (API_ACTOR).
-    const id = jobIdParam(c.req.param("id"));
+    const id = c.req.valid("param").id;
     const res = await jobStub(c.env, id).replayOutbox();
     if (!res) throw new ApiError("not_found", `no job ${id}`);
     return c.json({ jobId: id, replayed: res.replayed }, 200);
   })
-  .get("/jobs/:id/wait-approval", async (c) => {
-    const id = jobIdParam(c.req.param("id"));
-    const { timeoutS } = queryOf(c, WaitQuerySchema);
+  .get("/jobs/:id/wait-approval", auth, jobParam, valid("query", WaitQuerySchema, "query"), async (c) => {
+    const id = c.req.valid("param").id;
+    const { timeoutS } = c.req.valid("query");
     const res = await waitForApproval(c.env, id, timeoutS);
     return c.json({ ...res, job: withReview(res.job) });
   })
-  .get("/jobs/:id/wait", async (c) => {
-    const id = jobIdParam(c.req.param("id"));
-    const { timeoutS } = queryOf(c, WaitQuerySchema);
+  .get("/jobs/:id/wait", auth, jobParam, valid("query", WaitQuerySchema, "query"), async (c) => {
+    const id = c.req.valid("param").id;
+    const { timeoutS } = c.req.valid("query");
     return c.json(withReview(await waitWhile(c.env, id, ["CREATED", "PLANNED", "QUEUED", "RUNNING"], timeoutS)));
   })
-  .get("/jobs/:id/logs", async (c) => {
-    const id = jobIdParam(c.req.param("id"));
-    const q = queryOf(c, LogQuerySchema);
+  .get("/jobs/:id/logs", auth, jobParam, valid("query", LogQuerySchema, "query"), async (c) => {
+    const id = c.req.valid("param").id;
+    const q = c.req.valid("query");
     const logs = await jobStub(c.env, id).readLogs({ tail: q.tail, grep: q.grep });
     if (!logs) throw new ApiError("not_found", `no job ${id}`);
     return c.json({ jobId: id, status: logs.status, lines: logs.lines });

@@ -2,7 +2,9 @@
 // against the AgentRegistryDO from inside workerd.
 import { env } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
+import { hc } from "hono/client";
 import { type AgentToServer, PROTOCOL_VERSION, type ServerToAgent, ServerToAgentSchema } from "../../protocol/index.ts";
+import type { AppType } from "../../src/app.ts";
 
 export const API_TOKEN = "test-api-token";
 export const BASE = "https://skynet.test";
@@ -119,4 +121,12 @@ export class TestAgent {
   close(): void {
     this.ws.close(1000, "test done");
   }
+}
+
+/** The typed client for the Worker's routes (hc<AppType>), calling its fetch handler in process. */
+export function typedClient(token: string | null = API_TOKEN) {
+  return hc<AppType>(BASE, {
+    fetch: (input: RequestInfo | URL, init?: RequestInit) => exports.default.fetch(new Request(input, init)),
+    headers: token === null ? {} : { Authorization: `Bearer ${token}` },
+  });
 }

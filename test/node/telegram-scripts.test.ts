@@ -81,9 +81,26 @@ describe("telegram scripts", () => {
       },
     );
     const hook = tg.calls.find((c) => c.method === "setWebhook");
-    expect(hook?.params).toMatchObject({ url: "https://skynet.example.dev/telegram/webhook", secret_token: "s3cret" });
+    expect(hook?.params).toMatchObject({
+      url: "https://skynet.example.dev/telegram/webhook",
+      secret_token: "s3cret",
+      drop_pending_updates: true,
+    });
     const commands = tg.calls.find((c) => c.method === "setMyCommands")?.params.commands as { command: string }[];
     expect(commands.map((c) => c.command)).toContain("task");
     expect(commands.map((c) => c.command)).toContain("pair");
+  });
+
+  it("the setup script says what Telegram refused and exits 1 (a wrong bot token)", async () => {
+    const run = promisify(execFile)(process.execPath, [resolve(ROOT, "scripts/telegram-setup.ts"), "https://x.dev"], {
+      cwd: ROOT,
+      env: { ...process.env, TELEGRAM_BOT_TOKEN: "999:WRONG", TELEGRAM_WEBHOOK_SECRET: "s", TELEGRAM_API_ROOT: tg.url },
+    });
+    const failed = await run.then(
+      () => null,
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(failed?.code).toBe(1);
+    expect(failed?.stderr).toContain("setWebhook failed: Unauthorized");
   });
 });
