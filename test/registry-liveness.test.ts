@@ -16,6 +16,7 @@ import { offerBackoffMs, rejectIsPermanent } from "../src/agents/matching.ts";
 import worker from "../src/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { insides } from "./helpers/job-insides.ts";
 import { api, json, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 /** Polls for up to 10 s, and tests get 30 s: the machine running the tests may be busy. */
@@ -84,9 +85,9 @@ describe("offers that fail for a passing reason", () => {
     agent.send({ type: "job_accept", ...fence1 });
     await poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
     await runInDurableObject(job(jobId), (i: JobDO) => {
-      const s = i.load();
+      const s = insides(i).load();
       if (s?.lease) s.lease.expiresAt = Date.now() - 1;
-      if (s) i.ctx.storage.kv.put("job", s);
+      if (s) insides(i).ctx.storage.kv.put("job", s);
     });
     await runDurableObjectAlarm(job(jobId));
     expect((await job(jobId).get())?.attempt).toBe(2);
@@ -184,9 +185,9 @@ describe("offers that fail for a passing reason", () => {
     await settle(agent);
     await backOffForAnHour(jobId);
     await runInDurableObject(job(jobId), (i: JobDO) => {
-      const s = i.load();
+      const s = insides(i).load();
       if (s) s.queuedAt = Date.now() - 61_000;
-      if (s) i.ctx.storage.kv.put("job", s);
+      if (s) insides(i).ctx.storage.kv.put("job", s);
     });
     const ctx = createExecutionContext();
     await worker.scheduled(createScheduledController({ scheduledTime: Date.now(), cron: "* * * * *" }), env, ctx);

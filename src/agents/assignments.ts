@@ -3,24 +3,7 @@
 // An agent that turns an offer down for a passing reason (busy, stopped, its socket dropped) is
 // only backed off for that job; only a permanent reason excludes it (see matching.ts).
 import type { ExecutionSpec } from "../../protocol/index.ts";
-import { offerBackoffMs, rejectIsPermanent } from "./matching.ts";
-
-export interface Backoff {
-  until: number;
-  failures: number;
-}
-
-export interface PendingJob {
-  jobId: string;
-  attempt: number;
-  leaseToken: string;
-  spec: ExecutionSpec;
-  /** Agents that refused this attempt for good, with their reason. */
-  excluded: Record<string, string>;
-  backoff: Record<string, Backoff>;
-  /** The last "nobody can serve this" notice sent to the job, so it is sent once. */
-  notice: string | null;
-}
+import { type Backoff, offerBackoffMs, type PendingJob, rejectIsPermanent } from "./matching.ts";
 
 export interface Assignment extends PendingJob {
   agentId: string;

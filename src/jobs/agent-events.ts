@@ -2,16 +2,18 @@
 // Every message must carry the current attempt and lease token; anything else is stale, and once
 // the job is final its lease has ended: nothing carrying it changes the job any more.
 import { type FencedAgentMessage, isTerminal } from "../../protocol/index.ts";
-import { type FenceResult, type JobDO, leaseEnded } from "./job-do.ts";
+import { type FenceResult, leaseEnded } from "./job-api.ts";
+import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
 import type { OutboxItem } from "./outbox.ts";
+import { finish } from "./transitions.ts";
 import { reachableAgain } from "./unreachable.ts";
 
 /** The attempt header's place in the log: before the agent's own chunks, which start at 0. */
 export const ATTEMPT_HEADER_SEQ = -1;
 
 export async function handleAgentMessage(
-  job: JobDO,
+  job: JobContext,
   state: JobState,
   agentId: string,
   msg: FencedAgentMessage,
@@ -21,7 +23,7 @@ export async function handleAgentMessage(
   if (msg.attempt !== state.attempt || msg.leaseToken !== state.leaseToken) {
     return { ok: false, code: "stale_lease", message: `attempt ${msg.attempt} of ${state.id} is no longer current` };
   }
-  const now = Date.now();
+  const now = job.now();
   if (msg.type === "job_accept") {
     if (state.lease) {
       return state.lease.agentId === agentId
@@ -67,7 +69,7 @@ export async function handleAgentMessage(
         data: msg.data,
       });
       if (effects.length > 0) job.commit(state, effects);
-      else job.ctx.storage.kv.put("job", state);
+      else job.saveLiveness({ lease: state.lease });
       return { ok: true };
     case "step_started": {
       const step = state.steps.find((s) => s.stepId === msg.stepId);
@@ -116,7 +118,7 @@ export async function handleAgentMessage(
         const step = state.steps.find((s) => s.stepId === r.stepId);
         if (step && (step.state === "pending" || step.state === "running")) step.state = r.outcome;
       }
-      effects.push(...job.finish(state, msg.result));
+      effects.push(...finish(job, state, msg.result));
       break;
     }
   }
