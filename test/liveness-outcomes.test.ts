@@ -324,7 +324,7 @@ describe("a replayed accept of an older attempt", () => {
     expect(await agent.next("error")).toMatchObject({ jobId: first.jobId, attempt: 1 });
     // Attempt 2's offer is still the registry's: unanswered, it times out and is offered again.
     await runInDurableObject(registry, (_i: unknown, state) => {
-      state.storage.sql.exec("UPDATE jobs SET deadline = 1 WHERE job_id = ?", first.jobId);
+      state.storage.sql.exec("UPDATE assignments SET deadline = 1 WHERE job_id = ?", first.jobId);
     });
     await runDurableObjectAlarm(registry);
     expect(await agent.next("job_offer", 15_000)).toMatchObject({ jobId: first.jobId, attempt: 2 });

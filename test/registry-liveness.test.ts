@@ -41,18 +41,18 @@ async function bookRow(jobId: string): Promise<BookRow | undefined> {
   return runInDurableObject(
     registry(),
     (_i: AgentRegistryDO, state) =>
-      state.storage.sql.exec<BookRow>("SELECT * FROM jobs WHERE job_id = ?", jobId).toArray()[0],
+      state.storage.sql.exec<BookRow>("SELECT * FROM assignments WHERE job_id = ?", jobId).toArray()[0],
   );
 }
 
 /** Pushes an agent's backoff for a job an hour out: only an explicit re-offer can lift it now. */
 async function backOffForAnHour(jobId: string): Promise<void> {
   await runInDurableObject(registry(), (_i: AgentRegistryDO, state) => {
-    const row = state.storage.sql.exec<BookRow>("SELECT * FROM jobs WHERE job_id = ?", jobId).one();
+    const row = state.storage.sql.exec<BookRow>("SELECT * FROM assignments WHERE job_id = ?", jobId).one();
     const backoff = JSON.parse(row.backoff) as Record<string, { until: number; failures: number }>;
     for (const b of Object.values(backoff)) b.until = Date.now() + 3_600_000;
     state.storage.sql.exec(
-      "UPDATE jobs SET backoff = ?, wake_at = ? WHERE job_id = ?",
+      "UPDATE assignments SET backoff = ?, wake_at = ? WHERE job_id = ?",
       JSON.stringify(backoff),
       Date.now() + 3_600_000,
       jobId,
@@ -128,7 +128,7 @@ describe("offers that fail for a passing reason", () => {
     await job(jobId).dispatch(1);
     const offer = await agent.next("job_offer");
     await runInDurableObject(registry(), (_i: AgentRegistryDO, state) => {
-      state.storage.sql.exec("UPDATE jobs SET deadline = 1 WHERE job_id = ?", jobId);
+      state.storage.sql.exec("UPDATE assignments SET deadline = 1 WHERE job_id = ?", jobId);
     });
     await runDurableObjectAlarm(registry());
     const row = await bookRow(jobId);

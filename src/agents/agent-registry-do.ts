@@ -63,6 +63,8 @@ export class AgentRegistryDO extends DurableObject<Env> {
   private readonly config: Config;
   private readonly buckets = new WeakMap<WebSocket, TokenBucket>();
   private readonly tripped = new WeakSet<WebSocket>();
+  /** Sockets whose end was handled: close and error can both be delivered for one socket. */
+  private readonly ended = new WeakSet<WebSocket>();
   private readonly ledger: WorkerLedger;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -378,7 +380,10 @@ export class AgentRegistryDO extends DurableObject<Env> {
     await this.ledger.load(agentId, this.book.loadOf(agentId));
   }
 
+  /** A socket ended (close or error, whichever comes first; the other is ignored). */
   private async onGone(ws: WebSocket): Promise<void> {
+    if (this.ended.has(ws)) return;
+    this.ended.add(ws);
     const att = ws.deserializeAttachment() as Attachment | null;
     if (!att) return;
     const stillConnected = this.ctx.getWebSockets(att.agentId).some((s) => s !== ws && s.readyState === WebSocket.OPEN);
