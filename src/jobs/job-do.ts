@@ -6,30 +6,21 @@
 // (drain.ts) and re-arms the alarm at the next deadline (deadlines.ts). The alarm acts on the
 // due deadline (alarm-work.ts). Helpers get a JobContext (job-context.ts), never this object.
 import { DurableObject } from "cloudflare:workers";
-import {
-  type ExecutionSpec,
-  type FencedAgentMessage,
-  isTerminal,
-  type JobStatus,
-  type JobView,
-} from "../../protocol/index.ts";
+import type { ExecutionSpec, FencedAgentMessage, JobStatus, JobView } from "../../protocol/index.ts";
 import { loadConfig } from "../config.ts";
-import { getEngine } from "../execution/engine.ts";
 import { getDb, incrementCounter } from "../ledger/store.ts";
-import { randomHex } from "../lib/crypto.ts";
 import { log } from "../lib/log.ts";
 import { handleAgentMessage } from "./agent-events.ts";
 import { checkDeadlines, planJob } from "./alarm-work.ts";
 import { alarmAt, dueDeadline, REOFFER_AFTER_MS } from "./deadlines.ts";
 import { approve, cancel, type Decision, deny, gatewayPlan, newJobState, startFromGateway } from "./decisions.ts";
+import { deadLetter, dispatchAttempt, notDispatchable, noteWaiting, type Redelivery, redeliver } from "./dispatch.ts";
 import { OutboxDrain } from "./drain.ts";
 import type { Actor, CreateJobInput, DispatchOutcome, FenceResult, JobResult } from "./job-api.ts";
-import { leaseEnded } from "./job-api.ts";
 import { type JobState, viewOf } from "./job-state.ts";
 import { JobStore } from "./job-store.ts";
+import { holderDisconnected, holderOffline, holderWithoutJob, leaseHeld, renewLease } from "./lease.ts";
 import type { LogPosition } from "./log-buffer.ts";
-import { failEffects } from "./transitions.ts";
-import { reachableAgain } from "./unreachable.ts";
 
 // Callers name these through the object they talk to.
 export type { Actor, CreateJobInput, DispatchOutcome, FenceResult, JobResult } from "./job-api.ts";
@@ -51,6 +42,11 @@ export class JobDO extends DurableObject<Env> {
   /** After every change: perform the effects it queued, then arm the alarm at the next deadline. */
   private async afterChange(): Promise<void> {
     await this.drain.run(this.job);
+    await this.rearm();
+  }
+
+  /** Arms the alarm at the job's next deadline or outbox retry (deadlines.ts). */
+  private async rearm(): Promise<void> {
     const s = this.job.load();
     if (!s) return;
     const outbox = this.job.outbox;
@@ -152,68 +148,27 @@ export class JobDO extends DurableObject<Env> {
 
   async dispatch(attempt: number): Promise<DispatchOutcome> {
     const state = this.enter("dispatch");
-    if (state?.status !== "QUEUED" || attempt !== state.attempt || !state.spec) return "stale";
-    if (state.dispatchedAttempt >= attempt) return "duplicate";
-    state.dispatchedAttempt = attempt;
-    state.leaseToken = randomHex(24);
-    this.job.commit(state);
+    const refused = notDispatchable(state, attempt);
+    if (refused) return refused;
     try {
-      return await getEngine(this.env).execute(state.spec, state.leaseToken);
-    } catch (err) {
-      // Let the queue retry this attempt: undo the mark so the redelivery is not dropped.
-      const again = this.job.load();
-      if (again && again.status === "QUEUED" && again.attempt === attempt) {
-        again.dispatchedAttempt = attempt - 1;
-        again.leaseToken = null;
-        this.job.commit(again);
-      }
-      throw err;
+      return await dispatchAttempt(this.job, state, attempt);
     } finally {
       await this.afterChange();
     }
   }
 
-  /**
-   * Operator nudge (and the Sentinel's): offers the current attempt again. A QUEUED attempt
-   * already handed to the registry is re-offered there at once (agents' backoffs lifted, an
-   * outstanding offer kept); one whose dispatch message never arrived is sent again.
-   */
-  async redeliver(): Promise<
-    { ok: true; attempt: number; outcome: "offered" | "pending" | "enqueued" } | { ok: false; message: string }
-  > {
-    const state = this.enter("redeliver");
-    if (!state) return { ok: false, message: "no such job" };
-    if (state.status !== "QUEUED") {
-      const holder = state.status === "RUNNING" && state.lease ? ` on agent ${state.lease.agentId}` : "";
-      return { ok: false, message: `the job is ${state.status}${holder}; only a QUEUED job can be offered again` };
-    }
-    if (state.dispatchedAttempt === state.attempt && state.leaseToken && state.spec) {
-      const outcome = await getEngine(this.env).execute(state.spec, state.leaseToken);
-      return { ok: true, attempt: state.attempt, outcome };
-    }
-    await this.env.DISPATCH_QUEUE.send({ jobId: state.id, attempt: state.attempt });
-    return { ok: true, attempt: state.attempt, outcome: "enqueued" };
+  async redeliver(): Promise<Redelivery> {
+    return redeliver(this.job, this.enter("redeliver"));
   }
 
-  /** From the registry: why no connected agent can take this QUEUED attempt (a job event and a notification). */
   async waitingNotice(attempt: number, text: string): Promise<void> {
-    const state = this.enter("waitingNotice");
-    if (state?.status !== "QUEUED" || state.attempt !== attempt || state.notice === text) return;
-    const effects = this.job.move(state, "waiting", { attempt, reason: text });
-    state.notice = text;
-    this.job.commit(state, effects);
-    await this.afterChange();
+    if (noteWaiting(this.job, this.enter("waitingNotice"), attempt, text)) await this.afterChange();
   }
 
   async deadLetter(attempt: number, reason: string): Promise<boolean> {
-    const state = this.enter("deadLetter");
-    if (!state || isTerminal(state.status) || attempt !== state.attempt) return false;
-    this.job.commit(state, [
-      ...failEffects(this.job, state, `dispatch failed after retries: ${reason}`),
-      { kind: "audit", actor: "queue", action: "dead_letter", detail: { attempt, reason }, at: this.job.now() },
-    ]);
-    await this.afterChange();
-    return true;
+    const failed = deadLetter(this.job, this.enter("deadLetter"), attempt, reason);
+    if (failed) await this.afterChange();
+    return failed;
   }
 
   /** Parked outbox items put back in line (POST /api/jobs/:id/outbox/replay); null: no such job. */
@@ -247,52 +202,24 @@ export class JobDO extends DurableObject<Env> {
   async renewLease(agentId: string, attempt: number, leaseToken: string): Promise<FenceResult> {
     const state = this.enter("renewLease");
     if (!state) return { ok: false, code: "not_found", message: "no such job" };
-    if (isTerminal(state.status)) return leaseEnded(state);
-    const lease = state.lease;
-    if (!lease || lease.attempt !== attempt || lease.leaseToken !== leaseToken || lease.agentId !== agentId) {
-      return {
-        ok: false,
-        code: "stale_lease",
-        message: `attempt ${attempt} of ${state.id} is not leased to this agent`,
-      };
-    }
-    const now = this.job.now();
-    lease.expiresAt = now + this.job.config.leaseS * 1000;
-    lease.lastSeenAt = now;
-    if (state.unreachableSince) this.job.commit(state, reachableAgain(this.job, state));
-    else this.job.saveLiveness({ lease });
-    await this.afterChange();
-    return { ok: true };
+    const { committed, ...result } = renewLease(this.job, state, agentId, attempt, leaseToken);
+    if (committed) await this.afterChange();
+    else if (result.ok) await this.rearm();
+    return result;
   }
 
-  /**
-   * The holder of this unreachable job is connected again and does not list it (it restarted):
-   * unless its result is replayed within WITHOUT_JOB_CONFIRM_MS, the outcome is unknown now
-   * rather than after the whole unreachable bound.
-   */
   async agentWithoutJob(agentId: string, attempt: number): Promise<void> {
     const s = this.enter("agentWithoutJob");
-    if (s?.status !== "RUNNING" || !s.unreachableSince || s.withoutJobAt) return;
-    if (s.lease?.agentId !== agentId || s.lease.attempt !== attempt) return;
-    this.job.saveLiveness({ withoutJobAt: this.job.now() });
-    await this.afterChange();
+    if (s && holderWithoutJob(this.job, s, agentId, attempt)) await this.rearm();
   }
 
-  /** The lease holder's socket closed: give it the reconnect grace instead of the full lease. */
   async agentDisconnected(agentId: string, attempt: number): Promise<void> {
-    const lease = this.enter("agentDisconnected")?.lease;
-    if (!lease || lease.agentId !== agentId || lease.attempt !== attempt) return;
-    lease.expiresAt = Math.min(lease.expiresAt, this.job.now() + this.job.config.reconnectGraceS * 1000);
-    this.job.saveLiveness({ lease });
-    await this.afterChange();
+    const s = this.enter("agentDisconnected");
+    if (s && holderDisconnected(this.job, s, agentId, attempt)) await this.rearm();
   }
 
-  /** For an artifact upload: "ended" once the job is final, whoever asks. */
   async leaseValid(attempt: number, leaseToken: string, agentId: string): Promise<boolean | "ended"> {
-    const s = this.enter("leaseValid");
-    if (s && isTerminal(s.status)) return "ended";
-    const lease = s?.lease;
-    return !!lease && lease.attempt === attempt && lease.leaseToken === leaseToken && lease.agentId === agentId;
+    return leaseHeld(this.enter("leaseValid"), attempt, leaseToken, agentId);
   }
 
   async readLogs(opts: { tail?: number; grep?: string }): Promise<{ lines: string[]; status: JobStatus } | null> {
@@ -333,10 +260,7 @@ export class JobDO extends DurableObject<Env> {
   async sentinelCheck(offlineAgents: string[]): Promise<JobStatus | null> {
     const s = this.enter("sentinelCheck");
     if (!s) return null;
-    if (s.status === "RUNNING" && s.lease && offlineAgents.includes(s.lease.agentId)) {
-      s.lease.expiresAt = Math.min(s.lease.expiresAt, this.job.now());
-      this.job.saveLiveness({ lease: s.lease });
-    }
+    holderOffline(this.job, s, offlineAgents);
     await checkDeadlines(this.job);
     await this.afterChange();
     const after = this.job.load();
