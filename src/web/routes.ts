@@ -28,10 +28,9 @@ import {
   readSession,
   redeemLoginLink,
   startSession,
-  type WebSession,
+  type WebEnv,
 } from "./session.ts";
 
-export type WebEnv = { Bindings: Env; Variables: { session: WebSession } };
 type C = Context<WebEnv>;
 
 const errorPage = errorPageFor;
