@@ -84,7 +84,7 @@ async function asAgent(jobId: string, messages: ((f: Fence) => FencedAgentMessag
     const fence = { jobId, attempt: state.attempt, leaseToken: "S".repeat(32) };
     for (const m of messages) {
       const res = await instance.agentMessage("agent_security", m(fence));
-      if (!res.ok) throw new Error(res.message);
+      if (!res.ok) throw new Error(res.error.message);
     }
   });
 }

@@ -315,7 +315,7 @@ export class AgentRegistryDO extends DurableObject<Env> {
         await this.relay(ws, att, { type: "job_accept", jobId: r.jobId, attempt: r.attempt, leaseToken: r.leaseToken });
         continue;
       }
-      this.reply(ws, { type: "job_cancel", jobId: r.jobId, attempt: r.attempt, reason: res.message });
+      this.reply(ws, { type: "job_cancel", jobId: r.jobId, attempt: r.attempt, reason: res.error.message });
     }
     // Jobs we think run on this agent that it does not list: an agent that restarted has lost
     // them. The JobDO only acts on this for a job already unreachable, and only after a pause in
@@ -350,7 +350,8 @@ export class AgentRegistryDO extends DurableObject<Env> {
       this.book.liftBackoffs(agentId);
     }
     if (!res.ok) {
-      this.reply(ws, { type: "error", code: res.code, message: res.message, jobId: msg.jobId, attempt: msg.attempt });
+      const { code, message } = res.error;
+      this.reply(ws, { type: "error", code, message, jobId: msg.jobId, attempt: msg.attempt });
       // A refused accept ends that attempt's entry only: a replayed accept of an older attempt
       // must not drop the newer attempt this agent was just offered.
       if (

@@ -1,5 +1,6 @@
 // What callers of a JobDO see besides the view: who acts, and the outcomes of its RPCs.
 import type { JobStatus, JobView } from "../../protocol/index.ts";
+import { err, ok, type Result } from "../../protocol/result.ts";
 
 export interface Actor {
   id: string;
@@ -19,11 +20,19 @@ export type JobResult =
   | { ok: true; job: JobView }
   | { ok: false; code: "not_found" | "forbidden" | "conflict"; message: string };
 export type DispatchOutcome = "offered" | "pending" | "duplicate" | "stale";
-export type FenceResult =
-  | { ok: true }
-  | { ok: false; code: "stale_lease" | "lease_ended" | "not_found" | "bad_message"; message: string };
+/** Why the job refused an agent's message or heartbeat (the registry tells the agent the code). */
+export interface FenceRefusal {
+  code: "stale_lease" | "lease_ended" | "not_found" | "bad_message";
+  message: string;
+}
+export type FenceResult = Result<void, FenceRefusal>;
+
+export const accepted = (): FenceResult => ok(undefined);
+export const refused = (code: FenceRefusal["code"], message: string): { ok: false; error: FenceRefusal } =>
+  err({ code, message });
+export const noSuchJob = (): FenceResult => refused("not_found", "no such job");
 
 /** The refusal for anything carrying the lease of a job that is already final. */
-export function leaseEnded(state: { id: string; status: JobStatus }): FenceResult {
-  return { ok: false, code: "lease_ended", message: `job ${state.id} is ${state.status}: its lease has ended` };
+export function leaseEnded(state: { id: string; status: JobStatus }): { ok: false; error: FenceRefusal } {
+  return refused("lease_ended", `job ${state.id} is ${state.status}: its lease has ended`);
 }

@@ -16,7 +16,15 @@ import { alarmAt, dueDeadline, REOFFER_AFTER_MS } from "./deadlines.ts";
 import { approve, cancel, type Decision, deny, gatewayPlan, newJobState, startFromGateway } from "./decisions.ts";
 import { deadLetter, dispatchAttempt, notDispatchable, noteWaiting, type Redelivery, redeliver } from "./dispatch.ts";
 import { OutboxDrain } from "./drain.ts";
-import type { Actor, CreateJobInput, DispatchOutcome, FenceResult, JobResult } from "./job-api.ts";
+import {
+  type Actor,
+  accepted,
+  type CreateJobInput,
+  type DispatchOutcome,
+  type FenceResult,
+  type JobResult,
+  noSuchJob,
+} from "./job-api.ts";
 import { type JobState, viewOf } from "./job-state.ts";
 import { JobStore } from "./job-store.ts";
 import { holderDisconnected, holderOffline, holderWithoutJob, leaseHeld, renewLease } from "./lease.ts";
@@ -192,7 +200,7 @@ export class JobDO extends DurableObject<Env> {
 
   async agentMessage(agentId: string, msg: FencedAgentMessage, agentName?: string): Promise<FenceResult> {
     const state = this.enter("agentMessage");
-    if (!state) return { ok: false, code: "not_found", message: "no such job" };
+    if (!state) return noSuchJob();
     const result = await handleAgentMessage(this.job, state, agentId, msg, agentName ?? agentId);
     await this.afterChange();
     return result;
@@ -201,11 +209,12 @@ export class JobDO extends DurableObject<Env> {
   /** Heartbeat or resume from the lease holder: extends the lease; anything else is stale. */
   async renewLease(agentId: string, attempt: number, leaseToken: string): Promise<FenceResult> {
     const state = this.enter("renewLease");
-    if (!state) return { ok: false, code: "not_found", message: "no such job" };
-    const { committed, ...result } = renewLease(this.job, state, agentId, attempt, leaseToken);
-    if (committed) await this.afterChange();
-    else if (result.ok) await this.rearm();
-    return result;
+    if (!state) return noSuchJob();
+    const renewed = renewLease(this.job, state, agentId, attempt, leaseToken);
+    if (!renewed.ok) return renewed;
+    // A renewal that only moved the lease drains nothing: it just re-arms the alarm.
+    await (renewed.value === "committed" ? this.afterChange() : this.rearm());
+    return accepted();
   }
 
   async agentWithoutJob(agentId: string, attempt: number): Promise<void> {

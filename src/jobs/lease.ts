@@ -2,7 +2,8 @@
 // holder, its socket closing, its coming back without the job, and the check of an upload.
 // These save only the lease's liveness (saveLiveness) unless the job's status changes.
 import { isTerminal } from "../../protocol/index.ts";
-import { type FenceResult, leaseEnded } from "./job-api.ts";
+import { ok, type Result } from "../../protocol/result.ts";
+import { type FenceRefusal, leaseEnded, refused } from "./job-api.ts";
 import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
 import { reachableAgain } from "./unreachable.ts";
@@ -14,21 +15,21 @@ export function renewLease(
   agentId: string,
   attempt: number,
   leaseToken: string,
-): FenceResult & { committed?: boolean } {
+): Result<"saved" | "committed", FenceRefusal> {
   if (isTerminal(state.status)) return leaseEnded(state);
   const lease = state.lease;
   if (!lease || lease.attempt !== attempt || lease.leaseToken !== leaseToken || lease.agentId !== agentId) {
-    return { ok: false, code: "stale_lease", message: `attempt ${attempt} of ${state.id} is not leased to this agent` };
+    return refused("stale_lease", `attempt ${attempt} of ${state.id} is not leased to this agent`);
   }
   const now = job.now();
   lease.expiresAt = now + job.config.leaseS * 1000;
   lease.lastSeenAt = now;
   if (!state.unreachableSince) {
     job.saveLiveness({ lease });
-    return { ok: true };
+    return ok("saved");
   }
   job.commit(state, reachableAgain(job, state));
-  return { ok: true, committed: true };
+  return ok("committed");
 }
 
 /**

@@ -23,29 +23,30 @@ export function move(
   const from = state.status;
   const t = transition(from, event);
   if (!t.ok) throw new Error(t.error);
-  state.status = t.to;
+  const to = t.value;
+  state.status = to;
   state.eventSeq += 1;
   // Any real change of status ends what the requester was told to wait for.
-  if (t.to !== from) {
+  if (to !== from) {
     state.notice = null;
     state.unreachableSince = null;
     state.withoutJobAt = null;
   }
-  if (isTerminal(t.to)) state.finishedAt = now;
-  log("info", "job transition", { jobId: state.id, from, to: t.to, event, attempt: state.attempt });
+  if (isTerminal(to)) state.finishedAt = now;
+  log("info", "job transition", { jobId: state.id, from, to: to, event, attempt: state.attempt });
   const lastAt = state.lastAtByStatus ?? {
     ...(state.queuedAt !== null ? { QUEUED: state.queuedAt } : {}),
     ...(state.startedAt !== null ? { RUNNING: state.startedAt } : {}),
   };
-  const measure = measureFor(t.to, now, lastAt);
-  state.lastAtByStatus = { ...lastAt, [t.to]: now };
+  const measure = measureFor(to, now, lastAt);
+  state.lastAtByStatus = { ...lastAt, [to]: now };
   const effects: OutboxItem[] = [
-    { kind: "event", seq: state.eventSeq, fromStatus: from, toStatus: t.to, event, detail, at: now, measure },
+    { kind: "event", seq: state.eventSeq, fromStatus: from, toStatus: to, event, detail, at: now, measure },
     // A job that ended gets its answer before the notification that tells it.
-    ...(isTerminal(t.to) && from !== t.to ? [{ kind: "answer" } as const] : []),
+    ...(isTerminal(to) && from !== to ? [{ kind: "answer" } as const] : []),
     { kind: "notify" },
   ];
-  if (isTerminal(t.to)) effects.push({ kind: "archive_log" });
+  if (isTerminal(to)) effects.push({ kind: "archive_log" });
   return effects;
 }
 
