@@ -12,9 +12,14 @@ import type { Outbox, OutboxItem } from "./outbox.ts";
  * The fields that may be saved without a state commit (see JobContext.saveLiveness): the lease's
  * liveness and the planning marks — nothing the ledger row, the requester or the state machine sees.
  */
-export type LivenessPatch = Partial<
-  Pick<JobState, "lease" | "withoutJobAt" | "planningStarted" | "planningStartedAt" | "planAttempts">
->;
+export const LIVENESS_FIELDS = [
+  "lease",
+  "withoutJobAt",
+  "planningStarted",
+  "planningStartedAt",
+  "planAttempts",
+] as const satisfies readonly (keyof JobState)[];
+export type LivenessPatch = Partial<Pick<JobState, (typeof LIVENESS_FIELDS)[number]>>;
 
 /** Small values a job remembers beside its state: the last ledger snapshot written, the Telegram memo. */
 export type MemoKey = "ledger_written" | "notify";
@@ -35,7 +40,7 @@ export interface JobContext {
   /**
    * The one exception, for the hot path (every agent message and heartbeat renews the lease):
    * saves only the fields of LivenessPatch onto the stored state, with no ledger write. The type
-   * keeps anything else from being saved this way.
+   * refuses other fields, and any other field of the object passed is ignored.
    */
   saveLiveness(patch: LivenessPatch): void;
   /** Applies a state-machine event to `state` (throws on an illegal one); returns its effects. */

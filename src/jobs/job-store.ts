@@ -3,7 +3,7 @@
 import type { Config } from "../config.ts";
 import type { JobEvent } from "../core/job-machine.ts";
 import { redactorFor } from "../lib/redact.ts";
-import type { JobContext, LivenessPatch, MemoKey } from "./job-context.ts";
+import { type JobContext, LIVENESS_FIELDS, type LivenessPatch, type MemoKey } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
 import { LogBuffer } from "./log-buffer.ts";
 import { Outbox, type OutboxItem } from "./outbox.ts";
@@ -64,7 +64,10 @@ export class JobStore implements JobContext {
 
   saveLiveness(patch: LivenessPatch): void {
     const stored = this.load();
-    if (stored) this.storage.kv.put("job", { ...stored, ...patch });
+    if (!stored) return;
+    // Field by field: a whole JobState passed here (it type-checks as a patch) saves only these.
+    for (const key of LIVENESS_FIELDS) if (patch[key] !== undefined) Object.assign(stored, { [key]: patch[key] });
+    this.storage.kv.put("job", stored);
   }
 
   move(state: JobState, event: JobEvent, detail: Record<string, unknown> | null = null): OutboxItem[] {
