@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { addTallies } from "../src/planners/model-call.ts";
+import { insides } from "./helpers/job-insides.ts";
 import { api } from "./helpers/worker.ts";
 
 const stub = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
@@ -29,11 +30,11 @@ describe("tokens counted per job", () => {
     const plan = { calls: 1, input: 310, cachedInput: 1900, cacheWrite: 0, output: 120 };
     const answer = { calls: 1, input: 850, cachedInput: 0, cacheWrite: 400, output: 30 };
     await runInDurableObject(stub(jobId), async (i: JobDO) => {
-      const s = i.load();
+      const s = insides(i).load();
       if (!s) throw new Error("no job");
       s.tokens = addTallies(addTallies(s.tokens, plan), answer);
-      i.commit(s);
-      await i.afterChange();
+      insides(i).commit(s);
+      await insides(i).afterChange();
     });
     expect((await stub(jobId).get())?.tokens).toEqual({
       calls: 2,

@@ -4,6 +4,7 @@ import type { JobView } from "../protocol/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { insides } from "./helpers/job-insides.ts";
 import { ledgerStatuses, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 const owner = { id: "42", isAdmin: false };
@@ -33,10 +34,10 @@ async function planned(intent: string): Promise<{ jobId: string; job: JobView }>
 
 async function edit(jobId: string, fn: (s: JobState) => void): Promise<void> {
   await runInDurableObject(stub(jobId), (instance: JobDO) => {
-    const state = instance.load();
+    const state = insides(instance).load();
     if (!state) throw new Error("no state");
     fn(state);
-    instance.ctx.storage.kv.put("job", state);
+    insides(instance).ctx.storage.kv.put("job", state);
   });
 }
 
@@ -113,14 +114,14 @@ describe("JobDO planning that was cut off", () => {
     ] as const) {
       const jobId = await created("check git status", "default");
       await runInDurableObject(stub(jobId), async (i: JobDO) => {
-        const s = i.load();
+        const s = insides(i).load();
         if (!s) throw new Error("no state");
         // As if the object had died during the planner call 100 s ago.
         s.planningStarted = true;
         s.planningStartedAt = Date.now() - 100_000;
         s.planAttempts = attempts;
-        i.ctx.storage.kv.put("job", s);
-        await i.ctx.storage.setAlarm(Date.now());
+        insides(i).ctx.storage.kv.put("job", s);
+        await insides(i).ctx.storage.setAlarm(Date.now());
       });
       await runDurableObjectAlarm(stub(jobId));
       const job = await stub(jobId).get();
@@ -132,7 +133,7 @@ describe("JobDO planning that was cut off", () => {
   it("generatePlan plans a created job at once", async () => {
     const { generatePlan } = await import("../src/core/orchestrator.ts");
     const jobId = await created("run the tests", "default");
-    await runInDurableObject(stub(jobId), (i: JobDO) => i.ctx.storage.deleteAlarm());
+    await runInDurableObject(stub(jobId), (i: JobDO) => insides(i).ctx.storage.deleteAlarm());
     const job = await generatePlan(env, jobId);
     expect(job.status).toBe("PLANNED");
     expect(job.plan?.proposedSteps[0]?.action).toBe("run_tests");
@@ -248,14 +249,14 @@ describe("JobDO dispatch, lease and fencing", () => {
         chatId: null,
       });
       await runInDurableObject(stub(jobId), (i: JobDO) => {
-        expect(i.outbox.size()).toBeGreaterThan(0);
+        expect(insides(i).outbox.size()).toBeGreaterThan(0);
       });
     } finally {
       await env.DB.exec("ALTER TABLE jobs_offline RENAME TO jobs");
     }
     expect(await ledgerStatus(jobId)).toBeUndefined();
     await runInDurableObject(stub(jobId), async (i: JobDO) => {
-      i.ctx.storage.sql.exec("UPDATE outbox SET next_at = 0");
+      insides(i).ctx.storage.sql.exec("UPDATE outbox SET next_at = 0");
     });
     await runDurableObjectAlarm(stub(jobId));
     await runDurableObjectAlarm(stub(jobId));

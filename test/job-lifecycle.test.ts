@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { insides } from "./helpers/job-insides.ts";
 import { api } from "./helpers/worker.ts";
 
 const DAY = 86_400_000;
@@ -16,7 +17,7 @@ async function finishedJob(): Promise<{ jobId: string; stub: DurableObjectStub<J
   await stub.create({ jobId, projectId: "default", intent: "check git status", userId: "api", chatId: null });
   await stub.cancel({ id: "api", isAdmin: true });
   for (let n = 0; n < 100; n++) {
-    if ((await runInDurableObject(stub, (i: JobDO) => i.outbox.size())) === 0) break;
+    if ((await runInDurableObject(stub, (i: JobDO) => insides(i).outbox.size())) === 0) break;
     await scheduler.wait(20);
   }
   return { jobId, stub };
@@ -25,22 +26,22 @@ async function finishedJob(): Promise<{ jobId: string; stub: DurableObjectStub<J
 /** Moves the job's end back in time, as if `days` had passed since. */
 async function endedDaysAgo(stub: DurableObjectStub<JobDO>, days: number): Promise<void> {
   await runInDurableObject(stub, (i: JobDO) => {
-    const s = i.load() as JobState;
+    const s = insides(i).load() as JobState;
     s.finishedAt = Date.now() - days * DAY;
-    i.ctx.storage.kv.put("job", s);
+    insides(i).ctx.storage.kv.put("job", s);
   });
 }
 
 /** What the object stores: its key-value entries and its SQL tables (the runtime's own excluded). */
 const storageOf = (stub: DurableObjectStub<JobDO>) =>
   runInDurableObject(stub, async (i: JobDO) => ({
-    keys: [...i.ctx.storage.kv.list()].map(([k]) => k),
-    tables: i.ctx.storage.sql
-      .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'")
+    keys: [...insides(i).ctx.storage.kv.list()].map(([k]) => k),
+    tables: insides(i)
+      .ctx.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'")
       .toArray()
       .map((r) => r.name)
       .filter((n) => !n.startsWith("_cf_") && !n.startsWith("sqlite_")),
-    alarm: await i.ctx.storage.getAlarm(),
+    alarm: await insides(i).ctx.storage.getAlarm(),
   }));
 
 describe("job storage lifecycle", () => {
@@ -48,8 +49,8 @@ describe("job storage lifecycle", () => {
     const { stub } = await finishedJob();
     await runDurableObjectAlarm(stub); // the planning alarm set at creation fires and re-arms
     const { finishedAt, alarm } = await runInDurableObject(stub, async (i: JobDO) => ({
-      finishedAt: i.load()?.finishedAt ?? 0,
-      alarm: await i.ctx.storage.getAlarm(),
+      finishedAt: insides(i).load()?.finishedAt ?? 0,
+      alarm: await insides(i).ctx.storage.getAlarm(),
     }));
     // JOB_STATE_RETENTION_DAYS defaults to 7 (below LOG_RETENTION_DAYS).
     expect(alarm).toBe(finishedAt + 7 * DAY);
@@ -80,12 +81,12 @@ describe("job storage lifecycle", () => {
   it("keeps the storage of a job that still owes a side effect (a parked item)", async () => {
     const { stub } = await finishedJob();
     await runInDurableObject(stub, (i: JobDO) => {
-      i.outbox.add({ kind: "archive_log" });
-      i.ctx.storage.sql.exec("UPDATE outbox SET parked_at = ?, reported = 1, tries = 10", Date.now());
+      insides(i).outbox.add({ kind: "archive_log" });
+      insides(i).ctx.storage.sql.exec("UPDATE outbox SET parked_at = ?, reported = 1, tries = 10", Date.now());
     });
     await endedDaysAgo(stub, 30);
     await runInDurableObject(stub, async (i: JobDO) => {
-      await i.ctx.storage.setAlarm(Date.now());
+      await insides(i).ctx.storage.setAlarm(Date.now());
     });
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     const after = await storageOf(stub);

@@ -35,7 +35,7 @@ describe("transition", () => {
       const expected = LEGAL[key];
       it(`${key} → ${expected ?? "refused"}`, () => {
         const res = transition(from, event);
-        if (expected) expect(res).toEqual({ ok: true, to: expected });
+        if (expected) expect(res).toEqual({ ok: true, value: expected });
         else {
           expect(res.ok).toBe(false);
           expect(!res.ok && res.error).toMatch(

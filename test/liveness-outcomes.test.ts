@@ -9,6 +9,7 @@ import { renderJob } from "../src/bot/format.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { insides } from "./helpers/job-insides.ts";
 import { api, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 /** Polls for up to 10 s, and tests get 30 s: the machine running the tests may be busy. */
@@ -19,10 +20,10 @@ const job = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
 
 async function edit(jobId: string, fn: (s: JobState) => void): Promise<void> {
   await runInDurableObject(job(jobId), (i: JobDO) => {
-    const s = i.load();
+    const s = insides(i).load();
     if (!s) throw new Error("no state");
     fn(s);
-    i.ctx.storage.kv.put("job", s);
+    insides(i).ctx.storage.kv.put("job", s);
   });
 }
 
@@ -84,7 +85,7 @@ describe("a WRITE job whose agent is unreachable", () => {
     agent.close();
     // The socket is gone: the lease drops to the reconnect grace, which then passes.
     await poll(async () => {
-      const s = await runInDurableObject(job(fence.jobId), (i: JobDO) => i.load());
+      const s = await runInDurableObject(job(fence.jobId), (i: JobDO) => insides(i).load());
       return (s?.lease?.expiresAt ?? Infinity) <= Date.now() + 31_000;
     }).toBe(true);
     await expireLease(fence.jobId);
@@ -161,7 +162,7 @@ describe("a WRITE job whose agent is unreachable", () => {
     back.send({ type: "resume", running: [] });
     back.send(succeeded(kept));
     const withoutJob = async (jobId: string) =>
-      runInDurableObject(job(jobId), (i: JobDO) => i.load()?.withoutJobAt ?? null);
+      runInDurableObject(job(jobId), (i: JobDO) => insides(i).load()?.withoutJobAt ?? null);
     await poll(() => withoutJob(lost.jobId)).toBeTypeOf("number");
     await poll(async () => (await view(kept.jobId)).status).toBe("SUCCEEDED");
     // Still RUNNING until the pause for a replay has passed.
@@ -323,7 +324,7 @@ describe("a replayed accept of an older attempt", () => {
     expect(await agent.next("error")).toMatchObject({ jobId: first.jobId, attempt: 1 });
     // Attempt 2's offer is still the registry's: unanswered, it times out and is offered again.
     await runInDurableObject(registry, (_i: unknown, state) => {
-      state.storage.sql.exec("UPDATE jobs SET deadline = 1 WHERE job_id = ?", first.jobId);
+      state.storage.sql.exec("UPDATE assignments SET deadline = 1 WHERE job_id = ?", first.jobId);
     });
     await runDurableObjectAlarm(registry);
     expect(await agent.next("job_offer", 15_000)).toMatchObject({ jobId: first.jobId, attempt: 2 });

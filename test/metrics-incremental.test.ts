@@ -8,6 +8,7 @@ import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
 import { DISPATCH_BUCKETS_S, DURATION_BUCKETS_S } from "../src/ledger/metric-counters.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { insides } from "./helpers/job-insides.ts";
 import { api } from "./helpers/worker.ts";
 
 afterEach(() => {
@@ -56,19 +57,19 @@ async function runJob(path: [JobEvent, number][]): Promise<string> {
     let t = Date.now();
     vi.useFakeTimers({ toFake: ["Date"] });
     vi.setSystemTime(t);
-    i.commit(freshState(jobId, t), [
+    insides(i).commit(freshState(jobId, t), [
       { kind: "event", seq: 1, fromStatus: null, toStatus: "CREATED", event: "create", detail: null, at: t },
     ]);
-    await i.drain();
+    await insides(i).drain();
     for (const [event, gapMs] of path) {
       t += gapMs;
       vi.setSystemTime(t);
-      const s = i.load() as JobState;
-      i.commit(s, i.move(s, event));
-      await i.drain();
+      const s = insides(i).load() as JobState;
+      insides(i).commit(s, insides(i).move(s, event));
+      await insides(i).drain();
     }
     vi.useRealTimers();
-    expect(i.outbox.size()).toBe(0);
+    expect(insides(i).outbox.size()).toBe(0);
   });
   return jobId;
 }
@@ -154,8 +155,8 @@ describe("incremental /metrics", () => {
     // The same event again, as after a batch whose answer was lost: the row exists, nothing counts.
     await runInDurableObject(stub, async (i: JobDO) => {
       const e = { kind: "event" as const, seq: 4, fromStatus: "QUEUED", toStatus: "RUNNING", event: "start" };
-      i.outbox.add({ ...e, detail: null, at: Date.now(), measure: { histogram: "dispatch", ms: 1234 } });
-      await i.drain();
+      insides(i).outbox.add({ ...e, detail: null, at: Date.now(), measure: { histogram: "dispatch", ms: 1234 } });
+      await insides(i).drain();
     });
     expect(await (await api("/metrics")).text()).toBe(before);
   });

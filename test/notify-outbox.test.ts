@@ -4,6 +4,7 @@ import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { insides } from "./helpers/job-insides.ts";
 import { failNext } from "./helpers/telegram.ts";
 
 const CHAT = -9001;
@@ -21,10 +22,10 @@ describe("notifications in the outbox", () => {
     await stub.create({ jobId, projectId: "default", intent: "check git status", userId: "42", chatId: String(CHAT) });
     // Plan inside the object (as its alarm does) and let the outbox drain.
     await runInDurableObject(stub, async (i: JobDO) => {
-      const s = i.load();
+      const s = insides(i).load();
       if (!s) throw new Error("no state");
-      await i.plan(s);
-      await i.afterChange();
+      await insides(i).plan(s);
+      await insides(i).afterChange();
     });
     const ledger = await env.DB.prepare("SELECT status FROM jobs WHERE id = ?").bind(jobId).first<{ status: string }>();
     expect(ledger?.status).toBe("QUEUED");
@@ -33,8 +34,10 @@ describe("notifications in the outbox", () => {
       .first<{ n: number }>();
     expect(events?.n).toBe(3);
     const pending = await runInDurableObject(stub, (i: JobDO) =>
-      i.ctx.storage.sql
-        .exec<{ kind: string; tries: number; next_at: number }>("SELECT kind, tries, next_at FROM outbox")
+      insides(i)
+        .ctx.storage.sql.exec<{ kind: string; tries: number; next_at: number }>(
+          "SELECT kind, tries, next_at FROM outbox",
+        )
         .toArray(),
     );
     expect(pending).toHaveLength(1);

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { backoffMs, MAX_OUTBOX_TRIES } from "../src/jobs/outbox.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { insides } from "./helpers/job-insides.ts";
 import { api, json } from "./helpers/worker.ts";
 
 const TRIGGER = "test_fail_event_insert";
@@ -34,14 +35,16 @@ async function newJob(): Promise<{ jobId: string; stub: DurableObjectStub<JobDO>
 type Row = { id: number; kind: string; tries: number; parked_at: number | null; next_at: number };
 const outboxRows = (stub: DurableObjectStub<JobDO>) =>
   runInDurableObject(stub, (i: JobDO) =>
-    i.ctx.storage.sql.exec<Row>("SELECT id, kind, tries, parked_at, next_at FROM outbox ORDER BY id").toArray(),
+    insides(i)
+      .ctx.storage.sql.exec<Row>("SELECT id, kind, tries, parked_at, next_at FROM outbox ORDER BY id")
+      .toArray(),
   );
 
 /** Queues a (failing) event, then a ledger snapshot and an archive upload behind it. */
 async function queueEventThenOthers(stub: DurableObjectStub<JobDO>): Promise<void> {
   await runInDurableObject(stub, async (i: JobDO) => {
-    i.ctx.storage.transactionSync(() => {
-      i.outbox.add({
+    insides(i).ctx.storage.transactionSync(() => {
+      insides(i).outbox.add({
         kind: "event",
         seq: 90,
         fromStatus: "CREATED",
@@ -50,18 +53,18 @@ async function queueEventThenOthers(stub: DurableObjectStub<JobDO>): Promise<voi
         detail: null,
         at: Date.now(),
       });
-      i.outbox.add({ kind: "ledger" });
-      i.outbox.add({ kind: "archive_log" });
+      insides(i).outbox.add({ kind: "ledger" });
+      insides(i).outbox.add({ kind: "archive_log" });
     });
-    await i.drain();
+    await insides(i).drain();
   });
 }
 
 /** Runs the retries now instead of waiting out the backoff. */
 async function retryNow(stub: DurableObjectStub<JobDO>): Promise<void> {
   await runInDurableObject(stub, async (i: JobDO) => {
-    i.ctx.storage.sql.exec("UPDATE outbox SET next_at = 0 WHERE parked_at IS NULL");
-    await i.drain();
+    insides(i).ctx.storage.sql.exec("UPDATE outbox SET next_at = 0 WHERE parked_at IS NULL");
+    await insides(i).drain();
   });
 }
 
@@ -88,7 +91,7 @@ describe("outbox lanes and parking", () => {
     expect(rows[0]?.tries).toBe(1);
     expect(await env.ARCHIVE.head(`logs/jobs/${jobId}.log`)).not.toBeNull();
     // A drain before the backoff has passed does not run the snapshot ahead of the event.
-    await runInDurableObject(stub, (i: JobDO) => i.drain());
+    await runInDurableObject(stub, (i: JobDO) => insides(i).drain());
     expect((await outboxRows(stub)).map((r) => r.kind)).toEqual(["event", "ledger"]);
   });
 
@@ -96,7 +99,7 @@ describe("outbox lanes and parking", () => {
     const { jobId, stub } = await newJob();
     await runInDurableObject(stub, async (i: JobDO) => {
       // R2 refusing every put (fault injection on this object's binding only).
-      const failing = new Proxy(i.env.ARCHIVE, {
+      const failing = new Proxy(insides(i).env.ARCHIVE, {
         get(target, prop) {
           if (prop === "put")
             return () => {
@@ -108,10 +111,10 @@ describe("outbox lanes and parking", () => {
           return typeof value === "function" ? value.bind(target) : value;
         },
       });
-      Object.defineProperty(i, "env", { value: { ...i.env, ARCHIVE: failing }, configurable: true });
-      i.ctx.storage.transactionSync(() => {
-        i.outbox.add({ kind: "archive_log" });
-        i.outbox.add({
+      Object.defineProperty(i, "env", { value: { ...insides(i).env, ARCHIVE: failing }, configurable: true });
+      insides(i).ctx.storage.transactionSync(() => {
+        insides(i).outbox.add({ kind: "archive_log" });
+        insides(i).outbox.add({
           kind: "event",
           seq: 91,
           fromStatus: "CANCELLED",
@@ -121,7 +124,7 @@ describe("outbox lanes and parking", () => {
           at: Date.now(),
         });
       });
-      await i.drain();
+      await insides(i).drain();
     });
     const rows = await outboxRows(stub);
     expect(rows.map((r) => [r.kind, r.tries])).toEqual([["archive_log", 1]]);
@@ -159,7 +162,7 @@ describe("outbox lanes and parking", () => {
     const metrics = await (await api("/metrics")).text();
     expect(metrics).toMatch(new RegExp(`skynet_outbox_parked_total ${after?.value}\\n`));
     // A parked item holds no alarm: nothing retries it until someone replays it.
-    const retriesLeft = await runInDurableObject(stub, (i: JobDO) => i.outbox.nextAt());
+    const retriesLeft = await runInDurableObject(stub, (i: JobDO) => insides(i).outbox.nextAt());
     expect(retriesLeft).toBeNull();
   });
 

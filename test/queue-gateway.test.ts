@@ -14,6 +14,7 @@ import worker from "../src/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { retryDelaySeconds } from "../src/queue/dispatch-consumer.ts";
+import { insides } from "./helpers/job-insides.ts";
 import { api, json } from "./helpers/worker.ts";
 
 const job = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
@@ -123,8 +124,8 @@ describe("logs", () => {
   it("serves tail and grep, and streams the live log as server-sent events until the job ends", async () => {
     const jobId = await plannedJob("check git status");
     await runInDurableObject(job(jobId), (i: JobDO) => {
-      i.logs.append({ attempt: 1, seq: 0, stepId: "s1", stream: "stdout", data: "alpha\nbeta <b>\n" });
-      i.logs.append({ attempt: 1, seq: 1, stepId: "s1", stream: "stdout", data: "gamma\n" });
+      insides(i).logs.append({ attempt: 1, seq: 0, stepId: "s1", stream: "stdout", data: "alpha\nbeta <b>\n" });
+      insides(i).logs.append({ attempt: 1, seq: 1, stepId: "s1", stream: "stdout", data: "gamma\n" });
     });
     expect((await json<{ lines: string[] }>(await api(`/api/jobs/${jobId}/logs?tail=2`))).lines).toEqual([
       "beta <b>",
@@ -140,7 +141,7 @@ describe("logs", () => {
     let text = "";
     while (!text.includes("gamma")) text += dec.decode((await reader.read()).value);
     await runInDurableObject(job(jobId), (i: JobDO) => {
-      i.logs.append({ attempt: 1, seq: 2, stepId: "s1", stream: "stdout", data: "delta\n" });
+      insides(i).logs.append({ attempt: 1, seq: 2, stepId: "s1", stream: "stdout", data: "delta\n" });
     });
     await job(jobId).cancel({ id: "42", isAdmin: false }, "done watching");
     for (;;) {

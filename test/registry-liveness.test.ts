@@ -16,6 +16,7 @@ import { offerBackoffMs, rejectIsPermanent } from "../src/agents/matching.ts";
 import worker from "../src/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { insides } from "./helpers/job-insides.ts";
 import { api, json, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 /** Polls for up to 10 s, and tests get 30 s: the machine running the tests may be busy. */
@@ -40,18 +41,18 @@ async function bookRow(jobId: string): Promise<BookRow | undefined> {
   return runInDurableObject(
     registry(),
     (_i: AgentRegistryDO, state) =>
-      state.storage.sql.exec<BookRow>("SELECT * FROM jobs WHERE job_id = ?", jobId).toArray()[0],
+      state.storage.sql.exec<BookRow>("SELECT * FROM assignments WHERE job_id = ?", jobId).toArray()[0],
   );
 }
 
 /** Pushes an agent's backoff for a job an hour out: only an explicit re-offer can lift it now. */
 async function backOffForAnHour(jobId: string): Promise<void> {
   await runInDurableObject(registry(), (_i: AgentRegistryDO, state) => {
-    const row = state.storage.sql.exec<BookRow>("SELECT * FROM jobs WHERE job_id = ?", jobId).one();
+    const row = state.storage.sql.exec<BookRow>("SELECT * FROM assignments WHERE job_id = ?", jobId).one();
     const backoff = JSON.parse(row.backoff) as Record<string, { until: number; failures: number }>;
     for (const b of Object.values(backoff)) b.until = Date.now() + 3_600_000;
     state.storage.sql.exec(
-      "UPDATE jobs SET backoff = ?, wake_at = ? WHERE job_id = ?",
+      "UPDATE assignments SET backoff = ?, wake_at = ? WHERE job_id = ?",
       JSON.stringify(backoff),
       Date.now() + 3_600_000,
       jobId,
@@ -84,9 +85,9 @@ describe("offers that fail for a passing reason", () => {
     agent.send({ type: "job_accept", ...fence1 });
     await poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
     await runInDurableObject(job(jobId), (i: JobDO) => {
-      const s = i.load();
+      const s = insides(i).load();
       if (s?.lease) s.lease.expiresAt = Date.now() - 1;
-      if (s) i.ctx.storage.kv.put("job", s);
+      if (s) insides(i).ctx.storage.kv.put("job", s);
     });
     await runDurableObjectAlarm(job(jobId));
     expect((await job(jobId).get())?.attempt).toBe(2);
@@ -127,7 +128,7 @@ describe("offers that fail for a passing reason", () => {
     await job(jobId).dispatch(1);
     const offer = await agent.next("job_offer");
     await runInDurableObject(registry(), (_i: AgentRegistryDO, state) => {
-      state.storage.sql.exec("UPDATE jobs SET deadline = 1 WHERE job_id = ?", jobId);
+      state.storage.sql.exec("UPDATE assignments SET deadline = 1 WHERE job_id = ?", jobId);
     });
     await runDurableObjectAlarm(registry());
     const row = await bookRow(jobId);
@@ -184,9 +185,9 @@ describe("offers that fail for a passing reason", () => {
     await settle(agent);
     await backOffForAnHour(jobId);
     await runInDurableObject(job(jobId), (i: JobDO) => {
-      const s = i.load();
+      const s = insides(i).load();
       if (s) s.queuedAt = Date.now() - 61_000;
-      if (s) i.ctx.storage.kv.put("job", s);
+      if (s) insides(i).ctx.storage.kv.put("job", s);
     });
     const ctx = createExecutionContext();
     await worker.scheduled(createScheduledController({ scheduledTime: Date.now(), cron: "* * * * *" }), env, ctx);

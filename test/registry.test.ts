@@ -147,7 +147,7 @@ describe("identity and assignment", () => {
     const quickPair = await pairAgent("quick");
     const quick = await TestAgent.connect(quickPair.token, { workspaces: ["timeout"] });
     await runInDurableObject(registry(), (_i: AgentRegistryDO, state) => {
-      state.storage.sql.exec("UPDATE jobs SET deadline = 1 WHERE job_id = ?", jobId);
+      state.storage.sql.exec("UPDATE assignments SET deadline = 1 WHERE job_id = ?", jobId);
     });
     await runDurableObjectAlarm(registry());
     const offer = await quick.next("job_offer");

@@ -11,6 +11,7 @@ import type { JobDO } from "../src/jobs/job-do.ts";
 import { LogBuffer } from "../src/jobs/log-buffer.ts";
 import { Redactor } from "../src/lib/redact.ts";
 import { safeForTerminal } from "../src/lib/text-safety.ts";
+import { insides } from "./helpers/job-insides.ts";
 import { nextUpdateId, SECRET, TelegramScope } from "./helpers/telegram.ts";
 import { API_TOKEN, api, BASE, countLedgerJobs, json } from "./helpers/worker.ts";
 
@@ -294,8 +295,8 @@ describe("the deployment's secrets in API output", () => {
     );
     const id = created.jobId;
     await runInDurableObject(env.JOB.get(env.JOB.idFromName(id)), async (instance: JobDO) => {
-      instance.logs.append({ attempt: 1, seq: 0, stepId: "s1", stream: "stdout", data: "token=test-api" });
-      instance.logs.append({ attempt: 1, seq: 1, stepId: "s1", stream: "stdout", data: "-token done\n" });
+      insides(instance).logs.append({ attempt: 1, seq: 0, stepId: "s1", stream: "stdout", data: "token=test-api" });
+      insides(instance).logs.append({ attempt: 1, seq: 1, stepId: "s1", stream: "stdout", data: "-token done\n" });
     });
     const bodies = await Promise.all(
       [`/api/jobs/${id}`, `/api/jobs/${id}/logs?tail=10`, `/api/jobs/${id}/logs?grep=token`, `/status/${id}`].map(
@@ -336,14 +337,14 @@ describe("the deployment's secrets in API output", () => {
   it("LogBuffer catches a secret split over three chunks and rewrites only what it must", async () => {
     await runInDurableObject(env.JOB.get(env.JOB.idFromName("job_0secapilogbuf001")), async (instance: JobDO) => {
       const buffer = new LogBuffer(
-        instance.ctx.storage.sql,
+        insides(instance).ctx.storage.sql,
         new Redactor([{ name: "API_TOKEN", value: "test-api-token" }]),
       );
       for (const [seq, data] of ["before test-", "api-", "token after\n"].entries()) {
         buffer.append({ attempt: 7, seq, stepId: "s1", stream: "stdout", data });
       }
       const rows = [
-        ...instance.ctx.storage.sql.exec<{ data: string }>(
+        ...insides(instance).ctx.storage.sql.exec<{ data: string }>(
           "SELECT data FROM log_chunks WHERE attempt = 7 ORDER BY seq",
         ),
       ].map((r) => r.data);

@@ -7,6 +7,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import type { FencedAgentMessage, JobView } from "../protocol/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { notifyJob } from "../src/notify/notify.ts";
+import { insides } from "./helpers/job-insides.ts";
 import { type Call, lastJobPlanned, message, post, TelegramScope, textOf } from "./helpers/telegram.ts";
 
 const OWNER = { id: 45, is_bot: false, first_name: "Owner" };
@@ -73,17 +74,17 @@ async function plannedJob(user: typeof OWNER, intent: string): Promise<JobView> 
 /** Plays the agent through the JobDO's RPC (the lease taken as the registry would). */
 async function asAgent(jobId: string, messages: ((f: Fence) => FencedAgentMessage)[]): Promise<void> {
   await runInDurableObject(stub(jobId), async (instance: JobDO) => {
-    const state = instance.load();
+    const state = insides(instance).load();
     if (!state) throw new Error("no job");
     if (!state.lease) {
       state.dispatchedAttempt = state.attempt;
       state.leaseToken = "S".repeat(32);
-      instance.ctx.storage.kv.put("job", state);
+      insides(instance).ctx.storage.kv.put("job", state);
     }
     const fence = { jobId, attempt: state.attempt, leaseToken: "S".repeat(32) };
     for (const m of messages) {
       const res = await instance.agentMessage("agent_security", m(fence));
-      if (!res.ok) throw new Error(res.message);
+      if (!res.ok) throw new Error(res.error.message);
     }
   });
 }
@@ -329,7 +330,7 @@ describe("the deployment's secrets", () => {
       }),
     ]);
     const stored = await runInDurableObject(stub(jobId), (instance: JobDO) =>
-      [...instance.ctx.storage.sql.exec<{ data: string }>("SELECT data FROM log_chunks ORDER BY seq")]
+      [...insides(instance).ctx.storage.sql.exec<{ data: string }>("SELECT data FROM log_chunks ORDER BY seq")]
         .map((r) => r.data)
         .join(""),
     );

@@ -18,6 +18,7 @@ import { raiseAlert, resolveAlert } from "../src/sentinel/alerts.ts";
 import { checkProviders } from "../src/sentinel/monitor.ts";
 import { EVENTS_PER_RUN, pruneHistory } from "../src/sentinel/retention.ts";
 import { runSentinel } from "../src/sentinel/sentinel.ts";
+import { insides } from "./helpers/job-insides.ts";
 import { api, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 const stub = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
@@ -75,10 +76,10 @@ describe("Sentinel", () => {
     const agent = await TestAgent.connect(token, { workspaces: ["stuck"] });
     const { jobId } = await runningJob("stuck", "check git status", agent);
     await runInDurableObject(stub(jobId), (i: JobDO) => {
-      const s = i.load();
+      const s = insides(i).load();
       if (!s) throw new Error("no state");
       s.startedAt = Date.now() - 10 * 3_600_000;
-      i.ctx.storage.kv.put("job", s);
+      insides(i).ctx.storage.kv.put("job", s);
     });
     await runScheduled();
     const job = await stub(jobId).get();
@@ -92,11 +93,11 @@ describe("Sentinel", () => {
     await stub(jobId).create({ jobId, projectId: "default", intent: "run the tests", userId: "42", chatId: null });
     await runDurableObjectAlarm(stub(jobId));
     await runInDurableObject(stub(jobId), async (i: JobDO) => {
-      const s = i.load();
+      const s = insides(i).load();
       if (!s) throw new Error("no state");
       s.approvalDeadline = Date.now() - 1;
-      i.ctx.storage.kv.put("job", s);
-      await i.ctx.storage.deleteAlarm();
+      insides(i).ctx.storage.kv.put("job", s);
+      await insides(i).ctx.storage.deleteAlarm();
     });
     await runScheduled();
     const job = await stub(jobId).get();
@@ -235,22 +236,22 @@ describe("archive", () => {
         // 64 bytes per line, with a little UTF-8 to keep byte counting honest
         chunk += `${`line ${String(n).padStart(8, "0")} é ${"x".repeat(46)}`.slice(0, 63).padEnd(63, "y")}\n`;
         if (chunk.length >= 60_000) {
-          i.logs.append({ attempt: 1, seq: seq++, stepId: "s1", stream: "stdout", data: chunk });
+          insides(i).logs.append({ attempt: 1, seq: seq++, stepId: "s1", stream: "stdout", data: chunk });
           await writer.write(enc.encode(chunk));
           chunk = "";
         }
       }
       if (chunk) {
-        i.logs.append({ attempt: 1, seq: seq++, stepId: "s1", stream: "stdout", data: chunk });
+        insides(i).logs.append({ attempt: 1, seq: seq++, stepId: "s1", stream: "stdout", data: chunk });
         await writer.write(enc.encode(chunk));
       }
       await writer.close();
       const expected = [...new Uint8Array(await hash.digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-      const tail = i.logs.tail(2).split("\n");
+      const tail = insides(i).logs.tail(2).split("\n");
       expect(tail).toHaveLength(2);
       expect(tail[1]).toContain(`line ${String(lineCount - 1).padStart(8, "0")}`);
-      expect(i.logs.search("line 00123456")).toHaveLength(1);
-      const written = await archiveLog(env.ARCHIVE, jobId, i.logs);
+      expect(insides(i).logs.search("line 00123456")).toHaveLength(1);
+      const written = await archiveLog(env.ARCHIVE, jobId, insides(i).logs);
       expect(written).toBeGreaterThanOrEqual(20 * 1024 * 1024);
       return expected;
     });

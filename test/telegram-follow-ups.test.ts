@@ -4,6 +4,7 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { JobDO } from "../src/jobs/job-do.ts";
+import { insides } from "./helpers/job-insides.ts";
 import { type Call, lastJobPlanned, message, post, TelegramScope, type TgUser, textOf } from "./helpers/telegram.ts";
 import { api } from "./helpers/worker.ts";
 
@@ -41,11 +42,11 @@ async function parentJob(intent: string, answer: string): Promise<{ jobId: strin
   await post(message(OWNER, `/task ${intent}`, GROUP));
   const jobId = await lastJobPlanned(OWNER.id);
   await runInDurableObject(stub(jobId), async (i: JobDO) => {
-    const s = i.load();
+    const s = insides(i).load();
     if (!s) throw new Error("no job");
     s.answer = { text: answer, by: "rules", at: new Date().toISOString() };
-    i.commit(s);
-    await i.afterChange();
+    insides(i).commit(s);
+    await insides(i).afterChange();
   });
   const row = await env.DB.prepare("SELECT message_id AS m FROM jobs WHERE id = ?").bind(jobId).first<{ m: number }>();
   await tg.skip();
@@ -53,7 +54,7 @@ async function parentJob(intent: string, answer: string): Promise<{ jobId: strin
 }
 
 const followUpOfJob = (jobId: string) =>
-  runInDurableObject(stub(jobId), async (i: JobDO) => i.load()?.followUp ?? null);
+  runInDurableObject(stub(jobId), async (i: JobDO) => insides(i).load()?.followUp ?? null);
 
 describe("Telegram follow-ups", () => {
   it("a reply to a job's message starts a threaded job that carries the earlier intent and answer", async () => {

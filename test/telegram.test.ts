@@ -3,6 +3,7 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { JobDO } from "../src/jobs/job-do.ts";
+import { insides } from "./helpers/job-insides.ts";
 import {
   message,
   nextUpdateId,
@@ -188,7 +189,7 @@ describe("commands", () => {
     const jobId = await lastJobPlanned();
     await runInDurableObject(env.JOB.get(env.JOB.idFromName(jobId)), (i: JobDO) => {
       const lines = Array.from({ length: 10_000 }, (_, n) => `line ${n} <tag> & *x* _y_ [z]`).join("\n");
-      i.logs.append({ attempt: 1, seq: 0, stepId: "s1", stream: "stdout", data: `${lines}\n` });
+      insides(i).logs.append({ attempt: 1, seq: 0, stepId: "s1", stream: "stdout", data: `${lines}\n` });
     });
     await take();
     await post(message(OWNER, `/logs ${jobId} 5`));

@@ -4,6 +4,7 @@ import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test"
 import { beforeEach, describe, expect, it } from "vitest";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { insides } from "./helpers/job-insides.ts";
 import { lastJobPlanned, message, post, TelegramScope, textOf } from "./helpers/telegram.ts";
 import { api, json, ledgerStatuses } from "./helpers/worker.ts";
 
@@ -83,9 +84,9 @@ describe("cancel racing", () => {
     const jobId = newJobId();
     await job(jobId).create({ jobId, projectId: "race", intent: "check git status", userId: "42", chatId: null });
     await runInDurableObject(job(jobId), async (i: JobDO) => {
-      const s = i.load();
+      const s = insides(i).load();
       if (!s) throw new Error("no state");
-      const planning = i.plan(s); // suspends at the planner call
+      const planning = insides(i).plan(s); // suspends at the planner call
       const res = await i.cancel({ id: "42", isAdmin: false }, "while planning");
       expect(res.ok && res.job.status).toBe("CANCELLED");
       await planning;

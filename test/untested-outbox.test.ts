@@ -10,6 +10,7 @@ import { logKey } from "../src/jobs/archive-log.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { backoffMs, MAX_OUTBOX_TRIES } from "../src/jobs/outbox.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { insides } from "./helpers/job-insides.ts";
 import { pairAgent, TestAgent } from "./helpers/worker.ts";
 
 /** Polls for up to 20 s (backoffs of 1 s, 2 s … on a busy machine), and tests get 60 s. */
@@ -28,7 +29,7 @@ async function view(jobId: string): Promise<JobView> {
 /** Replaces some of the bindings this job's object uses, until `restore`. */
 async function patchEnv(jobId: string, patch: (real: Env) => Partial<Env>): Promise<() => Promise<void>> {
   const real = await runInDurableObject(stub(jobId), (i: JobDO) => {
-    const original = i.env;
+    const original = insides(i).env;
     Object.defineProperty(i, "env", { value: { ...original, ...patch(original) }, configurable: true });
     return original;
   });
@@ -55,13 +56,15 @@ function flakyQueue(real: Queue, failures: number) {
 
 const outboxRows = (jobId: string) =>
   runInDurableObject(stub(jobId), (i: JobDO) =>
-    i.ctx.storage.sql.exec<{ kind: string; tries: number }>("SELECT kind, tries FROM outbox ORDER BY id").toArray(),
+    insides(i)
+      .ctx.storage.sql.exec<{ kind: string; tries: number }>("SELECT kind, tries FROM outbox ORDER BY id")
+      .toArray(),
   );
 
 /** As if the backoff had passed: makes every outbox row due and runs the object's alarm. */
 async function retryNow(jobId: string): Promise<void> {
   await runInDurableObject(stub(jobId), (i: JobDO) => {
-    i.ctx.storage.sql.exec("UPDATE outbox SET next_at = 0");
+    insides(i).ctx.storage.sql.exec("UPDATE outbox SET next_at = 0");
   });
   await runDurableObjectAlarm(stub(jobId));
 }
@@ -209,7 +212,7 @@ describe("an outbox item that fails forever", () => {
     expect(dead.current.counts).toEqual({ tried: 9, sent: 0 });
     expect(await outboxRows(stuck)).toEqual([{ kind: "enqueue", tries: 9 }]);
     const wait = await runInDurableObject(stub(stuck), (i: JobDO) => {
-      const row = i.ctx.storage.sql.exec<{ next_at: number }>("SELECT next_at FROM outbox").one();
+      const row = insides(i).ctx.storage.sql.exec<{ next_at: number }>("SELECT next_at FROM outbox").one();
       return row.next_at - Date.now();
     });
     // Backed off 2^8 s jittered to 50–100 % (so at least 128 s), at most the 5-minute cap.

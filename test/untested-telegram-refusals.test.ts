@@ -8,6 +8,7 @@ import type { JobView } from "../protocol/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { NotifyLater, type NotifyMemo, notifyJob } from "../src/notify/notify.ts";
+import { insides } from "./helpers/job-insides.ts";
 import { expectWebhookErrors, failNext, message, post, setChat, TelegramScope } from "./helpers/telegram.ts";
 import { api } from "./helpers/worker.ts";
 
@@ -38,18 +39,20 @@ async function plannedJob(chatId: number, intent = "check git status") {
   const stub = env.JOB.get(env.JOB.idFromName(jobId));
   await stub.create({ jobId, projectId: "default", intent, userId: "42", chatId: String(chatId) });
   await runInDurableObject(stub, async (i: JobDO) => {
-    const s = i.load();
+    const s = insides(i).load();
     if (!s) throw new Error("no state");
-    await i.plan(s);
-    await i.afterChange();
+    await insides(i).plan(s);
+    await insides(i).afterChange();
   });
   return { jobId, stub };
 }
 
 const outbox = (stub: DurableObjectStub<JobDO>) =>
   runInDurableObject(stub, (i: JobDO) => ({
-    pending: i.ctx.storage.sql.exec<{ kind: string }>("SELECT kind FROM outbox WHERE kind = 'notify'").toArray(),
-    memo: i.ctx.storage.kv.get<NotifyMemo>("notify") ?? {},
+    pending: insides(i)
+      .ctx.storage.sql.exec<{ kind: string }>("SELECT kind FROM outbox WHERE kind = 'notify'")
+      .toArray(),
+    memo: insides(i).ctx.storage.kv.get<NotifyMemo>("notify") ?? {},
   }));
 
 describe("Telegram's refusals of a job's message", () => {
@@ -133,8 +136,10 @@ describe("Telegram's refusals of a job's message", () => {
     expect(refused).toEqual([["sendMessage", expect.stringMatching(/^Too Many Requests: retry after (40|39|38)$/)]]);
     const retryAfterS = Number(/(\d+)$/.exec(String(refused[0]?.[1]))?.[1]);
     const pending = await runInDurableObject(stub, (i: JobDO) =>
-      i.ctx.storage.sql
-        .exec<{ kind: string; tries: number; next_at: number }>("SELECT kind, tries, next_at FROM outbox")
+      insides(i)
+        .ctx.storage.sql.exec<{ kind: string; tries: number; next_at: number }>(
+          "SELECT kind, tries, next_at FROM outbox",
+        )
         .toArray(),
     );
     expect(pending.map((p) => [p.kind, p.tries])).toEqual([["notify", 0]]);

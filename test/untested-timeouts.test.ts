@@ -6,6 +6,7 @@ import { beforeEach, describe, expect, it, vi } from "vitest";
 import type { JobView } from "../protocol/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { insides } from "./helpers/job-insides.ts";
 import { TelegramScope, textOf } from "./helpers/telegram.ts";
 import { pairAgent, TestAgent } from "./helpers/worker.ts";
 
@@ -32,10 +33,10 @@ async function view(jobId: string): Promise<JobView> {
 /** Moves the moment the job was queued into the past, as if it had waited `agoMs`. */
 async function queuedAgo(jobId: string, agoMs: number): Promise<void> {
   await runInDurableObject(stub(jobId), (i: JobDO) => {
-    const s = i.load();
+    const s = insides(i).load();
     if (!s || s.queuedAt === null) throw new Error("not queued");
     s.queuedAt = Date.now() - agoMs;
-    i.ctx.storage.kv.put("job", s);
+    insides(i).ctx.storage.kv.put("job", s);
   });
 }
 
@@ -54,7 +55,9 @@ describe("a QUEUED job that no agent takes", () => {
     expect((await view(jobId)).status).toBe("QUEUED");
     // The dispatch message goes through the real queue to the registry, which has nobody for it.
     await expect
-      .poll(() => runInDurableObject(stub(jobId), (i: JobDO) => i.load()?.dispatchedAttempt), { timeout: 10_000 })
+      .poll(() => runInDurableObject(stub(jobId), (i: JobDO) => insides(i).load()?.dispatchedAttempt), {
+        timeout: 10_000,
+      })
       .toBe(1);
 
     // A minute short of the timeout the alarm leaves it waiting.

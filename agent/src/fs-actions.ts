@@ -3,9 +3,9 @@
 import { lstat, open, readdir, readFile, realpath, stat, writeFile } from "node:fs/promises";
 import { join, relative, resolve } from "node:path";
 import type { ActionParams } from "../../protocol/index.ts";
-import type { StepContext, StepRun } from "./executor.ts";
 import { confine, confineForWrite, SandboxError } from "./sandbox.ts";
 import { EMPTY_POLICY, protectedFiles, secretReason } from "./secrets.ts";
+import type { StepContext, StepRun } from "./step.ts";
 
 const SKIP_DIRS = new Set([".git", "node_modules", ".venv", "target", "dist", ".wrangler"]);
 const say = (ctx: StepContext, text: string) => ctx.out("system", Buffer.from(`${text}\n`));

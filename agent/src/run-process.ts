@@ -4,8 +4,8 @@
 import { spawn } from "node:child_process";
 import { constants } from "node:os";
 import { containedArgv, containment, resolveCommand } from "./contain.ts";
-import type { OutStream, StepContext, StepRun } from "./executor.ts";
 import { scrubbedEnv } from "./sandbox.ts";
+import type { OutStream, StepContext, StepRun } from "./step.ts";
 
 const say = (ctx: StepContext, text: string) => ctx.out("system", Buffer.from(`${text}\n`));
 

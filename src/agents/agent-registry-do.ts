@@ -63,6 +63,8 @@ export class AgentRegistryDO extends DurableObject<Env> {
   private readonly config: Config;
   private readonly buckets = new WeakMap<WebSocket, TokenBucket>();
   private readonly tripped = new WeakSet<WebSocket>();
+  /** Sockets whose end was handled: close and error can both be delivered for one socket. */
+  private readonly ended = new WeakSet<WebSocket>();
   private readonly ledger: WorkerLedger;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -313,7 +315,7 @@ export class AgentRegistryDO extends DurableObject<Env> {
         await this.relay(ws, att, { type: "job_accept", jobId: r.jobId, attempt: r.attempt, leaseToken: r.leaseToken });
         continue;
       }
-      this.reply(ws, { type: "job_cancel", jobId: r.jobId, attempt: r.attempt, reason: res.message });
+      this.reply(ws, { type: "job_cancel", jobId: r.jobId, attempt: r.attempt, reason: res.error.message });
     }
     // Jobs we think run on this agent that it does not list: an agent that restarted has lost
     // them. The JobDO only acts on this for a job already unreachable, and only after a pause in
@@ -348,7 +350,8 @@ export class AgentRegistryDO extends DurableObject<Env> {
       this.book.liftBackoffs(agentId);
     }
     if (!res.ok) {
-      this.reply(ws, { type: "error", code: res.code, message: res.message, jobId: msg.jobId, attempt: msg.attempt });
+      const { code, message } = res.error;
+      this.reply(ws, { type: "error", code, message, jobId: msg.jobId, attempt: msg.attempt });
       // A refused accept ends that attempt's entry only: a replayed accept of an older attempt
       // must not drop the newer attempt this agent was just offered.
       if (
@@ -378,7 +381,10 @@ export class AgentRegistryDO extends DurableObject<Env> {
     await this.ledger.load(agentId, this.book.loadOf(agentId));
   }
 
+  /** A socket ended (close or error, whichever comes first; the other is ignored). */
   private async onGone(ws: WebSocket): Promise<void> {
+    if (this.ended.has(ws)) return;
+    this.ended.add(ws);
     const att = ws.deserializeAttachment() as Attachment | null;
     if (!att) return;
     const stillConnected = this.ctx.getWebSockets(att.agentId).some((s) => s !== ws && s.readyState === WebSocket.OPEN);

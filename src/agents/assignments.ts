@@ -1,26 +1,9 @@
-// The registry's bookkeeping in its own SQLite: jobs waiting for an agent, and jobs offered to
-// or running on an agent. It survives hibernation; sockets' identities live in attachments.
+// The registry's bookkeeping in its own SQLite table `assignments`: jobs waiting for an agent,
+// and jobs offered to or running on an agent. It survives hibernation; sockets' identities live in attachments.
 // An agent that turns an offer down for a passing reason (busy, stopped, its socket dropped) is
 // only backed off for that job; only a permanent reason excludes it (see matching.ts).
 import type { ExecutionSpec } from "../../protocol/index.ts";
-import { offerBackoffMs, rejectIsPermanent } from "./matching.ts";
-
-export interface Backoff {
-  until: number;
-  failures: number;
-}
-
-export interface PendingJob {
-  jobId: string;
-  attempt: number;
-  leaseToken: string;
-  spec: ExecutionSpec;
-  /** Agents that refused this attempt for good, with their reason. */
-  excluded: Record<string, string>;
-  backoff: Record<string, Backoff>;
-  /** The last "nobody can serve this" notice sent to the job, so it is sent once. */
-  notice: string | null;
-}
+import { type Backoff, offerBackoffMs, type PendingJob, rejectIsPermanent } from "./matching.ts";
 
 export interface Assignment extends PendingJob {
   agentId: string;
@@ -48,14 +31,18 @@ export class AssignmentBook {
 
   constructor(sql: SqlStorage) {
     this.sql = sql;
-    sql.exec(`CREATE TABLE IF NOT EXISTS jobs (
+    // Named `jobs` before, like the ledger's D1 table: renamed in place, its rows kept.
+    const tables = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").toArray();
+    if (tables.some((t) => t.name === "jobs") && !tables.some((t) => t.name === "assignments"))
+      sql.exec("ALTER TABLE jobs RENAME TO assignments");
+    sql.exec(`CREATE TABLE IF NOT EXISTS assignments (
       job_id TEXT PRIMARY KEY, attempt INTEGER NOT NULL, lease_token TEXT NOT NULL, spec_json TEXT NOT NULL,
       rejected_by TEXT NOT NULL DEFAULT '[]', agent_id TEXT, state TEXT NOT NULL, deadline INTEGER NOT NULL DEFAULT 0,
       queued_at INTEGER NOT NULL)`);
     // Columns added after the first release (rejected_by, a permanent ban for any refusal, is no longer read).
     const have = new Set(
       sql
-        .exec<{ name: string }>("PRAGMA table_info(jobs)")
+        .exec<{ name: string }>("PRAGMA table_info(assignments)")
         .toArray()
         .map((c) => c.name),
     );
@@ -65,7 +52,7 @@ export class AssignmentBook {
       ["wake_at", "INTEGER NOT NULL DEFAULT 0"],
       ["notice", "TEXT"],
     ];
-    for (const [name, type] of add) if (!have.has(name)) sql.exec(`ALTER TABLE jobs ADD COLUMN ${name} ${type}`);
+    for (const [name, type] of add) if (!have.has(name)) sql.exec(`ALTER TABLE assignments ADD COLUMN ${name} ${type}`);
   }
 
   private static toPending(r: Row): PendingJob {
@@ -97,15 +84,15 @@ export class AssignmentBook {
   addPending(spec: ExecutionSpec, leaseToken: string): void {
     const existing = this.get(spec.jobId);
     if (existing && existing.attempt === spec.attempt && existing.leaseToken === leaseToken) {
-      this.sql.exec("UPDATE jobs SET backoff = '{}', wake_at = 0 WHERE job_id = ?", spec.jobId);
+      this.sql.exec("UPDATE assignments SET backoff = '{}', wake_at = 0 WHERE job_id = ?", spec.jobId);
       return;
     }
     this.sql.exec(
-      `INSERT INTO jobs (job_id, attempt, lease_token, spec_json, state, queued_at) VALUES (?, ?, ?, ?, 'pending', ?)
+      `INSERT INTO assignments (job_id, attempt, lease_token, spec_json, state, queued_at) VALUES (?, ?, ?, ?, 'pending', ?)
        ON CONFLICT(job_id) DO UPDATE SET attempt = excluded.attempt, lease_token = excluded.lease_token,
          spec_json = excluded.spec_json, banned = '{}', backoff = '{}', wake_at = 0, notice = NULL,
          agent_id = NULL, state = 'pending', deadline = 0
-       WHERE excluded.attempt >= jobs.attempt`,
+       WHERE excluded.attempt >= assignments.attempt`,
       spec.jobId,
       spec.attempt,
       leaseToken,
@@ -115,7 +102,7 @@ export class AssignmentBook {
   }
 
   get(jobId: string): (Assignment | (PendingJob & { state: "pending" })) | undefined {
-    const r = this.sql.exec<Row>("SELECT * FROM jobs WHERE job_id = ?", jobId).toArray()[0];
+    const r = this.sql.exec<Row>("SELECT * FROM assignments WHERE job_id = ?", jobId).toArray()[0];
     if (!r) return undefined;
     return r.state === "pending"
       ? { ...AssignmentBook.toPending(r), state: "pending" }
@@ -127,7 +114,7 @@ export class AssignmentBook {
    * walks them) and parsed only when reached: the caller stops once no agent has a free slot.
    */
   *pending(): Generator<PendingJob> {
-    const rows = this.sql.exec<Row>("SELECT * FROM jobs WHERE state = 'pending' ORDER BY queued_at").toArray();
+    const rows = this.sql.exec<Row>("SELECT * FROM assignments WHERE state = 'pending' ORDER BY queued_at").toArray();
     for (const row of rows) yield AssignmentBook.toPending(row);
   }
 
@@ -135,7 +122,7 @@ export class AssignmentBook {
   loads(): Map<string, number> {
     const rows = this.sql
       .exec<{ agent_id: string; c: number }>(
-        "SELECT agent_id, COUNT(*) AS c FROM jobs WHERE agent_id IS NOT NULL GROUP BY agent_id",
+        "SELECT agent_id, COUNT(*) AS c FROM assignments WHERE agent_id IS NOT NULL GROUP BY agent_id",
       )
       .toArray();
     return new Map(rows.map((r) => [r.agent_id, r.c]));
@@ -143,18 +130,18 @@ export class AssignmentBook {
 
   ofAgent(agentId: string): Assignment[] {
     return this.sql
-      .exec<Row>("SELECT * FROM jobs WHERE agent_id = ?", agentId)
+      .exec<Row>("SELECT * FROM assignments WHERE agent_id = ?", agentId)
       .toArray()
       .map(AssignmentBook.toAssignment);
   }
 
   loadOf(agentId: string): number {
-    return this.sql.exec<{ c: number }>("SELECT COUNT(*) AS c FROM jobs WHERE agent_id = ?", agentId).one().c;
+    return this.sql.exec<{ c: number }>("SELECT COUNT(*) AS c FROM assignments WHERE agent_id = ?", agentId).one().c;
   }
 
   offer(jobId: string, agentId: string, deadline: number): void {
     this.sql.exec(
-      "UPDATE jobs SET agent_id = ?, state = 'offered', deadline = ? WHERE job_id = ?",
+      "UPDATE assignments SET agent_id = ?, state = 'offered', deadline = ? WHERE job_id = ?",
       agentId,
       deadline,
       jobId,
@@ -163,7 +150,7 @@ export class AssignmentBook {
 
   markRunning(jobId: string, agentId: string, attempt: number, leaseToken: string): void {
     this.sql.exec(
-      "UPDATE jobs SET agent_id = ?, state = 'running', deadline = 0, attempt = ?, lease_token = ?, backoff = '{}' WHERE job_id = ?",
+      "UPDATE assignments SET agent_id = ?, state = 'running', deadline = 0, attempt = ?, lease_token = ?, backoff = '{}' WHERE job_id = ?",
       agentId,
       attempt,
       leaseToken,
@@ -188,7 +175,7 @@ export class AssignmentBook {
     }
     const wakeAt = Math.min(...Object.values(backoff).map((b) => (b.until > now ? b.until : Infinity)));
     this.sql.exec(
-      "UPDATE jobs SET agent_id = NULL, state = 'pending', deadline = 0, banned = ?, backoff = ?, wake_at = ? WHERE job_id = ?",
+      "UPDATE assignments SET agent_id = NULL, state = 'pending', deadline = 0, banned = ?, backoff = ?, wake_at = ? WHERE job_id = ?",
       JSON.stringify(excluded),
       JSON.stringify(backoff),
       Number.isFinite(wakeAt) ? wakeAt : 0,
@@ -198,26 +185,28 @@ export class AssignmentBook {
 
   /** The agent freed a slot (a job finished, it reconnected): its backoffs end now, their counts stay. */
   liftBackoffs(agentId: string): void {
-    for (const r of this.sql.exec<Row>("SELECT * FROM jobs WHERE state = 'pending' AND backoff <> '{}'").toArray()) {
+    for (const r of this.sql
+      .exec<Row>("SELECT * FROM assignments WHERE state = 'pending' AND backoff <> '{}'")
+      .toArray()) {
       const backoff = JSON.parse(r.backoff) as Record<string, Backoff>;
       const mine = backoff[agentId];
       if (!mine || mine.until === 0) continue;
       backoff[agentId] = { ...mine, until: 0 };
-      this.sql.exec("UPDATE jobs SET backoff = ? WHERE job_id = ?", JSON.stringify(backoff), r.job_id);
+      this.sql.exec("UPDATE assignments SET backoff = ? WHERE job_id = ?", JSON.stringify(backoff), r.job_id);
     }
   }
 
   setNotice(jobId: string, notice: string | null): void {
-    this.sql.exec("UPDATE jobs SET notice = ? WHERE job_id = ?", notice, jobId);
+    this.sql.exec("UPDATE assignments SET notice = ? WHERE job_id = ?", notice, jobId);
   }
 
   remove(jobId: string): void {
-    this.sql.exec("DELETE FROM jobs WHERE job_id = ?", jobId);
+    this.sql.exec("DELETE FROM assignments WHERE job_id = ?", jobId);
   }
 
   expiredOffers(now: number): Assignment[] {
     return this.sql
-      .exec<Row>("SELECT * FROM jobs WHERE state = 'offered' AND deadline <= ?", now)
+      .exec<Row>("SELECT * FROM assignments WHERE state = 'offered' AND deadline <= ?", now)
       .toArray()
       .map(AssignmentBook.toAssignment);
   }
@@ -227,8 +216,8 @@ export class AssignmentBook {
     return this.sql
       .exec<{ d: number | null }>(
         `SELECT MIN(d) AS d FROM (
-           SELECT MIN(deadline) AS d FROM jobs WHERE state = 'offered'
-           UNION ALL SELECT MIN(wake_at) AS d FROM jobs WHERE state = 'pending' AND wake_at > ?)`,
+           SELECT MIN(deadline) AS d FROM assignments WHERE state = 'offered'
+           UNION ALL SELECT MIN(wake_at) AS d FROM assignments WHERE state = 'pending' AND wake_at > ?)`,
         now,
       )
       .one().d;

@@ -2,7 +2,25 @@
 // agent is backed off after a failed offer; which refusals are permanent; and, when no connected
 // agent can take a job, why (the requester is told).
 import type { Capability, ExecutionSpec } from "../../protocol/index.ts";
-import type { PendingJob } from "./assignments.ts";
+
+/** An agent's backoff for one job after failed offers. */
+export interface Backoff {
+  until: number;
+  failures: number;
+}
+
+/** A job waiting for an agent: what matching reads of it (assignments.ts stores it). */
+export interface PendingJob {
+  jobId: string;
+  attempt: number;
+  leaseToken: string;
+  spec: ExecutionSpec;
+  /** Agents that refused this attempt for good, with their reason. */
+  excluded: Record<string, string>;
+  backoff: Record<string, Backoff>;
+  /** The last "nobody can serve this" notice sent to the job, so it is sent once. */
+  notice: string | null;
+}
 
 /** Backoff after the n-th consecutive failed offer of a job to one agent: 2 s, 4 s … 60 s. */
 export const OFFER_BACKOFF_BASE_MS = 2_000;

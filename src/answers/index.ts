@@ -2,23 +2,24 @@
 // (or when the model fails) the rule answer. Run from the job's outbox before the final
 // notification; it never throws, so the notification is never held up for good.
 import { isTerminal } from "../../protocol/index.ts";
-import type { JobDO } from "../jobs/job-do.ts";
+import type { JobContext } from "../jobs/job-context.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { addTallies } from "../planners/model-call.ts";
 import { claudeAnswer } from "./claude.ts";
 import { type AnswerInput, ruleAnswer } from "./rules.ts";
-import { stepOutputs } from "./step-outputs.ts";
 
 export { ruleAnswer } from "./rules.ts";
 
-export async function writeAnswer(job: JobDO): Promise<"answer" | "answer_rules" | "answer_skipped"> {
+export async function writeAnswer(
+  job: Pick<JobContext, "load" | "commit" | "config" | "logs">,
+): Promise<"answer" | "answer_rules" | "answer_skipped"> {
   const state = job.load();
   if (!state || !isTerminal(state.status) || state.answer) return "answer_skipped";
   // Nothing ran (denied, cancelled or failed before a step started): the reason says it all.
   if (!state.steps.some((s) => s.state !== "pending" && s.state !== "skipped")) return "answer_skipped";
   let input: AnswerInput;
   try {
-    const outputs = stepOutputs(job.ctx.storage.sql, state.attempt);
+    const outputs = job.logs.stepOutputs(state.attempt);
     input = {
       intent: state.intent,
       question: state.question ?? null,
@@ -60,8 +61,7 @@ export async function writeAnswer(job: JobDO): Promise<"answer" | "answer_rules"
   if (!s || s.answer) return "answer_skipped";
   s.answer = { text, by, at: new Date().toISOString() };
   if (tokens && tokens.calls > 0) s.tokens = addTallies(s.tokens, tokens);
+  // Committed while the outbox drains: the ledger row and notification it adds go in this drain.
   job.commit(s, [{ kind: "notify" }]);
-  // Written while the outbox drains: the ledger row and notification just added go in this drain.
-  job.drainAgain = true;
   return by === "claude" ? "answer" : "answer_rules";
 }

@@ -1,11 +1,12 @@
 // The job state machine as one pure table. JobDO is its only caller and the only writer of a
 // job's status; everything else asks the JobDO.
 import type { JobStatus } from "../../protocol/index.ts";
+import { err, ok, type Result } from "../../protocol/result.ts";
 
 // Three events keep the status and only record what the requester must know: `waiting` (QUEUED,
 // no connected agent can take the job, and why), `unreachable` and `reachable` (RUNNING, the
 // agent holding a job whose WRITE step had started went silent / came back). An unreachable job
-// is never failed for it until its result could still arrive: see alarm-work.ts.
+// is never failed for it while its result could still arrive: see jobs/unreachable.ts.
 export type JobEvent =
   | "plan_ready"
   | "plan_failed"
@@ -36,19 +37,16 @@ const TABLE: Record<JobStatus, Partial<Record<JobEvent, JobStatus>>> = {
   CANCELLED: {},
 };
 
-export type TransitionResult = { ok: true; to: JobStatus } | { ok: false; error: string };
-
-export function transition(from: JobStatus, event: JobEvent): TransitionResult {
+/** The status `event` moves a job in `from` to, or why the table refuses it. */
+export function transition(from: JobStatus, event: JobEvent): Result<JobStatus> {
   const to = TABLE[from][event];
-  if (to) return { ok: true, to };
+  if (to) return ok(to);
   const allowed = Object.keys(TABLE[from]);
-  return {
-    ok: false,
-    error:
-      allowed.length === 0
-        ? `the job is ${from}, which is final`
-        : `cannot ${event.replace("_", " ")} a job that is ${from} (allowed: ${allowed.join(", ")})`,
-  };
+  return err(
+    allowed.length === 0
+      ? `the job is ${from}, which is final`
+      : `cannot ${event.replace("_", " ")} a job that is ${from} (allowed: ${allowed.join(", ")})`,
+  );
 }
 
 /** Every (state, event) pair the table allows, for tests and documentation. */

@@ -1,22 +1,8 @@
 // ExecutionEngine: routes an execution spec to its provider (docs/design.md §2). Today there is one
 // provider, `openclaw` (the agent registry); more can be registered by name.
 import type { ExecutionSpec } from "../../protocol/index.ts";
+import type { ExecuteOutcome, ExecutionProvider, ProviderHealth } from "./provider.ts";
 import { OpenClawProvider } from "./providers/openclaw.ts";
-
-export type ExecuteOutcome = "offered" | "pending";
-
-export interface ProviderHealth {
-  ok: boolean;
-  detail: string;
-  agentsOnline: number;
-}
-
-export interface ExecutionProvider {
-  readonly name: string;
-  execute(spec: ExecutionSpec, leaseToken: string): Promise<ExecuteOutcome>;
-  cancel(jobId: string, attempt: number, reason: string): Promise<void>;
-  health(): Promise<ProviderHealth>;
-}
 
 export class ExecutionEngine {
   private readonly providers = new Map<string, ExecutionProvider>();

@@ -2,16 +2,18 @@
 // Every message must carry the current attempt and lease token; anything else is stale, and once
 // the job is final its lease has ended: nothing carrying it changes the job any more.
 import { type FencedAgentMessage, isTerminal } from "../../protocol/index.ts";
-import { type FenceResult, type JobDO, leaseEnded } from "./job-do.ts";
+import { accepted, type FenceResult, leaseEnded, refused } from "./job-api.ts";
+import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
 import type { OutboxItem } from "./outbox.ts";
+import { finish } from "./transitions.ts";
 import { reachableAgain } from "./unreachable.ts";
 
 /** The attempt header's place in the log: before the agent's own chunks, which start at 0. */
 export const ATTEMPT_HEADER_SEQ = -1;
 
 export async function handleAgentMessage(
-  job: JobDO,
+  job: JobContext,
   state: JobState,
   agentId: string,
   msg: FencedAgentMessage,
@@ -19,16 +21,14 @@ export async function handleAgentMessage(
 ): Promise<FenceResult> {
   if (isTerminal(state.status)) return leaseEnded(state);
   if (msg.attempt !== state.attempt || msg.leaseToken !== state.leaseToken) {
-    return { ok: false, code: "stale_lease", message: `attempt ${msg.attempt} of ${state.id} is no longer current` };
+    return refused("stale_lease", `attempt ${msg.attempt} of ${state.id} is no longer current`);
   }
-  const now = Date.now();
+  const now = job.now();
   if (msg.type === "job_accept") {
     if (state.lease) {
-      return state.lease.agentId === agentId
-        ? { ok: true }
-        : { ok: false, code: "stale_lease", message: "another agent holds this job" };
+      return state.lease.agentId === agentId ? accepted() : refused("stale_lease", "another agent holds this job");
     }
-    if (state.status !== "QUEUED") return { ok: false, code: "stale_lease", message: `job is ${state.status}` };
+    if (state.status !== "QUEUED") return refused("stale_lease", `job is ${state.status}`);
     state.lease = {
       attempt: msg.attempt,
       agentId,
@@ -47,11 +47,11 @@ export async function handleAgentMessage(
       data: `── attempt ${msg.attempt} on agent ${who} at ${new Date(now).toISOString()} ──\n`,
     });
     job.commit(state, job.move(state, "start", { attempt: msg.attempt, agentId }));
-    return { ok: true };
+    return accepted();
   }
-  if (msg.type === "job_reject") return { ok: true }; // the registry re-offers; nothing changes here
+  if (msg.type === "job_reject") return accepted(); // the registry re-offers; nothing changes here
   if (!state.lease || state.lease.agentId !== agentId) {
-    return { ok: false, code: "stale_lease", message: "this agent does not hold the job's lease" };
+    return refused("stale_lease", "this agent does not hold the job's lease");
   }
   // Any message from the holder proves it is alive (and, if it was unreachable, reachable again).
   state.lease.expiresAt = now + job.config.leaseS * 1000;
@@ -67,11 +67,11 @@ export async function handleAgentMessage(
         data: msg.data,
       });
       if (effects.length > 0) job.commit(state, effects);
-      else job.ctx.storage.kv.put("job", state);
-      return { ok: true };
+      else job.saveLiveness({ lease: state.lease });
+      return accepted();
     case "step_started": {
       const step = state.steps.find((s) => s.stepId === msg.stepId);
-      if (!step) return { ok: false, code: "stale_lease", message: `no step ${msg.stepId} in this job` };
+      if (!step) return refused("stale_lease", `no step ${msg.stepId} in this job`);
       step.state = isTerminal(state.status) ? step.state : "running";
       step.startedAt = Date.parse(msg.startedAt) || now;
       if (step.risk !== "READ_ONLY") state.writeStarted = true;
@@ -80,7 +80,7 @@ export async function handleAgentMessage(
     }
     case "step_finished": {
       const step = state.steps.find((s) => s.stepId === msg.stepId);
-      if (!step) return { ok: false, code: "stale_lease", message: `no step ${msg.stepId} in this job` };
+      if (!step) return refused("stale_lease", `no step ${msg.stepId} in this job`);
       step.state = msg.outcome;
       step.exitCode = msg.exitCode;
       step.durationMs = msg.durationMs;
@@ -91,7 +91,7 @@ export async function handleAgentMessage(
     case "artifact_ready": {
       const head = await job.env.ARCHIVE.head(`artifacts/jobs/${state.id}/${msg.artifact.name}`);
       if (!head || head.size !== msg.artifact.size) {
-        return { ok: false, code: "stale_lease", message: `artifact ${msg.artifact.name} was not uploaded` };
+        return refused("stale_lease", `artifact ${msg.artifact.name} was not uploaded`);
       }
       const fresh = job.load() ?? state;
       if (isTerminal(fresh.status)) return leaseEnded(fresh); // finished while we looked at R2
@@ -102,24 +102,20 @@ export async function handleAgentMessage(
       }
       const reach = fresh.unreachableSince ? reachableAgain(job, fresh) : [];
       job.commit(fresh, reach);
-      return { ok: true };
+      return accepted();
     }
     case "job_finished": {
       if (msg.result.jobId !== msg.jobId || msg.result.attempt !== msg.attempt || msg.result.status !== msg.status) {
-        return {
-          ok: false,
-          code: "bad_message",
-          message: "the result does not match the job, attempt or status it claims",
-        };
+        return refused("bad_message", "the result does not match the job, attempt or status it claims");
       }
       for (const r of msg.result.steps) {
         const step = state.steps.find((s) => s.stepId === r.stepId);
         if (step && (step.state === "pending" || step.state === "running")) step.state = r.outcome;
       }
-      effects.push(...job.finish(state, msg.result));
+      effects.push(...finish(job, state, msg.result));
       break;
     }
   }
   job.commit(state, effects);
-  return { ok: true };
+  return accepted();
 }

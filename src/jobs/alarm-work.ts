@@ -1,50 +1,73 @@
-// What a JobDO's alarm does: planning (the planner runs here, never in the caller's request)
-// and the deadlines — a planning call cut off by a restart, approval timeout, lost lease,
-// queue timeout and run timeout.
-import { isTerminal } from "../../protocol/index.ts";
+// What a JobDO's alarm does about its deadlines (deadlines.ts): planning (the planner runs
+// here, never in the caller's request), a planning call cut off by a restart, approval timeout,
+// lost lease, unreachable holder, queue timeout and run timeout. The JobDO drains and re-arms after.
 import { needsApproval } from "../core/policy.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { createPlanner } from "../planners/index.ts";
 import { addTallies } from "../planners/model-call.ts";
-import { type JobDO, MAX_PLAN_ATTEMPTS, PLAN_STALL_MS } from "./job-do.ts";
+import { dueDeadline, MAX_PLAN_ATTEMPTS } from "./deadlines.ts";
+import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
-import { checkUnreachable } from "./unreachable.ts";
+import type { OutboxItem } from "./outbox.ts";
+import { dispatchFromPlan, failEffects, runLimitS } from "./transitions.ts";
+import { markUnreachable, unreachableOutcome } from "./unreachable.ts";
 
-export async function checkDeadlines(job: JobDO): Promise<void> {
-  const state = job.load();
-  if (state?.status === "CREATED") {
-    const stalled = state.planningStarted && Date.now() >= (state.planningStartedAt ?? 0) + PLAN_STALL_MS;
-    if (stalled && (state.planAttempts ?? 1) >= MAX_PLAN_ATTEMPTS) {
-      state.error = `planning did not finish after ${MAX_PLAN_ATTEMPTS} attempts`;
-      job.commit(state, job.move(state, "plan_failed", { reason: state.error }));
-    } else if (!state.planningStarted || stalled) {
-      // First planning, or one cut off (the object restarted mid-call): plan (again).
-      await planJob(job, state);
-    }
-  }
-  const now = Date.now();
+/** Acts on the job's first due deadline, if any (purge is the JobDO's own: it deletes storage). */
+export async function checkDeadlines(job: JobContext): Promise<void> {
   const s = job.load();
-  if (s && !isTerminal(s.status)) {
-    if (s.status === "PLANNED" && s.approvalDeadline !== null && now >= s.approvalDeadline) {
+  if (!s) return;
+  const due = dueDeadline(s, job.config, job.now());
+  switch (due?.kind) {
+    case "plan":
+      await planJob(job, s);
+      return;
+    case "plan_stalled":
+      if ((s.planAttempts ?? 1) >= MAX_PLAN_ATTEMPTS) {
+        s.error = `planning did not finish after ${MAX_PLAN_ATTEMPTS} attempts`;
+        job.commit(s, job.move(s, "plan_failed", { reason: s.error }));
+      } else await planJob(job, s); // cut off (the object restarted mid-call): plan again
+      return;
+    case "approval":
       s.error = "no decision within the approval timeout";
       job.commit(s, job.move(s, "cancel", { reason: "approval_timeout" }));
-    } else if (s.status === "RUNNING" && s.lease && now >= s.lease.expiresAt) {
-      if (s.unreachableSince) checkUnreachable(job, s, now);
-      else job.commit(s, job.infraFailure(s, `agent lost: ${s.lease.agentId} stopped renewing its lease`));
-    } else if (s.status === "QUEUED" && s.queuedAt !== null && now >= s.queuedAt + job.config.jobTimeoutS * 1000) {
-      job.commit(s, job.failEffects(s, `no agent picked the job up within ${job.config.jobTimeoutS}s`));
-    } else if (s.status === "RUNNING" && s.startedAt !== null && now >= s.startedAt + job.runLimitS(s) * 1000) {
-      job.commit(s, job.failEffects(s, `timed out after ${job.runLimitS(s)}s`));
-    }
+      return;
+    case "lease":
+      job.commit(s, infraFailure(job, s, `agent lost: ${s.lease?.agentId} stopped renewing its lease`));
+      return;
+    case "unreachable":
+    case "without_job":
+      job.commit(s, unreachableOutcome(job, s, due.kind));
+      return;
+    case "queue":
+      job.commit(s, failEffects(job, s, `no agent picked the job up within ${job.config.jobTimeoutS}s`));
+      return;
+    case "run":
+      job.commit(s, failEffects(job, s, `timed out after ${runLimitS(job.config, s)}s`));
+      return;
   }
-  await job.afterChange();
 }
 
-export async function planJob(job: JobDO, state: JobState): Promise<void> {
-  state.planningStarted = true;
-  state.planningStartedAt = Date.now();
-  state.planAttempts = (state.planAttempts ?? 0) + 1;
-  job.ctx.storage.kv.put("job", state);
+/**
+ * Agent lost: re-dispatch only while no WRITE/ADMIN step has started. One that had started is
+ * flagged unreachable and waits for its result (unreachable.ts), never failed for this.
+ */
+function infraFailure(job: JobContext, state: JobState, reason: string): OutboxItem[] {
+  const oldAttempt = state.attempt;
+  if (state.writeStarted) return state.unreachableSince ? [] : markUnreachable(job, state);
+  if (state.attempt >= job.config.maxDispatchAttempts) {
+    return failEffects(job, state, `${reason}; gave up after ${state.attempt} attempts`);
+  }
+  log("warn", "re-dispatching after infrastructure failure", { jobId: state.id, attempt: oldAttempt, reason });
+  const cancelOld: OutboxItem = { kind: "cancel_agent", attempt: oldAttempt, reason };
+  return [cancelOld, ...dispatchFromPlan(job, state, "requeue")];
+}
+
+export async function planJob(job: JobContext, state: JobState): Promise<void> {
+  job.saveLiveness({
+    planningStarted: true,
+    planningStartedAt: job.now(),
+    planAttempts: (state.planAttempts ?? 0) + 1,
+  });
   const planner = createPlanner({
     anthropicApiKey: job.config.anthropicApiKey,
     anthropicBaseUrl: job.config.anthropicBaseUrl || undefined,
@@ -83,33 +106,10 @@ export async function planJob(job: JobDO, state: JobState): Promise<void> {
     ...(outcome.notice ? { notice: outcome.notice } : {}),
   });
   if (s.needsApproval) {
-    s.approvalDeadline = Date.now() + job.config.approvalTimeoutS * 1000;
+    s.approvalDeadline = job.now() + job.config.approvalTimeoutS * 1000;
     job.commit(s, effects);
   } else {
     s.decidedBy = "auto";
-    job.commit(s, [...effects, ...job.dispatchFromPlan(s, "approve")]);
+    job.commit(s, [...effects, ...dispatchFromPlan(job, s, "approve")]);
   }
-}
-
-/** When a final job's Durable Object storage may go (its ledger row and R2 archive remain). */
-export function purgeAt(job: JobDO, s: JobState): number | null {
-  if (!isTerminal(s.status) || s.finishedAt === null) return null;
-  const days = Math.min(job.config.jobStateRetentionDays, job.config.logRetentionDays);
-  return s.finishedAt + days * 86_400_000;
-}
-
-/**
- * Deletes the job's storage once it is final, past retention and has nothing left to do (every
- * ledger write and the log archive done, nothing parked); true when it did. The alarm was set
- * for this by scheduleJobAlarm, so no sweep ever lists old jobs.
- */
-export async function purgeIfExpired(job: JobDO): Promise<boolean> {
-  const s = job.load();
-  if (!s) return false;
-  const at = purgeAt(job, s);
-  if (at === null || Date.now() < at || job.outbox.size() > 0) return false;
-  log("info", "job storage deleted after retention", { jobId: s.id, status: s.status });
-  await job.ctx.storage.deleteAlarm();
-  await job.ctx.storage.deleteAll();
-  return true;
 }

@@ -1,88 +1,104 @@
 // The JobDO's effects loop: drains the outbox (ledger writes batched into one D1 round trip,
-// sends, notifications) and keeps the object's single alarm at the next deadline.
-import { isTerminal } from "../../protocol/index.ts";
+// sends, notifications), one drain at a time per object.
 import { getDb, incrementCounter } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { NotifyLater } from "../notify/notify.ts";
 import { raiseAlert } from "../sentinel/alerts.ts";
-import { purgeAt } from "./alarm-work.ts";
 import { LEDGER_KINDS, type LedgerQuery, ledgerStatement, runOutboxItem } from "./effects.ts";
-import { type JobDO, PLAN_STALL_MS } from "./job-do.ts";
+import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
 import { laneOf, MAX_OUTBOX_TRIES, type OutboxRow } from "./outbox.ts";
-import { WITHOUT_JOB_CONFIRM_MS } from "./unreachable.ts";
 
 /** The D1 counter of outbox items ever parked (skynet_outbox_parked_total). */
 export const PARKED_COUNTER = "outbox_parked";
 
-export async function drainOutbox(job: JobDO): Promise<void> {
-  if (job.draining) {
-    job.drainAgain = true;
-    return;
+/**
+ * One object's drain: a drain asked for while one runs, or a commit made meanwhile (the answer
+ * commits its own notification from inside the drain), makes the running one go round again.
+ */
+export class OutboxDrain {
+  private running = false;
+  private again = false;
+
+  /** Called on every commit: new effects while draining are drained in this drain. */
+  committed(): void {
+    if (this.running) this.again = true;
   }
-  job.draining = true;
-  try {
-    do {
-      job.drainAgain = false;
-      const rows = job.outbox.due(Date.now());
-      // A lane whose item failed in this pass: its later items wait for the retry.
-      const blocked = new Set<string>();
-      for (let i = 0; i < rows.length; ) {
-        const row = rows[i] as OutboxRow;
-        const lane = laneOf(row.item.kind);
-        const state = job.load();
-        if (!state) return;
-        if (lane !== null && blocked.has(lane)) {
-          i += 1;
-          continue;
-        }
-        if (LEDGER_KINDS.has(row.item.kind)) {
-          // Consecutive ledger writes go to D1 as one batch: one round trip, one transaction.
-          const group: OutboxRow[] = [];
-          while (i < rows.length && LEDGER_KINDS.has((rows[i] as OutboxRow).item.kind))
-            group.push(rows[i++] as OutboxRow);
-          if (!(await writeLedger(job, state, group))) blocked.add("ledger");
-          continue;
-        }
-        i += 1;
-        job.outbox.inflight = row.id;
-        try {
-          const did = await runOutboxItem(job, state, row.item);
-          job.count(`outbox.${did ?? row.item.kind}`);
-          job.outbox.inflight = null;
-          job.outbox.done(row.id);
-        } catch (err) {
-          job.outbox.inflight = null;
-          if (err instanceof NotifyLater) {
-            // Throttled or asked to slow down: not a failure, just later (at Telegram's pace).
-            job.outbox.postpone(row.id, Date.now() + err.retryAfterMs);
-            continue;
-          }
-          const outcome = job.outbox.failed(row.id, row.tries, Date.now(), failureText(err));
-          log("warn", outcome === "parked" ? "outbox item parked" : "outbox item failed; will retry", {
-            jobId: state.id,
-            kind: row.item.kind,
-            tries: row.tries + 1,
-            error: errorMessage(err),
-          });
-          // A parked item is out of the way: the rest of its lane goes on.
-          if (lane !== null && outcome === "retry") blocked.add(lane);
-        }
+
+  async run(job: JobContext): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    try {
+      do {
+        this.again = false;
+        if (!(await drainPass(job))) return; // the job's storage is gone
+        // Inside the loop: a drain asked for while the alert is sent is not lost.
+        await reportParked(job);
+      } while (this.again);
+    } finally {
+      this.running = false;
+    }
+  }
+}
+
+/** One pass over the items due now, in lane order; false when the job's storage is gone. */
+async function drainPass(job: JobContext): Promise<boolean> {
+  const rows = job.outbox.due(job.now());
+  // A lane whose item failed in this pass: its later items wait for the retry.
+  const blocked = new Set<string>();
+  for (let i = 0; i < rows.length; ) {
+    const row = rows[i] as OutboxRow;
+    const lane = laneOf(row.item.kind);
+    const state = job.load();
+    if (!state) return false;
+    if (lane !== null && blocked.has(lane)) {
+      i += 1;
+      continue;
+    }
+    if (LEDGER_KINDS.has(row.item.kind)) {
+      // Consecutive ledger writes go to D1 as one batch: one round trip, one transaction.
+      const group: OutboxRow[] = [];
+      while (i < rows.length && LEDGER_KINDS.has((rows[i] as OutboxRow).item.kind)) group.push(rows[i++] as OutboxRow);
+      if (!(await writeLedger(job, state, group))) blocked.add("ledger");
+      continue;
+    }
+    i += 1;
+    job.outbox.inflight = row.id;
+    try {
+      const did = await runOutboxItem(job, state, row.item);
+      job.count(`outbox.${did ?? row.item.kind}`);
+      job.outbox.inflight = null;
+      job.outbox.done(row.id);
+    } catch (err) {
+      job.outbox.inflight = null;
+      if (err instanceof NotifyLater) {
+        // Throttled or asked to slow down: not a failure, just later (at Telegram's pace).
+        job.outbox.postpone(row.id, job.now() + err.retryAfterMs);
+        continue;
       }
-      // Inside the loop: a drain asked for while the alert is sent is not lost.
-      await reportParked(job);
-    } while (job.drainAgain);
-  } finally {
-    job.draining = false;
+      const outcome = job.outbox.failed(row.id, row.tries, job.now(), failureText(err));
+      log("warn", outcome === "parked" ? "outbox item parked" : "outbox item failed; will retry", {
+        jobId: state.id,
+        kind: row.item.kind,
+        tries: row.tries + 1,
+        error: errorMessage(err),
+      });
+      // A parked item is out of the way: the rest of its lane goes on.
+      if (lane !== null && outcome === "retry") blocked.add(lane);
+    }
   }
+  return true;
 }
 
 /**
  * Tells the admins (the alerts path) and /metrics about newly parked items; when D1 or
  * Telegram is what is failing, tries again later rather than forgetting.
  */
-async function reportParked(job: JobDO): Promise<void> {
-  const now = Date.now();
+async function reportParked(job: JobContext): Promise<void> {
+  const now = job.now();
   const fresh = job.outbox.unreported(now);
   if (fresh.length === 0) return;
   const jobId = job.load()?.id ?? "unknown";
@@ -106,7 +122,7 @@ async function reportParked(job: JobDO): Promise<void> {
 }
 
 /** Writes a group of ledger items in one D1 batch; false when the ledger lane must wait for a retry. */
-async function writeLedger(job: JobDO, state: JobState, group: OutboxRow[]): Promise<boolean> {
+async function writeLedger(job: JobContext, state: JobState, group: OutboxRow[]): Promise<boolean> {
   const db = getDb(job.env.DB);
   const planned = group.map((row) => ({ row, statement: ledgerStatement(job, db, state, row.item) }));
   const queries = planned.flatMap((p) => p.statement?.queries ?? []);
@@ -123,7 +139,7 @@ async function writeLedger(job: JobDO, state: JobState, group: OutboxRow[]): Pro
       return true;
     }
     const row = group[0] as OutboxRow;
-    const outcome = job.outbox.failed(row.id, row.tries, Date.now(), failureText(err));
+    const outcome = job.outbox.failed(row.id, row.tries, job.now(), failureText(err));
     log("warn", outcome === "parked" ? "ledger write parked" : "ledger write failed; will retry", {
       jobId: state.id,
       kind: row.item.kind,
@@ -143,39 +159,6 @@ async function writeLedger(job: JobDO, state: JobState, group: OutboxRow[]): Pro
     for (let n = 0; n < queries.length; n++) job.count("d1.batched_statements");
   }
   return true;
-}
-
-export async function scheduleJobAlarm(job: JobDO, s: JobState): Promise<void> {
-  const times: number[] = [];
-  const ob = job.outbox.nextAt();
-  if (ob !== null) times.push(ob);
-  if (s.status === "CREATED" && !s.planningStarted) times.push(Date.now());
-  if (s.status === "CREATED" && s.planningStarted) times.push((s.planningStartedAt ?? Date.now()) + PLAN_STALL_MS);
-  if (!isTerminal(s.status)) {
-    if (s.status === "PLANNED" && s.approvalDeadline !== null) times.push(s.approvalDeadline);
-    if (s.status === "RUNNING" && s.unreachableSince) {
-      // Unreachable: the lease has already expired; only the bound on waiting for the result counts.
-      times.push(s.unreachableSince + job.config.unreachableTimeoutS * 1000);
-      if (s.withoutJobAt) times.push(s.withoutJobAt + WITHOUT_JOB_CONFIRM_MS);
-    } else if (s.status === "RUNNING") {
-      if (s.lease) times.push(s.lease.expiresAt);
-      if (s.startedAt !== null) times.push(s.startedAt + job.runLimitS(s) * 1000);
-    }
-    if (s.status === "QUEUED" && s.queuedAt !== null) times.push(s.queuedAt + job.config.jobTimeoutS * 1000);
-  }
-  // A final job with items still owed (parked ones included) keeps its storage until they are done.
-  const purge = purgeAt(job, s);
-  if (purge !== null && job.outbox.size() === 0) times.push(purge);
-  if (times.length === 0) {
-    await job.ctx.storage.deleteAlarm();
-    return;
-  }
-  // Outbox rows due "now" (next_at 0) and past deadlines fire as soon as possible.
-  const next = Math.max(Math.min(...times), Date.now() + 5);
-  // Only ever move the alarm earlier: one that fires early just re-checks and re-arms, so the
-  // lease renewals that push deadlines later (every agent message) cost no storage write.
-  const current = await job.ctx.storage.getAlarm();
-  if (current === null || next < current) await job.ctx.storage.setAlarm(next);
 }
 
 /** The error with its cause (drizzle wraps D1's own message in "Failed query: …"). */

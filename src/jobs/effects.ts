@@ -1,12 +1,13 @@
 // Performs one outbox item for a JobDO. Each effect is idempotent, so a retry after a partial
 // failure is harmless (ledger upserts, events keyed by seq, sends deduplicated by the JobDO).
+import { writeAnswer } from "../answers/index.ts";
 import { getEngine } from "../execution/engine.ts";
 import { eventCountersQuery } from "../ledger/metric-counters.ts";
 import { appendAuditQuery, appendJobEventQuery, type Db, getDb, upsertJobQuery } from "../ledger/store.ts";
-import type { NotifyMemo } from "../notify/notify.ts";
+import { type NotifyMemo, notifyJob } from "../notify/notify.ts";
 import { archiveLog } from "./archive-log.ts";
-import type { JobDO } from "./job-do.ts";
-import { type JobState, toLedgerRow } from "./job-state.ts";
+import type { JobContext } from "./job-context.ts";
+import { type JobState, toLedgerRow, viewOf } from "./job-state.ts";
 import type { OutboxItem } from "./outbox.ts";
 
 export const LEDGER_KINDS: ReadonlySet<OutboxItem["kind"]> = new Set(["ledger", "event", "audit"]);
@@ -22,7 +23,7 @@ export type LedgerQuery =
  * trip, one transaction); null when there is nothing to write. `done` runs after the write.
  */
 export function ledgerStatement(
-  job: JobDO,
+  job: Pick<JobContext, "memo" | "setMemo">,
   db: Db,
   state: JobState,
   item: OutboxItem,
@@ -33,8 +34,8 @@ export function ledgerStatement(
       const row = toLedgerRow(state);
       const { updatedAt: _updatedAt, ...content } = row;
       const key = JSON.stringify(content);
-      if (job.ctx.storage.kv.get<string>("ledger_written") === key) return null;
-      return { queries: [upsertJobQuery(db, row)], done: () => job.ctx.storage.kv.put("ledger_written", key) };
+      if (job.memo<string>("ledger_written") === key) return null;
+      return { queries: [upsertJobQuery(db, row)], done: () => job.setMemo("ledger_written", key) };
     }
     case "event": {
       // The counters follow the insert in the same batch (they count only a new row).
@@ -68,7 +69,7 @@ export function ledgerStatement(
 }
 
 /** Performs the item; returns what it did, for the job's operation counters. */
-export async function runOutboxItem(job: JobDO, state: JobState, item: OutboxItem): Promise<string | undefined> {
+export async function runOutboxItem(job: JobContext, state: JobState, item: OutboxItem): Promise<string | undefined> {
   const env = job.env;
   switch (item.kind) {
     case "ledger":
@@ -90,15 +91,12 @@ export async function runOutboxItem(job: JobDO, state: JobState, item: OutboxIte
     case "archive_log":
       await archiveLog(env.ARCHIVE, state.id, job.logs);
       return;
-    case "answer": {
-      const { writeAnswer } = await import("../answers/index.ts");
+    case "answer":
       return writeAnswer(job);
-    }
     case "notify": {
       if (!state.chatId) return "notify_no_chat"; // API jobs have nobody to tell
-      const { notifyJob } = await import("../notify/notify.ts");
-      const memo = job.ctx.storage.kv.get<NotifyMemo>("notify") ?? {};
-      job.ctx.storage.kv.put("notify", await notifyJob(env, job.view(state), memo));
+      const memo = job.memo<NotifyMemo>("notify") ?? {};
+      job.setMemo("notify", await notifyJob(env, viewOf(state, job.logs), memo));
       return;
     }
   }

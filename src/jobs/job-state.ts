@@ -1,18 +1,19 @@
 // The JobDO's stored state, its lease, and the public view built from it.
-
-import type {
-  ArtifactRef,
-  ExecutionResult,
-  ExecutionSpec,
-  JobAnswer,
-  JobStatus,
-  JobView,
-  PlanSpec,
-  RiskLevel,
-  StepState,
-  TokenTally,
+import {
+  type ArtifactRef,
+  type ExecutionResult,
+  type ExecutionSpec,
+  type JobAnswer,
+  type JobStatus,
+  type JobView,
+  LOG_TAIL_LINES,
+  type PlanSpec,
+  type RiskLevel,
+  type StepState,
+  type TokenTally,
 } from "../../protocol/index.ts";
 import type { FollowUpContext } from "../planners/follow-up.ts";
+import type { LogBuffer } from "./log-buffer.ts";
 
 export interface Lease {
   attempt: number;
@@ -141,6 +142,11 @@ export function toView(s: JobState, logTail: string): JobView {
     startedAt: iso(s.startedAt),
     finishedAt: iso(s.finishedAt),
   };
+}
+
+/** The job's view with its log's last lines. */
+export function viewOf(s: JobState, logs: LogBuffer): JobView {
+  return toView(s, logs.tail(LOG_TAIL_LINES));
 }
 
 /** The ledger row for this state (the JobDO writes whole snapshots, so replays are harmless). */

@@ -17,6 +17,9 @@ export interface LogPosition {
   seq: number;
 }
 
+/** Output read per step at most by stepOutputs (the log itself is capped per job). */
+const MAX_READ_PER_STEP = 512 * 1024;
+
 export class LogBuffer {
   private readonly sql: SqlStorage;
   private readonly redactor: Redactor | null;
@@ -196,5 +199,21 @@ export class LogBuffer {
     for (const row of this.sql.exec<{ data: string }>("SELECT data FROM log_chunks ORDER BY attempt, seq")) {
       yield this.out(row.data);
     }
+  }
+
+  /** What each step of `attempt` printed (for the job's answer), at most MAX_READ_PER_STEP each. */
+  stepOutputs(attempt: number): Map<string, string> {
+    const out = new Map<string, string>();
+    const rows = this.sql.exec<{ step_id: string | null; data: string }>(
+      "SELECT step_id, data FROM log_chunks WHERE attempt = ? AND step_id IS NOT NULL ORDER BY seq",
+      attempt,
+    );
+    for (const row of rows) {
+      if (!row.step_id) continue;
+      const had = out.get(row.step_id) ?? "";
+      if (had.length >= MAX_READ_PER_STEP) continue;
+      out.set(row.step_id, (had + row.data).slice(0, MAX_READ_PER_STEP));
+    }
+    return out;
   }
 }

@@ -3,6 +3,7 @@
 // clause from mapping to an action that contradicts it ("delete the build folder" is not a build,
 // "don't push" is not a push). The catalog's phrases are the fallback.
 import { ACTION_CATALOG, type ActionName } from "../../protocol/index.ts";
+import type { ClauseReading } from "./clause.ts";
 import { RULES, step } from "./phrasings.ts";
 
 /**
@@ -10,12 +11,6 @@ import { RULES, step } from "./phrasings.ts";
  * words around it). A plan made only of sure steps needs no model call; others are Claude's to
  * read when a key is set, and the rule reading is the offline fallback.
  */
-export type ClauseReading =
-  | { kind: "step"; action: ActionName; params: Record<string, unknown>; sure: boolean }
-  /** `forbids`: the action the clause says not to do (or names the opposite of): never to be planned. */
-  | { kind: "refuse"; reason: string; forbids?: ActionName }
-  | { kind: "none" };
-
 /** Actions whose phrase captures free text to the end of the clause (a command, file content). */
 export const FREE_TEXT_ACTIONS = new Set<string>(["run_command", "write_file", "search_code", "git_commit"]);
 

@@ -2,7 +2,7 @@
 // "in", a branch after "push to", a count, a "since", a runner, a well-known file. Tried in order
 // by readClause (phrasing.ts) before the catalog's phrases.
 import { type ActionName, splitArgv } from "../../protocol/index.ts";
-import type { ClauseReading } from "./phrasing.ts";
+import type { ClauseReading } from "./clause.ts";
 
 const NUMBER_WORDS: Record<string, number> = {
   a: 1,

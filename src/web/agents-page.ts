@@ -7,7 +7,7 @@ import { issuePairingCode } from "../agents/tokens.ts";
 import { getDb, listTokens, listWorkers, revokeToken } from "../ledger/store.ts";
 import { errorPageFor } from "./errors.ts";
 import { fmtTime, page, postButton } from "./layout.ts";
-import type { WebEnv } from "./routes.ts";
+import type { WebEnv } from "./session.ts";
 
 export const agentPages = new Hono<WebEnv>();
 

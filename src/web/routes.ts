@@ -30,11 +30,10 @@ import {
   readSession,
   redeemLoginLink,
   startSession,
-  type WebSession,
+  type WebEnv,
 } from "./session.ts";
 import { signInLimitedPage, takeSignInAttempt } from "./sign-in-limit.ts";
 
-export type WebEnv = { Bindings: Env; Variables: { session: WebSession } };
 type C = Context<WebEnv>;
 
 const errorPage = errorPageFor;

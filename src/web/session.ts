@@ -13,6 +13,9 @@ export const LINK_TTL_MS = 10 * 60_000;
 /** The user id of whoever signs in with the API token: the deployment's owner, who sees everything. */
 export const OWNER_ID = "api";
 
+/** The console routes' Hono environment: the bindings and the signed-in session. */
+export type WebEnv = { Bindings: Env; Variables: { session: WebSession } };
+
 export interface WebSession {
   actor: Actor;
   csrf: string;

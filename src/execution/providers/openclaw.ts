@@ -1,7 +1,7 @@
 // The `openclaw` provider: hands jobs to laptop agents through the AgentRegistryDO.
 import type { ExecutionSpec } from "../../../protocol/index.ts";
 import { registryStub } from "../../agents/registry-stub.ts";
-import type { ExecuteOutcome, ExecutionProvider, ProviderHealth } from "../engine.ts";
+import type { ExecuteOutcome, ExecutionProvider, ProviderHealth } from "../provider.ts";
 
 export class OpenClawProvider implements ExecutionProvider {
   readonly name = "openclaw";

@@ -1,0 +1,84 @@
+// A QUEUED attempt on its way to an agent: handed to the execution engine once per attempt
+// (a queue redelivery of it is dropped), offered again on request, and what the registry or
+// the queue report back about it (no agent can take it; dispatch failed for good).
+import { type ExecutionSpec, isTerminal } from "../../protocol/index.ts";
+import { getEngine } from "../execution/engine.ts";
+import { randomHex } from "../lib/crypto.ts";
+import type { DispatchOutcome } from "./job-api.ts";
+import type { JobContext } from "./job-context.ts";
+import type { JobState } from "./job-state.ts";
+import { failEffects } from "./transitions.ts";
+
+export type Redelivery =
+  | { ok: true; attempt: number; outcome: "offered" | "pending" | "enqueued" }
+  | { ok: false; message: string };
+
+/** Why this dispatch message changes nothing (an old attempt, or one already handed over), or null. */
+export function notDispatchable(state: JobState | undefined, attempt: number): "stale" | "duplicate" | null {
+  if (state?.status !== "QUEUED" || attempt !== state.attempt || !state.spec) return "stale";
+  return state.dispatchedAttempt >= attempt ? "duplicate" : null;
+}
+
+/** Hands the current attempt to the engine with a new lease token; the queue retries on a throw. */
+export async function dispatchAttempt(
+  job: JobContext,
+  state: JobState | undefined,
+  attempt: number,
+): Promise<DispatchOutcome> {
+  const refused = notDispatchable(state, attempt);
+  if (refused || !state?.spec) return refused ?? "stale";
+  state.dispatchedAttempt = attempt;
+  state.leaseToken = randomHex(24);
+  job.commit(state);
+  try {
+    return await getEngine(job.env).execute(state.spec, state.leaseToken);
+  } catch (err) {
+    // Let the queue retry this attempt: undo the mark so the redelivery is not dropped.
+    const again = job.load();
+    if (again && again.status === "QUEUED" && again.attempt === attempt) {
+      again.dispatchedAttempt = attempt - 1;
+      again.leaseToken = null;
+      job.commit(again);
+    }
+    throw err;
+  }
+}
+
+/**
+ * Operator nudge (and the Sentinel's): offers the current attempt again. A QUEUED attempt
+ * already handed to the registry is re-offered there at once (agents' backoffs lifted, an
+ * outstanding offer kept); one whose dispatch message never arrived is sent again.
+ */
+export async function redeliver(job: JobContext, state: JobState | undefined): Promise<Redelivery> {
+  if (!state) return { ok: false, message: "no such job" };
+  if (state.status !== "QUEUED") {
+    const holder = state.status === "RUNNING" && state.lease ? ` on agent ${state.lease.agentId}` : "";
+    return { ok: false, message: `the job is ${state.status}${holder}; only a QUEUED job can be offered again` };
+  }
+  if (state.dispatchedAttempt === state.attempt && state.leaseToken && state.spec) {
+    const spec: ExecutionSpec = state.spec;
+    const outcome = await getEngine(job.env).execute(spec, state.leaseToken);
+    return { ok: true, attempt: state.attempt, outcome };
+  }
+  await job.env.DISPATCH_QUEUE.send({ jobId: state.id, attempt: state.attempt });
+  return { ok: true, attempt: state.attempt, outcome: "enqueued" };
+}
+
+/** From the registry: why no connected agent can take this QUEUED attempt; true when it was new. */
+export function noteWaiting(job: JobContext, state: JobState | undefined, attempt: number, text: string): boolean {
+  if (state?.status !== "QUEUED" || state.attempt !== attempt || state.notice === text) return false;
+  const effects = job.move(state, "waiting", { attempt, reason: text });
+  state.notice = text;
+  job.commit(state, effects);
+  return true;
+}
+
+/** The queue gave up on this attempt: the job fails, audited; false when it was not current. */
+export function deadLetter(job: JobContext, state: JobState | undefined, attempt: number, reason: string): boolean {
+  if (!state || isTerminal(state.status) || attempt !== state.attempt) return false;
+  job.commit(state, [
+    ...failEffects(job, state, `dispatch failed after retries: ${reason}`),
+    { kind: "audit", actor: "queue", action: "dead_letter", detail: { attempt, reason }, at: job.now() },
+  ]);
+  return true;
+}

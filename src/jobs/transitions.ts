@@ -1,0 +1,122 @@
+// The job's state changes as functions of its state: each applies state-machine events and
+// returns the effects to commit with it. The caller commits (JobContext.commit).
+import { type ExecutionResult, isTerminal, maxRisk } from "../../protocol/index.ts";
+import type { Config } from "../config.ts";
+import { buildExecutionSpec } from "../core/dispatcher.ts";
+import { type JobEvent, transition } from "../core/job-machine.ts";
+import { validateExecutionSpec } from "../core/policy.ts";
+import { measureFor } from "../ledger/metric-counters.ts";
+import { log } from "../lib/log.ts";
+import type { JobContext } from "./job-context.ts";
+import { type JobState, stepsFromSpec } from "./job-state.ts";
+import type { OutboxItem } from "./outbox.ts";
+
+type Rules = Pick<JobContext, "move" | "config" | "now">;
+
+/** Applies a state-machine event at `now`; throws on an illegal one (callers check first). */
+export function move(
+  state: JobState,
+  event: JobEvent,
+  detail: Record<string, unknown> | null,
+  now: number,
+): OutboxItem[] {
+  const from = state.status;
+  const t = transition(from, event);
+  if (!t.ok) throw new Error(t.error);
+  const to = t.value;
+  state.status = to;
+  state.eventSeq += 1;
+  // Any real change of status ends what the requester was told to wait for.
+  if (to !== from) {
+    state.notice = null;
+    state.unreachableSince = null;
+    state.withoutJobAt = null;
+  }
+  if (isTerminal(to)) state.finishedAt = now;
+  log("info", "job transition", { jobId: state.id, from, to: to, event, attempt: state.attempt });
+  const lastAt = state.lastAtByStatus ?? {
+    ...(state.queuedAt !== null ? { QUEUED: state.queuedAt } : {}),
+    ...(state.startedAt !== null ? { RUNNING: state.startedAt } : {}),
+  };
+  const measure = measureFor(to, now, lastAt);
+  state.lastAtByStatus = { ...lastAt, [to]: now };
+  const effects: OutboxItem[] = [
+    { kind: "event", seq: state.eventSeq, fromStatus: from, toStatus: to, event, detail, at: now, measure },
+    // A job that ended gets its answer before the notification that tells it.
+    ...(isTerminal(to) && from !== to ? [{ kind: "answer" } as const] : []),
+    { kind: "notify" },
+  ];
+  if (isTerminal(to)) effects.push({ kind: "archive_log" });
+  return effects;
+}
+
+/** Did the current attempt reach an agent (so an agent may hold it and must be told)? */
+const dispatched = (state: JobState): boolean =>
+  state.dispatchedAttempt > 0 && state.dispatchedAttempt === state.attempt;
+
+/** Moves a non-terminal job to CANCELLED and, if an agent may hold it, tells the agent. */
+export function cancelEffects(job: Rules, state: JobState, reason: string): OutboxItem[] {
+  const hadDispatch = dispatched(state);
+  state.error = reason;
+  // The lease ends with the job, so the agent's own report of the killed step will be refused:
+  // a step that was running is recorded as cancelled here (its exit code stays unknown).
+  for (const step of state.steps) {
+    if (step.state !== "running") continue;
+    step.state = "cancelled";
+    step.error = reason;
+  }
+  const effects = job.move(state, "cancel", { reason });
+  if (hadDispatch) effects.push({ kind: "cancel_agent", attempt: state.attempt, reason });
+  return effects;
+}
+
+export function failEffects(job: Rules, state: JobState, reason: string): OutboxItem[] {
+  const hadDispatch = dispatched(state);
+  state.error = reason;
+  const effects = job.move(state, "fail", { reason });
+  if (hadDispatch) effects.push({ kind: "cancel_agent", attempt: state.attempt, reason });
+  return effects;
+}
+
+/** PLANNED (approve) or RUNNING (requeue) → QUEUED with a new attempt and an execution spec. */
+export function dispatchFromPlan(job: Rules, state: JobState, event: "approve" | "requeue"): OutboxItem[] {
+  if (!state.plan) return failEffects(job, state, "no plan to dispatch");
+  const attempt = state.attempt + 1;
+  const built = buildExecutionSpec(state.plan, {
+    attempt,
+    projectId: state.projectId,
+    jobTimeoutS: job.config.jobTimeoutS,
+  });
+  const checked = built.ok ? validateExecutionSpec(built.value) : built;
+  if (!built.ok || !checked.ok) {
+    return failEffects(job, state, `dispatch refused: ${built.ok ? (checked.ok ? "" : checked.error) : built.error}`);
+  }
+  const effects = job.move(state, event, { attempt });
+  state.attempt = attempt;
+  state.spec = built.value;
+  state.steps = stepsFromSpec(built.value, state.plan);
+  state.leaseToken = null;
+  state.lease = null;
+  state.queuedAt = job.now();
+  state.risk = maxRisk(...built.value.steps.map((s) => s.risk));
+  effects.push({ kind: "enqueue", attempt });
+  return effects;
+}
+
+/** Records a final result from the agent. */
+export function finish(job: Rules, state: JobState, result: ExecutionResult): OutboxItem[] {
+  state.result = result;
+  if (isTerminal(state.status)) return [];
+  if (result.status === "SUCCEEDED") return job.move(state, "succeed", { attempt: result.attempt });
+  if (result.status === "CANCELLED") {
+    state.error = state.error ?? result.error ?? "cancelled on the agent";
+    return job.move(state, "cancel", { attempt: result.attempt, reason: state.error });
+  }
+  state.error = result.error ?? result.steps.find((x) => x.outcome === "failed")?.error ?? "a step failed";
+  return job.move(state, "fail", { attempt: result.attempt, reason: state.error });
+}
+
+/** How long a started attempt may run: its spec's timeout (never above the configured one) plus slack. */
+export function runLimitS(config: Pick<Config, "jobTimeoutS">, s: JobState): number {
+  return Math.min(s.spec?.timeoutS ?? config.jobTimeoutS, config.jobTimeoutS) + 30;
+}

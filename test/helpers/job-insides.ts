@@ -1,0 +1,55 @@
+// The one way tests reach a JobDO's insides — its JobContext, its drain, its storage, its env —
+// which the object keeps private so that no production module can.
+import type { JobEvent } from "../../src/core/job-machine.ts";
+import { planJob } from "../../src/jobs/alarm-work.ts";
+import type { OutboxDrain } from "../../src/jobs/drain.ts";
+import type { JobDO } from "../../src/jobs/job-do.ts";
+import type { JobState } from "../../src/jobs/job-state.ts";
+import type { JobStore } from "../../src/jobs/job-store.ts";
+import type { LogBuffer } from "../../src/jobs/log-buffer.ts";
+import type { Outbox, OutboxItem } from "../../src/jobs/outbox.ts";
+
+interface Private {
+  job: JobStore;
+  drain: OutboxDrain;
+  ctx: DurableObjectState;
+  env: Env;
+  afterChange(): Promise<void>;
+}
+
+export interface JobInsides {
+  readonly ctx: DurableObjectState;
+  /** The object's bindings (a test may replace them with Object.defineProperty(i, "env", …)). */
+  readonly env: Env;
+  readonly outbox: Outbox;
+  readonly logs: LogBuffer;
+  load(): JobState | undefined;
+  commit(state: JobState, effects?: OutboxItem[]): void;
+  move(state: JobState, event: JobEvent, detail?: Record<string, unknown> | null): OutboxItem[];
+  /** Plans the job as its alarm would. */
+  plan(state: JobState): Promise<void>;
+  drain(): Promise<void>;
+  afterChange(): Promise<void>;
+}
+
+export function insides(i: JobDO): JobInsides {
+  const o = i as unknown as Private;
+  return {
+    ctx: o.ctx,
+    get env() {
+      return o.env;
+    },
+    get outbox() {
+      return o.job.outbox;
+    },
+    get logs() {
+      return o.job.logs;
+    },
+    load: () => o.job.load(),
+    commit: (state, effects) => o.job.commit(state, effects),
+    move: (state, event, detail) => o.job.move(state, event, detail),
+    plan: (state) => planJob(o.job, state),
+    drain: () => o.drain.run(o.job),
+    afterChange: () => o.afterChange.call(i),
+  };
+}
