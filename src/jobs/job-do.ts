@@ -20,6 +20,7 @@ import { measureFor } from "../ledger/metric-counters.ts";
 import { getDb, incrementCounter } from "../ledger/store.ts";
 import { randomHex } from "../lib/crypto.ts";
 import { log } from "../lib/log.ts";
+import { meterObject } from "../lib/op-meter.ts";
 import { redactorFor } from "../lib/redact.ts";
 import { handleAgentMessage } from "./agent-events.ts";
 import { checkDeadlines, planJob, purgeIfExpired } from "./alarm-work.ts";
@@ -87,6 +88,7 @@ export class JobDO extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    meterObject(this, ctx, env);
     this.config = loadConfig(env);
   }
 
