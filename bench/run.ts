@@ -17,9 +17,10 @@ import { runChatLoad } from "./chat-load.ts";
 import { workerdCpuMs } from "./lib/cpu.ts";
 import { directLatency, directThroughput } from "./lib/direct.ts";
 import { reachedAt, waitFinal } from "./lib/jobs.ts";
-import { costRows, diffOps, readOps, scaleOps } from "./lib/ops.ts";
+import { diffOps, readOps } from "./lib/ops.ts";
 import { machineInfo, writeReport } from "./lib/report.ts";
 import { mapLimit, p50p99, pct, round, say } from "./lib/stats.ts";
+import { meterJobs } from "./ops-part.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const { values: flags } = parseArgs({
@@ -38,6 +39,8 @@ const LOG_BYTES = Number(flags["log-mb"]) * 1024 * 1024;
 const AGENTS = Number(flags.agents);
 const OPS_JOBS = Number(flags["ops-jobs"]);
 const CHAT_UPDATES = Number(flags["chat-updates"]);
+/** --ops-jobs 0 leaves the op meter off (its proxies cost a little CPU on every binding call). */
+const METER = OPS_JOBS > 0;
 const CHAT_USERS = [101, 102, 103, 104, 105, 106, 107, 108];
 const CALIBRATION_USER = 109;
 const WEBHOOK_SECRET = "bench-webhook-secret";
@@ -66,12 +69,12 @@ function executeSpec(id: string, projectId: string, argv: string[]) {
 async function main(): Promise<void> {
   const startedAt = new Date();
   const tg = await startFakeTelegram();
-  say("starting wrangler dev (op meter on)");
+  say(`starting wrangler dev (op meter ${METER ? "on" : "off"})`);
   const worker = await startWorker({
     vars: {
       SKYNET_LOG_LEVEL: "warn",
       TASK_RATE_LIMIT_PER_MINUTE: "100000",
-      SKYNET_OP_METER: "1",
+      ...(METER ? { SKYNET_OP_METER: "1" } : {}),
       TELEGRAM_BOT_TOKEN: tg.token,
       TELEGRAM_API_ROOT: tg.url,
       TELEGRAM_WEBHOOK_SECRET: WEBHOOK_SECRET,
@@ -131,36 +134,23 @@ async function main(): Promise<void> {
     );
     say(`direct: git status p50 ${round(pct(directLat, 50))} ms; 4 loops ${round(directTp.perSecond)} spawns/s`);
 
-    // 2. Background (agents' heartbeats) over an idle window, then billable operations per
-    //    READ_ONLY job: jobs submitted half a second apart, nothing else asked of the system until
-    //    each job's last effect (its log archived to R2) is in the meter (reading the meter is
-    //    not itself metered), then a further second.
+    // 2. The idle rates (the agents' heartbeats), then billable operations per READ_ONLY job.
     const idleMs = 10_000;
-    const idle0 = await readOps(worker.url, worker.apiToken, true);
+    const idle0 = METER ? await readOps(worker.url, worker.apiToken, true) : {};
     const cpuIdle0 = await workerdCpuMs();
     await sleep(idleMs);
-    const idleOps = diffOps(await readOps(worker.url, worker.apiToken), idle0);
     const cpuIdleMsPerS = cpuIdle0 === null ? null : (((await workerdCpuMs()) ?? 0) - cpuIdle0) / (idleMs / 1000);
-    const ops0 = await readOps(worker.url, worker.apiToken, true);
-    const tOps = Date.now();
-    const opsIds: string[] = [];
-    for (let i = 0; i < OPS_JOBS; i++) {
-      opsIds.push(await client.submit("check git status", "bench"));
-      await sleep(500);
-    }
-    await waitFor(async () => ((await readOps(worker.url, worker.apiToken))["r2.class_a"] ?? 0) >= OPS_JOBS, {
-      what: "every metered job's archived log",
-      timeoutMs: 300_000,
-      intervalMs: 250,
-    });
-    await sleep(1000);
-    const opsRaw = diffOps(await readOps(worker.url, worker.apiToken), ops0);
-    const opsWindowMs = Date.now() - tOps;
-    const opsStatuses = await Promise.all(opsIds.map((id) => waitFinal(client, id)));
-    const opsComplete = opsStatuses.every((s) => s === "SUCCEEDED");
-    const perJob = scaleOps(diffOps(opsRaw, scaleOps(idleOps, opsWindowMs / idleMs)), 1 / OPS_JOBS);
-    const cost = costRows(perJob);
-    say(`ops per READ_ONLY job: ${round(cost.billablePerJob)} billable (all settled: ${opsComplete})`);
+    const ops = METER
+      ? await meterJobs(
+          worker.url,
+          worker.apiToken,
+          client,
+          OPS_JOBS,
+          diffOps(await readOps(worker.url, worker.apiToken), idle0),
+          idleMs,
+        )
+      : null;
+    if (ops) say(`ops per READ_ONLY job: ${ops.billablePerJob} billable (all succeeded: ${ops.allSucceeded})`);
 
     // 3. READ_ONLY latency: one job at a time; submit → SUCCEEDED by the ledger's clock.
     const e2e: number[] = [];
@@ -300,17 +290,7 @@ async function main(): Promise<void> {
         storedBytes: stored.length,
         agentPeakRssMb,
       },
-      opsPerReadOnlyJob: {
-        jobs: OPS_JOBS,
-        allSucceeded: opsComplete,
-        perJob: Object.fromEntries(Object.entries(perJob).map(([k, v]) => [k, round(v, 2)])),
-        backgroundPerMinute: Object.fromEntries(
-          Object.entries(idleOps).map(([k, v]) => [k, round((v * 60_000) / idleMs, 1)]),
-        ),
-        billablePerJob: round(cost.billablePerJob, 1),
-        lines: cost.rows.map((r) => ({ ...r, perJob: round(r.perJob, 2), usdPer1000Jobs: round(r.usdPer1000Jobs, 5) })),
-        usdPer1000Jobs: round(cost.usdPer1000Jobs, 5),
-      },
+      opsPerReadOnlyJob: ops,
       chatLoad: chat,
     };
     const file = join(ROOT, "bench/results", `${startedAt.toISOString().replaceAll(":", "-")}.json`);

@@ -4,7 +4,7 @@
 // request the SDK sends (system + tools + messages, as JSON) ÷ 4. The part up to the last
 // cache_control breakpoint (tools, then system, then messages: the API's prefix order) is what
 // prompt caching can serve; output tokens are only bounded (max_tokens), not measured.
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { claudeAnswer } from "../src/answers/claude.ts";
 import { createPlanner } from "../src/planners/index.ts";
@@ -100,21 +100,43 @@ async function main(): Promise<void> {
     const result = { method: METHOD, model: MODEL, plans, answer, standInProblems: problems };
     const file = join(ROOT, "bench/results", `tokens-${new Date().toISOString().replaceAll(":", "-")}.json`);
     await writeFile(file, `${JSON.stringify(result, null, 2)}\n`);
-    console.log(
-      `| intent | planner | model calls | input tokens (est.) | cacheable prefix | uncached once cached | max output |`,
+    const rows = [
+      ...plans.map((p) => ({ what: `plan: ${p.intent}`, who: p.planner, calls: p.modelCalls, r: p.requests[0] })),
+      {
+        what: "answer: run the tests and tell me which failed",
+        who: "claude",
+        calls: answer.modelCalls,
+        r: answer.requests[0],
+      },
+    ];
+    const table = rows
+      .map(
+        ({ what, who, calls, r }) =>
+          `| ${what} | ${who} | ${calls} | ${r?.inputTokens ?? 0} | ${r?.cacheablePrefixTokens ?? 0} | ${r?.uncachedAfterFirstCall ?? 0} | ${r?.maxOutputTokens ?? "—"} |`,
+      )
+      .join("\n");
+    const section = `<!-- tokens:start -->
+## Tokens per plan and per answer (\`npm run bench:tokens\`, ${new Date().toISOString().slice(0, 10)})
+
+Through the real planner (src/planners) and answer code (src/answers/claude.ts) against the Messages
+API stand-in, model ${MODEL}. **Input tokens are an ${METHOD}**; JSON escaping makes it an
+overestimate of real tokens. "Cacheable prefix" is everything up to the request's last
+\`cache_control\` breakpoint (tools, then system, then messages), which later calls read from the
+cache; "uncached once cached" is the rest. Output tokens are not measured (the stand-in's reply is
+scripted): the column shows the request's \`max_tokens\` cap. The rule planner's intents make 0 model calls.
+
+| task | planned by | model calls | input tokens (est.) | cacheable prefix (est.) | uncached once cached (est.) | max output tokens |
+|---|---|---|---|---|---|---|
+${table}
+<!-- tokens:end -->`;
+    const path = join(ROOT, "BENCHMARKS.md");
+    const previous = await readFile(path, "utf8").catch(() => "");
+    const marked = /<!-- tokens:start -->[\s\S]*?<!-- tokens:end -->/;
+    await writeFile(
+      path,
+      marked.test(previous) ? previous.replace(marked, section) : `${previous.trimEnd()}\n\n${section}\n`,
     );
-    console.log(`|---|---|---|---|---|---|---|`);
-    for (const p of plans) {
-      const r = p.requests[0];
-      console.log(
-        `| ${p.intent} | ${p.planner} | ${p.modelCalls} | ${r?.inputTokens ?? 0} | ${r?.cacheablePrefixTokens ?? 0} | ${r?.uncachedAfterFirstCall ?? 0} | ${r?.maxOutputTokens ?? 0} |`,
-      );
-    }
-    const a = answer.requests[0];
-    console.log(
-      `| (answer) run the tests and tell me which failed | claude | ${answer.modelCalls} | ${a?.inputTokens ?? 0} | ${a?.cacheablePrefixTokens ?? 0} | ${a?.uncachedAfterFirstCall ?? 0} | ${a?.maxOutputTokens ?? 0} |`,
-    );
-    console.log(`\n${METHOD}. Stand-in problems: ${problems.length ? problems.join("; ") : "none"}. Wrote ${file}.`);
+    console.log(`${section}\n\nStand-in problems: ${problems.length ? problems.join("; ") : "none"}. Wrote ${file}.`);
   } finally {
     await fake.close();
   }

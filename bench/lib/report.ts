@@ -44,7 +44,7 @@ interface Result {
     perAgent: number[];
   };
   logStreaming: { bytes: number; mbPerSecond: number; byteExact: boolean; agentPeakRssMb: number };
-  opsPerReadOnlyJob: {
+  opsPerReadOnlyJob: null | {
     jobs: number;
     allSucceeded: boolean;
     billablePerJob: number;
@@ -83,11 +83,24 @@ export function renderTable(r: Result): string {
   const o = r.opsPerReadOnlyJob;
   const c = r.chatLoad;
   const small = t.jobs < 1000 || r.readOnlyJob.n < 50 || r.logStreaming.bytes < 50 * 1024 * 1024;
-  const costLines = o.lines.map((l) => `| ${l.name} | ${l.perJob} | $${l.usdPer1000Jobs} |`).join("\n");
+  const costSection = o
+    ? `### Cost per READ_ONLY job (${o.jobs} jobs metered, background subtracted)
+
+| billing line | per job | per 1,000 jobs |
+|---|---|---|
+${o.lines.map((l) => `| ${l.name} | ${l.perJob} | $${l.usdPer1000Jobs} |`).join("\n")}
+| **total** | **${o.billablePerJob}** | **$${o.usdPer1000Jobs}** |
+
+Background while idle (the agents' heartbeats), per minute: ${
+        Object.entries(o.backgroundPerMinute)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(", ") || "none"
+      }.`
+    : "### Cost per READ_ONLY job\n\nNot measured in this run (`--ops-jobs 0`: the op meter was off).";
   return `# Benchmarks
 
 Measured by \`npm run bench\` (bench/run.ts) on \`wrangler dev\` (local workerd, D1, R2, Queues, Durable
-Objects, op meter on) with ${t.agents} agents (4 slots each) plus one for the log test, all on one
+Objects, op meter ${o ? "on" : "off"}) with ${t.agents} agents (4 slots each) plus one for the log test, all on one
 machine. Latest run: ${r.startedAt}; raw results in \`bench/results/\`.${
     small
       ? "\n\n**A small validation run (fewer jobs than the defaults, possibly on a shared machine): to be rerun with the defaults on a quiet machine; not a finding.**"
@@ -111,20 +124,9 @@ Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB,
 | chat: one update alone, webhook answered, p50 | ${c.alone.p50Ms} ms |
 | chat: ${c.updates} updates from ${c.users} users at once, webhook answered p50 / p99 | ${c.webhook.p50Ms} / ${c.webhook.p99Ms} ms |
 | chat: errors / refused Bot API calls / replies in order per chat | ${c.errors} / ${c.refusedBotApiCalls} / ${c.repliesInOrder} |
-| billable operations per READ_ONLY job (target ≤ 25) | ${o.billablePerJob}${o.allSucceeded ? "" : " (not every metered job succeeded: unreliable)"} |
+| billable operations per READ_ONLY job (target ≤ 25) | ${o ? `${o.billablePerJob}${o.allSucceeded ? "" : " (not every metered job succeeded: unreliable)"}` : "not measured"} |
 
-### Cost per READ_ONLY job (${o.jobs} jobs metered, background subtracted)
-
-| billing line | per job | per 1,000 jobs |
-|---|---|---|
-${costLines}
-| **total** | **${o.billablePerJob}** | **$${o.usdPer1000Jobs}** |
-
-Background while idle (the agents' heartbeats), per minute: ${
-    Object.entries(o.backgroundPerMinute)
-      .map(([k, v]) => `${k} ${v}`)
-      .join(", ") || "none"
-  }.
+${costSection}
 
 ### What each figure means
 
@@ -148,7 +150,7 @@ Background while idle (the agents' heartbeats), per minute: ${
   Durable Object requests (every stub method call or fetch, alarms, incoming WebSocket messages ÷ 20);
   Durable Object rows read/written (SQL cursors' rowsRead/rowsWritten, one row per kv get/put/delete,
   setAlarm/deleteAlarm as a write); D1 rows from each result's meta; queue write + read + delete per
-  message; R2 Class A (put, list, multipart) and B (get, head). ${o.jobs} READ_ONLY jobs are submitted
+  message; R2 Class A (put, list, multipart) and B (get, head). READ_ONLY jobs are submitted
   half a second apart and nothing else is asked of the system until every job's last effect (its log
   archived to R2) shows in the meter, plus a second (reading the meter is not metered); the idle rate
   measured beforehand (heartbeats) is subtracted for the window's length, and the total is ÷ jobs. Each counted row is one operation in the total.
