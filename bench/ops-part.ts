@@ -39,7 +39,17 @@ export async function meterJobs(
   return {
     jobs,
     allSucceeded: statuses.every((s) => s === "SUCCEEDED"),
-    perJob: Object.fromEntries(Object.entries(perJob).map(([k, v]) => [k, round(v, 2)])),
+    perJob: Object.fromEntries(
+      Object.entries(perJob)
+        .filter(([k]) => !k.includes(":"))
+        .map(([k, v]) => [k, round(v, 2)]),
+    ),
+    /** Where the Durable Object rows go: per statement and per kv key, most first. */
+    topStorage: Object.entries(perJob)
+      .filter(([k]) => k.startsWith("sql:") || k.startsWith("kv:"))
+      .sort(([, a], [, b]) => b - a)
+      .slice(0, 12)
+      .map(([what, n]) => ({ what, perJob: round(n, 2) })),
     backgroundPerMinute: Object.fromEntries(Object.entries(idle).map(([k, v]) => [k, round((v * 60_000) / idleMs, 1)])),
     billablePerJob: round(cost.billablePerJob, 1),
     lines: cost.rows.map((r) => ({ ...r, perJob: round(r.perJob, 2), usdPer1000Jobs: round(r.usdPer1000Jobs, 5) })),

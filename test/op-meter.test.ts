@@ -143,6 +143,11 @@ describe("op meter, enabled", () => {
         "do.alarm": 1,
         "do.ws_messages": 2,
       });
+      // Each statement's rows are also counted under the statement (literals masked), and each kv
+      // operation under its key, so the rows can be traced to the code that spends them.
+      expect(added["sql:INSERT INTO t (n) VALUES (*), (*) [written]"]).toBe(cursors[1]?.rowsWritten);
+      expect(added["sql:SELECT n FROM t ORDER BY n [read]"]).toBe(cursors[2]?.rowsRead);
+      expect(added).toMatchObject({ "kv:put k": 1, "kv:get k": 1 });
     });
   });
 });

@@ -51,6 +51,7 @@ interface Result {
     usdPer1000Jobs: number;
     lines: { name: string; perJob: number; usdPer1000Jobs: number }[];
     backgroundPerMinute: Record<string, number>;
+    topStorage: { what: string; perJob: number }[];
   };
   chatLoad: {
     updates: number;
@@ -95,7 +96,11 @@ Background while idle (the agents' heartbeats), per minute: ${
         Object.entries(o.backgroundPerMinute)
           .map(([k, v]) => `${k} ${v}`)
           .join(", ") || "none"
-      }.`
+      }.
+
+Where the Durable Object rows go (per job, the largest first; statements as the code sends them):
+
+${o.topStorage.map((t) => `- ${t.perJob} × \`${t.what.replaceAll("`", "'")}\``).join("\n")}`
     : "### Cost per READ_ONLY job\n\nNot measured in this run (`--ops-jobs 0`: the op meter was off).";
   return `# Benchmarks
 

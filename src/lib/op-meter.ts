@@ -9,8 +9,17 @@ import { timingSafeEqual } from "./crypto.ts";
 export const OP_METER_PATH = "/__dev/op-meter";
 
 const counts = new Map<string, number>();
-// SQL cursors count their rows as they are read: summed when the totals are read.
-let cursors: SqlStorageCursor<Record<string, SqlStorageValue>>[] = [];
+// SQL cursors count their rows as they are read: summed when the totals are read, also per
+// statement ("sql:<statement>") so the rows can be traced to the code that spends them.
+let cursors: [string, SqlStorageCursor<Record<string, SqlStorageValue>>][] = [];
+
+/** A statement or key as a label: whitespace collapsed, long ids and numbers masked, bounded. */
+const label = (text: unknown): string =>
+  String(text)
+    .replace(/\s+/g, " ")
+    .replace(/[A-Za-z0-9_-]{17,}|\d+/g, "*")
+    .trim()
+    .slice(0, 80);
 
 export function meterEnabled(env: object): boolean {
   return Reflect.get(env, "SKYNET_OP_METER") === "1";
@@ -21,9 +30,11 @@ function add(kind: string, n = 1): void {
 }
 
 export function opTotals(): Record<string, number> {
-  for (const c of cursors) {
+  for (const [sql, c] of cursors) {
     add("do.sql_rows_read", c.rowsRead);
     add("do.sql_rows_written", c.rowsWritten);
+    add(`sql:${sql} [read]`, c.rowsRead);
+    add(`sql:${sql} [written]`, c.rowsWritten);
   }
   cursors = [];
   return Object.fromEntries([...counts].sort(([a], [b]) => a.localeCompare(b)));
@@ -166,7 +177,7 @@ function meterStorage(storage: DurableObjectStorage): DurableObjectStorage {
     name === "exec"
       ? (...args) => {
           const cursor = real(...args) as SqlStorageCursor<Record<string, SqlStorageValue>>;
-          cursors.push(cursor);
+          cursors.push([label(args[0]), cursor]);
           return cursor;
         }
       : undefined,
@@ -174,8 +185,13 @@ function meterStorage(storage: DurableObjectStorage): DurableObjectStorage {
   const keys = (first: unknown) =>
     Array.isArray(first) ? first.length : first !== null && typeof first === "object" ? Object.keys(first).length : 1;
   const kv = wrap(storage.kv, (name, real) => {
-    if (name === "get") return counting("do.kv_reads", real);
-    if (name === "put" || name === "delete") return counting("do.kv_writes", real);
+    if (name === "get" || name === "put" || name === "delete") {
+      const counted = counting(name === "get" ? "do.kv_reads" : "do.kv_writes", real);
+      return (...args) => {
+        add(`kv:${name} ${label(args[0])}`);
+        return counted(...args);
+      };
+    }
     return undefined;
   });
   const methods = wrap(storage, (name, real) => {
