@@ -50,7 +50,11 @@ export async function meterJobs(
       .sort(([, a], [, b]) => b - a)
       .slice(0, 12)
       .map(([what, n]) => ({ what, perJob: round(n, 2) })),
-    backgroundPerMinute: Object.fromEntries(Object.entries(idle).map(([k, v]) => [k, round((v * 60_000) / idleMs, 1)])),
+    backgroundPerMinute: Object.fromEntries(
+      Object.entries(idle)
+        .filter(([k]) => !k.includes(":"))
+        .map(([k, v]) => [k, round((v * 60_000) / idleMs, 1)]),
+    ),
     billablePerJob: round(cost.billablePerJob, 1),
     lines: cost.rows.map((r) => ({ ...r, perJob: round(r.perJob, 2), usdPer1000Jobs: round(r.usdPer1000Jobs, 5) })),
     usdPer1000Jobs: round(cost.usdPer1000Jobs, 5),
