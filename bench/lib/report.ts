@@ -141,7 +141,10 @@ ${costSection}
   plus the line that proves exactly-once), spawned by four parallel loops in four repositories.
 - **submit → SUCCEEDED**: from just before \`POST /api/tasks\` to the SUCCEEDED transition's time in the
   ledger (the JobDO's clock, same machine). The bench waits with one long-poll per job
-  (\`GET /api/jobs/:id/wait\`) and reads the ledger after, so nothing polls the job while it runs.
+  (\`GET /api/jobs/:id/wait\`) and reads the ledger after: the only load it adds while a job runs is
+  that wait's own re-read of the job object every 250 ms on the server (it was a client poll every
+  2 ms). The latency command and the throughput command differ only by the marker line; each part
+  is compared with a direct spawn of exactly its own command.
   **Overhead** = that minus the direct \`git status\` (p50 from p50, p99 from p99).
 - **pickup**: QUEUED → RUNNING in the ledger.
 - **throughput**: first submit to the last SUCCEEDED in the ledger; the bench watches the workspaces'
