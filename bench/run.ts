@@ -154,6 +154,8 @@ async function main(): Promise<void> {
 
     // 3. READ_ONLY latency: one job at a time; submit → SUCCEEDED by the ledger's clock.
     const e2e: number[] = [];
+    const cpuLat0 = await workerdCpuMs();
+    const tLat0 = Date.now();
     const pickup: number[] = [];
     for (let i = 0; i < LATENCY_RUNS; i++) {
       const t = Date.now();
@@ -166,6 +168,12 @@ async function main(): Promise<void> {
       if (done !== null) e2e.push(done - t);
       if (queued !== null && running !== null) pickup.push(running - queued);
     }
+    const cpuLat1 = await workerdCpuMs();
+    // Includes the ledger reads above (a few cheap requests per job): an upper bound.
+    const cpuPerReadOnlyJob =
+      cpuLat0 === null || cpuLat1 === null || cpuIdleMsPerS === null
+        ? null
+        : (cpuLat1 - cpuLat0 - cpuIdleMsPerS * ((Date.now() - tLat0) / 1000)) / LATENCY_RUNS;
     say(`submit→SUCCEEDED p50 ${round(pct(e2e, 50))} ms`);
 
     // 4. Throughput with the exactly-once proof and the workerd CPU per job.
@@ -264,6 +272,7 @@ async function main(): Promise<void> {
         ...latency,
         overheadP50Ms: round(latency.p50Ms - direct.p50Ms),
         overheadP99Ms: round(latency.p99Ms - direct.p99Ms),
+        workerdCpuMsPerJob: cpuPerReadOnlyJob === null ? null : round(cpuPerReadOnlyJob, 2),
       },
       pickupQueuedToRunning: p50p99(pickup),
       throughput: {

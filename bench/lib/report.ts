@@ -28,7 +28,7 @@ interface Result {
   startedAt: string;
   machine: Awaited<ReturnType<typeof machineInfo>>;
   direct: { latency: P; spawnsPerSecond: number; loops: number };
-  readOnlyJob: P & { overheadP50Ms: number; overheadP99Ms: number };
+  readOnlyJob: P & { overheadP50Ms: number; overheadP99Ms: number; workerdCpuMsPerJob: number | null };
   pickupQueuedToRunning: P;
   throughput: {
     jobs: number;
@@ -120,6 +120,7 @@ Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB,
 | direct: ${r.direct.loops} loops spawning the throughput command | ${r.direct.spawnsPerSecond} spawns/s |
 | READ_ONLY job submit → SUCCEEDED (${r.readOnlyJob.n} sequential), p50 / p99 | ${r.readOnlyJob.p50Ms} / ${r.readOnlyJob.p99Ms} ms |
 | overhead over the direct \`git status\`, p50 / p99 | ${r.readOnlyJob.overheadP50Ms} / ${r.readOnlyJob.overheadP99Ms} ms |
+| workerd CPU per READ_ONLY job (latency part, with its ledger reads) | ${r.readOnlyJob.workerdCpuMsPerJob ?? "unknown"} ms |
 | pickup QUEUED → RUNNING, p50 / p99 | ${r.pickupQueuedToRunning.p50Ms} / ${r.pickupQueuedToRunning.p99Ms} ms |
 | throughput: ${t.jobs} jobs over ${t.agents} agents | ${t.jobsPerSecond} jobs/s (${t.totalSeconds} s), **${t.ratioToDirect} of the direct limit** |
 | workerd CPU per throughput job | ${t.workerdCpuMsPerJob ?? "unknown"} ms${t.cpuWindowCoveredAllJobs ? "" : " (the CPU window closed before the last job finished: a lower bound)"} |
@@ -149,10 +150,11 @@ ${costSection}
 - **pickup**: QUEUED → RUNNING in the ledger.
 - **throughput**: first submit to the last SUCCEEDED in the ledger; the bench watches the workspaces'
   files (not the API) to know when every command ran. **Ratio** = jobs/s ÷ direct spawns/s.
-- **workerd CPU per job**: utime+stime of the workerd processes under the bench (from /proc) across
-  the throughput part, minus the idle rate measured over the idle window, ÷ jobs. Local workerd runs
-  the Worker, every Durable Object, D1/R2/Queues simulators and the op meter: an upper bound on what
-  production bills as Worker/DO CPU.
+- **workerd CPU per job**: utime+stime of the workerd processes under the bench (from /proc), minus
+  the idle rate measured over the idle window, ÷ jobs; for READ_ONLY jobs across the latency part
+  (including the bench's wait and ledger reads per job), for the throughput jobs across that part.
+  Local workerd runs the Worker, every Durable Object, the D1/R2/Queues simulators and the op meter
+  (when on): an upper bound on what production bills as Worker/DO CPU.
 - **billable operations**: counted by the dev-only op meter (\`SKYNET_OP_METER=1\`,
   src/lib/op-meter.ts) at the Worker's entry points and inside each Durable Object: Worker invocations;
   Durable Object requests (every stub method call or fetch, alarms, incoming WebSocket messages ÷ 20);
