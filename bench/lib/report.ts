@@ -120,7 +120,7 @@ Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB,
 | direct: ${r.direct.loops} loops spawning the throughput command | ${r.direct.spawnsPerSecond} spawns/s |
 | READ_ONLY job submit → SUCCEEDED (${r.readOnlyJob.n} sequential), p50 / p99 | ${r.readOnlyJob.p50Ms} / ${r.readOnlyJob.p99Ms} ms |
 | overhead over the direct \`git status\`, p50 / p99 | ${r.readOnlyJob.overheadP50Ms} / ${r.readOnlyJob.overheadP99Ms} ms |
-| workerd CPU per READ_ONLY job (latency part, with its ledger reads) | ${r.readOnlyJob.workerdCpuMsPerJob ?? "unknown"} ms |
+| workerd CPU per READ_ONLY job (latency part, with the bench's wait) | ${r.readOnlyJob.workerdCpuMsPerJob ?? "unknown"} ms |
 | pickup QUEUED → RUNNING, p50 / p99 | ${r.pickupQueuedToRunning.p50Ms} / ${r.pickupQueuedToRunning.p99Ms} ms |
 | throughput: ${t.jobs} jobs over ${t.agents} agents | ${t.jobsPerSecond} jobs/s (${t.totalSeconds} s), **${t.ratioToDirect} of the direct limit** |
 | workerd CPU per throughput job | ${t.workerdCpuMsPerJob ?? "unknown"} ms${t.cpuWindowCoveredAllJobs ? "" : " (the CPU window closed before the last job finished: a lower bound)"} |
@@ -152,7 +152,7 @@ ${costSection}
   files (not the API) to know when every command ran. **Ratio** = jobs/s ÷ direct spawns/s.
 - **workerd CPU per job**: utime+stime of the workerd processes under the bench (from /proc), minus
   the idle rate measured over the idle window, ÷ jobs; for READ_ONLY jobs across the latency part
-  (including the bench's wait and ledger reads per job), for the throughput jobs across that part.
+  (including the bench's one long-poll per job), for the throughput jobs across that part.
   Local workerd runs the Worker, every Durable Object, the D1/R2/Queues simulators and the op meter
   (when on): an upper bound on what production bills as Worker/DO CPU.
 - **billable operations**: counted by the dev-only op meter (\`SKYNET_OP_METER=1\`,
