@@ -1,6 +1,6 @@
 // The dev-only operation meter (issue #18 item 5): each metered call adds what Cloudflare bills for
 // it, and with SKYNET_OP_METER unset nothing is wrapped and its route does not exist.
-import { createExecutionContext, createMessageBatch, env, runInDurableObject } from "cloudflare:test";
+import { createExecutionContext, createMessageBatch, env, getQueueResult, runInDurableObject } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
 import worker from "../src/index.ts";
 import { meterEnv, meterObject, OP_METER_PATH, opTotals, resetOpTotals } from "../src/lib/op-meter.ts";
@@ -105,6 +105,8 @@ describe("op meter, enabled", () => {
     ]);
     const added = await delta(async () => worker.queue?.(batch, metered));
     expect(added).toEqual({ "worker.queue": 1, "queue.reads": 2, "queue.deletes": 2 });
+    // The consumer's acks still reach the real messages through the metered batch.
+    expect((await getQueueResult(batch, createExecutionContext())).explicitAcks.sort()).toEqual(["m1", "m2"]);
   });
 
   it("counts a Durable Object's SQL rows, kv rows, alarms and incoming WebSocket messages", async () => {
