@@ -1,5 +1,6 @@
 // Worker entry: the Hono app for HTTP, the queue consumers, the Sentinel cron, and the DO classes.
 import { app } from "./app.ts";
+import { meterWorker } from "./lib/op-meter.ts";
 import { consumeQueue } from "./queue/dispatch-consumer.ts";
 import { runSentinel } from "./sentinel/sentinel.ts";
 
@@ -7,10 +8,10 @@ export { AgentRegistryDO } from "./agents/agent-registry-do.ts";
 export { RateLimitDO } from "./http/rate-limit-do.ts";
 export { JobDO } from "./jobs/job-do.ts";
 
-export default {
+export default meterWorker({
   fetch: app.fetch,
   queue: consumeQueue,
   async scheduled(controller, env, ctx) {
     ctx.waitUntil(runSentinel(env, controller.scheduledTime).then(() => undefined));
   },
-} satisfies ExportedHandler<Env>;
+} satisfies ExportedHandler<Env>);

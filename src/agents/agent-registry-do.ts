@@ -16,6 +16,7 @@ import {
 import { type Config, loadConfig } from "../config.ts";
 import { appendAudit, getDb } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
+import { meterObject } from "../lib/op-meter.ts";
 import { AssignmentBook, type OfferFailure } from "./assignments.ts";
 import {
   FRAME_BURST,
@@ -69,6 +70,7 @@ export class AgentRegistryDO extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    [ctx, env] = meterObject(this, ctx, env);
     this.book = new AssignmentBook(ctx.storage.sql);
     this.config = loadConfig(env);
     this.ledger = new WorkerLedger(env, this.config.heartbeatTimeoutS);

@@ -10,6 +10,7 @@ import type { ExecutionSpec, FencedAgentMessage, JobStatus, JobView } from "../.
 import { loadConfig } from "../config.ts";
 import { getDb, incrementCounter } from "../ledger/store.ts";
 import { log } from "../lib/log.ts";
+import { meterObject } from "../lib/op-meter.ts";
 import { handleAgentMessage } from "./agent-events.ts";
 import { checkDeadlines, planJob } from "./alarm-work.ts";
 import { alarmAt, dueDeadline, REOFFER_AFTER_MS } from "./deadlines.ts";
@@ -39,6 +40,8 @@ export class JobDO extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    // The dev-only op meter (SKYNET_OP_METER=1) wraps storage and bindings; a no-op otherwise.
+    [ctx, env] = meterObject(this, ctx, env);
     this.job = new JobStore(
       ctx.storage,
       () => this.env,

@@ -1,0 +1,185 @@
+// The BENCHMARKS.md table written by `npm run bench` (other benchmarks' sections are kept below it).
+import { spawnSync } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { cpus, totalmem } from "node:os";
+import { join } from "node:path";
+import { RATES_READ_ON } from "./ops.ts";
+import { round } from "./stats.ts";
+
+export async function machineInfo(root: string) {
+  return {
+    cpu: cpus()[0]?.model ?? "unknown",
+    cores: cpus().length,
+    memoryGiB: round(totalmem() / 1024 ** 3),
+    node: process.version,
+    kernel: spawnSync("uname", ["-sr"]).stdout.toString().trim(),
+    wrangler: (
+      JSON.parse(await readFile(join(root, "node_modules/wrangler/package.json"), "utf8")) as { version: string }
+    ).version,
+  };
+}
+
+interface P {
+  p50Ms: number;
+  p99Ms: number;
+  n: number;
+}
+interface Result {
+  startedAt: string;
+  machine: Awaited<ReturnType<typeof machineInfo>>;
+  direct: { latency: P; spawnsPerSecond: number; loops: number };
+  readOnlyJob: P & { overheadP50Ms: number; overheadP99Ms: number; workerdCpuMsPerJob: number | null };
+  pickupQueuedToRunning: P;
+  throughput: {
+    jobs: number;
+    agents: number;
+    jobsPerSecond: number;
+    totalSeconds: number;
+    ratioToDirect: number;
+    workerdCpuMsPerJob: number | null;
+    cpuWindowCoveredAllJobs: boolean;
+    exactlyOnce: boolean;
+    linesWritten: number;
+    uniqueJobs: number;
+    perAgent: number[];
+  };
+  logStreaming: { bytes: number; mbPerSecond: number; byteExact: boolean; agentPeakRssMb: number };
+  opsPerReadOnlyJob: null | {
+    jobs: number;
+    allSucceeded: boolean;
+    billablePerJob: number;
+    usdPer1000Jobs: number;
+    lines: { name: string; perJob: number; usdPer1000Jobs: number }[];
+    backgroundPerMinute: Record<string, number>;
+    topStorage: { what: string; perJob: number }[];
+  };
+  chatLoad: {
+    updates: number;
+    users: number;
+    alone: P;
+    webhook: P;
+    errors: number;
+    refusedBotApiCalls: number;
+    repliesInOrder: boolean | "unknown";
+  };
+}
+
+const SOURCES = `Rates (Workers Paid, beyond the monthly inclusions), read on ${RATES_READ_ON}:
+Worker requests $0.30/M and CPU $0.02/M ms (stated as "identical to Workers Standard pricing" on
+https://developers.cloudflare.com/workflows/reference/pricing/ ; the Workers page itself,
+https://developers.cloudflare.com/workers/platform/pricing/, was not in the searchable copy);
+Durable Object requests $0.15/M including RPC sessions (each stub method call), WebSocket messages
+(20:1) and alarm invocations (https://developers.cloudflare.com/durable-objects/platform/pricing);
+SQLite-backed Durable Object rows read $0.001/M and written $1.00/M (assumed equal to D1's: the
+storage part of that page was not in the copy read — verify before quoting); D1 rows read $0.001/M,
+written $1.00/M (https://developers.cloudflare.com/d1/platform/pricing/, read through a transcription
+of that page); Queues $0.40/M operations, one write + one read + one delete per 64 KB message
+(https://developers.cloudflare.com/queues/platform/pricing/, read through a transcription); R2
+Class A $4.50/M, Class B $0.36/M, deletes free
+(https://github.com/cloudflare/cloudflare-docs/blob/production/src/content/docs/r2/pricing.mdx).
+Included monthly amounts and the $5 plan fee are left out: the figure is the marginal cost.`;
+
+export function renderTable(r: Result): string {
+  const t = r.throughput;
+  const o = r.opsPerReadOnlyJob;
+  const c = r.chatLoad;
+  const small = t.jobs < 1000 || r.readOnlyJob.n < 50 || r.logStreaming.bytes < 50 * 1024 * 1024;
+  const costSection = o
+    ? `### Cost per READ_ONLY job (${o.jobs} jobs metered, background subtracted)
+
+| billing line | per job | per 1,000 jobs |
+|---|---|---|
+${o.lines.map((l) => `| ${l.name} | ${l.perJob} | $${l.usdPer1000Jobs} |`).join("\n")}
+| **total** | **${o.billablePerJob}** | **$${o.usdPer1000Jobs}** |
+
+Background while idle (the agents' heartbeats), per minute: ${
+        Object.entries(o.backgroundPerMinute)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(", ") || "none"
+      }.
+
+Where the Durable Object rows go (per job, the largest first; statements as the code sends them):
+
+${o.topStorage.map((t) => `- ${t.perJob} × \`${t.what.replaceAll("`", "'")}\``).join("\n")}`
+    : "### Cost per READ_ONLY job\n\nNot measured in this run (`--ops-jobs 0`: the op meter was off).";
+  return `# Benchmarks
+
+Measured by \`npm run bench\` (bench/run.ts) on \`wrangler dev\` (local workerd, D1, R2, Queues, Durable
+Objects, op meter ${o ? "on" : "off"}) with ${t.agents} agents (4 slots each) plus one for the log test, all on one
+machine. Latest run: ${r.startedAt}; raw results in \`bench/results/\`.${
+    small
+      ? "\n\n**A small validation run (fewer jobs than the defaults, possibly on a shared machine): to be rerun with the defaults on a quiet machine; not a finding.**"
+      : ""
+  }
+
+Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, ${r.machine.kernel}, Node ${r.machine.node}, wrangler ${r.machine.wrangler}.
+
+| measure | result |
+|---|---|
+| direct: \`git status\` spawned by the bench, p50 / p99 | ${r.direct.latency.p50Ms} / ${r.direct.latency.p99Ms} ms |
+| direct: ${r.direct.loops} loops spawning the throughput command | ${r.direct.spawnsPerSecond} spawns/s |
+| READ_ONLY job submit → SUCCEEDED (${r.readOnlyJob.n} sequential), p50 / p99 | ${r.readOnlyJob.p50Ms} / ${r.readOnlyJob.p99Ms} ms |
+| overhead over the direct \`git status\`, p50 / p99 | ${r.readOnlyJob.overheadP50Ms} / ${r.readOnlyJob.overheadP99Ms} ms |
+| workerd CPU per READ_ONLY job (latency part, with the bench's wait) | ${r.readOnlyJob.workerdCpuMsPerJob ?? "unknown"} ms |
+| pickup QUEUED → RUNNING, p50 / p99 | ${r.pickupQueuedToRunning.p50Ms} / ${r.pickupQueuedToRunning.p99Ms} ms |
+| throughput: ${t.jobs} jobs over ${t.agents} agents | ${t.jobsPerSecond} jobs/s (${t.totalSeconds} s), **${t.ratioToDirect} of the direct limit** |
+| workerd CPU per throughput job | ${t.workerdCpuMsPerJob ?? "unknown"} ms${t.cpuWindowCoveredAllJobs ? "" : " (the CPU window closed before the last job finished: a lower bound)"} |
+| exactly once (one line per job in the workspaces) | ${t.exactlyOnce ? "yes" : "NO"}: ${t.linesWritten} lines, ${t.uniqueJobs} distinct, per agent ${t.perAgent.join("/")} |
+| log streaming: one step printing ${r.logStreaming.bytes / 1024 / 1024} MB | ${r.logStreaming.mbPerSecond} MB/s into the stored log, byte-exact: ${r.logStreaming.byteExact ? "yes" : "NO"} |
+| agent peak RSS during the log test | ${r.logStreaming.agentPeakRssMb} MB |
+| chat: one update alone, webhook answered, p50 | ${c.alone.p50Ms} ms |
+| chat: ${c.updates} updates from ${c.users} users at once, webhook answered p50 / p99 | ${c.webhook.p50Ms} / ${c.webhook.p99Ms} ms |
+| chat: errors / refused Bot API calls / replies in order per chat | ${c.errors} / ${c.refusedBotApiCalls} / ${c.repliesInOrder} |
+| billable operations per READ_ONLY job (target ≤ 25) | ${o ? `${o.billablePerJob}${o.allSucceeded ? "" : " (not every metered job succeeded: unreliable)"}` : "not measured"} |
+
+${costSection}
+
+### What each figure means
+
+- **direct**: the command spawned by the bench process itself with \`execFile\`, in the same run; the
+  floor. The latency part's command is \`git status\` (what a "check git status" job runs); the
+  throughput command is \`sh -c 'git status >/dev/null && echo <job> >> ran.txt'\` (the same git status
+  plus the line that proves exactly-once), spawned by four parallel loops in four repositories.
+- **submit → SUCCEEDED**: from just before \`POST /api/tasks\` to the SUCCEEDED transition's time in the
+  ledger (the JobDO's clock, same machine). The bench waits with one long-poll per job
+  (\`GET /api/jobs/:id/wait\`) and reads the ledger after: the only load it adds while a job runs is
+  that wait's own re-read of the job object every 250 ms on the server (it was a client poll every
+  2 ms). The latency command and the throughput command differ only by the marker line; each part
+  is compared with a direct spawn of exactly its own command.
+  **Overhead** = that minus the direct \`git status\` (p50 from p50, p99 from p99).
+- **pickup**: QUEUED → RUNNING in the ledger.
+- **throughput**: first submit to the last SUCCEEDED in the ledger; the bench watches the workspaces'
+  files (not the API) to know when every command ran. **Ratio** = jobs/s ÷ direct spawns/s.
+- **workerd CPU per job**: utime+stime of the workerd processes under the bench (from /proc), minus
+  the idle rate measured over the idle window, ÷ jobs; for READ_ONLY jobs across the latency part
+  (including the bench's one long-poll per job), for the throughput jobs across that part.
+  Local workerd runs the Worker, every Durable Object, the D1/R2/Queues simulators and the op meter
+  (when on): an upper bound on what production bills as Worker/DO CPU.
+- **billable operations**: counted by the dev-only op meter (\`SKYNET_OP_METER=1\`,
+  src/lib/op-meter.ts) at the Worker's entry points and inside each Durable Object: Worker invocations;
+  Durable Object requests (every stub method call or fetch, alarms, incoming WebSocket messages ÷ 20);
+  Durable Object rows read/written (SQL cursors' rowsRead/rowsWritten, one row per kv get/put/delete,
+  setAlarm/deleteAlarm as a write); D1 rows from each result's meta; queue write + read + delete per
+  message; R2 Class A (put, list, multipart) and B (get, head). READ_ONLY jobs are submitted
+  half a second apart and nothing else is asked of the system until every job's last effect (its log
+  archived to R2) shows in the meter, plus a second (reading the meter is not metered); the idle rate
+  measured beforehand (heartbeats) is subtracted for the window's length, and the total is ÷ jobs. Each counted row is one operation in the total.
+- **chat**: real update JSON posted to \`/telegram/webhook\` by ${c.users} allowed users at once (each
+  user one at a time), commands rotating through /task, /jobs, /status, /help, /agents, against the
+  strict Bot API stand-in. "In order": per chat, the replies recognised by each command's reply
+  signature (first two words, calibrated one at a time beforehand) come in the order sent; "unknown"
+  when two commands' replies cannot be told apart.
+
+${SOURCES}
+`;
+}
+
+export async function writeReport(root: string, result: Result): Promise<void> {
+  // Other benchmarks' sections (npm run soak, bench:history) are theirs: keep them below the table.
+  const path = join(root, "BENCHMARKS.md");
+  const previous = await readFile(path, "utf8").catch(() => "");
+  const sections = previous.match(/<!-- (\w+):start -->[\s\S]*?<!-- \1:end -->/g) ?? [];
+  const table = renderTable(result);
+  await writeFile(path, [table, ...sections].join("\n") + (sections.length ? "\n" : ""));
+  console.log(table);
+}
