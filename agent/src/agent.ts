@@ -253,7 +253,7 @@ export class Agent {
         protocolVersion: this.events.protocolVersion ?? PROTOCOL_VERSION,
         agentName: this.config.name,
         agentVersion: AGENT_VERSION,
-        capabilities: ["git", "fs", "runner", ...(this.config.allowShell ? (["shell"] as const) : [])],
+        capabilities: ["git", "fs", "runner", "code", ...(this.config.allowShell ? (["shell"] as const) : [])],
         workspaces: Object.keys(this.config.workspaces),
         maxConcurrency: this.config.maxConcurrency,
         allowShell: this.config.allowShell,

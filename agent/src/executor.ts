@@ -11,6 +11,7 @@ import {
   getAction,
   riskAtLeast,
 } from "../../protocol/index.ts";
+import { type Approver, runCodeTask } from "./coder/run.ts";
 import { listFiles, readOne, refuseSecret, searchCode, writeOne } from "./fs-actions.ts";
 import { checkPushRemote, GitSafetyError, hardenedGit } from "./git-safety.ts";
 import { runProcess } from "./run-process.ts";
@@ -38,6 +39,8 @@ export interface StepContext {
   agentConfigPath?: string;
   /** Strings never to let out of the step (the agent token, the lease token). */
   redact?: readonly (string | undefined)[];
+  /** Puts a coding agent's tool call to the job's requester (code_task); without it all are denied. */
+  approve?: Approver;
 }
 
 export interface StepRun {
@@ -192,5 +195,7 @@ async function dispatch(action: ActionName, params: Record<string, unknown>, ctx
       return searchCode(p<"search_code">(params), ctx);
     case "write_file":
       return writeOne(p<"write_file">(params), ctx);
+    case "code_task":
+      return runCodeTask(p<"code_task">(params), ctx);
   }
 }
