@@ -5,6 +5,9 @@
 import { z } from "zod";
 import { JobIdSchema, StepIdSchema } from "./jobs.ts";
 
+/** The log line after which a code_task step's output is the coding agent's final message. */
+export const CODER_ANSWER_MARKER = "[coder] final message:";
+
 /** Longest exact command or path shown to the approver (a longer one is refused, never cut). */
 export const MAX_PERMISSION_TARGET = 2000;
 /** Longest diff preview sent up; the Telegram message cuts it further to fit. */

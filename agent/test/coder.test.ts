@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from "vitest";
 import type { PermissionDecision } from "../../protocol/index.ts";
+import { coderAnswer } from "../../src/answers/coder.ts";
 import { type FakeAnthropic, startFakeAnthropic } from "../../test/helpers/node/fake-anthropic.ts";
 import { type GitRepo, makeGitRepo } from "../../test/helpers/node/git-repo.ts";
 import type { ToolAsk } from "../src/coder/policy.ts";
@@ -113,6 +114,17 @@ it("reads inside the workspace without asking, and its final text is the step's 
   expect(run.result.outcome).toBe("succeeded");
   expect(run.stdout).toContain("The README is titled coder test.");
   expect(run.log).toContain("tool Read");
+  // The Worker's answer is the coding agent's final message, found in the step's log as stored.
+  const answerOf = (state: string) =>
+    coderAnswer({
+      intent: "x",
+      question: null,
+      status: "SUCCEEDED",
+      error: null,
+      steps: [{ stepId: "s1", action: "code_task", state, exitCode: 0, error: null, output: run.log }],
+    });
+  expect(answerOf("succeeded")).toBe("The README is titled coder test.");
+  expect(answerOf("failed")).toBeNull();
 }, 60_000);
 
 it("denies a secret file and a path outside the workspace without asking anyone", async () => {

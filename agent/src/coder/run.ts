@@ -4,7 +4,7 @@
 // as it happens; cancel and the per-step budget (turns, cost, time) abort the SDK's run, and the
 // reason becomes the step's error. The coding agent's final message is the step's output.
 import { type PermissionResult, type Query, query, type SDKMessage } from "@anthropic-ai/claude-agent-sdk";
-import type { ActionParams, PermissionDecision } from "../../../protocol/index.ts";
+import { type ActionParams, CODER_ANSWER_MARKER, type PermissionDecision } from "../../../protocol/index.ts";
 import type { StepContext, StepRun } from "../executor.ts";
 import { changedFiles, workspaceDiff } from "./changes.ts";
 import { CODER_TOOLS, decideTool, type ToolAsk } from "./policy.ts";
@@ -202,7 +202,11 @@ export async function runCodeTask(q: ActionParams<"code_task">, ctx: CoderContex
     .map(([path, status]) => `${status} ${path}`);
   await say(ctx, changed.length ? `files changed:\n${changed.join("\n")}` : "no files changed");
   const diff = changed.length ? await workspaceDiff(ctx.workspace, ctx.pathPolicy) : undefined;
-  if (finalText) await ctx.out("stdout", Buffer.from(`${finalText}\n`));
+  if (finalText) {
+    // The marker tells the Worker where the coding agent's final message starts (its answer).
+    await ctx.out("system", Buffer.from(`${CODER_ANSWER_MARKER}\n`));
+    await ctx.out("stdout", Buffer.from(`${finalText.replaceAll(CODER_ANSWER_MARKER, "[coder]")}\n`));
+  }
 
   if (stopReason === "cancelled" || (ctx.signal.aborted && !resultError)) {
     return { outcome: "cancelled", exitCode: null, error: "cancelled", ...(diff ? { captured: diff } : {}) };
