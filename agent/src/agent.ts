@@ -12,6 +12,7 @@ import {
 } from "../../protocol/index.ts";
 import { DEFAULT_UPLOAD_POLICY, type UploadPolicy } from "./artifact-upload.ts";
 import { retryDelay } from "./backoff.ts";
+import { ApprovalRelay } from "./coder/approvals.ts";
 import { type AgentConfig, stateDirOf } from "./config.ts";
 import { recheckStep } from "./executor.ts";
 import { type Job, JobBook, type LingerTuning } from "./job-book.ts";
@@ -343,6 +344,9 @@ export class Agent {
     return delay;
   }
 
+  /** The coding agent's approvals, relayed to the job's requester through the server. */
+  readonly approvals = new ApprovalRelay((frame) => this.sendRaw(frame));
+
   private sendRaw(msg: AgentToServer): boolean {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
@@ -428,6 +432,8 @@ export class Agent {
       }
       case "error":
         return this.onError(msg);
+      case "permission_decision":
+        return this.approvals.onDecision(msg);
     }
   }
 
@@ -585,6 +591,7 @@ export class Agent {
       uploadPolicy: this.tuning.uploads,
       giveUp: this.stopping.signal,
       confirmed: (j: Job) => this.confirmed(j),
+      approverFor: (j: Job, stepId: string) => this.approvals.approverFor(j, stepId),
       // Journaled as running just before it is spawned: a successor then knows it may have run.
       starting: async (j: Job, stepId: string) => {
         if (this.disk && !j.fenced) await this.disk.save(this.record(j, { running: stepId }));
