@@ -4,6 +4,7 @@ import {
   type AgentToServer,
   type FencedAgentMessage,
   JobIdSchema,
+  PERMISSION_TIMEOUT_S,
   PROTOCOL_VERSION,
   parseFrame,
   type ServerMessageOf,
@@ -58,6 +59,13 @@ export interface AgentEvents {
 
 /** Close codes after which reconnecting cannot help: replaced, revoked, protocol mismatch. */
 export const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([4000, 4001, 4003]);
+
+/** How long a coding agent's tool call waits for the requester (SKYNET_APPROVAL_TIMEOUT_S, bounded). */
+function approvalTimeoutS(): number {
+  const n = Number(process.env.SKYNET_APPROVAL_TIMEOUT_S);
+  if (!Number.isInteger(n)) return PERMISSION_TIMEOUT_S.default;
+  return Math.min(PERMISSION_TIMEOUT_S.max, Math.max(PERMISSION_TIMEOUT_S.min, n));
+}
 
 export class Agent {
   readonly config: AgentConfig;
@@ -345,7 +353,7 @@ export class Agent {
   }
 
   /** The coding agent's approvals, relayed to the job's requester through the server. */
-  readonly approvals = new ApprovalRelay((frame) => this.sendRaw(frame));
+  readonly approvals = new ApprovalRelay((frame) => this.sendRaw(frame), approvalTimeoutS());
 
   private sendRaw(msg: AgentToServer): boolean {
     const ws = this.ws;

@@ -56,7 +56,10 @@ export class ApprovalRelay {
       timer.unref();
       const sent = this.sendUp({
         type: "permission_request",
-        ...fence,
+        // Picked one by one: the caller's object may be the whole running job.
+        jobId: fence.jobId,
+        attempt: fence.attempt,
+        leaseToken: fence.leaseToken,
         stepId,
         requestId,
         tool: ask.tool,

@@ -47,6 +47,12 @@ function targetOf(tool: string, input: Record<string, unknown>): string {
   return typeof pick === "string" ? oneLine(pick) : tool;
 }
 
+function withoutSkynet(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && !k.startsWith("SKYNET_")) out[k] = v;
+  return out;
+}
+
 /** The SDK's end-of-run reasons, as a person reads them. */
 const RESULT_REASONS: Record<string, string> = {
   error_max_turns: "the coding agent used up its turn budget",
@@ -101,7 +107,10 @@ export async function runCodeTask(q: ActionParams<"code_task">, ctx: CoderContex
     const signal = AbortSignal.any([opts.signal, stopping.signal]);
     // A cancelled run stops waiting for a person at once: the approver may never answer.
     const decided = await Promise.race([
-      approve(verdict.ask, signal),
+      approve(verdict.ask, signal).catch((e: unknown) => ({
+        decision: "deny" as const,
+        reason: `the requester could not be asked: ${oneLine(String((e as Error).message ?? e))}`,
+      })),
       new Promise<{ decision: PermissionDecision; reason: string }>((done) => {
         const stopped = () => done({ decision: "deny", reason: "the run was stopped" });
         if (signal.aborted) stopped();
@@ -177,7 +186,9 @@ export async function runCodeTask(q: ActionParams<"code_task">, ctx: CoderContex
         // A fixed title: the SDK would otherwise spend a model call naming the session.
         title: "SKYNET code_task",
         ...(ctx.model ? { model: ctx.model } : {}),
-        ...(ctx.sdkEnv ? { env: ctx.sdkEnv } : {}),
+        // The laptop's own environment (its Claude credentials), less SKYNET's: the agent's token
+        // would otherwise be one `env` away from any command the coding agent runs.
+        env: ctx.sdkEnv ?? withoutSkynet(process.env),
         stderr: () => {},
       },
     });
