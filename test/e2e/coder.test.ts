@@ -62,6 +62,7 @@ beforeAll(async () => {
       ANTHROPIC_API_KEY: coder.apiKey,
       CLAUDE_CONFIG_DIR: join(home, ".claude"),
       SKYNET_APPROVAL_TIMEOUT_S: String(APPROVAL_TIMEOUT_S),
+      SKYNET_CODER_MAX_TURNS: "3",
     },
   });
   await waitFor(async () => (await client.agentsOnline()) === 1, { what: "the agent", timeoutMs: 30_000 });
@@ -225,4 +226,14 @@ it("cancel while the coder waits for an approval stops the job", async () => {
   const done = await client.waitFinished(jobId);
   expect(done.status).toBe("CANCELLED");
   expect(existsSync(join(repo.dir, "never.txt"))).toBe(false);
+}, 120_000);
+
+it("the turn budget ends the step cleanly, with the reason as its error", async () => {
+  const read = { kind: "tool" as const, name: "Read", input: { file_path: join(repo.dir, "README.md") } };
+  coder.script(read, read, read);
+  const jobId = await startCoderJob("read the README again and again");
+  const done = await client.waitFinished(jobId);
+  expect(done.status).toBe("FAILED");
+  expect(done.steps[0]?.error).toMatch(/^the coding agent used up its turn budget after \d+ turn/);
+  expect(done.error).toMatch(/turn budget/);
 }, 120_000);

@@ -26,6 +26,16 @@ export interface CoderBudget {
 
 export const DEFAULT_CODER_BUDGET: CoderBudget = { maxTurns: 30, maxCostUsd: 2 };
 
+/** The laptop owner's budget (SKYNET_CODER_MAX_TURNS, SKYNET_CODER_MAX_COST_USD), bounded. */
+export function budgetFromEnv(env: NodeJS.ProcessEnv = process.env): CoderBudget {
+  const turns = Number(env.SKYNET_CODER_MAX_TURNS);
+  const cost = Number(env.SKYNET_CODER_MAX_COST_USD);
+  return {
+    maxTurns: Number.isInteger(turns) && turns >= 1 && turns <= 200 ? turns : DEFAULT_CODER_BUDGET.maxTurns,
+    maxCostUsd: Number.isFinite(cost) && cost > 0 && cost <= 100 ? cost : DEFAULT_CODER_BUDGET.maxCostUsd,
+  };
+}
+
 export interface CoderContext extends StepContext {
   approve?: Approver;
   budget?: CoderBudget;
@@ -62,7 +72,7 @@ const RESULT_REASONS: Record<string, string> = {
 
 export async function runCodeTask(q: ActionParams<"code_task">, ctx: CoderContext): Promise<StepRun> {
   const approve = ctx.approve ?? denyAll;
-  const budget = ctx.budget ?? DEFAULT_CODER_BUDGET;
+  const budget = ctx.budget ?? budgetFromEnv();
   const before = await changedFiles(ctx.workspace);
   const abort = new AbortController();
   let stopReason: string | undefined;
