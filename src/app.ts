@@ -2,6 +2,7 @@
 // is bounded while it is read, and every JSON/text response has the deployment's secrets redacted.
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
+import { permissionRoutes } from "./coder/routes.ts";
 import { apiAuth } from "./http/auth.ts";
 import { ApiError } from "./http/errors.ts";
 import { boundedBody, MAX_JSON_BYTES } from "./http/limits.ts";
@@ -29,6 +30,7 @@ app.route("/agent", agentRoutes);
 app.route("/api/agents", agentAdminRoutes);
 app.use("/api/*", apiAuth());
 app.route("/api", jobRoutes);
+app.route("/api", permissionRoutes);
 app.route("/api", archiveRoutes);
 app.route("/web", webRoutes);
 app.route("/", gatewayRoutes);

@@ -125,10 +125,12 @@ export async function decidePermission(
   id: string,
   userId: string,
   decision: PermissionDecision,
+  /** The API token's holder, the deployment's owner, may decide anyone's request. */
+  owner = false,
 ): Promise<DecideOutcome> {
   const db = getDb(env.DB);
   const row = (await db.select().from(permissionRequests).where(eq(permissionRequests.id, id)).limit(1))[0];
-  if (!row || row.userId !== userId) return { ok: false, error: "unknown" };
+  if (!row || (!owner && row.userId !== userId)) return { ok: false, error: "unknown" };
   const now = Date.now();
   if (row.status === "pending" && row.expiresAt <= now) {
     await db
@@ -155,7 +157,7 @@ export async function decidePermission(
     .returning({ id: permissionRequests.id });
   if (won.length === 0) return { ok: false, error: "already_decided" };
   await appendAudit(db, {
-    actor: `telegram:${userId}`,
+    actor: owner ? "api" : `telegram:${userId}`,
     action: decision === "allow" ? "permission_allowed" : "permission_denied",
     jobId: row.jobId,
     detail: { requestId: id, tool: row.tool, target: row.target },
@@ -172,13 +174,10 @@ export async function decidePermission(
   return { ok: true, row: { ...row, status, decidedAt: now, decidedBy: userId } };
 }
 
-/** The requester's pending requests (for the API). */
-export async function pendingPermissions(env: Env, userId: string): Promise<PermissionRequestRow[]> {
+/** The pending requests still within their time (for the API: every requester's). */
+export async function pendingPermissions(env: Env): Promise<PermissionRequestRow[]> {
   const db = getDb(env.DB);
-  const rows = await db
-    .select()
-    .from(permissionRequests)
-    .where(and(eq(permissionRequests.userId, userId), eq(permissionRequests.status, "pending")));
+  const rows = await db.select().from(permissionRequests).where(eq(permissionRequests.status, "pending")).limit(200);
   const now = Date.now();
   return rows.filter((r) => r.expiresAt > now);
 }

@@ -237,3 +237,26 @@ it("the turn budget ends the step cleanly, with the reason as its error", async 
   expect(done.steps[0]?.error).toMatch(/^the coding agent used up its turn budget after \d+ turn/);
   expect(done.error).toMatch(/turn budget/);
 }, 120_000);
+
+it("the API lists a pending request with its exact command and decides it once", async () => {
+  coder.script(
+    { kind: "tool", name: "Bash", input: { command: "echo api > api.txt" } },
+    { kind: "text", text: "Made api.txt." },
+  );
+  const jobId = await startCoderJob("make a file through the api");
+  await permissionAsked(jobId, "echo api > api.txt");
+  type Pending = { permissions: { id: string; jobId: string; tool: string; target: string }[] };
+  const listed = await client.call<Pending>("/api/permissions");
+  const mine = listed.body.permissions.find((p) => p.jobId === jobId);
+  expect(mine).toMatchObject({ tool: "Bash", target: "echo api > api.txt" });
+  const id = mine?.id ?? "";
+  expect((await client.call(`/api/permissions/${id}`, { json: { decision: "maybe" } })).status).toBe(400);
+  expect((await client.call(`/api/permissions/${id}`, { json: { decision: "allow" } })).body).toMatchObject({
+    status: "allowed",
+  });
+  expect((await client.call(`/api/permissions/${id}`, { json: { decision: "deny" } })).status).toBe(409);
+  expect((await client.call("/api/permissions/no_such_request", { json: { decision: "deny" } })).status).toBe(404);
+  const done = await client.waitFinished(jobId);
+  expect(done.status).toBe("SUCCEEDED");
+  expect(existsSync(join(repo.dir, "api.txt"))).toBe(true);
+}, 120_000);
