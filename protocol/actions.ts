@@ -5,7 +5,7 @@ import { describeIssues } from "./issues.ts";
 import type { JsonObject, RiskLevel } from "./jobs.ts";
 import { err, ok, type Result } from "./result.ts";
 
-export const CapabilitySchema = z.enum(["git", "fs", "runner", "shell"]);
+export const CapabilitySchema = z.enum(["git", "fs", "runner", "shell", "code"]);
 export type Capability = z.infer<typeof CapabilitySchema>;
 
 /**
@@ -98,6 +98,15 @@ export const ActionParamsSchemas = {
   git_commit: z.strictObject({ message: z.string().trim().min(1).max(500), addAll: z.boolean().default(true) }),
   git_push: z.strictObject({ remote: GitRefSchema.default("origin"), branch: GitRefSchema.optional() }),
   run_command: z.strictObject({ argv: z.array(ArgSchema).min(1).max(64) }),
+  /** What the coding agent is asked to do; every tool it wants beyond reading is approved one by one. */
+  code_task: z.strictObject({
+    instruction: z
+      .string()
+      .trim()
+      .min(1)
+      .max(4000)
+      .refine((s) => !s.includes("\0"), "the instruction may not contain NUL bytes"),
+  }),
 } as const;
 
 export type ActionName = keyof typeof ActionParamsSchemas;
@@ -131,6 +140,20 @@ const unquote = (s: string | undefined): string | undefined => s?.trim().replace
 // Order matters: the first action whose phrase matches a clause wins, so the specific
 // phrases ("run command X", "commit history", "create file") come before the general ones.
 export const ACTION_CATALOG: readonly ActionDefinition[] = [
+  {
+    // First: "ask the coder to run the tests" is a task for the coder, not run_tests.
+    name: "code_task",
+    risk: "WRITE",
+    capability: "code",
+    description:
+      "Have a coding agent work on an instruction in the workspace (for tasks needing judgment: fix a failing test, add a flag); each shell command or file edit it wants is approved by the requester",
+    defaultTimeoutS: 900,
+    phrases: [
+      /^\s*code\s*:\s*(?<instruction>\S.*)$/is,
+      /\bask\s+(?:the\s+)?(?:coder|coding\s+agent)\s+to\s+(?<instruction>\S.*)$/is,
+    ],
+    paramsFromPhrase: (g) => ({ instruction: g.instruction?.trim() }),
+  },
   {
     name: "run_command",
     risk: "ADMIN",

@@ -2,6 +2,7 @@
 // Every frame received on either side is safeParse'd; a bad one gets an `error` reply.
 import { z } from "zod";
 import { CapabilitySchema } from "./actions.ts";
+import { PermissionDecisionFrameSchema, PermissionRequestFrameSchema } from "./coder.ts";
 import { describeIssues } from "./issues.ts";
 import {
   ArtifactRefSchema,
@@ -71,10 +72,15 @@ export const AgentToServerSchema = z.discriminatedUnion("type", [
   z.strictObject({ type: z.literal("resume"), running: z.array(RunningJobSchema).max(32) }),
   /** The agent is stopping: it takes no new offers and finishes what it runs (sent again after a reconnect). */
   z.strictObject({ type: z.literal("draining") }),
+  /** A coding agent's tool call for the requester to decide (code_task; protocol/coder.ts). */
+  PermissionRequestFrameSchema,
 ]);
 export type AgentToServer = z.infer<typeof AgentToServerSchema>;
 export type AgentMessageOf<T extends AgentToServer["type"]> = Extract<AgentToServer, { type: T }>;
-export type FencedAgentMessage = Exclude<AgentToServer, { type: "hello" | "heartbeat" | "resume" | "draining" }>;
+export type FencedAgentMessage = Exclude<
+  AgentToServer,
+  { type: "hello" | "heartbeat" | "resume" | "draining" | "permission_request" }
+>;
 
 export const ServerToAgentSchema = z.discriminatedUnion("type", [
   z.strictObject({
@@ -105,6 +111,7 @@ export const ServerToAgentSchema = z.discriminatedUnion("type", [
     /** The attempt the refused frame was about: an error never applies to another attempt. */
     attempt: z.number().int().min(1).optional(),
   }),
+  PermissionDecisionFrameSchema,
 ]);
 export type ServerToAgent = z.infer<typeof ServerToAgentSchema>;
 export type ServerMessageOf<T extends ServerToAgent["type"]> = Extract<ServerToAgent, { type: T }>;

@@ -2,6 +2,7 @@
 export * from "./actions.ts";
 export * from "./agent-messages.ts";
 export * from "./api.ts";
+export * from "./coder.ts";
 export * from "./html.ts";
 export * from "./issues.ts";
 export * from "./jobs.ts";

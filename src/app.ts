@@ -3,6 +3,7 @@
 // has the deployment's secrets redacted.
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
+import { permissionRoutes } from "./coder/routes.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 import { ApiError } from "./http/errors.ts";
 import { redactOutput } from "./http/redact-output.ts";
@@ -33,6 +34,7 @@ const routes = new Hono<{ Bindings: Env }>()
   .route("/agent", agentRoutes)
   .route("/api/agents", agentAdminRoutes)
   .route("/api", jobRoutes)
+  .route("/api", permissionRoutes)
   .route("/api", archiveApiRoutes)
   .route("/web", webRoutes)
   .route("/", gatewayRoutes);

@@ -354,6 +354,46 @@ const TABLE: [string, Expected][] = [
   ],
   ["git push -f", { refused: '"git push -f": I never force-push; a plain push is not what you asked for' }],
   ["tests", { steps: [["run_tests", { args: [] }]] }],
+  // The coding agent: the instruction is taken whole (it is free text, never re-read as actions);
+  // only a closing commit/push or "and tell me …" stands apart, as for other free-text steps.
+  ["ask the coder to fix the failing test", { steps: [["code_task", { instruction: "fix the failing test" }]] }],
+  [
+    "code: add a --verbose flag to the CLI",
+    { steps: [["code_task", { instruction: "add a --verbose flag to the CLI" }]] },
+  ],
+  [
+    "ask the coder to fix the login bug and run the tests",
+    { steps: [["code_task", { instruction: "fix the login bug and run the tests" }]] },
+  ],
+  [
+    "ask the coder to delete the unused helper in src/a.ts",
+    { steps: [["code_task", { instruction: "delete the unused helper in src/a.ts" }]] },
+  ],
+  [
+    "code: show me the README and explain it",
+    { steps: [["code_task", { instruction: "show me the README and explain it" }]] },
+  ],
+  [
+    "code: fix the lint errors, then commit and push",
+    {
+      steps: [
+        ["code_task", { instruction: "fix the lint errors" }],
+        ["git_commit", { message: "Commit by SKYNET", addAll: true }],
+        ["git_push", { remote: "origin" }],
+      ],
+    },
+  ],
+  [
+    "ask the coding agent to add a --verbose flag and tell me what changed",
+    { steps: [["code_task", { instruction: "add a --verbose flag" }]], question: "what changed" },
+  ],
+  [
+    "don't ask the coder to fix it",
+    {
+      refused:
+        '"don\'t ask the coder to fix it" says "don\'t"; I only plan what you ask me to do, so leave that part out',
+    },
+  ],
 ];
 
 describe("rule planner phrasings", () => {

@@ -7,6 +7,7 @@ const planner = new RulePlanner();
 const plan = (intent: string) => planner.plan({ jobId: "job_0123456789abcdef", intent, projectId: "default" });
 
 const PHRASES: Record<string, string> = {
+  code_task: "ask the coder to fix the failing test",
   git_status: "check git status",
   git_diff: "show me the diff",
   git_log: "show the last 5 commits",

@@ -4,6 +4,7 @@ import {
   type AgentToServer,
   type FencedAgentMessage,
   JobIdSchema,
+  PERMISSION_TIMEOUT_S,
   PROTOCOL_VERSION,
   parseFrame,
   type ServerMessageOf,
@@ -12,6 +13,7 @@ import {
 } from "../../protocol/index.ts";
 import { DEFAULT_UPLOAD_POLICY, type UploadPolicy } from "./artifact-upload.ts";
 import { retryDelay } from "./backoff.ts";
+import { ApprovalRelay } from "./coder/approvals.ts";
 import { type AgentConfig, stateDirOf } from "./config.ts";
 import { recheckStep } from "./executor.ts";
 import { type Job, JobBook, type LingerTuning } from "./job-book.ts";
@@ -57,6 +59,13 @@ export interface AgentEvents {
 
 /** Close codes after which reconnecting cannot help: replaced, revoked, protocol mismatch. */
 export const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([4000, 4001, 4003]);
+
+/** How long a coding agent's tool call waits for the requester (SKYNET_APPROVAL_TIMEOUT_S, bounded). */
+function approvalTimeoutS(): number {
+  const n = Number(process.env.SKYNET_APPROVAL_TIMEOUT_S);
+  if (!Number.isInteger(n)) return PERMISSION_TIMEOUT_S.default;
+  return Math.min(PERMISSION_TIMEOUT_S.max, Math.max(PERMISSION_TIMEOUT_S.min, n));
+}
 
 export class Agent {
   readonly config: AgentConfig;
@@ -253,7 +262,7 @@ export class Agent {
         protocolVersion: this.events.protocolVersion ?? PROTOCOL_VERSION,
         agentName: this.config.name,
         agentVersion: AGENT_VERSION,
-        capabilities: ["git", "fs", "runner", ...(this.config.allowShell ? (["shell"] as const) : [])],
+        capabilities: ["git", "fs", "runner", "code", ...(this.config.allowShell ? (["shell"] as const) : [])],
         workspaces: Object.keys(this.config.workspaces),
         maxConcurrency: this.config.maxConcurrency,
         allowShell: this.config.allowShell,
@@ -343,6 +352,9 @@ export class Agent {
     return delay;
   }
 
+  /** The coding agent's approvals, relayed to the job's requester through the server. */
+  readonly approvals = new ApprovalRelay((frame) => this.sendRaw(frame), approvalTimeoutS());
+
   private sendRaw(msg: AgentToServer): boolean {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
@@ -428,6 +440,8 @@ export class Agent {
       }
       case "error":
         return this.onError(msg);
+      case "permission_decision":
+        return this.approvals.onDecision(msg);
     }
   }
 
@@ -585,6 +599,7 @@ export class Agent {
       uploadPolicy: this.tuning.uploads,
       giveUp: this.stopping.signal,
       confirmed: (j: Job) => this.confirmed(j),
+      approverFor: (j: Job, stepId: string) => this.approvals.approverFor(j, stepId),
       // Journaled as running just before it is spawned: a successor then knows it may have run.
       starting: async (j: Job, stepId: string) => {
         if (this.disk && !j.fenced) await this.disk.save(this.record(j, { running: stepId }));

@@ -11,6 +11,7 @@ import {
   getAction,
   writes,
 } from "../../protocol/index.ts";
+import { runCodeTask } from "./coder/run.ts";
 import { listFiles, readOne, refuseSecret, searchCode, writeOne } from "./fs-actions.ts";
 import { checkPushRemote, GitSafetyError, hardenedGit } from "./git-safety.ts";
 import { runProcess } from "./run-process.ts";
@@ -164,5 +165,7 @@ async function dispatch(action: ActionName, params: Record<string, unknown>, ctx
       return searchCode(p<"search_code">(params), ctx);
     case "write_file":
       return writeOne(p<"write_file">(params), ctx);
+    case "code_task":
+      return runCodeTask(p<"code_task">(params), ctx);
   }
 }

@@ -12,6 +12,7 @@ import {
   writes,
 } from "../../protocol/index.ts";
 import { type UploadPolicy, uploadArtifact } from "./artifact-upload.ts";
+import type { Approver } from "./coder/run.ts";
 import { type AgentConfig, pathPolicyFor } from "./config.ts";
 import { executeStep, type StepRun } from "./executor.ts";
 import type { LogChunker } from "./log-stream.ts";
@@ -44,6 +45,8 @@ export interface JobHost {
   giveUp: AbortSignal;
   /** Resolves once the server surely has every frame sent so far for this job (or it stopped). */
   confirmed?(job: RunningJob): Promise<void>;
+  /** The approver for a code_task step's tool calls (unset: every one is denied). */
+  approverFor?(job: RunningJob, stepId: string): Approver;
   /** Called just before a step is spawned (the journal notes it may now have effects). */
   starting?(job: RunningJob, stepId: string): Promise<void>;
 }
@@ -108,6 +111,7 @@ export async function runJob(host: JobHost, job: RunningJob, workspace: string):
         pathPolicy: pathPolicyFor(host.config, job.spec.projectId),
         agentConfigPath: host.config.configPath,
         redact: [host.config.token, job.leaseToken],
+        ...(host.approverFor ? { approve: host.approverFor(job, step.id) } : {}),
       }));
     await job.chunker.flush(true);
     const durationMs = Date.now() - startedAt.getTime();

@@ -1,5 +1,6 @@
 // What one step runs with and what it comes to: the types shared by the executor and the
 // modules it calls (files, processes, the log stream), kept apart so none imports the executor.
+import type { Approver } from "./coder/approver.ts";
 import type { PathPolicy } from "./secrets.ts";
 
 export type OutStream = "stdout" | "stderr" | "system";
@@ -22,6 +23,8 @@ export interface StepContext {
   agentConfigPath?: string;
   /** Strings never to let out of the step (the agent token, the lease token). */
   redact?: readonly (string | undefined)[];
+  /** Puts a coding agent's tool call to the job's requester (code_task); without it all are denied. */
+  approve?: Approver;
 }
 
 export interface StepRun {

@@ -9,10 +9,13 @@ import {
   type ExecutionSpec,
   type FencedAgentMessage,
   getAction,
+  type PermissionDecisionFrame,
+  type PermissionRequestFrame,
   PROTOCOL_VERSION,
   parseFrame,
   type ServerToAgent,
 } from "../../protocol/index.ts";
+import { recordPermissionRequest } from "../coder/permissions.ts";
 import { type Config, loadConfig } from "../config.ts";
 import { appendAudit, getDb } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
@@ -193,6 +196,9 @@ export class AgentRegistryDO extends DurableObject<Env> {
           await this.onHeartbeat(ws, att, msg.running, true);
           await this.pump();
           return;
+        case "permission_request":
+          await this.onPermissionRequest(ws, att, msg);
+          return;
         default:
           await this.relay(ws, att, msg);
       }
@@ -328,6 +334,38 @@ export class AgentRegistryDO extends DurableObject<Env> {
         .agentWithoutJob(agentId, a.attempt)
         .catch((err: unknown) => log("warn", "agentWithoutJob failed", { jobId: a.jobId, error: errorMessage(err) }));
     }
+  }
+
+  /**
+   * A coding agent's permission request is taken only from the agent running that attempt under
+   * its current lease (fencing): a stale attempt's request is refused, so no one is asked for it.
+   */
+  private async onPermissionRequest(ws: WebSocket, att: Attachment, msg: PermissionRequestFrame): Promise<void> {
+    const entry = this.book.get(msg.jobId);
+    const current =
+      entry?.state === "running" &&
+      entry.agentId === att.agentId &&
+      entry.attempt === msg.attempt &&
+      entry.leaseToken === msg.leaseToken;
+    const deny = (reason: string) =>
+      this.reply(ws, {
+        type: "permission_decision",
+        jobId: msg.jobId,
+        attempt: msg.attempt,
+        requestId: msg.requestId,
+        decision: "deny",
+        reason,
+      });
+    if (!current) return deny("this attempt no longer holds the job's lease");
+    if (!(await recordPermissionRequest(this.env, att.agentId, msg))) return deny("unknown job");
+  }
+
+  /** Sends a requester's decision to the agent running that attempt (nothing if it is gone). */
+  async sendPermissionDecision(frame: PermissionDecisionFrame): Promise<boolean> {
+    const entry = this.book.get(frame.jobId);
+    if (entry?.state !== "running" || entry.attempt !== frame.attempt) return false;
+    this.send(entry.agentId, frame);
+    return true;
   }
 
   private async relay(ws: WebSocket, att: Attachment, msg: FencedAgentMessage): Promise<void> {

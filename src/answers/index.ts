@@ -6,6 +6,7 @@ import type { JobContext } from "../jobs/job-context.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { addTallies } from "../planners/model-call.ts";
 import { claudeAnswer } from "./claude.ts";
+import { coderAnswer } from "./coder.ts";
 import { type AnswerInput, ruleAnswer } from "./rules.ts";
 
 export { ruleAnswer } from "./rules.ts";
@@ -38,10 +39,12 @@ export async function writeAnswer(
     log("warn", "answer: could not read the steps' output", { jobId: state.id, error: errorMessage(err) });
     return "answer_skipped";
   }
-  let text = ruleAnswer(input);
-  let by: "claude" | "rules" = "rules";
+  const coder = coderAnswer(input);
+  let text = coder ?? ruleAnswer(input);
+  // The coding agent (Claude, on the laptop) wrote its own answer: no second model call.
+  let by: "claude" | "rules" = coder ? "claude" : "rules";
   let tokens = null;
-  if (job.config.anthropicApiKey) {
+  if (job.config.anthropicApiKey && !coder) {
     try {
       const claude = await claudeAnswer(input, {
         apiKey: job.config.anthropicApiKey,

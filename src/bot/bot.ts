@@ -12,6 +12,7 @@ import { adminCommands } from "./admin.ts";
 export { COMMANDS } from "./commands.ts";
 
 import { decisionCommands } from "./decisions.ts";
+import { permissionButtons } from "./permissions.ts";
 import type { BotDeps } from "./shared.ts";
 import { taskCommands } from "./tasks.ts";
 import { webCommand } from "./web.ts";
@@ -65,6 +66,8 @@ export function createBot(deps: BotDeps): Bot {
   bot.use((ctx, next) => access(deps, ctx, next));
   bot.use(adminCommands(deps));
   bot.use(taskCommands(deps));
+  // Before decisionCommands, which answers every other button.
+  bot.use(permissionButtons(deps));
   bot.use(decisionCommands(deps));
   bot.use(webCommand(deps));
   bot.on("message:text", async (ctx) => {

@@ -124,6 +124,35 @@ export const auditLog = sqliteTable(
   (t) => [index("audit_log_job_idx").on(t.jobId), index("audit_log_at_idx").on(t.at)],
 );
 
+/** The coding agent's tool calls put to the requester (migrations/0006_coder_permissions.sql). */
+export const permissionRequests = sqliteTable(
+  "permission_requests",
+  {
+    id: text("id").primaryKey(),
+    jobId: text("job_id").notNull(),
+    attempt: integer("attempt").notNull(),
+    stepId: text("step_id").notNull(),
+    agentId: text("agent_id").notNull(),
+    userId: text("user_id").notNull(),
+    chatId: text("chat_id"),
+    tool: text("tool").notNull(),
+    kind: text("kind").notNull(),
+    target: text("target").notNull(),
+    preview: text("preview"),
+    /** pending, allowed, denied, expired */
+    status: text("status").notNull(),
+    createdAt: integer("created_at").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+    decidedAt: integer("decided_at"),
+    decidedBy: text("decided_by"),
+  },
+  (t) => [
+    index("permission_requests_job_idx").on(t.jobId),
+    index("permission_requests_user_status_idx").on(t.userId, t.status),
+  ],
+);
+export type PermissionRequestRow = typeof permissionRequests.$inferSelect;
+
 export type JobRow = typeof jobs.$inferSelect;
 export type NewJobRow = typeof jobs.$inferInsert;
 export type JobEventRow = typeof jobEvents.$inferSelect;

@@ -12,7 +12,13 @@ import { RULES, step } from "./phrasings.ts";
  * read when a key is set, and the rule reading is the offline fallback.
  */
 /** Actions whose phrase captures free text to the end of the clause (a command, file content). */
-export const FREE_TEXT_ACTIONS = new Set<string>(["run_command", "write_file", "search_code", "git_commit"]);
+export const FREE_TEXT_ACTIONS = new Set<string>([
+  "run_command",
+  "write_file",
+  "search_code",
+  "git_commit",
+  "code_task",
+]);
 
 const POLITE =
   /^(?:(?:please|pls|now|also|first|finally|next|then|and|ok(?:ay)?|hey|so|just|go\s+ahead\s+and|i\s+(?:want|need)\s+(?:you\s+)?to|i'd\s+like\s+(?:you\s+)?to|(?:can|could|would|will)\s+you(?:\s+please)?|skynet)[\s,]+)+/i;
@@ -135,8 +141,8 @@ export function readClause(raw: string): ClauseReading {
       ...(negated ? { forbids: negated } : {}),
     };
   }
-  // An explicit command is taken verbatim by the catalog's phrase, never re-read.
-  for (const rule of catalog?.action === "run_command" ? [] : RULES) {
+  // An explicit command or a coder's instruction is taken verbatim by the catalog's phrase, never re-read.
+  for (const rule of catalog?.action === "run_command" || catalog?.action === "code_task" ? [] : RULES) {
     const m = rule.re.exec(clause);
     const read = m ? rule.read(m.groups ?? {}) : undefined;
     if (read) return read;

@@ -71,7 +71,7 @@ afterAll(async () => {
 });
 
 describe("the packed skynet-agent package", () => {
-  it("packs only the bundle, its shim and package.json, and installs with ws and zod alone", async () => {
+  it("packs only the bundle, its shim and package.json, and installs with its dependencies", async () => {
     const packed = await exec("npm", ["pack", "-w", "agent", "--pack-destination", tmp, "--json"], {
       cwd: ROOT,
       maxBuffer: 16 * 1024 * 1024,
@@ -89,11 +89,10 @@ describe("the packed skynet-agent package", () => {
       cwd: prefix,
       env: { ...process.env, npm_config_workspaces: "false" },
     });
-    expect((await readdir(join(prefix, "node_modules"))).filter((n) => !n.startsWith(".")).sort()).toEqual([
-      "skynet-agent",
-      "ws",
-      "zod",
-    ]);
+    // ws and zod, and the Claude Agent SDK for code_task (with the peers npm installs for it).
+    const top = (await readdir(join(prefix, "node_modules"))).filter((n) => !n.startsWith("."));
+    expect(top).toEqual(expect.arrayContaining(["@anthropic-ai", "skynet-agent", "ws", "zod"]));
+    expect(await readdir(join(prefix, "node_modules/@anthropic-ai"))).toContain("claude-agent-sdk");
     const manifest = JSON.parse(await readFile(join(prefix, "node_modules/skynet-agent/package.json"), "utf8")) as {
       version: string;
       engines: { node: string };

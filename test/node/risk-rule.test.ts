@@ -35,6 +35,7 @@ const PARAMS: Record<ActionName, JsonObject> = {
   git_commit: { message: "m" },
   git_push: {},
   run_command: { argv: ["true"] },
+  code_task: { instruction: "add a --verbose flag" },
 };
 const LEVELS = RiskLevelSchema.options;
 

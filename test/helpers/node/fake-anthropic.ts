@@ -4,7 +4,7 @@
 // the real API checks before answering (auth, the anthropic-version value, model, max_tokens,
 // message roles and their order, tool_use/tool_result pairing, tools and tool_choice) and
 // refuses a malformed request with a 400 invalid_request_error, as the real API does.
-import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from "node:http";
 
 export interface RecordedRequest {
   headers: IncomingHttpHeaders;
@@ -192,7 +192,18 @@ function checkCacheControl(body: Json): string | null {
   return null;
 }
 
-function checkMessages(messages: unknown[]): string | null {
+function checkMessages(all: unknown[]): string | null {
+  // The API takes system-role messages inside the conversation (text only, never first); they
+  // stand outside the user/assistant alternation and the tool_use/tool_result pairing.
+  for (const [i, m] of all.entries()) {
+    if (!isObject(m) || m.role !== "system") continue;
+    if (i === 0) return 'messages: first message must use the "user" role';
+    const texts = typeof m.content === "string" ? [m.content] : Array.isArray(m.content) ? m.content : null;
+    if (!texts || texts.some((b) => typeof b !== "string" && !(isObject(b) && b.type === "text" && b.text !== ""))) {
+      return `messages.${i}.content: system messages take non-empty text only`;
+    }
+  }
+  const messages = all.filter((m) => !(isObject(m) && m.role === "system"));
   let previousToolUses = new Set<string>();
   for (const [i, m] of messages.entries()) {
     if (!isObject(m) || (m.role !== "user" && m.role !== "assistant")) {
@@ -261,6 +272,38 @@ function message(model: string, content: unknown[], stop: string, usage?: FakeUs
   };
 }
 
+/** The message as the event stream the real API sends for `stream: true`. */
+function sendStream(res: ServerResponse, msg: ReturnType<typeof message>): void {
+  if (res.destroyed) return;
+  res.writeHead(200, {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "request-id": `req_fake${ids}`,
+  });
+  const event = (type: string, data: Json) =>
+    res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
+  const { content, stop_reason, stop_sequence, usage, ...head } = msg;
+  event("message_start", {
+    message: { ...head, content: [], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 1 } },
+  });
+  for (const [index, block] of (content as Json[]).entries()) {
+    if (block.type === "text") {
+      event("content_block_start", { index, content_block: { type: "text", text: "" } });
+      event("content_block_delta", { index, delta: { type: "text_delta", text: block.text } });
+    } else {
+      event("content_block_start", { index, content_block: { ...block, input: {} } });
+      event("content_block_delta", {
+        index,
+        delta: { type: "input_json_delta", partial_json: JSON.stringify(block.input) },
+      });
+    }
+    event("content_block_stop", { index });
+  }
+  event("message_delta", { delta: { stop_reason, stop_sequence }, usage: { output_tokens: usage.output_tokens } });
+  event("message_stop", {});
+  res.end();
+}
+
 export async function startFakeAnthropic(opts: { port?: number; apiKey?: string } = {}): Promise<FakeAnthropic> {
   const apiKey = opts.apiKey ?? "sk-ant-test-key";
   const requests: RecordedRequest[] = [];
@@ -303,6 +346,9 @@ export async function startFakeAnthropic(opts: { port?: number; apiKey?: string 
         return error(500, "api_error", "unscripted request: the test scripted no answer for it");
       }
       const toolName = request.tools?.[0]?.name ?? "tool";
+      // A streamed request gets its answer as server-sent events, as the real API sends them.
+      const reply200 = (body: ReturnType<typeof message>) =>
+        (request as unknown as Json).stream === true ? sendStream(res, body) : send(200, body);
       const answer = (r: FakeReply): void => {
         switch (r.kind) {
           case "delay":
@@ -315,11 +361,10 @@ export async function startFakeAnthropic(opts: { port?: number; apiKey?: string 
             return;
           }
           case "text":
-            send(200, message(request.model, [{ type: "text", text: r.text }], "end_turn", r.usage));
+            reply200(message(request.model, [{ type: "text", text: r.text }], "end_turn", r.usage));
             return;
           case "tool":
-            send(
-              200,
+            reply200(
               message(
                 request.model,
                 [

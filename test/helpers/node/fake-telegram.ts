@@ -19,6 +19,8 @@ export interface RecordedCall {
   /** Whether the stand-in accepted the call, and its error description when not. */
   ok?: boolean;
   error?: string;
+  /** What the stand-in answered, when it accepted the call (a sent message's message_id, …). */
+  result?: unknown;
   /** A refusal the test arranged (/__fail, /__chat) or acknowledged (/__ack). */
   expected?: boolean;
 }
@@ -537,6 +539,7 @@ export async function startFakeTelegram(opts: { port?: number; token?: string } 
           }
           const result = await handler(params);
           record.ok = true;
+          record.result = result;
           reply(200, { ok: true, result });
         } catch (err) {
           const e = err instanceof BotApiError ? err : new BotApiError(500, (err as Error).message);
