@@ -106,7 +106,15 @@ describe("a follow-up in Telegram", () => {
         message: { message_id: 1, chat: { id: USER.id, type: "private" }, date: 0, text: "plan" },
       },
     });
-    const done: JobView = await client.waitFinished(first);
+    await client.waitFinished(first);
+    // The answer is written by the job's outbox right after the final status is committed.
+    const done: JobView = await waitFor(
+      async () => {
+        const view = (await client.call<JobView>(`/api/jobs/${first}`)).body;
+        return view.answer ? view : undefined;
+      },
+      { what: "the earlier job's answer" },
+    );
     expect(done.answer?.text).toBe(ANSWER);
     const home = done.messageId;
     expect(home).toBeGreaterThan(0);
