@@ -135,10 +135,10 @@ describe("the chat inbox", () => {
     const inbox = inboxOf(stuck);
     const before = await webhookErrors();
     expectWebhookErrors(1);
-    await runInDurableObject(inbox, (i: ChatInboxDO) => {
+    await runInDurableObject(inbox, (i: ChatInboxDO, state) => {
       i.store(stuck.update_id, JSON.stringify(stuck), BASE);
       // As if MAX_TRIES starts of its handler had each been cut off by an eviction.
-      i.ctx.storage.sql.exec("UPDATE inbox SET tries = ? WHERE update_id = ?", MAX_TRIES, stuck.update_id);
+      state.storage.sql.exec("UPDATE inbox SET tries = ? WHERE update_id = ?", MAX_TRIES, stuck.update_id);
     });
     await evictDurableObject(inbox);
     const next = message(USER, "/logs", chat);
