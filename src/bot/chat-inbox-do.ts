@@ -36,6 +36,8 @@ type Stored = {
 
 export class ChatInboxDO extends DurableObject<Env> {
   private running = false;
+  /** An alarm is already set by this instance: one alarm write, not one per update. */
+  private armed = false;
   private chain: Promise<void> = Promise.resolve();
   private readonly bots = new Map<string, Bot>();
 
@@ -68,7 +70,10 @@ export class ChatInboxDO extends DurableObject<Env> {
       SEEN_WINDOW - 1,
     );
     sql.exec("INSERT INTO inbox (update_id, body, origin) VALUES (?, ?, ?)", updateId, body, origin);
-    void this.ctx.storage.setAlarm(Date.now() + RESUME_AFTER_MS);
+    if (!this.armed) {
+      this.armed = true;
+      void this.ctx.storage.setAlarm(Date.now() + RESUME_AFTER_MS);
+    }
     return "queued";
   }
 
@@ -79,9 +84,13 @@ export class ChatInboxDO extends DurableObject<Env> {
   }
 
   override async alarm(): Promise<void> {
+    this.armed = false;
     this.kick();
     await this.chain;
-    if (this.pending() > 0) await this.ctx.storage.setAlarm(Date.now() + RESUME_AFTER_MS);
+    if (this.pending() > 0 && !this.armed) {
+      this.armed = true;
+      await this.ctx.storage.setAlarm(Date.now() + RESUME_AFTER_MS);
+    }
   }
 
   private pending(): number {
