@@ -4,6 +4,7 @@
 // webhook took to answer (p50/p99), how long until every reply was sent, and whether each chat got
 // its replies in the order it sent the commands.
 // `node bench/chat-load.ts [--updates 400] [--users 8]`
+import { readdirSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { startFakeTelegram } from "../test/helpers/node/fake-telegram.ts";
 import { waitFor } from "../test/helpers/node/wait.ts";
@@ -41,9 +42,42 @@ const worker = await startWorker({
   },
 });
 
+// CPU of this run's workerd (user + system, ms): wall times on a shared machine swing with other
+// load, CPU per update does not. Found as the workerd whose ancestors include our wrangler.
+function procStat(pid: string): string[] | undefined {
+  try {
+    const raw = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return raw.slice(raw.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return undefined;
+  }
+}
+function ours(pid: string): boolean {
+  for (let p = pid, depth = 0; p !== "0" && p !== "1" && depth < 6; depth++) {
+    const cmd = (() => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, "utf8");
+      } catch {
+        return "";
+      }
+    })();
+    if (cmd.includes(worker.persistDir)) return true;
+    p = procStat(p)?.[1] ?? "0";
+  }
+  return false;
+}
+const workerd = readdirSync("/proc").filter(
+  (pid) => /^\d+$/.test(pid) && readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "workerd" && ours(pid),
+);
+const cpuMs = () =>
+  workerd.reduce((sum, pid) => {
+    const f = procStat(pid);
+    return sum + ((Number(f?.[11]) || 0) + (Number(f?.[12]) || 0)) * 10;
+  }, 0);
+
 let updateId = 1;
 let messageId = 1;
-async function post(user: (typeof users)[number], text: string): Promise<number> {
+async function post(user: { id: number; is_bot: boolean; first_name: string }, text: string): Promise<number> {
   const command = /^\/\w+/.exec(text)?.[0] ?? "";
   const body = JSON.stringify({
     update_id: updateId++,
@@ -78,6 +112,7 @@ try {
   const latencies: number[] = [];
   const timeline: [number, number][] = [];
   const started = performance.now();
+  const cpuBefore = cpuMs();
   await Promise.all(
     users.map(async (user) => {
       for (const [n, kind] of (plan.get(user.id) ?? []).entries()) {
@@ -101,6 +136,7 @@ try {
     intervalMs: 20,
   });
   const replied = performance.now() - started;
+  const cpu = cpuMs() - cpuBefore;
   const inOrder = users.filter((u) => JSON.stringify(answered(u.id)) === JSON.stringify(plan.get(u.id)));
   const refused = tg.calls.slice(warm).filter((c) => c.ok === false);
   latencies.sort((a, b) => a - b);
@@ -114,6 +150,14 @@ try {
     await waitFor(() => tg.calls.length > before, { what: "the reply", intervalMs: 5 });
   }
   alone.sort((a, b) => a - b);
+
+  // The webhook's own cost: updates from a bot, which the bot ignores at once (no D1, no Bot API).
+  const ignored = { id: 7999, is_bot: true, first_name: "B" };
+  const cpuIgnored = cpuMs();
+  const bare: number[] = [];
+  for (let i = 0; i < 200; i++) bare.push(await post(ignored, "/help"));
+  const bareCpu = (cpuMs() - cpuIgnored) / 200;
+  bare.sort((a, b) => a - b);
   const result = {
     updates: UPDATES,
     users: USERS,
@@ -127,8 +171,13 @@ try {
       p50: Number(percentile(alone, 50).toFixed(1)),
       p99: Number(percentile(alone, 99).toFixed(1)),
     },
+    ignoredUpdate: {
+      webhookP50Ms: Number(percentile(bare, 50).toFixed(1)),
+      workerdCpuMs: workerd.length > 0 ? Number(bareCpu.toFixed(2)) : "unknown",
+    },
     allPostedMs: Math.round(posted),
     allRepliedMs: Math.round(replied),
+    workerdCpuMsPerUpdate: workerd.length > 0 ? Number((cpu / UPDATES).toFixed(1)) : "unknown",
     chatsInOrder: `${inOrder.length}/${USERS}`,
     refusedBotApiCalls: refused.length,
     // The slowest answers and when (ms into the run) their POST started.

@@ -2,9 +2,9 @@
 // there. Replies stay in arrival order per chat while several chats post at once, a redelivered
 // update is answered once, a failing update is counted and holds nothing up, and an update left
 // stored by an eviction is handled by the alarm (or given up, counted, after repeated cut-offs).
-import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { type ChatInboxDO, MAX_TRIES } from "../src/bot/chat-inbox-do.ts";
+import { type ChatInboxDO, MAX_TRIES, SEEN_WINDOW } from "../src/bot/chat-inbox-do.ts";
 import { chatKeyOf } from "../src/bot/chat-key.ts";
 import {
   expectWebhookErrors,
@@ -146,6 +146,25 @@ describe("the chat inbox", () => {
     expect(await webhookErrors()).toBe(before + 1);
     const made = await tg.take();
     expect(made.map((c) => [c.method, textOf(c).slice(0, 11)])).toEqual([["sendMessage", "Usage: /log"]]);
+  });
+});
+
+describe("the window of update ids seen", () => {
+  it("holds the last SEEN_WINDOW ids of the chat, so it stays bounded", async () => {
+    const inbox = env.CHAT_INBOX.getByName("chat:-917999");
+    await runInDurableObject(inbox, (i: ChatInboxDO, state) => {
+      const first = 5_000_000;
+      for (let n = 0; n <= SEEN_WINDOW; n++) expect(i.store(first + n, "{}", BASE)).toBe("queued");
+      const seen = state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM seen").one().n;
+      expect(seen).toBe(SEEN_WINDOW);
+      expect(i.store(first + 1, "{}", BASE)).toBe("duplicate");
+      expect(i.store(first + SEEN_WINDOW, "{}", BASE)).toBe("duplicate");
+      // The oldest fell out of the window: a redelivery that late is taken as new.
+      expect(i.store(first, "{}", BASE)).toBe("queued");
+      // These were never meant to be handled.
+      state.storage.sql.exec("DELETE FROM inbox");
+      return state.storage.deleteAlarm();
+    });
   });
 });
 

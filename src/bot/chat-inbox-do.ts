@@ -50,7 +50,10 @@ export class ChatInboxDO extends DurableObject<Env> {
       body TEXT NOT NULL,
       origin TEXT NOT NULL,
       tries INTEGER NOT NULL DEFAULT 0)`);
-    sql.exec("CREATE TABLE IF NOT EXISTS seen (update_id INTEGER PRIMARY KEY)");
+    // n counts arrivals, so keeping the last SEEN_WINDOW is one indexed delete per update.
+    sql.exec(
+      "CREATE TABLE IF NOT EXISTS seen (n INTEGER PRIMARY KEY AUTOINCREMENT, update_id INTEGER NOT NULL UNIQUE)",
+    );
   }
 
   /** Stores a validated update (its JSON text) and starts handling it after those before it. */
@@ -63,12 +66,11 @@ export class ChatInboxDO extends DurableObject<Env> {
   /** Stores without handling: the state an eviction between store and handle leaves behind. */
   store(updateId: number, body: string, origin: string): Delivery {
     const sql = this.ctx.storage.sql;
-    if (sql.exec("SELECT 1 FROM seen WHERE update_id = ?", updateId).toArray().length > 0) return "duplicate";
-    sql.exec("INSERT INTO seen (update_id) VALUES (?)", updateId);
-    sql.exec(
-      "DELETE FROM seen WHERE update_id < (SELECT update_id FROM seen ORDER BY update_id DESC LIMIT 1 OFFSET ?)",
-      SEEN_WINDOW - 1,
-    );
+    const fresh = sql
+      .exec<{ n: number }>("INSERT INTO seen (update_id) VALUES (?) ON CONFLICT DO NOTHING RETURNING n", updateId)
+      .toArray()[0];
+    if (!fresh) return "duplicate";
+    sql.exec("DELETE FROM seen WHERE n <= ?", fresh.n - SEEN_WINDOW);
     sql.exec("INSERT INTO inbox (update_id, body, origin) VALUES (?, ?, ?)", updateId, body, origin);
     if (!this.armed) {
       this.armed = true;
