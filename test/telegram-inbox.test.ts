@@ -149,6 +149,19 @@ describe("the chat inbox", () => {
   });
 });
 
+describe("an update the webhook refuses", () => {
+  it("is neither stored nor remembered: the same update_id sent properly is answered", async () => {
+    const good = message(USER, "/logs", CHATS[0]);
+    const malformed = { ...good, message: { ...good.message, text: 42 } };
+    expect((await post(malformed)).status).toBe(400);
+    expect((await post(good, "wrong-secret")).status).toBe(401);
+    expect(await inboxOf(good).settled()).toBe(0);
+    expect(await tg.take()).toEqual([]);
+    expect((await post(good)).status).toBe(200);
+    expect((await tg.take()).map((c) => [c.method, textOf(c).slice(0, 11)])).toEqual([["sendMessage", "Usage: /log"]]);
+  });
+});
+
 describe("the window of update ids seen", () => {
   it("holds the last SEEN_WINDOW ids of the chat, so it stays bounded", async () => {
     const inbox = env.CHAT_INBOX.getByName("chat:-917999");
