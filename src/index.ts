@@ -5,6 +5,7 @@ import { consumeQueue } from "./queue/dispatch-consumer.ts";
 import { runSentinel } from "./sentinel/sentinel.ts";
 
 export { AgentRegistryDO } from "./agents/agent-registry-do.ts";
+export { ChatInboxDO } from "./bot/chat-inbox-do.ts";
 export { RateLimitDO } from "./http/rate-limit-do.ts";
 export { JobDO } from "./jobs/job-do.ts";
 

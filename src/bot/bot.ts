@@ -1,5 +1,6 @@
 // The Telegram bot (grammY): access control first, then one composer per feature. A Bot is made
-// per webhook request with its botInfo supplied, so no getMe is ever needed.
+// per chat inbox (ChatInboxDO, which runs its chat's updates) with its botInfo supplied, so no
+// getMe is ever needed.
 import { Bot, type Context } from "grammy";
 import type { UserFromGetMe } from "grammy/types";
 import type { Config } from "../config.ts";

@@ -2,6 +2,8 @@
 // Bot API stand-in recorded. Test files run side by side against one stand-in, so each file uses
 // its own users/chats and callback-query-id prefix and sees only the calls made to them.
 import { env, runDurableObjectAlarm } from "cloudflare:test";
+import { chatKeyOf } from "../../src/bot/chat-key.ts";
+import type { ChatInboxDO } from "../../src/index.ts";
 import { api } from "./worker.ts";
 
 export const SECRET = "test-webhook-secret";
@@ -163,10 +165,40 @@ export class TelegramScope {
   }
 }
 
-export async function post(update: unknown, secret: string | null = SECRET): Promise<Response> {
+/** Posts an update to the webhook and returns its answer, without waiting for the bot's replies. */
+export async function postOnly(update: unknown, secret: string | null = SECRET): Promise<Response> {
   const headers: Record<string, string> = { "Content-Type": "application/json" };
   if (secret !== null) headers["X-Telegram-Bot-Api-Secret-Token"] = secret;
   return api("/telegram/webhook", { method: "POST", body: JSON.stringify(update), headers, token: null });
+}
+
+/** The chat inbox an update went to (the same key the webhook uses). */
+export function inboxOf(update: unknown): DurableObjectStub<ChatInboxDO> {
+  return env.CHAT_INBOX.getByName(chatKeyOf(update as Record<string, unknown>));
+}
+
+/**
+ * Waits until the update's chat inbox has handled everything stored so far (the webhook answers
+ * before the bot replies), so the stand-in has recorded every call the bot made for it.
+ */
+export async function settled(update: unknown): Promise<void> {
+  const left = await inboxOf(update).settled();
+  if (left !== 0) throw new Error(`the chat inbox still holds ${left} update(s)`);
+}
+
+/** The count of updates whose handler failed (skynet_webhook_errors_total). */
+export async function webhookErrors(): Promise<number> {
+  const row = await env.DB.prepare("SELECT value FROM counters WHERE name = 'webhook_errors'").first<{
+    value: number;
+  }>();
+  return row?.value ?? 0;
+}
+
+/** Posts an update and, when the webhook accepted it, waits for the bot to have handled it. */
+export async function post(update: unknown, secret: string | null = SECRET): Promise<Response> {
+  const res = await postOnly(update, secret);
+  if (res.status === 200) await settled(update);
+  return res;
 }
 
 /** The newest job of a user (from the ledger), after its planning alarm ran. */
