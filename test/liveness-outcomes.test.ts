@@ -54,6 +54,11 @@ async function running(agent: TestAgent, projectId: string, intent: string) {
   return fence;
 }
 
+/** A newly paired agent named `name` that serves only `projectId`. */
+async function pairedAgent(name: string, projectId: string): Promise<TestAgent> {
+  return TestAgent.connect((await pairAgent(name)).token, { workspaces: [projectId], agentName: name });
+}
+
 /** Runs the job's alarm as if its lease had run out. */
 async function expireLease(jobId: string): Promise<void> {
   await edit(jobId, (s) => {
@@ -254,10 +259,7 @@ describe("a final job's lease", () => {
 
 describe("the stored log", () => {
   it("starts each attempt's output with a header line", async () => {
-    const agent = await TestAgent.connect((await pairAgent("twice")).token, {
-      workspaces: ["headers"],
-      agentName: "twice",
-    });
+    const agent = await pairedAgent("twice", "headers");
     const first = await running(agent, "headers", "check git status");
     agent.send({ type: "log", ...first, stepId: "s1", seq: 0, stream: "stdout", data: "first run\n" });
     await poll(async () => (await view(first.jobId)).logTail).toContain("first run");
@@ -282,10 +284,7 @@ describe("the stored log", () => {
 
 describe("artifacts the agent could not store", () => {
   it("are listed with their reason in the job view and the chat summary, never silently dropped", async () => {
-    const agent = await TestAgent.connect((await pairAgent("uploader")).token, {
-      workspaces: ["lost-artifact"],
-      agentName: "uploader",
-    });
+    const agent = await pairedAgent("uploader", "lost-artifact");
     const fence = await running(agent, "lost-artifact", "check git status");
     const reason = "the server could not be reached for 10 minutes (last: connect ECONNREFUSED)";
     agent.send({
@@ -311,10 +310,7 @@ describe("artifacts the agent could not store", () => {
 describe("a replayed accept of an older attempt", () => {
   it("is refused without dropping the newer attempt the registry offered the same agent", async () => {
     const registry = env.AGENT_REGISTRY.get(env.AGENT_REGISTRY.idFromName("global"));
-    const agent = await TestAgent.connect((await pairAgent("replayer")).token, {
-      workspaces: ["replay-accept"],
-      agentName: "replayer",
-    });
+    const agent = await pairedAgent("replayer", "replay-accept");
     const first = await running(agent, "replay-accept", "check git status");
     await expireLease(first.jobId);
     await job(first.jobId).dispatch(2);

@@ -4,13 +4,13 @@
 import { spawn } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startAgent } from "../helpers/node/agent-process.ts";
+import { startPairedAgent } from "../helpers/node/agent-process.ts";
 import { makeGitRepo } from "../helpers/node/git-repo.ts";
 import { waitFor } from "../helpers/node/wait.ts";
 import { startWorker } from "../helpers/node/wrangler-dev.ts";
 
 type Worker = Awaited<ReturnType<typeof startWorker>>;
-type Agent = Awaited<ReturnType<typeof startAgent>>;
+type Agent = Awaited<ReturnType<typeof startPairedAgent>>["agent"];
 type Repo = Awaited<ReturnType<typeof makeGitRepo>>;
 
 let worker: Worker;
@@ -53,21 +53,7 @@ beforeAll(async () => {
   repo = await makeGitRepo({ "README.md": "# demo\n" });
   await writeFile(`${repo.dir}/evil.txt`, HOSTILE_OUTPUT);
   worker = await startWorker();
-  const { code } = (await (await call("/api/agents/pairing-codes", { method: "POST", body: "{}" })).json()) as {
-    code: string;
-  };
-  const paired = (await (
-    await fetch(`${worker.url}/agent/pair`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ code, name: "e2e-security" }),
-    })
-  ).json()) as { token: string };
-  agent = await startAgent({ url: worker.url, token: paired.token, workspace: repo.dir });
-  await waitFor(
-    async () => ((await (await fetch(`${worker.url}/health`)).json()) as { agentsOnline: number }).agentsOnline === 1,
-    { timeoutMs: 20_000, what: "the agent to come online" },
-  );
+  ({ agent } = await startPairedAgent(worker, "e2e-security", { workspace: repo.dir }));
 });
 
 afterAll(async () => {

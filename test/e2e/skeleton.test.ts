@@ -2,13 +2,13 @@
 // registry → a real agent process → real `git status` in a temporary repository → SUCCEEDED.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JobView } from "../../protocol/index.ts";
-import { startAgent } from "../helpers/node/agent-process.ts";
+import { startPairedAgent } from "../helpers/node/agent-process.ts";
 import { makeGitRepo } from "../helpers/node/git-repo.ts";
 import { waitFor } from "../helpers/node/wait.ts";
 import { startWorker } from "../helpers/node/wrangler-dev.ts";
 
 type Worker = Awaited<ReturnType<typeof startWorker>>;
-type Agent = Awaited<ReturnType<typeof startAgent>>;
+type Agent = Awaited<ReturnType<typeof startPairedAgent>>["agent"];
 type Repo = Awaited<ReturnType<typeof makeGitRepo>>;
 
 let worker: Worker;
@@ -29,24 +29,7 @@ beforeAll(async () => {
   await writeFile(`${repo.dir}/untracked.txt`, "new\n");
   await writeFile(`${repo.dir}/src/app.txt`, "v2\n");
   worker = await startWorker();
-  const code = (await (await call("/api/agents/pairing-codes", { method: "POST", body: "{}" })).json()) as {
-    code: string;
-  };
-  const paired = (await (
-    await fetch(`${worker.url}/agent/pair`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ code: code.code, name: "e2e" }),
-    })
-  ).json()) as { token: string };
-  agent = await startAgent({ url: worker.url, token: paired.token, workspace: repo.dir });
-  await waitFor(
-    async () => {
-      const h = (await (await fetch(`${worker.url}/health`)).json()) as { agentsOnline: number };
-      return h.agentsOnline === 1;
-    },
-    { timeoutMs: 20_000, what: "the agent to come online" },
-  );
+  ({ agent } = await startPairedAgent(worker, "e2e", { workspace: repo.dir }));
 });
 
 afterAll(async () => {
