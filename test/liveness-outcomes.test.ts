@@ -4,7 +4,7 @@
 // output starts with a header line.
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
-import type { AgentToServer, JobView } from "../protocol/index.ts";
+import type { AgentToServer, ExecutionResult, JobView } from "../protocol/index.ts";
 import { renderJob } from "../src/bot/format.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
@@ -67,7 +67,12 @@ async function expireLease(jobId: string): Promise<void> {
   await runDurableObjectAlarm(job(jobId));
 }
 
-const succeeded = (fence: { jobId: string; attempt: number; leaseToken: string }): AgentToServer => ({
+/** The agent's report that the job's one step, `action`, succeeded. */
+const succeeded = (
+  fence: { jobId: string; attempt: number; leaseToken: string },
+  action = "write_file",
+  more: Pick<ExecutionResult, "artifactsNotStored"> = {},
+): AgentToServer => ({
   type: "job_finished",
   ...fence,
   status: "SUCCEEDED",
@@ -75,8 +80,9 @@ const succeeded = (fence: { jobId: string; attempt: number; leaseToken: string }
     jobId: fence.jobId,
     attempt: fence.attempt,
     status: "SUCCEEDED",
-    steps: [{ stepId: "s1", action: "write_file", outcome: "succeeded", exitCode: 0 }],
+    steps: [{ stepId: "s1", action, outcome: "succeeded", exitCode: 0 }],
     artifacts: [],
+    ...more,
   },
 });
 
@@ -287,19 +293,7 @@ describe("artifacts the agent could not store", () => {
     const agent = await pairedAgent("uploader", "lost-artifact");
     const fence = await running(agent, "lost-artifact", "check git status");
     const reason = "the server could not be reached for 10 minutes (last: connect ECONNREFUSED)";
-    agent.send({
-      type: "job_finished",
-      ...fence,
-      status: "SUCCEEDED",
-      result: {
-        jobId: fence.jobId,
-        attempt: fence.attempt,
-        status: "SUCCEEDED",
-        steps: [{ stepId: "s1", action: "git_status", outcome: "succeeded", exitCode: 0 }],
-        artifacts: [],
-        artifactsNotStored: [{ name: "report.txt", stepId: "s1", reason }],
-      },
-    });
+    agent.send(succeeded(fence, "git_status", { artifactsNotStored: [{ name: "report.txt", stepId: "s1", reason }] }));
     await poll(async () => (await view(fence.jobId)).status).toBe("SUCCEEDED");
     expect((await view(fence.jobId)).artifactsNotStored).toEqual([{ name: "report.txt", reason }]);
     expect(renderJob(await view(fence.jobId))).toContain(`⚠️ report.txt was not stored: ${reason}`);

@@ -1,11 +1,10 @@
-// Telegram end to end on wrangler dev: a Worker wired to the Bot API stand-in (and, when given,
-// the Messages API stand-in) with one paired agent, and real update JSON posted to its webhook.
+// Telegram end to end on wrangler dev: the stack (stack.ts) with its Worker wired to the Bot API
+// stand-in, and real update JSON posted to its webhook.
 import { expect } from "vitest";
-import { type AgentProcess, startPairedAgent } from "./agent-process.ts";
-import type { ApiClient } from "./api-client.ts";
 import type { FakeAnthropic } from "./fake-anthropic.ts";
 import type { FakeTelegram } from "./fake-telegram.ts";
-import { type RunningWorker, startWorker } from "./wrangler-dev.ts";
+import type { GitRepo } from "./git-repo.ts";
+import { type Stack, startStack } from "./stack.ts";
 
 export interface TelegramUser {
   id: number;
@@ -14,56 +13,41 @@ export interface TelegramUser {
   username?: string;
 }
 
-export interface TelegramStack {
-  worker: RunningWorker;
-  client: ApiClient;
-  agent: AgentProcess;
+export interface TelegramStack extends Stack {
   /** Posts one update as Telegram would, with the webhook secret; the Worker must take it (200). */
   post(update: Record<string, unknown>): Promise<void>;
-  stop(): Promise<void>;
 }
 
-export async function startTelegramStack(opts: {
-  tg: FakeTelegram;
-  /** Without it the Worker has no key and plans and answers by the rules. */
-  claude?: FakeAnthropic;
-  secret: string;
-  userId: number;
-  workspace: string;
-  name: string;
-  allowShell?: boolean;
-}): Promise<TelegramStack> {
-  const { tg, claude } = opts;
-  const worker = await startWorker({
-    vars: {
-      TELEGRAM_BOT_TOKEN: tg.token,
-      TELEGRAM_WEBHOOK_SECRET: opts.secret,
-      TELEGRAM_API_ROOT: tg.url,
-      TELEGRAM_ALLOWED_USER_IDS: String(opts.userId),
-      ...(claude ? { ANTHROPIC_API_KEY: claude.apiKey, ANTHROPIC_BASE_URL: claude.url } : {}),
+const SECRET = "e2e-webhook-secret";
+
+/** The stack with the Worker's Telegram side on the Bot API stand-in; `model` gives it the Messages API stand-in. */
+export async function startTelegramStack(
+  io: { tg: FakeTelegram; claude: FakeAnthropic },
+  repo: GitRepo,
+  opts: { model: boolean; userId: number; name: string; allowShell?: boolean },
+): Promise<TelegramStack> {
+  const { tg, claude } = io;
+  const stack = await startStack(repo, opts.name, {
+    worker: {
+      vars: {
+        TELEGRAM_BOT_TOKEN: tg.token,
+        TELEGRAM_WEBHOOK_SECRET: SECRET,
+        TELEGRAM_API_ROOT: tg.url,
+        TELEGRAM_ALLOWED_USER_IDS: String(opts.userId),
+        ...(opts.model ? { ANTHROPIC_API_KEY: claude.apiKey, ANTHROPIC_BASE_URL: claude.url } : {}),
+      },
     },
-  });
-  const { client, agent } = await startPairedAgent(worker, opts.name, {
-    workspace: opts.workspace,
-    allowShell: opts.allowShell,
-    env: {},
-    name: opts.name,
+    agent: { allowShell: opts.allowShell, env: {}, name: opts.name },
   });
   return {
-    worker,
-    client,
-    agent,
+    ...stack,
     async post(update) {
-      const res = await fetch(`${worker.url}/telegram/webhook`, {
+      const res = await fetch(`${stack.worker.url}/telegram/webhook`, {
         method: "POST",
-        headers: { "Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": opts.secret },
+        headers: { "Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET },
         body: JSON.stringify({ update_id: updateId++, ...update }),
       });
       expect(res.status).toBe(200);
-    },
-    async stop() {
-      await agent.stop();
-      await worker.stop();
     },
   };
 }
