@@ -2,7 +2,8 @@
 // agent, that can cut that agent's network for a while, either by resetting every connection
 // (refusing new ones until it heals) or by black-holing them (bytes stop in both directions and
 // new connections hang; on healing the held bytes flow again, as after a real partition).
-import { connect, createServer, type Socket } from "node:net";
+import { createServer, type Socket } from "node:net";
+import { listenLoopback, splice } from "../test/helpers/node/tcp-proxy.ts";
 
 export type CutMode = "reset" | "blackhole";
 
@@ -25,18 +26,9 @@ export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
   let down: CutMode | null = null;
 
   const link = (client: Socket) => {
-    const upstream = connect(targetPort, "127.0.0.1");
+    const upstream = splice(client, targetPort, "127.0.0.1", () => pairs.delete(pair));
     const pair = { client, upstream };
     pairs.add(pair);
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-      pairs.delete(pair);
-    };
-    client.on("error", end).on("close", end);
-    upstream.on("error", end).on("close", end);
-    client.pipe(upstream);
-    upstream.pipe(client);
   };
 
   const server = createServer((client) => {
@@ -49,9 +41,7 @@ export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
     }
     link(client);
   });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
+  const port = await listenLoopback(server);
 
   return {
     url: `http://127.0.0.1:${port}`,

@@ -9,6 +9,7 @@ import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { ensureSampleProject } from "./sample-project.ts";
+import { WRANGLER, wranglerDev } from "./wrangler.ts";
 
 const HELP = `usage: npm run dev [-- --port 8787] [--workspace DIR] [--no-agent] [--allow-shell]
                   [--no-telegram] [--state-dir DIR]
@@ -21,7 +22,6 @@ bridge. --state-dir keeps the local database, the agent's token and the sample p
 instead of .wrangler/state and .skynet (a second, separate instance).`;
 
 const ROOT = resolve(import.meta.dirname, "..");
-const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 const { values: flags } = parseArgs({
   options: {
     port: { type: "string", default: "8787" },
@@ -182,16 +182,7 @@ async function main(): Promise<void> {
     stdio: ["ignore", "ignore", "inherit"],
   });
   say(`starting wrangler dev on ${base}`);
-  start("wrangler dev", [
-    WRANGLER,
-    "dev",
-    "--port",
-    String(port),
-    "--ip",
-    "127.0.0.1",
-    "--show-interactive-dev-session=false",
-    ...PERSIST,
-  ]);
+  start("wrangler dev", [...wranglerDev(port), "--show-interactive-dev-session=false", ...PERSIST]);
   await waitForHealth();
 
   if (!flags["no-agent"]) {

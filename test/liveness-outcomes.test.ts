@@ -4,7 +4,7 @@
 // output starts with a header line.
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
-import type { AgentToServer, JobView } from "../protocol/index.ts";
+import type { AgentToServer, ExecutionResult, JobView } from "../protocol/index.ts";
 import { renderJob } from "../src/bot/format.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
@@ -54,6 +54,11 @@ async function running(agent: TestAgent, projectId: string, intent: string) {
   return fence;
 }
 
+/** A newly paired agent named `name` that serves only `projectId`. */
+async function pairedAgent(name: string, projectId: string): Promise<TestAgent> {
+  return TestAgent.connect((await pairAgent(name)).token, { workspaces: [projectId], agentName: name });
+}
+
 /** Runs the job's alarm as if its lease had run out. */
 async function expireLease(jobId: string): Promise<void> {
   await edit(jobId, (s) => {
@@ -62,7 +67,12 @@ async function expireLease(jobId: string): Promise<void> {
   await runDurableObjectAlarm(job(jobId));
 }
 
-const succeeded = (fence: { jobId: string; attempt: number; leaseToken: string }): AgentToServer => ({
+/** The agent's report that the job's one step, `action`, succeeded. */
+const succeeded = (
+  fence: { jobId: string; attempt: number; leaseToken: string },
+  action = "write_file",
+  more: Pick<ExecutionResult, "artifactsNotStored"> = {},
+): AgentToServer => ({
   type: "job_finished",
   ...fence,
   status: "SUCCEEDED",
@@ -70,8 +80,9 @@ const succeeded = (fence: { jobId: string; attempt: number; leaseToken: string }
     jobId: fence.jobId,
     attempt: fence.attempt,
     status: "SUCCEEDED",
-    steps: [{ stepId: "s1", action: "write_file", outcome: "succeeded", exitCode: 0 }],
+    steps: [{ stepId: "s1", action, outcome: "succeeded", exitCode: 0 }],
     artifacts: [],
+    ...more,
   },
 });
 
@@ -254,10 +265,7 @@ describe("a final job's lease", () => {
 
 describe("the stored log", () => {
   it("starts each attempt's output with a header line", async () => {
-    const agent = await TestAgent.connect((await pairAgent("twice")).token, {
-      workspaces: ["headers"],
-      agentName: "twice",
-    });
+    const agent = await pairedAgent("twice", "headers");
     const first = await running(agent, "headers", "check git status");
     agent.send({ type: "log", ...first, stepId: "s1", seq: 0, stream: "stdout", data: "first run\n" });
     await poll(async () => (await view(first.jobId)).logTail).toContain("first run");
@@ -282,25 +290,10 @@ describe("the stored log", () => {
 
 describe("artifacts the agent could not store", () => {
   it("are listed with their reason in the job view and the chat summary, never silently dropped", async () => {
-    const agent = await TestAgent.connect((await pairAgent("uploader")).token, {
-      workspaces: ["lost-artifact"],
-      agentName: "uploader",
-    });
+    const agent = await pairedAgent("uploader", "lost-artifact");
     const fence = await running(agent, "lost-artifact", "check git status");
     const reason = "the server could not be reached for 10 minutes (last: connect ECONNREFUSED)";
-    agent.send({
-      type: "job_finished",
-      ...fence,
-      status: "SUCCEEDED",
-      result: {
-        jobId: fence.jobId,
-        attempt: fence.attempt,
-        status: "SUCCEEDED",
-        steps: [{ stepId: "s1", action: "git_status", outcome: "succeeded", exitCode: 0 }],
-        artifacts: [],
-        artifactsNotStored: [{ name: "report.txt", stepId: "s1", reason }],
-      },
-    });
+    agent.send(succeeded(fence, "git_status", { artifactsNotStored: [{ name: "report.txt", stepId: "s1", reason }] }));
     await poll(async () => (await view(fence.jobId)).status).toBe("SUCCEEDED");
     expect((await view(fence.jobId)).artifactsNotStored).toEqual([{ name: "report.txt", reason }]);
     expect(renderJob(await view(fence.jobId))).toContain(`⚠️ report.txt was not stored: ${reason}`);
@@ -311,10 +304,7 @@ describe("artifacts the agent could not store", () => {
 describe("a replayed accept of an older attempt", () => {
   it("is refused without dropping the newer attempt the registry offered the same agent", async () => {
     const registry = env.AGENT_REGISTRY.get(env.AGENT_REGISTRY.idFromName("global"));
-    const agent = await TestAgent.connect((await pairAgent("replayer")).token, {
-      workspaces: ["replay-accept"],
-      agentName: "replayer",
-    });
+    const agent = await pairedAgent("replayer", "replay-accept");
     const first = await running(agent, "replay-accept", "check git status");
     await expireLease(first.jobId);
     await job(first.jobId).dispatch(2);

@@ -4,6 +4,7 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { JobEvent } from "../src/core/job-machine.ts";
+import { newJobState } from "../src/jobs/decisions.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
 import { DISPATCH_BUCKETS_S, DURATION_BUCKETS_S } from "../src/ledger/metric-counters.ts";
@@ -16,37 +17,8 @@ afterEach(() => {
 });
 
 function freshState(jobId: string, now: number): JobState {
-  return {
-    id: jobId,
-    projectId: "default",
-    intent: "check git status",
-    userId: "api",
-    chatId: null,
-    messageId: null,
-    status: "CREATED",
-    risk: null,
-    attempt: 0,
-    dispatchedAttempt: 0,
-    leaseToken: null,
-    lease: null,
-    plan: null,
-    spec: null,
-    steps: [],
-    artifacts: [],
-    writeStarted: false,
-    needsApproval: false,
-    approvalDeadline: null,
-    decidedBy: null,
-    error: null,
-    result: null,
-    createdAt: now,
-    updatedAt: now,
-    queuedAt: null,
-    startedAt: null,
-    finishedAt: null,
-    eventSeq: 1,
-    planningStarted: true,
-  };
+  const input = { jobId, projectId: "default", intent: "check git status", userId: "api", chatId: null };
+  return { ...newJobState(input, now), planningStarted: true };
 }
 
 /** Runs a job through these transitions, `gapMs` apart, each written through the outbox. */

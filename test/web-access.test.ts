@@ -6,6 +6,7 @@ import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { app } from "../src/app.ts";
 import { forgetAccessCerts } from "../src/web/cf-access-jwt.ts";
+import { cookieOf } from "./helpers/web.ts";
 import { BASE } from "./helpers/worker.ts";
 
 const ALG = {
@@ -48,7 +49,6 @@ async function get(path: string, headers: Record<string, string>, method = "GET"
   await waitOnExecutionContext(ctx);
   return res;
 }
-const cookieOf = (res: Response) => (res.headers.get("Set-Cookie") ?? "").split(";")[0] ?? "";
 
 beforeAll(async () => {
   key = (await crypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as CryptoKeyPair;

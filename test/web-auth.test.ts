@@ -2,35 +2,11 @@
 // bot's one-time link, sign-out revoking the session server-side, CSRF on every form, per-user
 // visibility, escaping and the security headers.
 import { env } from "cloudflare:test";
-import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createTask } from "../src/core/orchestrator.ts";
 import { issueLoginLink } from "../src/web/session.ts";
-import { API_TOKEN, BASE } from "./helpers/worker.ts";
-
-function web(
-  path: string,
-  init: { method?: string; cookie?: string; form?: Record<string, string>; origin?: string | null } = {},
-) {
-  const headers = new Headers();
-  if (init.cookie) headers.set("Cookie", init.cookie);
-  let body: string | undefined;
-  if (init.form) {
-    headers.set("Content-Type", "application/x-www-form-urlencoded");
-    body = new URLSearchParams(init.form).toString();
-  }
-  if (init.origin !== null) headers.set("Origin", init.origin ?? BASE);
-  return exports.default.fetch(
-    new Request(`${BASE}${path}`, {
-      method: init.method ?? (init.form ? "POST" : "GET"),
-      headers,
-      body,
-      redirect: "manual",
-    }),
-  );
-}
-
-const cookieOf = (res: Response) => (res.headers.get("Set-Cookie") ?? "").split(";")[0] ?? "";
+import { cookieOf, web } from "./helpers/web.ts";
+import { API_TOKEN } from "./helpers/worker.ts";
 
 async function signIn(): Promise<string> {
   const res = await web("/web/login", { form: { token: API_TOKEN } });

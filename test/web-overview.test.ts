@@ -1,27 +1,14 @@
 // The overview's numbers from a ledger written here: jobs per hour by outcome (only the last 24 h),
 // queued→running and running→finished percentiles, provider health, dead letters; admins only.
 import { env } from "cloudflare:test";
-import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { getDb, upsertJob } from "../src/ledger/store.ts";
 import { percentile } from "../src/web/overview.ts";
 import { issueLoginLink } from "../src/web/session.ts";
-import { API_TOKEN, BASE } from "./helpers/worker.ts";
+import { cookieOf, web } from "./helpers/web.ts";
+import { API_TOKEN } from "./helpers/worker.ts";
 
-function web(path: string, init: { cookie?: string; form?: Record<string, string> } = {}) {
-  const headers = new Headers({ Origin: BASE });
-  if (init.cookie) headers.set("Cookie", init.cookie);
-  let body: string | undefined;
-  if (init.form) {
-    headers.set("Content-Type", "application/x-www-form-urlencoded");
-    body = new URLSearchParams(init.form).toString();
-  }
-  return exports.default.fetch(
-    new Request(`${BASE}${path}`, { method: init.form ? "POST" : "GET", headers, body, redirect: "manual" }),
-  );
-}
 const DAY = 86_400_000;
-const cookieOf = (res: Response) => (res.headers.get("Set-Cookie") ?? "").split(";")[0] ?? "";
 
 async function job(id: string, status: string, createdAt: number, events: [string, number][]) {
   await env.DB.prepare(

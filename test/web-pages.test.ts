@@ -1,30 +1,17 @@
 // The console's pages and forms in workerd with real D1 and JobDOs: the bot's /web link end to
 // end, per-user lists with search and cursor pagination, deny and retry, pairing codes.
 import { env } from "cloudflare:test";
-import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createTask } from "../src/core/orchestrator.ts";
 import { issueLoginLink } from "../src/web/session.ts";
 import { lastJobPlanned, message, post, TelegramScope, textOf } from "./helpers/telegram.ts";
-import { API_TOKEN, BASE } from "./helpers/worker.ts";
+import { cookieOf, web } from "./helpers/web.ts";
+import { API_TOKEN } from "./helpers/worker.ts";
 
 const USER = { id: 49, is_bot: false, first_name: "Web", username: "webuser" };
 const STRANGER = { id: 667, is_bot: false, first_name: "Mallory", username: "mallory" };
 const tg = new TelegramScope([USER.id, STRANGER.id], "wp-");
 
-function web(path: string, init: { cookie?: string; form?: Record<string, string> } = {}) {
-  const headers = new Headers({ Origin: BASE });
-  if (init.cookie) headers.set("Cookie", init.cookie);
-  let body: string | undefined;
-  if (init.form) {
-    headers.set("Content-Type", "application/x-www-form-urlencoded");
-    body = new URLSearchParams(init.form).toString();
-  }
-  return exports.default.fetch(
-    new Request(`${BASE}${path}`, { method: init.form ? "POST" : "GET", headers, body, redirect: "manual" }),
-  );
-}
-const cookieOf = (res: Response) => (res.headers.get("Set-Cookie") ?? "").split(";")[0] ?? "";
 const asUser = async (id: string) =>
   cookieOf(await web("/web/link", { form: { code: (await issueLoginLink(env, id)).code } }));
 const asOwner = async () => cookieOf(await web("/web/login", { form: { token: API_TOKEN } }));

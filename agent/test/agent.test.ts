@@ -13,34 +13,18 @@ import { waitFor } from "../../test/helpers/node/wait.ts";
 import { Agent } from "../src/agent.ts";
 import type { AgentConfig } from "../src/config.ts";
 import { FakeRegistry, spec, TOKEN } from "./fake-registry.ts";
+import { startTestAgent, testConfig } from "./test-agent.ts";
 
 let server: FakeRegistry;
 let repo: GitRepo;
 const agents: Agent[] = [];
 const lines: string[] = [];
 
-function config(over: Partial<AgentConfig> = {}): AgentConfig {
-  return {
-    serverUrl: server.url,
-    token: TOKEN,
-    name: "test-agent",
-    workspaces: { default: repo.dir },
-    allowShell: false,
-    maxConcurrency: 2,
-    cancelGraceMs: 500,
-    outputCapBytes: 10 * 1024 * 1024,
-    reconnectBaseMs: 50,
-    reconnectMaxMs: 400,
-    ...over,
-  };
-}
+const config = (over: Partial<AgentConfig> = {}): AgentConfig => testConfig(server.url, repo.dir, over);
 
 async function startAgent(over: Partial<AgentConfig> = {}): Promise<Agent> {
-  const agent = new Agent(config(over), { log: (l) => lines.push(l) });
-  agents.push(agent);
-  agent.start();
+  const agent = await startTestAgent(config(over), { lines, agents });
   await server.waitFor("hello");
-  await waitFor(() => agent.connected, { what: "the agent to be welcomed" });
   return agent;
 }
 

@@ -10,35 +10,20 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { ExecutionSpec, ExecutionStep } from "../../protocol/index.ts";
 import { type GitRepo, makeGitRepo } from "../../test/helpers/node/git-repo.ts";
 import { waitFor } from "../../test/helpers/node/wait.ts";
-import { Agent, type AgentTuning, DEFAULT_TUNING } from "../src/agent.ts";
+import { type Agent, type AgentTuning, DEFAULT_TUNING } from "../src/agent.ts";
 import { retryDelay } from "../src/backoff.ts";
 import { type AgentConfig, DEFAULTS } from "../src/config.ts";
-import { FakeRegistry, spec, TOKEN } from "./fake-registry.ts";
+import { FakeRegistry, spec } from "./fake-registry.ts";
+import { startTestAgent, testConfig } from "./test-agent.ts";
 
 let server: FakeRegistry;
 let repo: GitRepo;
 const agents: Agent[] = [];
 const lines: string[] = [];
 
-async function startAgent(over: Partial<AgentConfig> = {}, tuning: Partial<AgentTuning> = {}): Promise<Agent> {
-  const config: AgentConfig = {
-    serverUrl: server.url,
-    token: TOKEN,
-    name: "fault-agent",
-    workspaces: { default: repo.dir },
-    allowShell: true,
-    maxConcurrency: 2,
-    cancelGraceMs: 500,
-    outputCapBytes: 10 * 1024 * 1024,
-    reconnectBaseMs: 50,
-    reconnectMaxMs: 400,
-    ...over,
-  };
-  const agent = new Agent(config, { log: (l) => lines.push(l) }, tuning);
-  agents.push(agent);
-  agent.start();
-  await waitFor(() => agent.connected, { what: "the agent to be welcomed" });
-  return agent;
+function startAgent(over: Partial<AgentConfig> = {}, tuning: Partial<AgentTuning> = {}): Promise<Agent> {
+  const config = testConfig(server.url, repo.dir, { name: "fault-agent", allowShell: true, ...over });
+  return startTestAgent(config, { lines, agents }, tuning);
 }
 
 const shell = (script: string, id = "s1"): ExecutionStep => ({

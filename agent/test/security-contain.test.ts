@@ -2,9 +2,9 @@
 // step outlives its agent (the agent CLI SIGKILLed mid-step). Processes are found through /proc
 // by a unique marker in their argv, and each test first sees them running.
 import { type ChildProcess, spawn } from "node:child_process";
-import { readdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { processesMentioning as pidsWith } from "../../test/helpers/node/processes.ts";
 import { waitFor } from "../../test/helpers/node/wait.ts";
 import { containment } from "../src/contain.ts";
 import { spec, TOKEN } from "./fake-registry.ts";
@@ -13,18 +13,6 @@ import { type Harness, harness, step } from "./security-harness.ts";
 const ROOT = resolve(import.meta.dirname, "../..");
 let h: Harness;
 const children: ChildProcess[] = [];
-
-/** pids whose command line contains the marker (read from /proc, no pgrep needed). */
-async function pidsWith(marker: string): Promise<number[]> {
-  const out: number[] = [];
-  for (const name of await readdir("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    const cmdline = await readFile(join("/proc", name, "cmdline"), "utf8").catch(() => "");
-    // A zombie has an empty command line and is already dead.
-    if (cmdline.replaceAll("\0", " ").includes(marker)) out.push(Number(name));
-  }
-  return out;
-}
 
 const markers: string[] = [];
 /** A unique `sleep` duration: it shows in argv and nothing else on the machine has it. */

@@ -6,10 +6,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AgentToServer, ExecutionResult, ExecutionStep } from "../../protocol/index.ts";
 import { type GitRepo, makeGitRepo } from "../../test/helpers/node/git-repo.ts";
-import { waitFor } from "../../test/helpers/node/wait.ts";
-import { Agent } from "../src/agent.ts";
+import type { Agent } from "../src/agent.ts";
 import type { AgentConfig } from "../src/config.ts";
-import { FakeRegistry, spec, TOKEN } from "./fake-registry.ts";
+import { FakeRegistry, spec } from "./fake-registry.ts";
+import { startTestAgent, testConfig } from "./test-agent.ts";
 
 export interface Harness {
   server: FakeRegistry;
@@ -45,28 +45,8 @@ export async function harness(files?: Record<string, string>): Promise<Harness> 
     repo,
     outside,
     lines,
-    async start(over = {}) {
-      const agent = new Agent(
-        {
-          serverUrl: server.url,
-          token: TOKEN,
-          name: "security-agent",
-          workspaces: { default: repo.dir },
-          allowShell: false,
-          maxConcurrency: 2,
-          cancelGraceMs: 500,
-          outputCapBytes: 10 * 1024 * 1024,
-          reconnectBaseMs: 50,
-          reconnectMaxMs: 400,
-          ...over,
-        },
-        { log: (l) => lines.push(l) },
-      );
-      agents.push(agent);
-      agent.start();
-      await waitFor(() => agent.connected, { what: "the agent to be welcomed" });
-      return agent;
-    },
+    start: (over = {}) =>
+      startTestAgent(testConfig(server.url, repo.dir, { name: "security-agent", ...over }), { lines, agents }),
     async run(steps) {
       const s = spec(steps);
       server.offer(s);

@@ -8,8 +8,9 @@ import { afterEach, beforeEach, expect, it } from "vitest";
 import type { ExecutionStep } from "../../protocol/index.ts";
 import { type GitRepo, makeGitRepo } from "../../test/helpers/node/git-repo.ts";
 import { waitFor } from "../../test/helpers/node/wait.ts";
-import { Agent } from "../src/agent.ts";
-import { FakeRegistry, spec, TOKEN } from "./fake-registry.ts";
+import type { Agent } from "../src/agent.ts";
+import { FakeRegistry, spec } from "./fake-registry.ts";
+import { startTestAgent, testConfig } from "./test-agent.ts";
 
 let server: FakeRegistry;
 let repo: GitRepo;
@@ -31,26 +32,13 @@ afterEach(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-async function startAgent(): Promise<Agent> {
-  const agent = new Agent(
-    {
-      serverUrl: server.url,
-      token: TOKEN,
-      name: "confirm-agent",
-      workspaces: { default: repo.dir },
-      allowShell: true,
-      maxConcurrency: 2,
-      cancelGraceMs: 500,
-      outputCapBytes: 1024 * 1024,
-      reconnectBaseMs: 50,
-      reconnectMaxMs: 400,
-    },
-    { log: (l) => lines.push(l) },
-  );
-  agents.push(agent);
-  agent.start();
-  await waitFor(() => agent.connected, { what: "the agent to be welcomed" });
-  return agent;
+function startAgent(): Promise<Agent> {
+  const config = testConfig(server.url, repo.dir, {
+    name: "confirm-agent",
+    allowShell: true,
+    outputCapBytes: 1024 * 1024,
+  });
+  return startTestAgent(config, { lines, agents });
 }
 
 const step = (trace: string, risk: ExecutionStep["risk"]): ExecutionStep => ({

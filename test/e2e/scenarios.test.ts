@@ -7,47 +7,23 @@
 // unscripted, fails it.
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { JobView } from "../../protocol/index.ts";
 import { RulePlanner } from "../../src/planners/rules.ts";
-import { type AgentProcess, startAgent } from "../helpers/node/agent-process.ts";
-import { ApiClient } from "../helpers/node/api-client.ts";
-import { type FakeAnthropic, startFakeAnthropic } from "../helpers/node/fake-anthropic.ts";
-import {
-  describeRefusals,
-  type FakeTelegram,
-  type RecordedCall,
-  startFakeTelegram,
-} from "../helpers/node/fake-telegram.ts";
+import type { AgentProcess } from "../helpers/node/agent-process.ts";
+import type { ApiClient } from "../helpers/node/api-client.ts";
+import type { RecordedCall } from "../helpers/node/fake-telegram.ts";
 import { type GitRepo, makeGitRepo } from "../helpers/node/git-repo.ts";
 import { processesWithArgv as processes } from "../helpers/node/processes.ts";
+import { useStandIns } from "../helpers/node/stand-ins.ts";
+import { buttonPress, chatMessage, startTelegramStack, type TelegramStack } from "../helpers/node/telegram-e2e.ts";
 import { waitFor } from "../helpers/node/wait.ts";
-import { type RunningWorker, startWorker } from "../helpers/node/wrangler-dev.ts";
 
-const SECRET = "scenario-webhook-secret";
 const USER = { id: 42, is_bot: false, first_name: "Ada", username: "ada" };
 const SLOW_SLEEP = "61.7";
 
-let tg: FakeTelegram;
-let claude: FakeAnthropic;
-let updateId = 1;
-let messageId = 1;
-
-beforeAll(async () => {
-  tg = await startFakeTelegram();
-  claude = await startFakeAnthropic();
-});
-afterAll(async () => {
-  await tg?.close();
-  await claude?.close();
-});
-afterEach(() => {
-  const refused = tg.takeUnexpectedRefusals();
-  const problems = claude.problems();
-  claude.reset();
-  expect(refused, `Telegram refused:\n${describeRefusals(refused)}`).toEqual([]);
-  expect(problems).toEqual([]);
-});
+const io = useStandIns();
+const { tg, claude } = io;
 
 const text = (c: RecordedCall | undefined) => String(c?.params.text ?? "");
 
@@ -60,7 +36,7 @@ const step = (action: string, risk: string, params: Record<string, unknown> = {}
 
 for (const planner of ["rules", "anthropic"] as const) {
   describe(`seed scenarios (${planner} planner)`, () => {
-    let worker: RunningWorker;
+    let stack: TelegramStack;
     let client: ApiClient;
     let agent: AgentProcess;
     let repo: GitRepo;
@@ -82,42 +58,18 @@ for (const planner of ["rules", "anthropic"] as const) {
         ),
         ".gitignore": "dist/\nSLOW\n",
       });
-      worker = await startWorker({
-        vars: {
-          TELEGRAM_BOT_TOKEN: tg.token,
-          TELEGRAM_WEBHOOK_SECRET: SECRET,
-          TELEGRAM_API_ROOT: tg.url,
-          TELEGRAM_ALLOWED_USER_IDS: String(USER.id),
-          ...(planner === "anthropic" ? { ANTHROPIC_API_KEY: claude.apiKey, ANTHROPIC_BASE_URL: claude.url } : {}),
-        },
-      });
-      client = new ApiClient(worker.url, worker.apiToken);
-      const { token } = await client.pair(`scenario-${planner}`);
-      agent = await startAgent({
-        url: worker.url,
-        token,
-        workspace: repo.dir,
-        allowShell: true,
-        env: {},
+      stack = await startTelegramStack(io, repo, {
+        model: planner === "anthropic",
+        userId: USER.id,
         name: `scenario-${planner}`,
+        allowShell: true,
       });
-      await waitFor(async () => (await client.agentsOnline()) === 1, { what: "the agent", timeoutMs: 30_000 });
+      ({ client, agent } = stack);
     });
 
     afterAll(async () => {
-      await agent?.stop();
-      await worker?.stop();
-      await repo?.cleanup();
+      await stack?.stop();
     });
-
-    async function post(update: Record<string, unknown>): Promise<void> {
-      const res = await fetch(`${worker.url}/telegram/webhook`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET },
-        body: JSON.stringify({ update_id: updateId++, ...update }),
-      });
-      expect(res.status).toBe(200);
-    }
 
     /** Sends "/task …" as the user would and returns the job it created. */
     async function task(intent: string): Promise<string> {
@@ -125,27 +77,9 @@ for (const planner of ["rules", "anthropic"] as const) {
         claude.script({ kind: "tool", input: { summary: "scripted plan", steps: modelPlan } });
       }
       modelPlan = null;
-      const before = new Set(
-        (await client.call<{ jobs: { id: string }[] }>("/api/jobs?limit=100")).body.jobs.map((j) => j.id),
-      );
-      const command = `/task ${intent}`;
-      await post({
-        message: {
-          message_id: messageId++,
-          from: USER,
-          chat: { id: USER.id, type: "private", first_name: USER.first_name },
-          date: Math.floor(Date.now() / 1000),
-          text: command,
-          entities: [{ type: "bot_command", offset: 0, length: 5 }],
-        },
-      });
-      return waitFor(
-        async () => {
-          const { body } = await client.call<{ jobs: { id: string }[] }>("/api/jobs?limit=100");
-          return body.jobs.find((j) => !before.has(j.id))?.id;
-        },
-        { what: `the job for "${intent}"` },
-      );
+      const before = new Set(await client.jobIds());
+      await stack.post(chatMessage(USER, `/task ${intent}`));
+      return client.newJob(before, `the job for "${intent}"`);
     }
 
     /** Waits for the job's Telegram message to be edited into something matching. */
@@ -168,16 +102,8 @@ for (const planner of ["rules", "anthropic"] as const) {
 
     async function press(jobId: string, kind: "a" | "c"): Promise<RecordedCall> {
       const since = tg.calls.length;
-      const id = `cb-${updateId}`;
-      await post({
-        callback_query: {
-          id,
-          from: USER,
-          chat_instance: "1",
-          data: `${kind}:${jobId}`,
-          message: { message_id: 1, chat: { id: USER.id, type: "private" }, date: 0, text: "plan" },
-        },
-      });
+      const id = `cb-${planner}-${since}`;
+      await stack.post(buttonPress(USER, `${kind}:${jobId}`, id));
       return waitFor(
         () =>
           tg.calls.slice(since).find((c) => c.method === "answerCallbackQuery" && c.params.callback_query_id === id),

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AgentProcess, startAgent } from "../helpers/node/agent-process.ts";
 import { ApiClient } from "../helpers/node/api-client.ts";
 import { type GitRepo, makeGitRepo } from "../helpers/node/git-repo.ts";
+import { processesMentioning as pidsWith } from "../helpers/node/processes.ts";
 import { waitFor } from "../helpers/node/wait.ts";
 import { type RunningWorker, startWorker } from "../helpers/node/wrangler-dev.ts";
 
@@ -34,17 +35,6 @@ async function everything(jobId: string): Promise<string> {
   const events = await client.call(`/api/jobs/${jobId}/events`);
   const logs = await client.call(`/api/jobs/${jobId}/logs`);
   return JSON.stringify([view.body, events.body, logs.body]);
-}
-
-/** pids whose command line contains the marker. */
-async function pidsWith(marker: string): Promise<number[]> {
-  const out: number[] = [];
-  for (const name of await readdir("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    const cmdline = await readFile(join("/proc", name, "cmdline"), "utf8").catch(() => "");
-    if (cmdline.replaceAll("\0", " ").includes(marker)) out.push(Number(name));
-  }
-  return out;
 }
 
 beforeAll(async () => {

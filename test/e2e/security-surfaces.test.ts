@@ -4,18 +4,13 @@
 import { spawn } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startAgent } from "../helpers/node/agent-process.ts";
 import { makeGitRepo } from "../helpers/node/git-repo.ts";
+import { type Stack, startStack } from "../helpers/node/stack.ts";
 import { waitFor } from "../helpers/node/wait.ts";
-import { startWorker } from "../helpers/node/wrangler-dev.ts";
+import type { RunningWorker } from "../helpers/node/wrangler-dev.ts";
 
-type Worker = Awaited<ReturnType<typeof startWorker>>;
-type Agent = Awaited<ReturnType<typeof startAgent>>;
-type Repo = Awaited<ReturnType<typeof makeGitRepo>>;
-
-let worker: Worker;
-let agent: Agent;
-let repo: Repo;
+let stack: Stack;
+let worker: RunningWorker;
 
 const HOSTILE_OUTPUT = "hello\u001b]0;pwned title\u0007\u001b[2J\u001b[31mred\u001b[0m\r\u009b5m world \u202Efdp.exe\n";
 
@@ -50,31 +45,13 @@ function cli(...args: string[]): Promise<{ code: number | null; out: string }> {
 }
 
 beforeAll(async () => {
-  repo = await makeGitRepo({ "README.md": "# demo\n" });
+  const repo = await makeGitRepo({ "README.md": "# demo\n" });
   await writeFile(`${repo.dir}/evil.txt`, HOSTILE_OUTPUT);
-  worker = await startWorker();
-  const { code } = (await (await call("/api/agents/pairing-codes", { method: "POST", body: "{}" })).json()) as {
-    code: string;
-  };
-  const paired = (await (
-    await fetch(`${worker.url}/agent/pair`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ code, name: "e2e-security" }),
-    })
-  ).json()) as { token: string };
-  agent = await startAgent({ url: worker.url, token: paired.token, workspace: repo.dir });
-  await waitFor(
-    async () => ((await (await fetch(`${worker.url}/health`)).json()) as { agentsOnline: number }).agentsOnline === 1,
-    { timeoutMs: 20_000, what: "the agent to come online" },
-  );
+  stack = await startStack(repo, "e2e-security");
+  worker = stack.worker;
 });
 
-afterAll(async () => {
-  await agent?.stop();
-  await worker?.stop();
-  await repo?.cleanup();
-});
+afterAll(() => stack?.stop());
 
 describe("the CLI", () => {
   it("shows what approving would run: action, path, size and content, the description as a note", async () => {

@@ -2,18 +2,13 @@
 // registry → a real agent process → real `git status` in a temporary repository → SUCCEEDED.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JobView } from "../../protocol/index.ts";
-import { startAgent } from "../helpers/node/agent-process.ts";
 import { makeGitRepo } from "../helpers/node/git-repo.ts";
+import { type Stack, startStack } from "../helpers/node/stack.ts";
 import { waitFor } from "../helpers/node/wait.ts";
-import { startWorker } from "../helpers/node/wrangler-dev.ts";
+import type { RunningWorker } from "../helpers/node/wrangler-dev.ts";
 
-type Worker = Awaited<ReturnType<typeof startWorker>>;
-type Agent = Awaited<ReturnType<typeof startAgent>>;
-type Repo = Awaited<ReturnType<typeof makeGitRepo>>;
-
-let worker: Worker;
-let agent: Agent;
-let repo: Repo;
+let stack: Stack;
+let worker: RunningWorker;
 
 async function call(path: string, init: RequestInit = {}): Promise<Response> {
   return fetch(`${worker.url}${path}`, {
@@ -23,37 +18,16 @@ async function call(path: string, init: RequestInit = {}): Promise<Response> {
 }
 
 beforeAll(async () => {
-  repo = await makeGitRepo({ "README.md": "# demo\n", "src/app.txt": "v1\n" });
+  const repo = await makeGitRepo({ "README.md": "# demo\n", "src/app.txt": "v1\n" });
   // An untracked and a modified file give `git status` something real to say.
   const { writeFile } = await import("node:fs/promises");
   await writeFile(`${repo.dir}/untracked.txt`, "new\n");
   await writeFile(`${repo.dir}/src/app.txt`, "v2\n");
-  worker = await startWorker();
-  const code = (await (await call("/api/agents/pairing-codes", { method: "POST", body: "{}" })).json()) as {
-    code: string;
-  };
-  const paired = (await (
-    await fetch(`${worker.url}/agent/pair`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ code: code.code, name: "e2e" }),
-    })
-  ).json()) as { token: string };
-  agent = await startAgent({ url: worker.url, token: paired.token, workspace: repo.dir });
-  await waitFor(
-    async () => {
-      const h = (await (await fetch(`${worker.url}/health`)).json()) as { agentsOnline: number };
-      return h.agentsOnline === 1;
-    },
-    { timeoutMs: 20_000, what: "the agent to come online" },
-  );
+  stack = await startStack(repo, "e2e");
+  worker = stack.worker;
 });
 
-afterAll(async () => {
-  await agent?.stop();
-  await worker?.stop();
-  await repo?.cleanup();
-});
+afterAll(() => stack?.stop());
 
 describe("walking skeleton", () => {
   it("runs 'check git status' on a real agent and shows the real output", async () => {

@@ -1,13 +1,13 @@
 // The Claude planner against a local server speaking the Anthropic Messages API. The server
 // knows nothing of SKYNET: every test scripts the model's exact answers, and a request the test
 // did not script, or one the real API would refuse, fails the test (afterEach).
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ACTION_CATALOG } from "../../protocol/index.ts";
 import { createPlanner } from "../../src/planners/index.ts";
 import { RulePlanner } from "../../src/planners/rules.ts";
-import { type FakeAnthropic, startFakeAnthropic } from "../helpers/node/fake-anthropic.ts";
+import { useFakeAnthropic } from "../helpers/node/stand-ins.ts";
 
-let fake: FakeAnthropic;
+const fake = useFakeAnthropic();
 const jobId = "job_0123456789abcdef";
 const planner = (timeoutMs?: number) =>
   createPlanner({
@@ -16,18 +16,6 @@ const planner = (timeoutMs?: number) =>
     anthropicModel: "claude-sonnet-5-5",
     timeoutMs,
   });
-
-beforeAll(async () => {
-  fake = await startFakeAnthropic();
-});
-afterAll(async () => {
-  await fake.close();
-});
-afterEach(() => {
-  const problems = fake.problems();
-  fake.reset();
-  expect(problems).toEqual([]);
-});
 
 const step = (action: string, risk: string, params: Record<string, unknown> = {}) => ({
   description: action,

@@ -1,26 +1,14 @@
 // A follow-up's context (the earlier job's intent and answer) reaches the Claude planner only as a
 // delimited data block that hostile text cannot close; the rule planner plans the new text alone.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { followUpBlock } from "../../src/planners/follow-up.ts";
 import { createPlanner } from "../../src/planners/index.ts";
-import { type FakeAnthropic, startFakeAnthropic } from "../helpers/node/fake-anthropic.ts";
+import { useFakeAnthropic } from "../helpers/node/stand-ins.ts";
 
-let fake: FakeAnthropic;
+const fake = useFakeAnthropic();
 const jobId = "job_0123456789abcdef";
 const planner = () =>
   createPlanner({ anthropicApiKey: fake.apiKey, anthropicBaseUrl: fake.url, anthropicModel: "claude-sonnet-5-5" });
-
-beforeAll(async () => {
-  fake = await startFakeAnthropic();
-});
-afterAll(async () => {
-  await fake.close();
-});
-afterEach(() => {
-  const problems = fake.problems();
-  fake.reset();
-  expect(problems).toEqual([]);
-});
 
 const hostile = {
   parentJobId: "job_aaaaaaaaaaaaaaaa",

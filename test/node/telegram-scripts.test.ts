@@ -18,6 +18,14 @@ afterAll(async () => {
   await tg.close();
 });
 
+/** The scripts' environment: the stand-in's bot token and address, and the webhook secret. */
+const scriptEnv = () => ({
+  ...process.env,
+  TELEGRAM_BOT_TOKEN: tg.token,
+  TELEGRAM_WEBHOOK_SECRET: "s3cret",
+  TELEGRAM_API_ROOT: tg.url,
+});
+
 describe("telegram scripts", () => {
   it("the poll bridge forwards each update once, with the secret header", async () => {
     const received: { secret: string | undefined; body: { update_id: number } }[] = [];
@@ -39,12 +47,7 @@ describe("telegram scripts", () => {
       [resolve(ROOT, "scripts/telegram-poll.ts"), "--webhook", `http://127.0.0.1:${port}/telegram/webhook`],
       {
         cwd: ROOT,
-        env: {
-          ...process.env,
-          TELEGRAM_BOT_TOKEN: tg.token,
-          TELEGRAM_WEBHOOK_SECRET: "s3cret",
-          TELEGRAM_API_ROOT: tg.url,
-        },
+        env: scriptEnv(),
         stdio: "pipe",
       },
     );
@@ -72,12 +75,7 @@ describe("telegram scripts", () => {
       [resolve(ROOT, "scripts/telegram-setup.ts"), "https://skynet.example.dev"],
       {
         cwd: ROOT,
-        env: {
-          ...process.env,
-          TELEGRAM_BOT_TOKEN: tg.token,
-          TELEGRAM_WEBHOOK_SECRET: "s3cret",
-          TELEGRAM_API_ROOT: tg.url,
-        },
+        env: scriptEnv(),
       },
     );
     const hook = tg.calls.find((c) => c.method === "setWebhook");

@@ -1,6 +1,8 @@
 // Starts a real agent process (`node agent/src/cli.ts connect`) for end-to-end tests.
 import { type ChildProcess, spawn } from "node:child_process";
 import { join, resolve } from "node:path";
+import { ApiClient } from "./api-client.ts";
+import { waitFor } from "./wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../../..");
 /** The same heap settings as the agent's own entry points (bin shim, npm run agent). */
@@ -67,4 +69,17 @@ export async function startAgent(opts: AgentOptions): Promise<AgentProcess> {
   };
   if (!proc.pid) throw new Error("agent process did not start");
   return { proc, pid: proc.pid, logs: () => output, stop: () => signal("SIGTERM"), kill: () => signal("SIGKILL") };
+}
+
+/** Pairs an agent through the real endpoints, starts it, and waits until the Worker counts it online. */
+export async function startPairedAgent(
+  worker: { url: string; apiToken: string },
+  pairName: string,
+  opts: Omit<AgentOptions, "url" | "token">,
+): Promise<{ client: ApiClient; agent: AgentProcess }> {
+  const client = new ApiClient(worker.url, worker.apiToken);
+  const { token } = await client.pair(pairName);
+  const agent = await startAgent({ ...opts, url: worker.url, token });
+  await waitFor(async () => (await client.agentsOnline()) === 1, { what: "the agent", timeoutMs: 30_000 });
+  return { client, agent };
 }

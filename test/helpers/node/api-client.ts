@@ -35,6 +35,16 @@ export class ApiClient {
     return res.body;
   }
 
+  /** The ids of the newest jobs (up to 100). */
+  async jobIds(): Promise<string[]> {
+    return (await this.call<{ jobs: { id: string }[] }>("/api/jobs?limit=100")).body.jobs.map((j) => j.id);
+  }
+
+  /** Waits for a job that is not in `before`: the one a message or request just created. */
+  async newJob(before: Set<string>, what = "the new job"): Promise<string> {
+    return waitFor(async () => (await this.jobIds()).find((id) => !before.has(id)), { what });
+  }
+
   async waitStatus(jobId: string, statuses: string[], timeoutMs = 60_000): Promise<JobView> {
     return waitFor(
       async () => {

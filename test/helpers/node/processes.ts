@@ -14,6 +14,17 @@ export async function processesWithArgv(argv: string[]): Promise<number[]> {
   return found;
 }
 
+/** Processes whose command line, its arguments joined by spaces, contains `text` (a zombie's is empty). */
+export async function processesMentioning(text: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
+    if (cmdline.replaceAll("\0", " ").includes(text)) found.push(Number(entry));
+  }
+  return found;
+}
+
 /** Whether a process exists and is not a zombie (state Z) or dead (X). */
 export async function isAlive(pid: number): Promise<boolean> {
   await readdir("/proc"); // no /proc: throw rather than claim the process is gone

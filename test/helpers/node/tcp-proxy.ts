@@ -1,7 +1,7 @@
 // A loopback TCP proxy whose connections a test can cut, to drop an agent's WebSocket while the
 // agent process keeps running (a real network fault, not a mock), or freeze: open connections
 // stay open but carry nothing (a half-open link) and new ones are refused, until thawed.
-import { createServer, type Socket } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
 
 export interface TcpProxy {
   url: string;
@@ -15,31 +15,44 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
+/**
+ * Joins a client connection to a new connection to the target, both ways; an error or close on
+ * either end closes both and then calls `ended`. Returns the connection to the target.
+ */
+export function splice(client: Socket, targetPort: number, targetHost: string, ended: () => void): Socket {
+  const upstream = connect(targetPort, targetHost);
+  const end = () => {
+    client.destroy();
+    upstream.destroy();
+    ended();
+  };
+  client.on("error", end).on("close", end);
+  upstream.on("error", end).on("close", end);
+  client.pipe(upstream);
+  upstream.pipe(client);
+  return upstream;
+}
+
+/** Listens on a free loopback port and returns it. */
+export async function listenLoopback(server: Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  return typeof address === "object" && address ? address.port : 0;
+}
+
 export async function startTcpProxy(targetPort: number, targetHost = "127.0.0.1"): Promise<TcpProxy> {
   const pairs = new Set<[Socket, Socket]>();
   let frozen = false;
-  const { connect } = await import("node:net");
   const server = createServer((client) => {
     if (frozen) {
       client.destroy();
       return;
     }
-    const upstream = connect(targetPort, targetHost);
+    const upstream = splice(client, targetPort, targetHost, () => pairs.delete(pair));
     const pair: [Socket, Socket] = [client, upstream];
     pairs.add(pair);
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-      pairs.delete(pair);
-    };
-    client.on("error", end).on("close", end);
-    upstream.on("error", end).on("close", end);
-    client.pipe(upstream);
-    upstream.pipe(client);
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
+  const port = await listenLoopback(server);
   return {
     url: `http://127.0.0.1:${port}`,
     port,

@@ -7,11 +7,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { WRANGLER, wranglerDev } from "../../../scripts/wrangler.ts";
 import { freePort } from "./ports.ts";
 import { waitFor } from "./wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../../..");
-const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 
 export interface WorkerOptions {
   /** Extra or overriding vars (e.g. TELEGRAM_API_ROOT, ANTHROPIC_API_KEY). */
@@ -84,12 +84,7 @@ export async function startWorker(opts: WorkerOptions = {}): Promise<RunningWork
   const launch = async () => {
     inspectorPort = await freePort();
     const args = [
-      WRANGLER,
-      "dev",
-      "--port",
-      String(port),
-      "--ip",
-      "127.0.0.1",
+      ...wranglerDev(port),
       "--inspector-port",
       String(inspectorPort),
       "--persist-to",
