@@ -25,13 +25,13 @@ export function permissionButtons(deps: BotDeps): Composer<Context> {
       const out = await decidePermission(deps.env, cb.id, String(ctx.from.id), cb.decision);
       if (!out.ok) {
         await ctx.answerCallbackQuery({ text: ANSWERS[out.error], show_alert: true });
+        // A stale message (sent before its id was kept) loses its dead buttons here.
+        if (out.error !== "unknown")
+          await ctx.editMessageReplyMarkup({ reply_markup: undefined }).catch(() => undefined);
         return;
       }
-      const said = cb.decision === "allow" ? "✅ Allowed once." : "✖️ Denied.";
-      await ctx.answerCallbackQuery({ text: said });
-      // The buttons go: the message now says how it was decided.
-      await ctx.editMessageReplyMarkup({ reply_markup: undefined }).catch(() => undefined);
-      await ctx.reply(`${said} (${out.row.tool})`).catch(() => undefined);
+      // The asking message itself was edited to say so (buttons gone) by decidePermission.
+      await ctx.answerCallbackQuery({ text: cb.decision === "allow" ? "✅ Allowed once." : "✖️ Denied." });
     } catch (err) {
       log("error", "permission decision failed", { error: errorMessage(err) });
       await ctx.answerCallbackQuery({ text: "That did not work; try again.", show_alert: true });
