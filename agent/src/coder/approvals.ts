@@ -41,7 +41,8 @@ export class ApprovalRelay {
     ask: ToolAsk,
     signal: AbortSignal,
   ): Promise<Decided> {
-    const requestId = randomBytes(12).toString("base64url");
+    // "pr_": never mistaken for a job id (job_…), e.g. by the CLI's `deny <id>`.
+    const requestId = `pr_${randomBytes(12).toString("base64url")}`;
     return new Promise<Decided>((resolve) => {
       let timer: NodeJS.Timeout | undefined;
       const finish = (d: Decided) => {
