@@ -25,9 +25,6 @@ export function permissionButtons(deps: BotDeps): Composer<Context> {
       const out = await decidePermission(deps.env, cb.id, String(ctx.from.id), cb.decision);
       if (!out.ok) {
         await ctx.answerCallbackQuery({ text: ANSWERS[out.error], show_alert: true });
-        // A stale message (sent before its id was kept) loses its dead buttons here.
-        if (out.error !== "unknown")
-          await ctx.editMessageReplyMarkup({ reply_markup: undefined }).catch(() => undefined);
         return;
       }
       // The asking message itself was edited to say so (buttons gone) by decidePermission.
