@@ -190,6 +190,9 @@ it("a command approved in Telegram runs, and the coder's final text is the answe
   expect(done.status).toBe("SUCCEEDED");
   expect(existsSync(join(repo.dir, "made.txt"))).toBe(true);
   expect(await finalAnswerLine(jobId)).toBe("💬 Made made.txt for you.");
+  const closed = await waitFor(() => editOf(asked.messageId), { what: "the allowed request's message closed" });
+  expect(text(closed)).toContain("Allowed once");
+  expect(closed.params.reply_markup).toBeUndefined();
   // A second press on a decided request changes nothing and says so.
   await press(asked.deny, asked.messageId);
   await waitFor(() => callbackAnswers().find((t) => t.includes("already decided")), {
@@ -209,6 +212,9 @@ it("a denied command never runs", async () => {
   expect(done.status).toBe("SUCCEEDED");
   expect(existsSync(join(repo.dir, "denied.txt"))).toBe(false);
   expect(await finalAnswerLine(jobId)).toBe("💬 You denied it, so nothing was made.");
+  const closed = await waitFor(() => editOf(asked.messageId), { what: "the denied request's message closed" });
+  expect(text(closed)).toContain("Denied");
+  expect(closed.params.reply_markup).toBeUndefined();
 }, 120_000);
 
 it("an unanswered request times out as a deny, and a late press says it expired", async () => {
