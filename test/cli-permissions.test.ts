@@ -2,7 +2,7 @@
 // characters is shown JSON-quoted (every character there, visibly), never cleaned into a
 // harmless-looking different command or passed raw to the terminal.
 import { describe, expect, it } from "vitest";
-import { exactly } from "../../scripts/cli/permissions.ts";
+import { exactly } from "../scripts/cli/permissions.ts";
 
 describe("skynet permissions: exact commands", () => {
   it("shows a plain command as it is", () => {
