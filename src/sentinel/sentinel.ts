@@ -1,6 +1,7 @@
 // The Sentinel (cron, every minute): marks silent agents OFFLINE (in the ledger and the registry)
 // and hands their jobs to the lease-expiry path, re-checks every open job's timeouts (a missed
-// alarm is re-armed), expires coding-agent permission requests past their deadline, offers QUEUED jobs waiting over a minute again, and prunes D1 history
+// alarm is re-armed), offers QUEUED jobs waiting over a minute again, expires coding-agent
+// permission requests left pending past their deadline (their agent gone), and prunes D1 history
 // in bounded steps (retention.ts). Archived logs and artifacts expire by the R2 bucket's
 // lifecycle rules (scripts/r2-lifecycle.ts): no listing of the archive here.
 import type { JobStatus } from "../../protocol/index.ts";
