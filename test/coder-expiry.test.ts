@@ -82,8 +82,13 @@ it("closes every way a request ends: the agent's timeout, the Sentinel's sweep, 
       target,
       timeoutS: 60,
     };
-    agent.send(frame);
-    const stored = await until(async () => (await row(requestId))?.messageId, `${requestId} asked in Telegram`);
+    // The registry books the job as running just after the JobDO does: until then a request is
+    // refused as stale (and stored nowhere), so it is sent again until it is stored.
+    const stored = await until(async () => {
+      const r = await row(requestId);
+      if (!r) agent.send(frame);
+      return r?.messageId;
+    }, `${requestId} asked in Telegram`);
     const asked = await tg.waitCall((c) => c.method === "sendMessage" && textOf(c).includes(target));
     expect(JSON.stringify(asked.params.reply_markup)).toContain(`pm:a:${requestId}`);
     return stored;
@@ -141,7 +146,11 @@ it("closes every way a request ends: the agent's timeout, the Sentinel's sweep, 
   const denied = await tg.waitCall(editOf(fourth));
   expect(textOf(denied)).toContain("Denied");
   expect(denied.params.reply_markup).toBeUndefined();
-  expect(await agent.next("permission_decision")).toMatchObject({ requestId: "req_expiry_api002", decision: "deny" });
+  const down = await until(
+    async () => agent.received.find((m) => m.type === "permission_decision" && m.requestId === "req_expiry_api002"),
+    "the decision sent down",
+  );
+  expect(down).toMatchObject({ decision: "deny", reason: "denied by the requester" });
 
   agent.close();
   other.close();

@@ -79,14 +79,23 @@ export async function askInTelegram(env: Env, row: PermissionRequestRow): Promis
       parse_mode: "HTML",
       reply_markup: keyboard,
     });
-    await getDb(env.DB)
+    const [now] = await getDb(env.DB)
       .update(permissionRequests)
       .set({ messageId: sent.message_id })
-      .where(eq(permissionRequests.id, row.id));
+      .where(eq(permissionRequests.id, row.id))
+      .returning({ status: permissionRequests.status, decidedBy: permissionRequests.decidedBy });
+    // Ended while the message was on its way (decided in the API, expired): close it now.
+    if (now && now.status !== "pending") await closePermissionMessage(env, row.id, endOf(now));
   } catch (err) {
     // Unasked, it times out on the agent as a deny: nothing runs without an answer.
     log("warn", "telegram: could not ask for a permission", { jobId: row.jobId, error: errorMessage(err) });
   }
+}
+
+function endOf(r: { status: string; decidedBy: string | null }): PermissionEnd {
+  if (r.status === "allowed" || r.status === "denied")
+    return { status: r.status, by: r.decidedBy === "api" ? "api" : "requester" };
+  return { status: "expired" };
 }
 
 /** Edits the asking message to say how the request ended; without a keyboard, its buttons go. */
