@@ -2,7 +2,7 @@
 // Every frame received on either side is safeParse'd; a bad one gets an `error` reply.
 import { z } from "zod";
 import { CapabilitySchema } from "./actions.ts";
-import { PermissionDecisionFrameSchema, PermissionRequestFrameSchema } from "./coder.ts";
+import { PermissionDecisionFrameSchema, PermissionExpiredFrameSchema, PermissionRequestFrameSchema } from "./coder.ts";
 import { describeIssues } from "./issues.ts";
 import {
   ArtifactRefSchema,
@@ -74,12 +74,13 @@ export const AgentToServerSchema = z.discriminatedUnion("type", [
   z.strictObject({ type: z.literal("draining") }),
   /** A coding agent's tool call for the requester to decide (code_task; protocol/coder.ts). */
   PermissionRequestFrameSchema,
+  PermissionExpiredFrameSchema,
 ]);
 export type AgentToServer = z.infer<typeof AgentToServerSchema>;
 export type AgentMessageOf<T extends AgentToServer["type"]> = Extract<AgentToServer, { type: T }>;
 export type FencedAgentMessage = Exclude<
   AgentToServer,
-  { type: "hello" | "heartbeat" | "resume" | "draining" | "permission_request" }
+  { type: "hello" | "heartbeat" | "resume" | "draining" | "permission_request" | "permission_expired" }
 >;
 
 export const ServerToAgentSchema = z.discriminatedUnion("type", [

@@ -51,3 +51,15 @@ export const PermissionDecisionFrameSchema = z.strictObject({
   reason: z.string().max(500).optional(),
 });
 export type PermissionDecisionFrame = z.infer<typeof PermissionDecisionFrameSchema>;
+
+/**
+ * The agent's own timeout passed and it denied the tool (authoritative): reported up so the
+ * request reads `expired` at that moment rather than when someone next looks.
+ */
+export const PermissionExpiredFrameSchema = z.strictObject({
+  type: z.literal("permission_expired"),
+  jobId: JobIdSchema,
+  attempt: z.number().int().min(1),
+  requestId: PermissionIdSchema,
+});
+export type PermissionExpiredFrame = z.infer<typeof PermissionExpiredFrameSchema>;

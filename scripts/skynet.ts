@@ -8,6 +8,7 @@ import { configPath, resolveConnection } from "./cli/config.ts";
 import { EXIT, ServerError, UsageError } from "./cli/errors.ts";
 import { Api } from "./cli/http.ts";
 import * as job from "./cli/jobs.ts";
+import * as permission from "./cli/permissions.ts";
 
 const HELP = `usage: npx skynet <command> [options]        (or: npm run skynet -- <command> [options])
 
@@ -24,6 +25,11 @@ jobs
   events <jobId>  ·  ops <jobId>       ledger events, operation counts
   logs <jobId> [-f] [--tail N] [--grep TEXT]    the whole log; -f streams it live to the end
   artifacts list <jobId>  ·  artifacts get <jobId> <name> [-o FILE|-]
+coding agent (code_task) approvals
+  permissions [list]                   requests waiting: id, job, tool, exact command or path,
+                                       preview, expiry
+  allow <requestId>  ·  deny <requestId>      allow that one call once, or deny it
+  (deny with a job id denies the job's plan; permissions allow|deny <requestId> also work)
 agents
   agents [list]  ·  agents pair [--name N]  ·  agents tokens  ·  agents revoke <tokenId>
 server
@@ -121,10 +127,18 @@ async function main(argv: string[]): Promise<number> {
       return job.status(ctx);
     case "wait":
       return job.wait(ctx);
-    case "approve":
     case "deny":
+      // One verb, two kinds of id: job ids start with job_, the agent's request ids with pr_.
+      if (ctx.args.length === 0)
+        throw new UsageError("deny needs a job id (job_…) or a permission request id (pr_…); see --help");
+      return ctx.args[0]?.startsWith("job_") ? job.decide(ctx, cmd) : permission.decide(ctx, "deny");
+    case "approve":
     case "cancel":
       return job.decide(ctx, cmd);
+    case "allow":
+      return permission.decide(ctx, "allow");
+    case "permissions":
+      return permission.permissions(ctx);
     case "retry":
       return job.retry(ctx);
     case "redispatch":

@@ -6,4 +6,11 @@ export const EXIT = { ok: 0, failed: 1, usage: 2, bug: 70 } as const;
 export class UsageError extends Error {}
 
 /** The server refused, failed or could not be reached: exit 1. */
-export class ServerError extends Error {}
+export class ServerError extends Error {
+  /** The HTTP status when the server answered (none when it could not be reached). */
+  readonly status: number | undefined;
+  constructor(message: string, status?: number) {
+    super(message);
+    this.status = status;
+  }
+}

@@ -78,9 +78,10 @@ export class Api {
     if (res.status === 401) {
       throw new ServerError(
         `the server refused the API token from ${this.conn.token?.source} (401: ${message}); it must equal the server's API_TOKEN (.dev.vars locally, \`wrangler secret put API_TOKEN\` when deployed)`,
+        401,
       );
     }
     if (res.status === 400) throw new UsageError(`${res.status}: ${message}`);
-    throw new ServerError(`${res.status}: ${message}`);
+    throw new ServerError(`${res.status}: ${message}`, res.status);
   }
 }

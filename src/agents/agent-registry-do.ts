@@ -15,7 +15,7 @@ import {
   parseFrame,
   type ServerToAgent,
 } from "../../protocol/index.ts";
-import { recordPermissionRequest } from "../coder/permissions.ts";
+import { expirePermission, recordPermissionRequest } from "../coder/permissions.ts";
 import { type Config, loadConfig } from "../config.ts";
 import { appendAudit, getDb } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
@@ -198,6 +198,14 @@ export class AgentRegistryDO extends DurableObject<Env> {
           return;
         case "permission_request":
           await this.onPermissionRequest(ws, att, msg);
+          return;
+        case "permission_expired":
+          // Only the agent that asked can expire its request (checked against the stored row).
+          await expirePermission(this.env, msg.requestId, {
+            agentId: att.agentId,
+            jobId: msg.jobId,
+            attempt: msg.attempt,
+          });
           return;
         default:
           await this.relay(ws, att, msg);

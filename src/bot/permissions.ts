@@ -27,11 +27,8 @@ export function permissionButtons(deps: BotDeps): Composer<Context> {
         await ctx.answerCallbackQuery({ text: ANSWERS[out.error], show_alert: true });
         return;
       }
-      const said = cb.decision === "allow" ? "✅ Allowed once." : "✖️ Denied.";
-      await ctx.answerCallbackQuery({ text: said });
-      // The buttons go: the message now says how it was decided.
-      await ctx.editMessageReplyMarkup({ reply_markup: undefined }).catch(() => undefined);
-      await ctx.reply(`${said} (${out.row.tool})`).catch(() => undefined);
+      // The asking message itself was edited to say so (buttons gone) by decidePermission.
+      await ctx.answerCallbackQuery({ text: cb.decision === "allow" ? "✅ Allowed once." : "✖️ Denied." });
     } catch (err) {
       log("error", "permission decision failed", { error: errorMessage(err) });
       await ctx.answerCallbackQuery({ text: "That did not work; try again.", show_alert: true });

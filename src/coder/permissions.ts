@@ -2,51 +2,17 @@
 // registry is stored (D1) with an audit row and put to the job's requester in Telegram with the
 // exact command or a diff preview and Allow once / Deny buttons; a decision by that requester (and
 // only them) while the request is pending is recorded, audited and sent back down through the
-// registry. The agent decides timeouts on its side; here a request past its time reads as expired.
-import { and, eq } from "drizzle-orm";
-import { Api, InlineKeyboard } from "grammy";
+// registry. The agent decides timeouts on its side (it denies, and reports the expiry up); a request
+// whose agent is gone is expired by the Sentinel's sweep once past its deadline.
+import { and, eq, lte } from "drizzle-orm";
 import type { PermissionDecision, PermissionRequestFrame } from "../../protocol/index.ts";
 import { registryStub } from "../agents/registry-stub.ts";
-import { esc, MAX_MESSAGE } from "../bot/format.ts";
-import { loadConfig } from "../config.ts";
 import { jobs, type PermissionRequestRow, permissionRequests } from "../ledger/schema.ts";
 import { appendAudit, getDb } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
-import { redactorFor } from "../lib/redact.ts";
-import { chatSafety } from "../notify/chat-safety.ts";
+import { askInTelegram, closePermissionMessage } from "./permission-message.ts";
 
-/** Callback data: "pm:<a|d>:<request id>" (≤ 3 + 2 + 40 bytes, under Telegram's 64). */
-export const permissionCallback = (decision: PermissionDecision, id: string) =>
-  `pm:${decision === "allow" ? "a" : "d"}:${id}`;
-
-export function parsePermissionCallback(data: string | undefined): { decision: PermissionDecision; id: string } | null {
-  const m = /^pm:([ad]):([A-Za-z0-9_-]{8,40})$/.exec(data ?? "");
-  if (!m?.[2]) return null;
-  return { decision: m[1] === "a" ? "allow" : "deny", id: m[2] };
-}
-
-/** The Telegram text: what the coding agent wants, exact, escaped, within 4096 characters. */
-export function renderPermission(
-  row: Pick<PermissionRequestRow, "jobId" | "tool" | "kind" | "target" | "preview" | "expiresAt">,
-): string {
-  const head = `🤖 <b>The coding agent asks</b> (job <code>${esc(row.jobId)}</code>)\n`;
-  const what =
-    row.kind === "command"
-      ? `Run this shell command:\n<pre>${esc(row.target)}</pre>`
-      : `${row.kind === "search" ? "Search" : row.kind === "write" ? "Write the file" : "Edit the file"} <code>${esc(row.target)}</code>`;
-  const until = `\nAnswer by ${new Date(row.expiresAt).toISOString().slice(11, 19)} UTC, or it is denied.`;
-  let preview = row.preview ? `\n<pre>${esc(row.preview)}</pre>` : "";
-  // The command is never cut (the agent refuses one too long to show); only the preview gives way.
-  const room = MAX_MESSAGE - head.length - what.length - until.length;
-  if (preview.length > room) {
-    const marker = "\n… (preview cut)";
-    let cut = row.preview ?? "";
-    while (cut.length > 0 && `\n<pre>${esc(cut)}${marker}</pre>`.length > room)
-      cut = cut.slice(0, Math.floor(cut.length * 0.9));
-    preview = cut ? `\n<pre>${esc(cut)}${marker}</pre>` : "";
-  }
-  return head + what + preview + until;
-}
+export { parsePermissionCallback, permissionCallback, renderPermission } from "./permission-message.ts";
 
 /**
  * Stores a request the registry already fenced (the agent holds this job's current lease) and
@@ -80,6 +46,7 @@ export async function recordPermissionRequest(
     expiresAt: now + frame.timeoutS * 1000,
     decidedAt: null,
     decidedBy: null,
+    messageId: null,
   };
   // A replayed frame (after a reconnect) is the same request: stored and asked once.
   const inserted = await db
@@ -97,22 +64,6 @@ export async function recordPermissionRequest(
   });
   await askInTelegram(env, row);
   return true;
-}
-
-async function askInTelegram(env: Env, row: PermissionRequestRow): Promise<void> {
-  const config = loadConfig(env);
-  if (!row.chatId || !config.telegramBotToken) return;
-  const api = new Api(config.telegramBotToken, { apiRoot: config.telegramApiRoot });
-  api.config.use(chatSafety(redactorFor(env)));
-  const keyboard = new InlineKeyboard()
-    .text("✅ Allow once", permissionCallback("allow", row.id))
-    .text("✖️ Deny", permissionCallback("deny", row.id));
-  try {
-    await api.sendMessage(row.chatId, renderPermission(row), { parse_mode: "HTML", reply_markup: keyboard });
-  } catch (err) {
-    // Unasked, it times out on the agent as a deny: nothing runs without an answer.
-    log("warn", "telegram: could not ask for a permission", { jobId: row.jobId, error: errorMessage(err) });
-  }
 }
 
 export type DecideOutcome =
@@ -133,17 +84,7 @@ export async function decidePermission(
   if (!row || (!owner && row.userId !== userId)) return { ok: false, error: "unknown" };
   const now = Date.now();
   if (row.status === "pending" && row.expiresAt <= now) {
-    await db
-      .update(permissionRequests)
-      .set({ status: "expired" })
-      .where(and(eq(permissionRequests.id, id), eq(permissionRequests.status, "pending")));
-    await appendAudit(db, {
-      actor: "system",
-      action: "permission_expired",
-      jobId: row.jobId,
-      detail: { requestId: id },
-      at: now,
-    });
+    await expirePermission(env, id);
     return { ok: false, error: "expired" };
   }
   if (row.status !== "pending")
@@ -171,6 +112,7 @@ export async function decidePermission(
     decision,
     reason: `${decision === "allow" ? "allowed" : "denied"} by the requester`,
   });
+  await closePermissionMessage(env, id, { status, by: owner ? "api" : "requester" });
   return { ok: true, row: { ...row, status, decidedAt: now, decidedBy: userId } };
 }
 
@@ -180,4 +122,61 @@ export async function pendingPermissions(env: Env): Promise<PermissionRequestRow
   const rows = await db.select().from(permissionRequests).where(eq(permissionRequests.status, "pending")).limit(200);
   const now = Date.now();
   return rows.filter((r) => r.expiresAt > now);
+}
+
+/** Who expires a request: the agent that asked (its timer is authoritative), or the deadline. */
+type ExpiredBy = { agentId: string; jobId: string; attempt: number };
+
+/**
+ * Marks a pending request expired, with an audit row, and closes its Telegram message. From the
+ * agent, only its own request (same agent, job and attempt) at any time; otherwise only once past
+ * its deadline. Returns whether this call expired it (a decided request stays decided).
+ */
+export async function expirePermission(env: Env, id: string, by?: ExpiredBy, now = Date.now()): Promise<boolean> {
+  const db = getDb(env.DB);
+  const whose = by
+    ? and(
+        eq(permissionRequests.agentId, by.agentId),
+        eq(permissionRequests.jobId, by.jobId),
+        eq(permissionRequests.attempt, by.attempt),
+      )
+    : lte(permissionRequests.expiresAt, now);
+  const done = await db
+    .update(permissionRequests)
+    .set({ status: "expired", decidedAt: now })
+    .where(and(eq(permissionRequests.id, id), eq(permissionRequests.status, "pending"), whose))
+    .returning({ jobId: permissionRequests.jobId });
+  const jobId = done[0]?.jobId;
+  if (!jobId) return false;
+  await appendAudit(db, {
+    actor: by ? `agent:${by.agentId}` : "system",
+    action: "permission_expired",
+    jobId,
+    detail: { requestId: id, reason: by ? "no answer before the agent's timeout" : "past its deadline" },
+    at: now,
+  });
+  await closePermissionMessage(env, id, { status: "expired" });
+  return true;
+}
+
+/** Bounded per run: a backlog is finished by the next runs. */
+export const SWEEP_LIMIT = 100;
+
+/** The Sentinel's sweep: pending requests past their deadline (their agent gone or silent) expire. */
+export async function sweepExpiredPermissions(env: Env, now = Date.now()): Promise<string[]> {
+  const db = getDb(env.DB);
+  const due = await db
+    .select({ id: permissionRequests.id })
+    .from(permissionRequests)
+    .where(and(eq(permissionRequests.status, "pending"), lte(permissionRequests.expiresAt, now)))
+    .limit(SWEEP_LIMIT);
+  const expired: string[] = [];
+  for (const { id } of due) {
+    try {
+      if (await expirePermission(env, id, undefined, now)) expired.push(id);
+    } catch (err) {
+      log("error", "sentinel: could not expire a permission request", { requestId: id, error: errorMessage(err) });
+    }
+  }
+  return expired;
 }

@@ -145,10 +145,13 @@ export const permissionRequests = sqliteTable(
     expiresAt: integer("expires_at").notNull(),
     decidedAt: integer("decided_at"),
     decidedBy: text("decided_by"),
+    /** The Telegram message that asked (0008_permission_message.sql), edited when the request ends. */
+    messageId: integer("message_id"),
   },
   (t) => [
     index("permission_requests_job_idx").on(t.jobId),
     index("permission_requests_user_status_idx").on(t.userId, t.status),
+    index("permission_requests_status_expires_idx").on(t.status, t.expiresAt),
   ],
 );
 export type PermissionRequestRow = typeof permissionRequests.$inferSelect;

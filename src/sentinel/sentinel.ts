@@ -1,10 +1,12 @@
 // The Sentinel (cron, every minute): marks silent agents OFFLINE (in the ledger and the registry)
 // and hands their jobs to the lease-expiry path, re-checks every open job's timeouts (a missed
-// alarm is re-armed), offers QUEUED jobs waiting over a minute again, and prunes D1 history
+// alarm is re-armed), offers QUEUED jobs waiting over a minute again, expires coding-agent
+// permission requests left pending past their deadline (their agent gone), and prunes D1 history
 // in bounded steps (retention.ts). Archived logs and artifacts expire by the R2 bucket's
 // lifecycle rules (scripts/r2-lifecycle.ts): no listing of the archive here.
 import type { JobStatus } from "../../protocol/index.ts";
 import { jobStub, registryStub } from "../agents/registry-stub.ts";
+import { sweepExpiredPermissions } from "../coder/permissions.ts";
 import { loadConfig } from "../config.ts";
 import { getDb, listJobs, markStaleWorkersOffline } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
@@ -17,6 +19,8 @@ export interface SentinelReport {
   jobsChanged: { jobId: string; from: JobStatus; to: JobStatus }[];
   history: RetentionReport;
   providers: ProviderStats[];
+  /** Coding-agent permission requests expired here: past their deadline with no word from the agent. */
+  permissionsExpired: string[];
 }
 
 const OPEN: JobStatus[] = ["CREATED", "PLANNED", "QUEUED", "RUNNING"];
@@ -38,6 +42,7 @@ export async function runSentinel(env: Env, now = Date.now()): Promise<SentinelR
     jobsChanged: [],
     history: { eventsDeleted: 0, countersDeleted: 0 },
     providers: [],
+    permissionsExpired: [],
   };
   for (const status of OPEN) {
     let cursor: string | undefined;
@@ -55,6 +60,11 @@ export async function runSentinel(env: Env, now = Date.now()): Promise<SentinelR
       }
       cursor = page.nextCursor ?? undefined;
     } while (cursor);
+  }
+  try {
+    report.permissionsExpired = await sweepExpiredPermissions(env, now);
+  } catch (err) {
+    log("error", "sentinel: permission sweep failed", { error: errorMessage(err) });
   }
   try {
     report.history = await pruneHistory(env.DB, now, config.historyRetentionDays);

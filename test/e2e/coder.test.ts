@@ -19,6 +19,7 @@ import {
   startFakeTelegram,
 } from "../helpers/node/fake-telegram.ts";
 import { type GitRepo, makeGitRepo } from "../helpers/node/git-repo.ts";
+import { runCli } from "../helpers/node/skynet-cli.ts";
 import { waitFor } from "../helpers/node/wait.ts";
 import { type RunningWorker, startWorker } from "../helpers/node/wrangler-dev.ts";
 
@@ -170,6 +171,10 @@ async function finalAnswerLine(jobId: string): Promise<string> {
   return text(final).split("\n")[0] ?? "";
 }
 
+/** The edit that closed the asking message (the request ended), once made. */
+const editOf = (messageId: number) =>
+  tg.calls.find((c) => c.method === "editMessageText" && Number(c.params.message_id) === messageId);
+
 const callbackAnswers = () =>
   tg.calls.filter((c) => c.method === "answerCallbackQuery").map((c) => String(c.params.text ?? ""));
 
@@ -185,6 +190,9 @@ it("a command approved in Telegram runs, and the coder's final text is the answe
   expect(done.status).toBe("SUCCEEDED");
   expect(existsSync(join(repo.dir, "made.txt"))).toBe(true);
   expect(await finalAnswerLine(jobId)).toBe("💬 Made made.txt for you.");
+  const closed = await waitFor(() => editOf(asked.messageId), { what: "the allowed request's message closed" });
+  expect(text(closed)).toContain("Allowed once");
+  expect(closed.params.reply_markup).toBeUndefined();
   // A second press on a decided request changes nothing and says so.
   await press(asked.deny, asked.messageId);
   await waitFor(() => callbackAnswers().find((t) => t.includes("already decided")), {
@@ -204,6 +212,9 @@ it("a denied command never runs", async () => {
   expect(done.status).toBe("SUCCEEDED");
   expect(existsSync(join(repo.dir, "denied.txt"))).toBe(false);
   expect(await finalAnswerLine(jobId)).toBe("💬 You denied it, so nothing was made.");
+  const closed = await waitFor(() => editOf(asked.messageId), { what: "the denied request's message closed" });
+  expect(text(closed)).toContain("Denied");
+  expect(closed.params.reply_markup).toBeUndefined();
 }, 120_000);
 
 it("an unanswered request times out as a deny, and a late press says it expired", async () => {
@@ -216,6 +227,11 @@ it("an unanswered request times out as a deny, and a late press says it expired"
   const done = await client.waitFinished(jobId);
   expect(done.status).toBe("SUCCEEDED");
   expect(existsSync(join(repo.dir, "late.txt"))).toBe(false);
+  // The agent reported its timeout: the asking message says so, its buttons gone.
+  const closed = await waitFor(() => editOf(asked.messageId), { what: "the expired request's message closed" });
+  expect(text(closed)).toContain("Expired");
+  expect(text(closed)).toContain("echo late &gt; late.txt");
+  expect(closed.params.reply_markup).toBeUndefined();
   await press(asked.allow, asked.messageId);
   await waitFor(() => callbackAnswers().find((t) => t.includes("expired")), { what: "the late press's answer" });
   expect(existsSync(join(repo.dir, "late.txt"))).toBe(false);
@@ -291,4 +307,38 @@ it("a hostile file the coder reads adds no step, lowers no risk and skips no app
     await repo.git("remote", "remove", "origin");
     await remote.cleanup();
   }
+}, 120_000);
+
+it("the CLI lists a pending request with its exact command, allows it once, and says why a second decision fails", async () => {
+  coder.script(
+    { kind: "tool", name: "Bash", input: { command: "echo cli > cli.txt" } },
+    { kind: "text", text: "Made cli.txt." },
+  );
+  const cli = (...args: string[]) =>
+    runCli(args, { cwd: home, env: { SKYNET_URL: worker.url, SKYNET_API_TOKEN: worker.apiToken } });
+  const jobId = await startCoderJob("make a file through the cli");
+  const asked = await permissionAsked(jobId, "echo cli > cli.txt");
+  const listed = await cli("permissions");
+  expect(listed).toMatchObject({ code: 0, stderr: "" });
+  const head = listed.stdout.split("\n").find((l) => l.includes(`job ${jobId}`)) ?? "";
+  expect(head).toMatch(/^pr_[A-Za-z0-9_-]{16} {2}job job_\w+ {2}Bash {2}expires \d{4}-\d\d-\d\dT.* \(in \d+ s\)$/);
+  expect(listed.stdout).toContain(`${head}\n  command:\n    echo cli > cli.txt\n`);
+  const id = head.split(" ")[0] ?? "";
+
+  const allowed = await cli("allow", id);
+  expect(allowed).toMatchObject({ code: 0, stderr: "", stdout: `${id}  job ${jobId}  allowed once\n` });
+  const again = await cli("deny", id);
+  expect(again.code).toBe(1);
+  expect(again.stderr).toBe(`skynet: that request was already decided: request ${id} was not changed\n`);
+  const unknown = await cli("allow", "pr_nosuchrequest0");
+  expect(unknown.code).toBe(1);
+  expect(unknown.stderr).toContain("no permission request pr_nosuchrequest0");
+  expect((await cli("permissions")).stdout).not.toContain(id);
+
+  const closed = await waitFor(() => editOf(asked.messageId), { what: "the decided request's message closed" });
+  expect(text(closed)).toContain("Allowed once");
+  expect(closed.params.reply_markup).toBeUndefined();
+  const done = await client.waitFinished(jobId);
+  expect(done.status).toBe("SUCCEEDED");
+  expect(existsSync(join(repo.dir, "cli.txt"))).toBe(true);
 }, 120_000);

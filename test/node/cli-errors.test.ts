@@ -73,6 +73,29 @@ describe("usage errors exit 2", () => {
     expect(cmd.stderr).toContain('unknown command "frobnicate"');
     expect(cmd.stderr).not.toContain("this is a bug");
   });
+
+  it("skynet: allow/deny/permissions refuse a missing or malformed request id before asking the server", async () => {
+    const conn = ["--url", "http://127.0.0.1:9", "--token", TOKEN];
+    const cases: [string[], string][] = [
+      [["allow"], "allow needs a permission request id"],
+      [["allow", "../../etc"], '"../../etc" is not a permission request id'],
+      [["allow", "pr_aaaaaaaaaaaa", "pr_bbbbbbbbbbbb"], "allow takes one permission request id"],
+      [["deny"], "deny needs a job id (job_…) or a permission request id (pr_…)"],
+      [["deny", "pr_a"], '"pr_a" is not a permission request id'],
+      [["permissions", "approve"], 'unknown permissions command "approve"'],
+    ];
+    for (const [args, said] of cases) {
+      const res = await run([SKYNET, ...args, ...conn]);
+      expect(res.code, args.join(" ")).toBe(2);
+      expect(res.stderr).toContain(said);
+      // Refused before any request: the unreachable server is never mentioned.
+      expect(res.stderr).not.toContain("cannot reach");
+    }
+    // A well-formed id goes to the server (here unreachable: exit 1, not a usage error).
+    const sent = await run([SKYNET, "deny", "pr_aaaaaaaaaaaa", ...conn]);
+    expect(sent.code).toBe(1);
+    expect(sent.stderr).toContain("cannot reach http://127.0.0.1:9");
+  });
 });
 
 describe("a bug is not a usage error", () => {

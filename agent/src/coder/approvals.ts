@@ -1,12 +1,14 @@
 // The agent's side of the approval relay: a tool call the coding agent wants is sent up as a
 // fenced permission_request and waits for the matching permission_decision. The agent is
-// authoritative on the timeout: when it passes the call is denied here, whatever comes later.
+// authoritative on the timeout: when it passes the call is denied here, whatever comes later, and
+// the expiry is reported up.
 // A request that cannot be sent (offline) is denied at once: nothing runs unasked.
 import { randomBytes } from "node:crypto";
 import {
   PERMISSION_TIMEOUT_S,
   type PermissionDecision,
   type PermissionDecisionFrame,
+  type PermissionExpiredFrame,
   type PermissionRequestFrame,
 } from "../../../protocol/index.ts";
 import type { ToolAsk } from "./policy.ts";
@@ -17,10 +19,13 @@ type Decided = { decision: PermissionDecision; reason?: string };
 export class ApprovalRelay {
   private readonly waiting = new Map<string, { jobId: string; attempt: number; done: (d: Decided) => void }>();
 
-  private readonly sendUp: (frame: PermissionRequestFrame) => boolean;
+  private readonly sendUp: (frame: PermissionRequestFrame | PermissionExpiredFrame) => boolean;
   private readonly timeoutS: number;
 
-  constructor(sendUp: (frame: PermissionRequestFrame) => boolean, timeoutS: number = PERMISSION_TIMEOUT_S.default) {
+  constructor(
+    sendUp: (frame: PermissionRequestFrame | PermissionExpiredFrame) => boolean,
+    timeoutS: number = PERMISSION_TIMEOUT_S.default,
+  ) {
     this.sendUp = sendUp;
     this.timeoutS = timeoutS;
   }
@@ -36,7 +41,8 @@ export class ApprovalRelay {
     ask: ToolAsk,
     signal: AbortSignal,
   ): Promise<Decided> {
-    const requestId = randomBytes(12).toString("base64url");
+    // "pr_": never mistaken for a job id (job_…), e.g. by the CLI's `deny <id>`.
+    const requestId = `pr_${randomBytes(12).toString("base64url")}`;
     return new Promise<Decided>((resolve) => {
       let timer: NodeJS.Timeout | undefined;
       const finish = (d: Decided) => {
@@ -49,10 +55,12 @@ export class ApprovalRelay {
       this.waiting.set(requestId, { jobId: fence.jobId, attempt: fence.attempt, done: finish });
       if (signal.aborted) return onAbort();
       signal.addEventListener("abort", onAbort, { once: true });
-      timer = setTimeout(
-        () => finish({ decision: "deny", reason: `no answer within ${this.timeoutS} s` }),
-        this.timeoutS * 1000,
-      );
+      timer = setTimeout(() => {
+        finish({ decision: "deny", reason: `no answer within ${this.timeoutS} s` });
+        // Said up at once, so the request reads expired (and its buttons go) now, not when someone
+        // next presses; if offline, the Sentinel's sweep expires it past its deadline.
+        this.sendUp({ type: "permission_expired", jobId: fence.jobId, attempt: fence.attempt, requestId });
+      }, this.timeoutS * 1000);
       timer.unref();
       const sent = this.sendUp({
         type: "permission_request",
