@@ -6,6 +6,7 @@ import { eventCountersQuery } from "../ledger/metric-counters.ts";
 import { appendAuditQuery, appendJobEventQuery, type Db, getDb, upsertJobQuery } from "../ledger/store.ts";
 import { type NotifyMemo, notifyJob } from "../notify/notify.ts";
 import { archiveLog } from "./archive-log.ts";
+import { dispatchDirectly } from "./dispatch.ts";
 import type { JobContext } from "./job-context.ts";
 import { type JobState, toLedgerRow, viewOf } from "./job-state.ts";
 import type { OutboxItem } from "./outbox.ts";
@@ -82,9 +83,13 @@ export async function runOutboxItem(job: JobContext, state: JobState, item: Outb
       statement.done?.();
       return;
     }
-    case "enqueue":
+    case "enqueue": {
+      // Straight to the registry first (no queue hop); the queue message still goes, as the
+      // durable carrier: its consumer finds the attempt already handed over and acks.
+      const direct = await dispatchDirectly(job, item.attempt);
       await env.DISPATCH_QUEUE.send({ jobId: state.id, attempt: item.attempt });
-      return;
+      return direct;
+    }
     case "cancel_agent":
       await getEngine(env).cancel(state.id, item.attempt, item.reason);
       return;

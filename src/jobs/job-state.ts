@@ -90,6 +90,11 @@ export interface JobState {
   answer?: JobAnswer | null;
   /** The earlier job this one follows up (a Telegram reply), passed to the planner as data. */
   followUp?: FollowUpContext | null;
+  /**
+   * The job's operation counts (GET /api/jobs/:id/ops), saved inside the state so that counting
+   * costs no storage row of its own.
+   */
+  opCounts?: Record<string, number>;
 }
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
