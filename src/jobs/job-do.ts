@@ -45,6 +45,8 @@ export type { Actor, CreateJobInput, DispatchOutcome, FenceResult, JobResult } f
 export class JobDO extends DurableObject<Env> {
   private readonly job: JobStore;
   private readonly drain = new OutboxDrain();
+  /** The latest work left running after an answer (tests wait for it). */
+  private settled: Promise<void> = Promise.resolve();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -69,7 +71,7 @@ export class JobDO extends DurableObject<Env> {
     const s = this.job.load();
     if (!s) return;
     const outbox = this.job.outbox;
-    const next = alarmAt(s, this.job.config, { nextAt: outbox.nextAt(), size: outbox.size() }, this.job.now());
+    const next = alarmAt(s, this.job.config, outbox.pending(), this.job.now());
     if (next === null) return this.ctx.storage.deleteAlarm();
     // Only ever move the alarm earlier: one that fires early just re-checks and re-arms, so the
     // lease renewals that push deadlines later (every agent message) cost no storage write.
@@ -119,6 +121,7 @@ export class JobDO extends DurableObject<Env> {
     const done = work.catch((err: unknown) =>
       log("error", "job background work failed", { error: err instanceof Error ? err.message : String(err) }),
     );
+    this.settled = Promise.all([this.settled, done]).then(() => undefined);
     this.ctx.waitUntil(done);
   }
 

@@ -16,6 +16,7 @@ interface Private {
   ctx: DurableObjectState;
   env: Env;
   afterChange(): Promise<void>;
+  settled: Promise<void>;
   start(input: CreateJobInput, planNow: boolean): Promise<JobView>;
 }
 
@@ -38,6 +39,7 @@ export interface JobInsides {
   /** Plans the job as its alarm would. */
   plan(state: JobState): Promise<void>;
   drain(): Promise<void>;
+  /** Drains and re-arms as after a change, and waits for a drain left running by an earlier answer. */
   afterChange(): Promise<void>;
 }
 
@@ -61,6 +63,9 @@ export function insides(i: JobDO): JobInsides {
     plan: (state) => planJob(o.job, state),
     createUnplanned: (input) => o.start.call(i, input, false),
     drain: () => o.drain.run(o.job),
-    afterChange: () => o.afterChange.call(i),
+    afterChange: async () => {
+      await o.afterChange.call(i);
+      await o.settled;
+    },
   };
 }
