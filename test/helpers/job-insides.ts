@@ -39,6 +39,8 @@ export interface JobInsides {
   /** Plans the job as its alarm would. */
   plan(state: JobState): Promise<void>;
   drain(): Promise<void>;
+  /** Work an answer left running (the create's drain), settled. */
+  readonly settled: Promise<void>;
   /** Drains and re-arms as after a change, and waits for a drain left running by an earlier answer. */
   afterChange(): Promise<void>;
 }
@@ -63,6 +65,9 @@ export function insides(i: JobDO): JobInsides {
     plan: (state) => planJob(o.job, state),
     createUnplanned: (input) => o.start.call(i, input, false),
     drain: () => o.drain.run(o.job),
+    get settled() {
+      return o.settled;
+    },
     afterChange: async () => {
       await o.afterChange.call(i);
       await o.settled;
