@@ -8,7 +8,7 @@ import { type NotifyMemo, notifyJob } from "../notify/notify.ts";
 import { archiveLog } from "./archive-log.ts";
 import { dispatchDirectly } from "./dispatch.ts";
 import type { JobContext } from "./job-context.ts";
-import { type JobState, toLedgerRow, viewOf } from "./job-state.ts";
+import { type JobState, ledgerContent, toLedgerRow, viewOf } from "./job-state.ts";
 import type { OutboxItem } from "./outbox.ts";
 
 export const LEDGER_KINDS: ReadonlySet<OutboxItem["kind"]> = new Set(["ledger", "event", "audit"]);
@@ -33,8 +33,7 @@ export function ledgerStatement(
     case "ledger": {
       // Step events change nothing the ledger row holds: skip snapshots identical but for the time.
       const row = toLedgerRow(state);
-      const { updatedAt: _updatedAt, ...content } = row;
-      const key = JSON.stringify(content);
+      const key = ledgerContent(state);
       if (job.memo<string>("ledger_written") === key) return null;
       return { queries: [upsertJobQuery(db, row)], done: () => job.setMemo("ledger_written", key) };
     }

@@ -181,3 +181,9 @@ export function toLedgerRow(s: JobState) {
     updatedAt: s.updatedAt,
   };
 }
+
+/** What the ledger row of a state holds, but for its time (snapshots differing only there are equal). */
+export function ledgerContent(state: JobState): string {
+  const { updatedAt: _updatedAt, ...content } = toLedgerRow(state);
+  return JSON.stringify(content);
+}

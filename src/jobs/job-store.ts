@@ -9,7 +9,7 @@ import type { Config } from "../config.ts";
 import type { JobEvent } from "../core/job-machine.ts";
 import { redactorFor } from "../lib/redact.ts";
 import { type JobContext, LIVENESS_FIELDS, type LivenessPatch, type MemoKey } from "./job-context.ts";
-import type { JobState } from "./job-state.ts";
+import { type JobState, ledgerContent } from "./job-state.ts";
 import { LogBuffer } from "./log-buffer.ts";
 import { Outbox, type OutboxItem } from "./outbox.ts";
 import { move } from "./transitions.ts";
@@ -29,6 +29,8 @@ export class JobStore implements JobContext {
   /** The stored state (undefined: not read yet; null: there is none). */
   private cached: JobState | null | undefined;
   private readonly memos = new Map<MemoKey, unknown>();
+  /** The ledger content of this instance's last commit (a ledger item was queued for it). */
+  private committedLedger: string | undefined;
   /** Operation counts since the state was read; saved inside the state at each commit. */
   private readonly ops = new Map<string, number>();
 
@@ -68,12 +70,19 @@ export class JobStore implements JobContext {
     state.opCounts = this.countsWith(state.opCounts);
     // An API job has nobody to notify: its notifications would only cost outbox rows.
     const owed = state.chatId ? effects : effects.filter((e) => e.kind !== "notify");
+    // A change the ledger row does not show (a dispatch mark, a step's progress) owes it no
+    // write: the commit that last changed what it shows has already queued one. (Compared with
+    // this instance's last commit: saveLiveness writes no ledger row, and a new instance does
+    // not know what was queued before it, so its first commit queues one.)
+    const content = ledgerContent(state);
+    const ledgerOwed = content !== this.committedLedger;
     this.storage.transactionSync(() => {
       this.storage.kv.put("job", state);
-      this.outbox.add({ kind: "ledger" });
+      if (ledgerOwed) this.outbox.add({ kind: "ledger" });
       for (const e of owed) this.outbox.add(e);
     });
     this.cached = structuredClone(state);
+    this.committedLedger = content;
     this.ops.clear();
     this.onCommit();
   }
@@ -124,6 +133,7 @@ export class JobStore implements JobContext {
   overwrite(state: JobState): void {
     this.storage.kv.put("job", state);
     this.cached = structuredClone(state);
+    this.committedLedger = undefined;
   }
 
   /** Deletes the job's storage (after retention); later reads find no job. */
@@ -131,6 +141,7 @@ export class JobStore implements JobContext {
     await this.storage.deleteAlarm();
     await this.storage.deleteAll();
     this.cached = null;
+    this.committedLedger = undefined;
     this.memos.clear();
     this.logBuffer = null;
     this.outboxTable = null;
