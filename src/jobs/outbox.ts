@@ -87,11 +87,18 @@ export class Outbox {
   constructor(sql: SqlStorage, random: () => number = Math.random) {
     this.sql = sql;
     this.random = random;
-    // No AUTOINCREMENT: it would write a sqlite_sequence row with every item. Ids stay ordered
-    // among the rows present, which is all the lanes need.
-    sql.exec(`CREATE TABLE IF NOT EXISTS outbox (
-      id INTEGER PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL,
-      tries INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0)`);
+    const existing = sql
+      .exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'")
+      .toArray()[0];
+    if (!existing) {
+      // No AUTOINCREMENT: it would write a sqlite_sequence row with every item. Ids stay ordered
+      // among the rows present, which is all the lanes need.
+      sql.exec(`CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL,
+        tries INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0, lane TEXT, parked_at INTEGER,
+        reported INTEGER NOT NULL DEFAULT 0, last_error TEXT)`);
+      return;
+    }
     // Objects created before lanes and parking existed get the columns on first use.
     const columns = new Set(
       sql
