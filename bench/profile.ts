@@ -28,7 +28,10 @@ async function inspector(port: number) {
   const targets = (await (await fetch(`http://127.0.0.1:${port}/json`)).json()) as { webSocketDebuggerUrl: string }[];
   const url = targets[0]?.webSocketDebuggerUrl;
   if (!url) throw new Error("no inspector target");
-  const ws = new WebSocket(url);
+  // wrangler's inspector proxy wants an Origin it allows; Node's WebSocket (undici) takes headers
+  // in its init object.
+  const init = { headers: { Origin: "http://localhost" } } as unknown as string[];
+  const ws = new WebSocket(url, init);
   await new Promise((resolve, reject) => {
     ws.onopen = resolve;
     ws.onerror = reject;
