@@ -73,7 +73,7 @@ async function main(): Promise<void> {
   const worker = await startWorker({
     vars: {
       SKYNET_LOG_LEVEL: "warn",
-      TASK_RATE_LIMIT_PER_MINUTE: "100000",
+      TASK_RATE_LIMIT_PER_MINUTE: "1000",
       ...(METER ? { SKYNET_OP_METER: "1" } : {}),
       TELEGRAM_BOT_TOKEN: tg.token,
       TELEGRAM_API_ROOT: tg.url,

@@ -1,4 +1,4 @@
-import { env, runDurableObjectAlarm } from "cloudflare:test";
+import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { JobView } from "../protocol/index.ts";
 import { api, countLedgerJobs, json, typedClient } from "./helpers/worker.ts";
@@ -104,12 +104,11 @@ describe("hostile bodies", () => {
 });
 
 describe("task submission", () => {
-  it("creates a job at once and plans it in the JobDO's alarm", async () => {
+  it("creates a job and, when the rules read the task whole, plans and queues it before answering", async () => {
     const res = await client.api.tasks.$post({ json: { intent: "check git status" } });
     expect(res.status).toBe(202);
     const created = await res.json();
-    expect(created.status).toBe("CREATED");
-    await runDurableObjectAlarm(env.JOB.get(env.JOB.idFromName(created.jobId)));
+    expect(created.status).toBe("QUEUED");
     const job: JobView = await (await client.api.jobs[":id"].$get({ param: { id: created.jobId } })).json();
     expect(job.plan?.proposedSteps.map((s) => s.action)).toEqual(["git_status"]);
     expect(job.risk).toBe("READ_ONLY");

@@ -37,7 +37,7 @@ async function edit(jobId: string, fn: (s: JobState) => void): Promise<void> {
     const state = insides(instance).load();
     if (!state) throw new Error("no state");
     fn(state);
-    insides(instance).ctx.storage.kv.put("job", state);
+    insides(instance).save(state);
   });
 }
 
@@ -112,15 +112,22 @@ describe("JobDO planning that was cut off", () => {
       [1, "QUEUED"],
       [2, "FAILED"],
     ] as const) {
-      const jobId = await created("check git status", "default");
+      const jobId = newJobId();
       await runInDurableObject(stub(jobId), async (i: JobDO) => {
+        await insides(i).createUnplanned({
+          jobId,
+          projectId: "default",
+          intent: "check git status",
+          userId: owner.id,
+          chatId: null,
+        });
         const s = insides(i).load();
         if (!s) throw new Error("no state");
         // As if the object had died during the planner call 100 s ago.
         s.planningStarted = true;
         s.planningStartedAt = Date.now() - 100_000;
         s.planAttempts = attempts;
-        insides(i).ctx.storage.kv.put("job", s);
+        insides(i).save(s);
         await insides(i).ctx.storage.setAlarm(Date.now());
       });
       await runDurableObjectAlarm(stub(jobId));
@@ -204,7 +211,8 @@ describe("JobDO dispatch, lease and fencing", () => {
     await runDurableObjectAlarm(stub(rw));
     await stub(rw).approve(owner);
     await stub(rw).dispatch(1);
-    const offer2 = await agent.next("job_offer");
+    // The re-dispatched attempt 2 of the first job is offered to this agent too.
+    const offer2 = await agent.nextOf("job_offer", (m) => m.jobId === rw);
     const fence = { jobId: rw, attempt: 1, leaseToken: offer2.leaseToken };
     agent.send({ type: "job_accept", ...fence });
     await waitStatus(rw, "RUNNING");

@@ -28,7 +28,7 @@ async function endedDaysAgo(stub: DurableObjectStub<JobDO>, days: number): Promi
   await runInDurableObject(stub, (i: JobDO) => {
     const s = insides(i).load() as JobState;
     s.finishedAt = Date.now() - days * DAY;
-    insides(i).ctx.storage.kv.put("job", s);
+    insides(i).save(s);
   });
 }
 

@@ -44,4 +44,47 @@ describe("JobStore", () => {
       expect(commits).toBe(1);
     });
   });
+
+  it("queues a ledger snapshot only for a commit that changes what the ledger row shows", async () => {
+    const jobId = newJobId();
+    await runInDurableObject(env.JOB.getByName(jobId), (_i: JobDO, state) => {
+      const store = new JobStore(
+        state.storage,
+        () => env,
+        loadConfig(env),
+        () => undefined,
+      );
+      const ledgerItems = () =>
+        state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE kind = 'ledger'").one().n;
+      const clear = () => state.storage.sql.exec("DELETE FROM outbox");
+      const s = newJobState({ jobId, projectId: "p", intent: "check git status", userId: "u", chatId: null }, 1);
+      store.commit(s);
+      expect(ledgerItems()).toBe(1);
+      clear();
+      // Not in the ledger row: a dispatch mark and a lease token.
+      s.dispatchedAttempt = 1;
+      s.leaseToken = "t";
+      store.commit(s);
+      expect(ledgerItems()).toBe(0);
+      // In it: the status, the error, the holder.
+      s.status = "QUEUED";
+      store.commit(s);
+      expect(ledgerItems()).toBe(1);
+      clear();
+      s.lease = { attempt: 1, agentId: "a1", leaseToken: "t", expiresAt: 42 };
+      store.commit(s);
+      expect(ledgerItems()).toBe(1);
+      clear();
+      // A new instance does not know what was queued before it: its first commit queues one.
+      const next = new JobStore(
+        state.storage,
+        () => env,
+        loadConfig(env),
+        () => undefined,
+      );
+      const again = next.load() as JobState;
+      next.commit(again);
+      expect(ledgerItems()).toBe(1);
+    });
+  });
 });

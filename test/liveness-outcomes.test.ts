@@ -23,7 +23,7 @@ async function edit(jobId: string, fn: (s: JobState) => void): Promise<void> {
     const s = insides(i).load();
     if (!s) throw new Error("no state");
     fn(s);
-    insides(i).ctx.storage.kv.put("job", s);
+    insides(i).save(s);
   });
 }
 

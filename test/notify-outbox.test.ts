@@ -19,9 +19,10 @@ describe("notifications in the outbox", () => {
     });
     const jobId = newJobId();
     const stub = env.JOB.get(env.JOB.idFromName(jobId));
-    await stub.create({ jobId, projectId: "default", intent: "check git status", userId: "42", chatId: String(CHAT) });
+    const input = { jobId, projectId: "default", intent: "check git status", userId: "42", chatId: String(CHAT) };
     // Plan inside the object (as its alarm does) and let the outbox drain.
     await runInDurableObject(stub, async (i: JobDO) => {
+      await insides(i).createUnplanned(input);
       const s = insides(i).load();
       if (!s) throw new Error("no state");
       await insides(i).plan(s);

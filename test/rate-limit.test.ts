@@ -23,6 +23,6 @@ describe("task rate limit", () => {
     ).rejects.toMatchObject({ code: "rate_limited" });
     // The owner (API, not rate limited) is never counted.
     const job = await createTask(env, { intent: "check git status", projectId: "default", userId: "rl-user-c" });
-    expect(job.status).toBe("CREATED");
+    expect(job.status).toBe("QUEUED"); // created and, read whole by the rules, queued at once
   });
 });

@@ -87,7 +87,7 @@ describe("offers that fail for a passing reason", () => {
     await runInDurableObject(job(jobId), (i: JobDO) => {
       const s = insides(i).load();
       if (s?.lease) s.lease.expiresAt = Date.now() - 1;
-      if (s) insides(i).ctx.storage.kv.put("job", s);
+      if (s) insides(i).save(s);
     });
     await runDurableObjectAlarm(job(jobId));
     expect((await job(jobId).get())?.attempt).toBe(2);
@@ -187,7 +187,7 @@ describe("offers that fail for a passing reason", () => {
     await runInDurableObject(job(jobId), (i: JobDO) => {
       const s = insides(i).load();
       if (s) s.queuedAt = Date.now() - 61_000;
-      if (s) insides(i).ctx.storage.kv.put("job", s);
+      if (s) insides(i).save(s);
     });
     const ctx = createExecutionContext();
     await worker.scheduled(createScheduledController({ scheduledTime: Date.now(), cron: "* * * * *" }), env, ctx);

@@ -79,7 +79,7 @@ async function asAgent(jobId: string, messages: ((f: Fence) => FencedAgentMessag
     if (!state.lease) {
       state.dispatchedAttempt = state.attempt;
       state.leaseToken = "S".repeat(32);
-      insides(instance).ctx.storage.kv.put("job", state);
+      insides(instance).save(state);
     }
     const fence = { jobId, attempt: state.attempt, leaseToken: "S".repeat(32) };
     for (const m of messages) {

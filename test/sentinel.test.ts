@@ -79,7 +79,7 @@ describe("Sentinel", () => {
       const s = insides(i).load();
       if (!s) throw new Error("no state");
       s.startedAt = Date.now() - 10 * 3_600_000;
-      insides(i).ctx.storage.kv.put("job", s);
+      insides(i).save(s);
     });
     await runScheduled();
     const job = await stub(jobId).get();
@@ -96,7 +96,7 @@ describe("Sentinel", () => {
       const s = insides(i).load();
       if (!s) throw new Error("no state");
       s.approvalDeadline = Date.now() - 1;
-      insides(i).ctx.storage.kv.put("job", s);
+      insides(i).save(s);
       await insides(i).ctx.storage.deleteAlarm();
     });
     await runScheduled();

@@ -69,10 +69,19 @@ describe("/deny", () => {
   });
 });
 
+/** A job left to its planning alarm (a task the rules read whole is otherwise planned at once). */
+const raceInput = (jobId: string) => ({
+  jobId,
+  projectId: "race",
+  intent: "check git status",
+  userId: "42",
+  chatId: null,
+});
+
 describe("cancel racing", () => {
   it("planning: a job cancelled before its planning alarm ran is never planned", async () => {
     const jobId = newJobId();
-    await job(jobId).create({ jobId, projectId: "race", intent: "check git status", userId: "42", chatId: null });
+    await runInDurableObject(job(jobId), (i: JobDO) => insides(i).createUnplanned(raceInput(jobId)));
     const res = await job(jobId).cancel({ id: "42", isAdmin: false }, "changed my mind");
     expect(res.ok && res.job.status).toBe("CANCELLED");
     await runDurableObjectAlarm(job(jobId));
@@ -82,8 +91,8 @@ describe("cancel racing", () => {
 
   it("planning: a cancel arriving while the planner is working wins over the plan it returns", async () => {
     const jobId = newJobId();
-    await job(jobId).create({ jobId, projectId: "race", intent: "check git status", userId: "42", chatId: null });
     await runInDurableObject(job(jobId), async (i: JobDO) => {
+      await insides(i).createUnplanned(raceInput(jobId));
       const s = insides(i).load();
       if (!s) throw new Error("no state");
       const planning = insides(i).plan(s); // suspends at the planner call

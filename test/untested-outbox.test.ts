@@ -77,7 +77,8 @@ async function ledgerStatus(jobId: string): Promise<string | undefined> {
 /** A created READ_ONLY job whose planning alarm (which queues it) has not run yet. */
 async function created(projectId: string): Promise<string> {
   const jobId = newJobId();
-  await stub(jobId).create({ jobId, projectId, intent: "check git status", userId: owner.id, chatId: null });
+  const input = { jobId, projectId, intent: "check git status", userId: owner.id, chatId: null };
+  await runInDurableObject(stub(jobId), (i: JobDO) => insides(i).createUnplanned(input));
   return jobId;
 }
 
@@ -113,10 +114,12 @@ describe("a queue send that fails", () => {
     expect(flaky.current.counts).toEqual({ tried: 1, sent: 0 });
     expect(await outboxRows(jobId)).toEqual([{ kind: "enqueue", tries: 1 }]);
 
-    // Nobody touches the job: its own alarm retries (1 s, then 2 s later) until the send goes.
+    // The JobDO offered the attempt itself, before the failing send.
     const offer = await agent.next("job_offer", 20_000);
     expect(offer).toMatchObject({ jobId, attempt: 1 });
-    expect(flaky.current.counts).toEqual({ tried: 3, sent: 1 });
+    // Nobody touches the job: its own alarm retries (1 s, then 2 s later) until the send goes,
+    // and the consumer finds the attempt already handed over (no second offer, below).
+    await poll(async () => flaky.current.counts).toEqual({ tried: 3, sent: 1 });
     await poll(() => outboxRows(jobId)).toEqual([]);
     expect((await stub(jobId).opCounts())["outbox.enqueue"]).toBe(1);
 
@@ -208,6 +211,8 @@ describe("an outbox item that fails forever", () => {
       return { DISPATCH_QUEUE: dead.current.queue };
     });
     await runDurableObjectAlarm(stub(stuck)); // plans, queues, and the send fails
+    // The JobDO offers the attempt itself: the queue being down does not keep it from the agent.
+    const direct = await agent.nextOf("job_offer", (m) => m.jobId === stuck, 10_000);
     for (let n = 0; n < 8; n++) await retryNow(stuck);
     expect(dead.current.counts).toEqual({ tried: 9, sent: 0 });
     expect(await outboxRows(stuck)).toEqual([{ kind: "enqueue", tries: 9 }]);
@@ -223,19 +228,23 @@ describe("an outbox item that fails forever", () => {
     // Another job on the same project and agent goes through meanwhile.
     const other = await created("outbox-forever");
     await runDurableObjectAlarm(stub(other));
-    const offer = await agent.next("job_offer", 10_000);
-    expect(offer.jobId).toBe(other);
+    const offer = await agent.nextOf("job_offer", (m) => m.jobId === other, 10_000);
     agent.send({ type: "job_accept", jobId: other, attempt: 1, leaseToken: offer.leaseToken });
     await poll(async () => (await view(other)).status).toBe("RUNNING");
     agent.send(finished(other, 1, offer.leaseToken));
     await poll(async () => ledgerStatus(other)).toBe("SUCCEEDED");
 
-    // Once the queue works again, the stuck send goes: nothing was lost.
+    // Once the queue works again, the stuck send goes: nothing was lost, and its consumer finds
+    // the attempt already offered (no second offer); the job runs once.
     await restore();
     await retryNow(stuck);
-    const late = await agent.next("job_offer", 10_000);
-    expect(late).toMatchObject({ jobId: stuck, attempt: 1 });
-    expect(await outboxRows(stuck)).toEqual([]);
+    await poll(() => outboxRows(stuck)).toEqual([]);
+    await poll(async () => (await stub(stuck).opCounts())["rpc.dispatch"]).toBe(1);
+    agent.send({ type: "job_accept", jobId: stuck, attempt: 1, leaseToken: direct.leaseToken });
+    await poll(async () => (await view(stuck)).status).toBe("RUNNING");
+    agent.send(finished(stuck, 1, direct.leaseToken));
+    await poll(async () => ledgerStatus(stuck)).toBe("SUCCEEDED");
+    expect(agent.received.filter((m) => m.type === "job_offer")).toEqual([]);
     agent.close();
   });
 
@@ -255,8 +264,19 @@ describe("an outbox item that fails forever", () => {
       const events = await env.DB.prepare("SELECT event FROM job_events WHERE job_id = ? ORDER BY seq")
         .bind(jobId)
         .all<{ event: string }>();
-      expect(events.results.map((e) => e.event)).toEqual(["create", "plan_ready", "approve", "cancel"]);
-      expect(await outboxRows(jobId)).toEqual([{ kind: "enqueue", tries: 4 }]);
+      // ("waiting": the JobDO's own dispatch found no agent for this project.)
+      expect(events.results.map((e) => e.event).filter((e) => e !== "waiting")).toEqual([
+        "create",
+        "plan_ready",
+        "approve",
+        "cancel",
+      ]);
+      // The agent was offered the attempt directly, so it is told of the cancel: after the send
+      // in their lane (an old attempt's cancel never overtakes its dispatch).
+      expect(await outboxRows(jobId)).toEqual([
+        { kind: "enqueue", tries: 4 },
+        { kind: "cancel_agent", tries: 0 },
+      ]);
     } finally {
       await restore();
     }

@@ -36,7 +36,7 @@ async function queuedAgo(jobId: string, agoMs: number): Promise<void> {
     const s = insides(i).load();
     if (!s || s.queuedAt === null) throw new Error("not queued");
     s.queuedAt = Date.now() - agoMs;
-    insides(i).ctx.storage.kv.put("job", s);
+    insides(i).save(s);
   });
 }
 

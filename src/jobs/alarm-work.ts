@@ -1,14 +1,12 @@
-// What a JobDO's alarm does about its deadlines (deadlines.ts): planning (the planner runs
-// here, never in the caller's request), a planning call cut off by a restart, approval timeout,
+// What a JobDO's alarm does about its deadlines (deadlines.ts): planning that needs the model
+// (planning.ts; never in the caller's request), a planning call cut off by a restart, approval timeout,
 // lost lease, unreachable holder, queue timeout and run timeout. The JobDO drains and re-arms after.
-import { needsApproval } from "../core/policy.ts";
-import { errorMessage, log } from "../lib/log.ts";
-import { createPlanner } from "../planners/index.ts";
-import { addTallies } from "../planners/model-call.ts";
+import { log } from "../lib/log.ts";
 import { dueDeadline, MAX_PLAN_ATTEMPTS } from "./deadlines.ts";
 import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
 import type { OutboxItem } from "./outbox.ts";
+import { planJob } from "./planning.ts";
 import { dispatchFromPlan, failEffects, runLimitS } from "./transitions.ts";
 import { markUnreachable, unreachableOutcome } from "./unreachable.ts";
 
@@ -60,56 +58,4 @@ function infraFailure(job: JobContext, state: JobState, reason: string): OutboxI
   log("warn", "re-dispatching after infrastructure failure", { jobId: state.id, attempt: oldAttempt, reason });
   const cancelOld: OutboxItem = { kind: "cancel_agent", attempt: oldAttempt, reason };
   return [cancelOld, ...dispatchFromPlan(job, state, "requeue")];
-}
-
-export async function planJob(job: JobContext, state: JobState): Promise<void> {
-  job.saveLiveness({
-    planningStarted: true,
-    planningStartedAt: job.now(),
-    planAttempts: (state.planAttempts ?? 0) + 1,
-  });
-  const planner = createPlanner({
-    anthropicApiKey: job.config.anthropicApiKey,
-    anthropicBaseUrl: job.config.anthropicBaseUrl || undefined,
-    anthropicModel: job.config.anthropicModel,
-  });
-  let outcome: Awaited<ReturnType<typeof planner.plan>>;
-  try {
-    outcome = await planner.plan({
-      jobId: state.id,
-      intent: state.intent,
-      projectId: state.projectId,
-      followUp: state.followUp ?? undefined,
-    });
-  } catch (err) {
-    outcome = { ok: false, reason: `planner error: ${errorMessage(err)}` };
-  }
-  const s = job.load();
-  if (s?.status !== "CREATED") return; // cancelled while planning
-  if (outcome.tokens) s.tokens = addTallies(s.tokens, outcome.tokens);
-  if (!outcome.ok) {
-    s.error = outcome.reason;
-    job.commit(s, job.move(s, "plan_failed", { reason: outcome.reason, planner: planner.kind }));
-    return;
-  }
-  s.plan = outcome.plan;
-  s.question = outcome.question ?? null;
-  s.planNotice = outcome.notice ?? null;
-  s.risk = outcome.plan.estimatedRiskLevel;
-  s.needsApproval = needsApproval(outcome.plan.estimatedRiskLevel, {
-    autoApproveReadOnly: job.config.autoApproveReadOnly,
-  });
-  const effects = job.move(s, "plan_ready", {
-    risk: s.risk,
-    planner: outcome.plan.planner,
-    steps: outcome.plan.proposedSteps.length,
-    ...(outcome.notice ? { notice: outcome.notice } : {}),
-  });
-  if (s.needsApproval) {
-    s.approvalDeadline = job.now() + job.config.approvalTimeoutS * 1000;
-    job.commit(s, effects);
-  } else {
-    s.decidedBy = "auto";
-    job.commit(s, [...effects, ...dispatchFromPlan(job, s, "approve")]);
-  }
 }

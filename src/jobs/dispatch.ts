@@ -4,6 +4,7 @@
 import { type ExecutionSpec, isTerminal } from "../../protocol/index.ts";
 import { getEngine } from "../execution/engine.ts";
 import { randomHex } from "../lib/crypto.ts";
+import { errorMessage, log } from "../lib/log.ts";
 import type { DispatchOutcome } from "./job-api.ts";
 import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
@@ -41,6 +42,26 @@ export async function dispatchAttempt(
       job.commit(again);
     }
     throw err;
+  }
+}
+
+/**
+ * The attempt handed to the engine from the JobDO itself, right after it was queued; returns
+ * what happened, for the job's counters. Never throws: a failure is undone by dispatchAttempt,
+ * and the queue message that follows delivers the attempt instead.
+ */
+export async function dispatchDirectly(job: JobContext, attempt: number): Promise<string> {
+  const state = job.load();
+  if (notDispatchable(state, attempt)) return "enqueue";
+  try {
+    return `enqueue_direct_${await dispatchAttempt(job, state, attempt)}`;
+  } catch (err) {
+    log("warn", "direct dispatch failed; the queue delivers it", {
+      jobId: state?.id,
+      attempt,
+      error: errorMessage(err),
+    });
+    return "enqueue_direct_failed";
   }
 }
 

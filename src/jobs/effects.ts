@@ -6,8 +6,9 @@ import { eventCountersQuery } from "../ledger/metric-counters.ts";
 import { appendAuditQuery, appendJobEventQuery, type Db, getDb, upsertJobQuery } from "../ledger/store.ts";
 import { type NotifyMemo, notifyJob } from "../notify/notify.ts";
 import { archiveLog } from "./archive-log.ts";
+import { dispatchDirectly } from "./dispatch.ts";
 import type { JobContext } from "./job-context.ts";
-import { type JobState, toLedgerRow, viewOf } from "./job-state.ts";
+import { type JobState, ledgerContent, toLedgerRow, viewOf } from "./job-state.ts";
 import type { OutboxItem } from "./outbox.ts";
 
 export const LEDGER_KINDS: ReadonlySet<OutboxItem["kind"]> = new Set(["ledger", "event", "audit"]);
@@ -32,8 +33,7 @@ export function ledgerStatement(
     case "ledger": {
       // Step events change nothing the ledger row holds: skip snapshots identical but for the time.
       const row = toLedgerRow(state);
-      const { updatedAt: _updatedAt, ...content } = row;
-      const key = JSON.stringify(content);
+      const key = ledgerContent(state);
       if (job.memo<string>("ledger_written") === key) return null;
       return { queries: [upsertJobQuery(db, row)], done: () => job.setMemo("ledger_written", key) };
     }
@@ -82,9 +82,13 @@ export async function runOutboxItem(job: JobContext, state: JobState, item: Outb
       statement.done?.();
       return;
     }
-    case "enqueue":
+    case "enqueue": {
+      // Straight to the registry first (no queue hop); the queue message still goes, as the
+      // durable carrier: its consumer finds the attempt already handed over and acks.
+      const direct = await dispatchDirectly(job, item.attempt);
       await env.DISPATCH_QUEUE.send({ jobId: state.id, attempt: item.attempt });
-      return;
+      return direct;
+    }
     case "cancel_agent":
       await getEngine(env).cancel(state.id, item.attempt, item.reason);
       return;

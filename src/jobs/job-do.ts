@@ -12,7 +12,7 @@ import { getDb, incrementCounter } from "../ledger/store.ts";
 import { log } from "../lib/log.ts";
 import { meterObject } from "../lib/op-meter.ts";
 import { handleAgentMessage } from "./agent-events.ts";
-import { checkDeadlines, planJob } from "./alarm-work.ts";
+import { checkDeadlines } from "./alarm-work.ts";
 import { alarmAt, dueDeadline, REOFFER_AFTER_MS } from "./deadlines.ts";
 import { approve, cancel, type Decision, deny, gatewayPlan, newJobState, startFromGateway } from "./decisions.ts";
 import { deadLetter, dispatchAttempt, notDispatchable, noteWaiting, type Redelivery, redeliver } from "./dispatch.ts";
@@ -30,6 +30,14 @@ import { type JobState, viewOf } from "./job-state.ts";
 import { JobStore } from "./job-store.ts";
 import { holderDisconnected, holderOffline, holderWithoutJob, leaseHeld, renewLease } from "./lease.ts";
 import type { LogPosition } from "./log-buffer.ts";
+import type { OutboxItem } from "./outbox.ts";
+import { planInline, planJob } from "./planning.ts";
+
+/**
+ * After create, the alarm that drains the outbox should the object stop before its own drain
+ * ends; normally the job is done by then and the alarm only re-arms at the next deadline.
+ */
+const DRAIN_BACKSTOP_MS = 5_000;
 
 // Callers name these through the object they talk to.
 export type { Actor, CreateJobInput, DispatchOutcome, FenceResult, JobResult } from "./job-api.ts";
@@ -37,6 +45,8 @@ export type { Actor, CreateJobInput, DispatchOutcome, FenceResult, JobResult } f
 export class JobDO extends DurableObject<Env> {
   private readonly job: JobStore;
   private readonly drain = new OutboxDrain();
+  /** The latest work left running after an answer (tests wait for it). */
+  private settled: Promise<void> = Promise.resolve();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -61,7 +71,7 @@ export class JobDO extends DurableObject<Env> {
     const s = this.job.load();
     if (!s) return;
     const outbox = this.job.outbox;
-    const next = alarmAt(s, this.job.config, { nextAt: outbox.nextAt(), size: outbox.size() }, this.job.now());
+    const next = alarmAt(s, this.job.config, outbox.pending(), this.job.now());
     if (next === null) return this.ctx.storage.deleteAlarm();
     // Only ever move the alarm earlier: one that fires early just re-checks and re-arms, so the
     // lease renewals that push deadlines later (every agent message) cost no storage write.
@@ -78,24 +88,41 @@ export class JobDO extends DurableObject<Env> {
   // ---- RPC: lifecycle and decisions ------------------------------------------------------------
 
   async create(input: CreateJobInput): Promise<JobView> {
+    return this.start(input, true);
+  }
+
+  private async start(input: CreateJobInput, planNow: boolean): Promise<JobView> {
     const existing = this.enter("create");
     if (existing) return viewOf(existing, this.job.logs);
     const state = newJobState(input, this.job.now());
-    this.job.commit(state, [
-      {
-        kind: "event",
-        seq: 1,
-        fromStatus: null,
-        toStatus: "CREATED",
-        event: "create",
-        detail: null,
-        at: state.createdAt,
-      },
-    ]);
-    // Planning runs in the alarm, outside the caller's request: the webhook answers at once.
-    await this.ctx.storage.setAlarm(state.createdAt);
-    await this.drain.run(this.job);
+    const created: OutboxItem = {
+      kind: "event",
+      seq: 1,
+      fromStatus: null,
+      toStatus: "CREATED",
+      event: "create",
+      detail: null,
+      at: state.createdAt,
+    };
+    // A task the rules read whole is planned (and queued) in this same commit; one that needs
+    // the model is planned by the alarm, outside the caller's request.
+    const planned = (planNow && planInline(this.job, state)) || [];
+    this.job.commit(state, [created, ...planned]);
+    // The caller is answered once the commit is durable; the ledger row, the dispatch and the
+    // rest of the effects follow from the outbox. The alarm is the backstop should this object
+    // stop before its drain ends (a job still CREATED is planned by it at once).
+    await this.ctx.storage.setAlarm(state.status === "CREATED" ? state.createdAt : this.job.now() + DRAIN_BACKSTOP_MS);
+    this.background(this.afterChange());
     return viewOf(state, this.job.logs);
+  }
+
+  /** Work that goes on after the answer; a failure is logged (the outbox and alarm retry it). */
+  private background(work: Promise<void>): void {
+    const done = work.catch((err: unknown) =>
+      log("error", "job background work failed", { error: err instanceof Error ? err.message : String(err) }),
+    );
+    this.settled = Promise.all([this.settled, done]).then(() => undefined);
+    this.ctx.waitUntil(done);
   }
 
   /** Gateway path: a ready execution spec, approved by whoever submitted it. */
@@ -104,7 +131,7 @@ export class JobDO extends DurableObject<Env> {
       return { ok: false, code: "conflict", message: `job ${spec.jobId} already exists` };
     const plan = gatewayPlan(spec, this.job.now());
     const input = { jobId: spec.jobId, projectId: spec.projectId, intent: plan.userIntentSummary, userId: actor.id };
-    await this.create({ ...input, chatId: null });
+    await this.start({ ...input, chatId: null }, false);
     const state = this.job.load();
     if (!state) return { ok: false, code: "not_found", message: "no such job" };
     return this.decided(startFromGateway(this.job, state, plan, actor, spec.steps.length));
@@ -260,8 +287,7 @@ export class JobDO extends DurableObject<Env> {
     // parked): the storage goes (the ledger row and R2 archive remain), so no sweep lists old jobs.
     if (s && dueDeadline(s, this.job.config, this.job.now())?.kind === "purge" && this.job.outbox.size() === 0) {
       log("info", "job storage deleted after retention", { jobId: s.id, status: s.status });
-      await this.ctx.storage.deleteAlarm();
-      await this.ctx.storage.deleteAll();
+      await this.job.deleteAll();
       return;
     }
     await checkDeadlines(this.job);

@@ -90,6 +90,11 @@ export interface JobState {
   answer?: JobAnswer | null;
   /** The earlier job this one follows up (a Telegram reply), passed to the planner as data. */
   followUp?: FollowUpContext | null;
+  /**
+   * The job's operation counts (GET /api/jobs/:id/ops), saved inside the state so that counting
+   * costs no storage row of its own.
+   */
+  opCounts?: Record<string, number>;
 }
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -175,4 +180,10 @@ export function toLedgerRow(s: JobState) {
     createdAt: s.createdAt,
     updatedAt: s.updatedAt,
   };
+}
+
+/** What the ledger row of a state holds, but for its time (snapshots differing only there are equal). */
+export function ledgerContent(state: JobState): string {
+  const { updatedAt: _updatedAt, ...content } = toLedgerRow(state);
+  return JSON.stringify(content);
 }

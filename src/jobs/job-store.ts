@@ -1,13 +1,21 @@
 // The JobContext of one JobDO over its storage: the state under key "job", the outbox and the
 // log in its SQLite, the operation counters, the memos. Only this module writes "job".
+//
+// The state is kept in memory as well: the object is single-threaded and this module is the
+// only writer, so the copy cannot go stale, and each request and step reads it without a
+// storage read. Callers get a clone (as a storage read would give), so a change they do not
+// commit changes nothing.
 import type { Config } from "../config.ts";
 import type { JobEvent } from "../core/job-machine.ts";
 import { redactorFor } from "../lib/redact.ts";
 import { type JobContext, LIVENESS_FIELDS, type LivenessPatch, type MemoKey } from "./job-context.ts";
-import type { JobState } from "./job-state.ts";
+import { type JobState, ledgerContent } from "./job-state.ts";
 import { LogBuffer } from "./log-buffer.ts";
 import { Outbox, type OutboxItem } from "./outbox.ts";
 import { move } from "./transitions.ts";
+
+/** Memos kept in memory only: losing one (a restart) costs at most one redundant ledger upsert. */
+const MEMORY_ONLY_MEMOS: ReadonlySet<MemoKey> = new Set(["ledger_written"]);
 
 export class JobStore implements JobContext {
   readonly config: Config;
@@ -18,8 +26,13 @@ export class JobStore implements JobContext {
   // tables again by a later read (a status lookup, a stray agent message).
   private logBuffer: LogBuffer | null = null;
   private outboxTable: Outbox | null = null;
-  /** Operation counts not yet stored: they are saved with the next state commit (no extra write). */
-  private readonly unsavedOps = new Map<string, number>();
+  /** The stored state (undefined: not read yet; null: there is none). */
+  private cached: JobState | null | undefined;
+  private readonly memos = new Map<MemoKey, unknown>();
+  /** The ledger content of this instance's last commit (a ledger item was queued for it). */
+  private committedLedger: string | undefined;
+  /** Operation counts since the state was read; saved inside the state at each commit. */
+  private readonly ops = new Map<string, number>();
 
   /** `bindings` reads the object's env at each use (tests swap a binding for a failing one). */
   constructor(storage: DurableObjectStorage, bindings: () => Env, config: Config, onCommit: () => void) {
@@ -48,17 +61,29 @@ export class JobStore implements JobContext {
   }
 
   load(): JobState | undefined {
-    return this.storage.kv.get<JobState>("job");
+    const state = this.stored();
+    return state ? structuredClone(state) : undefined;
   }
 
   commit(state: JobState, effects: OutboxItem[] = []): void {
     state.updatedAt = this.now();
+    state.opCounts = this.countsWith(state.opCounts);
+    // An API job has nobody to notify: its notifications would only cost outbox rows.
+    const owed = state.chatId ? effects : effects.filter((e) => e.kind !== "notify");
+    // A change the ledger row does not show (a dispatch mark, a step's progress) owes it no
+    // write: the commit that last changed what it shows has already queued one. (Compared with
+    // this instance's last commit: saveLiveness writes no ledger row, and a new instance does
+    // not know what was queued before it, so its first commit queues one.)
+    const content = ledgerContent(state);
+    const ledgerOwed = content !== this.committedLedger;
     this.storage.transactionSync(() => {
-      this.saveOps();
       this.storage.kv.put("job", state);
-      this.outbox.add({ kind: "ledger" });
-      for (const e of effects) this.outbox.add(e);
+      if (ledgerOwed) this.outbox.add({ kind: "ledger" });
+      for (const e of owed) this.outbox.add(e);
     });
+    this.cached = structuredClone(state);
+    this.committedLedger = content;
+    this.ops.clear();
     this.onCommit();
   }
 
@@ -68,6 +93,7 @@ export class JobStore implements JobContext {
     // Field by field: a whole JobState passed here (it type-checks as a patch) saves only these.
     for (const key of LIVENESS_FIELDS) if (patch[key] !== undefined) Object.assign(stored, { [key]: patch[key] });
     this.storage.kv.put("job", stored);
+    this.cached = stored;
   }
 
   move(state: JobState, event: JobEvent, detail: Record<string, unknown> | null = null): OutboxItem[] {
@@ -75,39 +101,60 @@ export class JobStore implements JobContext {
   }
 
   count(kind: string): void {
-    this.unsavedOps.set(kind, (this.unsavedOps.get(kind) ?? 0) + 1);
+    this.ops.set(kind, (this.ops.get(kind) ?? 0) + 1);
   }
 
   memo<T>(key: MemoKey): T | undefined {
-    return this.storage.kv.get<T>(key);
+    if (!this.memos.has(key) && !MEMORY_ONLY_MEMOS.has(key)) this.memos.set(key, this.storage.kv.get(key));
+    return this.memos.get(key) as T | undefined;
   }
 
   setMemo(key: MemoKey, value: unknown): void {
-    this.storage.kv.put(key, value);
+    if (!MEMORY_ONLY_MEMOS.has(key)) this.storage.kv.put(key, value);
+    this.memos.set(key, value);
   }
 
-  /** The operation counts (GET /api/jobs/:id/ops), unsaved ones included. */
+  /** The operation counts (GET /api/jobs/:id/ops), uncommitted ones included. */
   opCounts(): Record<string, number> {
-    this.saveOps();
-    this.createOpCounts();
-    const rows = this.storage.sql.exec<{ kind: string; n: number }>("SELECT kind, n FROM op_counts").toArray();
-    return Object.fromEntries(rows.map((r) => [r.kind, r.n]));
-  }
-
-  private saveOps(): void {
-    if (this.unsavedOps.size === 0) return;
-    this.createOpCounts();
-    for (const [kind, n] of this.unsavedOps) {
-      this.storage.sql.exec(
-        "INSERT INTO op_counts (kind, n) VALUES (?, ?) ON CONFLICT(kind) DO UPDATE SET n = n + excluded.n",
-        kind,
-        n,
-      );
+    const counts = this.countsWith(this.stored()?.opCounts);
+    // Objects from before the counts moved into the state kept them in a table of their own.
+    const legacy = this.storage.sql
+      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'op_counts'")
+      .one().n;
+    if (legacy > 0) {
+      for (const r of this.storage.sql.exec<{ kind: string; n: number }>("SELECT kind, n FROM op_counts")) {
+        counts[r.kind] = (counts[r.kind] ?? 0) + r.n;
+      }
     }
-    this.unsavedOps.clear();
+    return counts;
   }
 
-  private createOpCounts(): void {
-    this.storage.sql.exec("CREATE TABLE IF NOT EXISTS op_counts (kind TEXT PRIMARY KEY, n INTEGER NOT NULL)");
+  /** Stores `state` as is: no commit, no effects (tests set up a state with it). */
+  overwrite(state: JobState): void {
+    this.storage.kv.put("job", state);
+    this.cached = structuredClone(state);
+    this.committedLedger = undefined;
+  }
+
+  /** Deletes the job's storage (after retention); later reads find no job. */
+  async deleteAll(): Promise<void> {
+    await this.storage.deleteAlarm();
+    await this.storage.deleteAll();
+    this.cached = null;
+    this.committedLedger = undefined;
+    this.memos.clear();
+    this.logBuffer = null;
+    this.outboxTable = null;
+  }
+
+  private stored(): JobState | null {
+    if (this.cached === undefined) this.cached = this.storage.kv.get<JobState>("job") ?? null;
+    return this.cached;
+  }
+
+  private countsWith(saved: Record<string, number> | undefined): Record<string, number> {
+    const counts = { ...saved };
+    for (const [kind, n] of this.ops) counts[kind] = (counts[kind] ?? 0) + n;
+    return counts;
   }
 }

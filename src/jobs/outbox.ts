@@ -81,13 +81,24 @@ export class Outbox {
   private readonly random: () => number;
   /** The row being performed right now: it acts on an older snapshot, so nothing coalesces into it. */
   inflight: number | null = null;
+  /** Whether a parked item's alert may be owed (null: not known, ask the table). */
+  private alertOwed: boolean | null = null;
 
   constructor(sql: SqlStorage, random: () => number = Math.random) {
     this.sql = sql;
     this.random = random;
-    sql.exec(`CREATE TABLE IF NOT EXISTS outbox (
-      id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL,
-      tries INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0)`);
+    const existing = sql
+      .exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'")
+      .toArray()[0];
+    if (!existing) {
+      // No AUTOINCREMENT: it would write a sqlite_sequence row with every item. Ids stay ordered
+      // among the rows present, which is all the lanes need.
+      sql.exec(`CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL,
+        tries INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0, lane TEXT, parked_at INTEGER,
+        reported INTEGER NOT NULL DEFAULT 0, last_error TEXT)`);
+      return;
+    }
     // Objects created before lanes and parking existed get the columns on first use.
     const columns = new Set(
       sql
@@ -123,22 +134,39 @@ export class Outbox {
 
   /**
    * Items due now whose lane has nothing earlier still backing off (parked items hold back
-   * nobody). The caller stops a lane at its first failure within one pass.
+   * nobody). The caller stops a lane at its first failure within one pass. One scan of the
+   * table (the lanes are worked out here, not by a correlated subquery that reads it per row);
+   * it also notes whether a parked item's alert is owed, so most passes ask nothing more.
    */
   due(now: number, limit = 50): OutboxRow[] {
-    return this.sql
-      .exec<{ id: number; payload: string; tries: number }>(
-        `SELECT o.id, o.payload, o.tries FROM outbox o
-         WHERE o.parked_at IS NULL AND o.next_at <= ?
-           AND NOT EXISTS (SELECT 1 FROM outbox p
-                           WHERE p.lane = o.lane AND p.id < o.id AND p.parked_at IS NULL AND p.next_at > ?)
-         ORDER BY o.id LIMIT ?`,
-        now,
-        now,
-        limit,
-      )
-      .toArray()
-      .map((r) => ({ id: r.id, item: JSON.parse(r.payload) as OutboxItem, tries: r.tries }));
+    const rows = this.sql
+      .exec<{
+        id: number;
+        payload: string;
+        tries: number;
+        lane: string | null;
+        next_at: number;
+        parked_at: number | null;
+        reported: number;
+      }>("SELECT id, payload, tries, lane, next_at, parked_at, reported FROM outbox ORDER BY id")
+      .toArray();
+    const waiting = new Set<string>();
+    const out: OutboxRow[] = [];
+    this.alertOwed = false;
+    for (const r of rows) {
+      if (r.parked_at !== null) {
+        if (r.reported === 0 && r.next_at <= now) this.alertOwed = true;
+        continue;
+      }
+      const blocked = r.lane !== null && waiting.has(r.lane);
+      if (r.next_at > now) {
+        if (r.lane !== null) waiting.add(r.lane);
+        continue;
+      }
+      if (!blocked && out.length < limit)
+        out.push({ id: r.id, item: JSON.parse(r.payload) as OutboxItem, tries: r.tries });
+    }
+    return out;
   }
 
   done(id: number): void {
@@ -148,6 +176,7 @@ export class Outbox {
   /** Counts a failure: backs off (jittered), or parks the item once it has failed too often. */
   failed(id: number, tries: number, now: number, error = ""): "retry" | "parked" {
     if (tries + 1 >= MAX_OUTBOX_TRIES) {
+      this.alertOwed = true;
       this.sql.exec(
         "UPDATE outbox SET tries = tries + 1, parked_at = ?, reported = 0, next_at = ?, last_error = ? WHERE id = ?",
         now,
@@ -194,6 +223,8 @@ export class Outbox {
 
   /** Parked items whose alert is due (not yet delivered). */
   unreported(now: number): ParkedRow[] {
+    // The last scan (due) saw none, and nothing was parked since.
+    if (this.alertOwed === false) return [];
     const due = new Set(
       this.sql
         .exec<{ id: number }>(
@@ -225,13 +256,20 @@ export class Outbox {
 
   /** When the alarm is next needed: live items, and parked ones whose alert is still owed. */
   nextAt(): number | null {
-    const row = this.sql
-      .exec<{ n: number | null }>("SELECT MIN(next_at) AS n FROM outbox WHERE parked_at IS NULL OR reported = 0")
-      .one();
-    return row.n;
+    return this.pending().nextAt;
   }
 
   size(): number {
     return this.sql.exec<{ c: number }>("SELECT COUNT(*) AS c FROM outbox").one().c;
+  }
+
+  /** nextAt and size in one scan (what the alarm is armed from). */
+  pending(): { nextAt: number | null; size: number } {
+    const row = this.sql
+      .exec<{ n: number | null; c: number }>(
+        "SELECT MIN(CASE WHEN parked_at IS NULL OR reported = 0 THEN next_at END) AS n, COUNT(*) AS c FROM outbox",
+      )
+      .one();
+    return { nextAt: row.n, size: row.c };
   }
 }

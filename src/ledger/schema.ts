@@ -65,10 +65,8 @@ export const jobEvents = sqliteTable(
     detail: text("detail"),
     at: integer("at").notNull(),
   },
-  (t) => [
-    uniqueIndex("job_events_job_seq_idx").on(t.jobId, t.seq),
-    index("job_events_to_status_idx").on(t.toStatus, t.jobId, t.seq),
-  ],
+  // No index by status (migration 0008): the metrics are counted at each transition, not read from here.
+  (t) => [uniqueIndex("job_events_job_seq_idx").on(t.jobId, t.seq)],
 );
 
 export const workers = sqliteTable(

@@ -32,7 +32,9 @@ export class LedgerInputError extends Error {}
 
 /** Inserts or replaces a job's snapshot; an older snapshot never overwrites a newer one. */
 export function upsertJobQuery(db: Db, row: NewJobRow) {
-  const { id: _id, createdAt: _createdAt, ...rest } = row;
+  // What a job never changes stays out of the update, so the indexes on it (user, creation time)
+  // are not rewritten with each snapshot.
+  const { id: _id, createdAt: _createdAt, userId: _userId, projectId: _projectId, intent: _intent, ...rest } = row;
   return db
     .insert(jobs)
     .values(row)

@@ -1,13 +1,14 @@
 // The one way tests reach a JobDO's insides — its JobContext, its drain, its storage, its env —
 // which the object keeps private so that no production module can.
+import type { JobView } from "../../protocol/index.ts";
 import type { JobEvent } from "../../src/core/job-machine.ts";
-import { planJob } from "../../src/jobs/alarm-work.ts";
 import type { OutboxDrain } from "../../src/jobs/drain.ts";
-import type { JobDO } from "../../src/jobs/job-do.ts";
+import type { CreateJobInput, JobDO } from "../../src/jobs/job-do.ts";
 import type { JobState } from "../../src/jobs/job-state.ts";
 import type { JobStore } from "../../src/jobs/job-store.ts";
 import type { LogBuffer } from "../../src/jobs/log-buffer.ts";
 import type { Outbox, OutboxItem } from "../../src/jobs/outbox.ts";
+import { planJob } from "../../src/jobs/planning.ts";
 
 interface Private {
   job: JobStore;
@@ -15,6 +16,8 @@ interface Private {
   ctx: DurableObjectState;
   env: Env;
   afterChange(): Promise<void>;
+  settled: Promise<void>;
+  start(input: CreateJobInput, planNow: boolean): Promise<JobView>;
 }
 
 export interface JobInsides {
@@ -24,11 +27,21 @@ export interface JobInsides {
   readonly outbox: Outbox;
   readonly logs: LogBuffer;
   load(): JobState | undefined;
+  /** Overwrites the stored state as is (no commit, no effects), as a test's setup. */
+  save(state: JobState): void;
   commit(state: JobState, effects?: OutboxItem[]): void;
   move(state: JobState, event: JobEvent, detail?: Record<string, unknown> | null): OutboxItem[];
+  /**
+   * Creates the job as a task the rules cannot read whole would be: CREATED, its planning left
+   * to the alarm (which plans "check git status" all the same), so a test can act before it.
+   */
+  createUnplanned(input: CreateJobInput): Promise<JobView>;
   /** Plans the job as its alarm would. */
   plan(state: JobState): Promise<void>;
   drain(): Promise<void>;
+  /** Work an answer left running (the create's drain), settled. */
+  readonly settled: Promise<void>;
+  /** Drains and re-arms as after a change, and waits for a drain left running by an earlier answer. */
   afterChange(): Promise<void>;
 }
 
@@ -46,10 +59,18 @@ export function insides(i: JobDO): JobInsides {
       return o.job.logs;
     },
     load: () => o.job.load(),
+    save: (state) => o.job.overwrite(state),
     commit: (state, effects) => o.job.commit(state, effects),
     move: (state, event, detail) => o.job.move(state, event, detail),
     plan: (state) => planJob(o.job, state),
+    createUnplanned: (input) => o.start.call(i, input, false),
     drain: () => o.drain.run(o.job),
-    afterChange: () => o.afterChange.call(i),
+    get settled() {
+      return o.settled;
+    },
+    afterChange: async () => {
+      await o.afterChange.call(i);
+      await o.settled;
+    },
   };
 }

@@ -118,6 +118,25 @@ export class TestAgent {
     }
   }
 
+  /** Waits for the next message of a type that `match` accepts (e.g. the offer of one job). */
+  async nextOf<T extends ServerToAgent["type"]>(
+    type: T,
+    match: (m: Extract<ServerToAgent, { type: T }>) => boolean,
+    timeoutMs = 5000,
+  ): Promise<Extract<ServerToAgent, { type: T }>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.received.findIndex((m) => m.type === type && match(m as Extract<ServerToAgent, { type: T }>));
+      if (i >= 0) return this.received.splice(i, 1)[0] as Extract<ServerToAgent, { type: T }>;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${type}; got ${JSON.stringify(this.received)}`);
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, Math.min(left, 100));
+      });
+    }
+  }
+
   close(): void {
     this.ws.close(1000, "test done");
   }

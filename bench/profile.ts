@@ -1,0 +1,119 @@
+// `node bench/profile.ts [--jobs 20]`: a CPU profile of the Worker's isolate (all its Durable
+// Objects) over READ_ONLY "check git status" jobs, through wrangler dev's DevTools inspector;
+// prints the self time by source file and the top functions. The jobs run one at a time, so the
+// profile is of the hot path, not of contention.
+import { parseArgs } from "node:util";
+import { startAgent } from "../test/helpers/node/agent-process.ts";
+import { ApiClient } from "../test/helpers/node/api-client.ts";
+import { makeGitRepo } from "../test/helpers/node/git-repo.ts";
+import { startWorker } from "../test/helpers/node/wrangler-dev.ts";
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+}
+interface Profile {
+  nodes: ProfileNode[];
+  startTime: number;
+  endTime: number;
+  samples: number[];
+  timeDeltas: number[];
+}
+
+const { values } = parseArgs({ options: { jobs: { type: "string", default: "20" } } });
+const JOBS = Number(values.jobs);
+
+async function inspector(port: number) {
+  const targets = (await (await fetch(`http://127.0.0.1:${port}/json`)).json()) as { webSocketDebuggerUrl: string }[];
+  const url = targets[0]?.webSocketDebuggerUrl;
+  if (!url) throw new Error("no inspector target");
+  // wrangler's inspector proxy wants an Origin it allows; Node's WebSocket (undici) takes headers
+  // in its init object.
+  const init = { headers: { Origin: "http://localhost" } } as unknown as string[];
+  const ws = new WebSocket(url, init);
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  });
+  let next = 1;
+  const waiting = new Map<number, (v: unknown) => void>();
+  ws.onmessage = (ev) => {
+    const msg = JSON.parse(String(ev.data)) as { id?: number; result?: unknown };
+    if (msg.id !== undefined) waiting.get(msg.id)?.(msg.result);
+  };
+  return {
+    send<T>(method: string, params: Record<string, unknown> = {}): Promise<T> {
+      const id = next++;
+      ws.send(JSON.stringify({ id, method, params }));
+      return new Promise((resolve) => waiting.set(id, resolve as (v: unknown) => void));
+    },
+    close: () => ws.close(),
+  };
+}
+
+function summarise(p: Profile): void {
+  // Self time per node from the samples and their time deltas.
+  const self = new Map<number, number>();
+  p.samples.forEach((id, i) => {
+    self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0));
+  });
+  const byFile = new Map<string, number>();
+  const byFn = new Map<string, number>();
+  let total = 0;
+  let idle = 0;
+  for (const n of p.nodes) {
+    const us = self.get(n.id) ?? 0;
+    const name = n.callFrame.functionName;
+    if (name === "(idle)" || name === "(program)") {
+      idle += us;
+      continue;
+    }
+    total += us;
+    const file = n.callFrame.url.replace(/^.*?\/(src|node_modules|protocol)\//, "$1/") || `(${name || "native"})`;
+    byFile.set(file, (byFile.get(file) ?? 0) + us);
+    const fn = `${name || "(anonymous)"} ${file}:${n.callFrame.lineNumber + 1}`;
+    byFn.set(fn, (byFn.get(fn) ?? 0) + us);
+  }
+  const ms = (us: number) => (us / 1000).toFixed(1);
+  console.log(`busy ${ms(total)} ms over ${JOBS} jobs = ${ms(total / JOBS)} ms per job (idle/program ${ms(idle)} ms)`);
+  console.log("self time by file:");
+  for (const [f, us] of [...byFile].sort((a, b) => b[1] - a[1]).slice(0, 15))
+    console.log(`  ${ms(us).padStart(8)} ms  ${((100 * us) / total).toFixed(1).padStart(5)} %  ${f}`);
+  console.log("top functions:");
+  for (const [f, us] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, 20))
+    console.log(`  ${ms(us).padStart(8)} ms  ${f}`);
+}
+
+async function main(): Promise<void> {
+  const worker = await startWorker({ vars: { SKYNET_LOG_LEVEL: "warn", TASK_RATE_LIMIT_PER_MINUTE: "1000" } });
+  const client = new ApiClient(worker.url, worker.apiToken);
+  const repo = await makeGitRepo({ "README.md": "# profile\n" });
+  const { token } = await client.pair("profile");
+  const agent = await startAgent({
+    url: worker.url,
+    token,
+    workspace: repo.dir,
+    projectId: "bench",
+    maxConcurrency: 4,
+    name: "profile",
+  });
+  try {
+    // Warm up (first requests compile the bundle, create tables).
+    for (let i = 0; i < 3; i++) await client.waitFinished(await client.submit("check git status", "bench"));
+    const cdp = await inspector(worker.inspectorPort());
+    await cdp.send("Profiler.enable");
+    await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
+    await cdp.send("Profiler.start");
+    for (let i = 0; i < JOBS; i++) await client.waitFinished(await client.submit("check git status", "bench"));
+    const { profile } = await cdp.send<{ profile: Profile }>("Profiler.stop");
+    cdp.close();
+    summarise(profile);
+  } finally {
+    await agent.stop();
+    await worker.stop();
+    await repo.cleanup();
+  }
+}
+
+await main();
