@@ -128,11 +128,36 @@ function envVars(env: Env): Record<string, string | undefined> {
   return out;
 }
 
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+// Every request and Durable Object call reads the configuration; parsing it with zod each time
+// cost several ms of CPU per job (bench/profile.ts). The result depends only on the variables'
+// text, so it is kept per distinct set of values (a deployment has one; tests a few).
+const parsedByVars = new Map<string, Result<Config>>();
+const MAX_CACHED_CONFIGS = 32;
+
 export function parseConfig(env: Env): Result<Config> {
-  const parsed = ConfigSchema.safeParse(envVars(env));
-  if (parsed.success) return ok(parsed.data);
-  const bad = parsed.error.issues.map((i) => `${i.path.join(".") || "env"} ${i.message}`);
-  return err(`invalid configuration: ${bad.join("; ")}`);
+  const vars = envVars(env);
+  const key = JSON.stringify(vars);
+  const cached = parsedByVars.get(key);
+  if (cached) return cached;
+  const parsed = ConfigSchema.safeParse(vars);
+  let result: Result<Config>;
+  // Frozen: one parsed object is shared by every caller with the same variables.
+  if (parsed.success) result = ok(deepFreeze(parsed.data));
+  else {
+    const bad = parsed.error.issues.map((i) => `${i.path.join(".") || "env"} ${i.message}`);
+    result = err(`invalid configuration: ${bad.join("; ")}`);
+  }
+  if (parsedByVars.size >= MAX_CACHED_CONFIGS) parsedByVars.clear();
+  parsedByVars.set(key, result);
+  return result;
 }
 
 /** The configuration, or a ConfigError naming the bad variables (answered as a 503). */

@@ -15,6 +15,18 @@ function refusal(vars: Record<string, unknown>): string {
 }
 
 describe("parseConfig", () => {
+  it("parses each set of values once, shares a frozen result, and follows a changed value", () => {
+    const a = parseConfig(withVars({ JOB_TIMEOUT_SECONDS: "123" }));
+    const b = parseConfig(withVars({ JOB_TIMEOUT_SECONDS: "123" }));
+    const c = parseConfig(withVars({ JOB_TIMEOUT_SECONDS: "124" }));
+    if (!a.ok || !b.ok || !c.ok) throw new Error("refused a valid configuration");
+    expect(b.value).toBe(a.value);
+    expect(Object.isFrozen(a.value)).toBe(true);
+    expect(a.value.jobTimeoutS).toBe(123);
+    expect(c.value.jobTimeoutS).toBe(124);
+    expect(parseConfig(withVars({ JOB_TIMEOUT_SECONDS: "ten" })).ok).toBe(false);
+  });
+
   it("names each invalid variable and not its value", () => {
     const cases: [string, string][] = [
       ["JOB_TIMEOUT_SECONDS", "tenish"],
