@@ -59,12 +59,12 @@ describe("JobDO planning and approval", () => {
     expect(job.status).toBe("PLANNED");
     expect(job.needsApproval).toBe(true);
     const refused = await stub(jobId).approve(stranger);
-    expect(refused).toMatchObject({ ok: false, code: "forbidden" });
+    expect(refused).toMatchObject({ ok: false, error: { code: "forbidden" } });
     expect((await stub(jobId).get())?.status).toBe("PLANNED");
     const ok = await stub(jobId).approve(owner);
-    expect(ok.ok && ok.job.status).toBe("QUEUED");
+    expect(ok.ok && ok.value.status).toBe("QUEUED");
     const again = await stub(jobId).approve(owner);
-    expect(again).toMatchObject({ ok: false, code: "conflict" });
+    expect(again).toMatchObject({ ok: false, error: { code: "conflict" } });
   });
 
   it("lets an admin approve someone else's job", async () => {
@@ -93,16 +93,16 @@ describe("JobDO planning and approval", () => {
 
   it("cancels from CREATED, PLANNED and QUEUED and refuses to cancel a finished job", async () => {
     const jobId = await created("check git status", "default");
-    expect(await stub(jobId).cancel(owner)).toMatchObject({ ok: true, job: { status: "CANCELLED" } });
+    expect(await stub(jobId).cancel(owner)).toMatchObject({ ok: true, value: { status: "CANCELLED" } });
     await runDurableObjectAlarm(stub(jobId)); // planning must not resurrect it
     expect((await stub(jobId).get())?.status).toBe("CANCELLED");
-    expect(await stub(jobId).cancel(owner)).toMatchObject({ ok: false, code: "conflict" });
+    expect(await stub(jobId).cancel(owner)).toMatchObject({ ok: false, error: { code: "conflict" } });
 
     const p = await planned("create a new file c.txt with z");
-    expect(await stub(p.jobId).cancel(owner)).toMatchObject({ ok: true, job: { status: "CANCELLED" } });
+    expect(await stub(p.jobId).cancel(owner)).toMatchObject({ ok: true, value: { status: "CANCELLED" } });
     const q = await planned("check git status");
-    expect(await stub(q.jobId).cancel(stranger)).toMatchObject({ ok: false, code: "forbidden" });
-    expect(await stub(q.jobId).cancel(owner)).toMatchObject({ ok: true, job: { status: "CANCELLED" } });
+    expect(await stub(q.jobId).cancel(stranger)).toMatchObject({ ok: false, error: { code: "forbidden" } });
+    expect(await stub(q.jobId).cancel(owner)).toMatchObject({ ok: true, value: { status: "CANCELLED" } });
   });
 });
 

@@ -228,7 +228,7 @@ describe("identity and assignment", () => {
     agent.send({ type: "job_accept", jobId, attempt: 1, leaseToken: offer.leaseToken });
     await expect.poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
     const res = await job(jobId).cancel({ id: "42", isAdmin: false }, "changed my mind");
-    expect(res.ok && res.job.status).toBe("CANCELLED");
+    expect(res.ok && res.value.status).toBe("CANCELLED");
     const cancel = await agent.next("job_cancel");
     expect(cancel).toMatchObject({ jobId, attempt: 1 });
     agent.close();

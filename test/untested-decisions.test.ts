@@ -83,7 +83,7 @@ describe("cancel racing", () => {
     const jobId = newJobId();
     await runInDurableObject(job(jobId), (i: JobDO) => insides(i).createUnplanned(raceInput(jobId)));
     const res = await job(jobId).cancel({ id: "42", isAdmin: false }, "changed my mind");
-    expect(res.ok && res.job.status).toBe("CANCELLED");
+    expect(res.ok && res.value.status).toBe("CANCELLED");
     await runDurableObjectAlarm(job(jobId));
     expect(await job(jobId).get()).toMatchObject({ status: "CANCELLED", plan: null, attempt: 0 });
     await expect.poll(() => events(jobId)).toEqual(["CREATED", "CANCELLED"]);
@@ -97,7 +97,7 @@ describe("cancel racing", () => {
       if (!s) throw new Error("no state");
       const planning = insides(i).plan(s); // suspends at the planner call
       const res = await i.cancel({ id: "42", isAdmin: false }, "while planning");
-      expect(res.ok && res.job.status).toBe("CANCELLED");
+      expect(res.ok && res.value.status).toBe("CANCELLED");
       await planning;
     });
     expect(await job(jobId).get()).toMatchObject({

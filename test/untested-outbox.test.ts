@@ -258,7 +258,7 @@ describe("an outbox item that fails forever", () => {
       for (let n = 0; n < 3; n++) await retryNow(jobId);
       expect(await ledgerStatus(jobId)).toBe("QUEUED");
       const res = await stub(jobId).cancel(owner, "changed my mind");
-      expect(res.ok && res.job.status).toBe("CANCELLED");
+      expect(res.ok && res.value.status).toBe("CANCELLED");
       // The cancel's writes are due now, the failing send only after its backoff: they go first.
       expect(await ledgerStatus(jobId)).toBe("CANCELLED");
       const events = await env.DB.prepare("SELECT event FROM job_events WHERE job_id = ? ORDER BY seq")

@@ -70,8 +70,8 @@ export async function getStatus(env: Env, jobId: string): Promise<JobView> {
 }
 
 function unwrap(res: JobResult): JobView {
-  if (res.ok) return res.job;
-  throw new ApiError(res.code, res.message);
+  if (res.ok) return res.value;
+  throw new ApiError(res.error.code, res.error.message);
 }
 
 export async function approvePlan(env: Env, jobId: string, actor: Actor): Promise<JobView> {

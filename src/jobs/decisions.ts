@@ -4,17 +4,13 @@
 import { type ExecutionSpec, isTerminal, maxRisk, type PlanSpec } from "../../protocol/index.ts";
 import { err, ok, type Result } from "../../protocol/result.ts";
 import { requiresAudit } from "../core/policy.ts";
-import type { Actor, CreateJobInput } from "./job-api.ts";
+import type { Actor, CreateJobInput, JobRefusal } from "./job-api.ts";
 import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
 import type { OutboxItem } from "./outbox.ts";
 import { cancelEffects, dispatchFromPlan } from "./transitions.ts";
 
-export interface Refusal {
-  code: "not_found" | "forbidden" | "conflict";
-  message: string;
-}
-export type Decision = Result<JobState, Refusal>;
+export type Decision = Result<JobState, JobRefusal>;
 
 type Job = Pick<JobContext, "commit" | "move" | "config" | "now">;
 

@@ -20,9 +20,12 @@ export interface CreateJobInput {
   followUp?: FollowUpContext | null;
 }
 
-export type JobResult =
-  | { ok: true; job: JobView }
-  | { ok: false; code: "not_found" | "forbidden" | "conflict"; message: string };
+/** Why the job refused a decision or a gateway spec. */
+export interface JobRefusal {
+  code: "not_found" | "forbidden" | "conflict";
+  message: string;
+}
+export type JobResult = Result<JobView, JobRefusal>;
 export type DispatchOutcome = "offered" | "pending" | "duplicate" | "stale";
 /** Why the job refused an agent's message or heartbeat (the registry tells the agent the code). */
 export interface FenceRefusal {

@@ -6,7 +6,14 @@
 // (drain.ts) and re-arms the alarm at the next deadline (deadlines.ts). The alarm acts on the
 // due deadline (alarm-work.ts). Helpers get a JobContext (job-context.ts), never this object.
 import { DurableObject } from "cloudflare:workers";
-import type { ExecutionSpec, FencedAgentMessage, JobStatus, JobView } from "../../protocol/index.ts";
+import {
+  type ExecutionSpec,
+  err,
+  type FencedAgentMessage,
+  type JobStatus,
+  type JobView,
+  ok,
+} from "../../protocol/index.ts";
 import { loadConfig } from "../config.ts";
 import { getDb, incrementCounter } from "../ledger/store.ts";
 import { log } from "../lib/log.ts";
@@ -127,13 +134,12 @@ export class JobDO extends DurableObject<Env> {
 
   /** Gateway path: a ready execution spec, approved by whoever submitted it. */
   async createFromSpec(spec: ExecutionSpec, actor: Actor): Promise<JobResult> {
-    if (this.enter("createFromSpec"))
-      return { ok: false, code: "conflict", message: `job ${spec.jobId} already exists` };
+    if (this.enter("createFromSpec")) return err({ code: "conflict", message: `job ${spec.jobId} already exists` });
     const plan = gatewayPlan(spec, this.job.now());
     const input = { jobId: spec.jobId, projectId: spec.projectId, intent: plan.userIntentSummary, userId: actor.id };
     await this.start({ ...input, chatId: null }, false);
     const state = this.job.load();
-    if (!state) return { ok: false, code: "not_found", message: "no such job" };
+    if (!state) return err({ code: "not_found", message: "no such job" });
     return this.decided(startFromGateway(this.job, state, plan, actor, spec.steps.length));
   }
 
@@ -151,9 +157,9 @@ export class JobDO extends DurableObject<Env> {
 
   /** A decision's outcome: when it changed the job, its effects run before the answer. */
   private async decided(decision: Decision): Promise<JobResult> {
-    if (!decision.ok) return { ok: false, ...decision.error };
+    if (!decision.ok) return err(decision.error);
     await this.afterChange();
-    return { ok: true, job: viewOf(decision.value, this.job.logs) };
+    return ok(viewOf(decision.value, this.job.logs));
   }
 
   async get(): Promise<JobView | null> {

@@ -22,8 +22,8 @@ export const gatewayRoutes = new Hono<{ Bindings: Env }>()
     if (!checked.ok) throw new ApiError("bad_request", `execution spec refused: ${checked.error}`);
     const create = async (): Promise<JobView> => {
       const res = await jobStub(c.env, spec.jobId).createFromSpec(spec, { id: "api", isAdmin: true });
-      if (!res.ok) throw new ApiError(res.code, res.message);
-      return res.job;
+      if (!res.ok) throw new ApiError(res.error.code, res.error.message);
+      return res.value;
     };
     const key = idempotencyKeyOf(c);
     if (!key) return c.json({ status: "accepted", jobId: spec.jobId, job: await create() }, 202);
