@@ -1,0 +1,136 @@
+// `batch` frames through the real AgentRegistryDO and JobDO: a short job's accept, start, output,
+// finish and result in ONE frame are applied in order, exactly once, by one JobDO call; a stale
+// attempt's batch changes nothing; a refusal mid-batch stops the rest and names the frame; the
+// frame budget counts a batch by what it carries.
+import { env, runDurableObjectAlarm } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import type { BatchableMessage, ServerMessageOf } from "../protocol/index.ts";
+import { newJobId } from "../src/lib/crypto.ts";
+import { pairAgent, TestAgent } from "./helpers/worker.ts";
+
+const job = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
+
+async function queuedJob(projectId: string): Promise<string> {
+  const jobId = newJobId();
+  await job(jobId).create({ jobId, projectId, intent: "check git status", userId: "42", chatId: null });
+  if ((await job(jobId).get())?.status === "CREATED") await runDurableObjectAlarm(job(jobId));
+  if ((await job(jobId).get())?.status === "PLANNED") await job(jobId).approve({ id: "42", isAdmin: true });
+  expect((await job(jobId).get())?.status).toBe("QUEUED");
+  return jobId;
+}
+
+/** A whole short job as the agent batches it: accept, started, output, finished, result. */
+function wholeJob(offer: ServerMessageOf<"job_offer">, output: string): BatchableMessage[] {
+  const fence = { jobId: offer.jobId, attempt: offer.attempt, leaseToken: offer.leaseToken };
+  const step = offer.spec.steps[0];
+  if (!step) throw new Error("the offer has no step");
+  const at = new Date().toISOString();
+  return [
+    { type: "job_accept", ...fence },
+    { type: "step_started", ...fence, stepId: step.id, startedAt: at },
+    { type: "log", ...fence, stepId: step.id, seq: 0, stream: "stdout", data: output },
+    { type: "step_finished", ...fence, stepId: step.id, outcome: "succeeded", exitCode: 0, durationMs: 3 },
+    {
+      type: "job_finished",
+      ...fence,
+      status: "SUCCEEDED",
+      result: {
+        jobId: offer.jobId,
+        attempt: offer.attempt,
+        status: "SUCCEEDED",
+        steps: [{ stepId: step.id, action: step.action, outcome: "succeeded", exitCode: 0 }],
+        artifacts: [],
+      },
+    },
+  ];
+}
+
+async function logText(jobId: string): Promise<string> {
+  const logs = await job(jobId).readLogs({ tail: 1000 });
+  return logs?.lines.join("\n") ?? "";
+}
+
+describe("batch frames", () => {
+  it("applies a short job's frames in order, exactly once, in one JobDO call", async () => {
+    const { agentId, token } = await pairAgent("batcher");
+    const agent = await TestAgent.connect(token, { workspaces: ["batch"] });
+    const jobId = await queuedJob("batch");
+    await job(jobId).dispatch(1);
+    const offer = await agent.next("job_offer");
+    const frames = wholeJob(offer, "On branch main\nnothing to commit\n");
+    agent.send({ type: "batch", frames });
+    await expect.poll(async () => (await job(jobId).get())?.status).toBe("SUCCEEDED");
+    const view = await job(jobId).get();
+    expect(view?.steps.map((s) => s.state)).toEqual(["succeeded"]);
+    expect((await logText(jobId)).split("nothing to commit")).toHaveLength(2);
+    const ops = await job(jobId).opCounts();
+    expect(ops["rpc.agentBatch"]).toBe(1);
+    expect(ops["rpc.agentMessage"]).toBeUndefined();
+    // The slot is free again: the registry settled the accept and the finish from the batch.
+    expect((await env.AGENT_REGISTRY.getByName("global").agentSelf(agentId)).jobs).toEqual([]);
+
+    // Replayed after a reconnect: refused at its first frame, nothing applied twice.
+    agent.send({ type: "batch", frames });
+    const replay = await agent.next("error");
+    expect(replay).toMatchObject({ code: "lease_ended", jobId, attempt: 1, frameIndex: 0 });
+    expect((await logText(jobId)).split("nothing to commit")).toHaveLength(2);
+    expect((await job(jobId).opCounts())["rpc.agentBatch"]).toBe(2);
+    agent.close();
+  });
+
+  it("refuses a stale attempt's batch as a whole", async () => {
+    const agent = await TestAgent.connect((await pairAgent("stale-batcher")).token, { workspaces: ["batch-stale"] });
+    const jobId = await queuedJob("batch-stale");
+    await job(jobId).dispatch(1);
+    const offer = await agent.next("job_offer");
+    const frames = wholeJob({ ...offer, leaseToken: "f".repeat(48) }, "stale output\n");
+    agent.send({ type: "batch", frames });
+    expect(await agent.next("error")).toMatchObject({ code: "stale_lease", jobId, attempt: 1, frameIndex: 0 });
+    const view = await job(jobId).get();
+    expect(view?.status).toBe("QUEUED");
+    expect(view?.steps.map((s) => s.state)).toEqual(["pending"]);
+    expect(await logText(jobId)).not.toContain("stale output");
+    agent.close();
+  });
+
+  it("stops at the first refused frame and tells the agent which one", async () => {
+    const agent = await TestAgent.connect((await pairAgent("mid-batcher")).token, { workspaces: ["batch-mid"] });
+    const jobId = await queuedJob("batch-mid");
+    await job(jobId).dispatch(1);
+    const offer = await agent.next("job_offer");
+    const frames = wholeJob(offer, "after the refusal\n");
+    // The second frame names a step the job does not have: the accept before it holds, nothing after.
+    const started = frames[1];
+    if (started?.type !== "step_started") throw new Error("unexpected batch layout");
+    frames[1] = { ...started, stepId: "s9" };
+    agent.send({ type: "batch", frames });
+    expect(await agent.next("error")).toMatchObject({ code: "stale_lease", jobId, attempt: 1, frameIndex: 1 });
+    const view = await job(jobId).get();
+    expect(view?.status).toBe("RUNNING");
+    expect(view?.steps.map((s) => s.state)).toEqual(["pending"]);
+    expect(await logText(jobId)).not.toContain("after the refusal");
+    agent.close();
+  });
+
+  it("refuses a batch mixing attempts, and changes nothing", async () => {
+    const agent = await TestAgent.connect((await pairAgent("mixer")).token, { workspaces: ["batch-mix"] });
+    const jobId = await queuedJob("batch-mix");
+    await job(jobId).dispatch(1);
+    const offer = await agent.next("job_offer");
+    const [accept, ...rest] = wholeJob(offer, "mixed\n");
+    if (!accept) throw new Error("empty batch");
+    agent.send({ type: "batch", frames: [accept, ...rest.map((f) => ({ ...f, jobId: newJobId() }))] });
+    expect(await agent.next("error")).toMatchObject({ code: "bad_message" });
+    expect((await job(jobId).get())?.status).toBe("QUEUED");
+    agent.close();
+  });
+
+  it("counts a batch against the frame budget by the frames it carries", async () => {
+    const agent = await TestAgent.connect((await pairAgent("flooder")).token, { workspaces: ["batch-flood"] });
+    const fence = { jobId: newJobId(), attempt: 1, leaseToken: "0".repeat(48) };
+    const frames: BatchableMessage[] = Array.from({ length: 64 }, () => ({ type: "job_accept", ...fence }));
+    // 32 frames on the wire but 2,048 inside them: over the burst of 2,000.
+    for (let i = 0; i < 32; i++) agent.send({ type: "batch", frames });
+    expect((await agent.closed).code).toBe(1008);
+  });
+});
