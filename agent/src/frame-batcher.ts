@@ -1,0 +1,89 @@
+// Gathers an attempt's job frames for a few milliseconds and sends them as one `batch` frame, so
+// a short step's start, output, finish and the job's result cost the server one frame and one
+// JobDO call instead of one each. Frames are serialised once, on arrival; a batch is their JSON
+// joined, never parsed or re-serialised. Order is kept per attempt, and every send that must
+// come after these frames (a keepalive whose answer proves delivery, another kind of frame)
+// flushes them first.
+import { type BatchableMessage, MAX_BATCH_FRAMES } from "../../protocol/index.ts";
+
+export interface BatchTuning {
+  /** How long the first frame of a batch may wait for company. */
+  lingerMs: number;
+  /** Most characters of frames in one batch: well under the registry's frame cap. */
+  maxChars: number;
+  maxFrames: number;
+}
+
+export const DEFAULT_BATCH_TUNING: BatchTuning = {
+  lingerMs: 5,
+  // The registry takes frames up to 512 Ki characters; a lone escaped 64 KiB log chunk fits too.
+  maxChars: 384 * 1024,
+  maxFrames: MAX_BATCH_FRAMES,
+};
+
+interface Pending {
+  parts: string[];
+  chars: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
+export class FrameBatcher {
+  private readonly pending = new Map<string, Pending>();
+  private readonly send: (text: string) => void;
+  private readonly tuning: BatchTuning;
+
+  constructor(send: (text: string) => void, tuning: Partial<BatchTuning> = {}) {
+    this.send = send;
+    this.tuning = { ...DEFAULT_BATCH_TUNING, ...tuning };
+  }
+
+  /** Queues a frame; `now` sends it (with what waits before it) at once. */
+  add(frame: BatchableMessage, now: boolean): void {
+    const key = `${frame.jobId}#${frame.attempt}`;
+    const text = JSON.stringify(frame);
+    let p = this.pending.get(key);
+    if (p && p.chars + text.length > this.tuning.maxChars) {
+      this.flushKey(key);
+      p = undefined;
+    }
+    if (!p) {
+      if (now || text.length > this.tuning.maxChars) {
+        this.send(text);
+        return;
+      }
+      p = { parts: [], chars: 0, timer: undefined };
+      this.pending.set(key, p);
+      p.timer = setTimeout(() => this.flushKey(key), this.tuning.lingerMs);
+      p.timer.unref();
+    }
+    p.parts.push(text);
+    p.chars += text.length;
+    if (now || p.parts.length >= this.tuning.maxFrames) this.flushKey(key);
+  }
+
+  /** Sends everything waiting, oldest attempt first. */
+  flush(): void {
+    for (const key of [...this.pending.keys()]) this.flushKey(key);
+  }
+
+  /** The connection is gone: what waits is dropped (the job's journal replays it). */
+  drop(): void {
+    for (const p of this.pending.values()) clearTimeout(p.timer);
+    this.pending.clear();
+  }
+
+  get waiting(): number {
+    let n = 0;
+    for (const p of this.pending.values()) n += p.parts.length;
+    return n;
+  }
+
+  private flushKey(key: string): void {
+    const p = this.pending.get(key);
+    if (!p) return;
+    this.pending.delete(key);
+    clearTimeout(p.timer);
+    if (p.parts.length === 1) this.send(p.parts[0] as string);
+    else if (p.parts.length > 1) this.send(`{"type":"batch","frames":[${p.parts.join(",")}]}`);
+  }
+}
