@@ -410,8 +410,13 @@ export class Agent {
     job.journal.push(msg);
     // On disk before it is sent (and before a started step is spawned): a process that dies
     // after this point leaves its successor something true to report.
-    if (this.disk && (msg.type === "step_started" || msg.type === "step_finished" || msg.type === "job_finished")) {
+    const journaled =
+      !!this.disk && (msg.type === "step_started" || msg.type === "step_finished" || msg.type === "job_finished");
+    if (journaled && this.disk) {
       const rec = this.record(job, msg.type === "step_started" ? { starting: msg.stepId } : {});
+      // The write takes a few ms (fsync): the frames before this one wait for it rather than
+      // leave alone when their linger ends meanwhile (save() reports its own failures, never throws).
+      this.batcher.hold();
       await this.disk.save({ ...rec, finished: msg.type === "job_finished" });
     }
     const online = this.connected;
@@ -428,6 +433,7 @@ export class Agent {
       }
     }
     if (online && this.sendJobFrame(job, msg) && msg.type === "job_finished") this.markReported(job);
+    if (journaled) this.batcher.release();
     if (msg.type === "log") await this.writable(job);
   }
 

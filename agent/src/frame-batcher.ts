@@ -29,6 +29,9 @@ interface Pending {
 
 export class FrameBatcher {
   private readonly pending = new Map<string, Pending>();
+  /** Work in progress on the next frame (its journal write): lingers that end meanwhile wait for it. */
+  private holds = 0;
+  private readonly expired = new Set<string>();
   private readonly send: (text: string) => void;
   private readonly tuning: BatchTuning;
 
@@ -53,12 +56,32 @@ export class FrameBatcher {
       }
       p = { parts: [], chars: 0, timer: undefined };
       this.pending.set(key, p);
-      p.timer = setTimeout(() => this.flushKey(key), this.tuning.lingerMs);
-      p.timer.unref();
+      this.arm(key, p);
     }
     p.parts.push(text);
     p.chars += text.length;
     if (now || p.parts.length >= this.tuning.maxFrames) this.flushKey(key);
+  }
+
+  /**
+   * The next frame is on its way (written to the journal first): a linger ending meanwhile does
+   * not send its batch without it, and starts again once it is added — the linger counts the
+   * time the agent waits for more, not the time it spends journaling the frames it sends. Each
+   * hold() is paired with a release() once the frame is added; a frame that sends at once
+   * (a result) takes the batch with it.
+   */
+  hold(): void {
+    this.holds += 1;
+  }
+
+  release(): void {
+    this.holds = Math.max(0, this.holds - 1);
+    if (this.holds > 0) return;
+    for (const key of this.expired) {
+      const p = this.pending.get(key);
+      if (p) this.arm(key, p);
+    }
+    this.expired.clear();
   }
 
   /** Sends everything waiting, oldest attempt first. */
@@ -70,6 +93,7 @@ export class FrameBatcher {
   drop(): void {
     for (const p of this.pending.values()) clearTimeout(p.timer);
     this.pending.clear();
+    this.expired.clear();
   }
 
   get waiting(): number {
@@ -78,10 +102,20 @@ export class FrameBatcher {
     return n;
   }
 
+  private arm(key: string, p: Pending): void {
+    clearTimeout(p.timer);
+    p.timer = setTimeout(() => {
+      if (this.holds > 0) this.expired.add(key);
+      else this.flushKey(key);
+    }, this.tuning.lingerMs);
+    p.timer.unref();
+  }
+
   private flushKey(key: string): void {
     const p = this.pending.get(key);
     if (!p) return;
     this.pending.delete(key);
+    this.expired.delete(key);
     clearTimeout(p.timer);
     if (p.parts.length === 1) this.send(p.parts[0] as string);
     else if (p.parts.length > 1) this.send(`{"type":"batch","frames":[${p.parts.join(",")}]}`);
