@@ -29,6 +29,8 @@ function wholeJob(offer: ServerMessageOf<"job_offer">, output: string): Batchabl
     { type: "job_accept", ...fence },
     { type: "step_started", ...fence, stepId: step.id, startedAt: at },
     { type: "log", ...fence, stepId: step.id, seq: 0, stream: "stdout", data: output },
+    { type: "log", ...fence, stepId: step.id, seq: 1, stream: "stdout", data: "second chunk\n" },
+    { type: "log", ...fence, stepId: step.id, seq: 2, stream: "stderr", data: "third chunk\n" },
     { type: "step_finished", ...fence, stepId: step.id, outcome: "succeeded", exitCode: 0, durationMs: 3 },
     {
       type: "job_finished",
@@ -62,7 +64,11 @@ describe("batch frames", () => {
     await expect.poll(async () => (await job(jobId).get())?.status).toBe("SUCCEEDED");
     const view = await job(jobId).get();
     expect(view?.steps.map((s) => s.state)).toEqual(["succeeded"]);
-    expect((await logText(jobId)).split("nothing to commit")).toHaveLength(2);
+    const text = await logText(jobId);
+    expect(text.split("nothing to commit")).toHaveLength(2);
+    // Every chunk of the run of log frames, once and in order.
+    expect(text).toMatch(/nothing to commit\n+second chunk\n+third chunk/);
+    expect(text.split("third chunk")).toHaveLength(2);
     const ops = await job(jobId).opCounts();
     expect(ops["rpc.agentBatch"]).toBe(1);
     expect(ops["rpc.agentMessage"]).toBeUndefined();

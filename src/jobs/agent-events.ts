@@ -135,11 +135,28 @@ export async function handleAgentBatch(
   msgs: readonly FencedAgentMessage[],
   agentName: string,
 ): Promise<Result<number, BatchRefusal>> {
-  for (const [index, msg] of msgs.entries()) {
+  for (let index = 0; index < msgs.length; index++) {
+    const msg = msgs[index] as FencedAgentMessage;
     const state = job.load();
     if (!state) return err({ code: "not_found", message: "no such job", index });
     const res = await handleAgentMessage(job, state, agentId, msg, agentName);
     if (!res.ok) return err({ ...res.error, index });
+    // The log chunks right after an accepted one pass the same fence (a batch is one attempt's,
+    // and storing a chunk changes nothing the fence reads): they are stored without reading and
+    // saving the job's state again for each.
+    if (msg.type !== "log") continue;
+    const sameFence = (f: FencedAgentMessage | undefined): f is typeof msg =>
+      f?.type === "log" && f.jobId === msg.jobId && f.attempt === msg.attempt && f.leaseToken === msg.leaseToken;
+    for (let next = msgs[index + 1]; sameFence(next); next = msgs[index + 1]) {
+      job.logs.append({
+        attempt: next.attempt,
+        seq: next.seq,
+        stepId: next.stepId ?? null,
+        stream: next.stream,
+        data: next.data,
+      });
+      index += 1;
+    }
   }
   return ok(msgs.length);
 }
