@@ -18,8 +18,8 @@ const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function recorder() {
   const sent: string[][] = [];
   const send = (text: string) => {
-    const msg = JSON.parse(text) as { type: string; frames?: BatchableMessage[] } & Partial<BatchableMessage>;
-    const frames = msg.type === "batch" ? (msg.frames ?? []) : [msg as BatchableMessage];
+    const msg = JSON.parse(text) as { type: string; frames?: BatchableMessage[] };
+    const frames: BatchableMessage[] = msg.type === "batch" ? (msg.frames ?? []) : [msg as BatchableMessage];
     sent.push(frames.map((f) => (f.type === "log" ? String(f.seq) : f.type)));
   };
   return { sent, send };
