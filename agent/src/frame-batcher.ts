@@ -9,21 +9,26 @@ import { type BatchableMessage, MAX_BATCH_FRAMES } from "../../protocol/index.ts
 export interface BatchTuning {
   /** How long the first frame of a batch may wait for company. */
   lingerMs: number;
-  /** Most characters of frames in one batch: well under the registry's frame cap. */
-  maxChars: number;
+  /**
+   * Most UTF-8 bytes of frames in one batch. A Worker takes WebSocket messages up to 1 MiB
+   * (bytes), and the registry's cap counts characters, never more than bytes: one bound in
+   * bytes under both keeps every batch deliverable, whatever the output's alphabet.
+   */
+  maxBytes: number;
   maxFrames: number;
 }
 
 export const DEFAULT_BATCH_TUNING: BatchTuning = {
   lingerMs: 5,
-  // The registry takes frames up to 512 Ki characters; a lone escaped 64 KiB log chunk fits too.
-  maxChars: 384 * 1024,
+  // Under the registry's cap (MAX_FRAME_CHARS_AFTER_HELLO) with room for the envelope; a lone
+  // 64 KiB log chunk escaped six-fold (384 KiB) fits too.
+  maxBytes: 960 * 1024,
   maxFrames: MAX_BATCH_FRAMES,
 };
 
 interface Pending {
   parts: string[];
-  chars: number;
+  bytes: number;
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -44,22 +49,23 @@ export class FrameBatcher {
   add(frame: BatchableMessage, now: boolean): void {
     const key = `${frame.jobId}#${frame.attempt}`;
     const text = JSON.stringify(frame);
+    const bytes = Buffer.byteLength(text, "utf8");
     let p = this.pending.get(key);
-    if (p && p.chars + text.length > this.tuning.maxChars) {
+    if (p && p.bytes + bytes > this.tuning.maxBytes) {
       this.flushKey(key);
       p = undefined;
     }
     if (!p) {
-      if (now || text.length > this.tuning.maxChars) {
+      if (now || bytes > this.tuning.maxBytes) {
         this.send(text);
         return;
       }
-      p = { parts: [], chars: 0, timer: undefined };
+      p = { parts: [], bytes: 0, timer: undefined };
       this.pending.set(key, p);
       this.arm(key, p);
     }
     p.parts.push(text);
-    p.chars += text.length;
+    p.bytes += bytes + 1; // and its comma
     if (now || p.parts.length >= this.tuning.maxFrames) this.flushKey(key);
   }
 

@@ -17,6 +17,9 @@ import {
 } from "../../protocol/index.ts";
 import { MAX_FRAME_CHARS_AFTER_HELLO } from "../../src/agents/frame-budget.ts";
 
+/** What a Worker takes in one WebSocket message, in bytes. */
+const WORKER_WS_MESSAGE_BYTES = 1024 * 1024;
+
 export const TOKEN = "skya_test_token_0123456789abcdef";
 
 export class FakeRegistry {
@@ -134,9 +137,11 @@ export class FakeRegistry {
       }
       if (this.silent) return; // a half-open connection: nothing comes back
       const text = data.toString();
-      // The registry's cap on one frame (a batch included): over it, the socket is closed there.
-      if (text.length > MAX_FRAME_CHARS_AFTER_HELLO) {
-        this.invalid.push(`frame of ${text.length} characters is over the cap`);
+      // The registry's cap on one frame (a batch included), and the Workers platform's on one
+      // WebSocket message (1 MiB of bytes): over either, the socket is closed there.
+      const bytes = Buffer.byteLength(text, "utf8");
+      if (text.length > MAX_FRAME_CHARS_AFTER_HELLO || bytes > WORKER_WS_MESSAGE_BYTES) {
+        this.invalid.push(`frame of ${text.length} characters (${bytes} bytes) is over the cap`);
         return;
       }
       const parsed = parseFrame(AgentToServerSchema, text);

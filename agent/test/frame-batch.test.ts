@@ -115,4 +115,19 @@ describe("batched job frames", () => {
     expect(server.batches.filter((b) => b.jobId === job.jobId).length).toBeGreaterThan(0);
     expect(server.invalid).toEqual([]);
   });
+
+  it("bounds a batch in bytes: output in a three-byte alphabet still fits a Worker's 1 MiB message", async () => {
+    await startAgent();
+    // 語 is three bytes of UTF-8 and one character: a bound in characters would let a batch grow
+    // to three times its size in bytes.
+    const chars = 1024 * 1024;
+    const job = spec([command(["sh", "-c", `head -c ${chars} /dev/zero | tr '\\0' x | sed 's/x/語/g'`])]);
+    server.offer(job);
+    await server.waitFor("job_finished", (f) => f.jobId === job.jobId, 60_000);
+    expect(server.invalid).toEqual([]);
+    const text = stdout(job.jobId);
+    expect(text.length).toBe(chars);
+    expect(text).toMatch(/^語+$/);
+    expect(server.batches.filter((b) => b.jobId === job.jobId).length).toBeGreaterThan(0);
+  });
 });

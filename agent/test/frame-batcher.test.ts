@@ -46,7 +46,7 @@ describe("FrameBatcher", () => {
 
   it("keeps to the count and size bounds; a frame over the size bound goes alone", () => {
     const { sent, send } = recorder();
-    const b = new FrameBatcher(send, { lingerMs: 60_000, maxFrames: 2, maxChars: 1000 });
+    const b = new FrameBatcher(send, { lingerMs: 60_000, maxFrames: 2, maxBytes: 1000 });
     for (let i = 0; i < 5; i++) b.add(log(i), false);
     expect(sent).toEqual([
       ["0", "1"],

@@ -17,9 +17,10 @@ export const FRAME_REFILL_PER_S = 200;
 export const MAX_FRAME_CHARS_BEFORE_HELLO = 16 * 1024;
 /**
  * Largest frame after `hello`: a log chunk holds at most 64 Ki characters (MAX_LOG_CHUNK_BYTES),
- * which JSON escaping can grow six-fold (\u0000); 512 Ki characters covers that and the envelope.
+ * which JSON escaping can grow six-fold (\u0000), and a `batch` carries several frames. 1 MiB is
+ * also what a Worker takes in one WebSocket message (in bytes, never fewer than characters).
  */
-export const MAX_FRAME_CHARS_AFTER_HELLO = 512 * 1024;
+export const MAX_FRAME_CHARS_AFTER_HELLO = 1024 * 1024;
 
 export class TokenBucket {
   private tokens: number;
