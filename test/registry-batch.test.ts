@@ -139,4 +139,26 @@ describe("batch frames", () => {
     for (let i = 0; i < 32; i++) agent.send({ type: "batch", frames });
     expect((await agent.closed).code).toBe(1008);
   });
+
+  it("lets a fast log through: long chunks cost a quarter each, more of them than the burst", async () => {
+    const agent = await TestAgent.connect((await pairAgent("streamer-batch")).token, { workspaces: ["batch-log"] });
+    const fence = { jobId: newJobId(), attempt: 1, leaseToken: "0".repeat(48) };
+    const data = "x".repeat(16 * 1024);
+    let seq = 0;
+    // 2,100 chunks in 35 batches, sent at once: counted whole they would be over the burst of 2,000.
+    for (let b = 0; b < 35; b++) {
+      const frames: BatchableMessage[] = Array.from({ length: 60 }, () => ({
+        type: "log",
+        ...fence,
+        seq: seq++,
+        stream: "stdout",
+        data,
+      }));
+      agent.send({ type: "batch", frames });
+    }
+    // Each batch is answered (no such job): all 35 were taken, and the socket is still open.
+    for (let b = 0; b < 35; b++) expect((await agent.next("error", 20_000)).code).toBe("not_found");
+    expect(agent.ws.readyState).toBe(WebSocket.OPEN);
+    agent.close();
+  });
 });

@@ -21,6 +21,7 @@ import { errorMessage, log } from "../lib/log.ts";
 import { meterObject } from "../lib/op-meter.ts";
 import { AssignmentBook, type OfferFailure } from "./assignments.ts";
 import {
+  batchCost,
   FRAME_BURST,
   FRAME_REFILL_PER_S,
   frameSize,
@@ -196,7 +197,8 @@ export class AgentRegistryDO extends DurableObject<Env> {
           await this.pump();
           return;
         case "batch":
-          if (!this.budgetFor(ws, msg.frames.length - 1)) return this.overBudget(ws, att);
+          // The frame itself took one token on arrival; its contents pay the rest.
+          if (!this.budgetFor(ws, Math.max(0, batchCost(msg.frames) - 1))) return this.overBudget(ws, att);
           await this.relayBatch(ws, att, msg.frames);
           return;
         default:

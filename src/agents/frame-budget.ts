@@ -22,6 +22,20 @@ export const MAX_FRAME_CHARS_BEFORE_HELLO = 16 * 1024;
  */
 export const MAX_FRAME_CHARS_AFTER_HELLO = 1024 * 1024;
 
+/** A log chunk at least this long is a stream's output, not chatter: it costs a quarter token. */
+export const STREAMING_LOG_CHARS = 16 * 1024;
+
+/**
+ * What a batch's contents cost. Each frame one token, but a long log chunk a quarter: a log
+ * streaming at 50 MB/s comes in 800 chunks a second, and counted whole it would drain the
+ * bucket within seconds. Short frames (the ones a flood is made of) keep their full cost.
+ */
+export function batchCost(frames: readonly { type: string; data?: string }[]): number {
+  let cost = 0;
+  for (const f of frames) cost += f.type === "log" && (f.data?.length ?? 0) >= STREAMING_LOG_CHARS ? 0.25 : 1;
+  return cost;
+}
+
 export class TokenBucket {
   private tokens: number;
   private last: number;
