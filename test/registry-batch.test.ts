@@ -84,6 +84,34 @@ describe("batch frames", () => {
     agent.close();
   });
 
+  it("applies one job's frames in the order sent, even when the first waits on storage", async () => {
+    const agent = await TestAgent.connect((await pairAgent("orderly")).token, { workspaces: ["batch-order"] });
+    const jobId = await queuedJob("batch-order");
+    await job(jobId).dispatch(1);
+    const offer = await agent.next("job_offer");
+    const fence = { jobId, attempt: 1, leaseToken: offer.leaseToken };
+    const whole = wholeJob(offer, "");
+    const [accept, started] = whole;
+    const [finishedStep, finishedJob] = whole.slice(-2);
+    if (!accept || !started || !finishedStep || !finishedJob) throw new Error("unexpected batch layout");
+    agent.send({ type: "batch", frames: [accept, started] });
+    await expect.poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
+    const body = "report\n";
+    const sha256 = [...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(body)))]
+      .map((b) => b.toString(16).padStart(2, "0"))
+      .join("");
+    await env.ARCHIVE.put(`artifacts/jobs/${jobId}/s1-report.txt`, body);
+    const artifact = { name: "s1-report.txt", size: body.length, sha256, contentType: "text/plain", stepId: "s1" };
+    // The artifact's check reads R2 inside the JobDO; the finish sent right behind it must not
+    // overtake it (it would end the lease, and the artifact would be refused as too late).
+    agent.send({ type: "artifact_ready", ...fence, artifact });
+    agent.send({ type: "batch", frames: [finishedStep, finishedJob] });
+    await expect.poll(async () => (await job(jobId).get())?.status).toBe("SUCCEEDED");
+    expect((await job(jobId).get())?.artifacts.map((a) => a.name)).toEqual(["s1-report.txt"]);
+    expect(agent.received.filter((m) => m.type === "error")).toEqual([]);
+    agent.close();
+  });
+
   it("refuses a stale attempt's batch as a whole", async () => {
     const agent = await TestAgent.connect((await pairAgent("stale-batcher")).token, { workspaces: ["batch-stale"] });
     const jobId = await queuedJob("batch-stale");
