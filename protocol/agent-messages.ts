@@ -19,6 +19,8 @@ import {
 export const PROTOCOL_VERSION = 1;
 /** Largest log chunk in one frame (the agent flushes every 250 ms or at this size). */
 export const MAX_LOG_CHUNK_BYTES = 64 * 1024;
+/** Most job frames one `batch` frame may carry (each still counts against the frame budget). */
+export const MAX_BATCH_FRAMES = 64;
 
 const Fence = {
   jobId: JobIdSchema,
@@ -39,11 +41,11 @@ export const HelloSchema = z.strictObject({
 
 export const RunningJobSchema = z.strictObject({ ...Fence, lastSeq: z.number().int().min(-1) });
 
-export const AgentToServerSchema = z.discriminatedUnion("type", [
-  HelloSchema,
-  z.strictObject({ type: z.literal("heartbeat"), running: z.array(RunningJobSchema).max(32).default([]) }),
-  z.strictObject({ type: z.literal("job_accept"), ...Fence }),
-  z.strictObject({ type: z.literal("job_reject"), ...Fence, reason: z.string().max(1000) }),
+const JobAcceptSchema = z.strictObject({ type: z.literal("job_accept"), ...Fence });
+const JobRejectSchema = z.strictObject({ type: z.literal("job_reject"), ...Fence, reason: z.string().max(1000) });
+/** The frames about one attempt that may travel inside a `batch` (all but job_reject). */
+const BatchableSchemas = [
+  JobAcceptSchema,
   z.strictObject({ type: z.literal("step_started"), ...Fence, stepId: StepIdSchema, startedAt: IsoDateSchema }),
   z.strictObject({
     type: z.literal("log"),
@@ -69,6 +71,32 @@ export const AgentToServerSchema = z.discriminatedUnion("type", [
     status: FinalStatusSchema,
     result: ExecutionResultSchema,
   }),
+] as const;
+export const BatchableSchema = z.discriminatedUnion("type", [...BatchableSchemas]);
+export type BatchableMessage = z.infer<typeof BatchableSchema>;
+
+/**
+ * Several frames of ONE attempt in one WebSocket frame, applied in order by one JobDO call: the
+ * first refused stops the rest (the error names its index). Sent while a step is short, so a
+ * quick job's start, output, finish and result cost one frame and one RPC.
+ */
+export const BatchSchema = z
+  .strictObject({ type: z.literal("batch"), frames: z.array(BatchableSchema).min(1).max(MAX_BATCH_FRAMES) })
+  .superRefine((b, ctx) => {
+    const [first] = b.frames;
+    if (!first) return;
+    b.frames.forEach((f, i) => {
+      if (f.jobId !== first.jobId || f.attempt !== first.attempt || f.leaseToken !== first.leaseToken)
+        ctx.addIssue({ code: "custom", path: ["frames", i], message: "every frame of a batch is about one attempt" });
+    });
+  });
+
+export const AgentToServerSchema = z.discriminatedUnion("type", [
+  HelloSchema,
+  z.strictObject({ type: z.literal("heartbeat"), running: z.array(RunningJobSchema).max(32).default([]) }),
+  JobRejectSchema,
+  ...BatchableSchemas,
+  BatchSchema,
   z.strictObject({ type: z.literal("resume"), running: z.array(RunningJobSchema).max(32) }),
   /** The agent is stopping: it takes no new offers and finishes what it runs (sent again after a reconnect). */
   z.strictObject({ type: z.literal("draining") }),
@@ -80,7 +108,7 @@ export type AgentToServer = z.infer<typeof AgentToServerSchema>;
 export type AgentMessageOf<T extends AgentToServer["type"]> = Extract<AgentToServer, { type: T }>;
 export type FencedAgentMessage = Exclude<
   AgentToServer,
-  { type: "hello" | "heartbeat" | "resume" | "draining" | "permission_request" | "permission_expired" }
+  { type: "hello" | "heartbeat" | "resume" | "draining" | "permission_request" | "permission_expired" | "batch" }
 >;
 
 export const ServerToAgentSchema = z.discriminatedUnion("type", [
@@ -111,6 +139,8 @@ export const ServerToAgentSchema = z.discriminatedUnion("type", [
     jobId: JobIdSchema.optional(),
     /** The attempt the refused frame was about: an error never applies to another attempt. */
     attempt: z.number().int().min(1).optional(),
+    /** In a batch: the index of the refused frame (those before it were applied, none after). */
+    frameIndex: z.number().int().min(0).optional(),
   }),
   PermissionDecisionFrameSchema,
 ]);

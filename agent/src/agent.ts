@@ -10,12 +10,14 @@ import {
   type ServerMessageOf,
   type ServerToAgent,
   ServerToAgentSchema,
+  writes,
 } from "../../protocol/index.ts";
 import { DEFAULT_UPLOAD_POLICY, type UploadPolicy } from "./artifact-upload.ts";
 import { retryDelay } from "./backoff.ts";
 import { ApprovalRelay } from "./coder/approvals.ts";
 import { type AgentConfig, stateDirOf } from "./config.ts";
 import { recheckStep } from "./executor.ts";
+import { type BatchTuning, FrameBatcher } from "./frame-batcher.ts";
 import { type Job, JobBook, type LingerTuning } from "./job-book.ts";
 import { runJob } from "./job-runner.ts";
 import { LogChunker } from "./log-stream.ts";
@@ -40,6 +42,8 @@ const WELCOME_TIMEOUT_MS = 10_000;
 /** How long finished jobs are kept for replay, and how uploads are retried; tests shorten them. */
 export interface AgentTuning extends LingerTuning {
   uploads: UploadPolicy;
+  /** How job frames are gathered into `batch` frames (frame-batcher.ts). */
+  batch?: Partial<BatchTuning>;
 }
 export const DEFAULT_TUNING: AgentTuning = {
   lingerMs: 15_000,
@@ -96,6 +100,8 @@ export class Agent {
   /** Results (and started steps) on disk, so they outlive this process; null without a state dir. */
   private readonly disk: ResultJournal | null;
   private restored = false;
+  /** Job frames waiting a few ms to travel together; flushed before anything sent after them. */
+  private readonly batcher: FrameBatcher;
 
   constructor(config: AgentConfig, events: Partial<AgentEvents> = {}, tuning: Partial<AgentTuning> = {}) {
     this.config = config;
@@ -111,6 +117,10 @@ export class Agent {
       },
     );
     this.say = events.log ?? ((line) => process.stderr.write(`[skynet-agent] ${line}\n`));
+    this.batcher = new FrameBatcher((text) => {
+      const ws = this.ws;
+      if (ws?.readyState === WebSocket.OPEN) ws.send(text, () => this.releaseWriters());
+    }, this.tuning.batch);
     this.events = events;
     const dir = stateDirOf(config);
     this.disk = dir ? new ResultJournal(dir, agentKey(config.serverUrl, config.token), this.say) : null;
@@ -196,6 +206,7 @@ export class Agent {
     for (const job of this.jobs.all()) if (!job.finished) job.abort.abort();
     const deadline = Date.now() + graceMs;
     while (this.runningJobs.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    this.batcher.flush();
     this.stopped = true;
     clearInterval(this.heartbeat);
     clearTimeout(this.reconnectTimer);
@@ -320,6 +331,7 @@ export class Agent {
       this.healthy = false;
       this.welcomed = false;
       clearInterval(this.heartbeat);
+      this.batcher.drop();
       this.releaseWriters();
       if (this.stopped) return;
       // The server closes with 4000 when another process connects with this token (reconnecting
@@ -358,7 +370,28 @@ export class Agent {
   private sendRaw(msg: AgentToServer): boolean {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    this.batcher.flush();
     ws.send(JSON.stringify(msg), () => this.releaseWriters());
+    return true;
+  }
+
+  /** A keepalive: its answer proves that everything sent before it arrived, batched frames included. */
+  private sendPing(ws: WebSocket): void {
+    this.batcher.flush();
+    ws.send("ping");
+    this.pingsSent += 1;
+  }
+
+  /**
+   * A job frame, gathered with the attempt's next ones for a few ms. The result goes at once,
+   * and so does the start of a step that writes: it waits for the server's confirmation.
+   */
+  private sendJobFrame(job: Job, msg: FencedFrame): boolean {
+    if (this.ws?.readyState !== WebSocket.OPEN) return false;
+    if (msg.type === "job_reject") return this.sendRaw(msg);
+    const step = msg.type === "step_started" ? job.spec.steps.find((s) => s.id === msg.stepId) : undefined;
+    const now = msg.type === "job_finished" || msg.type === "job_accept" || (!!step && writes(step.risk));
+    this.batcher.add(msg, now);
     return true;
   }
 
@@ -389,8 +422,13 @@ export class Agent {
     job.journal.push(msg);
     // On disk before it is sent (and before a started step is spawned): a process that dies
     // after this point leaves its successor something true to report.
-    if (this.disk && (msg.type === "step_started" || msg.type === "step_finished" || msg.type === "job_finished")) {
+    const journaled =
+      !!this.disk && (msg.type === "step_started" || msg.type === "step_finished" || msg.type === "job_finished");
+    if (journaled && this.disk) {
       const rec = this.record(job, msg.type === "step_started" ? { starting: msg.stepId } : {});
+      // The write takes a few ms (fsync): the frames before this one wait for it rather than
+      // leave alone when their linger ends meanwhile (save() reports its own failures, never throws).
+      this.batcher.hold();
       await this.disk.save({ ...rec, finished: msg.type === "job_finished" });
     }
     const online = this.connected;
@@ -406,7 +444,8 @@ export class Agent {
         if (old?.type === "log") job.journalLogBytes -= old.data.length;
       }
     }
-    if (online && this.sendRaw(msg) && msg.type === "job_finished") this.markReported(job);
+    if (online && this.sendJobFrame(job, msg) && msg.type === "job_finished") this.markReported(job);
+    if (journaled) this.batcher.release();
     if (msg.type === "log") await this.writable(job);
   }
 
@@ -495,10 +534,7 @@ export class Agent {
         return;
       }
       if (ticks % 3 === 0) this.sendRaw(this.heartbeatFrame("heartbeat"));
-      else if (this.ws?.readyState === WebSocket.OPEN && this.conn === conn) {
-        this.ws.send("ping");
-        this.pingsSent += 1;
-      }
+      else if (this.ws?.readyState === WebSocket.OPEN && this.conn === conn) this.sendPing(this.ws);
     }, keepaliveMs);
     this.heartbeat.unref();
     if (this.jobs.size > 0) {
@@ -629,8 +665,7 @@ export class Agent {
       if (this.connected && ws) {
         if (asked.conn === this.conn && this.pongsHeard >= asked.ping) return;
         if (asked.conn !== this.conn) {
-          ws.send("ping");
-          this.pingsSent += 1;
+          this.sendPing(ws);
           asked.conn = this.conn;
           asked.ping = this.pingsSent;
         }

@@ -15,11 +15,20 @@ import {
   parseFrame,
   type ServerToAgent,
 } from "../../protocol/index.ts";
+import { MAX_FRAME_CHARS_AFTER_HELLO } from "../../src/agents/frame-budget.ts";
+
+/** What a Worker takes in one WebSocket message, in bytes. */
+const WORKER_WS_MESSAGE_BYTES = 1024 * 1024;
 
 export const TOKEN = "skya_test_token_0123456789abcdef";
 
 export class FakeRegistry {
+  /** Every frame received, a batch's contents in their place (the batch itself is not kept). */
   readonly frames: AgentToServer[] = [];
+  /** Each `batch` received: its job and the types of the frames it carried, in order. */
+  readonly batches: { jobId: string; types: AgentToServer["type"][] }[] = [];
+  /** WebSocket frames received (a batch counts once), keepalives excluded. */
+  wireFrames = 0;
   readonly invalid: string[] = [];
   readonly authHeaders: (string | undefined)[] = [];
   connections = 0;
@@ -127,32 +136,30 @@ export class FakeRegistry {
         return;
       }
       if (this.silent) return; // a half-open connection: nothing comes back
-      const parsed = parseFrame(AgentToServerSchema, data.toString());
+      const text = data.toString();
+      // The registry's cap on one frame (a batch included), and the Workers platform's on one
+      // WebSocket message (1 MiB of bytes): over either, the socket is closed there.
+      const bytes = Buffer.byteLength(text, "utf8");
+      if (text.length > MAX_FRAME_CHARS_AFTER_HELLO || bytes > WORKER_WS_MESSAGE_BYTES) {
+        this.invalid.push(`frame of ${text.length} characters (${bytes} bytes) is over the cap`);
+        return;
+      }
+      const parsed = parseFrame(AgentToServerSchema, text);
       if (!parsed.ok) {
         this.invalid.push(parsed.error);
         return;
       }
+      this.wireFrames += 1;
       const msg = parsed.message;
-      if ("attempt" in msg && msg.attempt < (this.staleBelow.get(msg.jobId) ?? 0)) {
-        this.staleReplies.push({ jobId: msg.jobId, attempt: msg.attempt, type: msg.type });
-        this.send({
-          type: "error",
-          code: "stale_lease",
-          message: `attempt ${msg.attempt} of ${msg.jobId} is no longer current`,
-          jobId: msg.jobId,
-          attempt: msg.attempt,
-        });
+      if (msg.type === "batch") {
+        this.batches.push({ jobId: msg.frames[0]?.jobId ?? "", types: msg.frames.map((f) => f.type) });
+        // A batch is one attempt's: refused as a whole at its first frame when stale.
+        if (!this.refusedAsStale(msg.frames[0] ?? msg)) for (const f of msg.frames) this.record(f);
+        this.wake();
+        return;
       }
-      if (msg.type === "log") {
-        this.logBytes += Buffer.byteLength(msg.data);
-        this.onLog?.(msg.data);
-        if (!this.keepLogs) {
-          this.frames.push({ ...msg, data: "" });
-          this.wake();
-          return;
-        }
-      }
-      this.frames.push(msg);
+      this.refusedAsStale(msg);
+      this.record(msg);
       if (msg.type === "hello") {
         this.send({
           type: "welcome",
@@ -164,6 +171,34 @@ export class FakeRegistry {
       }
       this.wake();
     });
+  }
+
+  /** Answers stale_lease for an attempt below staleBelow; true when it did. */
+  private refusedAsStale(msg: AgentToServer): boolean {
+    if ("attempt" in msg && msg.attempt < (this.staleBelow.get(msg.jobId) ?? 0)) {
+      this.staleReplies.push({ jobId: msg.jobId, attempt: msg.attempt, type: msg.type });
+      this.send({
+        type: "error",
+        code: "stale_lease",
+        message: `attempt ${msg.attempt} of ${msg.jobId} is no longer current`,
+        jobId: msg.jobId,
+        attempt: msg.attempt,
+      });
+      return true;
+    }
+    return false;
+  }
+
+  private record(msg: AgentToServer): void {
+    if (msg.type === "log") {
+      this.logBytes += Buffer.byteLength(msg.data);
+      this.onLog?.(msg.data);
+      if (!this.keepLogs) {
+        this.frames.push({ ...msg, data: "" });
+        return;
+      }
+    }
+    this.frames.push(msg);
   }
 
   private wake(): void {

@@ -5,6 +5,7 @@ import { DurableObject } from "cloudflare:workers";
 import {
   type AgentToServer,
   AgentToServerSchema,
+  type BatchableMessage,
   type Capability,
   type ExecutionSpec,
   type FencedAgentMessage,
@@ -17,11 +18,13 @@ import {
 } from "../../protocol/index.ts";
 import { expirePermission, recordPermissionRequest } from "../coder/permissions.ts";
 import { type Config, loadConfig } from "../config.ts";
+import type { BatchRefusal } from "../jobs/agent-events.ts";
 import { appendAudit, getDb } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { meterObject } from "../lib/op-meter.ts";
 import { AssignmentBook, type OfferFailure } from "./assignments.ts";
 import {
+  batchCost,
   FRAME_BURST,
   FRAME_REFILL_PER_S,
   frameSize,
@@ -207,6 +210,11 @@ export class AgentRegistryDO extends DurableObject<Env> {
             attempt: msg.attempt,
           });
           return;
+        case "batch":
+          // The frame itself took one token on arrival; its contents pay the rest.
+          if (!this.budgetFor(ws, Math.max(0, batchCost(msg.frames) - 1))) return this.overBudget(ws, att);
+          await this.relayBatch(ws, att, msg.frames);
+          return;
         default:
           await this.relay(ws, att, msg);
       }
@@ -251,12 +259,22 @@ export class AgentRegistryDO extends DurableObject<Env> {
       ws.close(CLOSE_TOO_BIG, "frame too large");
       return false;
     }
+    if (this.budgetFor(ws, 1)) return true;
+    await this.overBudget(ws, att);
+    return false;
+  }
+
+  /** Takes `frames` from the connection's budget: a batch counts by the frames it carries. */
+  private budgetFor(ws: WebSocket, frames: number): boolean {
     let bucket = this.buckets.get(ws);
     if (!bucket) {
       bucket = new TokenBucket();
       this.buckets.set(ws, bucket);
     }
-    if (bucket.take()) return true;
+    return bucket.take(Date.now(), frames);
+  }
+
+  private async overBudget(ws: WebSocket, att: Attachment): Promise<void> {
     this.tripped.add(ws);
     log("warn", "agent over its frame budget: closing", { agentId: att.agentId });
     ws.close(CLOSE_POLICY_VIOLATION, "too many frames: rate limit exceeded");
@@ -266,7 +284,6 @@ export class AgentRegistryDO extends DurableObject<Env> {
       detail: { name: att.name, burst: FRAME_BURST, refillPerSecond: FRAME_REFILL_PER_S },
       at: Date.now(),
     }).catch((err: unknown) => log("warn", "audit write failed", { error: errorMessage(err) }));
-    return false;
   }
 
   private async onHello(ws: WebSocket, att: Attachment, msg: Extract<AgentToServer, { type: "hello" }>): Promise<void> {
@@ -393,36 +410,56 @@ export class AgentRegistryDO extends DurableObject<Env> {
       return;
     }
     const res = await jobStub(this.env, msg.jobId).agentMessage(agentId, msg, att.profile?.name ?? att.name);
-    if (msg.type === "job_finished") {
-      // Finished (or refused as stale): either way the agent has a slot again.
-      this.book.liftBackoffs(agentId);
-    }
-    if (!res.ok) {
-      const { code, message } = res.error;
-      this.reply(ws, { type: "error", code, message, jobId: msg.jobId, attempt: msg.attempt });
+    await this.settle(ws, agentId, entry, [msg], res.ok ? null : { ...res.error, index: 0 });
+  }
+
+  /**
+   * A batch of one attempt's frames goes to its JobDO in one call that applies them in order;
+   * the agent hears which frame was refused (none after it was applied).
+   */
+  private async relayBatch(ws: WebSocket, att: Attachment, frames: BatchableMessage[]): Promise<void> {
+    const [first] = frames;
+    if (!first) return;
+    const entry = this.book.get(first.jobId);
+    const res = await jobStub(this.env, first.jobId).agentBatch(att.agentId, frames, att.profile?.name ?? att.name);
+    await this.settle(ws, att.agentId, entry, frames, res.ok ? null : res.error);
+  }
+
+  /** The registry's side of frames the JobDO applied (all, or those before `refusal.index`). */
+  private async settle(
+    ws: WebSocket,
+    agentId: string,
+    entry: ReturnType<AssignmentBook["get"]>,
+    frames: BatchableMessage[],
+    refusal: BatchRefusal | null,
+  ): Promise<void> {
+    const applied = refusal ? frames.slice(0, refusal.index) : frames;
+    const refusedFrame = refusal ? frames[refusal.index] : undefined;
+    const ours = (attempt: number) =>
+      !!entry && entry.state !== "pending" && entry.agentId === agentId && entry.attempt === attempt;
+    // Finished (or refused as stale): either way the agent has a slot again.
+    if (frames.some((f) => f.type === "job_finished")) this.book.liftBackoffs(agentId);
+    const accept = applied.find((f) => f.type === "job_accept");
+    if (accept) this.book.markRunning(accept.jobId, agentId, accept.attempt, accept.leaseToken);
+    const finished = applied.find((f) => f.type === "job_finished");
+    if (finished && ours(finished.attempt)) this.book.remove(finished.jobId);
+    if (refusal && refusedFrame) {
+      const { code, message, index } = refusal;
+      const frameIndex = frames.length > 1 ? { frameIndex: index } : {};
+      this.reply(ws, {
+        type: "error",
+        code,
+        message,
+        jobId: refusedFrame.jobId,
+        attempt: refusedFrame.attempt,
+        ...frameIndex,
+      });
       // A refused accept ends that attempt's entry only: a replayed accept of an older attempt
       // must not drop the newer attempt this agent was just offered.
-      if (
-        msg.type === "job_accept" &&
-        entry &&
-        entry.state !== "pending" &&
-        entry.agentId === agentId &&
-        entry.attempt === msg.attempt
-      )
-        this.book.remove(msg.jobId);
-      if (msg.type === "job_finished") await this.pump();
-      return;
+      if (refusedFrame.type === "job_accept" && ours(refusedFrame.attempt)) this.book.remove(refusedFrame.jobId);
     }
-    if (msg.type === "job_accept") {
-      this.book.markRunning(msg.jobId, agentId, msg.attempt, msg.leaseToken);
-      await this.mirrorLoad(agentId);
-    }
-    if (msg.type === "job_finished") {
-      if (entry && entry.state !== "pending" && entry.agentId === agentId && entry.attempt === msg.attempt)
-        this.book.remove(msg.jobId);
-      await this.mirrorLoad(agentId);
-      await this.pump();
-    }
+    if (accept || finished) await this.mirrorLoad(agentId);
+    if (finished || refusedFrame?.type === "job_finished") await this.pump();
   }
 
   private async mirrorLoad(agentId: string): Promise<void> {

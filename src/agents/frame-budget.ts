@@ -17,9 +17,24 @@ export const FRAME_REFILL_PER_S = 200;
 export const MAX_FRAME_CHARS_BEFORE_HELLO = 16 * 1024;
 /**
  * Largest frame after `hello`: a log chunk holds at most 64 Ki characters (MAX_LOG_CHUNK_BYTES),
- * which JSON escaping can grow six-fold (\u0000); 512 Ki characters covers that and the envelope.
+ * which JSON escaping can grow six-fold (\u0000), and a `batch` carries several frames. 1 MiB is
+ * also what a Worker takes in one WebSocket message (in bytes, never fewer than characters).
  */
-export const MAX_FRAME_CHARS_AFTER_HELLO = 512 * 1024;
+export const MAX_FRAME_CHARS_AFTER_HELLO = 1024 * 1024;
+
+/** A log chunk at least this long is a stream's output, not chatter: it costs a quarter token. */
+export const STREAMING_LOG_CHARS = 16 * 1024;
+
+/**
+ * What a batch's contents cost. Each frame one token, but a long log chunk a quarter: a log
+ * streaming at 50 MB/s comes in 800 chunks a second, and counted whole it would drain the
+ * bucket within seconds. Short frames (the ones a flood is made of) keep their full cost.
+ */
+export function batchCost(frames: readonly { type: string; data?: string }[]): number {
+  let cost = 0;
+  for (const f of frames) cost += f.type === "log" && (f.data?.length ?? 0) >= STREAMING_LOG_CHARS ? 0.25 : 1;
+  return cost;
+}
 
 export class TokenBucket {
   private tokens: number;
@@ -34,12 +49,12 @@ export class TokenBucket {
     this.last = now;
   }
 
-  /** Takes one token; false when the bucket is empty. */
-  take(now = Date.now()): boolean {
+  /** Takes `n` tokens (a batch frame counts by its contents); false when there are not enough. */
+  take(now = Date.now(), n = 1): boolean {
     this.tokens = Math.min(this.capacity, this.tokens + ((now - this.last) / 1000) * this.perSecond);
     this.last = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
+    if (this.tokens < n) return false;
+    this.tokens -= n;
     return true;
   }
 }

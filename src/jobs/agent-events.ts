@@ -2,7 +2,8 @@
 // Every message must carry the current attempt and lease token; anything else is stale, and once
 // the job is final its lease has ended: nothing carrying it changes the job any more.
 import { type FencedAgentMessage, isTerminal } from "../../protocol/index.ts";
-import { accepted, type FenceResult, leaseEnded, refused } from "./job-api.ts";
+import { err, ok, type Result } from "../../protocol/result.ts";
+import { accepted, type FenceRefusal, type FenceResult, leaseEnded, refused } from "./job-api.ts";
 import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
 import type { OutboxItem } from "./outbox.ts";
@@ -118,4 +119,44 @@ export async function handleAgentMessage(
   }
   job.commit(state, effects);
   return accepted();
+}
+
+/** A batch refused at `index`: the frames before it were applied, none from it on. */
+export type BatchRefusal = FenceRefusal & { index: number };
+
+/**
+ * A batch of one attempt's frames, in order, each fenced and applied as if it came alone (state
+ * read afresh, so an artifact check or a finish sees what the frame before it did); the first
+ * refused stops the rest. The caller drains the effects once, after the whole batch.
+ */
+export async function handleAgentBatch(
+  job: JobContext,
+  agentId: string,
+  msgs: readonly FencedAgentMessage[],
+  agentName: string,
+): Promise<Result<number, BatchRefusal>> {
+  for (let index = 0; index < msgs.length; index++) {
+    const msg = msgs[index] as FencedAgentMessage;
+    const state = job.load();
+    if (!state) return err({ code: "not_found", message: "no such job", index });
+    const res = await handleAgentMessage(job, state, agentId, msg, agentName);
+    if (!res.ok) return err({ ...res.error, index });
+    // The log chunks right after an accepted one pass the same fence (a batch is one attempt's,
+    // and storing a chunk changes nothing the fence reads): they are stored without reading and
+    // saving the job's state again for each.
+    if (msg.type !== "log") continue;
+    const sameFence = (f: FencedAgentMessage | undefined): f is typeof msg =>
+      f?.type === "log" && f.jobId === msg.jobId && f.attempt === msg.attempt && f.leaseToken === msg.leaseToken;
+    for (let next = msgs[index + 1]; sameFence(next); next = msgs[index + 1]) {
+      job.logs.append({
+        attempt: next.attempt,
+        seq: next.seq,
+        stepId: next.stepId ?? null,
+        stream: next.stream,
+        data: next.data,
+      });
+      index += 1;
+    }
+  }
+  return ok(msgs.length);
 }

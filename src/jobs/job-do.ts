@@ -13,12 +13,13 @@ import {
   type JobStatus,
   type JobView,
   ok,
+  type Result,
 } from "../../protocol/index.ts";
 import { loadConfig } from "../config.ts";
 import { getDb, incrementCounter } from "../ledger/store.ts";
 import { log } from "../lib/log.ts";
 import { meterObject } from "../lib/op-meter.ts";
-import { handleAgentMessage } from "./agent-events.ts";
+import { type BatchRefusal, handleAgentBatch, handleAgentMessage } from "./agent-events.ts";
 import { checkDeadlines } from "./alarm-work.ts";
 import { alarmAt, dueDeadline, REOFFER_AFTER_MS } from "./deadlines.ts";
 import { approve, cancel, type Decision, deny, gatewayPlan, newJobState, startFromGateway } from "./decisions.ts";
@@ -238,6 +239,18 @@ export class JobDO extends DurableObject<Env> {
     const state = this.enter("agentMessage");
     if (!state) return noSuchJob();
     const result = await handleAgentMessage(this.job, state, agentId, msg, agentName ?? agentId);
+    await this.afterChange();
+    return result;
+  }
+
+  /** Several frames of one attempt in order (a `batch`): one call, one drain of their effects. */
+  async agentBatch(
+    agentId: string,
+    msgs: FencedAgentMessage[],
+    agentName?: string,
+  ): Promise<Result<number, BatchRefusal>> {
+    this.job.count("rpc.agentBatch");
+    const result = await handleAgentBatch(this.job, agentId, msgs, agentName ?? agentId);
     await this.afterChange();
     return result;
   }

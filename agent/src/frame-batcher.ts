@@ -1,0 +1,129 @@
+// Gathers an attempt's job frames for a few milliseconds and sends them as one `batch` frame, so
+// a short step's start, output, finish and the job's result cost the server one frame and one
+// JobDO call instead of one each. Frames are serialised once, on arrival; a batch is their JSON
+// joined, never parsed or re-serialised. Order is kept per attempt, and every send that must
+// come after these frames (a keepalive whose answer proves delivery, another kind of frame)
+// flushes them first.
+import { type BatchableMessage, MAX_BATCH_FRAMES } from "../../protocol/index.ts";
+
+export interface BatchTuning {
+  /** How long the first frame of a batch may wait for company. */
+  lingerMs: number;
+  /**
+   * Most UTF-8 bytes of frames in one batch. A Worker takes WebSocket messages up to 1 MiB
+   * (bytes), and the registry's cap counts characters, never more than bytes: one bound in
+   * bytes under both keeps every batch deliverable, whatever the output's alphabet.
+   */
+  maxBytes: number;
+  maxFrames: number;
+}
+
+export const DEFAULT_BATCH_TUNING: BatchTuning = {
+  lingerMs: 5,
+  // Under the registry's cap (MAX_FRAME_CHARS_AFTER_HELLO) with room for the envelope; a lone
+  // 64 KiB log chunk escaped six-fold (384 KiB) fits too.
+  maxBytes: 960 * 1024,
+  maxFrames: MAX_BATCH_FRAMES,
+};
+
+interface Pending {
+  parts: string[];
+  bytes: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
+export class FrameBatcher {
+  private readonly pending = new Map<string, Pending>();
+  /** Work in progress on the next frame (its journal write): lingers that end meanwhile wait for it. */
+  private holds = 0;
+  private readonly expired = new Set<string>();
+  private readonly send: (text: string) => void;
+  private readonly tuning: BatchTuning;
+
+  constructor(send: (text: string) => void, tuning: Partial<BatchTuning> = {}) {
+    this.send = send;
+    this.tuning = { ...DEFAULT_BATCH_TUNING, ...tuning };
+  }
+
+  /** Queues a frame; `now` sends it (with what waits before it) at once. */
+  add(frame: BatchableMessage, now: boolean): void {
+    const key = `${frame.jobId}#${frame.attempt}`;
+    const text = JSON.stringify(frame);
+    const bytes = Buffer.byteLength(text, "utf8");
+    let p = this.pending.get(key);
+    if (p && p.bytes + bytes > this.tuning.maxBytes) {
+      this.flushKey(key);
+      p = undefined;
+    }
+    if (!p) {
+      if (now || bytes > this.tuning.maxBytes) {
+        this.send(text);
+        return;
+      }
+      p = { parts: [], bytes: 0, timer: undefined };
+      this.pending.set(key, p);
+      this.arm(key, p);
+    }
+    p.parts.push(text);
+    p.bytes += bytes + 1; // and its comma
+    if (now || p.parts.length >= this.tuning.maxFrames) this.flushKey(key);
+  }
+
+  /**
+   * The next frame is on its way (written to the journal first): a linger ending meanwhile does
+   * not send its batch without it, and starts again once it is added — the linger counts the
+   * time the agent waits for more, not the time it spends journaling the frames it sends. Each
+   * hold() is paired with a release() once the frame is added; a frame that sends at once
+   * (a result) takes the batch with it.
+   */
+  hold(): void {
+    this.holds += 1;
+  }
+
+  release(): void {
+    this.holds = Math.max(0, this.holds - 1);
+    if (this.holds > 0) return;
+    for (const key of this.expired) {
+      const p = this.pending.get(key);
+      if (p) this.arm(key, p);
+    }
+    this.expired.clear();
+  }
+
+  /** Sends everything waiting, oldest attempt first. */
+  flush(): void {
+    for (const key of [...this.pending.keys()]) this.flushKey(key);
+  }
+
+  /** The connection is gone: what waits is dropped (the job's journal replays it). */
+  drop(): void {
+    for (const p of this.pending.values()) clearTimeout(p.timer);
+    this.pending.clear();
+    this.expired.clear();
+  }
+
+  get waiting(): number {
+    let n = 0;
+    for (const p of this.pending.values()) n += p.parts.length;
+    return n;
+  }
+
+  private arm(key: string, p: Pending): void {
+    clearTimeout(p.timer);
+    p.timer = setTimeout(() => {
+      if (this.holds > 0) this.expired.add(key);
+      else this.flushKey(key);
+    }, this.tuning.lingerMs);
+    p.timer.unref();
+  }
+
+  private flushKey(key: string): void {
+    const p = this.pending.get(key);
+    if (!p) return;
+    this.pending.delete(key);
+    this.expired.delete(key);
+    clearTimeout(p.timer);
+    if (p.parts.length === 1) this.send(p.parts[0] as string);
+    else if (p.parts.length > 1) this.send(`{"type":"batch","frames":[${p.parts.join(",")}]}`);
+  }
+}

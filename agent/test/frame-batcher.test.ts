@@ -1,0 +1,89 @@
+// The batcher's rules on their own: a linger, bounds on count and size, frames that go at once,
+// and holds (a journal write for the next frame) that keep a batch together.
+import { describe, expect, it } from "vitest";
+import type { BatchableMessage } from "../../protocol/index.ts";
+import { FrameBatcher } from "../src/frame-batcher.ts";
+
+const fence = { jobId: "job_batcher00000001", attempt: 1, leaseToken: "t".repeat(32) };
+const log = (seq: number, data = `line ${seq}\n`): BatchableMessage => ({
+  type: "log",
+  ...fence,
+  seq,
+  stream: "stdout",
+  data,
+});
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** What was sent, each WebSocket frame as the list of the seqs (or types) it carried. */
+function recorder() {
+  const sent: string[][] = [];
+  const send = (text: string) => {
+    const msg = JSON.parse(text) as { type: string; frames?: BatchableMessage[] };
+    const frames: BatchableMessage[] = msg.type === "batch" ? (msg.frames ?? []) : [msg as BatchableMessage];
+    sent.push(frames.map((f) => (f.type === "log" ? String(f.seq) : f.type)));
+  };
+  return { sent, send };
+}
+
+describe("FrameBatcher", () => {
+  it("gathers frames for the linger, then sends them as one batch in order", async () => {
+    const { sent, send } = recorder();
+    const b = new FrameBatcher(send, { lingerMs: 5 });
+    for (let i = 0; i < 3; i++) b.add(log(i), false);
+    expect(sent).toEqual([]);
+    await pause(50);
+    expect(sent).toEqual([["0", "1", "2"]]);
+  });
+
+  it("sends at once a frame marked so, with what waited before it", () => {
+    const { sent, send } = recorder();
+    const b = new FrameBatcher(send, { lingerMs: 60_000 });
+    b.add(log(0), false);
+    b.add({ type: "step_started", ...fence, stepId: "s1", startedAt: new Date().toISOString() }, true);
+    expect(sent).toEqual([["0", "step_started"]]);
+    expect(b.waiting).toBe(0);
+  });
+
+  it("keeps to the count and size bounds; a frame over the size bound goes alone", () => {
+    const { sent, send } = recorder();
+    const b = new FrameBatcher(send, { lingerMs: 60_000, maxFrames: 2, maxBytes: 1000 });
+    for (let i = 0; i < 5; i++) b.add(log(i), false);
+    expect(sent).toEqual([
+      ["0", "1"],
+      ["2", "3"],
+    ]);
+    b.add(log(5, "x".repeat(2000)), false);
+    expect(sent.slice(2)).toEqual([["4"], ["5"]]);
+    b.add(log(6, "y".repeat(600)), false);
+    b.add(log(7, "z".repeat(600)), false);
+    expect(sent.slice(4)).toEqual([["6"]]);
+    b.flush();
+    expect(sent.slice(5)).toEqual([["7"]]);
+  });
+
+  it("a linger ending during a hold waits for the next frame, then lingers again", async () => {
+    const { sent, send } = recorder();
+    const b = new FrameBatcher(send, { lingerMs: 2 });
+    b.add(log(0), false);
+    b.hold();
+    await pause(30);
+    expect(sent).toEqual([]);
+    b.add(log(1), false);
+    b.release();
+    b.hold();
+    b.add({ type: "step_finished", ...fence, stepId: "s1", outcome: "succeeded", exitCode: 0, durationMs: 1 }, false);
+    b.release();
+    await pause(30);
+    expect(sent).toEqual([["0", "1", "step_finished"]]);
+  });
+
+  it("drops what waits when the connection is gone", async () => {
+    const { sent, send } = recorder();
+    const b = new FrameBatcher(send, { lingerMs: 2 });
+    b.add(log(0), false);
+    b.drop();
+    await pause(30);
+    expect(sent).toEqual([]);
+    expect(b.waiting).toBe(0);
+  });
+});
