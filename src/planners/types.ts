@@ -15,8 +15,7 @@ export interface PlannerInput {
 /**
  * `question`: what the person asked to be told ("which failed"), answered when the job ends.
  * `notice`: what the person should know about how it was planned ("Claude is unavailable…").
- * `tokens`: what the model calls made for this plan cost. `unavailable`: the model could not be
- * used (down, overloaded, slow), as opposed to a refusal of the task itself.
+ * `tokens` (here and in a refusal): what the model calls made for this plan cost.
  */
 export interface Planned {
   plan: PlanSpec;
@@ -25,6 +24,7 @@ export interface Planned {
   tokens?: TokenTally;
 }
 
+/** `unavailable`: the model could not be used (down, overloaded, slow), as opposed to a refusal of the task itself. */
 export interface PlanRefusal {
   reason: string;
   unavailable?: boolean;
