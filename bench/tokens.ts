@@ -65,7 +65,7 @@ async function main(): Promise<void> {
       const calls = fake.requests.slice(before).map((r) => measure(r.body));
       plans.push({
         intent,
-        planner: res.ok ? res.plan.planner : `refused: ${res.reason}`,
+        planner: res.ok ? res.value.plan.planner : `refused: ${res.error.reason}`,
         modelCalls: calls.length,
         requests: calls,
       });

@@ -405,14 +405,14 @@ describe("rule planner phrasings", () => {
   it.each(TABLE)("%s", async (phrase, expected) => {
     const res = await plan(phrase);
     if ("refused" in expected) {
-      expect(res).toEqual({ ok: false, reason: expected.refused });
+      expect(res).toEqual({ ok: false, error: { reason: expected.refused } });
       return;
     }
-    expect(res.ok, res.ok ? "" : res.reason).toBe(true);
+    expect(res.ok, res.ok ? "" : res.error.reason).toBe(true);
     if (!res.ok) return;
-    expect(res.plan.proposedSteps.map((s) => [s.action, s.params])).toEqual(expected.steps);
-    expect(res.question).toBe(expected.question);
-    for (const step of res.plan.proposedSteps) expect(step.risk).toBe(getAction(step.action ?? "")?.risk);
+    expect(res.value.plan.proposedSteps.map((s) => [s.action, s.params])).toEqual(expected.steps);
+    expect(res.value.question).toBe(expected.question);
+    for (const step of res.value.plan.proposedSteps) expect(step.risk).toBe(getAction(step.action ?? "")?.risk);
   });
 
   it("never turns a request to undo, remove or not do something into a step", async () => {

@@ -29,34 +29,34 @@ describe("rule planner", () => {
     expect(Object.keys(PHRASES).sort()).toEqual(ACTION_CATALOG.map((a) => a.name).sort());
     for (const [action, phrase] of Object.entries(PHRASES)) {
       const res = await plan(phrase);
-      expect(res.ok ? res.plan.proposedSteps.map((s) => s.action) : res.reason, phrase).toEqual([action]);
+      expect(res.ok ? res.value.plan.proposedSteps.map((s) => s.action) : res.error.reason, phrase).toEqual([action]);
     }
   });
 
   it("splits the seed's scenarios into ordered steps with their risk", async () => {
     const three = await plan("check git status, run tests, and build project");
-    expect(three.ok && three.plan.proposedSteps.map((s) => s.action)).toEqual([
+    expect(three.ok && three.value.plan.proposedSteps.map((s) => s.action)).toEqual([
       "git_status",
       "run_tests",
       "build_project",
     ]);
-    expect(three.ok && three.plan.estimatedRiskLevel).toBe("WRITE");
+    expect(three.ok && three.value.plan.estimatedRiskLevel).toBe("WRITE");
     const status = await plan("check git status in my project");
-    expect(status.ok && status.plan.estimatedRiskLevel).toBe("READ_ONLY");
+    expect(status.ok && status.value.plan.estimatedRiskLevel).toBe("READ_ONLY");
     const file = await plan("create a new file test.txt with hello world");
-    expect(file.ok && file.plan.proposedSteps[0]?.params).toEqual({
+    expect(file.ok && file.value.plan.proposedSteps[0]?.params).toEqual({
       path: "test.txt",
       content: "hello world",
       overwrite: false,
     });
     const cmd = await plan("run invalid command xyz123");
-    expect(cmd.ok && cmd.plan.proposedSteps[0]).toMatchObject({
+    expect(cmd.ok && cmd.value.plan.proposedSteps[0]).toMatchObject({
       action: "run_command",
       params: { argv: ["xyz123"] },
       risk: "ADMIN",
     });
     const tests = await plan("run all tests");
-    expect(tests.ok && tests.plan.expectedArtifacts).toEqual(["test output log"]);
+    expect(tests.ok && tests.value.plan.expectedArtifacts).toEqual(["test output log"]);
   });
 
   it("keeps free text whole: file content and commands are not split on 'and'", async () => {
@@ -68,7 +68,7 @@ describe("rule planner", () => {
       "run command echo a, b",
     ]);
     const res = await plan("check git status then create a file notes.md with eggs, milk and bread");
-    expect(res.ok && res.plan.proposedSteps.map((s) => s.params)).toEqual([
+    expect(res.ok && res.value.plan.proposedSteps.map((s) => s.params)).toEqual([
       {},
       { path: "notes.md", content: "eggs, milk and bread", overwrite: false },
     ]);
@@ -84,54 +84,54 @@ describe("rule planner", () => {
       "push to origin",
     ]);
     const res = await plan("create a file a.txt with eggs, milk and bread then commit with message add list, and push");
-    expect(res.ok && res.plan.proposedSteps.map((s) => [s.action, s.risk])).toEqual([
+    expect(res.ok && res.value.plan.proposedSteps.map((s) => [s.action, s.risk])).toEqual([
       ["write_file", "WRITE"],
       ["git_commit", "WRITE"],
       ["git_push", "ADMIN"],
     ]);
-    expect(res.ok && res.plan.proposedSteps[1]?.params).toEqual({ message: "add list", addAll: true });
+    expect(res.ok && res.value.plan.proposedSteps[1]?.params).toEqual({ message: "add list", addAll: true });
   });
 
   it("builds a plan that passes the schema, with catalog risk per step and the maximum overall", async () => {
     const res = await plan("Check git status in my project; show the last 3 commits, then run command xyz123.");
     expect(res.ok).toBe(true);
     if (!res.ok) return;
-    expect(PlanSpecSchema.parse(res.plan)).toEqual(res.plan);
-    expect(res.plan).toMatchObject({ jobId: "job_0123456789abcdef", planner: "rules" });
-    expect(Number.isNaN(Date.parse(res.plan.createdAt))).toBe(false);
-    expect(res.plan.proposedSteps.map((s) => [s.action, s.risk])).toEqual([
+    expect(PlanSpecSchema.parse(res.value.plan)).toEqual(res.value.plan);
+    expect(res.value.plan).toMatchObject({ jobId: "job_0123456789abcdef", planner: "rules" });
+    expect(Number.isNaN(Date.parse(res.value.plan.createdAt))).toBe(false);
+    expect(res.value.plan.proposedSteps.map((s) => [s.action, s.risk])).toEqual([
       ["git_status", "READ_ONLY"],
       ["git_log", "READ_ONLY"],
       ["run_command", "ADMIN"],
     ]);
-    expect(res.plan.proposedSteps[2]?.params).toEqual({ argv: ["xyz123"] });
-    expect(res.plan.estimatedRiskLevel).toBe("ADMIN");
-    for (const step of res.plan.proposedSteps) {
+    expect(res.value.plan.proposedSteps[2]?.params).toEqual({ argv: ["xyz123"] });
+    expect(res.value.plan.estimatedRiskLevel).toBe("ADMIN");
+    for (const step of res.value.plan.proposedSteps) {
       expect(step.risk).toBe(getAction(step.action ?? "")?.risk);
       expect(step.description.length).toBeGreaterThan(0);
     }
     const read = await plan("show me the diff and list files");
-    expect(read.ok && read.plan.estimatedRiskLevel).toBe("READ_ONLY");
+    expect(read.ok && read.value.plan.estimatedRiskLevel).toBe("READ_ONLY");
     const cmd = await plan("run command xyz123");
-    expect(cmd.ok && cmd.plan.proposedSteps[0]?.params).toEqual({ argv: ["xyz123"] });
+    expect(cmd.ok && cmd.value.plan.proposedSteps[0]?.params).toEqual({ argv: ["xyz123"] });
   });
 
   it("refuses an empty task with examples", async () => {
     const res = await plan("   ");
-    expect(res).toEqual({ ok: false, reason: expect.stringContaining("Try phrases like") });
+    expect(res).toEqual({ ok: false, error: { reason: expect.stringContaining("Try phrases like") } });
   });
 
   it("refuses what it does not understand, saying what it did understand", async () => {
     const res = await plan("check git status and make me a sandwich");
     expect(res.ok).toBe(false);
-    expect(!res.ok && res.reason).toContain('"check git status" → git_status');
-    expect(!res.ok && res.reason).toContain('"make me a sandwich"');
-    expect(!res.ok && res.reason).toContain("Try phrases like");
+    expect(!res.ok && res.error.reason).toContain('"check git status" → git_status');
+    expect(!res.ok && res.error.reason).toContain('"make me a sandwich"');
+    expect(!res.ok && res.error.reason).toContain("Try phrases like");
   });
 
   it("refuses paths that leave the workspace", async () => {
     const res = await plan("read the file ../../etc/passwd");
     expect(res.ok).toBe(false);
-    expect(!res.ok && res.reason).toMatch(/leave the workspace/);
+    expect(!res.ok && res.error.reason).toMatch(/leave the workspace/);
   });
 });

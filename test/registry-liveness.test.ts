@@ -176,6 +176,24 @@ describe("offers that fail for a passing reason", () => {
     agent.close();
   });
 
+  it("POST /api/jobs/:id/redispatch refuses a job that is not QUEUED, saying why", async () => {
+    const jobId = newJobId();
+    await job(jobId).create({
+      jobId,
+      projectId: "live-redispatch",
+      intent: "run command xyz123",
+      userId: "42",
+      chatId: null,
+    });
+    await runDurableObjectAlarm(job(jobId));
+    expect((await job(jobId).get())?.status).toBe("PLANNED");
+    const res = await api(`/api/jobs/${jobId}/redispatch`, { method: "POST" });
+    expect(res.status).toBe(409);
+    expect(await json(res)).toEqual({
+      error: { code: "conflict", message: "the job is PLANNED; only a QUEUED job can be offered again" },
+    });
+  });
+
   it("the Sentinel offers a QUEUED job waiting over a minute again", async () => {
     const agent = await TestAgent.connect((await pairAgent("forgotten")).token, { workspaces: ["live-sentinel"] });
     const jobId = await queuedJob("live-sentinel", "check git status");

@@ -8,7 +8,10 @@ import {
   type ActionParams,
   checkStepRisk,
   type ExecutionStep,
+  err,
   getAction,
+  ok,
+  type Result,
   writes,
 } from "../../protocol/index.ts";
 import { runCodeTask } from "./coder/run.ts";
@@ -25,16 +28,13 @@ export type { OutStream, StepContext, StepRun } from "./step.ts";
 const say = (ctx: StepContext, text: string) => ctx.out("system", Buffer.from(`${text}\n`));
 
 /** The agent's own check: known action, valid params, shell allowed, risk not understated. */
-export function recheckStep(
-  step: ExecutionStep,
-  allowShell: boolean,
-): { ok: true; params: Record<string, unknown> } | { ok: false; error: string } {
+export function recheckStep(step: ExecutionStep, allowShell: boolean): Result<Record<string, unknown>> {
   const checked = checkStepRisk(step);
   if (!checked.ok) return checked;
   if (checked.value.action.capability === "shell" && !allowShell) {
-    return { ok: false, error: "run_command is refused: this agent was not started with --allow-shell" };
+    return err("run_command is refused: this agent was not started with --allow-shell");
   }
-  return { ok: true, params: checked.value.params };
+  return ok(checked.value.params);
 }
 
 export async function executeStep(step: ExecutionStep, outer: StepContext): Promise<StepRun> {
@@ -73,7 +73,7 @@ async function executeChecked(step: ExecutionStep, ctx: StepContext): Promise<St
     return { outcome: "failed", exitCode: null, error: checked.error };
   }
   try {
-    return await dispatch(step.action as ActionName, checked.params, ctx);
+    return await dispatch(step.action as ActionName, checked.value, ctx);
   } catch (err) {
     const known = err instanceof SandboxError || err instanceof GitSafetyError;
     const error = known ? (err as Error).message : `step failed: ${(err as Error).message}`;
@@ -155,7 +155,7 @@ async function dispatch(action: ActionName, params: Record<string, unknown>, ctx
         await say(ctx, cmd.error);
         return { outcome: "failed", exitCode: null, error: cmd.error };
       }
-      return runProcess(cmd.argv, ctx);
+      return runProcess(cmd.value, ctx);
     }
     case "list_files":
       return listFiles(p<"list_files">(params), ctx);

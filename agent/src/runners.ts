@@ -2,7 +2,7 @@
 // workspace contains: npm/pnpm/yarn, pytest, go, cargo or make. Always an argv array.
 import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Runner } from "../../protocol/index.ts";
+import { err, ok, type Result, type Runner } from "../../protocol/index.ts";
 
 export type RunnerAction = "run_tests" | "build_project" | "lint" | "install_deps";
 
@@ -41,13 +41,10 @@ export async function runnerCommand(
   action: RunnerAction,
   explicit: Runner | undefined,
   args: string[],
-): Promise<{ ok: true; argv: string[] } | { ok: false; error: string }> {
+): Promise<Result<string[]>> {
   const runner = explicit ?? (await detectRunner(dir));
   if (!runner) {
-    return {
-      ok: false,
-      error: "no runner detected (package.json, pyproject.toml/pytest.ini, go.mod, Cargo.toml or Makefile)",
-    };
+    return err("no runner detected (package.json, pyproject.toml/pytest.ini, go.mod, Cargo.toml or Makefile)");
   }
   const script = { run_tests: "test", build_project: "build", lint: "lint", install_deps: "install" }[action];
   switch (runner) {
@@ -56,36 +53,31 @@ export async function runnerCommand(
     case "yarn": {
       if (action === "install_deps") {
         const ci = runner === "npm" && (await exists(join(dir, "package-lock.json")));
-        return { ok: true, argv: [runner, ci ? "ci" : "install"] };
+        return ok([runner, ci ? "ci" : "install"]);
       }
       const scripts = (await packageScripts(dir)) ?? {};
-      if (!scripts[script]) return { ok: false, error: `package.json has no "${script}" script` };
-      return { ok: true, argv: [runner, "run", script, ...(args.length ? ["--", ...args] : [])] };
+      if (!scripts[script]) return err(`package.json has no "${script}" script`);
+      return ok([runner, "run", script, ...(args.length ? ["--", ...args] : [])]);
     }
     case "pytest":
-      if (action === "run_tests") return { ok: true, argv: ["python3", "-m", "pytest", ...args] };
-      if (action === "lint") return { ok: true, argv: ["python3", "-m", "ruff", "check", ".", ...args] };
-      if (action === "install_deps") return { ok: true, argv: ["python3", "-m", "pip", "install", "-e", "."] };
-      return { ok: true, argv: ["python3", "-m", "build", ...args] };
+      if (action === "run_tests") return ok(["python3", "-m", "pytest", ...args]);
+      if (action === "lint") return ok(["python3", "-m", "ruff", "check", ".", ...args]);
+      if (action === "install_deps") return ok(["python3", "-m", "pip", "install", "-e", "."]);
+      return ok(["python3", "-m", "build", ...args]);
     case "go":
-      if (action === "install_deps") return { ok: true, argv: ["go", "mod", "download"] };
-      return {
-        ok: true,
-        argv:
-          action === "run_tests"
-            ? ["go", "test", "./...", ...args]
-            : action === "lint"
-              ? ["go", "vet", "./..."]
-              : ["go", "build", "./...", ...args],
-      };
+      if (action === "install_deps") return ok(["go", "mod", "download"]);
+      return ok(
+        action === "run_tests"
+          ? ["go", "test", "./...", ...args]
+          : action === "lint"
+            ? ["go", "vet", "./..."]
+            : ["go", "build", "./...", ...args],
+      );
     case "cargo":
-      if (action === "install_deps") return { ok: true, argv: ["cargo", "fetch"] };
-      return {
-        ok: true,
-        argv: ["cargo", action === "run_tests" ? "test" : action === "lint" ? "clippy" : "build", ...args],
-      };
+      if (action === "install_deps") return ok(["cargo", "fetch"]);
+      return ok(["cargo", action === "run_tests" ? "test" : action === "lint" ? "clippy" : "build", ...args]);
     case "make":
-      if (action === "install_deps") return { ok: true, argv: ["make", "install"] };
-      return { ok: true, argv: ["make", ...(action === "build_project" ? [] : [script]), ...args] };
+      if (action === "install_deps") return ok(["make", "install"]);
+      return ok(["make", ...(action === "build_project" ? [] : [script]), ...args]);
   }
 }

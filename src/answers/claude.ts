@@ -2,6 +2,7 @@
 // (and what files contain) reaches the model only as delimited data; the call has no tools, so
 // the model can only write text: it cannot plan, add a step, change a risk or skip an approval.
 import Anthropic from "@anthropic-ai/sdk";
+import { err, ok, type Result } from "../../protocol/result.ts";
 import { callModel, emptyTally, type TokenTally } from "../planners/model-call.ts";
 import { excerpt } from "./excerpts.ts";
 import type { AnswerInput } from "./rules.ts";
@@ -38,9 +39,8 @@ export function answerPrompt(input: AnswerInput): string {
   return parts.join("\n\n");
 }
 
-export type ClaudeAnswer =
-  | { ok: true; text: string; tokens: TokenTally }
-  | { ok: false; error: string; tokens: TokenTally };
+/** Claude's answer, or why there is none; what the call cost either way. */
+export type ClaudeAnswer = Result<{ text: string; tokens: TokenTally }, { reason: string; tokens: TokenTally }>;
 
 export interface ClaudeAnswerOptions {
   apiKey: string;
@@ -66,19 +66,18 @@ export async function claudeAnswer(input: AnswerInput, opts: ClaudeAnswerOptions
       },
       { deadline: Date.now() + timeoutMs, signal: abort.signal, tally, maxAttempts: 2 },
     );
-    if (!answered.ok) return { ok: false, error: answered.error.text, tokens: tally };
+    if (!answered.ok) return err({ reason: answered.error.text, tokens: tally });
     const text = answered.value.content
       .flatMap((b) => (b.type === "text" ? [b.text] : []))
       .join(" ")
       .replace(/[^\P{C}\n]+/gu, " ")
       .replace(/\s+/g, " ")
       .trim();
-    if (!text) return { ok: false, error: "the answer was empty", tokens: tally };
-    return {
-      ok: true,
+    if (!text) return err({ reason: "the answer was empty", tokens: tally });
+    return ok({
       text: text.length <= MAX_ANSWER_CHARS ? text : `${text.slice(0, MAX_ANSWER_CHARS - 1)}…`,
       tokens: tally,
-    };
+    });
   } finally {
     clearTimeout(timer);
   }

@@ -51,11 +51,14 @@ export async function writeAnswer(
         baseURL: job.config.anthropicBaseUrl || undefined,
         model: job.config.anthropicModel,
       });
-      tokens = claude.tokens;
       if (claude.ok) {
-        text = claude.text;
+        text = claude.value.text;
+        tokens = claude.value.tokens;
         by = "claude";
-      } else log("warn", "answer: Claude failed; the rule answer is used", { jobId: state.id, error: claude.error });
+      } else {
+        tokens = claude.error.tokens;
+        log("warn", "answer: Claude failed; the rule answer is used", { jobId: state.id, error: claude.error.reason });
+      }
     } catch (err) {
       log("warn", "answer: Claude failed; the rule answer is used", { jobId: state.id, error: errorMessage(err) });
     }

@@ -24,7 +24,7 @@ export function permissionButtons(deps: BotDeps): Composer<Context> {
     try {
       const out = await decidePermission(deps.env, cb.id, String(ctx.from.id), cb.decision);
       if (!out.ok) {
-        await ctx.answerCallbackQuery({ text: ANSWERS[out.error], show_alert: true });
+        await ctx.answerCallbackQuery({ text: ANSWERS[out.error.code], show_alert: true });
         return;
       }
       // The asking message itself was edited to say so (buttons gone) by decidePermission.

@@ -5,7 +5,7 @@
 // registry. The agent decides timeouts on its side (it denies, and reports the expiry up); a request
 // whose agent is gone is expired by the Sentinel's sweep once past its deadline.
 import { and, eq, lte } from "drizzle-orm";
-import type { PermissionDecision, PermissionRequestFrame } from "../../protocol/index.ts";
+import { err, ok, type PermissionDecision, type PermissionRequestFrame, type Result } from "../../protocol/index.ts";
 import { registryStub } from "../agents/registry-stub.ts";
 import { jobs, type PermissionRequestRow, permissionRequests } from "../ledger/schema.ts";
 import { appendAudit, getDb } from "../ledger/store.ts";
@@ -66,9 +66,11 @@ export async function recordPermissionRequest(
   return true;
 }
 
-export type DecideOutcome =
-  | { ok: true; row: PermissionRequestRow }
-  | { ok: false; error: "unknown" | "already_decided" | "expired"; status?: string };
+/** The decided row, or why it was not decided (`status`: the row's, when it was decided before). */
+export type DecideOutcome = Result<
+  PermissionRequestRow,
+  { code: "unknown" | "already_decided" | "expired"; status?: string }
+>;
 
 /** Records the requester's decision and sends it down; anyone else gets "unknown" (nothing leaks). */
 export async function decidePermission(
@@ -81,14 +83,14 @@ export async function decidePermission(
 ): Promise<DecideOutcome> {
   const db = getDb(env.DB);
   const row = (await db.select().from(permissionRequests).where(eq(permissionRequests.id, id)).limit(1))[0];
-  if (!row || (!owner && row.userId !== userId)) return { ok: false, error: "unknown" };
+  if (!row || (!owner && row.userId !== userId)) return err({ code: "unknown" });
   const now = Date.now();
   if (row.status === "pending" && row.expiresAt <= now) {
     await expirePermission(env, id);
-    return { ok: false, error: "expired" };
+    return err({ code: "expired" });
   }
   if (row.status !== "pending")
-    return { ok: false, error: row.status === "expired" ? "expired" : "already_decided", status: row.status };
+    return err({ code: row.status === "expired" ? "expired" : "already_decided", status: row.status });
   const status = decision === "allow" ? "allowed" : "denied";
   // Only the first decision wins: the update is conditional on the request still pending.
   const won = await db
@@ -96,7 +98,7 @@ export async function decidePermission(
     .set({ status, decidedAt: now, decidedBy: userId })
     .where(and(eq(permissionRequests.id, id), eq(permissionRequests.status, "pending")))
     .returning({ id: permissionRequests.id });
-  if (won.length === 0) return { ok: false, error: "already_decided" };
+  if (won.length === 0) return err({ code: "already_decided" });
   await appendAudit(db, {
     actor: owner ? "api" : `telegram:${userId}`,
     action: decision === "allow" ? "permission_allowed" : "permission_denied",
@@ -113,7 +115,7 @@ export async function decidePermission(
     reason: `${decision === "allow" ? "allowed" : "denied"} by the requester`,
   });
   await closePermissionMessage(env, id, { status, by: owner ? "api" : "requester" });
-  return { ok: true, row: { ...row, status, decidedAt: now, decidedBy: userId } };
+  return ok({ ...row, status, decidedAt: now, decidedBy: userId });
 }
 
 /** The pending requests still within their time (for the API: every requester's). */

@@ -39,12 +39,12 @@ export const permissionRoutes = new Hono<{ Bindings: Env }>()
       const { decision } = c.req.valid("json");
       const out = await decidePermission(c.env, id, "api", decision, true);
       if (!out.ok) {
-        if (out.error === "unknown") throw new ApiError("not_found", `no permission request ${id}`);
+        if (out.error.code === "unknown") throw new ApiError("not_found", `no permission request ${id}`);
         throw new ApiError(
           "conflict",
-          out.error === "expired" ? "that request expired (denied)" : "that request was already decided",
+          out.error.code === "expired" ? "that request expired (denied)" : "that request was already decided",
         );
       }
-      return c.json({ id, jobId: out.row.jobId, status: out.row.status });
+      return c.json({ id, jobId: out.value.jobId, status: out.value.status });
     },
   );

@@ -1,7 +1,7 @@
 // A QUEUED attempt on its way to an agent: handed to the execution engine once per attempt
 // (a queue redelivery of it is dropped), offered again on request, and what the registry or
 // the queue report back about it (no agent can take it; dispatch failed for good).
-import { type ExecutionSpec, isTerminal } from "../../protocol/index.ts";
+import { type ExecutionSpec, err, isTerminal, ok, type Result } from "../../protocol/index.ts";
 import { getEngine } from "../execution/engine.ts";
 import { randomHex } from "../lib/crypto.ts";
 import { errorMessage, log } from "../lib/log.ts";
@@ -10,9 +10,8 @@ import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
 import { failEffects } from "./transitions.ts";
 
-export type Redelivery =
-  | { ok: true; attempt: number; outcome: "offered" | "pending" | "enqueued" }
-  | { ok: false; message: string };
+/** The attempt offered again and how, or why it cannot be (a sentence for the operator). */
+export type Redelivery = Result<{ attempt: number; outcome: "offered" | "pending" | "enqueued" }, string>;
 
 /** Why this dispatch message changes nothing (an old attempt, or one already handed over), or null. */
 export function notDispatchable(state: JobState | undefined, attempt: number): "stale" | "duplicate" | null {
@@ -71,18 +70,18 @@ export async function dispatchDirectly(job: JobContext, attempt: number): Promis
  * outstanding offer kept); one whose dispatch message never arrived is sent again.
  */
 export async function redeliver(job: JobContext, state: JobState | undefined): Promise<Redelivery> {
-  if (!state) return { ok: false, message: "no such job" };
+  if (!state) return err("no such job");
   if (state.status !== "QUEUED") {
     const holder = state.status === "RUNNING" && state.lease ? ` on agent ${state.lease.agentId}` : "";
-    return { ok: false, message: `the job is ${state.status}${holder}; only a QUEUED job can be offered again` };
+    return err(`the job is ${state.status}${holder}; only a QUEUED job can be offered again`);
   }
   if (state.dispatchedAttempt === state.attempt && state.leaseToken && state.spec) {
     const spec: ExecutionSpec = state.spec;
     const outcome = await getEngine(job.env).execute(spec, state.leaseToken);
-    return { ok: true, attempt: state.attempt, outcome };
+    return ok({ attempt: state.attempt, outcome });
   }
   await job.env.DISPATCH_QUEUE.send({ jobId: state.id, attempt: state.attempt });
-  return { ok: true, attempt: state.attempt, outcome: "enqueued" };
+  return ok({ attempt: state.attempt, outcome: "enqueued" as const });
 }
 
 /** From the registry: why no connected agent can take this QUEUED attempt; true when it was new. */

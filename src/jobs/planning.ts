@@ -1,6 +1,7 @@
 // Planning a CREATED job. A task the rules read whole is planned inside the create call (no
 // model, no I/O: the job is QUEUED by the time the caller is answered); any other goes through
 // the planner in the alarm, outside the caller's request (planJob).
+import { err } from "../../protocol/result.ts";
 import { needsApproval } from "../core/policy.ts";
 import { errorMessage } from "../lib/log.ts";
 import { createPlanner } from "../planners/index.ts";
@@ -50,8 +51,8 @@ export async function planJob(job: JobContext, state: JobState): Promise<void> {
   let outcome: PlanOutcome;
   try {
     outcome = await planner.plan(plannerInput(state));
-  } catch (err) {
-    outcome = { ok: false, reason: `planner error: ${errorMessage(err)}` };
+  } catch (e) {
+    outcome = err({ reason: `planner error: ${errorMessage(e)}` });
   }
   const s = job.load();
   if (s?.status !== "CREATED") return; // cancelled while planning
@@ -60,23 +61,25 @@ export async function planJob(job: JobContext, state: JobState): Promise<void> {
 
 /** The planner's outcome applied to a CREATED job: PLANNED (and QUEUED when no approval is needed), or failed. */
 function applyPlan(job: Rules, s: JobState, outcome: PlanOutcome, plannerKind: string): OutboxItem[] {
-  if (outcome.tokens) s.tokens = addTallies(s.tokens, outcome.tokens);
+  const tokens = outcome.ok ? outcome.value.tokens : outcome.error.tokens;
+  if (tokens) s.tokens = addTallies(s.tokens, tokens);
   if (!outcome.ok) {
-    s.error = outcome.reason;
-    return job.move(s, "plan_failed", { reason: outcome.reason, planner: plannerKind });
+    s.error = outcome.error.reason;
+    return job.move(s, "plan_failed", { reason: outcome.error.reason, planner: plannerKind });
   }
-  s.plan = outcome.plan;
-  s.question = outcome.question ?? null;
-  s.planNotice = outcome.notice ?? null;
-  s.risk = outcome.plan.estimatedRiskLevel;
-  s.needsApproval = needsApproval(outcome.plan.estimatedRiskLevel, {
+  const planned = outcome.value;
+  s.plan = planned.plan;
+  s.question = planned.question ?? null;
+  s.planNotice = planned.notice ?? null;
+  s.risk = planned.plan.estimatedRiskLevel;
+  s.needsApproval = needsApproval(planned.plan.estimatedRiskLevel, {
     autoApproveReadOnly: job.config.autoApproveReadOnly,
   });
   const effects = job.move(s, "plan_ready", {
     risk: s.risk,
-    planner: outcome.plan.planner,
-    steps: outcome.plan.proposedSteps.length,
-    ...(outcome.notice ? { notice: outcome.notice } : {}),
+    planner: planned.plan.planner,
+    steps: planned.plan.proposedSteps.length,
+    ...(planned.notice ? { notice: planned.notice } : {}),
   });
   if (s.needsApproval) {
     s.approvalDeadline = job.now() + job.config.approvalTimeoutS * 1000;

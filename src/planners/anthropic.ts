@@ -153,7 +153,7 @@ export class AnthropicPlanner implements Planner {
     const tally = emptyTally();
     try {
       const outcome = await this.planRounds(input, messages, { deadline, signal: abort.signal, tally });
-      return { ...outcome, tokens: tally };
+      return outcome.ok ? ok({ ...outcome.value, tokens: tally }) : err({ ...outcome.error, tokens: tally });
     } finally {
       clearTimeout(timer);
     }
@@ -182,7 +182,7 @@ export class AnthropicPlanner implements Planner {
       if (!answered.ok) {
         const { text, unavailable } = answered.error;
         const reason = unavailable ? `Claude is unavailable (${text})` : `planning failed: ${text}`;
-        return { ok: false, reason, unavailable };
+        return err({ reason, unavailable });
       }
       const response = answered.value;
       const toolUse = response.content.find(
@@ -195,7 +195,7 @@ export class AnthropicPlanner implements Planner {
         continue;
       }
       const checked = validateModelPlan(toolUse.input, input.jobId, input.intent);
-      if (checked.ok) return { ok: true, plan: checked.value };
+      if (checked.ok) return ok({ plan: checked.value });
       lastError = checked.error;
       // One repair round: show the model exactly what was wrong.
       messages.push({ role: "assistant", content: response.content });
@@ -211,6 +211,6 @@ export class AnthropicPlanner implements Planner {
         ],
       });
     }
-    return { ok: false, reason: `the model could not produce a valid plan: ${lastError}` };
+    return err({ reason: `the model could not produce a valid plan: ${lastError}` });
   }
 }

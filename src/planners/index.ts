@@ -2,12 +2,13 @@
 // with no model call, key or not. Otherwise Claude plans when a key is configured; when Claude is
 // unavailable (down, overloaded, rate-limited, slow) the rules' reading is the fallback, and the
 // person is told it was planned offline.
+import { err, ok } from "../../protocol/result.ts";
 import { AnthropicPlanner } from "./anthropic.ts";
 import { RulePlanner, splitQuestion } from "./rules.ts";
 import type { Planner, PlannerInput, PlanOutcome } from "./types.ts";
 
 export type { TokenTally } from "./model-call.ts";
-export type { Planner, PlannerInput, PlanOutcome } from "./types.ts";
+export type { Planned, Planner, PlannerInput, PlanOutcome, PlanRefusal } from "./types.ts";
 
 export interface PlannerOptions {
   anthropicApiKey: string;
@@ -30,31 +31,30 @@ export class ChoosingPlanner implements Planner {
     if (read.sure) return read.outcome;
     const planned = await this.claude.plan(input);
     const contradicts = planned.ok
-      ? planned.plan.proposedSteps.find((st) => st.action && read.forbidden.includes(st.action))
+      ? planned.value.plan.proposedSteps.find((st) => st.action && read.forbidden.includes(st.action))
       : undefined;
-    if (contradicts) {
+    if (planned.ok && contradicts) {
       // The model planned what the person said not to do (or the opposite of what they asked).
-      return {
-        ok: false,
+      return err({
         reason:
-          `Claude planned ${contradicts.action}, which your task says not to do; nothing was planned. ${read.outcome.ok ? "" : read.outcome.reason}`.trim(),
-        tokens: planned.tokens,
-      };
+          `Claude planned ${contradicts.action}, which your task says not to do; nothing was planned. ${read.outcome.ok ? "" : read.outcome.error.reason}`.trim(),
+        tokens: planned.value.tokens,
+      });
     }
     if (planned.ok) {
       // Claude plans the steps; the question the person asked is read the same either way.
       const { question } = splitQuestion(input.intent);
-      return question ? { ...planned, question } : planned;
+      return question ? ok({ ...planned.value, question }) : planned;
     }
-    if (!planned.unavailable) return planned;
+    const refused = planned.error;
+    if (!refused.unavailable) return planned;
     if (read.outcome.ok)
-      return { ...read.outcome, notice: `${planned.reason}, planned offline.`, tokens: planned.tokens };
-    return {
-      ok: false,
-      reason: `${planned.reason}, and I could not plan this offline: ${read.outcome.reason}`,
+      return ok({ ...read.outcome.value, notice: `${refused.reason}, planned offline.`, tokens: refused.tokens });
+    return err({
+      reason: `${refused.reason}, and I could not plan this offline: ${read.outcome.error.reason}`,
       unavailable: true,
-      tokens: planned.tokens,
-    };
+      tokens: refused.tokens,
+    });
   }
 }
 

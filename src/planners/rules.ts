@@ -3,7 +3,9 @@
 import {
   ACTION_CATALOG,
   classifyStep,
+  err,
   MAX_INTENT_SUMMARY_CHARS,
+  ok,
   type PlanSpec,
   PlanSpecSchema,
   type PlanStep,
@@ -163,7 +165,7 @@ export class RulePlanner implements Planner {
     const { rest, question } = splitQuestion(input.intent);
     const clauses = splitClauses(rest);
     if (clauses.length === 0) {
-      return { ok: false, reason: `The task is empty. Try phrases like: ${EXAMPLES.join("; ")}.` };
+      return err({ reason: `The task is empty. Try phrases like: ${EXAMPLES.join("; ")}.` });
     }
     const steps: PlanStep[] = [];
     const understood: string[] = [];
@@ -182,7 +184,7 @@ export class RulePlanner implements Planner {
       }
       sure &&= reading.sure;
       const classified = classifyStep(reading.action, reading.params);
-      if (!classified.ok) return { ok: false, reason: `"${clause}": ${classified.error}` };
+      if (!classified.ok) return err({ reason: `"${clause}": ${classified.error}` });
       const { action, params, risk } = classified.value;
       understood.push(`"${clause}" → ${action.name}`);
       steps.push({
@@ -192,18 +194,17 @@ export class RulePlanner implements Planner {
         params,
       });
     }
-    if (refusal) return { ok: false, reason: refusal };
+    if (refusal) return err({ reason: refusal });
     if (notUnderstood.length > 0 || steps.length === 0) {
       const got = understood.length > 0 ? `I understood ${understood.join(", ")}; ` : "";
       const missing = notUnderstood.length > 0 ? notUnderstood : [input.intent];
-      return {
-        ok: false,
+      return err({
         reason:
           `${got}I could not map ${missing.map((c) => `"${c}"`).join(", ")} to an action I can run. ` +
           `Try phrases like: ${EXAMPLES.join("; ")}.`,
-      };
+      });
     }
-    if (steps.length > 20) return { ok: false, reason: "that is more than 20 steps; split it into smaller tasks" };
+    if (steps.length > 20) return err({ reason: "that is more than 20 steps; split it into smaller tasks" });
     const plan: PlanSpec = {
       jobId: input.jobId,
       userIntentSummary: input.intent.slice(0, MAX_INTENT_SUMMARY_CHARS),
@@ -214,10 +215,10 @@ export class RulePlanner implements Planner {
       createdAt: new Date().toISOString(),
     };
     const parsed = PlanSpecSchema.safeParse(plan);
-    if (!parsed.success) return { ok: false, reason: `the plan did not validate: ${parsed.error.issues[0]?.message}` };
+    if (!parsed.success) return err({ reason: `the plan did not validate: ${parsed.error.issues[0]?.message}` });
     const outcome: PlanOutcome = question
-      ? { ok: true, plan: parsed.data, question: question.slice(0, 500) }
-      : { ok: true, plan: parsed.data };
+      ? ok({ plan: parsed.data, question: question.slice(0, 500) })
+      : ok({ plan: parsed.data });
     return { outcome, sure };
   }
 }

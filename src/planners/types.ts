@@ -1,5 +1,6 @@
 // The planner interface: one intent in, a validated PlanSpec (or a clear refusal) out.
 import type { PlanSpec } from "../../protocol/index.ts";
+import type { Result } from "../../protocol/result.ts";
 import type { FollowUpContext } from "./follow-up.ts";
 import type { TokenTally } from "./model-call.ts";
 
@@ -14,12 +15,23 @@ export interface PlannerInput {
 /**
  * `question`: what the person asked to be told ("which failed"), answered when the job ends.
  * `notice`: what the person should know about how it was planned ("Claude is unavailable…").
- * `tokens`: what the model calls made for this plan cost. `unavailable`: the model could not be
- * used (down, overloaded, slow), as opposed to a refusal of the task itself.
+ * `tokens` (here and in a refusal): what the model calls made for this plan cost.
  */
-export type PlanOutcome =
-  | { ok: true; plan: PlanSpec; question?: string; notice?: string; tokens?: TokenTally }
-  | { ok: false; reason: string; unavailable?: boolean; tokens?: TokenTally };
+export interface Planned {
+  plan: PlanSpec;
+  question?: string;
+  notice?: string;
+  tokens?: TokenTally;
+}
+
+/** `unavailable`: the model could not be used (down, overloaded, slow), as opposed to a refusal of the task itself. */
+export interface PlanRefusal {
+  reason: string;
+  unavailable?: boolean;
+  tokens?: TokenTally;
+}
+
+export type PlanOutcome = Result<Planned, PlanRefusal>;
 
 export interface Planner {
   readonly kind: "anthropic" | "rules";

@@ -115,8 +115,8 @@ export const jobRoutes = new Hono<{ Bindings: Env }>()
     const id = c.req.valid("param").id;
     if (!(await jobStub(c.env, id).get())) throw new ApiError("not_found", `no job ${id}`);
     const res = await jobStub(c.env, id).redeliver();
-    if (!res.ok) throw new ApiError("conflict", res.message);
-    return c.json({ jobId: id, attempt: res.attempt, redelivered: true }, 202);
+    if (!res.ok) throw new ApiError("conflict", res.error);
+    return c.json({ jobId: id, attempt: res.value.attempt, redelivered: true }, 202);
   })
   .post("/jobs/:id/outbox/replay", auth, jobParam, async (c) => {
     // Behind the API token, i.e. the deployment's owner (API_ACTOR).

@@ -31,8 +31,10 @@ describe("Claude's answer", () => {
     const res = await claudeAnswer(input("not ok 2 - subtracts numbers\n"), opts());
     expect(res).toEqual({
       ok: true,
-      text: "One test failed: subtracts numbers.",
-      tokens: { calls: 1, input: 800, cachedInput: 0, cacheWrite: 300, output: 12 },
+      value: {
+        text: "One test failed: subtracts numbers.",
+        tokens: { calls: 1, input: 800, cachedInput: 0, cacheWrite: 300, output: 12 },
+      },
     });
     const body = fake.requests[0]?.body;
     expect(body?.tools).toBeUndefined();
@@ -68,8 +70,8 @@ describe("Claude's answer", () => {
   it("makes the model's text plain and bounded", async () => {
     fake.script({ kind: "text", text: `Done.\u0007\u001b[31m ${"a".repeat(3000)}` });
     const res = await claudeAnswer(input(""), opts());
-    expect(res.ok && res.text.length).toBe(1200);
-    expect(res.ok && res.text).toMatch(/^Done\. \[31m a+…$/);
+    expect(res.ok && res.value.text.length).toBe(1200);
+    expect(res.ok && res.value.text).toMatch(/^Done\. \[31m a+…$/);
   });
 
   it("fails with a phrase (not the API's JSON) after retrying an overloaded API", async () => {
@@ -77,8 +79,7 @@ describe("Claude's answer", () => {
     const res = await claudeAnswer(input(""), opts());
     expect(res).toEqual({
       ok: false,
-      error: "overloaded (529)",
-      tokens: { calls: 0, input: 0, cachedInput: 0, cacheWrite: 0, output: 0 },
+      error: { reason: "overloaded (529)", tokens: { calls: 0, input: 0, cachedInput: 0, cacheWrite: 0, output: 0 } },
     });
     expect(fake.requests).toHaveLength(2);
   });

@@ -28,7 +28,7 @@ describe("follow-up context for the planner", () => {
       usage: { input_tokens: 300, output_tokens: 50 },
     });
     const res = await planner().plan({ jobId, intent: "now fix them", projectId: "p", followUp: hostile });
-    expect(res.ok && res.plan.planner).toBe("anthropic");
+    expect(res.ok && res.value.plan.planner).toBe("anthropic");
     const content = JSON.stringify(fake.requests[0]?.body.messages);
     const user = String((fake.requests[0]?.body.messages as { content: unknown }[] | undefined)?.[0]?.content);
     expect(content).toContain("now fix them");
@@ -46,8 +46,8 @@ describe("follow-up context for the planner", () => {
 
   it("is not given to the rules: a follow-up they understand is planned on its own, with no model call", async () => {
     const res = await planner().plan({ jobId, intent: "show me the README", projectId: "p", followUp: hostile });
-    expect(res.ok && res.plan.planner).toBe("rules");
-    expect(res.ok && res.plan.proposedSteps.map((s) => s.action)).not.toContain("git_push");
+    expect(res.ok && res.value.plan.planner).toBe("rules");
+    expect(res.ok && res.value.plan.proposedSteps.map((s) => s.action)).not.toContain("git_push");
     expect(fake.requests).toHaveLength(0);
   });
 

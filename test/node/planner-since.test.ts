@@ -35,8 +35,8 @@ afterAll(async () => {
 
 async function logFor(intent: string): Promise<string> {
   const planned = await new RulePlanner().plan({ jobId: "job_0123456789abcdef", intent, projectId: "default" });
-  if (!planned.ok) throw new Error(planned.reason);
-  const built = buildExecutionSpec(planned.plan, { attempt: 1, projectId: "default", jobTimeoutS: 60 });
+  if (!planned.ok) throw new Error(planned.error.reason);
+  const built = buildExecutionSpec(planned.value.plan, { attempt: 1, projectId: "default", jobTimeoutS: 60 });
   if (!built.ok) throw new Error(built.error);
   const step = built.value.steps[0];
   if (!step) throw new Error("no step");

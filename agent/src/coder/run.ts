@@ -4,7 +4,14 @@
 // as it happens; cancel and the per-step budget (turns, cost, time) abort the SDK's run, and the
 // reason becomes the step's error. The coding agent's final message is the step's output.
 import { type PermissionResult, type Query, query, type SDKMessage } from "@anthropic-ai/claude-agent-sdk";
-import { type ActionParams, CODER_ANSWER_MARKER, type PermissionDecision } from "../../../protocol/index.ts";
+import {
+  type ActionParams,
+  CODER_ANSWER_MARKER,
+  err,
+  ok,
+  type PermissionDecision,
+  type Result,
+} from "../../../protocol/index.ts";
 import type { StepContext, StepRun } from "../step.ts";
 import type { Approver } from "./approver.ts";
 
@@ -204,8 +211,8 @@ export async function runCodeTask(q: ActionParams<"code_task">, ctx: CoderContex
     if (stopReason) run.close();
     for await (const message of run) {
       const outcome = await onMessage(message, ctx, names);
-      if (outcome?.final !== undefined) finalText = outcome.final;
-      if (outcome?.error) resultError = outcome.error;
+      if (outcome?.ok) finalText = outcome.value;
+      else if (outcome?.error) resultError = outcome.error;
     }
   } catch (e) {
     if (!stopReason && !resultError) resultError = `the coding agent failed: ${oneLine((e as Error).message, 500)}`;
@@ -235,11 +242,12 @@ export async function runCodeTask(q: ActionParams<"code_task">, ctx: CoderContex
   return { outcome: "succeeded", exitCode: 0, ...(diff ? { captured: diff } : {}) };
 }
 
+/** A result message's final text, or why the run failed; undefined for any other message. */
 async function onMessage(
   message: SDKMessage,
   ctx: StepContext,
   names: Map<string, string>,
-): Promise<{ final?: string; error?: string } | undefined> {
+): Promise<Result<string> | undefined> {
   if (message.type === "user") {
     const content = message.message.content;
     if (!Array.isArray(content)) return undefined;
@@ -253,8 +261,8 @@ async function onMessage(
   }
   if (message.type !== "result") return undefined;
   if (message.subtype === "success") {
-    return message.is_error ? { error: oneLine(message.result, 1000) } : { final: message.result };
+    return message.is_error ? err(oneLine(message.result, 1000)) : ok(message.result);
   }
   const reason = RESULT_REASONS[message.subtype] ?? `the coding agent stopped (${message.subtype})`;
-  return { error: `${reason} after ${message.num_turns} turn(s), about $${message.total_cost_usd.toFixed(4)}` };
+  return err(`${reason} after ${message.num_turns} turn(s), about $${message.total_cost_usd.toFixed(4)}`);
 }
