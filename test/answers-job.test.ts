@@ -4,6 +4,7 @@ import { env, runDurableObjectAlarm } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { JobView } from "../protocol/index.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { jobFinished } from "./helpers/frames.ts";
 import { pairAgent, TestAgent } from "./helpers/worker.ts";
 
 const owner = { id: "42", isAdmin: false };
@@ -80,18 +81,7 @@ describe("job answers", () => {
       exitCode: 1,
       durationMs: 50,
     });
-    agent.send({
-      type: "job_finished",
-      ...fence,
-      status: "FAILED",
-      result: {
-        jobId,
-        attempt: 1,
-        status: "FAILED",
-        steps: [{ stepId: "s1", action: "run_tests", outcome: "failed", exitCode: 1 }],
-        artifacts: [],
-      },
-    });
+    agent.send(jobFinished(fence, { action: "run_tests", exitCode: 1 }));
     const done = await waitView(jobId, (j) => j.status === "FAILED" && !!j.answer);
     expect(done.answer).toMatchObject({ by: "rules", text: "1 test failed (exit 1): subtracts numbers." });
     expect(done.tokens ?? null).toBeNull();

@@ -16,6 +16,7 @@ import { createTask } from "../src/core/orchestrator.ts";
 import worker from "../src/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { jobFinished } from "./helpers/frames.ts";
 import { insides } from "./helpers/job-insides.ts";
 import { ledgerStatuses, pairAgent, TestAgent } from "./helpers/worker.ts";
 
@@ -208,20 +209,7 @@ describe("dispatch from the JobDO, the queue as backstop", () => {
 
       agent.send({ type: "job_accept", jobId, attempt: 1, leaseToken: offer.leaseToken });
       await poll(async () => (await stub(jobId).get())?.status).toBe("RUNNING");
-      agent.send({
-        type: "job_finished",
-        jobId,
-        attempt: 1,
-        leaseToken: offer.leaseToken,
-        status: "SUCCEEDED",
-        result: {
-          jobId,
-          attempt: 1,
-          status: "SUCCEEDED",
-          steps: [{ stepId: "s1", action: "git_status", outcome: "succeeded", exitCode: 0 }],
-          artifacts: [],
-        },
-      });
+      agent.send(jobFinished({ jobId, attempt: 1, leaseToken: offer.leaseToken }));
       await poll(async () => (await ledgerRow(jobId))?.status).toBe("SUCCEEDED");
       // Offered once: no second offer from the queue's messages.
       expect(agent.received.filter((m) => m.type === "job_offer" && m.jobId === jobId)).toEqual([]);

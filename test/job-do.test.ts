@@ -4,6 +4,7 @@ import type { JobView } from "../protocol/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { jobFinished } from "./helpers/frames.ts";
 import { insides } from "./helpers/job-insides.ts";
 import { ledgerStatuses, pairAgent, TestAgent } from "./helpers/worker.ts";
 
@@ -172,18 +173,7 @@ describe("JobDO dispatch, lease and fencing", () => {
     agent.send({ type: "job_accept", jobId, attempt: 1, leaseToken: "x".repeat(32) });
     const err = await agent.next("error");
     expect(err.code).toBe("stale_lease");
-    agent.send({
-      type: "job_finished",
-      ...fence,
-      status: "SUCCEEDED",
-      result: {
-        jobId,
-        attempt: 1,
-        status: "SUCCEEDED",
-        steps: [{ stepId: "s1", action: "git_status", outcome: "succeeded", exitCode: 0 }],
-        artifacts: [],
-      },
-    });
+    agent.send(jobFinished(fence));
     const job = await waitStatus(jobId, "SUCCEEDED");
     expect(job.logTail).toMatch(/^── attempt 1 on agent test \(agent_[0-9a-f]+\) at [0-9T:.-]+Z ──\n## main$/);
     expect(await ledgerStatus(jobId)).toBe("SUCCEEDED");

@@ -4,11 +4,12 @@
 // output starts with a header line.
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
-import type { AgentToServer, ExecutionResult, JobView } from "../protocol/index.ts";
+import type { ExecutionResult, JobView } from "../protocol/index.ts";
 import { renderJob } from "../src/bot/format.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { type Fence, jobFinished } from "./helpers/frames.ts";
 import { insides } from "./helpers/job-insides.ts";
 import { api, pairAgent, TestAgent } from "./helpers/worker.ts";
 
@@ -68,23 +69,8 @@ async function expireLease(jobId: string): Promise<void> {
 }
 
 /** The agent's report that the job's one step, `action`, succeeded. */
-const succeeded = (
-  fence: { jobId: string; attempt: number; leaseToken: string },
-  action = "write_file",
-  more: Pick<ExecutionResult, "artifactsNotStored"> = {},
-): AgentToServer => ({
-  type: "job_finished",
-  ...fence,
-  status: "SUCCEEDED",
-  result: {
-    jobId: fence.jobId,
-    attempt: fence.attempt,
-    status: "SUCCEEDED",
-    steps: [{ stepId: "s1", action, outcome: "succeeded", exitCode: 0 }],
-    artifacts: [],
-    ...more,
-  },
-});
+const succeeded = (fence: Fence, action = "write_file", more: Pick<ExecutionResult, "artifactsNotStored"> = {}) =>
+  jobFinished(fence, { action, more });
 
 describe("a WRITE job whose agent is unreachable", () => {
   it("stays RUNNING, flagged unreachable, and takes its result after the reconnect grace", async () => {

@@ -7,6 +7,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import type { FencedAgentMessage, JobView } from "../protocol/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { notifyJob } from "../src/notify/notify.ts";
+import { type Fence, jobFinished } from "./helpers/frames.ts";
 import { insides } from "./helpers/job-insides.ts";
 import { type Call, lastJobPlanned, message, post, TelegramScope, textOf } from "./helpers/telegram.ts";
 
@@ -88,7 +89,6 @@ async function asAgent(jobId: string, messages: ((f: Fence) => FencedAgentMessag
     }
   });
 }
-type Fence = { jobId: string; attempt: number; leaseToken: string };
 
 const COMMANDS = ["status", "logs", "artifacts", "approve", "deny", "cancel", "retry", "plan"] as const;
 
@@ -316,18 +316,7 @@ describe("the deployment's secrets", () => {
           (f: Fence): FencedAgentMessage => ({ type: "log", ...f, stepId: "s1", seq, stream: "stdout", data }),
       ),
       (f) => ({ type: "step_finished", ...f, stepId: "s1", outcome: "succeeded", exitCode: 0, durationMs: 5 }),
-      (f) => ({
-        type: "job_finished",
-        ...f,
-        status: "SUCCEEDED",
-        result: {
-          jobId,
-          attempt: 1,
-          status: "SUCCEEDED",
-          steps: [{ stepId: "s1", action: "read_file", outcome: "succeeded", exitCode: 0 }],
-          artifacts: [],
-        },
-      }),
+      (f) => jobFinished(f, { action: "read_file" }),
     ]);
     const stored = await runInDurableObject(stub(jobId), (instance: JobDO) =>
       [...insides(instance).ctx.storage.sql.exec<{ data: string }>("SELECT data FROM log_chunks ORDER BY seq")]

@@ -4,6 +4,7 @@
 import { env } from "cloudflare:test";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import type { FencedAgentMessage, ServerToAgent } from "../protocol/index.ts";
+import { type Fence, jobFinished } from "./helpers/frames.ts";
 import { type Call, lastJobPlanned, message, post, TelegramScope, textOf } from "./helpers/telegram.ts";
 import { pairAgent, TestAgent } from "./helpers/worker.ts";
 
@@ -42,7 +43,6 @@ async function asAgent(jobId: string, messages: ((f: Fence) => FencedAgentMessag
   await expect.poll(async () => (await stub(jobId).get())?.status).toBe(status);
   expect(agent.received.filter((m) => m.type === "error")).toEqual([]);
 }
-type Fence = { jobId: string; attempt: number; leaseToken: string };
 
 async function startedJob(intent: string): Promise<{ jobId: string; planningId: number }> {
   await post(message(USER, `/task ${intent}`));
@@ -70,18 +70,7 @@ describe("a job's message from plan to summary", () => {
         data: "On branch <main> & *feature* _x_ [wip]\nnothing to commit\n",
       }),
       (f) => ({ type: "step_finished", ...f, stepId: "s1", outcome: "succeeded", exitCode: 0, durationMs: 42 }),
-      (f) => ({
-        type: "job_finished",
-        ...f,
-        status: "SUCCEEDED",
-        result: {
-          jobId,
-          attempt: 1,
-          status: "SUCCEEDED",
-          steps: [{ stepId: "s1", action: "git_status", outcome: "succeeded", exitCode: 0 }],
-          artifacts: [],
-        },
-      }),
+      (f) => jobFinished(f),
     ]);
     const summary = await tg.waitCall((c) => edits(jobId)(c) && textOf(c).includes("Succeeded"));
     expect(summary.ok).toBe(true);
@@ -131,19 +120,7 @@ describe("a job's message from plan to summary", () => {
         durationMs: 7,
         error: "exit 128",
       }),
-      (f) => ({
-        type: "job_finished",
-        ...f,
-        status: "FAILED",
-        result: {
-          jobId,
-          attempt: 1,
-          status: "FAILED",
-          steps: [{ stepId: "s1", action: "git_status", outcome: "failed", exitCode: 128 }],
-          artifacts: [],
-          error: "step s1 (git_status) exited with 128 <fatal>",
-        },
-      }),
+      (f) => jobFinished(f, { exitCode: 128, more: { error: "step s1 (git_status) exited with 128 <fatal>" } }),
     ]);
     const summary = await tg.waitCall((c) => edits(jobId)(c) && textOf(c).includes("Failed"));
     expect(summary.ok).toBe(true);

@@ -4,6 +4,7 @@ import { env, runDurableObjectAlarm } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { JobStatusSchema } from "../protocol/index.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { jobFinished } from "./helpers/frames.ts";
 import { expectWebhookErrors } from "./helpers/telegram.ts";
 import { api, pairAgent, TestAgent } from "./helpers/worker.ts";
 
@@ -48,18 +49,7 @@ describe("/metrics", () => {
     const offer = await agent.next("job_offer");
     const fence = { jobId: done, attempt: 1, leaseToken: offer.leaseToken };
     agent.send({ type: "job_accept", ...fence });
-    agent.send({
-      type: "job_finished",
-      ...fence,
-      status: "SUCCEEDED",
-      result: {
-        jobId: done,
-        attempt: 1,
-        status: "SUCCEEDED",
-        steps: [{ stepId: "s1", action: "git_status", outcome: "succeeded", exitCode: 0 }],
-        artifacts: [],
-      },
-    });
+    agent.send(jobFinished(fence));
     await expect.poll(async () => (await job(done).get())?.status).toBe("SUCCEEDED");
     // One waiting for approval, one denied, one queued for a project nobody serves.
     const waiting = await planned("metrics", "create a new file m.txt with x");

@@ -10,6 +10,7 @@ import { logKey } from "../src/jobs/archive-log.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { backoffMs, MAX_OUTBOX_TRIES } from "../src/jobs/outbox.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { jobFinished } from "./helpers/frames.ts";
 import { insides } from "./helpers/job-insides.ts";
 import { pairAgent, TestAgent } from "./helpers/worker.ts";
 
@@ -82,22 +83,7 @@ async function created(projectId: string): Promise<string> {
   return jobId;
 }
 
-function finished(jobId: string, attempt: number, leaseToken: string) {
-  return {
-    type: "job_finished" as const,
-    jobId,
-    attempt,
-    leaseToken,
-    status: "SUCCEEDED" as const,
-    result: {
-      jobId,
-      attempt,
-      status: "SUCCEEDED" as const,
-      steps: [{ stepId: "s1", action: "git_status", outcome: "succeeded" as const, exitCode: 0 }],
-      artifacts: [],
-    },
-  };
-}
+const finished = (jobId: string, attempt: number, leaseToken: string) => jobFinished({ jobId, attempt, leaseToken });
 
 describe("a queue send that fails", () => {
   it("is retried by the job's alarm and the job is dispatched once the queue works: sent once, offered once", async () => {

@@ -5,6 +5,7 @@ import { env, evictDurableObject, runDurableObjectAlarm } from "cloudflare:test"
 import { describe, expect, it } from "vitest";
 import { PROTOCOL_VERSION } from "../protocol/index.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { jobFinished } from "./helpers/frames.ts";
 import { api, json, ledgerStatuses, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 const registry = () => env.AGENT_REGISTRY.get(env.AGENT_REGISTRY.idFromName("global"));
@@ -117,18 +118,7 @@ describe("cancel racing the agent", () => {
     await expect.poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
     expect((await api(`/api/jobs/${jobId}/cancel`, { method: "POST", json: {} })).status).toBe(200);
     expect(await agent.next("job_cancel")).toMatchObject({ jobId, attempt: 1 });
-    agent.send({
-      type: "job_finished",
-      ...fence,
-      status: "SUCCEEDED",
-      result: {
-        jobId,
-        attempt: 1,
-        status: "SUCCEEDED",
-        steps: [{ stepId: "s1", action: "git_status", outcome: "succeeded", exitCode: 0 }],
-        artifacts: [],
-      },
-    });
+    agent.send(jobFinished(fence));
     // The job is final, so its lease has ended: the late result is refused and changes nothing.
     expect(await agent.next("error")).toMatchObject({ code: "lease_ended", jobId, attempt: 1 });
     expect(await job(jobId).get()).toMatchObject({ status: "CANCELLED", error: "cancelled by api" });
@@ -144,18 +134,7 @@ describe("cancel racing the agent", () => {
     const offer = await agent.next("job_offer");
     const fence = { jobId, attempt: 1, leaseToken: offer.leaseToken };
     agent.send({ type: "job_accept", ...fence });
-    agent.send({
-      type: "job_finished",
-      ...fence,
-      status: "SUCCEEDED",
-      result: {
-        jobId,
-        attempt: 1,
-        status: "SUCCEEDED",
-        steps: [{ stepId: "s1", action: "git_status", outcome: "succeeded", exitCode: 0 }],
-        artifacts: [],
-      },
-    });
+    agent.send(jobFinished(fence));
     await expect.poll(async () => (await job(jobId).get())?.status).toBe("SUCCEEDED");
     const cancel = await api(`/api/jobs/${jobId}/cancel`, { method: "POST", json: {} });
     expect(cancel.status).toBe(409);
@@ -178,18 +157,7 @@ describe("the registry evicted while a job runs", () => {
     await evictDurableObject(registry());
     agent.send({ type: "heartbeat", running: [{ ...fence, lastSeq: 0 }] });
     agent.send({ type: "step_started", ...fence, stepId: "s1", startedAt: new Date().toISOString() });
-    agent.send({
-      type: "job_finished",
-      ...fence,
-      status: "SUCCEEDED",
-      result: {
-        jobId,
-        attempt: 1,
-        status: "SUCCEEDED",
-        steps: [{ stepId: "s1", action: "git_status", outcome: "succeeded", exitCode: 0 }],
-        artifacts: [],
-      },
-    });
+    agent.send(jobFinished(fence));
     await expect.poll(async () => (await job(jobId).get())?.status).toBe("SUCCEEDED");
     expect(agent.received.filter((m) => m.type === "error" || m.type === "job_cancel")).toEqual([]);
     // The finished job left the registry's book: the agent's slot is free again.
