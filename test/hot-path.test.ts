@@ -3,41 +3,25 @@
 // from the outbox (also when the object stops before its drain: its alarm delivers it); the JobDO
 // offers the attempt to the registry itself, and the queue message that still follows is acked
 // as already handed over, so the job is offered and run exactly once.
-import {
-  createExecutionContext,
-  createMessageBatch,
-  env,
-  getQueueResult,
-  runDurableObjectAlarm,
-  runInDurableObject,
-} from "cloudflare:test";
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { createTask } from "../src/core/orchestrator.ts";
-import worker from "../src/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { jobFinished } from "./helpers/frames.ts";
-import { insides } from "./helpers/job-insides.ts";
+import { runQueue } from "./helpers/handlers.ts";
+import { insides, patchEnv } from "./helpers/job-insides.ts";
 import { ledgerStatuses, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 const stub = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
 const poll = <T>(fn: () => Promise<T>) => expect.poll(fn, { timeout: 10_000, interval: 50 });
 
+/** Creates the job as the Worker's create call would, for a user no agent serves unless `projectId` says. */
+const create = (jobId: string, intent: string, projectId = "hot-nobody") =>
+  stub(jobId).create({ jobId, projectId, intent, userId: "42", chatId: null });
+
 const ledgerRow = (jobId: string) =>
   env.DB.prepare("SELECT status FROM jobs WHERE id = ?").bind(jobId).first<{ status: string }>();
-
-/** Replaces bindings of this job's object (created empty here, before the job is). */
-async function patchEnv(jobId: string, patch: (real: Env) => Partial<Env>): Promise<() => Promise<void>> {
-  const real = await runInDurableObject(stub(jobId), (i: JobDO) => {
-    const original = insides(i).env;
-    Object.defineProperty(i, "env", { value: { ...original, ...patch(original) }, configurable: true });
-    return original;
-  });
-  return () =>
-    runInDurableObject(stub(jobId), (i: JobDO) => {
-      Object.defineProperty(i, "env", { value: real, configurable: true });
-    });
-}
 
 /** A D1 binding whose batches wait while `state.open` is false (a slow ledger), everything else passed through. */
 function gatedDb(real: D1Database) {
@@ -74,13 +58,7 @@ function recordingQueue() {
 describe("planning inside the create call", () => {
   it("queues a task the rules read whole before answering, with no alarm run", async () => {
     const jobId = newJobId();
-    const view = await stub(jobId).create({
-      jobId,
-      projectId: "hot-nobody",
-      intent: "check git status",
-      userId: "42",
-      chatId: null,
-    });
+    const view = await create(jobId, "check git status");
     expect(view.status).toBe("QUEUED");
     expect(view.plan?.proposedSteps.map((s) => s.action)).toEqual(["git_status"]);
     expect(view.attempt).toBe(1);
@@ -91,13 +69,7 @@ describe("planning inside the create call", () => {
 
   it("leaves a task the rules cannot read whole to the planner in the alarm", async () => {
     const jobId = newJobId();
-    const view = await stub(jobId).create({
-      jobId,
-      projectId: "hot-nobody",
-      intent: "make me a sandwich",
-      userId: "42",
-      chatId: null,
-    });
+    const view = await create(jobId, "make me a sandwich");
     expect(view.status).toBe("CREATED");
     await runDurableObjectAlarm(stub(jobId));
     // No model is configured in tests: the rules' reading is the answer, given by the alarm.
@@ -106,13 +78,7 @@ describe("planning inside the create call", () => {
 
   it("keeps a task needing approval at PLANNED, planned inline all the same", async () => {
     const jobId = newJobId();
-    const view = await stub(jobId).create({
-      jobId,
-      projectId: "hot-nobody",
-      intent: "create a new file e.txt with v",
-      userId: "42",
-      chatId: null,
-    });
+    const view = await create(jobId, "create a new file e.txt with v");
     expect(view.status).toBe("PLANNED");
     expect(view.risk).not.toBe("READ_ONLY");
   });
@@ -150,13 +116,7 @@ describe("answering at commit", () => {
       gated.current = gatedDb(real.DB);
       return { DB: gated.current.db };
     });
-    const view = await stub(jobId).create({
-      jobId,
-      projectId: "hot-nobody",
-      intent: "check git status",
-      userId: "42",
-      chatId: null,
-    });
+    const view = await create(jobId, "check git status");
     expect(view.status).toBe("QUEUED");
     await poll(async () => gated.current.state.batches).toBeGreaterThan(0);
     // The object stops (as on a crash or a deploy), its held drain with it.
@@ -183,26 +143,17 @@ describe("dispatch from the JobDO, the queue as backstop", () => {
       return { DISPATCH_QUEUE: recorded.current.queue };
     });
     try {
-      await stub(jobId).create({
-        jobId,
-        projectId: "hot-direct",
-        intent: "check git status",
-        userId: "42",
-        chatId: null,
-      });
+      await create(jobId, "check git status", "hot-direct");
       // No queue message was delivered (it is only recorded), yet the agent has the offer.
       const offer = await agent.nextOf("job_offer", (m) => m.jobId === jobId, 10_000);
       expect(offer.attempt).toBe(1);
       await poll(async () => recorded.current.sent).toEqual([{ jobId, attempt: 1 }]);
 
       // The durable carrier still arrives: its consumer finds the attempt handed over and acks.
-      const batch = createMessageBatch("skynet-dispatch", [
-        { id: "late", timestamp: new Date(), attempts: 1, body: recorded.current.sent[0] },
-        { id: "again", timestamp: new Date(), attempts: 2, body: recorded.current.sent[0] },
+      const result = await runQueue("skynet-dispatch", [
+        { id: "late", attempts: 1, body: recorded.current.sent[0] },
+        { id: "again", attempts: 2, body: recorded.current.sent[0] },
       ]);
-      const ctx = createExecutionContext();
-      await worker.queue(batch, env);
-      const result = await getQueueResult(batch, ctx);
       expect(result.explicitAcks.sort()).toEqual(["again", "late"]);
       expect(result.retryMessages).toEqual([]);
       expect(await stub(jobId).dispatch(1)).toBe("duplicate");
@@ -241,13 +192,7 @@ describe("dispatch from the JobDO, the queue as backstop", () => {
       return { DISPATCH_QUEUE: recorded.current.queue, AGENT_REGISTRY: registry };
     });
     try {
-      await stub(jobId).create({
-        jobId,
-        projectId: "hot-nobody",
-        intent: "check git status",
-        userId: "42",
-        chatId: null,
-      });
+      await create(jobId, "check git status");
       await poll(async () => recorded.current.sent).toEqual([{ jobId, attempt: 1 }]);
       const ops = await stub(jobId).opCounts();
       expect(ops["outbox.enqueue_direct_failed"]).toBe(1);

@@ -1,19 +1,12 @@
 // Queue consumers (dispatch with per-message ack/retry and backoff, dead letters), the seed's
 // gateway endpoints, waiting for approval, audited ADMIN approvals, and the log API and stream.
-import {
-  createExecutionContext,
-  createMessageBatch,
-  env,
-  getQueueResult,
-  runDurableObjectAlarm,
-  runInDurableObject,
-} from "cloudflare:test";
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { JobView } from "../protocol/index.ts";
-import worker from "../src/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { retryDelaySeconds } from "../src/queue/dispatch-consumer.ts";
+import { runQueue } from "./helpers/handlers.ts";
 import { insides } from "./helpers/job-insides.ts";
 import { api, json } from "./helpers/worker.ts";
 
@@ -33,14 +26,11 @@ describe("queue consumers", () => {
 
   it("acks each message: a dispatch, a duplicate and a malformed body", async () => {
     const jobId = await plannedJob("check git status");
-    const batch = createMessageBatch("skynet-dispatch", [
-      { id: "m1", timestamp: new Date(), attempts: 1, body: { jobId, attempt: 1 } },
-      { id: "m2", timestamp: new Date(), attempts: 1, body: { jobId, attempt: 1 } },
-      { id: "m3", timestamp: new Date(), attempts: 1, body: { jobId: "../etc", attempt: "x" } },
+    const result = await runQueue("skynet-dispatch", [
+      { id: "m1", attempts: 1, body: { jobId, attempt: 1 } },
+      { id: "m2", attempts: 1, body: { jobId, attempt: 1 } },
+      { id: "m3", attempts: 1, body: { jobId: "../etc", attempt: "x" } },
     ]);
-    const ctx = createExecutionContext();
-    await worker.queue(batch, env);
-    const result = await getQueueResult(batch, ctx);
     expect(result.explicitAcks.sort()).toEqual(["m1", "m2", "m3"]);
     expect(result.retryMessages).toEqual([]);
     // No agent serves the project: the job waits QUEUED (assigned when one connects), not FAILED.
@@ -49,12 +39,8 @@ describe("queue consumers", () => {
 
   it("fails a dead-lettered job with a reason and counts it", async () => {
     const jobId = await plannedJob("check git status");
-    const batch = createMessageBatch("skynet-dispatch-dlq", [
-      { id: "d1", timestamp: new Date(), attempts: 6, body: { jobId, attempt: 1 } },
-    ]);
-    const ctx = createExecutionContext();
-    await worker.queue(batch, env);
-    expect((await getQueueResult(batch, ctx)).explicitAcks).toEqual(["d1"]);
+    const result = await runQueue("skynet-dispatch-dlq", [{ id: "d1", attempts: 6, body: { jobId, attempt: 1 } }]);
+    expect(result.explicitAcks).toEqual(["d1"]);
     const failed = await job(jobId).get();
     expect(failed?.status).toBe("FAILED");
     expect(failed?.error).toMatch(/dispatch failed after retries/);

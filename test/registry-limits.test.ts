@@ -2,18 +2,12 @@
 // the socket with 1008 and an audit row while the Worker keeps answering; heartbeats that change
 // nothing do not write D1; frames over the size caps are refused; the registry and the ledger
 // agree once the Sentinel marks an agent OFFLINE.
-import {
-  createExecutionContext,
-  createScheduledController,
-  env,
-  runInDurableObject,
-  waitOnExecutionContext,
-} from "cloudflare:test";
+import { env, runInDurableObject } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import type { AgentRegistryDO } from "../src/agents/agent-registry-do.ts";
 import { MAX_FRAME_CHARS_AFTER_HELLO, MAX_FRAME_CHARS_BEFORE_HELLO } from "../src/agents/frame-budget.ts";
-import worker from "../src/index.ts";
+import { runScheduled } from "./helpers/handlers.ts";
 import { api, BASE, json, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 /** Polls for up to 10 s, and tests get 30 s: the machine running the tests may be busy. */
@@ -132,9 +126,7 @@ describe("registry and ledger agree", () => {
     await env.DB.prepare("UPDATE workers SET last_heartbeat_at = ? WHERE id = ?")
       .bind(Date.now() - 3_600_000, agentId)
       .run();
-    const ctx = createExecutionContext();
-    await worker.scheduled(createScheduledController({ scheduledTime: Date.now(), cron: "* * * * *" }), env, ctx);
-    await waitOnExecutionContext(ctx);
+    await runScheduled();
     const row = await env.DB.prepare("SELECT status FROM workers WHERE id = ?")
       .bind(agentId)
       .first<{ status: string }>();

@@ -2,20 +2,13 @@
 // it" notice): a refused, timed-out or dropped offer backs the agent off for that job instead of
 // banning it, the job is offered again when a slot frees, by redispatch and by the Sentinel, and
 // a job no connected agent can serve says why, once.
-import {
-  createExecutionContext,
-  createScheduledController,
-  env,
-  runDurableObjectAlarm,
-  runInDurableObject,
-  waitOnExecutionContext,
-} from "cloudflare:test";
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import type { AgentRegistryDO } from "../src/agents/agent-registry-do.ts";
 import { offerBackoffMs, rejectIsPermanent } from "../src/agents/matching.ts";
-import worker from "../src/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { runScheduled } from "./helpers/handlers.ts";
 import { insides } from "./helpers/job-insides.ts";
 import { api, json, pairAgent, TestAgent } from "./helpers/worker.ts";
 
@@ -207,9 +200,7 @@ describe("offers that fail for a passing reason", () => {
       if (s) s.queuedAt = Date.now() - 61_000;
       if (s) insides(i).save(s);
     });
-    const ctx = createExecutionContext();
-    await worker.scheduled(createScheduledController({ scheduledTime: Date.now(), cron: "* * * * *" }), env, ctx);
-    await waitOnExecutionContext(ctx);
+    await runScheduled();
     expect((await agent.next("job_offer")).jobId).toBe(jobId);
     agent.close();
   });

@@ -1,16 +1,8 @@
 // Sentinel, provider monitor, archive and metrics, with the scheduled handler and alarms driven
 // directly inside workerd.
-import {
-  createExecutionContext,
-  createScheduledController,
-  env,
-  runDurableObjectAlarm,
-  runInDurableObject,
-  waitOnExecutionContext,
-} from "cloudflare:test";
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { ArtifactStore } from "../src/archive/artifacts.ts";
-import worker from "../src/index.ts";
 import { archiveLog, logKey } from "../src/jobs/archive-log.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
@@ -18,16 +10,11 @@ import { raiseAlert, resolveAlert } from "../src/sentinel/alerts.ts";
 import { checkProviders } from "../src/sentinel/monitor.ts";
 import { EVENTS_PER_RUN, pruneHistory } from "../src/sentinel/retention.ts";
 import { runSentinel } from "../src/sentinel/sentinel.ts";
+import { runScheduled } from "./helpers/handlers.ts";
 import { insides } from "./helpers/job-insides.ts";
 import { api, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 const stub = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
-
-async function runScheduled(): Promise<void> {
-  const ctx = createExecutionContext();
-  await worker.scheduled(createScheduledController({ scheduledTime: Date.now(), cron: "* * * * *" }), env, ctx);
-  await waitOnExecutionContext(ctx);
-}
 
 async function until(fn: () => Promise<boolean>, what: string): Promise<void> {
   const deadline = Date.now() + 5000;

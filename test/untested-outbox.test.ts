@@ -11,7 +11,7 @@ import type { JobDO } from "../src/jobs/job-do.ts";
 import { backoffMs, MAX_OUTBOX_TRIES } from "../src/jobs/outbox.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { jobFinished } from "./helpers/frames.ts";
-import { insides } from "./helpers/job-insides.ts";
+import { insides, patchEnv } from "./helpers/job-insides.ts";
 import { pairAgent, TestAgent } from "./helpers/worker.ts";
 
 /** Polls for up to 20 s (backoffs of 1 s, 2 s … on a busy machine), and tests get 60 s. */
@@ -25,19 +25,6 @@ async function view(jobId: string): Promise<JobView> {
   const v = await stub(jobId).get();
   if (!v) throw new Error("no job");
   return v;
-}
-
-/** Replaces some of the bindings this job's object uses, until `restore`. */
-async function patchEnv(jobId: string, patch: (real: Env) => Partial<Env>): Promise<() => Promise<void>> {
-  const real = await runInDurableObject(stub(jobId), (i: JobDO) => {
-    const original = insides(i).env;
-    Object.defineProperty(i, "env", { value: { ...original, ...patch(original) }, configurable: true });
-    return original;
-  });
-  return () =>
-    runInDurableObject(stub(jobId), (i: JobDO) => {
-      Object.defineProperty(i, "env", { value: real, configurable: true });
-    });
 }
 
 /** A queue binding that refuses `failures` sends (Infinity: all), then passes them to the real one. */

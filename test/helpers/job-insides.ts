@@ -1,5 +1,6 @@
 // The one way tests reach a JobDO's insides — its JobContext, its drain, its storage, its env —
 // which the object keeps private so that no production module can.
+import { env, runInDurableObject } from "cloudflare:test";
 import type { JobView } from "../../protocol/index.ts";
 import type { JobEvent } from "../../src/core/job-machine.ts";
 import type { OutboxDrain } from "../../src/jobs/drain.ts";
@@ -73,4 +74,21 @@ export function insides(i: JobDO): JobInsides {
       await o.settled;
     },
   };
+}
+
+/**
+ * Replaces some of the bindings the object of job `jobId` uses (it is created empty if the job is
+ * not yet); the returned function puts the real ones back.
+ */
+export async function patchEnv(jobId: string, patch: (real: Env) => Partial<Env>): Promise<() => Promise<void>> {
+  const stub = env.JOB.get(env.JOB.idFromName(jobId));
+  const real = await runInDurableObject(stub, (i: JobDO) => {
+    const original = insides(i).env;
+    Object.defineProperty(i, "env", { value: { ...original, ...patch(original) }, configurable: true });
+    return original;
+  });
+  return () =>
+    runInDurableObject(stub, (i: JobDO) => {
+      Object.defineProperty(i, "env", { value: real, configurable: true });
+    });
 }

@@ -104,18 +104,8 @@ export class TestAgent {
   }
 
   /** Waits for the next message of a type not yet consumed by an earlier `next`. */
-  async next<T extends ServerToAgent["type"]>(type: T, timeoutMs = 5000): Promise<Extract<ServerToAgent, { type: T }>> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.received.findIndex((m) => m.type === type);
-      if (i >= 0) return this.received.splice(i, 1)[0] as Extract<ServerToAgent, { type: T }>;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${type}; got ${JSON.stringify(this.received)}`);
-      await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        setTimeout(resolve, Math.min(left, 100));
-      });
-    }
+  next<T extends ServerToAgent["type"]>(type: T, timeoutMs = 5000): Promise<Extract<ServerToAgent, { type: T }>> {
+    return this.nextOf(type, () => true, timeoutMs);
   }
 
   /** Waits for the next message of a type that `match` accepts (e.g. the offer of one job). */
