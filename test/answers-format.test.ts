@@ -4,34 +4,26 @@ import { describe, expect, it } from "vitest";
 import type { JobView } from "../protocol/index.ts";
 import { renderJob as renderCli } from "../scripts/cli/render.ts";
 import { renderJob } from "../src/bot/format.ts";
+import { jobView } from "./helpers/job-view.ts";
 
 function ended(over: Partial<JobView>): JobView {
-  return {
+  return jobView({
     id: "job_0answerformat00000000",
-    projectId: "default",
     status: "FAILED",
     intent: "run the tests and tell me which failed",
     risk: "WRITE",
-    attempt: 1,
-    plan: null,
-    spec: null,
-    steps: [],
-    artifacts: [],
     logTail: "not ok 2 - subtracts numbers",
     error: "a step failed",
     agentId: "agent_1",
-    userId: "42",
-    chatId: "42",
     messageId: 1,
     needsApproval: true,
     decidedBy: "42",
-    approvalDeadline: null,
     createdAt: "2026-11-25T10:00:00.000Z",
     updatedAt: "2026-11-25T10:00:05.000Z",
     startedAt: "2026-11-25T10:00:01.000Z",
     finishedAt: "2026-11-25T10:00:05.000Z",
     ...over,
-  };
+  });
 }
 
 describe("the answer in a summary", () => {

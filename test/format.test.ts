@@ -3,33 +3,23 @@
 import { describe, expect, it } from "vitest";
 import { type JobView, LOG_TAIL_LINES } from "../protocol/index.ts";
 import { duration, renderJob } from "../src/bot/format.ts";
+import { jobView } from "./helpers/job-view.ts";
 
 function finished(logTail: string): JobView {
-  return {
+  return jobView({
     id: "job_0formattest0000000000",
-    projectId: "default",
     status: "SUCCEEDED",
     intent: "run the tests",
     risk: "READ_ONLY",
-    attempt: 1,
-    plan: null,
-    spec: null,
-    steps: [],
-    artifacts: [],
     logTail,
-    error: null,
     agentId: "agent_1",
-    userId: "42",
-    chatId: "42",
     messageId: 1,
-    needsApproval: false,
     decidedBy: "auto",
-    approvalDeadline: null,
     createdAt: "2026-11-25T10:00:00.000Z",
     updatedAt: "2026-11-25T10:00:05.000Z",
     startedAt: "2026-11-25T10:00:01.000Z",
     finishedAt: "2026-11-25T10:00:05.000Z",
-  };
+  });
 }
 
 const lines = (n: number) => Array.from({ length: n }, (_, i) => `line ${i + 1}`).join("\n");

@@ -3,6 +3,7 @@
 // unchanged after each), and only the one well-formed /task from an allowed human makes a job.
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { jobView } from "./helpers/job-view.ts";
 import { nextUpdateId, post, SECRET, TelegramScope, webhookErrors } from "./helpers/telegram.ts";
 import { api } from "./helpers/worker.ts";
 
@@ -188,32 +189,17 @@ describe("text clipping", () => {
       expect(clipped.length).toBeLessThanOrEqual(n);
       expect(/[\uD800-\uDBFF]$/.test(clipped)).toBe(false);
     }
-    const view = {
+    const view = jobView({
       id: "job_0123456789abcdef",
-      projectId: "default",
       status: "FAILED",
       intent: `x${emoji}`,
-      risk: null,
-      attempt: 1,
-      plan: null,
-      spec: null,
-      steps: [],
-      artifacts: [],
       logTail: emoji,
       error: emoji,
-      agentId: null,
       userId: "46",
       chatId: "46",
       messageId: 1,
-      needsApproval: false,
-      decidedBy: null,
-      approvalDeadline: null,
-      createdAt: new Date().toISOString(),
-      updatedAt: new Date().toISOString(),
-      startedAt: null,
-      finishedAt: null,
-    } as const;
-    const html = renderJob({ ...view, steps: [], artifacts: [] });
+    });
+    const html = renderJob(view);
     expect(html.length).toBeLessThanOrEqual(4096);
     // every high surrogate is followed by its low surrogate
     expect(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])/.test(html)).toBe(false);

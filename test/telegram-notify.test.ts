@@ -5,6 +5,7 @@ import { env } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { JobView, StepView } from "../protocol/index.ts";
 import { EDIT_INTERVAL_MS, NotifyLater, type NotifyMemo, notifyJob } from "../src/notify/notify.ts";
+import { jobView } from "./helpers/job-view.ts";
 import { failNext, TelegramScope, textOf } from "./helpers/telegram.ts";
 
 const CHAT = 46;
@@ -44,14 +45,11 @@ function step(overrides: Partial<StepView> = {}): StepView {
 
 function view(messageId: number | null, overrides: Partial<JobView> = {}): JobView {
   const id = "job_0notify0000test01";
-  const now = new Date().toISOString();
-  return {
+  return jobView({
     id,
-    projectId: "default",
     status: "PLANNED",
     intent: `create a file ${NASTY}`,
     risk: "WRITE",
-    attempt: 1,
     plan: {
       jobId: id,
       userIntentSummary: "create a file",
@@ -59,26 +57,15 @@ function view(messageId: number | null, overrides: Partial<JobView> = {}): JobVi
       estimatedRiskLevel: "WRITE",
       expectedArtifacts: [`report <${NASTY}>.txt`],
       planner: "rules",
-      createdAt: now,
+      createdAt: new Date().toISOString(),
     },
-    spec: null,
     steps: [step({ action: "write_file", description: `Write ${NASTY}`, risk: "WRITE" })],
-    artifacts: [],
-    logTail: "",
-    error: null,
-    agentId: null,
     userId: String(CHAT),
     chatId: String(CHAT),
     messageId,
     needsApproval: true,
-    decidedBy: null,
-    approvalDeadline: null,
-    createdAt: now,
-    updatedAt: now,
-    startedAt: null,
-    finishedAt: null,
     ...overrides,
-  };
+  });
 }
 
 const buttons = (c: { params: Record<string, unknown> } | undefined): string[] => {

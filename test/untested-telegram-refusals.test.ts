@@ -4,11 +4,11 @@
 // is logged and counted in /metrics; nothing is swallowed silently.
 import { env, runInDurableObject } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
-import type { JobView } from "../protocol/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { NotifyLater, type NotifyMemo, notifyJob } from "../src/notify/notify.ts";
 import { insides } from "./helpers/job-insides.ts";
+import { jobView } from "./helpers/job-view.ts";
 import { expectWebhookErrors, failNext, message, post, setChat, TelegramScope } from "./helpers/telegram.ts";
 import { api } from "./helpers/worker.ts";
 
@@ -90,31 +90,7 @@ describe("Telegram's refusals of a job's message", () => {
 
   it("flood control: waits Telegram's retry_after, then delivers", async () => {
     await setChat(FLOODED, { floodSeconds: 2 });
-    const job: JobView = {
-      id: "job_0flood00000000001",
-      projectId: "default",
-      status: "CREATED",
-      intent: "check git status",
-      risk: null,
-      attempt: 1,
-      plan: null,
-      spec: null,
-      steps: [],
-      artifacts: [],
-      logTail: "",
-      error: null,
-      agentId: null,
-      userId: "42",
-      chatId: String(FLOODED),
-      messageId: null,
-      needsApproval: false,
-      decidedBy: null,
-      approvalDeadline: null,
-      createdAt: new Date().toISOString(),
-      updatedAt: new Date().toISOString(),
-      startedAt: null,
-      finishedAt: null,
-    };
+    const job = jobView({ id: "job_0flood00000000001", chatId: String(FLOODED) });
     const first = await notifyJob(env, job, {}).catch((e: unknown) => e);
     expect(first).toBeInstanceOf(NotifyLater);
     const wait = (first as NotifyLater).retryAfterMs;
