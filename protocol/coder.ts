@@ -21,13 +21,18 @@ export const PermissionIdSchema = z.string().regex(/^[A-Za-z0-9_-]{8,40}$/, "a p
 export const PermissionKindSchema = z.enum(["command", "write", "edit", "search"]);
 export type PermissionKind = z.infer<typeof PermissionKindSchema>;
 
-export const PermissionRequestFrameSchema = z.strictObject({
-  type: z.literal("permission_request"),
+/** Which request, of which attempt of which job, a permission frame is about. */
+const PermissionRef = {
   jobId: JobIdSchema,
   attempt: z.number().int().min(1),
+  requestId: PermissionIdSchema,
+};
+
+export const PermissionRequestFrameSchema = z.strictObject({
+  type: z.literal("permission_request"),
+  ...PermissionRef,
   leaseToken: z.string().min(16).max(128),
   stepId: StepIdSchema,
-  requestId: PermissionIdSchema,
   /** The SDK's tool name (Bash, Write, Edit, Grep…). */
   tool: z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/),
   kind: PermissionKindSchema,
@@ -43,9 +48,7 @@ export type PermissionDecision = z.infer<typeof PermissionDecisionSchema>;
 
 export const PermissionDecisionFrameSchema = z.strictObject({
   type: z.literal("permission_decision"),
-  jobId: JobIdSchema,
-  attempt: z.number().int().min(1),
-  requestId: PermissionIdSchema,
+  ...PermissionRef,
   decision: PermissionDecisionSchema,
   /** Who decided or why (shown to the coding agent on a deny). */
   reason: z.string().max(500).optional(),
@@ -58,8 +61,6 @@ export type PermissionDecisionFrame = z.infer<typeof PermissionDecisionFrameSche
  */
 export const PermissionExpiredFrameSchema = z.strictObject({
   type: z.literal("permission_expired"),
-  jobId: JobIdSchema,
-  attempt: z.number().int().min(1),
-  requestId: PermissionIdSchema,
+  ...PermissionRef,
 });
 export type PermissionExpiredFrame = z.infer<typeof PermissionExpiredFrameSchema>;
