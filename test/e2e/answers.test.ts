@@ -6,10 +6,15 @@
 // the hostile text reaches the model only inside <step_output>, and changes nothing.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JobView } from "../../protocol/index.ts";
-import type { RecordedCall } from "../helpers/node/fake-telegram.ts";
 import { makeGitRepo } from "../helpers/node/git-repo.ts";
 import { useStandIns } from "../helpers/node/stand-ins.ts";
-import { buttonPress, chatMessage, startTelegramStack, type TelegramStack } from "../helpers/node/telegram-e2e.ts";
+import {
+  buttonPress,
+  chatMessage,
+  finalAnswerLine,
+  startTelegramStack,
+  type TelegramStack,
+} from "../helpers/node/telegram-e2e.ts";
 import { waitFor } from "../helpers/node/wait.ts";
 
 const USER = { id: 42, is_bot: false, first_name: "Ada", username: "ada" };
@@ -22,8 +27,6 @@ test("subtracts numbers", () => assert.equal(2 - 1, 3, ${JSON.stringify(HOSTILE)
 
 const io = useStandIns();
 const { tg, claude } = io;
-
-const text = (c: RecordedCall | undefined) => String(c?.params.text ?? "");
 
 for (const mode of ["rules", "claude"] as const) {
   describe(`the answer in the final message (${mode})`, () => {
@@ -54,14 +57,7 @@ for (const mode of ["rules", "claude"] as const) {
       await stack.post(buttonPress(USER, `a:${jobId}`, `cb-${mode}-${jobId}`));
       const done: JobView = await client.waitFinished(jobId);
       expect(done.status).toBe("FAILED");
-      const final = await waitFor(
-        () =>
-          tg.calls
-            .filter((c) => c.method === "editMessageText" && text(c).includes(jobId) && text(c).startsWith("💬"))
-            .at(-1),
-        { what: "the final message with its answer", timeoutMs: 60_000 },
-      );
-      const firstLine = text(final).split("\n")[0] ?? "";
+      const firstLine = await finalAnswerLine(tg, jobId);
       expect(firstLine).toContain("subtracts numbers");
       expect(firstLine).not.toContain("adds numbers");
       return { jobId, firstLine, view: await client.waitStatus(jobId, ["FAILED"]), before };

@@ -58,13 +58,7 @@ async function agent(
     env: opts.env,
   });
   agents.push(proc);
-  await waitFor(
-    async () => {
-      const res = await client.call<{ online: { agentId: string }[] }>("/api/agents");
-      return res.body.online.some((a) => a.agentId === agentId);
-    },
-    { timeoutMs: 30_000, what: `agent ${name} to come online\n${proc.logs()}` },
-  );
+  await client.waitOnline(agentId, `agent ${name} to come online\n${proc.logs()}`);
   return { agentId, proc };
 }
 

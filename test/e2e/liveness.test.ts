@@ -31,13 +31,7 @@ async function agent(
   const { agentId, token } = await client.pair(name);
   const proc = await startAgent({ url, token, workspace: repo.dir, projectId, name, maxConcurrency: 1 });
   agents.push(proc);
-  await waitFor(
-    async () => {
-      const res = await client.call<{ online: { agentId: string }[] }>("/api/agents");
-      return res.body.online.some((a) => a.agentId === agentId);
-    },
-    { timeoutMs: 30_000, what: `agent ${name} to come online\n${proc.logs()}` },
-  );
+  await client.waitOnline(agentId, `agent ${name} to come online\n${proc.logs()}`);
   return proc;
 }
 

@@ -71,6 +71,17 @@ export class ApiClient {
     return (await res.json()) as { agentId: string; token: string };
   }
 
+  /** Waits (30 s: a fresh agent process starts slowly on a busy machine) until `agentId` is connected. */
+  async waitOnline(agentId: string, what: string): Promise<void> {
+    await waitFor(
+      async () => {
+        const res = await this.call<{ online: { agentId: string }[] }>("/api/agents");
+        return res.body.online.some((a) => a.agentId === agentId);
+      },
+      { timeoutMs: 30_000, what },
+    );
+  }
+
   async agentsOnline(): Promise<number> {
     const res = await fetch(`${this.base}/health`);
     return ((await res.json()) as { agentsOnline: number }).agentsOnline;

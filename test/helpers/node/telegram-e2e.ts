@@ -2,9 +2,10 @@
 // stand-in, and real update JSON posted to its webhook.
 import { expect } from "vitest";
 import type { FakeAnthropic } from "./fake-anthropic.ts";
-import type { FakeTelegram } from "./fake-telegram.ts";
+import type { FakeTelegram, RecordedCall } from "./fake-telegram.ts";
 import type { GitRepo } from "./git-repo.ts";
 import { type Stack, startStack } from "./stack.ts";
+import { waitFor } from "./wait.ts";
 
 export interface TelegramUser {
   id: number;
@@ -82,4 +83,19 @@ export function buttonPress(from: TelegramUser, data: string, id: string) {
       message: { message_id: 1, chat: { id: from.id, type: "private" }, date: 0, text: "plan" },
     },
   };
+}
+
+/** The text a recorded Bot API call sent ("" when it sent none). */
+export const callText = (c: RecordedCall | undefined): string => String(c?.params.text ?? "");
+
+/** The first line of the job's last message carrying its answer (💬), once the Worker has edited it in. */
+export async function finalAnswerLine(tg: FakeTelegram, jobId: string): Promise<string> {
+  const final = await waitFor(
+    () =>
+      tg.calls
+        .filter((c) => c.method === "editMessageText" && callText(c).includes(jobId) && callText(c).startsWith("💬"))
+        .at(-1),
+    { what: "the final message with its answer", timeoutMs: 60_000 },
+  );
+  return callText(final).split("\n")[0] ?? "";
 }
