@@ -68,6 +68,24 @@ export const FULL: Omit<SoakOptions, "log" | "seed"> = {
   vars: { HEARTBEAT_INTERVAL_SECONDS: "5" },
 };
 
+/** The soak in small (test/e2e/soak.test.ts): every kind of fault, in a few minutes. */
+export const SMALL: Omit<SoakOptions, "log" | "seed"> = {
+  ...FULL,
+  jobs: 60,
+  ratePerS: 1.5,
+  faultGapS: [2, 5],
+  cutS: [2, 8],
+  stopS: [2, 6],
+  killDownS: [0.5, 2],
+  // The Sentinel re-offers a job QUEUED over a minute (a dispatch lost in the Worker restart):
+  // run it more often than production's minute, and wait long enough for it to act.
+  sentinelEveryS: 15,
+  settleS: 90,
+  lostAfterS: 15,
+  stepSleepS: [0.2, 1],
+  vars: { HEARTBEAT_INTERVAL_SECONDS: "2", LEASE_SECONDS: "20" },
+};
+
 interface JobOutcome {
   jobId: string;
   status: string;

@@ -3,29 +3,12 @@
 // Worker restarted. No job may be lost, stuck, run twice or reported against what happened; a job
 // FAILED as "outcome unknown" is true either way and only printed.
 import { describe, expect, it } from "vitest";
-import { FULL, runSoak, summary } from "../../bench/soak.ts";
+import { runSoak, SMALL, summary } from "../../bench/soak.ts";
 
 describe("soak", () => {
   it("60 jobs under agent kills, network cuts, stops and a Worker restart: none lost, stuck, duplicated or misreported", async () => {
     const seed = Math.floor(Math.random() * 2 ** 31);
-    const result = await runSoak({
-      ...FULL,
-      jobs: 60,
-      ratePerS: 1.5,
-      faultGapS: [2, 5],
-      cutS: [2, 8],
-      stopS: [2, 6],
-      killDownS: [0.5, 2],
-      // The Sentinel re-offers a job QUEUED over a minute (a dispatch lost in the Worker restart):
-      // run it more often than production's minute, and wait long enough for it to act.
-      sentinelEveryS: 15,
-      settleS: 90,
-      lostAfterS: 15,
-      stepSleepS: [0.2, 1],
-      vars: { HEARTBEAT_INTERVAL_SECONDS: "2", LEASE_SECONDS: "20" },
-      seed,
-      log: () => undefined,
-    });
+    const result = await runSoak({ ...SMALL, seed, log: () => undefined });
     const report = `seed ${seed}\n${summary(result)}`;
     expect(result.submitted, report).toBe(60);
     // Every kind of fault really happened.
