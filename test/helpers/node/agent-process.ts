@@ -2,12 +2,13 @@
 // end-to-end tests and the bench.
 import { type ChildProcess, spawn } from "node:child_process";
 import { join, resolve } from "node:path";
+import { NODE_FLAGS } from "../../../agent/src/service-files.ts";
 import { ApiClient } from "./api-client.ts";
 import { waitFor } from "./wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../../..");
-/** The same heap settings as the agent's own entry points (bin shim, npm run agent). */
-export const AGENT_NODE_FLAGS = ["--max-old-space-size=256", "--max-semi-space-size=4"];
+/** The heap settings of the agent's own entry points (bin shim, service files, npm run agent). */
+export const AGENT_NODE_FLAGS = NODE_FLAGS;
 
 export interface AgentOptions {
   url: string;
