@@ -7,7 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { type AgentProcess, startAgent } from "../test/helpers/node/agent-process.ts";
+import { type AgentProcess, buildAgentBundle, startAgent } from "../test/helpers/node/agent-process.ts";
 import { ApiClient } from "../test/helpers/node/api-client.ts";
 import { startFakeTelegram } from "../test/helpers/node/fake-telegram.ts";
 import { type GitRepo, makeGitRepo } from "../test/helpers/node/git-repo.ts";
@@ -31,6 +31,8 @@ const { values: flags } = parseArgs({
     agents: { type: "string", default: "4" },
     "ops-jobs": { type: "string", default: "20" },
     "chat-updates": { type: "string", default: "400" },
+    /** bundle: the agent as published (agent/dist, built first); source: agent/src via type stripping. */
+    "agent-entry": { type: "string", default: "bundle" },
   },
 });
 const THROUGHPUT_JOBS = Number(flags.jobs);
@@ -39,6 +41,7 @@ const LOG_BYTES = Number(flags["log-mb"]) * 1024 * 1024;
 const AGENTS = Number(flags.agents);
 const OPS_JOBS = Number(flags["ops-jobs"]);
 const CHAT_UPDATES = Number(flags["chat-updates"]);
+const AGENT_ENTRY = flags["agent-entry"] === "source" ? "source" : "bundle";
 /** --ops-jobs 0 leaves the op meter off (its proxies cost a little CPU on every binding call). */
 const METER = OPS_JOBS > 0;
 const CHAT_USERS = [101, 102, 103, 104, 105, 106, 107, 108];
@@ -68,6 +71,8 @@ function executeSpec(id: string, projectId: string, argv: string[]) {
 
 async function main(): Promise<void> {
   const startedAt = new Date();
+  // The agents measured are the agent as published unless asked otherwise (--agent-entry source).
+  if (AGENT_ENTRY === "bundle") say(`agent bundle built: ${await buildAgentBundle()}`);
   const tg = await startFakeTelegram();
   say(`starting wrangler dev (op meter ${METER ? "on" : "off"})`);
   const worker = await startWorker({
@@ -105,6 +110,7 @@ async function main(): Promise<void> {
           allowShell: true,
           maxConcurrency: 4,
           name: `bench-${i}`,
+          entry: AGENT_ENTRY,
         }),
       );
     }
@@ -116,6 +122,7 @@ async function main(): Promise<void> {
       projectId: "bench-log",
       allowShell: true,
       name: "bench-log",
+      entry: AGENT_ENTRY,
     });
     agents.push(logAgent);
     await waitFor(async () => (await client.agentsOnline()) === AGENTS + 1, {
@@ -302,6 +309,7 @@ async function main(): Promise<void> {
         byteExact,
         storedBytes: stored.length,
         agentPeakRssMb,
+        agentEntry: AGENT_ENTRY,
       },
       opsPerReadOnlyJob: ops,
       chatLoad: chat,

@@ -39,6 +39,12 @@ export const HelloSchema = z.strictObject({
   allowShell: z.boolean().default(false),
 });
 
+/** The lease an offer carries (besides its token): who holds it and until when. */
+export const OfferLeaseSchema = z.strictObject({
+  agentId: z.string().min(1).max(100),
+  expiresAt: z.number().int().min(0),
+});
+
 export const RunningJobSchema = z.strictObject({ ...Fence, lastSeq: z.number().int().min(-1) });
 
 const JobAcceptSchema = z.strictObject({ type: z.literal("job_accept"), ...Fence });
@@ -119,7 +125,12 @@ export const ServerToAgentSchema = z.discriminatedUnion("type", [
     heartbeatIntervalS: z.number().int().min(1),
     leaseS: z.number().int().min(1),
   }),
-  z.strictObject({ type: z.literal("job_offer"), ...Fence, spec: ExecutionSpecSchema }),
+  /**
+   * The attempt's lease is already granted when the offer is sent: `leaseToken` fences the
+   * agent's frames from the first one, `lease` names the holder and when the lease ends unless
+   * renewed (ms since the epoch). The accept confirms it; a refused or unanswered offer takes it back.
+   */
+  z.strictObject({ type: z.literal("job_offer"), ...Fence, lease: OfferLeaseSchema, spec: ExecutionSpecSchema }),
   z.strictObject({
     type: z.literal("job_cancel"),
     jobId: JobIdSchema,

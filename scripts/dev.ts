@@ -144,7 +144,7 @@ async function startLocalAgent(apiToken: string, workspace: string, mayRepair: b
     "agent",
     [
       "--max-old-space-size=256",
-      "--max-semi-space-size=4",
+      "--max-semi-space-size=2",
       join(ROOT, "agent/src/cli.ts"),
       "connect",
       "--config",

@@ -143,8 +143,19 @@ describe("agent wire messages", () => {
     expect(parseFrame(AgentToServerSchema, JSON.stringify(hello)).ok).toBe(true);
     const log = { type: "log", ...lease, stepId: "s1", seq: 0, stream: "stdout", data: "hi" };
     expect(parseFrame(AgentToServerSchema, JSON.stringify(log)).ok).toBe(true);
-    const offer = { type: "job_offer", ...lease, spec };
+    const offer = { type: "job_offer", ...lease, lease: { agentId: "agent_1", expiresAt: 1_700_000_000_000 }, spec };
     expect(parseFrame(ServerToAgentSchema, JSON.stringify(offer)).ok).toBe(true);
+    // The offer carries its lease: without it, or with a holder or expiry that is not one, it is refused.
+    expect(parseFrame(ServerToAgentSchema, JSON.stringify({ ...offer, lease: undefined })).ok).toBe(false);
+    for (const bad of [
+      { agentId: "", expiresAt: 1 },
+      { agentId: "a", expiresAt: -1 },
+      { agentId: "a", expiresAt: 1.5 },
+    ]) {
+      expect(parseFrame(ServerToAgentSchema, JSON.stringify({ ...offer, lease: bad })).ok).toBe(false);
+    }
+    const extra = { ...offer, lease: { ...offer.lease, leaseToken: "t".repeat(32) } };
+    expect(parseFrame(ServerToAgentSchema, JSON.stringify(extra)).ok).toBe(false);
   });
   it("refuses bad frames with a readable error", () => {
     expect(parseFrame(AgentToServerSchema, "{not json")).toEqual({ ok: false, error: "frame is not valid JSON" });

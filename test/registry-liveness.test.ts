@@ -109,7 +109,9 @@ describe("offers that fail for a passing reason", () => {
     });
     expect((await agent.next("error")).code).toBe("stale_lease");
     const again = await agent.next("job_offer");
-    expect(again).toMatchObject({ jobId, attempt: 2, leaseToken: second.leaseToken });
+    // The refused offer's lease was taken back: the new offer carries a new one.
+    expect(again).toMatchObject({ jobId, attempt: 2, lease: { agentId: expect.any(String) } });
+    expect(again.leaseToken).not.toBe(second.leaseToken);
     agent.send({ type: "job_accept", jobId, attempt: 2, leaseToken: again.leaseToken });
     await poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
     agent.close();
@@ -131,8 +133,13 @@ describe("offers that fail for a passing reason", () => {
     // The registry's alarm is set for the end of the backoff, and then the same agent gets it again.
     const alarm = await runInDurableObject(registry(), (_i: AgentRegistryDO, state) => state.storage.getAlarm());
     expect(alarm).toBe(row?.wake_at);
+    // The timed-out offer's lease was taken back: its token is refused from now on.
+    agent.send({ type: "job_accept", jobId, attempt: 1, leaseToken: offer.leaseToken });
+    expect(await agent.next("error")).toMatchObject({ code: "stale_lease", jobId, attempt: 1 });
+    expect((await job(jobId).get())?.status).toBe("QUEUED");
     const again = await agent.next("job_offer", 15_000);
-    expect(again).toMatchObject({ jobId, attempt: 1, leaseToken: offer.leaseToken });
+    expect(again).toMatchObject({ jobId, attempt: 1 });
+    expect(again.leaseToken).not.toBe(offer.leaseToken);
     agent.send({ type: "job_accept", jobId, attempt: 1, leaseToken: again.leaseToken });
     await poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
     agent.close();
@@ -148,7 +155,8 @@ describe("offers that fail for a passing reason", () => {
     await poll(async () => (await bookRow(jobId))?.state).toBe("pending");
     const second = await TestAgent.connect(token, { workspaces: ["live-closed"] });
     const again = await second.next("job_offer", 15_000);
-    expect(again).toMatchObject({ jobId, attempt: 1, leaseToken: offer.leaseToken });
+    expect(again).toMatchObject({ jobId, attempt: 1 });
+    expect(again.leaseToken).not.toBe(offer.leaseToken);
     second.send({ type: "job_accept", jobId, attempt: 1, leaseToken: again.leaseToken });
     await poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
     second.close();
@@ -280,7 +288,7 @@ describe("jobs no connected agent can serve", () => {
 });
 
 describe("an accept lost with the connection", () => {
-  it("takes the agent's resume of an offered attempt as its accept, without a second offer", async () => {
+  it("takes the offer's lease back: the resumed attempt is told it is stale and offered again under a new lease", async () => {
     const { token } = await pairAgent("lost-accept");
     const first = await TestAgent.connect(token, { workspaces: ["live-resume"] });
     const jobId = await queuedJob("live-resume", "check git status");
@@ -294,6 +302,14 @@ describe("an accept lost with the connection", () => {
       type: "resume",
       running: [{ jobId, attempt: 1, leaseToken: offer.leaseToken, lastSeq: -1 }],
     });
+    expect(await second.next("error")).toMatchObject({ code: "stale_lease", jobId, attempt: 1 });
+    const again = await second.next("job_offer", 15_000);
+    expect(again.leaseToken).not.toBe(offer.leaseToken);
+    // The old token moves nothing; the new one does.
+    second.send({ type: "job_accept", jobId, attempt: 1, leaseToken: offer.leaseToken });
+    expect(await second.next("error")).toMatchObject({ code: "stale_lease", jobId, attempt: 1 });
+    expect((await job(jobId).get())?.status).toBe("QUEUED");
+    second.send({ type: "job_accept", jobId, attempt: 1, leaseToken: again.leaseToken });
     await poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
     expect((await bookRow(jobId))?.state).toBe("running");
     expect(second.received.filter((m) => m.type === "job_cancel")).toHaveLength(0);

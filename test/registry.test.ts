@@ -161,12 +161,14 @@ describe("identity and assignment", () => {
     await expect.poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
     const quickId = quickPair.agentId;
     expect((await job(jobId).get())?.agentId).toBe(quickId);
-    // The slow agent's late accept, with the lease token of its own (withdrawn) offer, is refused
-    // because another agent now holds the job; the job stays with that agent.
+    // The slow agent's late accept, with the lease of its own offer (taken back when it timed
+    // out), is refused; the job stays with the agent holding the new lease.
+    expect(offer.leaseToken).not.toBe(slowOffer.leaseToken);
+    expect(offer.lease.agentId).toBe(quickPair.agentId);
     slow.send({ type: "job_accept", jobId, attempt: 1, leaseToken: slowOffer.leaseToken });
     expect(await slow.next("error")).toMatchObject({
       code: "stale_lease",
-      message: "another agent holds this job",
+      message: `attempt 1 of ${jobId} is no longer current`,
       jobId,
       attempt: 1,
     });
@@ -182,7 +184,7 @@ describe("identity and assignment", () => {
     });
     expect(await slow.next("error")).toMatchObject({
       code: "stale_lease",
-      message: "this agent does not hold the job's lease",
+      message: `attempt 1 of ${jobId} is no longer current`,
     });
     slow.close();
     quick.close();

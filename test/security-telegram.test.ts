@@ -78,11 +78,14 @@ async function asAgent(jobId: string, messages: ((f: Fence) => FencedAgentMessag
     const state = insides(instance).load();
     if (!state) throw new Error("no job");
     if (!state.lease) {
+      // Dispatched, and the lease granted as the registry has it granted with its offer.
       state.dispatchedAttempt = state.attempt;
-      state.leaseToken = "S".repeat(32);
       insides(instance).save(state);
+      const granted = await instance.offerLease("agent_security", state.attempt);
+      if (!granted.ok) throw new Error(granted.error.message);
     }
-    const fence = { jobId, attempt: state.attempt, leaseToken: "S".repeat(32) };
+    const leaseToken = insides(instance).load()?.leaseToken ?? "";
+    const fence = { jobId, attempt: state.attempt, leaseToken };
     for (const m of messages) {
       const res = await instance.agentMessage("agent_security", m(fence));
       if (!res.ok) throw new Error(res.error.message);

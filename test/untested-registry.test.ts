@@ -73,14 +73,18 @@ describe("job_reject", () => {
     willing.send({ type: "job_reject", jobId, attempt: 1, leaseToken: offer.leaseToken, reason: "not mine" });
     picky.send({ type: "job_reject", jobId, attempt: 1, leaseToken: offer.leaseToken, reason: "busy with other work" });
     const again = await willing.next("job_offer");
-    expect(again).toMatchObject({ jobId, attempt: 1, leaseToken: offer.leaseToken });
+    expect(again).toMatchObject({ jobId, attempt: 1, lease: { agentId: willingPair.agentId } });
+    expect(again.leaseToken).not.toBe(offer.leaseToken);
     willing.send({ type: "job_accept", jobId, attempt: 1, leaseToken: again.leaseToken });
     await expect.poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
     expect((await job(jobId).get())?.agentId).toBe(willingPair.agentId);
     // The picky agent was not offered it again, and its late accept is refused.
     expect(picky.received.filter((m) => m.type === "job_offer")).toEqual([]);
     picky.send({ type: "job_accept", jobId, attempt: 1, leaseToken: offer.leaseToken });
-    expect(await picky.next("error")).toMatchObject({ code: "stale_lease", message: "another agent holds this job" });
+    expect(await picky.next("error")).toMatchObject({
+      code: "stale_lease",
+      message: `attempt 1 of ${jobId} is no longer current`,
+    });
     expect(await job(jobId).get()).toMatchObject({ status: "RUNNING", agentId: willingPair.agentId, attempt: 1 });
     expect(pickyPair.agentId).not.toBe(willingPair.agentId);
     picky.close();

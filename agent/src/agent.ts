@@ -558,6 +558,12 @@ export class Agent {
       this.say(`job ${msg.jobId} rejected: ${reason}`);
       this.sendRaw({ type: "job_reject", ...fence, reason });
     };
+    // The offer carries a lease already granted to its holder; one granted to another agent
+    // would fence every frame sent under it, so it is turned down before anything runs.
+    if (this.agentId !== null && msg.lease.agentId !== this.agentId) {
+      reject(`the offered lease is held by ${msg.lease.agentId}, not by this agent`);
+      return;
+    }
     const existing = this.jobs.get(msg.jobId, msg.attempt);
     const before = this.jobs.previous(msg.jobId, msg.attempt);
     if (before) {

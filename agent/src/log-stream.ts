@@ -56,16 +56,21 @@ export class LogChunker {
   }
 
   private async flushOne(): Promise<void> {
-    const all = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending);
-    let cut = utf8Cut(all, MAX_LOG_CHUNK_BYTES);
+    // Only the buffers that reach one frame's size are joined (a copy of at most a frame and a
+    // pipe read), never the whole backlog: the rest stays as the pipe delivered it.
+    let n = 0;
+    let bytes = 0;
+    while (n < this.pending.length && bytes < MAX_LOG_CHUNK_BYTES) bytes += (this.pending[n++] as Buffer).length;
+    const window = n === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending.slice(0, n), bytes);
+    let cut = utf8Cut(window, MAX_LOG_CHUNK_BYTES);
     // A lone partial character at the end waits for its remaining bytes.
-    if (cut === all.length) cut = completeUtf8Length(all);
+    if (cut === window.length) cut = completeUtf8Length(window);
     if (cut === 0) return;
-    const head = all.subarray(0, cut);
-    const rest = all.subarray(cut);
-    this.pending = rest.length ? [rest] : [];
-    this.pendingBytes = rest.length;
-    const frame = { seq: this.seq++, stream: this.stream, stepId: this.stepId, data: head.toString("utf8") };
+    const rest = window.subarray(cut);
+    const later = this.pending.slice(n);
+    this.pending = rest.length ? [rest, ...later] : later;
+    this.pendingBytes -= cut;
+    const frame = { seq: this.seq++, stream: this.stream, stepId: this.stepId, data: window.toString("utf8", 0, cut) };
     await this.emit(frame);
   }
 

@@ -7,7 +7,7 @@ import { join } from "node:path";
 export const SERVICE_NAME = "skynet-agent";
 export const LAUNCHD_LABEL = "dev.skynet.agent";
 /** The heap flags of the bin's shebang: the service runs node directly. */
-export const NODE_FLAGS = ["--max-old-space-size=256", "--max-semi-space-size=4"];
+export const NODE_FLAGS = ["--max-old-space-size=256", "--max-semi-space-size=2"];
 
 export interface ServiceSpec {
   /** Absolute path of the node binary. */

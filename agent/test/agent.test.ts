@@ -117,6 +117,28 @@ describe("running jobs", () => {
   });
 });
 
+describe("the offered lease", () => {
+  it("sends every frame of a job under the offered token, the accept first", async () => {
+    await startAgent();
+    const s = spec([step("git_status")]);
+    const fence = server.offer(s, "offered-lease-token-0123456789");
+    await server.waitFor("job_finished", (f) => f.jobId === s.jobId);
+    const mine = server.frames.filter((f) => "jobId" in f && f.jobId === s.jobId);
+    expect(mine[0]).toMatchObject({ type: "job_accept", ...fence });
+    expect(mine.every((f) => "leaseToken" in f && f.leaseToken === fence.leaseToken)).toBe(true);
+  });
+
+  it("turns down an offer whose lease names another agent, running nothing", async () => {
+    await startAgent();
+    const s = spec([step("write_file", { path: "not-mine.txt", content: "x" }, "WRITE")]);
+    server.offer(s, "lease-token-0123456789abcdef", "agent_someone_else");
+    const reject = await server.waitFor("job_reject", (f) => f.jobId === s.jobId);
+    expect(reject.reason).toMatch(/held by agent_someone_else/);
+    expect(server.of("job_accept", s.jobId)).toHaveLength(0);
+    await expect(readFile(join(repo.dir, "not-mine.txt"), "utf8")).rejects.toThrow();
+  });
+});
+
 describe("confinement and policy", () => {
   it("rejects a path with '..' before running anything", async () => {
     await startAgent();

@@ -217,9 +217,10 @@ export class FakeRegistry {
   offer(
     spec: ExecutionSpec,
     leaseToken = "lease-token-0123456789abcdef",
+    holder = "agent_test",
   ): { jobId: string; attempt: number; leaseToken: string } {
     const fence = { jobId: spec.jobId, attempt: spec.attempt, leaseToken };
-    this.send({ type: "job_offer", ...fence, spec });
+    this.send({ type: "job_offer", ...fence, lease: { agentId: holder, expiresAt: Date.now() + 60_000 }, spec });
     return fence;
   }
 

@@ -42,7 +42,7 @@ describe("systemd user unit", () => {
     const unit = renderSystemdUnit(spec());
     const exec = unit.split("\n").find((l) => l.startsWith("ExecStart="));
     expect(exec).toBe(
-      `ExecStart=${process.execPath} --max-old-space-size=256 --max-semi-space-size=4 ${join(ROOT, "agent/bin/skynet-agent.js")} connect --config /home/ann/.config/skynet/agent.json --workspace "web=/home/ann/my code/50%%$$x"`,
+      `ExecStart=${process.execPath} --max-old-space-size=256 --max-semi-space-size=2 ${join(ROOT, "agent/bin/skynet-agent.js")} connect --config /home/ann/.config/skynet/agent.json --workspace "web=/home/ann/my code/50%%$$x"`,
     );
     expect(unit).toMatch(/^Restart=on-failure$/m);
     expect(unit).toMatch(/^RestartPreventExitStatus=2 3 4 5$/m);

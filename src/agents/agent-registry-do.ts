@@ -14,11 +14,14 @@ import {
   type PermissionRequestFrame,
   PROTOCOL_VERSION,
   parseFrame,
+  type Result,
   type ServerToAgent,
 } from "../../protocol/index.ts";
 import { expirePermission, recordPermissionRequest } from "../coder/permissions.ts";
 import { type Config, loadConfig } from "../config.ts";
 import type { BatchRefusal } from "../jobs/agent-events.ts";
+import type { FenceRefusal } from "../jobs/job-api.ts";
+import type { OfferedLease } from "../jobs/lease.ts";
 import { appendAudit, getDb } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { meterObject } from "../lib/op-meter.ts";
@@ -242,7 +245,7 @@ export class AgentRegistryDO extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     for (const offer of this.book.expiredOffers(Date.now())) {
       log("warn", "job offer timed out", { jobId: offer.jobId, agentId: offer.agentId, attempt: offer.attempt });
-      this.book.offerFailed(offer.jobId, offer.agentId, { kind: "timeout" });
+      await this.offerEnded(offer.jobId, offer.agentId, offer.attempt, { kind: "timeout" });
     }
     await this.pump();
   }
@@ -336,16 +339,19 @@ export class AgentRegistryDO extends DurableObject<Env> {
         if (resuming) this.book.markRunning(r.jobId, agentId, r.attempt, r.leaseToken);
         continue;
       }
-      // The agent runs an attempt we still had waiting: its accept was lost with the connection.
+      // The agent runs an attempt we still had waiting: its accept was lost with the connection,
+      // so the offer was taken back with its lease. The agent stops it as stale (not cancelled:
+      // it has no result to report) and the attempt is offered again at once, under a new lease.
       const entry = this.book.get(r.jobId);
-      if (
-        resuming &&
-        entry &&
-        entry.state !== "running" &&
-        entry.attempt === r.attempt &&
-        entry.leaseToken === r.leaseToken
-      ) {
-        await this.relay(ws, att, { type: "job_accept", jobId: r.jobId, attempt: r.attempt, leaseToken: r.leaseToken });
+      if (resuming && entry && entry.state !== "running" && entry.attempt === r.attempt) {
+        this.reply(ws, {
+          type: "error",
+          code: "stale_lease",
+          message: res.error.message,
+          jobId: r.jobId,
+          attempt: r.attempt,
+        });
+        this.book.liftBackoffs(agentId);
         continue;
       }
       this.reply(ws, { type: "job_cancel", jobId: r.jobId, attempt: r.attempt, reason: res.error.message });
@@ -400,7 +406,7 @@ export class AgentRegistryDO extends DurableObject<Env> {
       // Only an outstanding offer can be turned down; a job the agent already runs stays its own.
       if (entry?.state === "offered" && entry.agentId === agentId && entry.attempt === msg.attempt) {
         log("info", "agent rejected job", { agentId, jobId: msg.jobId, reason: msg.reason });
-        this.book.offerFailed(msg.jobId, agentId, { kind: "refused", reason: msg.reason });
+        await this.offerEnded(msg.jobId, agentId, msg.attempt, { kind: "refused", reason: msg.reason });
         if (rejectIsPermanent(msg.reason)) {
           const name = att.profile?.name ?? att.name;
           await this.tellJob(msg.jobId, msg.attempt, `agent ${name} cannot run this job: ${msg.reason}`);
@@ -454,9 +460,14 @@ export class AgentRegistryDO extends DurableObject<Env> {
         attempt: refusedFrame.attempt,
         ...frameIndex,
       });
-      // A refused accept ends that attempt's entry only: a replayed accept of an older attempt
-      // must not drop the newer attempt this agent was just offered.
-      if (refusedFrame.type === "job_accept" && ours(refusedFrame.attempt)) this.book.remove(refusedFrame.jobId);
+      // A refused accept ends that offer's entry only: a replayed accept of an older attempt, or
+      // one under the lease of an offer already taken back, must not drop the offer made since.
+      if (
+        refusedFrame.type === "job_accept" &&
+        ours(refusedFrame.attempt) &&
+        entry?.leaseToken === refusedFrame.leaseToken
+      )
+        this.book.remove(refusedFrame.jobId);
     }
     if (accept || finished) await this.mirrorLoad(agentId);
     if (finished || refusedFrame?.type === "job_finished") await this.pump();
@@ -482,7 +493,7 @@ export class AgentRegistryDO extends DurableObject<Env> {
     log("warn", "agent disconnected", { agentId });
     await this.ledger.offline(agentId, writeLedger);
     for (const a of this.book.ofAgent(agentId)) {
-      if (a.state === "offered") this.book.offerFailed(a.jobId, agentId, { kind: "closed" } satisfies OfferFailure);
+      if (a.state === "offered") await this.offerEnded(a.jobId, agentId, a.attempt, { kind: "closed" });
       else await jobStub(this.env, a.jobId).agentDisconnected(agentId, a.attempt);
     }
     await this.pump();
@@ -529,18 +540,26 @@ export class AgentRegistryDO extends DurableObject<Env> {
         notices.push({ jobId: job.jobId, attempt: job.attempt, text: why });
       }
       if (why !== null || !agents.some((a) => load(a.agentId) < a.maxConcurrency)) continue;
+      // Rows were read up front and an earlier grant awaited: only a job still waiting is offered.
+      const current = this.book.get(job.jobId);
+      if (current?.state !== "pending" || current.attempt !== job.attempt) continue;
       const agent = chooseAgent(job.spec, required, agents, load, unavailableFor(job, now));
       if (!agent) continue;
+      // Reserved before the grant is awaited, so a pump running meanwhile does not offer it too.
       this.book.offer(job.jobId, agent.agentId, now + this.config.acceptTimeoutS * 1000);
       loads.set(agent.agentId, load(agent.agentId) + 1);
-      this.send(agent.agentId, {
-        type: "job_offer",
-        jobId: job.jobId,
-        attempt: job.attempt,
-        leaseToken: job.leaseToken,
-        spec: job.spec,
-      });
-      offered.push(job.jobId);
+      const lease = await this.grantLease(job.jobId, agent.agentId, job.attempt);
+      if (lease) {
+        this.send(agent.agentId, {
+          type: "job_offer",
+          jobId: job.jobId,
+          attempt: job.attempt,
+          leaseToken: lease.leaseToken,
+          lease: { agentId: agent.agentId, expiresAt: lease.expiresAt },
+          spec: job.spec,
+        });
+        offered.push(job.jobId);
+      }
     }
     const next = this.book.nextDeadline(now);
     if (next !== null) await this.ctx.storage.setAlarm(next);
@@ -548,6 +567,51 @@ export class AgentRegistryDO extends DurableObject<Env> {
       if (!(await this.tellJob(n.jobId, n.attempt, n.text))) this.book.setNotice(n.jobId, null);
     }
     return offered;
+  }
+
+  /**
+   * Asks the job for the lease this offer carries; null when the offer must not go out. The
+   * job no longer waiting drops the entry; a job out of reach puts it back, retried by the alarm.
+   * An entry that changed while the grant was awaited (the agent left, the job was cancelled)
+   * hands the lease straight back.
+   */
+  private async grantLease(jobId: string, agentId: string, attempt: number): Promise<OfferedLease | null> {
+    const stillOurs = () => {
+      const e = this.book.get(jobId);
+      return e?.state === "offered" && e.agentId === agentId && e.attempt === attempt;
+    };
+    let res: Result<OfferedLease, FenceRefusal>;
+    try {
+      res = await jobStub(this.env, jobId).offerLease(agentId, attempt);
+    } catch (err) {
+      log("warn", "lease grant failed; the offer waits", { jobId, agentId, error: errorMessage(err) });
+      if (stillOurs()) this.book.offerFailed(jobId, agentId, { kind: "timeout" });
+      return null;
+    }
+    if (!res.ok) {
+      log("info", "job not offered: its attempt is not waiting", { jobId, attempt, reason: res.error.message });
+      if (stillOurs()) this.book.remove(jobId);
+      return null;
+    }
+    if (!stillOurs()) {
+      await this.takeBack(jobId, agentId, attempt);
+      return null;
+    }
+    this.book.setLeaseToken(jobId, res.value.leaseToken);
+    return res.value;
+  }
+
+  /** The offer failed (refused, timed out, socket closed): back to waiting, its lease taken back. */
+  private async offerEnded(jobId: string, agentId: string, attempt: number, failure: OfferFailure): Promise<void> {
+    this.book.offerFailed(jobId, agentId, failure);
+    await this.takeBack(jobId, agentId, attempt);
+  }
+
+  /** The job takes back a lease it granted with an offer; the re-offer grants a new one anyway. */
+  private async takeBack(jobId: string, agentId: string, attempt: number): Promise<void> {
+    await jobStub(this.env, jobId)
+      .takeBackLease(agentId, attempt)
+      .catch((err: unknown) => log("warn", "lease take-back failed", { jobId, agentId, error: errorMessage(err) }));
   }
 
   /** A notice to the job's requester (a job event and a notification); false if it did not get there. */

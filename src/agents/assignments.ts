@@ -148,6 +148,11 @@ export class AssignmentBook {
     );
   }
 
+  /** The lease the job granted for this offer: its token is the one the agent will send. */
+  setLeaseToken(jobId: string, leaseToken: string): void {
+    this.sql.exec("UPDATE assignments SET lease_token = ? WHERE job_id = ?", leaseToken, jobId);
+  }
+
   markRunning(jobId: string, agentId: string, attempt: number, leaseToken: string): void {
     this.sql.exec(
       "UPDATE assignments SET agent_id = ?, state = 'running', deadline = 0, attempt = ?, lease_token = ?, backoff = '{}' WHERE job_id = ?",

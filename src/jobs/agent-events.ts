@@ -26,17 +26,15 @@ export async function handleAgentMessage(
   }
   const now = job.now();
   if (msg.type === "job_accept") {
-    if (state.lease) {
-      return state.lease.agentId === agentId ? accepted() : refused("stale_lease", "another agent holds this job");
+    // The lease was granted with the offer (lease.ts grantOfferLease): the accept only confirms it.
+    // An accept without one is for an offer that was taken back or never made to this agent.
+    if (!state.lease || state.lease.agentId !== agentId) {
+      return refused("stale_lease", "this attempt's lease is not offered to this agent");
     }
+    if (state.status === "RUNNING") return accepted();
     if (state.status !== "QUEUED") return refused("stale_lease", `job is ${state.status}`);
-    state.lease = {
-      attempt: msg.attempt,
-      agentId,
-      leaseToken: msg.leaseToken,
-      expiresAt: now + job.config.leaseS * 1000,
-      lastSeenAt: now,
-    };
+    state.lease.expiresAt = now + job.config.leaseS * 1000;
+    state.lease.lastSeenAt = now;
     state.startedAt = now;
     // Each attempt's output starts with a header, so re-runs never blur together in one log.
     const who = agentName === agentId ? agentId : `${agentName} (${agentId})`;
@@ -54,6 +52,9 @@ export async function handleAgentMessage(
   if (!state.lease || state.lease.agentId !== agentId) {
     return refused("stale_lease", "this agent does not hold the job's lease");
   }
+  // Offered but not yet confirmed: the agent's frames follow its accept on one ordered socket,
+  // so a frame before it is out of order; it is refused rather than run ahead of the ledger.
+  if (state.status === "QUEUED") return refused("stale_lease", "the offer of this attempt was not accepted yet");
   // Any message from the holder proves it is alive (and, if it was unreachable, reachable again).
   state.lease.expiresAt = now + job.config.leaseS * 1000;
   state.lease.lastSeenAt = now;

@@ -19,7 +19,10 @@ export function notDispatchable(state: JobState | undefined, attempt: number): "
   return state.dispatchedAttempt >= attempt ? "duplicate" : null;
 }
 
-/** Hands the current attempt to the engine with a new lease token; the queue retries on a throw. */
+/**
+ * Hands the current attempt to the engine; the queue retries on a throw. The token set here is
+ * replaced by the lease the registry has this job grant with each offer (lease.ts grantOfferLease).
+ */
 export async function dispatchAttempt(
   job: JobContext,
   state: JobState | undefined,
@@ -38,6 +41,8 @@ export async function dispatchAttempt(
     if (again && again.status === "QUEUED" && again.attempt === attempt) {
       again.dispatchedAttempt = attempt - 1;
       again.leaseToken = null;
+      // An offer the registry made before the failure holds a lease no one may use now.
+      again.lease = null;
       job.commit(again);
     }
     throw err;

@@ -30,13 +30,24 @@ import {
   accepted,
   type CreateJobInput,
   type DispatchOutcome,
+  type FenceRefusal,
   type FenceResult,
   type JobResult,
   noSuchJob,
+  refused,
 } from "./job-api.ts";
 import { type JobState, viewOf } from "./job-state.ts";
 import { JobStore } from "./job-store.ts";
-import { holderDisconnected, holderOffline, holderWithoutJob, leaseHeld, renewLease } from "./lease.ts";
+import {
+  grantOfferLease,
+  holderDisconnected,
+  holderOffline,
+  holderWithoutJob,
+  leaseHeld,
+  type OfferedLease,
+  renewLease,
+  takeBackOfferLease,
+} from "./lease.ts";
 import type { LogPosition } from "./log-buffer.ts";
 import type { OutboxItem } from "./outbox.ts";
 import { planInline, planJob } from "./planning.ts";
@@ -264,6 +275,19 @@ export class JobDO extends DurableObject<Env> {
     // A renewal that only moved the lease drains nothing: it just re-arms the alarm.
     await (renewed.value === "committed" ? this.afterChange() : this.rearm());
     return accepted();
+  }
+
+  /** From the registry, before it sends the offer: the attempt's lease for that agent. */
+  async offerLease(agentId: string, attempt: number): Promise<Result<OfferedLease, FenceRefusal>> {
+    const state = this.enter("offerLease");
+    if (!state) return refused("not_found", "no such job");
+    return grantOfferLease(this.job, state, agentId, attempt);
+  }
+
+  /** From the registry: the offer to this agent failed before its accept, so its lease goes back. */
+  async takeBackLease(agentId: string, attempt: number): Promise<boolean> {
+    const state = this.enter("takeBackLease");
+    return !!state && takeBackOfferLease(this.job, state, agentId, attempt);
   }
 
   async agentWithoutJob(agentId: string, attempt: number): Promise<void> {

@@ -1,8 +1,10 @@
-// The lease outside the agent's job frames (agent-events.ts): heartbeats and resumes from the
-// holder, its socket closing, its coming back without the job, and the check of an upload.
-// These save only the lease's liveness (saveLiveness) unless the job's status changes.
+// The lease outside the agent's job frames (agent-events.ts): granted with the offer and taken
+// back when the offer fails, heartbeats and resumes from the holder, its socket closing, its
+// coming back without the job, and the check of an upload.
+// Renewals save only the lease's liveness (saveLiveness) unless the job's status changes.
 import { isTerminal } from "../../protocol/index.ts";
 import { ok, type Result } from "../../protocol/result.ts";
+import { randomHex } from "../lib/crypto.ts";
 import { type FenceRefusal, leaseEnded, refused } from "./job-api.ts";
 import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
@@ -70,4 +72,50 @@ export function leaseHeld(
   if (s && isTerminal(s.status)) return "ended";
   const lease = s?.lease;
   return !!lease && lease.attempt === attempt && lease.leaseToken === leaseToken && lease.agentId === agentId;
+}
+
+/** The lease an offer carries: granted before the registry sends the offer, confirmed by the accept. */
+export interface OfferedLease {
+  leaseToken: string;
+  expiresAt: number;
+}
+
+/**
+ * The registry is about to offer this QUEUED attempt to `agentId`: the lease is granted now,
+ * under a fresh token, so the offer carries it and the agent's first frames are already fenced.
+ * The job stays QUEUED until the accept confirms it (the ledger's RUNNING means an agent took
+ * it). A lease still held for an earlier offer is replaced: the registry alone assigns, and its
+ * new offer means the old one ended, so the old token is refused from now on.
+ */
+export function grantOfferLease(
+  job: JobContext,
+  state: JobState,
+  agentId: string,
+  attempt: number,
+): Result<OfferedLease, FenceRefusal> {
+  if (isTerminal(state.status)) return leaseEnded(state);
+  if (state.status !== "QUEUED" || state.attempt !== attempt || state.dispatchedAttempt < attempt) {
+    return refused("stale_lease", `attempt ${attempt} of ${state.id} is not waiting for an agent (${state.status})`);
+  }
+  const now = job.now();
+  const leaseToken = randomHex(24);
+  const expiresAt = now + job.config.leaseS * 1000;
+  state.leaseToken = leaseToken;
+  state.lease = { attempt, agentId, leaseToken, expiresAt, lastSeenAt: now };
+  job.commit(state);
+  return ok({ leaseToken, expiresAt });
+}
+
+/**
+ * The offer to `agentId` failed (refused, timed out, its socket closed) before it was accepted:
+ * the lease goes back and the token is replaced, so nothing the agent sends under it is taken.
+ * An accepted attempt (RUNNING) is not an offer any more and is left alone. True when taken back.
+ */
+export function takeBackOfferLease(job: JobContext, state: JobState, agentId: string, attempt: number): boolean {
+  const lease = state.lease;
+  if (state.status !== "QUEUED" || !lease || lease.agentId !== agentId || lease.attempt !== attempt) return false;
+  state.lease = null;
+  state.leaseToken = randomHex(24);
+  job.commit(state);
+  return true;
 }

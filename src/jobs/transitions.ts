@@ -54,9 +54,15 @@ export function move(
 const dispatched = (state: JobState): boolean =>
   state.dispatchedAttempt > 0 && state.dispatchedAttempt === state.attempt;
 
+/** A job that ends while QUEUED never ran: a lease granted with an offer not yet accepted ends unheld. */
+function dropOfferedLease(state: JobState): void {
+  if (state.status === "QUEUED") state.lease = null;
+}
+
 /** Moves a non-terminal job to CANCELLED and, if an agent may hold it, tells the agent. */
 export function cancelEffects(job: Rules, state: JobState, reason: string): OutboxItem[] {
   const hadDispatch = dispatched(state);
+  dropOfferedLease(state);
   state.error = reason;
   // The lease ends with the job, so the agent's own report of the killed step will be refused:
   // a step that was running is recorded as cancelled here (its exit code stays unknown).
@@ -72,6 +78,7 @@ export function cancelEffects(job: Rules, state: JobState, reason: string): Outb
 
 export function failEffects(job: Rules, state: JobState, reason: string): OutboxItem[] {
   const hadDispatch = dispatched(state);
+  dropOfferedLease(state);
   state.error = reason;
   const effects = job.move(state, "fail", { reason });
   if (hadDispatch) effects.push({ kind: "cancel_agent", attempt: state.attempt, reason });

@@ -3,7 +3,7 @@
 // asked ones put to the job's requester through the approver. Tool activity goes to the step's log
 // as it happens; cancel and the per-step budget (turns, cost, time) abort the SDK's run, and the
 // reason becomes the step's error. The coding agent's final message is the step's output.
-import { type PermissionResult, type Query, query, type SDKMessage } from "@anthropic-ai/claude-agent-sdk";
+import type { PermissionResult, Query, SDKMessage } from "@anthropic-ai/claude-agent-sdk";
 import {
   type ActionParams,
   CODER_ANSWER_MARKER,
@@ -147,6 +147,8 @@ export async function runCodeTask(q: ActionParams<"code_task">, ctx: CoderContex
   let finalText: string | undefined;
   let resultError: string | undefined;
   try {
+    // Loaded on the first code_task only: the SDK costs an agent that never codes ~15 MB of RSS.
+    const { query } = await import("@anthropic-ai/claude-agent-sdk");
     const run = query({
       prompt: q.instruction,
       options: {

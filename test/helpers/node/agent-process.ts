@@ -1,12 +1,14 @@
-// Starts a real agent process (`node agent/src/cli.ts connect`) for end-to-end tests.
+// Starts a real agent process (`node agent/src/cli.ts connect`, or the published bundle) for
+// end-to-end tests and the bench.
 import { type ChildProcess, spawn } from "node:child_process";
 import { join, resolve } from "node:path";
+import { NODE_FLAGS } from "../../../agent/src/service-files.ts";
 import { ApiClient } from "./api-client.ts";
 import { waitFor } from "./wait.ts";
 
 const ROOT = resolve(import.meta.dirname, "../../..");
-/** The same heap settings as the agent's own entry points (bin shim, npm run agent). */
-export const AGENT_NODE_FLAGS = ["--max-old-space-size=256", "--max-semi-space-size=4"];
+/** The heap settings of the agent's own entry points (bin shim, service files, npm run agent). */
+export const AGENT_NODE_FLAGS = NODE_FLAGS;
 
 export interface AgentOptions {
   url: string;
@@ -17,6 +19,22 @@ export interface AgentOptions {
   allowShell?: boolean;
   maxConcurrency?: number;
   env?: Record<string, string>;
+  /**
+   * What runs: the TypeScript sources (type stripping, the default for tests) or the esbuild
+   * bundle the package publishes (agent/dist, built by buildAgentBundle), as an installed agent runs.
+   */
+  entry?: "source" | "bundle";
+}
+
+/** The published bundle's path. */
+export const AGENT_BUNDLE = join(ROOT, "agent/dist/skynet-agent.js");
+
+/** Builds the agent's bundle as `npm pack` would (agent/package.json `build`); returns its path. */
+export async function buildAgentBundle(): Promise<string> {
+  const proc = spawn("npm", ["run", "build"], { cwd: join(ROOT, "agent"), stdio: ["ignore", "inherit", "inherit"] });
+  const code = await new Promise<number | null>((r) => proc.once("exit", (c) => r(c)));
+  if (code !== 0) throw new Error(`building the agent bundle failed (exit ${code})`);
+  return AGENT_BUNDLE;
 }
 
 export interface AgentProcess {
@@ -32,7 +50,7 @@ export interface AgentProcess {
 export async function startAgent(opts: AgentOptions): Promise<AgentProcess> {
   const args = [
     ...AGENT_NODE_FLAGS,
-    join(ROOT, "agent/src/cli.ts"),
+    opts.entry === "bundle" ? AGENT_BUNDLE : join(ROOT, "agent/src/cli.ts"),
     "connect",
     "--server",
     opts.url,
