@@ -7,8 +7,8 @@
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
-/** Tests each vitest project had when this was written (about 500 worker, 151 agent, 74 e2e on 2026-11-25), less a margin: fewer means lost tests. */
-export const MINIMUM_TESTS = { worker: 450, agent: 135, e2e: 65 };
+/** Tests each vitest project had when this was last raised (about 610 worker, 210 agent, 90 e2e on 2026-11-25, evening), less a margin: fewer means lost tests. */
+export const MINIMUM_TESTS = { worker: 570, agent: 190, e2e: 82 };
 
 /** Which vitest project a test file belongs to (the report does not say). */
 export function projectOf(file) {
