@@ -85,6 +85,27 @@ export function repliesInOrder(
   return { inOrder, recognised };
 }
 
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function firstReply(o: ChatLoadOptions, before: number): Promise<RecordedCall | undefined> {
+  for (let waited = 0; waited < 10_000; waited += 20) {
+    const reply = o.tg.calls.slice(before).find((c) => sentTo(c, o.calibrationUser));
+    if (reply) return reply;
+    await pause(20);
+  }
+  return undefined;
+}
+
+/** Waits until no Bot API call has been recorded for 500 ms (at most 10 s). */
+async function quiet(o: ChatLoadOptions): Promise<void> {
+  let seen = o.tg.calls.length;
+  for (let still = 0, waited = 0; still < 500 && waited < 10_000; waited += 50) {
+    await pause(50);
+    still = o.tg.calls.length === seen ? still + 50 : 0;
+    seen = o.tg.calls.length;
+  }
+}
+
 export async function runChatLoad(o: ChatLoadOptions) {
   // Calibration, one update at a time: each command's reply signature, and the answer time alone.
   const sigs = new Map<Command, string>();
@@ -92,8 +113,11 @@ export async function runChatLoad(o: ChatLoadOptions) {
   for (const cmd of CHAT_COMMANDS) {
     const before = o.tg.calls.length;
     alone.push((await post(o, o.calibrationUser, cmd)).ms);
-    const reply = o.tg.calls.slice(before).find((c) => sentTo(c, o.calibrationUser));
+    // The webhook answers once the update is stored; the reply follows. Wait for it, then for the
+    // chat to go quiet (a /task's later job messages), so no reply is taken for the next command's.
+    const reply = await firstReply(o, before);
     if (reply) sigs.set(cmd, signature(reply));
+    await quiet(o);
   }
   if (sigs.size !== CHAT_COMMANDS.length)
     say("chat: a command had no reply while calibrating: its replies are not checked for order");
