@@ -2,12 +2,12 @@
 // granted the attempt's lease (agent, token, expiry) before the offer leaves, the accept only
 // confirms it (QUEUED → RUNNING), frames under the lease of a refused or timed-out offer are
 // refused afterwards, and taking a lease back never touches an accepted attempt.
-import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import type { AgentRegistryDO } from "../src/agents/agent-registry-do.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
-import { newJobId } from "../src/lib/crypto.ts";
 import { insides } from "./helpers/job-insides.ts";
+import { offered, queuedJob } from "./helpers/offers.ts";
 import { pairAgent, TestAgent } from "./helpers/worker.ts";
 
 vi.setConfig({ testTimeout: 30_000 });
@@ -15,15 +15,6 @@ const poll = <T>(fn: () => Promise<T>) => expect.poll(fn, { timeout: 10_000 });
 const registry = () => env.AGENT_REGISTRY.get(env.AGENT_REGISTRY.idFromName("global"));
 const job = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
 const stored = (jobId: string) => runInDurableObject(job(jobId), (i: JobDO) => insides(i).load());
-
-async function queuedJob(projectId: string): Promise<string> {
-  const jobId = newJobId();
-  await job(jobId).create({ jobId, projectId, intent: "check git status", userId: "42", chatId: null });
-  if ((await job(jobId).get())?.status === "CREATED") await runDurableObjectAlarm(job(jobId));
-  if ((await job(jobId).get())?.status === "PLANNED") await job(jobId).approve({ id: "42", isAdmin: true });
-  expect((await job(jobId).get())?.status).toBe("QUEUED");
-  return jobId;
-}
 
 function finished(jobId: string, leaseToken: string) {
   return {
@@ -44,11 +35,7 @@ function finished(jobId: string, leaseToken: string) {
 
 describe("an offer that carries the lease", () => {
   it("is sent with the lease the JobDO already granted; the accept confirms it and the job runs", async () => {
-    const { agentId, token } = await pairAgent("leased");
-    const agent = await TestAgent.connect(token, { workspaces: ["offer-lease"] });
-    const jobId = await queuedJob("offer-lease");
-    await job(jobId).dispatch(1);
-    const offer = await agent.next("job_offer");
+    const { agent, agentId, jobId, offer } = await offered("leased", "offer-lease");
     expect(offer.lease.agentId).toBe(agentId);
     // Granted before the offer left: the JobDO holds this very lease while the job is still QUEUED.
     const before = await stored(jobId);
@@ -81,10 +68,7 @@ describe("an offer that carries the lease", () => {
   });
 
   it("refuses a frame under the offered lease sent before the accept, and changes nothing", async () => {
-    const agent = await TestAgent.connect((await pairAgent("eager")).token, { workspaces: ["offer-early"] });
-    const jobId = await queuedJob("offer-early");
-    await job(jobId).dispatch(1);
-    const offer = await agent.next("job_offer");
+    const { agent, jobId, offer } = await offered("eager", "offer-early");
     const fence = { jobId, attempt: 1, leaseToken: offer.leaseToken };
     agent.send({ type: "step_started", ...fence, stepId: "s1", startedAt: new Date().toISOString() });
     expect(await agent.next("error")).toMatchObject({ code: "stale_lease", jobId, attempt: 1 });
@@ -98,10 +82,7 @@ describe("an offer that carries the lease", () => {
   });
 
   it("takes a rejected offer's lease back: its token is refused, in frames, heartbeats and uploads", async () => {
-    const agent = await TestAgent.connect((await pairAgent("refuser")).token, { workspaces: ["offer-reject"] });
-    const jobId = await queuedJob("offer-reject");
-    await job(jobId).dispatch(1);
-    const offer = await agent.next("job_offer");
+    const { agent, jobId, offer } = await offered("refuser", "offer-reject");
     agent.send({ type: "job_reject", jobId, attempt: 1, leaseToken: offer.leaseToken, reason: "busy, try again" });
     await poll(async () => (await stored(jobId))?.lease ?? null).toBe(null);
     const after = await stored(jobId);
@@ -116,11 +97,7 @@ describe("an offer that carries the lease", () => {
   });
 
   it("never takes back the lease of an accepted attempt", async () => {
-    const { agentId, token } = await pairAgent("holder");
-    const agent = await TestAgent.connect(token, { workspaces: ["offer-held"] });
-    const jobId = await queuedJob("offer-held");
-    await job(jobId).dispatch(1);
-    const offer = await agent.next("job_offer");
+    const { agent, agentId, jobId, offer } = await offered("holder", "offer-held");
     agent.send({ type: "job_accept", jobId, attempt: 1, leaseToken: offer.leaseToken });
     await poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
     // A take-back that comes late (its offer timed out while the accept was on its way) is a no-op.

@@ -2,22 +2,14 @@
 // finish and result in ONE frame are applied in order, exactly once, by one JobDO call; a stale
 // attempt's batch changes nothing; a refusal mid-batch stops the rest and names the frame; the
 // frame budget counts a batch by what it carries.
-import { env, runDurableObjectAlarm } from "cloudflare:test";
+import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { BatchableMessage, ServerMessageOf } from "../protocol/index.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { offered } from "./helpers/offers.ts";
 import { pairAgent, TestAgent } from "./helpers/worker.ts";
 
 const job = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
-
-async function queuedJob(projectId: string): Promise<string> {
-  const jobId = newJobId();
-  await job(jobId).create({ jobId, projectId, intent: "check git status", userId: "42", chatId: null });
-  if ((await job(jobId).get())?.status === "CREATED") await runDurableObjectAlarm(job(jobId));
-  if ((await job(jobId).get())?.status === "PLANNED") await job(jobId).approve({ id: "42", isAdmin: true });
-  expect((await job(jobId).get())?.status).toBe("QUEUED");
-  return jobId;
-}
 
 /** A whole short job as the agent batches it: accept, started, output, finished, result. */
 function wholeJob(offer: ServerMessageOf<"job_offer">, output: string): BatchableMessage[] {
@@ -54,11 +46,7 @@ async function logText(jobId: string): Promise<string> {
 
 describe("batch frames", () => {
   it("applies a short job's frames in order, exactly once, in one JobDO call", async () => {
-    const { agentId, token } = await pairAgent("batcher");
-    const agent = await TestAgent.connect(token, { workspaces: ["batch"] });
-    const jobId = await queuedJob("batch");
-    await job(jobId).dispatch(1);
-    const offer = await agent.next("job_offer");
+    const { agent, agentId, jobId, offer } = await offered("batcher", "batch");
     const frames = wholeJob(offer, "On branch main\nnothing to commit\n");
     agent.send({ type: "batch", frames });
     await expect.poll(async () => (await job(jobId).get())?.status).toBe("SUCCEEDED");
@@ -85,10 +73,7 @@ describe("batch frames", () => {
   });
 
   it("applies one job's frames in the order sent, even when the first waits on storage", async () => {
-    const agent = await TestAgent.connect((await pairAgent("orderly")).token, { workspaces: ["batch-order"] });
-    const jobId = await queuedJob("batch-order");
-    await job(jobId).dispatch(1);
-    const offer = await agent.next("job_offer");
+    const { agent, jobId, offer } = await offered("orderly", "batch-order");
     const fence = { jobId, attempt: 1, leaseToken: offer.leaseToken };
     const whole = wholeJob(offer, "");
     const [accept, started] = whole;
@@ -113,10 +98,7 @@ describe("batch frames", () => {
   });
 
   it("refuses a stale attempt's batch as a whole", async () => {
-    const agent = await TestAgent.connect((await pairAgent("stale-batcher")).token, { workspaces: ["batch-stale"] });
-    const jobId = await queuedJob("batch-stale");
-    await job(jobId).dispatch(1);
-    const offer = await agent.next("job_offer");
+    const { agent, jobId, offer } = await offered("stale-batcher", "batch-stale");
     const frames = wholeJob({ ...offer, leaseToken: "f".repeat(48) }, "stale output\n");
     agent.send({ type: "batch", frames });
     expect(await agent.next("error")).toMatchObject({ code: "stale_lease", jobId, attempt: 1, frameIndex: 0 });
@@ -128,10 +110,7 @@ describe("batch frames", () => {
   });
 
   it("stops at the first refused frame and tells the agent which one", async () => {
-    const agent = await TestAgent.connect((await pairAgent("mid-batcher")).token, { workspaces: ["batch-mid"] });
-    const jobId = await queuedJob("batch-mid");
-    await job(jobId).dispatch(1);
-    const offer = await agent.next("job_offer");
+    const { agent, jobId, offer } = await offered("mid-batcher", "batch-mid");
     const frames = wholeJob(offer, "after the refusal\n");
     // The second frame names a step the job does not have: the accept before it holds, nothing after.
     const started = frames[1];
@@ -147,10 +126,7 @@ describe("batch frames", () => {
   });
 
   it("refuses a batch mixing attempts, and changes nothing", async () => {
-    const agent = await TestAgent.connect((await pairAgent("mixer")).token, { workspaces: ["batch-mix"] });
-    const jobId = await queuedJob("batch-mix");
-    await job(jobId).dispatch(1);
-    const offer = await agent.next("job_offer");
+    const { agent, jobId, offer } = await offered("mixer", "batch-mix");
     const [accept, ...rest] = wholeJob(offer, "mixed\n");
     if (!accept) throw new Error("empty batch");
     agent.send({ type: "batch", frames: [accept, ...rest.map((f) => ({ ...f, jobId: newJobId() }))] });
