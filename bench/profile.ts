@@ -10,7 +10,7 @@ import { startWorker } from "../test/helpers/node/wrangler-dev.ts";
 
 interface ProfileNode {
   id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: { functionName: string; url: string; lineNumber: number; scriptId: string };
   hitCount?: number;
 }
 interface Profile {
@@ -52,7 +52,34 @@ async function inspector(port: number) {
   };
 }
 
-function summarise(p: Profile): void {
+/**
+ * The module a bundle line belongs to: esbuild's dev bundle starts each module with a comment
+ * naming its path (`// src/jobs/job-store.ts`), so the nearest one above the line names it.
+ */
+function moduleIndex(source: string): (line: number) => string {
+  const starts: { line: number; name: string }[] = [];
+  source.split("\n").forEach((text, i) => {
+    const m = /^\/\/ ((?:src|protocol|node_modules|\.\.\/)[^\s]*\.[cm]?[jt]s)$/.exec(text);
+    if (m?.[1]) starts.push({ line: i, name: m[1].replace(/^.*node_modules\//, "node_modules/") });
+  });
+  return (line) => {
+    let lo = 0;
+    let hi = starts.length - 1;
+    let found = "(bundle prelude)";
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const s = starts[mid];
+      if (!s) break;
+      if (s.line <= line) {
+        found = s.name;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return found;
+  };
+}
+
+function summarise(p: Profile, moduleOf: Map<string, (line: number) => string>): void {
   // Self time per node from the samples and their time deltas.
   const self = new Map<number, number>();
   p.samples.forEach((id, i) => {
@@ -70,7 +97,9 @@ function summarise(p: Profile): void {
       continue;
     }
     total += us;
-    const file = n.callFrame.url.replace(/^.*?\/(src|node_modules|protocol)\//, "$1/") || `(${name || "native"})`;
+    const mapped = moduleOf.get(n.callFrame.scriptId)?.(n.callFrame.lineNumber);
+    const file =
+      mapped ?? (n.callFrame.url.replace(/^.*?\/(src|node_modules|protocol)\//, "$1/") || `(${name || "native"})`);
     byFile.set(file, (byFile.get(file) ?? 0) + us);
     const fn = `${name || "(anonymous)"} ${file}:${n.callFrame.lineNumber + 1}`;
     byFn.set(fn, (byFn.get(fn) ?? 0) + us);
@@ -78,10 +107,10 @@ function summarise(p: Profile): void {
   const ms = (us: number) => (us / 1000).toFixed(1);
   console.log(`busy ${ms(total)} ms over ${JOBS} jobs = ${ms(total / JOBS)} ms per job (idle/program ${ms(idle)} ms)`);
   console.log("self time by file:");
-  for (const [f, us] of [...byFile].sort((a, b) => b[1] - a[1]).slice(0, 15))
+  for (const [f, us] of [...byFile].sort((a, b) => b[1] - a[1]).slice(0, 30))
     console.log(`  ${ms(us).padStart(8)} ms  ${((100 * us) / total).toFixed(1).padStart(5)} %  ${f}`);
   console.log("top functions:");
-  for (const [f, us] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, 20))
+  for (const [f, us] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, 30))
     console.log(`  ${ms(us).padStart(8)} ms  ${f}`);
 }
 
@@ -105,10 +134,22 @@ async function main(): Promise<void> {
     await cdp.send("Profiler.enable");
     await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
     await cdp.send("Profiler.start");
-    for (let i = 0; i < JOBS; i++) await client.waitFinished(await client.submit("check git status", "bench"));
+    // One long-poll per job (the server re-reads the job every 250 ms), not a client poll.
+    for (let i = 0; i < JOBS; i++) {
+      const id = await client.submit("check git status", "bench");
+      const res = await client.call<{ status: string }>(`/api/jobs/${id}/wait?timeoutS=30`);
+      if (res.body.status !== "SUCCEEDED") throw new Error(`job ${id} ended ${res.body.status}`);
+    }
     const { profile } = await cdp.send<{ profile: Profile }>("Profiler.stop");
+    const moduleOf = new Map<string, (line: number) => string>();
+    await cdp.send("Debugger.enable");
+    for (const id of new Set(profile.nodes.map((n) => n.callFrame.scriptId))) {
+      if (!id || id === "0") continue;
+      const src = await cdp.send<{ scriptSource?: string }>("Debugger.getScriptSource", { scriptId: id });
+      if (src?.scriptSource) moduleOf.set(id, moduleIndex(src.scriptSource));
+    }
     cdp.close();
-    summarise(profile);
+    summarise(profile, moduleOf);
   } finally {
     await agent.stop();
     await worker.stop();
