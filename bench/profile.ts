@@ -2,6 +2,8 @@
 // Objects) over READ_ONLY "check git status" jobs, through wrangler dev's DevTools inspector;
 // prints the self time by source file and the top functions. The jobs run one at a time, so the
 // profile is of the hot path, not of contention.
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startAgent } from "../test/helpers/node/agent-process.ts";
 import { ApiClient } from "../test/helpers/node/api-client.ts";
@@ -23,6 +25,7 @@ interface Profile {
 
 const { values } = parseArgs({ options: { jobs: { type: "string", default: "20" } } });
 const JOBS = Number(values.jobs);
+const RESULTS = join(import.meta.dirname, "results");
 
 async function inspector(port: number) {
   const targets = (await (await fetch(`http://127.0.0.1:${port}/json`)).json()) as { webSocketDebuggerUrl: string }[];
@@ -79,7 +82,8 @@ function moduleIndex(source: string): (line: number) => string {
   };
 }
 
-function summarise(p: Profile, moduleOf: Map<string, (line: number) => string>): void {
+function summarise(p: Profile, moduleOf: Map<string, (line: number) => string>): string[] {
+  const lines: string[] = [];
   // Self time per node from the samples and their time deltas.
   const self = new Map<number, number>();
   p.samples.forEach((id, i) => {
@@ -105,13 +109,14 @@ function summarise(p: Profile, moduleOf: Map<string, (line: number) => string>):
     byFn.set(fn, (byFn.get(fn) ?? 0) + us);
   }
   const ms = (us: number) => (us / 1000).toFixed(1);
-  console.log(`busy ${ms(total)} ms over ${JOBS} jobs = ${ms(total / JOBS)} ms per job (idle/program ${ms(idle)} ms)`);
-  console.log("self time by file:");
+  lines.push(`busy ${ms(total)} ms over ${JOBS} jobs = ${ms(total / JOBS)} ms per job (idle/program ${ms(idle)} ms)`);
+  lines.push("self time by file:");
   for (const [f, us] of [...byFile].sort((a, b) => b[1] - a[1]).slice(0, 30))
-    console.log(`  ${ms(us).padStart(8)} ms  ${((100 * us) / total).toFixed(1).padStart(5)} %  ${f}`);
-  console.log("top functions:");
+    lines.push(`  ${ms(us).padStart(8)} ms  ${((100 * us) / total).toFixed(1).padStart(5)} %  ${f}`);
+  lines.push("top functions:");
   for (const [f, us] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, 30))
-    console.log(`  ${ms(us).padStart(8)} ms  ${f}`);
+    lines.push(`  ${ms(us).padStart(8)} ms  ${f}`);
+  return lines;
 }
 
 async function main(): Promise<void> {
@@ -149,7 +154,13 @@ async function main(): Promise<void> {
       if (src?.scriptSource) moduleOf.set(id, moduleIndex(src.scriptSource));
     }
     cdp.close();
-    summarise(profile, moduleOf);
+    const lines = summarise(profile, moduleOf);
+    console.log(lines.join("\n"));
+    // Kept beside the bench results, so a profile before and after a change can be compared.
+    const out = join(RESULTS, `profile-${new Date().toISOString().replaceAll(":", "-")}.txt`);
+    await mkdir(RESULTS, { recursive: true });
+    await writeFile(out, `${lines.join("\n")}\n`);
+    console.log(`written to ${out}`);
   } finally {
     await agent.stop();
     await worker.stop();
