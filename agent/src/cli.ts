@@ -4,7 +4,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { describeIssues, ErrorBodySchema, PairRequestSchema, PairResponseSchema } from "../../protocol/index.ts";
-import { AGENT_VERSION, Agent } from "./agent.ts";
+import { Agent } from "./agent.ts";
 import {
   AgentConfigSchema,
   DEFAULT_CONFIG_PATH,
@@ -14,6 +14,7 @@ import {
   readStoredConfig,
   writeStoredConfig,
 } from "./config.ts";
+import { AGENT_VERSION } from "./connection.ts";
 import { containment } from "./contain.ts";
 import { doctor, status } from "./doctor.ts";
 import { createLogger, LOG_FORMATS, type LogFormat } from "./logger.ts";

@@ -3,7 +3,7 @@
 // after each reconnect) until the server has surely received its result, then only its non-log
 // frames are kept for a while, so a late re-offer of that attempt is answered with its result
 // instead of a second run.
-import type { FencedAgentMessage } from "../../protocol/index.ts";
+import type { AgentToServer, FencedAgentMessage } from "../../protocol/index.ts";
 import type { RunningJob } from "./job-runner.ts";
 
 export type Job = RunningJob & {
@@ -26,6 +26,9 @@ export interface LingerTuning {
 /** delivered: the server surely has the result; fenced: it called the attempt stale or over;
  * expired: kept as long as allowed; stopped: the agent stopped (the result may not have arrived). */
 export type ForgetReason = "delivered" | "fenced" | "expired" | "stopped";
+
+/** An attempt as heartbeats and the resume after a reconnect report it (it renews the lease). */
+export type RunningRef = Extract<AgentToServer, { type: "heartbeat" }>["running"][number];
 
 export const keyOf = (jobId: string, attempt: number): string => `${jobId}#${attempt}`;
 
@@ -65,6 +68,13 @@ export class JobBook {
 
   get size(): number {
     return this.jobs.size;
+  }
+
+  /** The attempts still running here that the server has not called stale. */
+  live(): RunningRef[] {
+    return this.all()
+      .filter((j) => !j.finished && !j.fenced)
+      .map((j) => ({ jobId: j.jobId, attempt: j.attempt, leaseToken: j.leaseToken, lastSeq: j.chunker.seq - 1 }));
   }
 
   /** The frames this agent already produced for (job, attempt), if it ran it here and did not

@@ -14,6 +14,13 @@ import {
 import type { ToolAsk } from "./policy.ts";
 import type { Approver } from "./run.ts";
 
+/** How long a coding agent's tool call waits for the requester (SKYNET_APPROVAL_TIMEOUT_S, bounded). */
+export function approvalTimeoutS(): number {
+  const n = Number(process.env.SKYNET_APPROVAL_TIMEOUT_S);
+  if (!Number.isInteger(n)) return PERMISSION_TIMEOUT_S.default;
+  return Math.min(PERMISSION_TIMEOUT_S.max, Math.max(PERMISSION_TIMEOUT_S.min, n));
+}
+
 type Decided = { decision: PermissionDecision; reason?: string };
 
 export class ApprovalRelay {
