@@ -1,23 +1,15 @@
 // The registry's bookkeeping in its own SQLite table `assignments`: jobs waiting for an agent,
 // and jobs offered to or running on an agent. It survives hibernation; sockets' identities live in attachments.
-// Which agent holds which job is also kept in memory (read once when the object starts; the
-// registry is the table's only writer), so loads cost no query; waiting jobs are read a page at a
-// time in queue order through an index, and specs are parsed once per attempt (bounded cache).
+// Loads come from memory (assignment-rows.ts); waiting jobs are read a page at a time in queue
+// order through an index.
 // An agent that turns an offer down for a passing reason (busy, stopped, its socket dropped) is
 // only backed off for that job; only a permanent reason excludes it (see matching.ts).
 import type { ExecutionSpec } from "../../protocol/index.ts";
+import { type Assignment, Holders, openTable, type Row, toAssignment, toPending } from "./assignment-rows.ts";
 import { type Backoff, offerBackoffMs, type PendingJob, rejectIsPermanent } from "./matching.ts";
-
-export interface Assignment extends PendingJob {
-  agentId: string;
-  state: "offered" | "running";
-  deadline: number;
-}
 
 /** Waiting jobs read per page: the dispatcher usually stops after a few (every agent full). */
 export const PENDING_PAGE = 16;
-/** Parsed specs kept: the head of the queue is parsed once, not on every pass. */
-const SPEC_CACHE = 256;
 
 /** Where a walk of the queue stopped: the next page starts after this row. */
 export interface QueueMark {
@@ -25,121 +17,17 @@ export interface QueueMark {
   rowid: number;
 }
 
-type Row = {
-  job_id: string;
-  attempt: number;
-  lease_token: string;
-  spec_json: string;
-  banned: string;
-  backoff: string;
-  notice: string | null;
-  agent_id: string | null;
-  state: string;
-  deadline: number;
-  queued_at: number;
-  rowid: number;
-};
-
 export type OfferFailure = { kind: "refused" | "timeout" | "closed"; reason?: string };
-
-const specs = new Map<string, { json: string; spec: ExecutionSpec }>();
 
 export class AssignmentBook {
   private readonly sql: SqlStorage;
-  /** Job → the agent it is offered to or runs on; and per agent, those jobs. */
-  private readonly holder = new Map<string, string>();
-  private readonly held = new Map<string, Set<string>>();
+  /** Which agent holds which job, in memory: loads cost no query. */
+  private readonly holders: Holders;
 
   constructor(sql: SqlStorage) {
     this.sql = sql;
-    // Named `jobs` before, like the ledger's D1 table: renamed in place, its rows kept.
-    const tables = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").toArray();
-    if (tables.some((t) => t.name === "jobs") && !tables.some((t) => t.name === "assignments"))
-      sql.exec("ALTER TABLE jobs RENAME TO assignments");
-    sql.exec(`CREATE TABLE IF NOT EXISTS assignments (
-      job_id TEXT PRIMARY KEY, attempt INTEGER NOT NULL, lease_token TEXT NOT NULL, spec_json TEXT NOT NULL,
-      rejected_by TEXT NOT NULL DEFAULT '[]', agent_id TEXT, state TEXT NOT NULL, deadline INTEGER NOT NULL DEFAULT 0,
-      queued_at INTEGER NOT NULL)`);
-    // Columns added after the first release (rejected_by, a permanent ban for any refusal, is no longer read).
-    const have = new Set(
-      sql
-        .exec<{ name: string }>("PRAGMA table_info(assignments)")
-        .toArray()
-        .map((c) => c.name),
-    );
-    const add: [string, string][] = [
-      ["banned", "TEXT NOT NULL DEFAULT '{}'"],
-      ["backoff", "TEXT NOT NULL DEFAULT '{}'"],
-      ["wake_at", "INTEGER NOT NULL DEFAULT 0"],
-      ["notice", "TEXT"],
-    ];
-    for (const [name, type] of add) if (!have.has(name)) sql.exec(`ALTER TABLE assignments ADD COLUMN ${name} ${type}`);
-    // The queue walk, the alarm's minimum and a finished job's backoff lift read only what they need.
-    sql.exec("CREATE INDEX IF NOT EXISTS assignments_queue ON assignments (state, queued_at)");
-    sql.exec("CREATE INDEX IF NOT EXISTS assignments_deadline ON assignments (state, deadline)");
-    sql.exec("CREATE INDEX IF NOT EXISTS assignments_wake ON assignments (state, wake_at)");
-    sql.exec("CREATE INDEX IF NOT EXISTS assignments_agent ON assignments (agent_id)");
-    sql.exec("CREATE INDEX IF NOT EXISTS assignments_backoff ON assignments (job_id) WHERE backoff <> '{}'");
-    for (const r of sql.exec<{ job_id: string; agent_id: string }>(
-      "SELECT job_id, agent_id FROM assignments WHERE agent_id IS NOT NULL",
-    ))
-      this.hold(r.job_id, r.agent_id);
-  }
-
-  /** Keeps the in-memory holders in step with a write that set the row's agent (null: none). */
-  private hold(jobId: string, agentId: string | null): void {
-    const before = this.holder.get(jobId);
-    if (before === agentId) return;
-    if (before !== undefined) {
-      this.holder.delete(jobId);
-      const set = this.held.get(before);
-      set?.delete(jobId);
-      if (set?.size === 0) this.held.delete(before);
-    }
-    if (agentId === null) return;
-    this.holder.set(jobId, agentId);
-    let set = this.held.get(agentId);
-    if (!set) {
-      set = new Set();
-      this.held.set(agentId, set);
-    }
-    set.add(jobId);
-  }
-
-  /** A spec parsed once per attempt (the text compared, so a changed row is parsed again). */
-  private static spec(r: Row): ExecutionSpec {
-    const key = `${r.job_id}#${r.attempt}`;
-    const hit = specs.get(key);
-    if (hit?.json === r.spec_json) return hit.spec;
-    const spec = JSON.parse(r.spec_json) as ExecutionSpec;
-    specs.delete(key);
-    if (specs.size >= SPEC_CACHE) {
-      const oldest = specs.keys().next().value;
-      if (oldest !== undefined) specs.delete(oldest);
-    }
-    specs.set(key, { json: r.spec_json, spec });
-    return spec;
-  }
-
-  private static toPending(r: Row): PendingJob {
-    return {
-      jobId: r.job_id,
-      attempt: r.attempt,
-      leaseToken: r.lease_token,
-      spec: AssignmentBook.spec(r),
-      excluded: JSON.parse(r.banned) as Record<string, string>,
-      backoff: JSON.parse(r.backoff) as Record<string, Backoff>,
-      notice: r.notice,
-    };
-  }
-
-  private static toAssignment(r: Row): Assignment {
-    return {
-      ...AssignmentBook.toPending(r),
-      agentId: r.agent_id ?? "",
-      state: r.state as Assignment["state"],
-      deadline: r.deadline,
-    };
+    openTable(sql);
+    this.holders = new Holders(sql);
   }
 
   /**
@@ -154,7 +42,7 @@ export class AssignmentBook {
       return;
     }
     // The upsert below leaves a newer attempt alone; anything else is now waiting, held by no one.
-    if (!existing || spec.attempt >= existing.attempt) this.hold(spec.jobId, null);
+    if (!existing || spec.attempt >= existing.attempt) this.holders.set(spec.jobId, null);
     this.sql.exec(
       `INSERT INTO assignments (job_id, attempt, lease_token, spec_json, state, queued_at) VALUES (?, ?, ?, ?, 'pending', ?)
        ON CONFLICT(job_id) DO UPDATE SET attempt = excluded.attempt, lease_token = excluded.lease_token,
@@ -172,9 +60,7 @@ export class AssignmentBook {
   get(jobId: string): (Assignment | (PendingJob & { state: "pending" })) | undefined {
     const r = this.sql.exec<Row>("SELECT * FROM assignments WHERE job_id = ?", jobId).toArray()[0];
     if (!r) return undefined;
-    return r.state === "pending"
-      ? { ...AssignmentBook.toPending(r), state: "pending" }
-      : AssignmentBook.toAssignment(r);
+    return r.state === "pending" ? { ...toPending(r), state: "pending" } : toAssignment(r);
   }
 
   /** Every waiting job, oldest first (for a change in the connected agents, not per event). */
@@ -203,22 +89,17 @@ export class AssignmentBook {
           "SELECT *, rowid FROM assignments WHERE state = 'pending' ORDER BY queued_at, rowid LIMIT ?",
           limit,
         );
-    return rows
-      .toArray()
-      .map((r) => ({ job: AssignmentBook.toPending(r), mark: { queuedAt: r.queued_at, rowid: r.rowid } }));
+    return rows.toArray().map((r) => ({ job: toPending(r), mark: { queuedAt: r.queued_at, rowid: r.rowid } }));
   }
 
   ofAgent(agentId: string): Assignment[] {
-    if (!this.held.has(agentId)) return [];
-    return this.sql
-      .exec<Row>("SELECT * FROM assignments WHERE agent_id = ?", agentId)
-      .toArray()
-      .map(AssignmentBook.toAssignment);
+    if (this.holders.count(agentId) === 0) return [];
+    return this.sql.exec<Row>("SELECT * FROM assignments WHERE agent_id = ?", agentId).toArray().map(toAssignment);
   }
 
   /** Jobs offered to or running on the agent (from memory). */
   loadOf(agentId: string): number {
-    return this.held.get(agentId)?.size ?? 0;
+    return this.holders.count(agentId);
   }
 
   offer(jobId: string, agentId: string, deadline: number): void {
@@ -228,7 +109,7 @@ export class AssignmentBook {
       deadline,
       jobId,
     );
-    if (c.rowsWritten > 0) this.hold(jobId, agentId);
+    if (c.rowsWritten > 0) this.holders.set(jobId, agentId);
   }
 
   /** The lease the job granted for this offer: its token is the one the agent will send. */
@@ -244,7 +125,7 @@ export class AssignmentBook {
       leaseToken,
       jobId,
     );
-    if (c.rowsWritten > 0) this.hold(jobId, agentId);
+    if (c.rowsWritten > 0) this.holders.set(jobId, agentId);
   }
 
   /**
@@ -270,7 +151,7 @@ export class AssignmentBook {
       Number.isFinite(wakeAt) ? wakeAt : 0,
       jobId,
     );
-    this.hold(jobId, null);
+    this.holders.set(jobId, null);
   }
 
   /** The agent freed a slot (a job finished, it reconnected): its backoffs end now, their counts stay. */
@@ -292,14 +173,14 @@ export class AssignmentBook {
 
   remove(jobId: string): void {
     this.sql.exec("DELETE FROM assignments WHERE job_id = ?", jobId);
-    this.hold(jobId, null);
+    this.holders.set(jobId, null);
   }
 
   expiredOffers(now: number): Assignment[] {
     return this.sql
       .exec<Row>("SELECT * FROM assignments WHERE state = 'offered' AND deadline <= ?", now)
       .toArray()
-      .map(AssignmentBook.toAssignment);
+      .map(toAssignment);
   }
 
   /** The next offer deadline or backoff end: the registry's alarm. */
