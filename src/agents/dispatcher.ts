@@ -19,6 +19,8 @@ export class Dispatcher {
   private readonly config: Config;
   private readonly book: AssignmentBook;
   private readonly sockets: Sockets;
+  /** Jobs whose notice did not get through: said again on the next pass. */
+  private readonly unsaid = new Set<string>();
 
   constructor(ctx: DurableObjectState, env: Env, config: Config, book: AssignmentBook, sockets: Sockets) {
     this.ctx = ctx;
@@ -66,6 +68,11 @@ export class Dispatcher {
     }
     const next = this.book.nextDeadline(now);
     if (next !== null) await this.ctx.storage.setAlarm(next);
+    if (this.unsaid.size > 0) {
+      const retry = [...this.unsaid].map((id) => this.book.get(id)).filter((j) => j?.state === "pending");
+      this.unsaid.clear();
+      await this.notify(retry);
+    }
     return offered;
   }
 
@@ -85,7 +92,9 @@ export class Dispatcher {
       notices.push({ jobId: job.jobId, attempt: job.attempt, text: why });
     }
     for (const n of notices) {
-      if (!(await this.tellJob(n.jobId, n.attempt, n.text))) this.book.setNotice(n.jobId, null);
+      if (await this.tellJob(n.jobId, n.attempt, n.text)) continue;
+      this.book.setNotice(n.jobId, null);
+      this.unsaid.add(n.jobId);
     }
   }
 
