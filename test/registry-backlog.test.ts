@@ -1,11 +1,13 @@
 // The registry's dispatch pass costs the work it can do, not the backlog (issue 17): with every
 // agent full, an event reads as many assignment rows with 3 jobs waiting as with 43. And the
 // "no connected agent could take this job" notice, no longer worked out on every pass, is still
-// sent once when such a job arrives, and when an agent leaves a waiting job without one.
+// sent once when such a job arrives, and when an agent leaves a waiting job without one. The
+// agents' loads, now kept in memory, are read back the same by an object started afresh.
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import type { ExecutionSpec } from "../protocol/index.ts";
 import type { AgentRegistryDO } from "../src/agents/agent-registry-do.ts";
+import { AssignmentBook } from "../src/agents/assignments.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { jobStubOf, queuedJob } from "./helpers/offers.ts";
 import { pairAgent, TestAgent } from "./helpers/worker.ts";
@@ -63,7 +65,8 @@ const waitingEvents = async (jobId: string) =>
 describe("dispatch with every agent full", () => {
   it("reads no more rows with a long queue than with a short one", async () => {
     const project = "backlog";
-    const agent = await TestAgent.connect((await pairAgent("full")).token, {
+    const { agentId, token } = await pairAgent("full");
+    const agent = await TestAgent.connect(token, {
       workspaces: [project],
       maxConcurrency: 1,
     });
@@ -83,6 +86,12 @@ describe("dispatch with every agent full", () => {
     );
     expect(waiting.n).toBeGreaterThanOrEqual(45);
     expect(agent.received.filter((m) => m.type === "job_offer")).toEqual([]);
+    // The loads live in memory; an object started afresh (after hibernation) reads the same back.
+    const afresh = await runInDurableObject(registry(), (_i: AgentRegistryDO, state) =>
+      new AssignmentBook(state.storage.sql).loadOf(agentId),
+    );
+    expect(afresh).toBe(1);
+    expect((await registry().listAgents()).find((a) => a.agentId === agentId)?.running).toBe(1);
     agent.close();
   });
 });
