@@ -131,4 +131,23 @@ describe("the notice that no connected agent could take a waiting job", () => {
     expect((await jobStubOf(waiting).get())?.status).toBe("QUEUED");
     for (const a of [other, late]) a.close();
   });
+
+  it("is sent when the only agent that could take a waiting job says it is stopping", async () => {
+    const stopping = await TestAgent.connect((await pairAgent("stopping")).token, {
+      workspaces: ["drain-a"],
+      maxConcurrency: 1,
+    });
+    const other = await TestAgent.connect((await pairAgent("staying")).token, { workspaces: ["drain-b"] });
+    const held = await queuedJob("drain-a");
+    await jobStubOf(held).dispatch(1);
+    expect((await stopping.next("job_offer")).jobId).toBe(held);
+    const waiting = await queuedJob("drain-a");
+    await jobStubOf(waiting).dispatch(1);
+    expect(await waitingEvents(waiting)).toEqual([]);
+    stopping.send({ type: "draining" });
+    await poll(() => waitingEvents(waiting)).toEqual([
+      'no connected agent serves project "drain-a"; waiting for one that does',
+    ]);
+    for (const a of [stopping, other]) a.close();
+  });
 });
