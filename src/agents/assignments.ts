@@ -1,79 +1,33 @@
 // The registry's bookkeeping in its own SQLite table `assignments`: jobs waiting for an agent,
 // and jobs offered to or running on an agent. It survives hibernation; sockets' identities live in attachments.
+// Loads come from memory (assignment-rows.ts); waiting jobs are read a page at a time in queue
+// order through an index.
 // An agent that turns an offer down for a passing reason (busy, stopped, its socket dropped) is
 // only backed off for that job; only a permanent reason excludes it (see matching.ts).
 import type { ExecutionSpec } from "../../protocol/index.ts";
+import { type Assignment, Holders, openTable, type Row, toAssignment, toPending } from "./assignment-rows.ts";
 import { type Backoff, offerBackoffMs, type PendingJob, rejectIsPermanent } from "./matching.ts";
 
-export interface Assignment extends PendingJob {
-  agentId: string;
-  state: "offered" | "running";
-  deadline: number;
-}
+/** Waiting jobs read per page: the dispatcher usually stops after a few (every agent full). */
+export const PENDING_PAGE = 16;
 
-type Row = {
-  job_id: string;
-  attempt: number;
-  lease_token: string;
-  spec_json: string;
-  banned: string;
-  backoff: string;
-  notice: string | null;
-  agent_id: string | null;
-  state: string;
-  deadline: number;
-};
+/** Where a walk of the queue stopped: the next page starts after this row. */
+export interface QueueMark {
+  queuedAt: number;
+  rowid: number;
+}
 
 export type OfferFailure = { kind: "refused" | "timeout" | "closed"; reason?: string };
 
 export class AssignmentBook {
   private readonly sql: SqlStorage;
+  /** Which agent holds which job, in memory: loads cost no query. */
+  private readonly holders: Holders;
 
   constructor(sql: SqlStorage) {
     this.sql = sql;
-    // Named `jobs` before, like the ledger's D1 table: renamed in place, its rows kept.
-    const tables = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").toArray();
-    if (tables.some((t) => t.name === "jobs") && !tables.some((t) => t.name === "assignments"))
-      sql.exec("ALTER TABLE jobs RENAME TO assignments");
-    sql.exec(`CREATE TABLE IF NOT EXISTS assignments (
-      job_id TEXT PRIMARY KEY, attempt INTEGER NOT NULL, lease_token TEXT NOT NULL, spec_json TEXT NOT NULL,
-      rejected_by TEXT NOT NULL DEFAULT '[]', agent_id TEXT, state TEXT NOT NULL, deadline INTEGER NOT NULL DEFAULT 0,
-      queued_at INTEGER NOT NULL)`);
-    // Columns added after the first release (rejected_by, a permanent ban for any refusal, is no longer read).
-    const have = new Set(
-      sql
-        .exec<{ name: string }>("PRAGMA table_info(assignments)")
-        .toArray()
-        .map((c) => c.name),
-    );
-    const add: [string, string][] = [
-      ["banned", "TEXT NOT NULL DEFAULT '{}'"],
-      ["backoff", "TEXT NOT NULL DEFAULT '{}'"],
-      ["wake_at", "INTEGER NOT NULL DEFAULT 0"],
-      ["notice", "TEXT"],
-    ];
-    for (const [name, type] of add) if (!have.has(name)) sql.exec(`ALTER TABLE assignments ADD COLUMN ${name} ${type}`);
-  }
-
-  private static toPending(r: Row): PendingJob {
-    return {
-      jobId: r.job_id,
-      attempt: r.attempt,
-      leaseToken: r.lease_token,
-      spec: JSON.parse(r.spec_json) as ExecutionSpec,
-      excluded: JSON.parse(r.banned) as Record<string, string>,
-      backoff: JSON.parse(r.backoff) as Record<string, Backoff>,
-      notice: r.notice,
-    };
-  }
-
-  private static toAssignment(r: Row): Assignment {
-    return {
-      ...AssignmentBook.toPending(r),
-      agentId: r.agent_id ?? "",
-      state: r.state as Assignment["state"],
-      deadline: r.deadline,
-    };
+    openTable(sql);
+    this.holders = new Holders(sql);
   }
 
   /**
@@ -87,6 +41,8 @@ export class AssignmentBook {
       this.sql.exec("UPDATE assignments SET backoff = '{}', wake_at = 0 WHERE job_id = ?", spec.jobId);
       return;
     }
+    // The upsert below leaves a newer attempt alone; anything else is now waiting, held by no one.
+    if (!existing || spec.attempt >= existing.attempt) this.holders.set(spec.jobId, null);
     this.sql.exec(
       `INSERT INTO assignments (job_id, attempt, lease_token, spec_json, state, queued_at) VALUES (?, ?, ?, ?, 'pending', ?)
        ON CONFLICT(job_id) DO UPDATE SET attempt = excluded.attempt, lease_token = excluded.lease_token,
@@ -104,48 +60,56 @@ export class AssignmentBook {
   get(jobId: string): (Assignment | (PendingJob & { state: "pending" })) | undefined {
     const r = this.sql.exec<Row>("SELECT * FROM assignments WHERE job_id = ?", jobId).toArray()[0];
     if (!r) return undefined;
-    return r.state === "pending"
-      ? { ...AssignmentBook.toPending(r), state: "pending" }
-      : AssignmentBook.toAssignment(r);
+    return r.state === "pending" ? { ...toPending(r), state: "pending" } : toAssignment(r);
   }
 
-  /**
-   * Waiting jobs, oldest first. Rows are read up front (the caller updates the table while it
-   * walks them) and parsed only when reached: the caller stops once no agent has a free slot.
-   */
+  /** Every waiting job, oldest first (for a change in the connected agents, not per event). */
   *pending(): Generator<PendingJob> {
-    const rows = this.sql.exec<Row>("SELECT * FROM assignments WHERE state = 'pending' ORDER BY queued_at").toArray();
-    for (const row of rows) yield AssignmentBook.toPending(row);
+    let mark: QueueMark | null = null;
+    for (;;) {
+      const page = this.pendingPage(mark);
+      for (const { job } of page) yield job;
+      const last = page.at(-1);
+      if (!last || page.length < PENDING_PAGE) return;
+      mark = last.mark;
+    }
   }
 
-  /** Jobs held (offered or running) per agent, in one query. */
-  loads(): Map<string, number> {
-    const rows = this.sql
-      .exec<{ agent_id: string; c: number }>(
-        "SELECT agent_id, COUNT(*) AS c FROM assignments WHERE agent_id IS NOT NULL GROUP BY agent_id",
-      )
-      .toArray();
-    return new Map(rows.map((r) => [r.agent_id, r.c]));
+  /** Up to `limit` waiting jobs in queue order, after `mark` (from the head when null). */
+  pendingPage(mark: QueueMark | null, limit = PENDING_PAGE): { job: PendingJob; mark: QueueMark }[] {
+    const rows = mark
+      ? this.sql.exec<Row>(
+          `SELECT *, rowid FROM assignments WHERE state = 'pending' AND (queued_at, rowid) > (?, ?)
+           ORDER BY queued_at, rowid LIMIT ?`,
+          mark.queuedAt,
+          mark.rowid,
+          limit,
+        )
+      : this.sql.exec<Row>(
+          "SELECT *, rowid FROM assignments WHERE state = 'pending' ORDER BY queued_at, rowid LIMIT ?",
+          limit,
+        );
+    return rows.toArray().map((r) => ({ job: toPending(r), mark: { queuedAt: r.queued_at, rowid: r.rowid } }));
   }
 
   ofAgent(agentId: string): Assignment[] {
-    return this.sql
-      .exec<Row>("SELECT * FROM assignments WHERE agent_id = ?", agentId)
-      .toArray()
-      .map(AssignmentBook.toAssignment);
+    if (this.holders.count(agentId) === 0) return [];
+    return this.sql.exec<Row>("SELECT * FROM assignments WHERE agent_id = ?", agentId).toArray().map(toAssignment);
   }
 
+  /** Jobs offered to or running on the agent (from memory). */
   loadOf(agentId: string): number {
-    return this.sql.exec<{ c: number }>("SELECT COUNT(*) AS c FROM assignments WHERE agent_id = ?", agentId).one().c;
+    return this.holders.count(agentId);
   }
 
   offer(jobId: string, agentId: string, deadline: number): void {
-    this.sql.exec(
+    const c = this.sql.exec(
       "UPDATE assignments SET agent_id = ?, state = 'offered', deadline = ? WHERE job_id = ?",
       agentId,
       deadline,
       jobId,
     );
+    if (c.rowsWritten > 0) this.holders.set(jobId, agentId);
   }
 
   /** The lease the job granted for this offer: its token is the one the agent will send. */
@@ -154,13 +118,14 @@ export class AssignmentBook {
   }
 
   markRunning(jobId: string, agentId: string, attempt: number, leaseToken: string): void {
-    this.sql.exec(
+    const c = this.sql.exec(
       "UPDATE assignments SET agent_id = ?, state = 'running', deadline = 0, attempt = ?, lease_token = ?, backoff = '{}' WHERE job_id = ?",
       agentId,
       attempt,
       leaseToken,
       jobId,
     );
+    if (c.rowsWritten > 0) this.holders.set(jobId, agentId);
   }
 
   /**
@@ -186,12 +151,13 @@ export class AssignmentBook {
       Number.isFinite(wakeAt) ? wakeAt : 0,
       jobId,
     );
+    this.holders.set(jobId, null);
   }
 
   /** The agent freed a slot (a job finished, it reconnected): its backoffs end now, their counts stay. */
   liftBackoffs(agentId: string): void {
     for (const r of this.sql
-      .exec<Row>("SELECT * FROM assignments WHERE state = 'pending' AND backoff <> '{}'")
+      .exec<Row>("SELECT * FROM assignments INDEXED BY assignments_backoff WHERE backoff <> '{}' AND state = 'pending'")
       .toArray()) {
       const backoff = JSON.parse(r.backoff) as Record<string, Backoff>;
       const mine = backoff[agentId];
@@ -207,24 +173,28 @@ export class AssignmentBook {
 
   remove(jobId: string): void {
     this.sql.exec("DELETE FROM assignments WHERE job_id = ?", jobId);
+    this.holders.set(jobId, null);
   }
 
   expiredOffers(now: number): Assignment[] {
     return this.sql
       .exec<Row>("SELECT * FROM assignments WHERE state = 'offered' AND deadline <= ?", now)
       .toArray()
-      .map(AssignmentBook.toAssignment);
+      .map(toAssignment);
   }
 
   /** The next offer deadline or backoff end: the registry's alarm. */
   nextDeadline(now = Date.now()): number | null {
-    return this.sql
+    // Each MIN walks its index from the low end: a row or two, however long the queue.
+    const offer = this.sql
+      .exec<{ d: number | null }>("SELECT MIN(deadline) AS d FROM assignments WHERE state = 'offered'")
+      .one().d;
+    const wake = this.sql
       .exec<{ d: number | null }>(
-        `SELECT MIN(d) AS d FROM (
-           SELECT MIN(deadline) AS d FROM assignments WHERE state = 'offered'
-           UNION ALL SELECT MIN(wake_at) AS d FROM assignments WHERE state = 'pending' AND wake_at > ?)`,
+        "SELECT MIN(wake_at) AS d FROM assignments WHERE state = 'pending' AND wake_at > ?",
         now,
       )
       .one().d;
+    return offer === null ? wake : wake === null ? offer : Math.min(offer, wake);
   }
 }

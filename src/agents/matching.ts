@@ -1,7 +1,7 @@
 // Which agent may take a job: the least busy capable one not excluded or backed off; how long an
 // agent is backed off after a failed offer; which refusals are permanent; and, when no connected
 // agent can take a job, why (the requester is told).
-import type { Capability, ExecutionSpec } from "../../protocol/index.ts";
+import { type Capability, type ExecutionSpec, getAction } from "../../protocol/index.ts";
 
 /** An agent's backoff for one job after failed offers. */
 export interface Backoff {
@@ -108,4 +108,9 @@ export function whyUnservable(job: PendingJob, required: Set<Capability>, agents
     return `every connected agent for project "${project}" refused this job (${reasons}); waiting for another`;
   }
   return null;
+}
+
+/** The capabilities a spec's steps need (an unknown action needs none here: the agent refuses it). */
+export function requiredCapabilities(spec: ExecutionSpec): Set<Capability> {
+  return new Set(spec.steps.map((s) => getAction(s.action)?.capability).filter((c): c is Capability => !!c));
 }

@@ -1,0 +1,144 @@
+// An agent's job frames: each goes to its job's JobDO (a batch in one call that applies them in
+// order), and the registry settles its own side from what the job applied: an accepted offer
+// runs, a finished job frees its slot, a refused frame is answered. A turned-down offer and a
+// coding agent's permission request are the registry's own to judge first.
+import type {
+  BatchableMessage,
+  FencedAgentMessage,
+  PermissionExpiredFrame,
+  PermissionRequestFrame,
+} from "../../protocol/index.ts";
+import { expirePermission, recordPermissionRequest } from "../coder/permissions.ts";
+import type { BatchRefusal } from "../jobs/agent-events.ts";
+import { log } from "../lib/log.ts";
+import type { AssignmentBook } from "./assignments.ts";
+import type { Dispatcher } from "./dispatcher.ts";
+import { rejectIsPermanent } from "./matching.ts";
+import { jobStub } from "./registry-stub.ts";
+import type { Attachment, Sockets } from "./sockets.ts";
+import type { WorkerLedger } from "./worker-ledger.ts";
+
+export class Frames {
+  private readonly env: Env;
+  private readonly book: AssignmentBook;
+  private readonly sockets: Sockets;
+  private readonly dispatcher: Dispatcher;
+  private readonly ledger: WorkerLedger;
+
+  constructor(
+    env: Env,
+    parts: { book: AssignmentBook; sockets: Sockets; dispatcher: Dispatcher; ledger: WorkerLedger },
+  ) {
+    this.env = env;
+    this.book = parts.book;
+    this.sockets = parts.sockets;
+    this.dispatcher = parts.dispatcher;
+    this.ledger = parts.ledger;
+  }
+
+  async relay(ws: WebSocket, att: Attachment, msg: FencedAgentMessage): Promise<void> {
+    const agentId = att.agentId;
+    const entry = this.book.get(msg.jobId);
+    if (msg.type === "job_reject") {
+      // Only an outstanding offer can be turned down; a job the agent already runs stays its own.
+      if (entry?.state === "offered" && entry.agentId === agentId && entry.attempt === msg.attempt) {
+        log("info", "agent rejected job", { agentId, jobId: msg.jobId, reason: msg.reason });
+        await this.dispatcher.offerEnded(msg.jobId, agentId, msg.attempt, { kind: "refused", reason: msg.reason });
+        if (rejectIsPermanent(msg.reason)) {
+          const name = att.profile?.name ?? att.name;
+          await this.dispatcher.tellJob(msg.jobId, msg.attempt, `agent ${name} cannot run this job: ${msg.reason}`);
+        }
+        await this.dispatcher.pump();
+        // A permanent refusal may leave no connected agent willing to take it.
+        const now = this.book.get(msg.jobId);
+        if (now?.state === "pending") await this.dispatcher.notify([now]);
+      }
+      return;
+    }
+    const res = await jobStub(this.env, msg.jobId).agentMessage(agentId, msg, att.profile?.name ?? att.name);
+    await this.settle(ws, agentId, entry, [msg], res.ok ? null : { ...res.error, index: 0 });
+  }
+
+  /**
+   * A batch of one attempt's frames goes to its JobDO in one call that applies them in order;
+   * the agent hears which frame was refused (none after it was applied).
+   */
+  async relayBatch(ws: WebSocket, att: Attachment, frames: BatchableMessage[]): Promise<void> {
+    const [first] = frames;
+    if (!first) return;
+    const entry = this.book.get(first.jobId);
+    const res = await jobStub(this.env, first.jobId).agentBatch(att.agentId, frames, att.profile?.name ?? att.name);
+    await this.settle(ws, att.agentId, entry, frames, res.ok ? null : res.error);
+  }
+
+  /**
+   * A coding agent's permission request is taken only from the agent running that attempt under
+   * its current lease (fencing): a stale attempt's request is refused, so no one is asked for it.
+   */
+  async permissionRequest(ws: WebSocket, att: Attachment, msg: PermissionRequestFrame): Promise<void> {
+    const entry = this.book.get(msg.jobId);
+    const current =
+      entry?.state === "running" &&
+      entry.agentId === att.agentId &&
+      entry.attempt === msg.attempt &&
+      entry.leaseToken === msg.leaseToken;
+    const deny = (reason: string) =>
+      this.sockets.reply(ws, {
+        type: "permission_decision",
+        jobId: msg.jobId,
+        attempt: msg.attempt,
+        requestId: msg.requestId,
+        decision: "deny",
+        reason,
+      });
+    if (!current) return deny("this attempt no longer holds the job's lease");
+    if (!(await recordPermissionRequest(this.env, att.agentId, msg))) return deny("unknown job");
+  }
+
+  /** Only the agent that asked can expire its request (checked against the stored row). */
+  async permissionExpired(att: Attachment, msg: PermissionExpiredFrame): Promise<void> {
+    await expirePermission(this.env, msg.requestId, { agentId: att.agentId, jobId: msg.jobId, attempt: msg.attempt });
+  }
+
+  /** The registry's side of frames the JobDO applied (all, or those before `refusal.index`). */
+  private async settle(
+    ws: WebSocket,
+    agentId: string,
+    entry: ReturnType<AssignmentBook["get"]>,
+    frames: BatchableMessage[],
+    refusal: BatchRefusal | null,
+  ): Promise<void> {
+    const applied = refusal ? frames.slice(0, refusal.index) : frames;
+    const refusedFrame = refusal ? frames[refusal.index] : undefined;
+    const ours = (attempt: number) =>
+      !!entry && entry.state !== "pending" && entry.agentId === agentId && entry.attempt === attempt;
+    // Finished (or refused as stale): either way the agent has a slot again.
+    if (frames.some((f) => f.type === "job_finished")) this.book.liftBackoffs(agentId);
+    const accept = applied.find((f) => f.type === "job_accept");
+    if (accept) this.book.markRunning(accept.jobId, agentId, accept.attempt, accept.leaseToken);
+    const finished = applied.find((f) => f.type === "job_finished");
+    if (finished && ours(finished.attempt)) this.book.remove(finished.jobId);
+    if (refusal && refusedFrame) {
+      const { code, message, index } = refusal;
+      const frameIndex = frames.length > 1 ? { frameIndex: index } : {};
+      this.sockets.reply(ws, {
+        type: "error",
+        code,
+        message,
+        jobId: refusedFrame.jobId,
+        attempt: refusedFrame.attempt,
+        ...frameIndex,
+      });
+      // A refused accept ends that offer's entry only: a replayed accept of an older attempt, or
+      // one under the lease of an offer already taken back, must not drop the offer made since.
+      if (
+        refusedFrame.type === "job_accept" &&
+        ours(refusedFrame.attempt) &&
+        entry?.leaseToken === refusedFrame.leaseToken
+      )
+        this.book.remove(refusedFrame.jobId);
+    }
+    if (accept || finished) await this.ledger.load(agentId, this.book.loadOf(agentId));
+    if (finished || refusedFrame?.type === "job_finished") await this.dispatcher.pump();
+  }
+}
