@@ -33,7 +33,7 @@ export function offerBackoffMs(failures: number): number {
 /** A refusal that will not change by waiting: the agent lacks the project, action or permission. */
 export function rejectIsPermanent(reason: string): boolean {
   if (/concurrency limit|busy|try again|shutting down|stopping/i.test(reason)) return false;
-  // The agent's own wording (agent/src/agent.ts onOffer, executor.ts recheckStep).
+  // The agent's own wording (agent/src/offers.ts OfferDesk.take, executor.ts recheckStep).
   return /does not serve project|no such workspace|unknown action|invalid params|the step claims|not allowed|allow-shell|disagree|unreadable offer/i.test(
     reason,
   );
