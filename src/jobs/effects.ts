@@ -83,10 +83,12 @@ export async function runOutboxItem(job: JobContext, state: JobState, item: Outb
       return;
     }
     case "enqueue": {
-      // Straight to the registry first (no queue hop); the queue message still goes, as the
-      // durable carrier: its consumer finds the attempt already handed over and acks.
+      // Straight to the registry (no queue hop). Once the registry has the attempt, its own
+      // storage carries it onward (re-offers, and this job's lease deadlines behind them), so
+      // the queue message goes only when the hand-over failed. Until one of the two has it,
+      // this item stays in the outbox: a failed send is retried like any effect.
       const direct = await dispatchDirectly(job, item.attempt);
-      await env.DISPATCH_QUEUE.send({ jobId: state.id, attempt: item.attempt });
+      if (direct === "enqueue_direct_failed") await env.DISPATCH_QUEUE.send({ jobId: state.id, attempt: item.attempt });
       return direct;
     }
     case "cancel_agent":
