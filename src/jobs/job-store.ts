@@ -78,8 +78,7 @@ export class JobStore implements JobContext {
     const ledgerOwed = content !== this.committedLedger;
     this.storage.transactionSync(() => {
       this.storage.kv.put("job", state);
-      if (ledgerOwed) this.outbox.add({ kind: "ledger" });
-      for (const e of owed) this.outbox.add(e);
+      this.outbox.addAll(ledgerOwed ? [{ kind: "ledger" }, ...owed] : owed);
     });
     this.cached = structuredClone(state);
     this.committedLedger = content;
