@@ -4,7 +4,7 @@ import { getDb, incrementCounter } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { NotifyLater } from "../notify/notify.ts";
 import { raiseAlert } from "../sentinel/alerts.ts";
-import { LEDGER_KINDS, type LedgerQuery, ledgerStatement, runOutboxItem } from "./effects.ts";
+import { eventQueries, LEDGER_KINDS, type LedgerQuery, ledgerStatement, runOutboxItem } from "./effects.ts";
 import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
 import { laneOf, MAX_OUTBOX_TRIES, type OutboxRow } from "./outbox.ts";
@@ -134,8 +134,13 @@ async function reportParked(job: JobContext): Promise<void> {
 /** Writes a group of ledger items in one D1 batch; false when the ledger lane must wait for a retry. */
 async function writeLedger(job: JobContext, state: JobState, group: OutboxRow[]): Promise<boolean> {
   const db = getDb(job.env.DB);
-  const planned = group.map((row) => ({ row, statement: ledgerStatement(job, db, state, row.item) }));
-  const queries = planned.flatMap((p) => p.statement?.queries ?? []);
+  // The events together (a multi-row insert and one counters upsert per counter), the rest as they come.
+  const events = group.flatMap((row) => (row.item.kind === "event" ? [row.item] : []));
+  const planned = group.map((row) => ({
+    row,
+    statement: row.item.kind === "event" ? { queries: [] } : ledgerStatement(job, db, state, row.item),
+  }));
+  const queries = [...planned.flatMap((p) => p.statement?.queries ?? []), ...eventQueries(db, state.id, events)];
   try {
     if (queries.length === 1) await queries[0];
     else if (queries.length > 1) await db.batch(queries as [LedgerQuery, ...LedgerQuery[]]);

@@ -117,6 +117,8 @@ export class Outbox {
   private readonly inflight = new Map<number, { slots: Slots; dirty: boolean } | null>();
   /** Whether a parked item's alert may be owed (null: not known, ask the table). */
   private alertOwed: boolean | null = null;
+  /** The highest id in the table (read once: this object is the table's only writer). */
+  private maxId: number | null = null;
 
   constructor(sql: SqlStorage, random: () => number = Math.random) {
     this.sql = sql;
@@ -158,11 +160,15 @@ export class Outbox {
     const owed = this.coalesce(items);
     for (let i = 0; i < owed.length; i += BATCH_MAX) {
       const slots = owed.slice(i, i + BATCH_MAX);
+      this.maxId ??= this.sql.exec<{ m: number | null }>("SELECT MAX(id) AS m FROM outbox").one().m ?? 0;
+      const id = (Math.floor(this.maxId / 2 ** ID_SHIFT) + 1) * 2 ** ID_SHIFT;
       this.sql.exec(
-        `INSERT INTO outbox (id, kind, payload) SELECT ((COALESCE(MAX(id), 0) >> ${ID_SHIFT}) + 1) << ${ID_SHIFT}, ?, ? FROM outbox`,
+        "INSERT INTO outbox (id, kind, payload) VALUES (?, ?, ?)",
+        id,
         kindsOf(slots),
         JSON.stringify(slots),
       );
+      this.maxId = id;
     }
   }
 
