@@ -87,4 +87,66 @@ describe("JobStore", () => {
       expect(ledgerItems()).toBe(1);
     });
   });
+
+  it("stores the commits made together() as one state write and one outbox row", async () => {
+    const jobId = newJobId();
+    await runInDurableObject(env.JOB.getByName(jobId), async (_i: JobDO, state) => {
+      let puts = 0;
+      let commits = 0;
+      // The object's storage with its state writes counted.
+      const kv = new Proxy(state.storage.kv, {
+        get(t, prop) {
+          const v = Reflect.get(t, prop);
+          if (prop === "put")
+            return (k: string, val: unknown) => {
+              if (k === "job") puts++;
+              t.put(k, val);
+            };
+          return typeof v === "function" ? v.bind(t) : v;
+        },
+      });
+      const storage = new Proxy(state.storage, {
+        get(t, prop) {
+          if (prop === "kv") return kv;
+          const v = Reflect.get(t, prop);
+          return typeof v === "function" ? v.bind(t) : v;
+        },
+      });
+      const store = new JobStore(
+        storage,
+        () => env,
+        loadConfig(env),
+        () => commits++,
+      );
+      const s = newJobState({ jobId, projectId: "p", intent: "check git status", userId: "u", chatId: "c" }, 1);
+      store.commit(s);
+      state.storage.sql.exec("DELETE FROM outbox");
+      const before = { puts, commits };
+      const rows = () => state.storage.sql.exec<{ kind: string }>("SELECT kind FROM outbox").toArray();
+
+      await expect(
+        store.together(async () => {
+          const a = store.load() as JobState;
+          a.status = "QUEUED";
+          store.commit(a, [{ kind: "notify" }]);
+          const b = store.load() as JobState;
+          expect(b.status).toBe("QUEUED"); // each commit is seen by the next read
+          b.lease = { attempt: 1, agentId: "a1", leaseToken: "t", expiresAt: 42 };
+          store.saveLiveness({ lease: b.lease });
+          store.commit(b, [{ kind: "notify" }, { kind: "archive_log" }]);
+          // Nothing is stored until together() ends.
+          expect({ puts, commits }).toEqual(before);
+          expect(rows()).toEqual([]);
+          throw new Error("a later frame fails");
+        }),
+      ).rejects.toThrow("a later frame fails");
+      // What was committed before the failure is stored, once: ledger and notify coalesced.
+      expect(puts - before.puts).toBe(1);
+      expect(commits - before.commits).toBe(1);
+      expect(rows()).toEqual([{ kind: "ledger,notify,archive_log" }]);
+      const stored = state.storage.kv.get<JobState>("job");
+      expect(stored?.status).toBe("QUEUED");
+      expect(stored?.lease?.agentId).toBe("a1");
+    });
+  });
 });
