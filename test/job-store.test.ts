@@ -8,6 +8,8 @@ import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
 import { JobStore } from "../src/jobs/job-store.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { insides } from "./helpers/job-insides.ts";
+import { jobStubOf, offered } from "./helpers/offers.ts";
 
 describe("JobStore", () => {
   it("saveLiveness saves the lease and planning marks only, with no ledger item", async () => {
@@ -148,5 +150,47 @@ describe("JobStore", () => {
       expect(stored?.status).toBe("QUEUED");
       expect(stored?.lease?.agentId).toBe("a1");
     });
+  });
+
+  it("stores an agent's batch of frames once: none of its intermediate states is written", async () => {
+    const { agent, agentId, jobId, offer } = await offered("together", "together");
+    const stub = jobStubOf(jobId);
+    // The status of each state write from here on (the object's own kv, observed in place).
+    const written: string[] = [];
+    await runInDurableObject(stub, (i: JobDO) => {
+      const kv = insides(i).ctx.storage.kv;
+      const real = kv.put.bind(kv);
+      kv.put = (key: string, value: unknown) => {
+        if (key === "job") written.push((value as JobState).status);
+        real(key, value);
+      };
+    });
+    const fence = { jobId, attempt: offer.attempt, leaseToken: offer.leaseToken };
+    const stepId = offer.spec.steps[0]?.id ?? "";
+    const at = new Date().toISOString();
+    const result = await stub.agentBatch(agentId, [
+      { type: "job_accept", ...fence },
+      { type: "step_started", ...fence, stepId, startedAt: at },
+      { type: "log", ...fence, stepId, seq: 0, stream: "stdout", data: "clean\n" },
+      { type: "step_finished", ...fence, stepId, outcome: "succeeded", exitCode: 0, durationMs: 3 },
+      {
+        type: "job_finished",
+        ...fence,
+        status: "SUCCEEDED",
+        result: {
+          jobId,
+          attempt: offer.attempt,
+          status: "SUCCEEDED",
+          steps: [{ stepId, action: "git_status", outcome: "succeeded", exitCode: 0 }],
+          artifacts: [],
+        },
+      },
+    ]);
+    expect(result).toEqual({ ok: true, value: 5 });
+    // Five frames, one write of their outcome (the answer's own commit may follow from the drain).
+    expect(written[0]).toBe("SUCCEEDED");
+    expect(written.filter((s) => s !== "SUCCEEDED")).toEqual([]);
+    expect((await stub.get())?.steps.map((s) => s.state)).toEqual(["succeeded"]);
+    agent.close();
   });
 });
