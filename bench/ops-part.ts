@@ -50,6 +50,12 @@ export async function meterJobs(
       .sort(([, a], [, b]) => b - a)
       .slice(0, 12)
       .map(([what, n]) => ({ what, perJob: round(n, 2) })),
+    /** Where the D1 rows go: per statement, most first. */
+    topD1: Object.entries(perJob)
+      .filter(([k]) => k.startsWith("d1:"))
+      .sort(([, a], [, b]) => b - a)
+      .slice(0, 16)
+      .map(([what, n]) => ({ what, perJob: round(n, 2) })),
     backgroundPerMinute: Object.fromEntries(
       Object.entries(idle)
         .filter(([k]) => !k.includes(":"))

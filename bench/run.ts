@@ -157,7 +157,12 @@ async function main(): Promise<void> {
           idleMs,
         )
       : null;
-    if (ops) say(`ops per READ_ONLY job: ${ops.billablePerJob} billable (all succeeded: ${ops.allSucceeded})`);
+    if (ops) {
+      say(`ops per READ_ONLY job: ${ops.billablePerJob} billable (all succeeded: ${ops.allSucceeded})`);
+      for (const l of ops.lines) say(`  ${l.perJob} × ${l.name}`);
+      for (const t of ops.topStorage) say(`  DO ${t.perJob} × ${t.what}`);
+      for (const t of ops.topD1) say(`  D1 ${t.perJob} × ${t.what}`);
+    }
 
     // 3. READ_ONLY latency: one job at a time; submit → SUCCEEDED by the ledger's clock, read
     //    after the part so the CPU figure holds only the jobs and their waits.

@@ -1,8 +1,8 @@
 // The READ_ONLY hot path (issue 17): a task the rules read whole is planned and queued inside
 // the create call; the caller is answered once the JobDO has committed, the ledger row following
 // from the outbox (also when the object stops before its drain: its alarm delivers it); the JobDO
-// offers the attempt to the registry itself, and the queue message that still follows is acked
-// as already handed over, so the job is offered and run exactly once.
+// offers the attempt to the registry itself, and sends the queue message only when that failed,
+// so the job is offered and run exactly once.
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { createTask } from "../src/core/orchestrator.ts";
@@ -132,8 +132,8 @@ describe("answering at commit", () => {
   });
 });
 
-describe("dispatch from the JobDO, the queue as backstop", () => {
-  it("offers the attempt directly; the queue message is acked as already handed over; it runs once", async () => {
+describe("dispatch from the JobDO, the queue only when that fails", () => {
+  it("offers the attempt directly and sends no queue message; it runs once", async () => {
     const { token } = await pairAgent("hot-direct");
     const agent = await TestAgent.connect(token, { workspaces: ["hot-direct"], agentName: "hot-direct" });
     const jobId = newJobId();
@@ -144,36 +144,32 @@ describe("dispatch from the JobDO, the queue as backstop", () => {
     });
     try {
       await create(jobId, "check git status", "hot-direct");
-      // No queue message was delivered (it is only recorded), yet the agent has the offer.
       const offer = await agent.nextOf("job_offer", (m) => m.jobId === jobId, 10_000);
       expect(offer.attempt).toBe(1);
-      await poll(async () => recorded.current.sent).toEqual([{ jobId, attempt: 1 }]);
-
-      // The durable carrier still arrives: its consumer finds the attempt handed over and acks.
-      const result = await runQueue("skynet-dispatch", [
-        { id: "late", attempts: 1, body: recorded.current.sent[0] },
-        { id: "again", attempts: 2, body: recorded.current.sent[0] },
-      ]);
-      expect(result.explicitAcks.sort()).toEqual(["again", "late"]);
-      expect(result.retryMessages).toEqual([]);
+      // The enqueue item is done (the outbox holds nothing for the agent lane) and sent nothing.
+      await poll(async () => (await stub(jobId).opCounts())["outbox.enqueue_direct_offered"]).toBe(1);
+      expect(recorded.current.sent).toEqual([]);
+      // A stray delivery (none was sent) would still change nothing.
       expect(await stub(jobId).dispatch(1)).toBe("duplicate");
 
       agent.send({ type: "job_accept", jobId, attempt: 1, leaseToken: offer.leaseToken });
       await poll(async () => (await stub(jobId).get())?.status).toBe("RUNNING");
       agent.send(jobFinished({ jobId, attempt: 1, leaseToken: offer.leaseToken }));
       await poll(async () => (await ledgerRow(jobId))?.status).toBe("SUCCEEDED");
-      // Offered once: no second offer from the queue's messages.
+      expect(recorded.current.sent).toEqual([]);
+      // Offered once.
       expect(agent.received.filter((m) => m.type === "job_offer" && m.jobId === jobId)).toEqual([]);
       const ops = await stub(jobId).opCounts();
-      expect(ops["outbox.enqueue_direct_offered"]).toBe(1);
-      expect(ops["rpc.dispatch"]).toBe(3);
+      expect(ops["rpc.dispatch"]).toBe(1); // only the stray one above
     } finally {
       await restore();
       agent.close();
     }
   });
 
-  it("leaves the attempt to the queue when the registry cannot be reached", async () => {
+  it("sends the queue message when the registry cannot be reached, and the queue dispatches it", async () => {
+    const { token } = await pairAgent("hot-fallback");
+    const agent = await TestAgent.connect(token, { workspaces: ["hot-fallback"], agentName: "hot-fallback" });
     const jobId = newJobId();
     const recorded = { current: recordingQueue() };
     const restore = await patchEnv(jobId, (real) => {
@@ -192,14 +188,24 @@ describe("dispatch from the JobDO, the queue as backstop", () => {
       return { DISPATCH_QUEUE: recorded.current.queue, AGENT_REGISTRY: registry };
     });
     try {
-      await create(jobId, "check git status");
+      await create(jobId, "check git status", "hot-fallback");
       await poll(async () => recorded.current.sent).toEqual([{ jobId, attempt: 1 }]);
       const ops = await stub(jobId).opCounts();
       expect(ops["outbox.enqueue_direct_failed"]).toBe(1);
     } finally {
       await restore();
     }
-    // The mark was undone, so the queue's message dispatches it (the registry reachable again).
-    expect(await stub(jobId).dispatch(1)).toBe("pending");
+    // The mark was undone, so the queue's message (its consumer, the registry reachable again)
+    // hands the attempt over: the agent gets the offer.
+    const result = await runQueue("skynet-dispatch", [{ id: "m", attempts: 1, body: recorded.current.sent[0] }]);
+    expect(result.explicitAcks).toEqual(["m"]);
+    expect(result.retryMessages).toEqual([]);
+    try {
+      const offer = await agent.nextOf("job_offer", (m) => m.jobId === jobId, 10_000);
+      expect(offer.attempt).toBe(1);
+      expect(await stub(jobId).dispatch(1)).toBe("duplicate");
+    } finally {
+      agent.close();
+    }
   });
 });

@@ -8,6 +8,8 @@ import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
 import { JobStore } from "../src/jobs/job-store.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { insides } from "./helpers/job-insides.ts";
+import { jobStubOf, offered } from "./helpers/offers.ts";
 
 describe("JobStore", () => {
   it("saveLiveness saves the lease and planning marks only, with no ledger item", async () => {
@@ -86,5 +88,109 @@ describe("JobStore", () => {
       next.commit(again);
       expect(ledgerItems()).toBe(1);
     });
+  });
+
+  it("stores the commits made together() as one state write and one outbox row", async () => {
+    const jobId = newJobId();
+    await runInDurableObject(env.JOB.getByName(jobId), async (_i: JobDO, state) => {
+      let puts = 0;
+      let commits = 0;
+      // The object's storage with its state writes counted.
+      const kv = new Proxy(state.storage.kv, {
+        get(t, prop) {
+          const v = Reflect.get(t, prop);
+          if (prop === "put")
+            return (k: string, val: unknown) => {
+              if (k === "job") puts++;
+              t.put(k, val);
+            };
+          return typeof v === "function" ? v.bind(t) : v;
+        },
+      });
+      const storage = new Proxy(state.storage, {
+        get(t, prop) {
+          if (prop === "kv") return kv;
+          const v = Reflect.get(t, prop);
+          return typeof v === "function" ? v.bind(t) : v;
+        },
+      });
+      const store = new JobStore(
+        storage,
+        () => env,
+        loadConfig(env),
+        () => commits++,
+      );
+      const s = newJobState({ jobId, projectId: "p", intent: "check git status", userId: "u", chatId: "c" }, 1);
+      store.commit(s);
+      state.storage.sql.exec("DELETE FROM outbox");
+      const before = { puts, commits };
+      const rows = () => state.storage.sql.exec<{ kind: string }>("SELECT kind FROM outbox").toArray();
+
+      await expect(
+        store.together(async () => {
+          const a = store.load() as JobState;
+          a.status = "QUEUED";
+          store.commit(a, [{ kind: "notify" }]);
+          const b = store.load() as JobState;
+          expect(b.status).toBe("QUEUED"); // each commit is seen by the next read
+          b.lease = { attempt: 1, agentId: "a1", leaseToken: "t", expiresAt: 42 };
+          store.saveLiveness({ lease: b.lease });
+          store.commit(b, [{ kind: "notify" }, { kind: "archive_log" }]);
+          // Nothing is stored until together() ends.
+          expect({ puts, commits }).toEqual(before);
+          expect(rows()).toEqual([]);
+          throw new Error("a later frame fails");
+        }),
+      ).rejects.toThrow("a later frame fails");
+      // What was committed before the failure is stored, once: ledger and notify coalesced.
+      expect(puts - before.puts).toBe(1);
+      expect(commits - before.commits).toBe(1);
+      expect(rows()).toEqual([{ kind: "ledger,notify,archive_log" }]);
+      const stored = state.storage.kv.get<JobState>("job");
+      expect(stored?.status).toBe("QUEUED");
+      expect(stored?.lease?.agentId).toBe("a1");
+    });
+  });
+
+  it("stores an agent's batch of frames once: none of its intermediate states is written", async () => {
+    const { agent, agentId, jobId, offer } = await offered("together", "together");
+    const stub = jobStubOf(jobId);
+    // The status of each state write from here on (the object's own kv, observed in place).
+    const written: string[] = [];
+    await runInDurableObject(stub, (i: JobDO) => {
+      const kv = insides(i).ctx.storage.kv;
+      const real = kv.put.bind(kv);
+      kv.put = (key: string, value: unknown) => {
+        if (key === "job") written.push((value as JobState).status);
+        real(key, value);
+      };
+    });
+    const fence = { jobId, attempt: offer.attempt, leaseToken: offer.leaseToken };
+    const stepId = offer.spec.steps[0]?.id ?? "";
+    const at = new Date().toISOString();
+    const result = await stub.agentBatch(agentId, [
+      { type: "job_accept", ...fence },
+      { type: "step_started", ...fence, stepId, startedAt: at },
+      { type: "log", ...fence, stepId, seq: 0, stream: "stdout", data: "clean\n" },
+      { type: "step_finished", ...fence, stepId, outcome: "succeeded", exitCode: 0, durationMs: 3 },
+      {
+        type: "job_finished",
+        ...fence,
+        status: "SUCCEEDED",
+        result: {
+          jobId,
+          attempt: offer.attempt,
+          status: "SUCCEEDED",
+          steps: [{ stepId, action: "git_status", outcome: "succeeded", exitCode: 0 }],
+          artifacts: [],
+        },
+      },
+    ]);
+    expect(result).toEqual({ ok: true, value: 5 });
+    // Five frames, one write of their outcome (the answer's own commit may follow from the drain).
+    expect(written[0]).toBe("SUCCEEDED");
+    expect(written.filter((s) => s !== "SUCCEEDED")).toEqual([]);
+    expect((await stub.get())?.steps.map((s) => s.state)).toEqual(["succeeded"]);
+    agent.close();
   });
 });

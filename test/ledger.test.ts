@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import {
   appendAudit,
   appendJobEvent,
+  appendJobEventsQuery,
   createPairing,
   findActiveToken,
   getDb,
@@ -18,6 +19,7 @@ import {
   revokeToken,
   updateJobStatus,
   upsertJob,
+  upsertJobQuery,
   upsertWorker,
 } from "../src/ledger/store.ts";
 import { newJobId } from "../src/lib/crypto.ts";
@@ -147,5 +149,41 @@ describe("workers and tokens", () => {
     expect(await revokeToken(db(), "tok_00000000000000a1", now)).toEqual({ agentId: "agent_a1" });
     expect(await findActiveToken(db(), "th-1")).toBeNull();
     expect(await revokeToken(db(), "tok_00000000000000a1", now)).toBeNull();
+  });
+});
+
+describe("ledger snapshots and index writes", () => {
+  const written = async (q: ReturnType<typeof upsertJobQuery>) => (await q.run()).meta.rows_written;
+
+  it("leaves the status and chat indexes alone when the snapshot before had the same values", async () => {
+    const r = row({ chatId: "c1", messageId: 7 });
+    await upsertJob(db(), r);
+    const before = { status: r.status, chatId: r.chatId, messageId: r.messageId };
+    // The same status and message: only the row itself is rewritten, not the index entries.
+    const all = await written(upsertJobQuery(db(), { ...r, attempt: 1, updatedAt: r.updatedAt + 1 }));
+    const lean = await written(upsertJobQuery(db(), { ...r, attempt: 2, updatedAt: r.updatedAt + 2 }, before));
+    // Each indexed group left in the SET list costs index writes of its own.
+    const chatMoved = { ...before, messageId: 6 };
+    const statusMoved = { ...before, status: "PLANNED" };
+    const chat = await written(upsertJobQuery(db(), { ...r, attempt: 3, updatedAt: r.updatedAt + 3 }, chatMoved));
+    const status = await written(upsertJobQuery(db(), { ...r, attempt: 4, updatedAt: r.updatedAt + 4 }, statusMoved));
+    expect(lean).toBeLessThan(chat);
+    expect(lean).toBeLessThan(status);
+    expect(Math.max(chat, status)).toBeLessThan(all);
+    expect(await getJob(db(), r.id)).toMatchObject({ status: "CREATED", chatId: "c1", messageId: 7, attempt: 4 });
+    // What changed is written, status and message alike.
+    await upsertJobQuery(db(), { ...r, status: "QUEUED", messageId: 8, updatedAt: r.updatedAt + 5 }, before).run();
+    expect(await getJob(db(), r.id)).toMatchObject({ status: "QUEUED", chatId: "c1", messageId: 8 });
+    expect((await listJobs(db(), { status: "QUEUED" })).jobs.map((j) => j.id)).toContain(r.id);
+  });
+});
+
+describe("job events", () => {
+  it("are one b-tree entry each (WITHOUT ROWID, keyed by job and seq); a replay writes nothing", async () => {
+    const jobId = newJobId();
+    const events = [1, 2, 3].map((seq) => ({ jobId, seq, fromStatus: null, toStatus: "CREATED", event: "e", at: seq }));
+    expect((await appendJobEventsQuery(db(), events).run()).meta.rows_written).toBe(3);
+    expect((await appendJobEventsQuery(db(), events).run()).meta.rows_written).toBe(0);
+    expect((await listJobEvents(db(), jobId)).map((e) => e.seq)).toEqual([1, 2, 3]);
   });
 });

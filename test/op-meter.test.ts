@@ -69,6 +69,8 @@ describe("op meter, enabled", () => {
     expect(insert["d1.queries"]).toBe(1);
     expect(insert["d1.rows_written"]).toBe(meta.rows_written);
     expect(insert["d1.rows_read"] ?? 0).toBe(meta.rows_read);
+    // Per statement too (numbers masked), so the rows can be traced to the code that writes them.
+    expect(insert["d1:INSERT INTO meter_t (n) VALUES (?), (?), (?) [written]"]).toBe(meta.rows_written);
     const firstRow = await e.DB.prepare("SELECT n FROM meter_t ORDER BY n").first<{ n: number }>();
     expect(firstRow).toEqual({ n: 1 });
     expect(await e.DB.prepare("SELECT n FROM meter_t ORDER BY n").first("n")).toBe(1);
@@ -83,6 +85,8 @@ describe("op meter, enabled", () => {
     expect(batch["d1.queries"]).toBe(2);
     expect(batch["d1.rows_read"]).toBeGreaterThanOrEqual(3);
     expect(batch["d1.rows_written"]).toBeGreaterThanOrEqual(3);
+    expect(batch["d1:DELETE FROM meter_t [written]"]).toBe(batch["d1.rows_written"]);
+    expect(batch["d1:SELECT n FROM meter_t [read]"]).toBeGreaterThanOrEqual(3);
   });
 
   it("counts R2 classes, Durable Object calls and queue deliveries", async () => {

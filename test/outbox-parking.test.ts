@@ -194,3 +194,62 @@ describe("outbox lanes and parking", () => {
     expect((await api(`/api/jobs/${newJobId()}/outbox/replay`, { method: "POST" })).status).toBe(404);
   });
 });
+
+const note = (seq: number) => ({
+  kind: "event" as const,
+  seq,
+  fromStatus: "CANCELLED",
+  toStatus: "CANCELLED",
+  event: "note",
+  detail: null,
+  at: Date.now(),
+});
+const eventLanded = async (jobId: string, seq: number) =>
+  (await env.DB.prepare("SELECT 1 AS ok FROM job_events WHERE job_id = ? AND seq = ?").bind(jobId, seq).first()) !==
+  null;
+
+describe("one outbox row per commit", () => {
+  it("writes a commit's effects as one row, which the drain deletes once they are all done", async () => {
+    const { jobId, stub } = await newJob();
+    const rows = await runInDurableObject(stub, (i: JobDO) => {
+      const state = insides(i).load();
+      if (!state) throw new Error("no job");
+      insides(i).commit(state, [note(92), note(93), { kind: "archive_log" }]);
+      // Read before the drain the commit started has run (nothing awaited yet).
+      return insides(i).ctx.storage.sql.exec<{ kind: string }>("SELECT kind FROM outbox").toArray();
+    });
+    expect(rows).toEqual([{ kind: "event,event,archive_log" }]);
+    await runInDurableObject(stub, (i: JobDO) => insides(i).afterChange());
+    expect(await outboxRows(stub)).toEqual([]);
+    expect(await eventLanded(jobId, 92)).toBe(true);
+    expect(await eventLanded(jobId, 93)).toBe(true);
+    expect(await env.ARCHIVE.head(`logs/jobs/${jobId}.log`)).not.toBeNull();
+  });
+
+  it("moves a failing item into a row of its own, ahead of later commits' items of its lane", async () => {
+    const { jobId, stub } = await newJob();
+    await failEventsOf(jobId);
+    await runInDurableObject(stub, async (i: JobDO) => {
+      insides(i).outbox.addAll([note(90), { kind: "archive_log" }]);
+      insides(i).outbox.addAll([note(91)]);
+      await insides(i).drain();
+    });
+    // The failing event has its own row (its tries counted); the archive upload went; the later
+    // commit's event waits behind it, in its row.
+    let rows = await outboxRows(stub);
+    expect(rows.map((r) => [r.kind, r.tries])).toEqual([
+      ["event", 1],
+      ["event", 0],
+    ]);
+    expect(await env.ARCHIVE.head(`logs/jobs/${jobId}.log`)).not.toBeNull();
+    // A drain before the backoff has passed still keeps seq 91 behind seq 90.
+    await runInDurableObject(stub, (i: JobDO) => insides(i).drain());
+    expect(await eventLanded(jobId, 91)).toBe(false);
+    await env.DB.exec(`DROP TRIGGER IF EXISTS ${TRIGGER}`);
+    await retryNow(stub);
+    rows = await outboxRows(stub);
+    expect(rows).toEqual([]);
+    expect(await eventLanded(jobId, 90)).toBe(true);
+    expect(await eventLanded(jobId, 91)).toBe(true);
+  });
+});

@@ -42,6 +42,24 @@ function flakyQueue(real: Queue, failures: number) {
   return { queue, counts };
 }
 
+/**
+ * A registry namespace that cannot be reached while `down.value` holds: the JobDO's direct
+ * hand-over fails, so the enqueue item sends the queue message (and the queue's failures count).
+ */
+function switchableRegistry(real: Env["AGENT_REGISTRY"], down: { value: boolean }): Env["AGENT_REGISTRY"] {
+  return new Proxy(real, {
+    get(target, prop) {
+      if ((prop === "get" || prop === "getByName") && down.value) {
+        return () => {
+          throw new Error("registry unreachable (injected)");
+        };
+      }
+      const value = Reflect.get(target, prop);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
 const outboxRows = (jobId: string) =>
   runInDurableObject(stub(jobId), (i: JobDO) =>
     insides(i)
@@ -73,28 +91,29 @@ async function created(projectId: string): Promise<string> {
 const finished = (jobId: string, attempt: number, leaseToken: string) => jobFinished({ jobId, attempt, leaseToken });
 
 describe("a queue send that fails", () => {
-  it("is retried by the job's alarm and the job is dispatched once the queue works: sent once, offered once", async () => {
+  it("keeps the enqueue item until the registry or the queue has the attempt: offered once, no send after", async () => {
     const { token } = await pairAgent("outbox-q");
     const agent = await TestAgent.connect(token, { workspaces: ["outbox-q"], agentName: "outbox-q" });
     const jobId = await created("outbox-q");
+    const down = { value: true };
     const flaky = { current: flakyQueue(env.DISPATCH_QUEUE, 2) };
     const restore = await patchEnv(jobId, (real) => {
       flaky.current = flakyQueue(real.DISPATCH_QUEUE, 2);
-      return { DISPATCH_QUEUE: flaky.current.queue };
+      return { DISPATCH_QUEUE: flaky.current.queue, AGENT_REGISTRY: switchableRegistry(real.AGENT_REGISTRY, down) };
     });
-    await runDurableObjectAlarm(stub(jobId)); // plans, queues, and the send fails
+    await runDurableObjectAlarm(stub(jobId)); // plans, queues; the hand-over and the send fail
     expect((await view(jobId)).status).toBe("QUEUED");
     expect(flaky.current.counts).toEqual({ tried: 1, sent: 0 });
     expect(await outboxRows(jobId)).toEqual([{ kind: "enqueue", tries: 1 }]);
 
-    // The JobDO offered the attempt itself, before the failing send.
+    // The registry is back before the queue: the alarm's retry hands the attempt over itself,
+    // and with the registry holding it no queue message is sent at all.
+    down.value = false;
     const offer = await agent.next("job_offer", 20_000);
     expect(offer).toMatchObject({ jobId, attempt: 1 });
-    // Nobody touches the job: its own alarm retries (1 s, then 2 s later) until the send goes,
-    // and the consumer finds the attempt already handed over (no second offer, below).
-    await poll(async () => flaky.current.counts).toEqual({ tried: 3, sent: 1 });
     await poll(() => outboxRows(jobId)).toEqual([]);
-    expect((await stub(jobId).opCounts())["outbox.enqueue"]).toBe(1);
+    expect(flaky.current.counts).toEqual({ tried: 1, sent: 0 });
+    expect((await stub(jobId).opCounts())["outbox.enqueue_direct_offered"]).toBe(1);
 
     agent.send({ type: "job_accept", jobId, attempt: 1, leaseToken: offer.leaseToken });
     await poll(async () => (await view(jobId)).status).toBe("RUNNING");
@@ -102,7 +121,7 @@ describe("a queue send that fails", () => {
     await poll(async () => ledgerStatus(jobId)).toBe("SUCCEEDED");
     const done = await view(jobId);
     expect(done.attempt).toBe(1);
-    expect(flaky.current.counts).toEqual({ tried: 3, sent: 1 });
+    expect(flaky.current.counts).toEqual({ tried: 1, sent: 0 });
     expect(agent.received.filter((m) => m.type === "job_offer")).toEqual([]);
     await restore();
     agent.close();
@@ -181,11 +200,12 @@ describe("an outbox item that fails forever", () => {
     const dead = { current: flakyQueue(env.DISPATCH_QUEUE, Number.POSITIVE_INFINITY) };
     const restore = await patchEnv(stuck, (real) => {
       dead.current = flakyQueue(real.DISPATCH_QUEUE, Number.POSITIVE_INFINITY);
-      return { DISPATCH_QUEUE: dead.current.queue };
+      return {
+        DISPATCH_QUEUE: dead.current.queue,
+        AGENT_REGISTRY: switchableRegistry(real.AGENT_REGISTRY, { value: true }),
+      };
     });
-    await runDurableObjectAlarm(stub(stuck)); // plans, queues, and the send fails
-    // The JobDO offers the attempt itself: the queue being down does not keep it from the agent.
-    const direct = await agent.nextOf("job_offer", (m) => m.jobId === stuck, 10_000);
+    await runDurableObjectAlarm(stub(stuck)); // plans, queues; the hand-over and the send fail
     for (let n = 0; n < 8; n++) await retryNow(stuck);
     expect(dead.current.counts).toEqual({ tried: 9, sent: 0 });
     expect(await outboxRows(stuck)).toEqual([{ kind: "enqueue", tries: 9 }]);
@@ -207,12 +227,13 @@ describe("an outbox item that fails forever", () => {
     agent.send(finished(other, 1, offer.leaseToken));
     await poll(async () => ledgerStatus(other)).toBe("SUCCEEDED");
 
-    // Once the queue works again, the stuck send goes: nothing was lost, and its consumer finds
-    // the attempt already offered (no second offer); the job runs once.
+    // Once the registry and the queue work again, the stuck item goes: nothing was lost; the
+    // registry takes the attempt directly, so no queue message follows; the job runs once.
     await restore();
     await retryNow(stuck);
+    const direct = await agent.nextOf("job_offer", (m) => m.jobId === stuck, 10_000);
     await poll(() => outboxRows(stuck)).toEqual([]);
-    await poll(async () => (await stub(stuck).opCounts())["rpc.dispatch"]).toBe(1);
+    expect((await stub(stuck).opCounts())["outbox.enqueue_direct_offered"]).toBe(1);
     agent.send({ type: "job_accept", jobId: stuck, attempt: 1, leaseToken: direct.leaseToken });
     await poll(async () => (await view(stuck)).status).toBe("RUNNING");
     agent.send(finished(stuck, 1, direct.leaseToken));
@@ -225,6 +246,7 @@ describe("an outbox item that fails forever", () => {
     const jobId = await created("outbox-later");
     const restore = await patchEnv(jobId, (real) => ({
       DISPATCH_QUEUE: flakyQueue(real.DISPATCH_QUEUE, Number.POSITIVE_INFINITY).queue,
+      AGENT_REGISTRY: switchableRegistry(real.AGENT_REGISTRY, { value: true }),
     }));
     try {
       await runDurableObjectAlarm(stub(jobId));
@@ -244,12 +266,9 @@ describe("an outbox item that fails forever", () => {
         "approve",
         "cancel",
       ]);
-      // The agent was offered the attempt directly, so it is told of the cancel: after the send
-      // in their lane (an old attempt's cancel never overtakes its dispatch).
-      expect(await outboxRows(jobId)).toEqual([
-        { kind: "enqueue", tries: 4 },
-        { kind: "cancel_agent", tries: 0 },
-      ]);
+      // No agent was ever handed the attempt, so nobody is told of the cancel; the stuck send
+      // stays in its lane (its consumer will find the attempt stale).
+      expect(await outboxRows(jobId)).toEqual([{ kind: "enqueue", tries: 4 }]);
     } finally {
       await restore();
     }
@@ -262,7 +281,10 @@ describe("an outbox item that fails forever", () => {
     const dead = { current: flakyQueue(env.DISPATCH_QUEUE, Number.POSITIVE_INFINITY) };
     const restore = await patchEnv(jobId, (real) => {
       dead.current = flakyQueue(real.DISPATCH_QUEUE, Number.POSITIVE_INFINITY);
-      return { DISPATCH_QUEUE: dead.current.queue };
+      return {
+        DISPATCH_QUEUE: dead.current.queue,
+        AGENT_REGISTRY: switchableRegistry(real.AGENT_REGISTRY, { value: true }),
+      };
     });
     try {
       await runDurableObjectAlarm(stub(jobId));

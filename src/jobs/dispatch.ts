@@ -52,7 +52,7 @@ export async function dispatchAttempt(
 /**
  * The attempt handed to the engine from the JobDO itself, right after it was queued; returns
  * what happened, for the job's counters. Never throws: a failure is undone by dispatchAttempt,
- * and the queue message that follows delivers the attempt instead.
+ * and the caller sends the queue message that delivers the attempt instead.
  */
 export async function dispatchDirectly(job: JobContext, attempt: number): Promise<string> {
   const state = job.load();

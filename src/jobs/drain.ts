@@ -4,7 +4,7 @@ import { getDb, incrementCounter } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { NotifyLater } from "../notify/notify.ts";
 import { raiseAlert } from "../sentinel/alerts.ts";
-import { LEDGER_KINDS, type LedgerQuery, ledgerStatement, runOutboxItem } from "./effects.ts";
+import { eventQueries, LEDGER_KINDS, type LedgerQuery, ledgerStatement, runOutboxItem } from "./effects.ts";
 import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
 import { laneOf, MAX_OUTBOX_TRIES, type OutboxRow } from "./outbox.ts";
@@ -46,6 +46,19 @@ export class OutboxDrain {
 
 /** One pass over the items due now, in lane order; false when the job's storage is gone. */
 async function drainPass(job: JobContext): Promise<boolean> {
+  const outbox = job.outbox;
+  let settle = true;
+  try {
+    settle = await performDue(job);
+    return settle;
+  } finally {
+    // The rows the pass worked on are written once, at its end (unless the storage is gone).
+    if (settle) outbox.settle();
+    else outbox.forget();
+  }
+}
+
+async function performDue(job: JobContext): Promise<boolean> {
   const rows = job.outbox.due(job.now());
   // A lane whose item failed in this pass: its later items wait for the retry.
   const blocked = new Set<string>();
@@ -66,20 +79,17 @@ async function drainPass(job: JobContext): Promise<boolean> {
       continue;
     }
     i += 1;
-    job.outbox.inflight = row.id;
     try {
       const did = await runOutboxItem(job, state, row.item);
       job.count(`outbox.${did ?? row.item.kind}`);
-      job.outbox.inflight = null;
-      job.outbox.done(row.id);
+      job.outbox.done(row);
     } catch (err) {
-      job.outbox.inflight = null;
       if (err instanceof NotifyLater) {
         // Throttled or asked to slow down: not a failure, just later (at Telegram's pace).
-        job.outbox.postpone(row.id, job.now() + err.retryAfterMs);
+        job.outbox.postpone(row, job.now() + err.retryAfterMs);
         continue;
       }
-      const outcome = job.outbox.failed(row.id, row.tries, job.now(), failureText(err));
+      const outcome = job.outbox.failed(row, job.now(), failureText(err));
       log("warn", outcome === "parked" ? "outbox item parked" : "outbox item failed; will retry", {
         jobId: state.id,
         kind: row.item.kind,
@@ -124,14 +134,17 @@ async function reportParked(job: JobContext): Promise<void> {
 /** Writes a group of ledger items in one D1 batch; false when the ledger lane must wait for a retry. */
 async function writeLedger(job: JobContext, state: JobState, group: OutboxRow[]): Promise<boolean> {
   const db = getDb(job.env.DB);
-  const planned = group.map((row) => ({ row, statement: ledgerStatement(job, db, state, row.item) }));
-  const queries = planned.flatMap((p) => p.statement?.queries ?? []);
-  job.outbox.inflight = group.find((r) => r.item.kind === "ledger")?.id ?? null;
+  // The events together (a multi-row insert and one counters upsert per counter), the rest as they come.
+  const events = group.flatMap((row) => (row.item.kind === "event" ? [row.item] : []));
+  const planned = group.map((row) => ({
+    row,
+    statement: row.item.kind === "event" ? { queries: [] } : ledgerStatement(job, db, state, row.item),
+  }));
+  const queries = [...planned.flatMap((p) => p.statement?.queries ?? []), ...eventQueries(db, state.id, events)];
   try {
     if (queries.length === 1) await queries[0];
     else if (queries.length > 1) await db.batch(queries as [LedgerQuery, ...LedgerQuery[]]);
   } catch (err) {
-    job.outbox.inflight = null;
     if (group.length > 1) {
       // One bad item fails the whole batch: write them one by one, in order, so the items
       // before it land and only it counts the failure (and, in the end, is parked).
@@ -139,7 +152,7 @@ async function writeLedger(job: JobContext, state: JobState, group: OutboxRow[])
       return true;
     }
     const row = group[0] as OutboxRow;
-    const outcome = job.outbox.failed(row.id, row.tries, job.now(), failureText(err));
+    const outcome = job.outbox.failed(row, job.now(), failureText(err));
     log("warn", outcome === "parked" ? "ledger write parked" : "ledger write failed; will retry", {
       jobId: state.id,
       kind: row.item.kind,
@@ -148,11 +161,10 @@ async function writeLedger(job: JobContext, state: JobState, group: OutboxRow[])
     });
     return outcome === "parked";
   }
-  job.outbox.inflight = null;
   for (const { row, statement } of planned) {
     statement?.done?.();
     job.count(`outbox.${row.item.kind}${statement ? "" : "_unchanged"}`);
-    job.outbox.done(row.id);
+    job.outbox.done(row);
   }
   if (queries.length > 1) {
     job.count("d1.batch");

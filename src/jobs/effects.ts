@@ -2,8 +2,15 @@
 // failure is harmless (ledger upserts, events keyed by seq, sends deduplicated by the JobDO).
 import { writeAnswer } from "../answers/index.ts";
 import { getEngine } from "../execution/engine.ts";
-import { eventCountersQuery } from "../ledger/metric-counters.ts";
-import { appendAuditQuery, appendJobEventQuery, type Db, getDb, upsertJobQuery } from "../ledger/store.ts";
+import { summedCountersQuery } from "../ledger/metric-counters.ts";
+import {
+  appendAuditQuery,
+  appendJobEventsQuery,
+  type Db,
+  EVENTS_PER_STATEMENT,
+  getDb,
+  upsertJobQuery,
+} from "../ledger/store.ts";
 import { type NotifyMemo, notifyJob } from "../notify/notify.ts";
 import { archiveLog } from "./archive-log.ts";
 import { dispatchDirectly } from "./dispatch.ts";
@@ -15,9 +22,40 @@ export const LEDGER_KINDS: ReadonlySet<OutboxItem["kind"]> = new Set(["ledger", 
 
 export type LedgerQuery =
   | ReturnType<typeof upsertJobQuery>
-  | ReturnType<typeof appendJobEventQuery>
+  | ReturnType<typeof appendJobEventsQuery>
   | ReturnType<typeof appendAuditQuery>
-  | NonNullable<ReturnType<typeof eventCountersQuery>>;
+  | NonNullable<ReturnType<typeof summedCountersQuery>>;
+
+type EventItem = Extract<OutboxItem, { kind: "event" }>;
+
+/**
+ * Events as multi-row inserts, each followed by the counters its rows move, summed (one upsert
+ * per counter, not per event); the counters count only rows that insert added (a retry adds
+ * nothing twice; see summedCountersQuery).
+ */
+export function eventQueries(db: Db, jobId: string, events: EventItem[]): LedgerQuery[] {
+  const out: LedgerQuery[] = [];
+  for (let i = 0; i < events.length; i += EVENTS_PER_STATEMENT) {
+    const chunk = events.slice(i, i + EVENTS_PER_STATEMENT);
+    out.push(
+      appendJobEventsQuery(
+        db,
+        chunk.map((e) => ({
+          jobId,
+          seq: e.seq,
+          fromStatus: e.fromStatus,
+          toStatus: e.toStatus,
+          event: e.event,
+          detail: e.detail ?? undefined,
+          at: e.at,
+        })),
+      ),
+    );
+    const counters = summedCountersQuery(db, chunk);
+    if (counters) out.push(counters);
+  }
+  return out;
+}
 
 /**
  * The D1 statement for a ledger item, so consecutive ones go to D1 as one batch (one round
@@ -34,23 +72,14 @@ export function ledgerStatement(
       // Step events change nothing the ledger row holds: skip snapshots identical but for the time.
       const row = toLedgerRow(state);
       const key = ledgerContent(state);
-      if (job.memo<string>("ledger_written") === key) return null;
-      return { queries: [upsertJobQuery(db, row)], done: () => job.setMemo("ledger_written", key) };
+      const written = job.memo<string>("ledger_written");
+      if (written === key) return null;
+      // What this object last wrote (the ledger row has no other writer) spares unchanged indexes.
+      const before = written ? (JSON.parse(written) as ReturnType<typeof toLedgerRow>) : null;
+      return { queries: [upsertJobQuery(db, row, before)], done: () => job.setMemo("ledger_written", key) };
     }
-    case "event": {
-      // The counters follow the insert in the same batch (they count only a new row).
-      const counters = eventCountersQuery(db, item);
-      const insert = appendJobEventQuery(db, {
-        jobId: state.id,
-        seq: item.seq,
-        fromStatus: item.fromStatus,
-        toStatus: item.toStatus,
-        event: item.event,
-        detail: item.detail ?? undefined,
-        at: item.at,
-      });
-      return { queries: counters ? [insert, counters] : [insert] };
-    }
+    case "event":
+      return { queries: eventQueries(db, state.id, [item]) };
     case "audit":
       return {
         queries: [
@@ -83,10 +112,12 @@ export async function runOutboxItem(job: JobContext, state: JobState, item: Outb
       return;
     }
     case "enqueue": {
-      // Straight to the registry first (no queue hop); the queue message still goes, as the
-      // durable carrier: its consumer finds the attempt already handed over and acks.
+      // Straight to the registry (no queue hop). Once the registry has the attempt, its own
+      // storage carries it onward (re-offers, and this job's lease deadlines behind them), so
+      // the queue message goes only when the hand-over failed. Until one of the two has it,
+      // this item stays in the outbox: a failed send is retried like any effect.
       const direct = await dispatchDirectly(job, item.attempt);
-      await env.DISPATCH_QUEUE.send({ jobId: state.id, attempt: item.attempt });
+      if (direct === "enqueue_direct_failed") await env.DISPATCH_QUEUE.send({ jobId: state.id, attempt: item.attempt });
       return direct;
     }
     case "cancel_agent":

@@ -261,7 +261,10 @@ export class JobDO extends DurableObject<Env> {
     agentName?: string,
   ): Promise<Result<number, BatchRefusal>> {
     this.job.count("rpc.agentBatch");
-    const result = await handleAgentBatch(this.job, agentId, msgs, agentName ?? agentId);
+    const apply = () => handleAgentBatch(this.job, agentId, msgs, agentName ?? agentId);
+    // One state write for the whole batch, unless a frame waits on I/O (an artifact's R2 check),
+    // during which the object may take other requests that must not be answered before their write.
+    const result = msgs.some((m) => m.type === "artifact_ready") ? await apply() : await this.job.together(apply);
     await this.afterChange();
     return result;
   }

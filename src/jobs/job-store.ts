@@ -33,6 +33,8 @@ export class JobStore implements JobContext {
   private committedLedger: string | undefined;
   /** Operation counts since the state was read; saved inside the state at each commit. */
   private readonly ops = new Map<string, number>();
+  /** Inside together(): the effects committed so far, written with the state when it ends. */
+  private pending: { effects: OutboxItem[]; dirty: boolean } | null = null;
 
   /** `bindings` reads the object's env at each use (tests swap a binding for a failing one). */
   constructor(storage: DurableObjectStorage, bindings: () => Env, config: Config, onCommit: () => void) {
@@ -75,16 +77,44 @@ export class JobStore implements JobContext {
     // this instance's last commit: saveLiveness writes no ledger row, and a new instance does
     // not know what was queued before it, so its first commit queues one.)
     const content = ledgerContent(state);
-    const ledgerOwed = content !== this.committedLedger;
-    this.storage.transactionSync(() => {
-      this.storage.kv.put("job", state);
-      if (ledgerOwed) this.outbox.add({ kind: "ledger" });
-      for (const e of owed) this.outbox.add(e);
-    });
+    const items: OutboxItem[] = content !== this.committedLedger ? [{ kind: "ledger" }, ...owed] : owed;
+    if (this.pending) {
+      this.pending.effects.push(...items);
+      this.pending.dirty = true;
+    } else this.write(state, items);
     this.cached = structuredClone(state);
     this.committedLedger = content;
     this.ops.clear();
-    this.onCommit();
+    if (!this.pending) this.onCommit();
+  }
+
+  /**
+   * Runs `fn` with its commits (and liveness saves) applied in memory, then stored as one: one
+   * state write and one outbox row (its ledger snapshots and notifications coalesced) instead of
+   * one per commit. For work with no I/O between its commits (an agent's batch of frames): the
+   * object then takes no other request meanwhile, so nothing else is answered before it is stored.
+   */
+  async together<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.pending) return fn();
+    this.pending = { effects: [], dirty: false };
+    try {
+      return await fn();
+    } finally {
+      const { effects, dirty } = this.pending;
+      this.pending = null;
+      const state = this.cached;
+      if (dirty && state) {
+        this.write(state, effects);
+        this.onCommit();
+      }
+    }
+  }
+
+  private write(state: JobState, items: OutboxItem[]): void {
+    this.storage.transactionSync(() => {
+      this.storage.kv.put("job", state);
+      this.outbox.addAll(items);
+    });
   }
 
   saveLiveness(patch: LivenessPatch): void {
@@ -92,8 +122,9 @@ export class JobStore implements JobContext {
     if (!stored) return;
     // Field by field: a whole JobState passed here (it type-checks as a patch) saves only these.
     for (const key of LIVENESS_FIELDS) if (patch[key] !== undefined) Object.assign(stored, { [key]: patch[key] });
-    this.storage.kv.put("job", stored);
     this.cached = stored;
+    if (this.pending) this.pending.dirty = true;
+    else this.storage.kv.put("job", stored);
   }
 
   move(state: JobState, event: JobEvent, detail: Record<string, unknown> | null = null): OutboxItem[] {

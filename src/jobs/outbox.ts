@@ -1,88 +1,67 @@
 // The JobDO's outbox: side effects (ledger writes, queue sends, agent cancels, notifications)
 // recorded in the same storage transaction as the state change, then performed and deleted.
-// A failure leaves the row for the alarm to retry, so a D1 or queue hiccup loses nothing.
+// A failure leaves the item for the alarm to retry, so a D1 or queue hiccup loses nothing.
+//
+// One row per commit holds all of its effects (each row is a billed write, twice: its insert
+// and its delete); the drain performs them and rewrites or deletes the row once per pass. An
+// item that fails is moved into a row of its own, with its own tries, backoff and parking.
 //
 // It cannot wedge: retries back off with jitter, an item failing MAX_OUTBOX_TRIES times is
 // parked (kept here, reported once, replayable), and items wait only behind earlier items of
 // their own lane — the ledger keeps its order per job, while a stuck archive upload or agent
 // cancel holds back nothing else.
-export type OutboxItem =
-  | { kind: "ledger" }
-  | {
-      kind: "event";
-      seq: number;
-      fromStatus: string | null;
-      toStatus: string;
-      event: string;
-      detail: Record<string, unknown> | null;
-      at: number;
-      /** The latency this event ends, for the /metrics histograms (absent: none, or an older item). */
-      measure?: { histogram: "dispatch" | "duration"; ms: number } | null;
-    }
-  | { kind: "audit"; actor: string; action: string; detail: Record<string, unknown>; at: number }
-  | { kind: "enqueue"; attempt: number }
-  | { kind: "cancel_agent"; attempt: number; reason: string }
-  | { kind: "archive_log" }
-  /** The job's answer, written once it ended, before its final notification. */
-  | { kind: "answer" }
-  | { kind: "notify" };
+import {
+  backoffMs,
+  laneOf,
+  MAX_OUTBOX_TRIES,
+  type OutboxItem,
+  type OutboxRow,
+  type ParkedRow,
+  REPORT_RETRY_MS,
+} from "./outbox-items.ts";
 
-export interface OutboxRow {
-  id: number;
-  item: OutboxItem;
-  tries: number;
-}
+export {
+  backoffMs,
+  laneOf,
+  MAX_OUTBOX_TRIES,
+  type OutboxItem,
+  type OutboxRow,
+  type ParkedRow,
+  REPORT_RETRY_MS,
+} from "./outbox-items.ts";
 
-export interface ParkedRow {
-  id: number;
-  kind: OutboxItem["kind"];
-  tries: number;
-  error: string | null;
-  parkedAt: number;
-  reported: boolean;
-}
-
-/** Failures after which an item is parked: about 13 minutes of retries at the backoff below. */
-export const MAX_OUTBOX_TRIES = 10;
-const BASE_DELAY_MS = 1000;
-const MAX_DELAY_MS = 5 * 60_000;
-/** How soon a parked item whose alert could not be sent is reported again. */
-export const REPORT_RETRY_MS = 5 * 60_000;
-
+/** Items that act on the current state: one pending is enough. */
+const COALESCED: ReadonlySet<OutboxItem["kind"]> = new Set(["ledger", "notify", "archive_log"]);
 /**
- * Items of one lane run in order, each after the one before it; lanes do not wait for each
- * other. A notification renders the current state, so it depends on nothing (no lane).
+ * A batch row's id is the next multiple of 2^ID_SHIFT, so the positions of its items (id+1 …)
+ * stay free for the rows an item is moved into, and ordered before any later commit's row.
  */
-export function laneOf(kind: OutboxItem["kind"]): string | null {
-  switch (kind) {
-    case "ledger":
-    case "event":
-    case "audit":
-      return "ledger";
-    case "enqueue":
-    case "cancel_agent":
-      return "agent"; // the old attempt's cancel goes before the new attempt's send
-    case "archive_log":
-      return "archive";
-    case "notify":
-    case "answer": // it commits its own notify and ledger row when written
-      return null;
-  }
-}
+const ID_SHIFT = 10;
+const BATCH_MAX = 2 ** ID_SHIFT - 1;
 
-/** Exponential backoff (1 s, 2 s, 4 s … capped at 5 min), each delay jittered to 50–100 %. */
-export function backoffMs(tries: number, random: () => number = Math.random): number {
-  const full = Math.min(BASE_DELAY_MS * 2 ** tries, MAX_DELAY_MS);
-  return Math.round(full * (0.5 + 0.5 * random()));
-}
+type Slots = (OutboxItem | null)[];
+
+/** A batch row's payload is a JSON array of its items (null where one has left); a moved item's, the item. */
+const isBatch = (payload: string) => payload.startsWith("[");
+const kindsOf = (slots: Slots) =>
+  slots
+    .filter((i) => i !== null)
+    .map((i) => i.kind)
+    .join(",");
 
 export class Outbox {
   private readonly sql: SqlStorage;
   private readonly random: () => number;
-  /** The row being performed right now: it acts on an older snapshot, so nothing coalesces into it. */
-  inflight: number | null = null;
+  /**
+   * The rows the drain pass under way read (settle() ends it): they act on an older snapshot,
+   * so nothing coalesces into them; for batch rows, the items still owed, kept here so the
+   * row is written once at the end of the pass, not once per item.
+   */
+  private readonly inflight = new Map<number, { slots: Slots; dirty: boolean } | null>();
   /** Whether a parked item's alert may be owed (null: not known, ask the table). */
   private alertOwed: boolean | null = null;
+  /** The highest id in the table (read once: this object is the table's only writer). */
+  private maxId: number | null = null;
 
   constructor(sql: SqlStorage, random: () => number = Math.random) {
     this.sql = sql;
@@ -91,8 +70,8 @@ export class Outbox {
       .exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'")
       .toArray()[0];
     if (!existing) {
-      // No AUTOINCREMENT: it would write a sqlite_sequence row with every item. Ids stay ordered
-      // among the rows present, which is all the lanes need.
+      // No AUTOINCREMENT: it would write a sqlite_sequence row with every commit. Ids stay
+      // ordered among the rows present, which is all the lanes need.
       sql.exec(`CREATE TABLE outbox (
         id INTEGER PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL,
         tries INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0, lane TEXT, parked_at INTEGER,
@@ -112,31 +91,52 @@ export class Outbox {
     if (!columns.has("last_error")) sql.exec("ALTER TABLE outbox ADD COLUMN last_error TEXT");
   }
 
-  /** Adds an item; "ledger", "notify" and "archive_log" are coalesced (they act on the current state). */
   add(item: OutboxItem): void {
-    if (item.kind === "ledger" || item.kind === "notify" || item.kind === "archive_log") {
-      const pending = this.sql
-        .exec(
-          "SELECT 1 FROM outbox WHERE kind = ? AND tries = 0 AND parked_at IS NULL AND id <> ?",
-          item.kind,
-          this.inflight ?? -1,
-        )
-        .toArray();
-      if (pending.length > 0) return;
+    this.addAll([item]);
+  }
+
+  /**
+   * A commit's items as one row. "ledger", "notify" and "archive_log" are coalesced: left out
+   * when one is already pending and untried (they act on the current state when performed).
+   */
+  addAll(items: OutboxItem[]): void {
+    const owed = this.coalesce(items);
+    for (let i = 0; i < owed.length; i += BATCH_MAX) {
+      const slots = owed.slice(i, i + BATCH_MAX);
+      this.maxId ??= this.sql.exec<{ m: number | null }>("SELECT MAX(id) AS m FROM outbox").one().m ?? 0;
+      const id = (Math.floor(this.maxId / 2 ** ID_SHIFT) + 1) * 2 ** ID_SHIFT;
+      this.sql.exec(
+        "INSERT INTO outbox (id, kind, payload) VALUES (?, ?, ?)",
+        id,
+        kindsOf(slots),
+        JSON.stringify(slots),
+      );
+      this.maxId = id;
     }
-    this.sql.exec(
-      "INSERT INTO outbox (kind, payload, lane) VALUES (?, ?, ?)",
-      item.kind,
-      JSON.stringify(item),
-      laneOf(item.kind),
-    );
+  }
+
+  private coalesce(items: OutboxItem[]): OutboxItem[] {
+    if (!items.some((i) => COALESCED.has(i.kind))) return items;
+    const pending = new Set<string>();
+    // Kinds from the kind column (a batch row's lists its items'), not the payloads.
+    for (const r of this.sql.exec<{ id: number; kind: string }>(
+      "SELECT id, kind FROM outbox WHERE tries = 0 AND parked_at IS NULL",
+    )) {
+      if (!this.inflight.has(r.id)) for (const k of r.kind.split(",")) pending.add(k);
+    }
+    return items.filter((i) => {
+      if (!COALESCED.has(i.kind)) return true;
+      if (pending.has(i.kind)) return false;
+      pending.add(i.kind);
+      return true;
+    });
   }
 
   /**
    * Items due now whose lane has nothing earlier still backing off (parked items hold back
-   * nobody). The caller stops a lane at its first failure within one pass. One scan of the
-   * table (the lanes are worked out here, not by a correlated subquery that reads it per row);
-   * it also notes whether a parked item's alert is owed, so most passes ask nothing more.
+   * nobody). The caller stops a lane at its first failure within one pass, and ends the pass
+   * with settle(). One scan of the table; it also notes whether a parked item's alert is owed,
+   * so most passes ask nothing more.
    */
   due(now: number, limit = 50): OutboxRow[] {
     const rows = this.sql
@@ -144,60 +144,127 @@ export class Outbox {
         id: number;
         payload: string;
         tries: number;
-        lane: string | null;
         next_at: number;
         parked_at: number | null;
         reported: number;
-      }>("SELECT id, payload, tries, lane, next_at, parked_at, reported FROM outbox ORDER BY id")
+      }>("SELECT id, payload, tries, next_at, parked_at, reported FROM outbox ORDER BY id")
       .toArray();
-    const waiting = new Set<string>();
-    const out: OutboxRow[] = [];
+    const items: (OutboxRow & { nextAt: number })[] = [];
+    const slotsOf = new Map<number, Slots>();
     this.alertOwed = false;
     for (const r of rows) {
       if (r.parked_at !== null) {
         if (r.reported === 0 && r.next_at <= now) this.alertOwed = true;
         continue;
       }
-      const blocked = r.lane !== null && waiting.has(r.lane);
-      if (r.next_at > now) {
-        if (r.lane !== null) waiting.add(r.lane);
+      if (!isBatch(r.payload)) {
+        const item = JSON.parse(r.payload) as OutboxItem;
+        items.push({ id: r.id, pos: r.id, item, tries: r.tries, batch: false, nextAt: r.next_at });
         continue;
       }
-      if (!blocked && out.length < limit)
-        out.push({ id: r.id, item: JSON.parse(r.payload) as OutboxItem, tries: r.tries });
+      const slots = JSON.parse(r.payload) as Slots;
+      slotsOf.set(r.id, slots);
+      slots.forEach((item, i) => {
+        if (item) items.push({ id: r.id, pos: r.id + i + 1, item, tries: 0, batch: true, nextAt: r.next_at });
+      });
+    }
+    items.sort((a, b) => a.pos - b.pos);
+    const waiting = new Set<string>();
+    const out: OutboxRow[] = [];
+    for (const { nextAt, ...e } of items) {
+      const lane = laneOf(e.item.kind);
+      const blocked = lane !== null && waiting.has(lane);
+      if (nextAt > now) {
+        if (lane !== null) waiting.add(lane);
+        continue;
+      }
+      if (!blocked && out.length < limit) {
+        out.push(e);
+        const slots = slotsOf.get(e.id);
+        if (!this.inflight.has(e.id)) this.inflight.set(e.id, slots ? { slots, dirty: false } : null);
+      }
     }
     return out;
   }
 
-  done(id: number): void {
-    this.sql.exec("DELETE FROM outbox WHERE id = ?", id);
+  /** The item was performed: a moved item's row goes now, a batch row's at settle(). */
+  done(e: OutboxRow): void {
+    if (!this.leaveBatch(e)) this.sql.exec("DELETE FROM outbox WHERE id = ?", e.id);
   }
 
   /** Counts a failure: backs off (jittered), or parks the item once it has failed too often. */
-  failed(id: number, tries: number, now: number, error = ""): "retry" | "parked" {
-    if (tries + 1 >= MAX_OUTBOX_TRIES) {
-      this.alertOwed = true;
-      this.sql.exec(
-        "UPDATE outbox SET tries = tries + 1, parked_at = ?, reported = 0, next_at = ?, last_error = ? WHERE id = ?",
-        now,
-        now,
-        error.slice(0, 500),
-        id,
-      );
-      return "parked";
-    }
-    this.sql.exec(
-      "UPDATE outbox SET tries = tries + 1, next_at = ?, last_error = ? WHERE id = ?",
-      now + backoffMs(tries, this.random),
-      error.slice(0, 500),
-      id,
-    );
-    return "retry";
+  failed(e: OutboxRow, now: number, error = ""): "retry" | "parked" {
+    const park = e.tries + 1 >= MAX_OUTBOX_TRIES;
+    if (park) this.alertOwed = true;
+    const nextAt = park ? now : now + backoffMs(e.tries, this.random);
+    this.moveOut(e, e.tries + 1, nextAt, park ? now : null, error.slice(0, 500));
+    return park ? "parked" : "retry";
   }
 
   /** Moves an item later without counting a failure (a throttled notification). */
-  postpone(id: number, at: number): void {
-    this.sql.exec("UPDATE outbox SET next_at = ? WHERE id = ?", at, id);
+  postpone(e: OutboxRow, at: number): void {
+    this.moveOut(e, e.tries, at, null, null);
+  }
+
+  /** Ends a drain pass: each batch row it worked on is rewritten with what is left, or deleted. */
+  settle(): void {
+    for (const [id, batch] of this.inflight) if (batch?.dirty) this.writeBatch(id, batch.slots);
+    this.inflight.clear();
+  }
+
+  /** Ends a pass whose storage is gone (deleted after retention): nothing is left to write. */
+  forget(): void {
+    this.inflight.clear();
+  }
+
+  /** Takes a batch item out of its row's slots (the row is written later); false for a moved item. */
+  private leaveBatch(e: OutboxRow): boolean {
+    if (!e.batch) return false;
+    const batch = this.inflight.get(e.id);
+    if (batch) {
+      batch.slots[e.pos - e.id - 1] = null;
+      batch.dirty = true;
+    }
+    return true;
+  }
+
+  /** A failed or postponed item's own row; a batch item leaves its row in the same transaction. */
+  private moveOut(e: OutboxRow, tries: number, nextAt: number, parkedAt: number | null, error: string | null) {
+    if (!e.batch) {
+      this.sql.exec(
+        "UPDATE outbox SET tries = ?, next_at = ?, parked_at = ?, reported = 0, last_error = COALESCE(?, last_error) WHERE id = ?",
+        tries,
+        nextAt,
+        parkedAt,
+        error,
+        e.id,
+      );
+      return;
+    }
+    this.leaveBatch(e);
+    const batch = this.inflight.get(e.id);
+    // No await between the two writes: the object's storage commits them together.
+    this.sql.exec(
+      "INSERT INTO outbox (id, kind, payload, lane, tries, next_at, parked_at, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      e.pos,
+      e.item.kind,
+      JSON.stringify(e.item),
+      laneOf(e.item.kind),
+      tries,
+      nextAt,
+      parkedAt,
+      error,
+    );
+    // Written at once (not at settle), so the item is never in two rows.
+    if (batch) this.writeBatch(e.id, batch.slots);
+  }
+
+  private writeBatch(id: number, slots: Slots): void {
+    if (slots.every((s) => s === null)) this.sql.exec("DELETE FROM outbox WHERE id = ?", id);
+    else
+      this.sql.exec("UPDATE outbox SET kind = ?, payload = ? WHERE id = ?", kindsOf(slots), JSON.stringify(slots), id);
+    const batch = this.inflight.get(id);
+    if (batch) batch.dirty = false;
   }
 
   parked(): ParkedRow[] {

@@ -55,19 +55,35 @@ export function counterDeltas(e: CountedEvent): Map<string, number> {
 }
 
 /**
- * Adds the event's deltas only when the statement before it in the batch inserted the event
- * (changes() = 1): a retried batch whose event is already there counts nothing twice.
+ * The summed deltas of several events inserted by the statement just before it (one
+ * multi-row insert of `events.length` rows): one upsert per distinct counter, not per event.
+ * All new (changes() = n): added. None new (a retried batch): nothing. Some new, some not (a
+ * retry grouping items differently): the value is NULL, the NOT NULL column refuses it and the
+ * batch fails, so the caller writes the events one by one, each counted by its own insert.
  */
-export function eventCountersQuery(db: Db, e: CountedEvent) {
-  const deltas = [...counterDeltas(e)];
+export function summedCountersQuery(db: Db, events: CountedEvent[]) {
+  const sums = new Map<string, number>();
+  let moved = false;
+  for (const e of events) {
+    for (const [name, by] of counterDeltas(e)) {
+      sums.set(name, (sums.get(name) ?? 0) + by);
+      moved = true;
+    }
+  }
+  const deltas = [...sums].filter(([, by]) => by !== 0);
+  // Deltas that cancel out still need a row to carry the partial-insert check.
+  if (deltas.length === 0 && moved && events.length > 1) deltas.push([[...sums.keys()][0] as string, 0]);
   if (deltas.length === 0) return null;
   const values = sql.join(
     deltas.map(([name, by]) => sql`(${name}, ${by})`),
     sql`, `,
   );
+  const n = events.length;
   return db
     .insert(counters)
-    .select(sql`SELECT column1, column2 FROM (VALUES ${values}) WHERE changes() = 1`)
+    .select(
+      sql`SELECT column1, CASE WHEN changes() = ${n} THEN column2 END FROM (VALUES ${values}) WHERE changes() > 0`,
+    )
     .onConflictDoUpdate({ target: counters.name, set: { value: sql`${counters.value} + excluded.value` } });
 }
 

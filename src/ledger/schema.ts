@@ -1,6 +1,6 @@
 // The ledger's tables (D1, drizzle-orm). The JobDO is the source of truth for a job; these rows
 // are its durable, queryable record. Times are epoch milliseconds.
-import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 export const jobs = sqliteTable(
   "jobs",
@@ -56,7 +56,6 @@ export const jobThreads = sqliteTable(
 export const jobEvents = sqliteTable(
   "job_events",
   {
-    id: integer("id").primaryKey({ autoIncrement: true }),
     jobId: text("job_id").notNull(),
     seq: integer("seq").notNull(),
     fromStatus: text("from_status"),
@@ -65,8 +64,9 @@ export const jobEvents = sqliteTable(
     detail: text("detail"),
     at: integer("at").notNull(),
   },
-  // No index by status (migration 0008): the metrics are counted at each transition, not read from here.
-  (t) => [uniqueIndex("job_events_job_seq_idx").on(t.jobId, t.seq)],
+  // No index by status (migration 0009): the metrics are counted at each transition, not read from
+  // here. WITHOUT ROWID, keyed by (job_id, seq) (migration 0010): one b-tree entry per event.
+  (t) => [primaryKey({ columns: [t.jobId, t.seq] })],
 );
 
 export const workers = sqliteTable(

@@ -31,14 +31,37 @@ export class LedgerInputError extends Error {}
 // ---- jobs -----------------------------------------------------------------------------------------
 
 /** Inserts or replaces a job's snapshot; an older snapshot never overwrites a newer one. */
-export function upsertJobQuery(db: Db, row: NewJobRow) {
-  // What a job never changes stays out of the update, so the indexes on it (user, creation time)
-  // are not rewritten with each snapshot.
-  const { id: _id, createdAt: _createdAt, userId: _userId, projectId: _projectId, intent: _intent, ...rest } = row;
+/**
+ * `before`: the snapshot this writer last wrote for the job, when it knows it. D1 bills each
+ * index entry an update rewrites, and SQLite rewrites an index whenever a column of it is in
+ * the SET list, changed or not: so what a job never changes (user, creation time) stays out,
+ * and the status and the chat message (indexed) stay out when equal to `before`.
+ */
+export function upsertJobQuery(
+  db: Db,
+  row: NewJobRow,
+  before: Pick<NewJobRow, "status" | "chatId" | "messageId"> | null = null,
+) {
+  const {
+    id: _id,
+    createdAt: _createdAt,
+    userId: _userId,
+    projectId: _projectId,
+    intent: _intent,
+    status,
+    chatId,
+    messageId,
+    ...rest
+  } = row;
+  const set = {
+    ...rest,
+    ...(before?.status === status ? {} : { status }),
+    ...(before && before.chatId === chatId && before.messageId === messageId ? {} : { chatId, messageId }),
+  };
   return db
     .insert(jobs)
     .values(row)
-    .onConflictDoUpdate({ target: jobs.id, set: rest, setWhere: sql`${jobs.updatedAt} <= ${row.updatedAt}` });
+    .onConflictDoUpdate({ target: jobs.id, set, setWhere: sql`${jobs.updatedAt} <= ${row.updatedAt}` });
 }
 
 export async function upsertJob(db: Db, row: NewJobRow): Promise<void> {
@@ -126,17 +149,27 @@ export async function appendJobEvent(db: Db, e: JobEventInput): Promise<void> {
 }
 
 export function appendJobEventQuery(db: Db, e: JobEventInput) {
+  return appendJobEventsQuery(db, [e]);
+}
+
+/** Events a job's statement can carry: D1 binds at most 100 parameters, 7 per event. */
+export const EVENTS_PER_STATEMENT = 14;
+
+/** Appends transitions in one statement (at most EVENTS_PER_STATEMENT); replays are ignored. */
+export function appendJobEventsQuery(db: Db, events: JobEventInput[]) {
   return db
     .insert(jobEvents)
-    .values({
-      jobId: e.jobId,
-      seq: e.seq,
-      fromStatus: e.fromStatus,
-      toStatus: e.toStatus,
-      event: e.event,
-      detail: e.detail ? JSON.stringify(e.detail) : null,
-      at: e.at,
-    })
+    .values(
+      events.map((e) => ({
+        jobId: e.jobId,
+        seq: e.seq,
+        fromStatus: e.fromStatus,
+        toStatus: e.toStatus,
+        event: e.event,
+        detail: e.detail ? JSON.stringify(e.detail) : null,
+        at: e.at,
+      })),
+    )
     .onConflictDoNothing({ target: [jobEvents.jobId, jobEvents.seq] });
 }
 

@@ -14,12 +14,12 @@ const counts = new Map<string, number>();
 let cursors: [string, SqlStorageCursor<Record<string, SqlStorageValue>>][] = [];
 
 /** A statement or key as a label: whitespace collapsed, long ids and numbers masked, bounded. */
-const label = (text: unknown): string =>
+const label = (text: unknown, max = 80): string =>
   String(text)
     .replace(/\s+/g, " ")
     .replace(/[A-Za-z0-9_-]{17,}|\d+/g, "*")
     .trim()
-    .slice(0, 80);
+    .slice(0, max);
 
 export function meterEnabled(env: object): boolean {
   return Reflect.get(env, "SKYNET_OP_METER") === "1";
@@ -69,23 +69,26 @@ function wrap<T extends object>(target: T, method: (name: string, real: Fn) => F
 }
 
 // ---- D1: rows come from each result's meta; first()/raw() carry none, so they run as all() ----
-const realStatement = new WeakMap<object, D1PreparedStatement>();
+const realStatement = new WeakMap<object, { stmt: D1PreparedStatement; sql: string }>();
 type D1Rows = { results: Record<string, unknown>[]; meta: { rows_read?: number; rows_written?: number } };
 
-function countD1(r: D1Rows): void {
+/** Also per statement ("d1:<statement>"), so the rows can be traced to the code that spends them. */
+function countD1(r: D1Rows, sql: string): void {
   add("d1.queries");
   add("d1.rows_read", r.meta.rows_read ?? 0);
   add("d1.rows_written", r.meta.rows_written ?? 0);
+  add(`d1:${sql} [read]`, r.meta.rows_read ?? 0);
+  add(`d1:${sql} [written]`, r.meta.rows_written ?? 0);
 }
 
-function meterStatement(stmt: D1PreparedStatement): D1PreparedStatement {
+function meterStatement(stmt: D1PreparedStatement, sql: string): D1PreparedStatement {
   const all = async () => {
     const r = (await stmt.all()) as unknown as D1Rows;
-    countD1(r);
+    countD1(r, sql);
     return r;
   };
   const proxy = wrap(stmt, (name) => {
-    if (name === "bind") return (...args) => meterStatement(stmt.bind(...args));
+    if (name === "bind") return (...args) => meterStatement(stmt.bind(...args), sql);
     if (name === "all" || name === "run") return all;
     if (name === "first")
       return async (col?: unknown) => {
@@ -96,18 +99,18 @@ function meterStatement(stmt: D1PreparedStatement): D1PreparedStatement {
     if (name === "raw") return async () => (await all()).results.map((row) => Object.values(row));
     return undefined;
   });
-  realStatement.set(proxy, stmt);
+  realStatement.set(proxy, { stmt, sql });
   return proxy;
 }
 
 function meterD1(db: D1Database): D1Database {
   return wrap(db, (name) => {
-    if (name === "prepare") return (sql) => meterStatement(db.prepare(String(sql)));
+    if (name === "prepare") return (sql) => meterStatement(db.prepare(String(sql)), label(sql, 120));
     if (name === "batch")
       return async (stmts) => {
-        const real = (stmts as D1PreparedStatement[]).map((s) => realStatement.get(s) ?? s);
-        const results = await db.batch(real);
-        for (const r of results) countD1(r as unknown as D1Rows);
+        const real = (stmts as D1PreparedStatement[]).map((s) => realStatement.get(s) ?? { stmt: s, sql: "?" });
+        const results = await db.batch(real.map((r) => r.stmt));
+        for (const [i, r] of results.entries()) countD1(r as unknown as D1Rows, real[i]?.sql ?? "?");
         return results;
       };
     return undefined;

@@ -1,7 +1,8 @@
 // D1 history retention, bounded per run so no periodic path reads all of history: the
 // Sentinel deletes pairing-failure counters of past minutes (every run) and, once an hour,
 // the oldest job events past HISTORY_RETENTION_DAYS — at most EVENTS_PER_RUN rows from the
-// start of the table (oldest first by id), so each run reads a fixed number of rows.
+// start of the table (oldest first: its key begins with the job id, which begins with the
+// job's creation time), so each run reads a fixed number of rows.
 // Job rows stay (the record; /metrics counts them incrementally). R2 keeps its own lifecycle
 // rules (scripts/r2-lifecycle.ts) and a final job's Durable Object deletes its own storage.
 import { IDEMPOTENCY_WINDOW_MS } from "../http/idempotency.ts";
@@ -36,8 +37,8 @@ export async function pruneHistory(
   if (new Date(now).getUTCMinutes() === 0) {
     const events = await db
       .prepare(
-        `DELETE FROM job_events WHERE id IN (
-           SELECT id FROM (SELECT id, at FROM job_events ORDER BY id LIMIT ?) WHERE at < ?)`,
+        `DELETE FROM job_events WHERE (job_id, seq) IN (
+           SELECT job_id, seq FROM (SELECT job_id, seq, at FROM job_events ORDER BY job_id, seq LIMIT ?) WHERE at < ?)`,
       )
       .bind(EVENTS_PER_RUN, now - historyRetentionDays * 86_400_000)
       .run();
