@@ -3,8 +3,8 @@
 // the table in BENCHMARKS.md. Not a test: nothing is asserted about time; correctness facts
 // (exactly-once, byte-exact, replies in order) are checked and reported. Nothing polls the system
 // while it is being measured: jobs are awaited with one long-poll each and timed by the ledger.
-import { createHash, randomBytes } from "node:crypto";
-import { readFile, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { type AgentProcess, buildAgentBundle, startAgent } from "../test/helpers/node/agent-process.ts";
@@ -16,11 +16,11 @@ import { startWorker } from "../test/helpers/node/wrangler-dev.ts";
 import { runChatLoad } from "./chat-load.ts";
 import { workerdCpuMs } from "./lib/cpu.ts";
 import { directLatency, directThroughput } from "./lib/direct.ts";
-import { reachedAt, waitFinal } from "./lib/jobs.ts";
 import { diffOps, readOps } from "./lib/ops.ts";
 import { machineInfo, writeReport } from "./lib/report.ts";
-import { mapLimit, p50p99, pct, round, say } from "./lib/stats.ts";
+import { p50p99, pct, round, say } from "./lib/stats.ts";
 import { meterJobs } from "./ops-part.ts";
+import { latencyPart, logPart, throughputPart } from "./parts.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const { values: flags } = parseArgs({
@@ -55,19 +55,6 @@ const throughputArgv = (i: number) => ["sh", "-c", 'git status >/dev/null && ech
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const jobId = () => `job_${Date.now().toString(36)}${randomBytes(6).toString("hex")}`;
-
-function executeSpec(id: string, projectId: string, argv: string[]) {
-  return {
-    executionSpec: {
-      jobId: id,
-      attempt: 1,
-      provider: "openclaw",
-      projectId,
-      timeoutS: 3600,
-      steps: [{ id: "s1", action: "run_command", params: { argv }, risk: "ADMIN", timeoutS: 3600 }],
-    },
-  };
-}
 
 async function main(): Promise<void> {
   const startedAt = new Date();
@@ -142,11 +129,14 @@ async function main(): Promise<void> {
     say(`direct: git status p50 ${round(pct(directLat, 50))} ms; 4 loops ${round(directTp.perSecond)} spawns/s`);
 
     // 2. The idle rates (the agents' heartbeats), then billable operations per READ_ONLY job.
-    const idleMs = 10_000;
+    //    Only parts that report CPU or operations need the idle rates.
+    const idleMs = METER || LATENCY_RUNS > 0 || THROUGHPUT_JOBS > 0 ? 10_000 : 0;
     const idle0 = METER ? await readOps(worker.url, worker.apiToken, true) : {};
     const cpuIdle0 = await workerdCpuMs();
     await sleep(idleMs);
-    const cpuIdleMsPerS = cpuIdle0 === null ? null : (((await workerdCpuMs()) ?? 0) - cpuIdle0) / (idleMs / 1000);
+    const cpuIdle1 = await workerdCpuMs();
+    const cpuIdleMsPerS =
+      cpuIdle0 === null || cpuIdle1 === null || idleMs === 0 ? null : (cpuIdle1 - cpuIdle0) / (idleMs / 1000);
     const ops = METER
       ? await meterJobs(
           worker.url,
@@ -164,118 +154,57 @@ async function main(): Promise<void> {
       for (const t of ops.topD1) say(`  D1 ${t.perJob} × ${t.what}`);
     }
 
-    // 3. READ_ONLY latency: one job at a time; submit → SUCCEEDED by the ledger's clock, read
-    //    after the part so the CPU figure holds only the jobs and their waits.
-    const cpuLat0 = await workerdCpuMs();
-    const tLat0 = Date.now();
-    const submitted: { id: string; t: number }[] = [];
-    for (let i = 0; i < LATENCY_RUNS; i++) {
-      const t = Date.now();
-      const id = await client.submit("check git status", "bench");
-      const status = await waitFinal(client, id);
-      if (status !== "SUCCEEDED") throw new Error(`${id} ended ${status}`);
-      submitted.push({ id, t });
-    }
-    const cpuLat1 = await workerdCpuMs();
-    const cpuPerReadOnlyJob =
-      cpuLat0 === null || cpuLat1 === null || cpuIdleMsPerS === null
-        ? null
-        : (cpuLat1 - cpuLat0 - cpuIdleMsPerS * ((Date.now() - tLat0) / 1000)) / LATENCY_RUNS;
-    const e2e: number[] = [];
-    const pickup: number[] = [];
-    for (const { id, t } of submitted) {
-      const done = await reachedAt(client, id, "SUCCEEDED");
-      const queued = await reachedAt(client, id, "QUEUED");
-      const running = await reachedAt(client, id, "RUNNING");
-      if (done !== null) e2e.push(done - t);
-      if (queued !== null && running !== null) pickup.push(running - queued);
-    }
-    say(`submit→SUCCEEDED p50 ${round(pct(e2e, 50))} ms`);
-
-    // 4. Throughput with the exactly-once proof and the workerd CPU per job.
-    say(`throughput: ${THROUGHPUT_JOBS} jobs over ${AGENTS} agents`);
-    const ids = Array.from({ length: THROUGHPUT_JOBS }, () => jobId());
-    const countLines = async () =>
-      (await Promise.all(agentRepos.map((r) => readFile(join(r.dir, "ran.txt"), "utf8").catch(() => "")))).map((t) =>
-        t.split("\n").filter(Boolean),
-      );
-    const cpu0 = await workerdCpuMs();
-    const t0 = Date.now();
-    await mapLimit(ids, 32, async (id, i) => {
-      const res = await client.call("/execute", { json: executeSpec(id, "bench", throughputArgv(i)) });
-      if (res.status !== 202) throw new Error(`execute ${id}: ${res.status} ${JSON.stringify(res.body)}`);
-    });
-    const submitS = (Date.now() - t0) / 1000;
-    // The workspaces show when every command ran (local files: no load on what is measured); a
-    // short quiet moment lets the last jobs finish before the CPU is read.
-    await waitFor(async () => (await countLines()).flat().length >= THROUGHPUT_JOBS, {
-      what: "every throughput command",
-      timeoutMs: 30 * 60_000,
-      intervalMs: 100,
-    });
-    await sleep(2000);
-    const cpu1 = await workerdCpuMs();
-    const cpuReadAt = Date.now();
-    const statuses = await mapLimit(ids, 8, (id) => waitFinal(client, id));
-    const finishedAt = await mapLimit(ids, 8, (id) => reachedAt(client, id, "SUCCEEDED"));
-    const lastAt = Math.max(...finishedAt.map((x) => x ?? Number.NaN));
-    const throughputS = (lastAt - t0) / 1000;
-    const perAgentLines = await countLines();
-    const lines = perAgentLines.flat();
-    const unique = new Set(lines);
-    const exactlyOnce = lines.length === THROUGHPUT_JOBS && unique.size === THROUGHPUT_JOBS;
-    const cpuMsPerJob =
-      cpu0 === null || cpu1 === null || cpuIdleMsPerS === null
-        ? null
-        : (cpu1 - cpu0 - cpuIdleMsPerS * ((cpuReadAt - t0) / 1000)) / THROUGHPUT_JOBS;
-    const jobsPerSecond = THROUGHPUT_JOBS / throughputS;
-    say(`throughput: ${round(jobsPerSecond)} jobs/s (${round(jobsPerSecond / directTp.perSecond, 3)} of direct)`);
-
-    // 5. Log streaming.
-    say(`log streaming: ${LOG_BYTES / 1024 / 1024} MB in one step`);
-    const logJob = jobId();
-    const tLog = Date.now();
-    await client.call("/execute", {
-      json: executeSpec(logJob, "bench-log", ["sh", "-c", `head -c ${LOG_BYTES} /dev/zero | tr '\\0' x`]),
-    });
-    const logStatus = await waitFinal(client, logJob, 30 * 60_000);
-    const logSeconds = (((await reachedAt(client, logJob, logStatus)) ?? Date.now()) - tLog) / 1000;
-    const procStatus = await readFile(`/proc/${logAgent.pid}/status`, "utf8").catch(() => "");
-    const agentPeakRssMb = round(Number(/VmHWM:\s+(\d+) kB/.exec(procStatus)?.[1] ?? "0") / 1024);
-    const logUrl = `${worker.url}/api/jobs/${logJob}/log`;
-    const auth = { headers: { Authorization: `Bearer ${worker.apiToken}` } };
-    await waitFor(async () => (await fetch(logUrl, auth)).headers.get("X-Skynet-Log") === "archived", {
-      what: "the archived log",
-      timeoutMs: 120_000,
-      intervalMs: 500,
-    });
-    const stored = Buffer.from(await (await fetch(logUrl, auth)).arrayBuffer());
-    // The output starts on the first line of x's, after the attempt header and command line.
-    const firstX = stored.indexOf("\nx") + 1;
-    const body = stored.subarray(firstX, firstX + LOG_BYTES);
-    const byteExact =
-      stored.length - firstX === LOG_BYTES &&
-      createHash("sha256").update(body).digest("hex") ===
-        createHash("sha256").update(Buffer.alloc(LOG_BYTES, "x")).digest("hex");
-
-    // 6. Chat load.
-    say(`chat load: ${CHAT_UPDATES} updates from ${CHAT_USERS.length} users`);
-    const chat = await runChatLoad({
-      webhookUrl: `${worker.url}/telegram/webhook`,
-      secret: WEBHOOK_SECRET,
-      tg,
-      users: CHAT_USERS,
-      calibrationUser: CALIBRATION_USER,
-      updates: CHAT_UPDATES,
-    });
-    say(`chat: webhook p50 ${chat.webhook.p50Ms} ms, p99 ${chat.webhook.p99Ms} ms, in order: ${chat.repliesInOrder}`);
-
-    const latency = p50p99(e2e);
+    // 3-6. Each part only when asked for (a count of 0 skips it: its figures read "not run").
     const direct = p50p99(directLat);
+    const lat =
+      LATENCY_RUNS > 0 ? await latencyPart(client, LATENCY_RUNS, direct.p50Ms, direct.p99Ms, cpuIdleMsPerS) : null;
+    if (lat) say(`submit→SUCCEEDED p50 ${lat.readOnlyJob.p50Ms} ms`);
+
+    const throughput =
+      THROUGHPUT_JOBS > 0
+        ? await throughputPart({
+            client,
+            ids: Array.from({ length: THROUGHPUT_JOBS }, () => jobId()),
+            argv: throughputArgv,
+            agentDirs: agentRepos.map((r) => r.dir),
+            directPerSecond: directTp.perSecond,
+            idle: cpuIdleMsPerS,
+          })
+        : null;
+    if (throughput) say(`throughput: ${throughput.jobsPerSecond} jobs/s (${throughput.ratioToDirect} of direct)`);
+
+    const logStreaming =
+      LOG_BYTES > 0
+        ? await logPart({
+            client,
+            workerUrl: worker.url,
+            apiToken: worker.apiToken,
+            jobId: jobId(),
+            bytes: LOG_BYTES,
+            agentPid: logAgent.pid,
+            agentEntry: AGENT_ENTRY,
+          })
+        : null;
+
+    const chat =
+      CHAT_UPDATES > 0
+        ? await runChatLoad({
+            webhookUrl: `${worker.url}/telegram/webhook`,
+            secret: WEBHOOK_SECRET,
+            tg,
+            users: CHAT_USERS,
+            calibrationUser: CALIBRATION_USER,
+            updates: CHAT_UPDATES,
+          })
+        : null;
+    if (chat)
+      say(`chat: webhook p50 ${chat.webhook.p50Ms} ms, p99 ${chat.webhook.p99Ms} ms, in order: ${chat.repliesInOrder}`);
+
     const result = {
       startedAt: startedAt.toISOString(),
       machine: await machineInfo(ROOT),
-      note: "shared or quiet machine: only ratios within one run compare across runs",
+      note: "shared or quiet machine: only ratios within one run compare across runs; null = part not run",
+      agents: AGENTS,
       direct: {
         latencyCommand: LATENCY_ARGV,
         latency: direct,
@@ -283,39 +212,10 @@ async function main(): Promise<void> {
         loops: 4,
         spawnsPerSecond: round(directTp.perSecond, 1),
       },
-      readOnlyJob: {
-        runs: LATENCY_RUNS,
-        ...latency,
-        overheadP50Ms: round(latency.p50Ms - direct.p50Ms),
-        overheadP99Ms: round(latency.p99Ms - direct.p99Ms),
-        workerdCpuMsPerJob: cpuPerReadOnlyJob === null ? null : round(cpuPerReadOnlyJob, 2),
-      },
-      pickupQueuedToRunning: p50p99(pickup),
-      throughput: {
-        jobs: THROUGHPUT_JOBS,
-        agents: AGENTS,
-        submitSeconds: round(submitS, 2),
-        totalSeconds: round(throughputS, 2),
-        jobsPerSecond: round(jobsPerSecond, 1),
-        ratioToDirect: round(jobsPerSecond / directTp.perSecond, 3),
-        workerdCpuMsPerJob: cpuMsPerJob === null ? null : round(cpuMsPerJob, 2),
-        cpuWindowCoveredAllJobs: lastAt <= cpuReadAt,
-        exactlyOnce,
-        linesWritten: lines.length,
-        uniqueJobs: unique.size,
-        perAgent: perAgentLines.map((l) => l.length),
-        statuses: Object.fromEntries([...new Set(statuses)].map((s) => [s, statuses.filter((x) => x === s).length])),
-      },
-      logStreaming: {
-        bytes: LOG_BYTES,
-        status: logStatus,
-        seconds: round(logSeconds, 2),
-        mbPerSecond: round(LOG_BYTES / 1024 / 1024 / logSeconds, 1),
-        byteExact,
-        storedBytes: stored.length,
-        agentPeakRssMb,
-        agentEntry: AGENT_ENTRY,
-      },
+      readOnlyJob: lat?.readOnlyJob ?? null,
+      pickupQueuedToRunning: lat?.pickupQueuedToRunning ?? null,
+      throughput,
+      logStreaming,
       opsPerReadOnlyJob: ops,
       chatLoad: chat,
     };

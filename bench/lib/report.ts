@@ -24,13 +24,15 @@ interface P {
   p99Ms: number;
   n: number;
 }
-interface Result {
+/** A part the run skipped (its count was 0) is null: every figure of it reads "not run". */
+export interface Result {
   startedAt: string;
   machine: Awaited<ReturnType<typeof machineInfo>>;
+  agents: number;
   direct: { latency: P; spawnsPerSecond: number; loops: number };
-  readOnlyJob: P & { overheadP50Ms: number; overheadP99Ms: number; workerdCpuMsPerJob: number | null };
-  pickupQueuedToRunning: P;
-  throughput: {
+  readOnlyJob: null | (P & { overheadP50Ms: number; overheadP99Ms: number; workerdCpuMsPerJob: number | null });
+  pickupQueuedToRunning: P | null;
+  throughput: null | {
     jobs: number;
     agents: number;
     jobsPerSecond: number;
@@ -43,7 +45,7 @@ interface Result {
     uniqueJobs: number;
     perAgent: number[];
   };
-  logStreaming: { bytes: number; mbPerSecond: number; byteExact: boolean; agentPeakRssMb: number };
+  logStreaming: null | { bytes: number; mbPerSecond: number; byteExact: boolean; agentPeakRssMb: number };
   opsPerReadOnlyJob: null | {
     jobs: number;
     allSucceeded: boolean;
@@ -53,7 +55,7 @@ interface Result {
     backgroundPerMinute: Record<string, number>;
     topStorage: { what: string; perJob: number }[];
   };
-  chatLoad: {
+  chatLoad: null | {
     updates: number;
     users: number;
     alone: P;
@@ -63,6 +65,13 @@ interface Result {
     repliesInOrder: boolean | "unknown";
   };
 }
+
+export const NOT_RUN = "not run";
+
+/** A measured figure with its unit; "unknown" when the part ran but could not measure it. */
+const fig = (v: number | null | undefined, unit = ""): string =>
+  v === null || v === undefined || !Number.isFinite(v) ? "unknown" : `${v}${unit}`;
+const pair = (p: P, unit = " ms"): string => `${fig(p.p50Ms)} / ${fig(p.p99Ms)}${unit}`;
 
 const SOURCES = `Rates (Workers Paid, beyond the monthly inclusions), read on ${RATES_READ_ON}:
 Worker requests $0.30/M and CPU $0.02/M ms (stated as "identical to Workers Standard pricing" on
@@ -83,7 +92,16 @@ export function renderTable(r: Result): string {
   const t = r.throughput;
   const o = r.opsPerReadOnlyJob;
   const c = r.chatLoad;
-  const small = t.jobs < 1000 || r.readOnlyJob.n < 50 || r.logStreaming.bytes < 50 * 1024 * 1024;
+  const l = r.logStreaming;
+  const j = r.readOnlyJob;
+  const small = (t !== null && t.jobs < 1000) || (j !== null && j.n < 50) || (l !== null && l.bytes < 50 * 1024 * 1024);
+  const skipped = [
+    j ? "" : "READ_ONLY latency",
+    t ? "" : "throughput",
+    l ? "" : "log streaming",
+    c ? "" : "chat load",
+    o ? "" : "op meter",
+  ].filter(Boolean);
   const costSection = o
     ? `### Cost per READ_ONLY job (${o.jobs} jobs metered, background subtracted)
 
@@ -102,35 +120,71 @@ Where the Durable Object rows go (per job, the largest first; statements as the 
 
 ${o.topStorage.map((t) => `- ${t.perJob} × \`${t.what.replaceAll("`", "'")}\``).join("\n")}`
     : "### Cost per READ_ONLY job\n\nNot measured in this run (`--ops-jobs 0`: the op meter was off).";
+  const rows: [string, string][] = [
+    ["direct: `git status` spawned by the bench, p50 / p99", pair(r.direct.latency)],
+    [`direct: ${r.direct.loops} loops spawning the throughput command`, `${fig(r.direct.spawnsPerSecond)} spawns/s`],
+    [`READ_ONLY job submit → SUCCEEDED (${j ? j.n : 0} sequential), p50 / p99`, j ? pair(j) : NOT_RUN],
+    [
+      "overhead over the direct `git status`, p50 / p99",
+      j ? `${fig(j.overheadP50Ms)} / ${fig(j.overheadP99Ms)} ms` : NOT_RUN,
+    ],
+    [
+      "workerd CPU per READ_ONLY job (latency part, with the bench's wait)",
+      j ? fig(j.workerdCpuMsPerJob, " ms") : NOT_RUN,
+    ],
+    ["pickup QUEUED → RUNNING, p50 / p99", r.pickupQueuedToRunning ? pair(r.pickupQueuedToRunning) : NOT_RUN],
+    [
+      `throughput: ${t ? t.jobs : 0} jobs over ${r.agents} agents`,
+      t
+        ? `${fig(t.jobsPerSecond)} jobs/s (${fig(t.totalSeconds)} s), **${fig(t.ratioToDirect)} of the direct limit**`
+        : NOT_RUN,
+    ],
+    [
+      "workerd CPU per throughput job",
+      t
+        ? `${fig(t.workerdCpuMsPerJob, " ms")}${t.cpuWindowCoveredAllJobs ? "" : " (the CPU window closed before the last job finished: a lower bound)"}`
+        : NOT_RUN,
+    ],
+    [
+      "exactly once (one line per job in the workspaces)",
+      t
+        ? `${t.exactlyOnce ? "yes" : "NO"}: ${t.linesWritten} lines, ${t.uniqueJobs} distinct, per agent ${t.perAgent.join("/")}`
+        : NOT_RUN,
+    ],
+    [
+      `log streaming: one step printing ${l ? l.bytes / 1024 / 1024 : 0} MB`,
+      l ? `${fig(l.mbPerSecond)} MB/s into the stored log, byte-exact: ${l.byteExact ? "yes" : "NO"}` : NOT_RUN,
+    ],
+    ["agent peak RSS during the log test", l ? fig(l.agentPeakRssMb, " MB") : NOT_RUN],
+    ["chat: one update alone, webhook answered, p50", c ? fig(c.alone.p50Ms, " ms") : NOT_RUN],
+    [
+      `chat: ${c ? c.updates : 0} updates from ${c ? c.users : 0} users at once, webhook answered p50 / p99`,
+      c ? pair(c.webhook) : NOT_RUN,
+    ],
+    [
+      "chat: errors / refused Bot API calls / replies in order per chat",
+      c ? `${c.errors} / ${c.refusedBotApiCalls} / ${c.repliesInOrder}` : NOT_RUN,
+    ],
+    [
+      "billable operations per READ_ONLY job (target ≤ 25)",
+      o ? `${o.billablePerJob}${o.allSucceeded ? "" : " (not every metered job succeeded: unreliable)"}` : NOT_RUN,
+    ],
+  ];
   return `# Benchmarks
 
 Measured by \`npm run bench\` (bench/run.ts) on \`wrangler dev\` (local workerd, D1, R2, Queues, Durable
-Objects, op meter ${o ? "on" : "off"}) with ${t.agents} agents (4 slots each) plus one for the log test, all on one
+Objects, op meter ${o ? "on" : "off"}) with ${r.agents} agents (4 slots each) plus one for the log test, all on one
 machine. Latest run: ${r.startedAt}; raw results in \`bench/results/\`.${
     small
       ? "\n\n**A small validation run (fewer jobs than the defaults, possibly on a shared machine): to be rerun with the defaults on a quiet machine; not a finding.**"
       : ""
-  }
+  }${skipped.length ? `\n\nParts not run in this run (their count was 0): ${skipped.join(", ")}.` : ""}
 
 Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, ${r.machine.kernel}, Node ${r.machine.node}, wrangler ${r.machine.wrangler}.
 
 | measure | result |
 |---|---|
-| direct: \`git status\` spawned by the bench, p50 / p99 | ${r.direct.latency.p50Ms} / ${r.direct.latency.p99Ms} ms |
-| direct: ${r.direct.loops} loops spawning the throughput command | ${r.direct.spawnsPerSecond} spawns/s |
-| READ_ONLY job submit → SUCCEEDED (${r.readOnlyJob.n} sequential), p50 / p99 | ${r.readOnlyJob.p50Ms} / ${r.readOnlyJob.p99Ms} ms |
-| overhead over the direct \`git status\`, p50 / p99 | ${r.readOnlyJob.overheadP50Ms} / ${r.readOnlyJob.overheadP99Ms} ms |
-| workerd CPU per READ_ONLY job (latency part, with the bench's wait) | ${r.readOnlyJob.workerdCpuMsPerJob ?? "unknown"} ms |
-| pickup QUEUED → RUNNING, p50 / p99 | ${r.pickupQueuedToRunning.p50Ms} / ${r.pickupQueuedToRunning.p99Ms} ms |
-| throughput: ${t.jobs} jobs over ${t.agents} agents | ${t.jobsPerSecond} jobs/s (${t.totalSeconds} s), **${t.ratioToDirect} of the direct limit** |
-| workerd CPU per throughput job | ${t.workerdCpuMsPerJob ?? "unknown"} ms${t.cpuWindowCoveredAllJobs ? "" : " (the CPU window closed before the last job finished: a lower bound)"} |
-| exactly once (one line per job in the workspaces) | ${t.exactlyOnce ? "yes" : "NO"}: ${t.linesWritten} lines, ${t.uniqueJobs} distinct, per agent ${t.perAgent.join("/")} |
-| log streaming: one step printing ${r.logStreaming.bytes / 1024 / 1024} MB | ${r.logStreaming.mbPerSecond} MB/s into the stored log, byte-exact: ${r.logStreaming.byteExact ? "yes" : "NO"} |
-| agent peak RSS during the log test | ${r.logStreaming.agentPeakRssMb} MB |
-| chat: one update alone, webhook answered, p50 | ${c.alone.p50Ms} ms |
-| chat: ${c.updates} updates from ${c.users} users at once, webhook answered p50 / p99 | ${c.webhook.p50Ms} / ${c.webhook.p99Ms} ms |
-| chat: errors / refused Bot API calls / replies in order per chat | ${c.errors} / ${c.refusedBotApiCalls} / ${c.repliesInOrder} |
-| billable operations per READ_ONLY job (target ≤ 25) | ${o ? `${o.billablePerJob}${o.allSucceeded ? "" : " (not every metered job succeeded: unreliable)"}` : "not measured"} |
+${rows.map(([m, v]) => `| ${m} | ${v} |`).join("\n")}
 
 ${costSection}
 
@@ -164,7 +218,7 @@ ${costSection}
   half a second apart and nothing else is asked of the system until every job's last effect (its log
   archived to R2) shows in the meter, plus a second (reading the meter is not metered); the idle rate
   measured beforehand (heartbeats) is subtracted for the window's length, and the total is ÷ jobs. Each counted row is one operation in the total.
-- **chat**: real update JSON posted to \`/telegram/webhook\` by ${c.users} allowed users at once (each
+- **chat**: real update JSON posted to \`/telegram/webhook\` by several allowed users at once (each
   user one at a time), commands rotating through /task, /jobs, /status, /help, /agents, against the
   strict Bot API stand-in. "In order": per chat, the replies recognised by each command's reply
   signature (first two words, calibrated one at a time beforehand) come in the order sent; "unknown"
