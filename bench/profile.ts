@@ -1,14 +1,17 @@
-// `node bench/profile.ts [--jobs 20]`: a CPU profile of the Worker's isolate (all its Durable
-// Objects) over READ_ONLY "check git status" jobs, through wrangler dev's DevTools inspector;
-// prints the self time by source file and the top functions. The jobs run one at a time, so the
-// profile is of the hot path, not of contention.
+// `node bench/profile.ts [--jobs 20] [--chat 0]`: a CPU profile of the Worker's isolate (all its
+// Durable Objects) over READ_ONLY "check git status" jobs, through wrangler dev's DevTools
+// inspector; prints the self time by source file and the top functions. The jobs run one at a
+// time, so the profile is of the hot path, not of contention. With --chat N, N Telegram updates
+// (the chat bench's command mix, each waited for until its chat's inbox is idle) instead of jobs.
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startAgent } from "../test/helpers/node/agent-process.ts";
 import { ApiClient } from "../test/helpers/node/api-client.ts";
+import { startFakeTelegram } from "../test/helpers/node/fake-telegram.ts";
 import { makeGitRepo } from "../test/helpers/node/git-repo.ts";
 import { startWorker } from "../test/helpers/node/wrangler-dev.ts";
+import { CHAT_COMMANDS } from "./chat-load.ts";
 
 interface ProfileNode {
   id: number;
@@ -23,8 +26,13 @@ interface Profile {
   timeDeltas: number[];
 }
 
-const { values } = parseArgs({ options: { jobs: { type: "string", default: "20" } } });
-const JOBS = Number(values.jobs);
+const { values } = parseArgs({
+  options: { jobs: { type: "string", default: "20" }, chat: { type: "string", default: "0" } },
+});
+const CHAT = Number(values.chat);
+/** What the profile is divided by: jobs, or chat updates with --chat. */
+const JOBS = CHAT > 0 ? CHAT : Number(values.jobs);
+const WEBHOOK_SECRET = "profile-webhook-secret";
 const RESULTS = join(import.meta.dirname, "results");
 
 async function inspector(port: number) {
@@ -109,7 +117,10 @@ function summarise(p: Profile, moduleOf: Map<string, (line: number) => string>):
     byFn.set(fn, (byFn.get(fn) ?? 0) + us);
   }
   const ms = (us: number) => (us / 1000).toFixed(1);
-  lines.push(`busy ${ms(total)} ms over ${JOBS} jobs = ${ms(total / JOBS)} ms per job (idle/program ${ms(idle)} ms)`);
+  const unit = CHAT > 0 ? "update" : "job";
+  lines.push(
+    `busy ${ms(total)} ms over ${JOBS} ${unit}s = ${ms(total / JOBS)} ms per ${unit} (idle/program ${ms(idle)} ms)`,
+  );
   lines.push("self time by file:");
   for (const [f, us] of [...byFile].sort((a, b) => b[1] - a[1]).slice(0, 30))
     lines.push(`  ${ms(us).padStart(8)} ms  ${((100 * us) / total).toFixed(1).padStart(5)} %  ${f}`);
@@ -120,7 +131,40 @@ function summarise(p: Profile, moduleOf: Map<string, (line: number) => string>):
 }
 
 async function main(): Promise<void> {
-  const worker = await startWorker({ vars: { SKYNET_LOG_LEVEL: "warn", TASK_RATE_LIMIT_PER_MINUTE: "1000" } });
+  const tg = await startFakeTelegram();
+  const worker = await startWorker({
+    vars: {
+      SKYNET_LOG_LEVEL: "warn",
+      TASK_RATE_LIMIT_PER_MINUTE: "1000",
+      TELEGRAM_BOT_TOKEN: tg.token,
+      TELEGRAM_API_ROOT: tg.url,
+      TELEGRAM_WEBHOOK_SECRET: WEBHOOK_SECRET,
+      TELEGRAM_ALLOWED_USER_IDS: "101",
+      TELEGRAM_ADMIN_USER_IDS: "101",
+    },
+  });
+  let updateId = 1;
+  /** One update, then a wait until the bot has answered it (its reply recorded by the stand-in). */
+  const chat = async (text: string) => {
+    const before = tg.calls.length;
+    const res = await fetch(`${worker.url}/telegram/webhook`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET },
+      body: JSON.stringify({
+        update_id: updateId,
+        message: {
+          message_id: updateId++,
+          date: Math.floor(Date.now() / 1000),
+          chat: { id: 101, type: "private", first_name: "p" },
+          from: { id: 101, is_bot: false, first_name: "p" },
+          text,
+          entities: [{ type: "bot_command", offset: 0, length: (text.split(" ")[0] ?? text).length }],
+        },
+      }),
+    });
+    if (res.status !== 200) throw new Error(`webhook answered ${res.status}`);
+    for (let i = 0; i < 500 && tg.calls.length === before; i++) await new Promise((r) => setTimeout(r, 10));
+  };
   const client = new ApiClient(worker.url, worker.apiToken);
   const repo = await makeGitRepo({ "README.md": "# profile\n" });
   const { token } = await client.pair("profile");
@@ -135,12 +179,14 @@ async function main(): Promise<void> {
   try {
     // Warm up (first requests compile the bundle, create tables).
     for (let i = 0; i < 3; i++) await client.waitFinished(await client.submit("check git status", "bench"));
+    for (const cmd of CHAT > 0 ? CHAT_COMMANDS : []) await chat(cmd);
     const cdp = await inspector(worker.inspectorPort());
     await cdp.send("Profiler.enable");
     await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
     await cdp.send("Profiler.start");
     // One long-poll per job (the server re-reads the job every 250 ms), not a client poll.
-    for (let i = 0; i < JOBS; i++) {
+    for (let i = 0; i < CHAT; i++) await chat(CHAT_COMMANDS[i % CHAT_COMMANDS.length] ?? "/help");
+    for (let i = 0; i < (CHAT > 0 ? 0 : JOBS); i++) {
       const id = await client.submit("check git status", "bench");
       const res = await client.call<{ status: string }>(`/api/jobs/${id}/wait?timeoutS=30`);
       if (res.body.status !== "SUCCEEDED") throw new Error(`job ${id} ended ${res.body.status}`);
@@ -164,6 +210,7 @@ async function main(): Promise<void> {
   } finally {
     await agent.stop();
     await worker.stop();
+    await tg.close();
     await repo.cleanup();
   }
 }

@@ -28,10 +28,11 @@ export function pairingCode(): string {
 }
 
 /** Constant-time string comparison (length is not secret). */
+const encoder = new TextEncoder();
+
 export function timingSafeEqual(a: string, b: string): boolean {
-  const enc = new TextEncoder();
-  const x = enc.encode(a);
-  const y = enc.encode(b);
+  const x = encoder.encode(a);
+  const y = encoder.encode(b);
   if (x.length !== y.length) return false;
   return crypto.subtle.timingSafeEqual(x, y);
 }

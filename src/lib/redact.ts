@@ -88,6 +88,15 @@ export class Redactor {
   }
 }
 
+// Every JSON response and chat message asks for the redactor; the env (hence its secrets) is the
+// same object for an isolate's or a Durable Object's life, so one redactor per env is kept.
+const redactors = new WeakMap<object, Redactor>();
+
 export function redactorFor(env: Env): Redactor {
-  return new Redactor(deploymentSecrets(env));
+  let r = redactors.get(env);
+  if (!r) {
+    r = new Redactor(deploymentSecrets(env));
+    redactors.set(env, r);
+  }
+  return r;
 }

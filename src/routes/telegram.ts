@@ -66,7 +66,8 @@ export const telegramRoutes = new Hono<{ Bindings: Env }>().post(
     let text: string;
     let body: unknown;
     try {
-      text = await c.req.raw.clone().text();
+      // Read once (no clone): the text is what the inbox stores, the parse is what is checked.
+      text = await c.req.text();
       body = JSON.parse(text);
     } catch {
       throw new ApiError("bad_request", "the update is not valid JSON");
