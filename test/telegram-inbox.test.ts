@@ -25,7 +25,9 @@ const USER = { id: 44, is_bot: false, first_name: "Ida" };
 const group = (id: number) => ({ id, type: "group" as const, title: "inbox" });
 const REFERENCE = group(-917_000);
 const CHATS = [group(-917_001), group(-917_002), group(-917_003), group(-917_004)];
-const tg = new TelegramScope([REFERENCE.id, ...CHATS.map((c) => c.id)], "inbox-");
+/** The chat of the test that looks inside deliver. */
+const QUIET = group(-917_005);
+const tg = new TelegramScope([REFERENCE.id, QUIET.id, ...CHATS.map((c) => c.id)], "inbox-");
 
 // Replies that need a Durable Object or D1 (slow) between ones that need neither (fast), so a
 // reply that does not wait for the one before it overtakes it.
@@ -127,6 +129,21 @@ describe("the chat inbox", () => {
     // Still remembered: a redelivery after the restart is not answered again.
     expect((await post(update)).status).toBe(200);
     expect(await tg.take()).toEqual([]);
+  });
+
+  it("answers deliver before any of the handler's work has run, then handles the update", async () => {
+    const update = message(USER, "/logs", QUIET);
+    const inbox = inboxOf(update);
+    await runInDurableObject(inbox, async (i: ChatInboxDO, state) => {
+      expect(await i.deliver(update.update_id, JSON.stringify(update), BASE)).toBe("queued");
+      // Stored, and not one try counted: the handler (the webhook's wait) had not started.
+      const rows = state.storage.sql.exec("SELECT tries FROM inbox WHERE update_id = ?", update.update_id).toArray();
+      expect(rows).toEqual([{ tries: 0 }]);
+    });
+    expect(await inbox.settled()).toBe(0);
+    const made = await tg.take();
+    expect(made.map((c) => [c.method, c.ok])).toEqual([["sendMessage", true]]);
+    expect(textOf(made[0])).toMatch(/^Usage: \/logs/);
   });
 
   it("gives up an update cut off by restarts too often, counts it, and goes on", async () => {

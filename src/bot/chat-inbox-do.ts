@@ -39,6 +39,8 @@ export class ChatInboxDO extends DurableObject<Env> {
   /** An alarm is already set by this instance: one alarm write, not one per update. */
   private armed = false;
   private chain: Promise<void> = Promise.resolve();
+  /** A drain scheduled by deliver, not started yet. */
+  private soon: Promise<void> | null = null;
   private readonly bots = new Map<string, Bot>();
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -56,10 +58,14 @@ export class ChatInboxDO extends DurableObject<Env> {
     );
   }
 
-  /** Stores a validated update (its JSON text) and starts handling it after those before it. */
+  /**
+   * Stores a validated update (its JSON text) and has it handled after those before it. The
+   * handling starts on a later turn: started here, its first slice of CPU (the JSON, grammY's
+   * middleware up to its first I/O) ran before this call answered, i.e. inside the webhook's time.
+   */
   async deliver(updateId: number, body: string, origin: string): Promise<Delivery> {
     const delivery = this.store(updateId, body, origin);
-    if (delivery === "queued") this.kick();
+    if (delivery === "queued") this.kickSoon();
     return delivery;
   }
 
@@ -81,6 +87,7 @@ export class ChatInboxDO extends DurableObject<Env> {
 
   /** Resolves once every stored update has been handled; the number still stored (0 when idle). */
   async settled(): Promise<number> {
+    await this.soon;
     await this.chain;
     return this.pending();
   }
@@ -98,6 +105,17 @@ export class ChatInboxDO extends DurableObject<Env> {
   private pending(): number {
     const row = this.ctx.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM inbox").one();
     return row.n;
+  }
+
+  private kickSoon(): void {
+    if (this.running || this.soon) return;
+    this.soon = new Promise((resolve) =>
+      setTimeout(() => {
+        this.soon = null;
+        this.kick();
+        resolve();
+      }, 0),
+    );
   }
 
   private kick(): void {
