@@ -173,7 +173,7 @@ ${o.topStorage.map((t) => `- ${t.perJob} × \`${t.what.replaceAll("`", "'")}\``)
   return `# Benchmarks
 
 Measured by \`npm run bench\` (bench/run.ts) on \`wrangler dev\` (local workerd, D1, R2, Queues, Durable
-Objects, op meter ${o ? "on" : "off"}) with ${r.agents} agents (4 slots each) plus one for the log test, all on one
+Objects, op meter ${o ? "on" : "off"}) with ${r.agents} agents (4 slots each)${l ? " plus one for the log test" : ""}, all on one
 machine. Latest run: ${r.startedAt}; raw results in \`bench/results/\`.${
     small
       ? "\n\n**A small validation run (fewer jobs than the defaults, possibly on a shared machine): to be rerun with the defaults on a quiet machine; not a finding.**"
