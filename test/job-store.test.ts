@@ -68,12 +68,21 @@ describe("JobStore", () => {
       s.leaseToken = "t";
       store.commit(s);
       expect(ledgerItems()).toBe(0);
-      // In it: the status, the error, the holder.
+      // In it: the status, the error, the agent running the job.
       s.status = "QUEUED";
       store.commit(s);
       expect(ledgerItems()).toBe(1);
       clear();
+      // The lease an offer carries is not in it while the job is QUEUED (no agent runs it yet) …
       s.lease = { attempt: 1, agentId: "a1", leaseToken: "t", expiresAt: 42 };
+      store.commit(s);
+      expect(ledgerItems()).toBe(0);
+      // … and is from the accept on.
+      s.status = "RUNNING";
+      store.commit(s);
+      expect(ledgerItems()).toBe(1);
+      clear();
+      s.lease = { attempt: 1, agentId: "a2", leaseToken: "t", expiresAt: 42 };
       store.commit(s);
       expect(ledgerItems()).toBe(1);
       clear();

@@ -3,6 +3,7 @@
 // the job is final its lease has ended: nothing carrying it changes the job any more.
 import { type FencedAgentMessage, isTerminal } from "../../protocol/index.ts";
 import { err, ok, type Result } from "../../protocol/result.ts";
+import { answerAtCommit } from "../answers/index.ts";
 import { accepted, type FenceRefusal, type FenceResult, leaseEnded, refused } from "./job-api.ts";
 import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
@@ -114,7 +115,12 @@ export async function handleAgentMessage(
         const step = state.steps.find((s) => s.stepId === r.stepId);
         if (step && (step.state === "pending" || step.state === "running")) step.state = r.outcome;
       }
-      effects.push(...finish(job, state, msg.result));
+      const ended = finish(job, state, msg.result);
+      // A rule answer (no model call) is ready now: the finishing commit carries it, and the
+      // outbox's "answer" item (for Claude's answers) is not queued, saving a commit of its own.
+      const answer = answerAtCommit(state, job.logs, job.config);
+      if (answer) state.answer = answer;
+      effects.push(...(answer ? ended.filter((e) => e.kind !== "answer") : ended));
       break;
     }
   }

@@ -43,6 +43,14 @@ export interface JobContext {
    * refuses other fields, and any other field of the object passed is ignored.
    */
   saveLiveness(patch: LivenessPatch): void;
+  /**
+   * Keeps `state` in memory as the job's state, unstored: the next commit (or storeStaged)
+   * writes it. Only for a change that may be lost in a crash because something still owed
+   * redoes it (the dispatch mark, redone by its owed dispatch).
+   */
+  stage(state: JobState): void;
+  /** Writes a staged state that no commit has written since (no ledger change, no effects). */
+  storeStaged(): void;
   /** Applies a state-machine event to `state` (throws on an illegal one); returns its effects. */
   move(state: JobState, event: JobEvent, detail?: Record<string, unknown> | null): OutboxItem[];
   /** Counts one operation of the job (requests, effects performed): its cost basis. */

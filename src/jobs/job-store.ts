@@ -35,6 +35,8 @@ export class JobStore implements JobContext {
   private readonly ops = new Map<string, number>();
   /** Inside together(): the effects committed so far, written with the state when it ends. */
   private pending: { effects: OutboxItem[]; dirty: boolean } | null = null;
+  /** The cached state holds a staged change no write has stored yet. */
+  private staged = false;
 
   /** `bindings` reads the object's env at each use (tests swap a binding for a failing one). */
   constructor(storage: DurableObjectStorage, bindings: () => Env, config: Config, onCommit: () => void) {
@@ -110,7 +112,18 @@ export class JobStore implements JobContext {
     }
   }
 
+  stage(state: JobState): void {
+    this.cached = structuredClone(state);
+    this.staged = true;
+  }
+
+  storeStaged(): void {
+    const state = this.staged ? this.load() : undefined;
+    if (state) this.commit(state);
+  }
+
   private write(state: JobState, items: OutboxItem[]): void {
+    this.staged = false;
     this.storage.transactionSync(() => {
       this.storage.kv.put("job", state);
       this.outbox.addAll(items);
@@ -124,7 +137,10 @@ export class JobStore implements JobContext {
     for (const key of LIVENESS_FIELDS) if (patch[key] !== undefined) Object.assign(stored, { [key]: patch[key] });
     this.cached = stored;
     if (this.pending) this.pending.dirty = true;
-    else this.storage.kv.put("job", stored);
+    else {
+      this.storage.kv.put("job", stored);
+      this.staged = false;
+    }
   }
 
   move(state: JobState, event: JobEvent, detail: Record<string, unknown> | null = null): OutboxItem[] {
@@ -165,6 +181,7 @@ export class JobStore implements JobContext {
     this.storage.kv.put("job", state);
     this.cached = structuredClone(state);
     this.committedLedger = undefined;
+    this.staged = false;
   }
 
   /** Deletes the job's storage (after retention); later reads find no job. */
@@ -172,6 +189,7 @@ export class JobStore implements JobContext {
     await this.storage.deleteAlarm();
     await this.storage.deleteAll();
     this.cached = null;
+    this.staged = false;
     this.committedLedger = undefined;
     this.memos.clear();
     this.logBuffer = null;
