@@ -35,6 +35,8 @@ export class JobStore implements JobContext {
   private readonly ops = new Map<string, number>();
   /** Inside together(): the effects committed so far, written with the state when it ends. */
   private pending: { effects: OutboxItem[]; dirty: boolean } | null = null;
+  /** Whether a state was stored when this instance first read it (undefined: not read yet). */
+  private storedAtStart: boolean | undefined;
   /** The cached state holds a staged change no write has stored yet. */
   private staged = false;
 
@@ -51,13 +53,22 @@ export class JobStore implements JobContext {
   }
 
   get logs(): LogBuffer {
-    this.logBuffer ??= new LogBuffer(this.storage.sql, redactorFor(this.env));
+    this.logBuffer ??= new LogBuffer(this.storage.sql, redactorFor(this.env), this.bornHere);
     return this.logBuffer;
   }
 
   get outbox(): Outbox {
-    this.outboxTable ??= new Outbox(this.storage.sql);
+    this.outboxTable ??= new Outbox(this.storage.sql, Math.random, this.bornHere);
     return this.outboxTable;
+  }
+
+  /**
+   * This instance found no state stored (a new job, or one deleted after retention): the object
+   * then holds no tables but those this instance creates, so none is looked up in sqlite_master.
+   */
+  private get bornHere(): boolean {
+    this.stored();
+    return this.storedAtStart === false;
   }
 
   now(): number {
@@ -197,7 +208,10 @@ export class JobStore implements JobContext {
   }
 
   private stored(): JobState | null {
-    if (this.cached === undefined) this.cached = this.storage.kv.get<JobState>("job") ?? null;
+    if (this.cached === undefined) {
+      this.cached = this.storage.kv.get<JobState>("job") ?? null;
+      this.storedAtStart = this.cached !== null;
+    }
     return this.cached;
   }
 

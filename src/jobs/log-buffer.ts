@@ -46,12 +46,15 @@ export class LogBuffer {
   private memory: StoredChunk[] | null;
   private memoryChars = 0;
 
-  constructor(sql: SqlStorage, redactor?: Redactor) {
+  /** `knownEmpty`: the object stores nothing yet (a new job), so there is no table to look for. */
+  constructor(sql: SqlStorage, redactor?: Redactor, knownEmpty = false) {
     this.sql = sql;
     this.redactor = redactor && !redactor.empty ? redactor : null;
-    const existing = sql
-      .exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'log_chunks'")
-      .toArray()[0];
+    const existing = knownEmpty
+      ? undefined
+      : sql
+          .exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'log_chunks'")
+          .toArray()[0];
     this.created = !!existing;
     // A table this object did not just create may hold rows it has not seen (a restart).
     this.memory = existing ? null : [];
