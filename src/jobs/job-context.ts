@@ -31,7 +31,10 @@ export interface JobContext {
   readonly outbox: Outbox;
   /** The clock every deadline and timestamp of the job is read from. */
   now(): number;
+  /** The job's state, a copy the caller may change and commit. */
   load(): JobState | undefined;
+  /** The job's state for reading only (frozen: no copy is made, and a change throws). */
+  peek(): Readonly<JobState> | undefined;
   /**
    * THE way to save a change of the job: state, a ledger snapshot and `effects` in one storage
    * transaction. Use it for anything the ledger, the requester or the state machine may see.

@@ -3,8 +3,8 @@
 //
 // The state is kept in memory as well: the object is single-threaded and this module is the
 // only writer, so the copy cannot go stale, and each request and step reads it without a
-// storage read. Callers get a clone (as a storage read would give), so a change they do not
-// commit changes nothing.
+// storage read. load() gives a clone (as a storage read would give), so a change not committed
+// changes nothing; peek() gives the frozen cached state itself, for readers (no copy).
 import type { Config } from "../config.ts";
 import type { JobEvent } from "../core/job-machine.ts";
 import { redactorFor } from "../lib/redact.ts";
@@ -13,6 +13,20 @@ import { type JobState, ledgerContent } from "./job-state.ts";
 import { LogBuffer } from "./log-buffer.ts";
 import { Outbox, type OutboxItem } from "./outbox.ts";
 import { move } from "./transitions.ts";
+
+/**
+ * The cached state is frozen, deeply: peek() hands it out without a copy, and a caller that
+ * tried to change it would throw rather than change what the next reader sees. load() copies.
+ */
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+const frozenCopy = <T>(value: T): T => deepFreeze(structuredClone(value));
 
 /** Memos kept in memory only: losing one (a restart) costs at most one redundant ledger upsert. */
 const MEMORY_ONLY_MEMOS: ReadonlySet<MemoKey> = new Set(["ledger_written"]);
@@ -80,6 +94,10 @@ export class JobStore implements JobContext {
     return state ? structuredClone(state) : undefined;
   }
 
+  peek(): Readonly<JobState> | undefined {
+    return this.stored() ?? undefined;
+  }
+
   commit(state: JobState, effects: OutboxItem[] = []): void {
     state.updatedAt = this.now();
     state.opCounts = this.countsWith(state.opCounts);
@@ -95,7 +113,7 @@ export class JobStore implements JobContext {
       this.pending.effects.push(...items);
       this.pending.dirty = true;
     } else this.write(state, items);
-    this.cached = structuredClone(state);
+    this.cached = frozenCopy(state);
     this.committedLedger = content;
     this.ops.clear();
     if (!this.pending) this.onCommit();
@@ -124,7 +142,7 @@ export class JobStore implements JobContext {
   }
 
   stage(state: JobState): void {
-    this.cached = structuredClone(state);
+    this.cached = frozenCopy(state);
     this.staged = true;
   }
 
@@ -145,8 +163,10 @@ export class JobStore implements JobContext {
     const stored = this.load();
     if (!stored) return;
     // Field by field: a whole JobState passed here (it type-checks as a patch) saves only these.
-    for (const key of LIVENESS_FIELDS) if (patch[key] !== undefined) Object.assign(stored, { [key]: patch[key] });
-    this.cached = stored;
+    for (const key of LIVENESS_FIELDS) {
+      if (patch[key] !== undefined) Object.assign(stored, { [key]: structuredClone(patch[key]) });
+    }
+    this.cached = deepFreeze(stored);
     if (this.pending) this.pending.dirty = true;
     else {
       this.storage.kv.put("job", stored);
@@ -190,7 +210,7 @@ export class JobStore implements JobContext {
   /** Stores `state` as is: no commit, no effects (tests set up a state with it). */
   overwrite(state: JobState): void {
     this.storage.kv.put("job", state);
-    this.cached = structuredClone(state);
+    this.cached = frozenCopy(state);
     this.committedLedger = undefined;
     this.staged = false;
   }
@@ -209,7 +229,8 @@ export class JobStore implements JobContext {
 
   private stored(): JobState | null {
     if (this.cached === undefined) {
-      this.cached = this.storage.kv.get<JobState>("job") ?? null;
+      const read = this.storage.kv.get<JobState>("job");
+      this.cached = read ? deepFreeze(read) : null;
       this.storedAtStart = this.cached !== null;
     }
     return this.cached;
