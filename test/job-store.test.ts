@@ -47,6 +47,42 @@ describe("JobStore", () => {
     });
   });
 
+  it("peek() hands out the cached state frozen (a change throws); load() a copy; commits freeze no caller's object", async () => {
+    const jobId = newJobId();
+    await runInDurableObject(env.JOB.getByName(jobId), (_i: JobDO, state) => {
+      const store = new JobStore(
+        state.storage,
+        () => env,
+        loadConfig(env),
+        () => undefined,
+      );
+      const s = newJobState({ jobId, projectId: "p", intent: "check git status", userId: "u", chatId: null }, 1);
+      s.lease = { attempt: 1, agentId: "a1", leaseToken: "t", expiresAt: 42 };
+      store.commit(s);
+      // The caller's object stays its own to change.
+      s.lease.expiresAt = 43;
+      s.status = "QUEUED";
+      const peeked = store.peek() as JobState;
+      expect(peeked.status).toBe("CREATED");
+      expect(() => {
+        peeked.status = "FAILED";
+      }).toThrow(TypeError);
+      expect(() => {
+        (peeked.lease as NonNullable<JobState["lease"]>).expiresAt = 0;
+      }).toThrow(TypeError);
+      expect(() => peeked.steps.push(peeked.steps[0] as JobState["steps"][number])).toThrow(TypeError);
+      const copy = store.load() as JobState;
+      copy.status = "QUEUED";
+      expect(store.peek()?.status).toBe("CREATED");
+      expect(store.peek()?.lease?.expiresAt).toBe(42);
+      // A liveness patch is copied in, not frozen in place.
+      const lease = { attempt: 1, agentId: "a1", leaseToken: "t", expiresAt: 50 };
+      store.saveLiveness({ lease });
+      lease.expiresAt = 51;
+      expect(store.peek()?.lease?.expiresAt).toBe(50);
+    });
+  });
+
   it("queues a ledger snapshot only for a commit that changes what the ledger row shows", async () => {
     const jobId = newJobId();
     await runInDurableObject(env.JOB.getByName(jobId), (_i: JobDO, state) => {
@@ -68,12 +104,21 @@ describe("JobStore", () => {
       s.leaseToken = "t";
       store.commit(s);
       expect(ledgerItems()).toBe(0);
-      // In it: the status, the error, the holder.
+      // In it: the status, the error, the agent running the job.
       s.status = "QUEUED";
       store.commit(s);
       expect(ledgerItems()).toBe(1);
       clear();
+      // The lease an offer carries is not in it while the job is QUEUED (no agent runs it yet) …
       s.lease = { attempt: 1, agentId: "a1", leaseToken: "t", expiresAt: 42 };
+      store.commit(s);
+      expect(ledgerItems()).toBe(0);
+      // … and is from the accept on.
+      s.status = "RUNNING";
+      store.commit(s);
+      expect(ledgerItems()).toBe(1);
+      clear();
+      s.lease = { attempt: 1, agentId: "a2", leaseToken: "t", expiresAt: 42 };
       store.commit(s);
       expect(ledgerItems()).toBe(1);
       clear();

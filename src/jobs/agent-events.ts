@@ -3,6 +3,7 @@
 // the job is final its lease has ended: nothing carrying it changes the job any more.
 import { type FencedAgentMessage, isTerminal } from "../../protocol/index.ts";
 import { err, ok, type Result } from "../../protocol/result.ts";
+import { answerAtCommit } from "../answers/index.ts";
 import { accepted, type FenceRefusal, type FenceResult, leaseEnded, refused } from "./job-api.ts";
 import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
@@ -19,6 +20,8 @@ export async function handleAgentMessage(
   agentId: string,
   msg: FencedAgentMessage,
   agentName: string,
+  /** For a log frame: the log frames right after it in its batch, under the same fence. */
+  moreLogs: readonly Extract<FencedAgentMessage, { type: "log" }>[] = [],
 ): Promise<FenceResult> {
   if (isTerminal(state.status)) return leaseEnded(state);
   if (msg.attempt !== state.attempt || msg.leaseToken !== state.leaseToken) {
@@ -61,13 +64,15 @@ export async function handleAgentMessage(
   const effects: OutboxItem[] = state.unreachableSince ? reachableAgain(job, state) : [];
   switch (msg.type) {
     case "log":
-      job.logs.append({
-        attempt: msg.attempt,
-        seq: msg.seq,
-        stepId: msg.stepId ?? null,
-        stream: msg.stream,
-        data: msg.data,
-      });
+      job.logs.appendMany(
+        [msg, ...moreLogs].map((m) => ({
+          attempt: m.attempt,
+          seq: m.seq,
+          stepId: m.stepId ?? null,
+          stream: m.stream,
+          data: m.data,
+        })),
+      );
       if (effects.length > 0) job.commit(state, effects);
       else job.saveLiveness({ lease: state.lease });
       return accepted();
@@ -114,7 +119,12 @@ export async function handleAgentMessage(
         const step = state.steps.find((s) => s.stepId === r.stepId);
         if (step && (step.state === "pending" || step.state === "running")) step.state = r.outcome;
       }
-      effects.push(...finish(job, state, msg.result));
+      const ended = finish(job, state, msg.result);
+      // A rule answer (no model call) is ready now: the finishing commit carries it, and the
+      // outbox's "answer" item (for Claude's answers) is not queued, saving a commit of its own.
+      const answer = answerAtCommit(state, job.logs, job.config);
+      if (answer) state.answer = answer;
+      effects.push(...(answer ? ended.filter((e) => e.kind !== "answer") : ended));
       break;
     }
   }
@@ -140,24 +150,20 @@ export async function handleAgentBatch(
     const msg = msgs[index] as FencedAgentMessage;
     const state = job.load();
     if (!state) return err({ code: "not_found", message: "no such job", index });
-    const res = await handleAgentMessage(job, state, agentId, msg, agentName);
-    if (!res.ok) return err({ ...res.error, index });
-    // The log chunks right after an accepted one pass the same fence (a batch is one attempt's,
-    // and storing a chunk changes nothing the fence reads): they are stored without reading and
-    // saving the job's state again for each.
-    if (msg.type !== "log") continue;
-    const sameFence = (f: FencedAgentMessage | undefined): f is typeof msg =>
-      f?.type === "log" && f.jobId === msg.jobId && f.attempt === msg.attempt && f.leaseToken === msg.leaseToken;
-    for (let next = msgs[index + 1]; sameFence(next); next = msgs[index + 1]) {
-      job.logs.append({
-        attempt: next.attempt,
-        seq: next.seq,
-        stepId: next.stepId ?? null,
-        stream: next.stream,
-        data: next.data,
-      });
-      index += 1;
+    // The log frames right after a log frame pass the same fence (a batch is one attempt's, and
+    // storing a chunk changes nothing the fence reads): they are stored with it, as one row
+    // where their seqs follow on, without reading and saving the job's state again for each.
+    const more: Extract<FencedAgentMessage, { type: "log" }>[] = [];
+    if (msg.type === "log") {
+      const sameFence = (f: FencedAgentMessage | undefined): f is typeof msg =>
+        f?.type === "log" && f.jobId === msg.jobId && f.attempt === msg.attempt && f.leaseToken === msg.leaseToken;
+      for (let next = msgs[index + 1 + more.length]; sameFence(next); next = msgs[index + 1 + more.length]) {
+        more.push(next);
+      }
     }
+    const res = await handleAgentMessage(job, state, agentId, msg, agentName, more);
+    if (!res.ok) return err({ ...res.error, index });
+    index += more.length;
   }
   return ok(msgs.length);
 }

@@ -32,9 +32,15 @@ export async function dispatchAttempt(
   if (refused || !state?.spec) return refused ?? "stale";
   state.dispatchedAttempt = attempt;
   state.leaseToken = randomHex(24);
-  job.commit(state);
+  // The mark is stored with the lease the registry has this job grant during the call (one
+  // state write for both), or after the call when no offer was made. Until then only this
+  // object's memory has it: a crash meanwhile leaves the attempt undispatched in storage, and
+  // its "enqueue" item (or queue message) is still owed, so it is dispatched again.
+  job.stage(state);
   try {
-    return await getEngine(job.env).execute(state.spec, state.leaseToken);
+    const outcome = await getEngine(job.env).execute(state.spec, state.leaseToken);
+    job.storeStaged();
+    return outcome;
   } catch (err) {
     // Let the queue retry this attempt: undo the mark so the redelivery is not dropped.
     const again = job.load();

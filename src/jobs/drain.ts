@@ -65,7 +65,7 @@ async function performDue(job: JobContext): Promise<boolean> {
   for (let i = 0; i < rows.length; ) {
     const row = rows[i] as OutboxRow;
     const lane = laneOf(row.item.kind);
-    const state = job.load();
+    const state = job.peek();
     if (!state) return false;
     if (lane !== null && blocked.has(lane)) {
       i += 1;
@@ -111,7 +111,7 @@ async function reportParked(job: JobContext): Promise<void> {
   const now = job.now();
   const fresh = job.outbox.unreported(now);
   if (fresh.length === 0) return;
-  const jobId = job.load()?.id ?? "unknown";
+  const jobId = job.peek()?.id ?? "unknown";
   const kinds = [...new Set(fresh.map((p) => p.kind))].join(", ");
   const ids = fresh.map((p) => p.id);
   try {

@@ -31,7 +31,10 @@ export interface JobContext {
   readonly outbox: Outbox;
   /** The clock every deadline and timestamp of the job is read from. */
   now(): number;
+  /** The job's state, a copy the caller may change and commit. */
   load(): JobState | undefined;
+  /** The job's state for reading only (frozen: no copy is made, and a change throws). */
+  peek(): Readonly<JobState> | undefined;
   /**
    * THE way to save a change of the job: state, a ledger snapshot and `effects` in one storage
    * transaction. Use it for anything the ledger, the requester or the state machine may see.
@@ -43,6 +46,14 @@ export interface JobContext {
    * refuses other fields, and any other field of the object passed is ignored.
    */
   saveLiveness(patch: LivenessPatch): void;
+  /**
+   * Keeps `state` in memory as the job's state, unstored: the next commit (or storeStaged)
+   * writes it. Only for a change that may be lost in a crash because something still owed
+   * redoes it (the dispatch mark, redone by its owed dispatch).
+   */
+  stage(state: JobState): void;
+  /** Writes a staged state that no commit has written since (no ledger change, no effects). */
+  storeStaged(): void;
   /** Applies a state-machine event to `state` (throws on an illegal one); returns its effects. */
   move(state: JobState, event: JobEvent, detail?: Record<string, unknown> | null): OutboxItem[];
   /** Counts one operation of the job (requests, effects performed): its cost basis. */

@@ -87,7 +87,7 @@ export class JobDO extends DurableObject<Env> {
 
   /** Arms the alarm at the job's next deadline or outbox retry (deadlines.ts). */
   private async rearm(): Promise<void> {
-    const s = this.job.load();
+    const s = this.job.peek();
     if (!s) return;
     const outbox = this.job.outbox;
     const next = alarmAt(s, this.job.config, outbox.pending(), this.job.now());
@@ -98,10 +98,16 @@ export class JobDO extends DurableObject<Env> {
     if (current === null || next < current) await this.ctx.storage.setAlarm(next);
   }
 
-  /** Loads the job for an RPC, counting the call. */
+  /** Loads the job for an RPC, counting the call: a copy the RPC may change and commit. */
   private enter(rpc: string): JobState | undefined {
     this.job.count(`rpc.${rpc}`);
     return this.job.load();
+  }
+
+  /** The job for an RPC that only reads it, counting the call (no copy). */
+  private look(rpc: string): Readonly<JobState> | undefined {
+    this.job.count(`rpc.${rpc}`);
+    return this.job.peek();
   }
 
   // ---- RPC: lifecycle and decisions ------------------------------------------------------------
@@ -175,7 +181,7 @@ export class JobDO extends DurableObject<Env> {
   }
 
   async get(): Promise<JobView | null> {
-    const state = this.enter("get");
+    const state = this.look("get");
     return state ? viewOf(state, this.job.logs) : null;
   }
 
@@ -198,7 +204,7 @@ export class JobDO extends DurableObject<Env> {
       await planJob(this.job, state);
       await this.afterChange();
     }
-    const after = this.job.load();
+    const after = this.job.peek();
     return after ? viewOf(after, this.job.logs) : null;
   }
 
@@ -241,7 +247,7 @@ export class JobDO extends DurableObject<Env> {
   }
 
   async opCounts(): Promise<Record<string, number>> {
-    return this.job.load() ? this.job.opCounts() : {};
+    return this.job.peek() ? this.job.opCounts() : {};
   }
 
   // ---- RPC: agent traffic (relayed by the registry) -------------------------------------------
@@ -304,11 +310,11 @@ export class JobDO extends DurableObject<Env> {
   }
 
   async leaseValid(attempt: number, leaseToken: string, agentId: string): Promise<boolean | "ended"> {
-    return leaseHeld(this.enter("leaseValid"), attempt, leaseToken, agentId);
+    return leaseHeld(this.look("leaseValid"), attempt, leaseToken, agentId);
   }
 
   async readLogs(opts: { tail?: number; grep?: string }): Promise<{ lines: string[]; status: JobStatus } | null> {
-    const state = this.enter("readLogs");
+    const state = this.look("readLogs");
     if (!state) return null;
     const logs = this.job.logs;
     const lines = opts.grep ? logs.search(opts.grep) : logs.tail(opts.tail ?? 100).split("\n");
@@ -319,7 +325,7 @@ export class JobDO extends DurableObject<Env> {
   async readLogChunks(
     pos: LogPosition | null,
   ): Promise<{ text: string; next: LogPosition | null; status: JobStatus } | null> {
-    const state = this.enter("readLogChunks");
+    const state = this.look("readLogChunks");
     if (!state) return null;
     const { chunks, next } = this.job.logs.after(pos);
     return { text: chunks.join(""), next, status: state.status };
@@ -328,7 +334,7 @@ export class JobDO extends DurableObject<Env> {
   // ---- alarm: deadlines and outbox retries ----------------------------------------------------
 
   override async alarm(): Promise<void> {
-    const s = this.enter("alarm");
+    const s = this.look("alarm");
     // Final, past retention and owing nothing (every ledger write and the archive done, nothing
     // parked): the storage goes (the ledger row and R2 archive remain), so no sweep lists old jobs.
     if (s && dueDeadline(s, this.job.config, this.job.now())?.kind === "purge" && this.job.outbox.size() === 0) {
@@ -347,10 +353,10 @@ export class JobDO extends DurableObject<Env> {
     holderOffline(this.job, s, offlineAgents);
     await checkDeadlines(this.job);
     await this.afterChange();
-    const after = this.job.load();
+    const after = this.job.peek();
     // A job waiting this long may have missed its offer (a lost message, a backoff): offer it again.
     const waited = after?.status === "QUEUED" && after.queuedAt !== null ? this.job.now() - after.queuedAt : 0;
     if (waited >= REOFFER_AFTER_MS) await this.redeliver();
-    return this.job.load()?.status ?? null;
+    return this.job.peek()?.status ?? null;
   }
 }

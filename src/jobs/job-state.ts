@@ -170,7 +170,9 @@ export function toLedgerRow(s: JobState) {
     specJson: s.spec ? JSON.stringify(s.spec) : null,
     resultJson: s.result ? JSON.stringify(s.result) : null,
     error: s.error,
-    agentId: s.lease?.agentId ?? null,
+    // An offer's lease is not an agent running the job: the ledger names the agent from the
+    // accept on, so granting the offer's lease costs no ledger write.
+    agentId: s.status === "QUEUED" ? null : (s.lease?.agentId ?? null),
     answer: s.answer?.text ?? null,
     modelCalls: s.tokens?.calls ?? 0,
     tokensInput: s.tokens?.input ?? 0,

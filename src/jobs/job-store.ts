@@ -3,8 +3,8 @@
 //
 // The state is kept in memory as well: the object is single-threaded and this module is the
 // only writer, so the copy cannot go stale, and each request and step reads it without a
-// storage read. Callers get a clone (as a storage read would give), so a change they do not
-// commit changes nothing.
+// storage read. load() gives a clone (as a storage read would give), so a change not committed
+// changes nothing; peek() gives the frozen cached state itself, for readers (no copy).
 import type { Config } from "../config.ts";
 import type { JobEvent } from "../core/job-machine.ts";
 import { redactorFor } from "../lib/redact.ts";
@@ -13,6 +13,20 @@ import { type JobState, ledgerContent } from "./job-state.ts";
 import { LogBuffer } from "./log-buffer.ts";
 import { Outbox, type OutboxItem } from "./outbox.ts";
 import { move } from "./transitions.ts";
+
+/**
+ * The cached state is frozen, deeply: peek() hands it out without a copy, and a caller that
+ * tried to change it would throw rather than change what the next reader sees. load() copies.
+ */
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+const frozenCopy = <T>(value: T): T => deepFreeze(structuredClone(value));
 
 /** Memos kept in memory only: losing one (a restart) costs at most one redundant ledger upsert. */
 const MEMORY_ONLY_MEMOS: ReadonlySet<MemoKey> = new Set(["ledger_written"]);
@@ -35,6 +49,10 @@ export class JobStore implements JobContext {
   private readonly ops = new Map<string, number>();
   /** Inside together(): the effects committed so far, written with the state when it ends. */
   private pending: { effects: OutboxItem[]; dirty: boolean } | null = null;
+  /** Whether a state was stored when this instance first read it (undefined: not read yet). */
+  private storedAtStart: boolean | undefined;
+  /** The cached state holds a staged change no write has stored yet. */
+  private staged = false;
 
   /** `bindings` reads the object's env at each use (tests swap a binding for a failing one). */
   constructor(storage: DurableObjectStorage, bindings: () => Env, config: Config, onCommit: () => void) {
@@ -49,13 +67,22 @@ export class JobStore implements JobContext {
   }
 
   get logs(): LogBuffer {
-    this.logBuffer ??= new LogBuffer(this.storage.sql, redactorFor(this.env));
+    this.logBuffer ??= new LogBuffer(this.storage.sql, redactorFor(this.env), this.bornHere);
     return this.logBuffer;
   }
 
   get outbox(): Outbox {
-    this.outboxTable ??= new Outbox(this.storage.sql);
+    this.outboxTable ??= new Outbox(this.storage.sql, Math.random, this.bornHere);
     return this.outboxTable;
+  }
+
+  /**
+   * This instance found no state stored (a new job, or one deleted after retention): the object
+   * then holds no tables but those this instance creates, so none is looked up in sqlite_master.
+   */
+  private get bornHere(): boolean {
+    this.stored();
+    return this.storedAtStart === false;
   }
 
   now(): number {
@@ -65,6 +92,10 @@ export class JobStore implements JobContext {
   load(): JobState | undefined {
     const state = this.stored();
     return state ? structuredClone(state) : undefined;
+  }
+
+  peek(): Readonly<JobState> | undefined {
+    return this.stored() ?? undefined;
   }
 
   commit(state: JobState, effects: OutboxItem[] = []): void {
@@ -82,7 +113,7 @@ export class JobStore implements JobContext {
       this.pending.effects.push(...items);
       this.pending.dirty = true;
     } else this.write(state, items);
-    this.cached = structuredClone(state);
+    this.cached = frozenCopy(state);
     this.committedLedger = content;
     this.ops.clear();
     if (!this.pending) this.onCommit();
@@ -110,7 +141,18 @@ export class JobStore implements JobContext {
     }
   }
 
+  stage(state: JobState): void {
+    this.cached = frozenCopy(state);
+    this.staged = true;
+  }
+
+  storeStaged(): void {
+    const state = this.staged ? this.load() : undefined;
+    if (state) this.commit(state);
+  }
+
   private write(state: JobState, items: OutboxItem[]): void {
+    this.staged = false;
     this.storage.transactionSync(() => {
       this.storage.kv.put("job", state);
       this.outbox.addAll(items);
@@ -121,10 +163,15 @@ export class JobStore implements JobContext {
     const stored = this.load();
     if (!stored) return;
     // Field by field: a whole JobState passed here (it type-checks as a patch) saves only these.
-    for (const key of LIVENESS_FIELDS) if (patch[key] !== undefined) Object.assign(stored, { [key]: patch[key] });
-    this.cached = stored;
+    for (const key of LIVENESS_FIELDS) {
+      if (patch[key] !== undefined) Object.assign(stored, { [key]: structuredClone(patch[key]) });
+    }
+    this.cached = deepFreeze(stored);
     if (this.pending) this.pending.dirty = true;
-    else this.storage.kv.put("job", stored);
+    else {
+      this.storage.kv.put("job", stored);
+      this.staged = false;
+    }
   }
 
   move(state: JobState, event: JobEvent, detail: Record<string, unknown> | null = null): OutboxItem[] {
@@ -163,8 +210,9 @@ export class JobStore implements JobContext {
   /** Stores `state` as is: no commit, no effects (tests set up a state with it). */
   overwrite(state: JobState): void {
     this.storage.kv.put("job", state);
-    this.cached = structuredClone(state);
+    this.cached = frozenCopy(state);
     this.committedLedger = undefined;
+    this.staged = false;
   }
 
   /** Deletes the job's storage (after retention); later reads find no job. */
@@ -172,6 +220,7 @@ export class JobStore implements JobContext {
     await this.storage.deleteAlarm();
     await this.storage.deleteAll();
     this.cached = null;
+    this.staged = false;
     this.committedLedger = undefined;
     this.memos.clear();
     this.logBuffer = null;
@@ -179,7 +228,11 @@ export class JobStore implements JobContext {
   }
 
   private stored(): JobState | null {
-    if (this.cached === undefined) this.cached = this.storage.kv.get<JobState>("job") ?? null;
+    if (this.cached === undefined) {
+      const read = this.storage.kv.get<JobState>("job");
+      this.cached = read ? deepFreeze(read) : null;
+      this.storedAtStart = this.cached !== null;
+    }
     return this.cached;
   }
 

@@ -1,6 +1,11 @@
 // The live log of a job, kept in the JobDO's SQLite: chunks keyed by (attempt, seq) so an agent's
 // resent chunks are appended once; tail and search are served from here while the job runs. The
 // deployment's secrets are redacted before a chunk is stored, also when split across chunks.
+//
+// Each row is a billed write: the consecutive chunks of one agent batch are stored as one row
+// (keyed by its last seq, first_seq its first), and the table is created with the first chunk.
+// While the log is small and this object has seen all of it, a copy is kept in memory, so the
+// archive, tails and views read no rows (after a restart they read the table).
 import { marker, type Redactor } from "../lib/redact.ts";
 import { MAX_LOG_BYTES_PER_JOB, TRUNCATION_MARKER } from "./limits.ts";
 
@@ -19,17 +24,118 @@ export interface LogPosition {
 
 /** Output read per step at most by stepOutputs (the log itself is capped per job). */
 const MAX_READ_PER_STEP = 512 * 1024;
+/** The most of a log kept in memory beside its table (a short job's log is far less). */
+const MEMORY_MAX_CHARS = 1024 * 1024;
+
+interface StoredChunk {
+  attempt: number;
+  seq: number;
+  data: string;
+}
+
+const before = (a: StoredChunk, b: { attempt: number; seq: number }) =>
+  a.attempt < b.attempt || (a.attempt === b.attempt && a.seq < b.seq);
 
 export class LogBuffer {
   private readonly sql: SqlStorage;
   private readonly redactor: Redactor | null;
 
-  constructor(sql: SqlStorage, redactor?: Redactor) {
+  /** Whether the table exists (it is created with the first chunk). */
+  private created: boolean;
+  /** Every stored row in order, while this object has seen all of them and they are small; else null. */
+  private memory: StoredChunk[] | null;
+  private memoryChars = 0;
+
+  /** `knownEmpty`: the object stores nothing yet (a new job), so there is no table to look for. */
+  constructor(sql: SqlStorage, redactor?: Redactor, knownEmpty = false) {
     this.sql = sql;
     this.redactor = redactor && !redactor.empty ? redactor : null;
-    sql.exec(`CREATE TABLE IF NOT EXISTS log_chunks (
+    const existing = knownEmpty
+      ? undefined
+      : sql
+          .exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'log_chunks'")
+          .toArray()[0];
+    this.created = !!existing;
+    // A table this object did not just create may hold rows it has not seen (a restart).
+    this.memory = existing ? null : [];
+    // Tables from before combined rows get the column that holds a row's first seq.
+    if (existing && !existing.sql.includes("first_seq"))
+      sql.exec("ALTER TABLE log_chunks ADD COLUMN first_seq INTEGER");
+  }
+
+  private create(): void {
+    if (this.created) return;
+    // WITHOUT ROWID: a row is one b-tree entry (no rowid table beside the key's index), so each
+    // insert writes one row, and creating it writes no index of its own.
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS log_chunks (
       attempt INTEGER NOT NULL, seq INTEGER NOT NULL, step_id TEXT, stream TEXT NOT NULL,
-      data TEXT NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (attempt, seq))`);
+      data TEXT NOT NULL, bytes INTEGER NOT NULL, first_seq INTEGER, PRIMARY KEY (attempt, seq)) WITHOUT ROWID`);
+    this.created = true;
+  }
+
+  /** The rows in order: from memory when it holds them all, else from the table. */
+  private *rows(descending = false): Generator<StoredChunk> {
+    if (this.memory) {
+      const m = this.memory;
+      // A copy of the list: a reader that awaits between rows (the archive) sees a fixed log.
+      const list = descending ? m.slice().reverse() : m.slice();
+      yield* list;
+      return;
+    }
+    if (!this.created) return;
+    const order = descending ? "DESC" : "";
+    yield* this.sql.exec<{ attempt: number; seq: number; data: string }>(
+      `SELECT attempt, seq, data FROM log_chunks ORDER BY attempt ${order}, seq ${order}`,
+    );
+  }
+
+  /** Keeps the memory copy in step with a row written (inserted or rewritten). */
+  private remember(row: StoredChunk): void {
+    const m = this.memory;
+    if (!m) return;
+    let i = m.length;
+    while (i > 0 && before(row, m[i - 1] as StoredChunk)) i--;
+    const same = m[i - 1];
+    if (same && same.attempt === row.attempt && same.seq === row.seq) {
+      this.memoryChars += row.data.length - same.data.length;
+      same.data = row.data;
+    } else {
+      m.splice(i, 0, { ...row });
+      this.memoryChars += row.data.length;
+    }
+    if (this.memoryChars > MEMORY_MAX_CHARS) {
+      this.memory = null;
+      this.memoryChars = 0;
+    }
+  }
+
+  private insert(c: LogChunkInput, firstSeq: number | null, bytes: number): void {
+    this.create();
+    this.sql.exec(
+      "INSERT INTO log_chunks (attempt, seq, step_id, stream, data, bytes, first_seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      c.attempt,
+      c.seq,
+      c.stepId,
+      c.stream,
+      c.data,
+      bytes,
+      firstSeq,
+    );
+    this.remember(c);
+  }
+
+  /** The seqs in [from, to] of `attempt` already stored (a row covers first_seq … seq). */
+  private storedSeqs(attempt: number, from: number, to: number): (seq: number) => boolean {
+    if (!this.created) return () => false;
+    const spans = this.sql
+      .exec<{ f: number; l: number }>(
+        "SELECT COALESCE(first_seq, seq) AS f, seq AS l FROM log_chunks WHERE attempt = ? AND seq >= ? AND COALESCE(first_seq, seq) <= ?",
+        attempt,
+        from,
+        to,
+      )
+      .toArray();
+    return (seq) => spans.some((r) => r.f <= seq && seq <= r.l);
   }
 
   /** Output is redacted again: chunks stored before redaction existed, or a gap in sequence. */
@@ -42,7 +148,9 @@ export class LogBuffer {
 
   totalBytes(): number {
     if (this.total === null) {
-      const row = this.sql.exec<{ total: number | null }>("SELECT SUM(bytes) AS total FROM log_chunks").one();
+      const row = this.created
+        ? this.sql.exec<{ total: number | null }>("SELECT SUM(bytes) AS total FROM log_chunks").one()
+        : { total: 0 };
       this.total = row.total ?? 0;
     }
     return this.total;
@@ -50,37 +158,69 @@ export class LogBuffer {
 
   /** Appends a chunk once; returns false for a duplicate. Past the cap a single marker is kept. */
   append(chunk: LogChunkInput): boolean {
-    const exists = this.sql
-      .exec("SELECT 1 FROM log_chunks WHERE attempt = ? AND seq = ?", chunk.attempt, chunk.seq)
-      .toArray();
-    if (exists.length > 0) return false;
+    if (this.storedSeqs(chunk.attempt, chunk.seq, chunk.seq)(chunk.seq)) return false;
+    this.store(chunk);
+    return true;
+  }
+
+  /** Stores a chunk known to be new. */
+  private store(chunk: LogChunkInput): void {
     chunk = { ...chunk, data: this.redactAcross(chunk) };
     const bytes = new TextEncoder().encode(chunk.data).length;
     const total = this.totalBytes();
     if (total + bytes > MAX_LOG_BYTES_PER_JOB) {
-      const marked = this.sql.exec("SELECT 1 FROM log_chunks WHERE data = ? LIMIT 1", TRUNCATION_MARKER).toArray();
-      if (marked.length === 0) {
-        this.sql.exec(
-          "INSERT INTO log_chunks (attempt, seq, step_id, stream, data, bytes) VALUES (?, ?, ?, 'system', ?, 0)",
-          chunk.attempt,
-          chunk.seq,
-          chunk.stepId,
-          TRUNCATION_MARKER,
-        );
-      }
-      return true;
+      const marked =
+        this.created &&
+        this.sql.exec("SELECT 1 FROM log_chunks WHERE data = ? LIMIT 1", TRUNCATION_MARKER).toArray().length > 0;
+      if (!marked) this.insert({ ...chunk, stream: "system", data: TRUNCATION_MARKER }, null, 0);
+      return;
     }
-    this.sql.exec(
-      "INSERT INTO log_chunks (attempt, seq, step_id, stream, data, bytes) VALUES (?, ?, ?, ?, ?, ?)",
-      chunk.attempt,
-      chunk.seq,
-      chunk.stepId,
-      chunk.stream,
-      chunk.data,
-      bytes,
-    );
+    this.insert(chunk, null, bytes);
     this.total = total + bytes;
-    return true;
+  }
+
+  /**
+   * Appends the chunks of one batch, each once: a run of consecutive seqs of one step and stream
+   * is stored as one row (its text joined, redacted as one). Near the cap, chunk by chunk.
+   */
+  appendMany(chunks: readonly LogChunkInput[]): void {
+    const first = chunks[0];
+    if (!first) return;
+    if (chunks.length === 1 || chunks.some((c) => c.attempt !== first.attempt)) {
+      for (const c of chunks) this.append(c);
+      return;
+    }
+    const seqs = chunks.map((c) => c.seq);
+    const stored = this.storedSeqs(first.attempt, Math.min(...seqs), Math.max(...seqs));
+    const seen = new Set<number>();
+    const fresh = chunks.filter((c) => !stored(c.seq) && !seen.has(c.seq) && seen.add(c.seq));
+    let run: LogChunkInput[] = [];
+    const flush = () => {
+      if (run.length > 0) this.storeRun(run);
+      run = [];
+    };
+    for (const c of fresh) {
+      const last = run[run.length - 1];
+      if (last && (c.seq !== last.seq + 1 || c.stepId !== last.stepId || c.stream !== last.stream)) flush();
+      run.push(c);
+    }
+    flush();
+  }
+
+  private storeRun(run: LogChunkInput[]): void {
+    const first = run[0] as LogChunkInput;
+    const last = run[run.length - 1] as LogChunkInput;
+    const data = run.map((c) => c.data).join("");
+    // Redaction may lengthen the text (a marker for a short secret): kept well clear of the cap,
+    // where the chunk-by-chunk path places the truncation marker exactly.
+    if (run.length === 1 || this.totalBytes() + data.length * 4 + 65_536 > MAX_LOG_BYTES_PER_JOB) {
+      for (const c of run) this.store(c);
+      return;
+    }
+    const text = this.redactAcross({ ...first, data });
+    const bytes = new TextEncoder().encode(text).length;
+    this.insert({ ...last, data: text }, first.seq, bytes);
+    this.total = this.totalBytes() + bytes;
   }
 
   /**
@@ -92,6 +232,7 @@ export class LogBuffer {
     const r = this.redactor;
     if (!r) return chunk.data;
     const data = r.redact(chunk.data);
+    if (!this.created) return data;
     const need = r.longest - 1;
     const before: { seq: number; data: string }[] = [];
     let headLength = 0;
@@ -129,11 +270,13 @@ export class LogBuffer {
         b.seq,
       );
       if (this.total !== null) this.total += bytes - old;
+      this.remember({ attempt: chunk.attempt, seq: b.seq, data: keep });
     }
     return data.slice(crossing.end - head.length);
   }
 
   lastSeq(attempt: number): number {
+    if (!this.created) return -1;
     const row = this.sql
       .exec<{ s: number | null }>("SELECT MAX(seq) AS s FROM log_chunks WHERE attempt = ?", attempt)
       .one();
@@ -145,8 +288,7 @@ export class LogBuffer {
     const parts: string[] = [];
     let bytes = 0;
     let newlines = 0;
-    const cursor = this.sql.exec<{ data: string }>("SELECT data FROM log_chunks ORDER BY attempt DESC, seq DESC");
-    for (const row of cursor) {
+    for (const row of this.rows(true)) {
       parts.push(row.data);
       bytes += row.data.length;
       newlines += row.data.split("\n").length - 1;
@@ -162,7 +304,7 @@ export class LogBuffer {
     const out: string[] = [];
     const lower = needle.toLowerCase();
     let carry = "";
-    for (const row of this.sql.exec<{ data: string }>("SELECT data FROM log_chunks ORDER BY attempt, seq")) {
+    for (const row of this.rows()) {
       const lines = (carry + row.data).split("\n");
       carry = lines.pop() ?? "";
       for (const line of lines) {
@@ -176,6 +318,7 @@ export class LogBuffer {
 
   /** Chunks after a position, in order, up to about `maxBytes` (for the live stream). */
   after(pos: LogPosition | null, maxBytes = 256 * 1024): { chunks: string[]; next: LogPosition | null } {
+    if (!this.created) return { chunks: [], next: pos };
     const rows = this.sql.exec<{ attempt: number; seq: number; data: string }>(
       "SELECT attempt, seq, data FROM log_chunks WHERE attempt > ? OR (attempt = ? AND seq > ?) ORDER BY attempt, seq",
       pos?.attempt ?? -1,
@@ -196,14 +339,13 @@ export class LogBuffer {
 
   /** Streams the whole log, chunk by chunk, in order (for the R2 archive). */
   *chunks(): Generator<string> {
-    for (const row of this.sql.exec<{ data: string }>("SELECT data FROM log_chunks ORDER BY attempt, seq")) {
-      yield this.out(row.data);
-    }
+    for (const row of this.rows()) yield this.out(row.data);
   }
 
   /** What each step of `attempt` printed (for the job's answer), at most MAX_READ_PER_STEP each. */
   stepOutputs(attempt: number): Map<string, string> {
     const out = new Map<string, string>();
+    if (!this.created) return out;
     const rows = this.sql.exec<{ step_id: string | null; data: string }>(
       "SELECT step_id, data FROM log_chunks WHERE attempt = ? AND step_id IS NOT NULL ORDER BY seq",
       attempt,

@@ -63,16 +63,19 @@ export class Outbox {
   /** The highest id in the table (read once: this object is the table's only writer). */
   private maxId: number | null = null;
 
-  constructor(sql: SqlStorage, random: () => number = Math.random) {
+  /** `knownEmpty`: the object stores nothing yet (a new job), so there is no table to look for. */
+  constructor(sql: SqlStorage, random: () => number = Math.random, knownEmpty = false) {
     this.sql = sql;
     this.random = random;
-    const existing = sql
-      .exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'")
-      .toArray()[0];
+    const existing = knownEmpty
+      ? undefined
+      : sql
+          .exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'")
+          .toArray()[0];
     if (!existing) {
       // No AUTOINCREMENT: it would write a sqlite_sequence row with every commit. Ids stay
       // ordered among the rows present, which is all the lanes need.
-      sql.exec(`CREATE TABLE outbox (
+      sql.exec(`CREATE TABLE IF NOT EXISTS outbox (
         id INTEGER PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL,
         tries INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0, lane TEXT, parked_at INTEGER,
         reported INTEGER NOT NULL DEFAULT 0, last_error TEXT)`);

@@ -44,8 +44,9 @@ export function counterDeltas(e: CountedEvent): Map<string, number> {
   }
   if (e.event === "requeue") add("events:requeue", 1);
   if (e.measure) {
-    // One bucket row (its own bucket, not every larger one) and the sum: two rows written per
-    // measurement; the cumulative buckets and the count are added up when /metrics is read.
+    // One bucket row (its own bucket, not every larger one) and the sum, which is stored on that
+    // bucket row (sum_ms): one row written per measurement; the cumulative buckets, the count and
+    // the sum are added up when /metrics is read (readCounters).
     const { histogram, ms } = e.measure;
     const le = BUCKETS[histogram].find((b) => ms / 1000 <= b);
     add(`hist:${histogram}:le:${le ?? "+Inf"}`, 1);
@@ -70,21 +71,34 @@ export function summedCountersQuery(db: Db, events: CountedEvent[]) {
       moved = true;
     }
   }
-  const deltas = [...sums].filter(([, by]) => by !== 0);
+  // A histogram's sum goes onto one of its bucket rows of this statement (there is one for each
+  // measurement): only the total over the histogram's rows is ever read.
+  const sumOn = new Map<string, number>();
+  for (const [name, by] of sums) {
+    const m = /^hist:(\w+):sum_ms$/.exec(name);
+    if (!m) continue;
+    sums.delete(name);
+    const bucket = [...sums.keys()].find((k) => k.startsWith(`hist:${m[1]}:le:`));
+    if (bucket) sumOn.set(bucket, by);
+  }
+  const deltas = [...sums].filter(([name, by]) => by !== 0 || sumOn.has(name));
   // Deltas that cancel out still need a row to carry the partial-insert check.
   if (deltas.length === 0 && moved && events.length > 1) deltas.push([[...sums.keys()][0] as string, 0]);
   if (deltas.length === 0) return null;
   const values = sql.join(
-    deltas.map(([name, by]) => sql`(${name}, ${by})`),
+    deltas.map(([name, by]) => sql`(${name}, ${by}, ${sumOn.get(name) ?? 0})`),
     sql`, `,
   );
   const n = events.length;
   return db
     .insert(counters)
     .select(
-      sql`SELECT column1, CASE WHEN changes() = ${n} THEN column2 END FROM (VALUES ${values}) WHERE changes() > 0`,
+      sql`SELECT column1, CASE WHEN changes() = ${n} THEN column2 END, column3 FROM (VALUES ${values}) WHERE changes() > 0`,
     )
-    .onConflictDoUpdate({ target: counters.name, set: { value: sql`${counters.value} + excluded.value` } });
+    .onConflictDoUpdate({
+      target: counters.name,
+      set: { value: sql`${counters.value} + excluded.value`, sumMs: sql`${counters.sumMs} + excluded.sum_ms` },
+    });
 }
 
 export interface Histogram {

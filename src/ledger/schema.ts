@@ -1,5 +1,6 @@
 // The ledger's tables (D1, drizzle-orm). The JobDO is the source of truth for a job; these rows
 // are its durable, queryable record. Times are epoch milliseconds.
+import { sql } from "drizzle-orm";
 import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 export const jobs = sqliteTable(
@@ -34,7 +35,8 @@ export const jobs = sqliteTable(
     index("jobs_status_created_idx").on(t.status, t.createdAt, t.id),
     index("jobs_user_created_idx").on(t.userId, t.createdAt),
     index("jobs_created_idx").on(t.createdAt, t.id),
-    index("jobs_chat_message_idx").on(t.chatId, t.messageId),
+    // Partial (migration 0011): API jobs have no chat, and only the bot's chat_id = ? lookup reads it.
+    index("jobs_chat_message_idx").on(t.chatId, t.messageId).where(sql`${t.chatId} IS NOT NULL`),
   ],
 );
 
@@ -165,6 +167,8 @@ export type AuditRow = typeof auditLog.$inferSelect;
 export const counters = sqliteTable("counters", {
   name: text("name").primaryKey(),
   value: integer("value").notNull().default(0),
+  /** A histogram bucket row's share of the histogram's sum (migration 0011); 0 for other counters. */
+  sumMs: integer("sum_ms").notNull().default(0),
 });
 
 /** Provider health checks, one row per check (the Sentinel keeps the recent ones). */

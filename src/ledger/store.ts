@@ -417,5 +417,12 @@ export async function readCounters(db: Db, prefix?: string): Promise<Record<stri
     .from(counters)
     .where(prefix ? sql`${counters.name} LIKE ${`${prefix}%`}` : undefined)
     .all();
-  return Object.fromEntries(rows.map((r) => [r.name, r.value]));
+  const out: Record<string, number> = {};
+  for (const r of rows) {
+    out[r.name] = r.value;
+    // A histogram's sum is kept on its bucket rows (migration 0011): read back under its old name.
+    const hist = /^hist:(\w+):le:/.exec(r.name);
+    if (hist) out[`hist:${hist[1]}:sum_ms`] = (out[`hist:${hist[1]}:sum_ms`] ?? 0) + r.sumMs;
+  }
+  return out;
 }

@@ -1,0 +1,128 @@
+// The log of a short job in few rows (issue 18, cost per job): an agent batch's consecutive log
+// frames are one row, resent frames are stored once, a secret split over frames or rows is still
+// redacted, and while the object has seen its whole log it is read from memory (the archive, the
+// tails), from the table only after a restart — the same bytes either way.
+import { env, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import type { JobDO } from "../src/jobs/job-do.ts";
+import { LogBuffer, type LogChunkInput } from "../src/jobs/log-buffer.ts";
+import { Redactor } from "../src/lib/redact.ts";
+import { insides } from "./helpers/job-insides.ts";
+
+const chunk = (seq: number, data: string, more: Partial<LogChunkInput> = {}): LogChunkInput => ({
+  attempt: 1,
+  seq,
+  stepId: "s1",
+  stream: "stdout",
+  data,
+  ...more,
+});
+
+/** The object's SQL, with the statements that read the log's rows counted. */
+function countingSql(sql: SqlStorage): { sql: SqlStorage; reads: string[] } {
+  const reads: string[] = [];
+  const wrapped = new Proxy(sql, {
+    get(target, prop) {
+      if (prop === "exec") {
+        return (query: string, ...args: unknown[]) => {
+          if (/FROM log_chunks/.test(query) && /SELECT (attempt, seq, )?data/.test(query)) reads.push(query);
+          return target.exec(query, ...(args as SqlStorageValue[]));
+        };
+      }
+      const v = Reflect.get(target, prop);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+  return { sql: wrapped, reads };
+}
+
+const inObject = <T>(name: string, fn: (sql: SqlStorage) => T | Promise<T>) =>
+  runInDurableObject(env.JOB.getByName(name), (i: JobDO) => fn(insides(i).ctx.storage.sql));
+
+const rowCount = (sql: SqlStorage) => sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM log_chunks").one().n;
+
+describe("a job's log rows", () => {
+  it("stores a batch's consecutive frames as one row, and resent frames once", async () => {
+    await inObject("log-rows-batch", (sql) => {
+      const log = new LogBuffer(sql);
+      log.appendMany([chunk(0, "a\n"), chunk(1, "b\n"), chunk(2, "c"), chunk(3, "d\n")]);
+      expect(rowCount(sql)).toBe(1);
+      // The same frames again, and a batch overlapping them: only seqs 4 and 5 are new.
+      log.appendMany([chunk(0, "a\n"), chunk(1, "b\n"), chunk(2, "c"), chunk(3, "d\n")]);
+      log.appendMany([chunk(2, "c"), chunk(3, "d\n"), chunk(4, "e\n"), chunk(5, "f\n")]);
+      expect(log.append(chunk(1, "b\n"))).toBe(false);
+      expect(log.append(chunk(5, "f\n"))).toBe(false);
+      expect(rowCount(sql)).toBe(2);
+      expect([...log.chunks()].join("")).toBe("a\nb\ncd\ne\nf\n");
+      // A gap, another stream or another step starts a row of its own.
+      log.appendMany([chunk(7, "h\n"), chunk(8, "i\n", { stream: "stderr" }), chunk(9, "j\n", { stepId: "s2" })]);
+      expect(rowCount(sql)).toBe(5);
+      log.append(chunk(6, "g\n"));
+      expect([...log.chunks()].join("")).toBe("a\nb\ncd\ne\nf\ng\nh\ni\nj\n");
+      expect(log.stepOutputs(1).get("s1")).toBe("a\nb\ncd\ne\nf\ng\nh\ni\n");
+      expect(log.lastSeq(1)).toBe(9);
+      // The live stream's positions step over whole rows, nothing twice.
+      const first = log.after(null, 1);
+      const rest = log.after(first.next);
+      expect(first.chunks.join("") + rest.chunks.join("")).toBe("a\nb\ncd\ne\nf\ng\nh\ni\nj\n");
+    });
+  });
+
+  it("redacts a secret split over the frames of one row and over two rows", async () => {
+    await inObject("log-rows-secret", (sql) => {
+      const log = new LogBuffer(sql, new Redactor([{ name: "API_TOKEN", value: "test-api-token" }]));
+      log.appendMany([chunk(0, "x test-"), chunk(1, "api-"), chunk(2, "token y\nz test-ap")]);
+      log.appendMany([chunk(3, "i-token w\n"), chunk(4, "done\n")]);
+      const whole = [...log.chunks()].join("");
+      expect(whole).toBe("x [redacted API_TOKEN] y\nz [redacted API_TOKEN] w\ndone\n");
+      // The table holds the same (what a restarted object reads).
+      expect([...new LogBuffer(sql).chunks()].join("")).toBe(whole);
+    });
+  });
+
+  it("reads the archive and tails from memory, and the same bytes from the table after a restart", async () => {
+    await inObject("log-rows-memory", (sql) => {
+      const counted = countingSql(sql);
+      const log = new LogBuffer(counted.sql);
+      log.append(chunk(-1, "── header ──\n", { stepId: null, stream: "system" }));
+      log.appendMany([chunk(0, "é\n"), chunk(1, "two\n")]);
+      log.appendMany([chunk(2, "three\n")]);
+      const text = [...log.chunks()].join("");
+      expect(log.tail(2)).toBe("two\nthree");
+      expect(log.search("TWO")).toEqual(["two"]);
+      expect(counted.reads).toEqual([]);
+      // A new instance (a restart) has not seen the rows: it reads them, byte for byte the same.
+      const again = countingSql(sql);
+      const restarted = new LogBuffer(again.sql);
+      expect([...restarted.chunks()].join("")).toBe(text);
+      expect(restarted.tail(2)).toBe("two\nthree");
+      expect(again.reads.length).toBeGreaterThan(0);
+      expect(text).toBe("── header ──\né\ntwo\nthree\n");
+    });
+  });
+
+  it("adds the first_seq column to a table from before combined rows, keeping its rows", async () => {
+    await inObject("log-rows-old-table", (sql) => {
+      sql.exec(`CREATE TABLE log_chunks (
+        attempt INTEGER NOT NULL, seq INTEGER NOT NULL, step_id TEXT, stream TEXT NOT NULL,
+        data TEXT NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (attempt, seq))`);
+      sql.exec("INSERT INTO log_chunks VALUES (1, 0, 's1', 'stdout', 'old\n', 4)");
+      const log = new LogBuffer(sql);
+      expect(log.append(chunk(0, "old\n"))).toBe(false);
+      log.appendMany([chunk(0, "old\n"), chunk(1, "new "), chunk(2, "rows\n")]);
+      expect([...log.chunks()].join("")).toBe("old\nnew rows\n");
+      expect(rowCount(sql)).toBe(2);
+    });
+  });
+
+  it("creates no table for a job that logs nothing", async () => {
+    const tables = await inObject("log-rows-none", (sql) => {
+      const log = new LogBuffer(sql);
+      expect(log.tail(10)).toBe("");
+      expect([...log.chunks()]).toEqual([]);
+      expect(log.after(null)).toEqual({ chunks: [], next: null });
+      return sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE name = 'log_chunks'").toArray();
+    });
+    expect(tables).toEqual([]);
+  });
+});
