@@ -35,7 +35,8 @@ export interface AgentSelfView {
 }
 
 export class AgentRegistryDO extends DurableObject<Env> {
-  private readonly book: AssignmentBook;
+  /** Public for tests (a field, not on the prototype, so not reachable over RPC). */
+  readonly book: AssignmentBook;
   private readonly sockets: Sockets;
   private readonly dispatcher: Dispatcher;
   private readonly sessions: Sessions;
