@@ -5,6 +5,7 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import type { ExecutionResult, JobView } from "../protocol/index.ts";
+import type { AgentRegistryDO } from "../src/agents/agent-registry-do.ts";
 import { renderJob } from "../src/bot/format.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
@@ -299,8 +300,8 @@ describe("a replayed accept of an older attempt", () => {
     agent.send({ type: "job_accept", ...first });
     expect(await agent.next("error")).toMatchObject({ jobId: first.jobId, attempt: 1 });
     // Attempt 2's offer is still the registry's: unanswered, it times out and is offered again.
-    await runInDurableObject(registry, (_i: unknown, state) => {
-      state.storage.sql.exec("UPDATE assignments SET deadline = 1 WHERE job_id = ?", first.jobId);
+    await runInDurableObject(registry, (reg: AgentRegistryDO) => {
+      reg.book.testAmend(first.jobId, { deadline: 1 });
     });
     await runDurableObjectAlarm(registry);
     expect(await agent.next("job_offer", 15_000)).toMatchObject({ jobId: first.jobId, attempt: 2 });

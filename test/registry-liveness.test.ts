@@ -40,16 +40,11 @@ async function bookRow(jobId: string): Promise<BookRow | undefined> {
 
 /** Pushes an agent's backoff for a job an hour out: only an explicit re-offer can lift it now. */
 async function backOffForAnHour(jobId: string): Promise<void> {
-  await runInDurableObject(registry(), (_i: AgentRegistryDO, state) => {
+  await runInDurableObject(registry(), (reg: AgentRegistryDO, state) => {
     const row = state.storage.sql.exec<BookRow>("SELECT * FROM assignments WHERE job_id = ?", jobId).one();
     const backoff = JSON.parse(row.backoff) as Record<string, { until: number; failures: number }>;
     for (const b of Object.values(backoff)) b.until = Date.now() + 3_600_000;
-    state.storage.sql.exec(
-      "UPDATE assignments SET backoff = ?, wake_at = ? WHERE job_id = ?",
-      JSON.stringify(backoff),
-      Date.now() + 3_600_000,
-      jobId,
-    );
+    reg.book.testAmend(jobId, { backoff: JSON.stringify(backoff), wake_at: Date.now() + 3_600_000 });
   });
 }
 
@@ -122,8 +117,8 @@ describe("offers that fail for a passing reason", () => {
     const jobId = await queuedJob("live-timeout", "check git status");
     await job(jobId).dispatch(1);
     const offer = await agent.next("job_offer");
-    await runInDurableObject(registry(), (_i: AgentRegistryDO, state) => {
-      state.storage.sql.exec("UPDATE assignments SET deadline = 1 WHERE job_id = ?", jobId);
+    await runInDurableObject(registry(), (reg: AgentRegistryDO) => {
+      reg.book.testAmend(jobId, { deadline: 1 });
     });
     await runDurableObjectAlarm(registry());
     const row = await bookRow(jobId);

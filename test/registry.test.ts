@@ -151,8 +151,8 @@ describe("identity and assignment", () => {
     const slowOffer = await slow.next("job_offer");
     const quickPair = await pairAgent("quick");
     const quick = await TestAgent.connect(quickPair.token, { workspaces: ["timeout"] });
-    await runInDurableObject(registry(), (_i: AgentRegistryDO, state) => {
-      state.storage.sql.exec("UPDATE assignments SET deadline = 1 WHERE job_id = ?", jobId);
+    await runInDurableObject(registry(), (reg: AgentRegistryDO) => {
+      reg.book.testAmend(jobId, { deadline: 1 });
     });
     await runDurableObjectAlarm(registry());
     const offer = await quick.next("job_offer");

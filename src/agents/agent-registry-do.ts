@@ -16,6 +16,7 @@ import { AssignmentBook } from "./assignments.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import { batchCost } from "./frame-budget.ts";
 import { Frames } from "./frames.ts";
+import { JobStubs } from "./job-stubs.ts";
 import type { AgentProfile } from "./matching.ts";
 import { Sessions } from "./sessions.ts";
 import { type Attachment, CLOSE_MARKED_OFFLINE, Sockets } from "./sockets.ts";
@@ -35,7 +36,8 @@ export interface AgentSelfView {
 }
 
 export class AgentRegistryDO extends DurableObject<Env> {
-  private readonly book: AssignmentBook;
+  /** Public for tests (a field, not on the prototype, so not reachable over RPC). */
+  readonly book: AssignmentBook;
   private readonly sockets: Sockets;
   private readonly dispatcher: Dispatcher;
   private readonly sessions: Sessions;
@@ -48,9 +50,10 @@ export class AgentRegistryDO extends DurableObject<Env> {
     const ledger = new WorkerLedger(env, config.heartbeatTimeoutS);
     this.book = new AssignmentBook(ctx.storage.sql);
     this.sockets = new Sockets(ctx, env);
-    this.dispatcher = new Dispatcher(ctx, env, config, this.book, this.sockets);
-    const parts = { config, book: this.book, sockets: this.sockets, dispatcher: this.dispatcher, ledger };
-    this.sessions = new Sessions(ctx, env, parts);
+    const jobs = new JobStubs(env);
+    this.dispatcher = new Dispatcher(ctx, config, this.book, this.sockets, jobs);
+    const parts = { config, book: this.book, sockets: this.sockets, dispatcher: this.dispatcher, ledger, jobs };
+    this.sessions = new Sessions(ctx, parts);
     this.frames = new Frames(env, parts);
     // Plain "ping" frames are answered without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));

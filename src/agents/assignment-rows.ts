@@ -1,6 +1,11 @@
 // The `assignments` table under the registry's AssignmentBook: its schema (created, renamed and
-// widened in place), its rows as the dispatcher reads them (each spec parsed once per attempt), and
-// which agent holds which job, kept in memory beside it.
+// converted in place), and its rows as the dispatcher reads them (each spec parsed once per attempt).
+//
+// Rows written cost a thousand times rows read, and every index a job's row enters is a row
+// written: the table is WITHOUT ROWID keyed by job_id (no separate key index), and each index
+// is partial over the few rows it serves, so a job that is offered, accepted and finished at
+// once enters only the queue index while it waits and the holder index while an agent has it.
+// Offer deadlines are read from memory (assignment-cache.ts), not through an index.
 import type { ExecutionSpec } from "../../protocol/index.ts";
 import type { Backoff, PendingJob } from "./matching.ts";
 
@@ -17,45 +22,78 @@ export type Row = {
   spec_json: string;
   banned: string;
   backoff: string;
+  wake_at: number;
   notice: string | null;
   agent_id: string | null;
   state: string;
   deadline: number;
   queued_at: number;
-  rowid: number;
 };
 
-/** Creates the table, or brings an older one up to date, and its indexes. */
+const COLUMNS = [
+  "job_id",
+  "attempt",
+  "lease_token",
+  "spec_json",
+  "banned",
+  "backoff",
+  "wake_at",
+  "notice",
+  "agent_id",
+  "state",
+  "deadline",
+  "queued_at",
+] as const satisfies readonly (keyof Row)[];
+
+/** What a column added after the first release holds in an older table's rows. */
+const LATER_DEFAULTS: Partial<Record<keyof Row, string>> = {
+  banned: "'{}'",
+  backoff: "'{}'",
+  wake_at: "0",
+  notice: "NULL",
+};
+
+const createSql = (name: string) => `CREATE TABLE ${name} (
+  job_id TEXT NOT NULL PRIMARY KEY, attempt INTEGER NOT NULL, lease_token TEXT NOT NULL, spec_json TEXT NOT NULL,
+  banned TEXT NOT NULL DEFAULT '{}', backoff TEXT NOT NULL DEFAULT '{}', wake_at INTEGER NOT NULL DEFAULT 0,
+  notice TEXT, agent_id TEXT, state TEXT NOT NULL, deadline INTEGER NOT NULL DEFAULT 0, queued_at INTEGER NOT NULL
+) WITHOUT ROWID`;
+
+/** Creates the table, or converts an older one in place (its rows kept), and its indexes. */
 export function openTable(sql: SqlStorage): void {
-  // Named `jobs` before, like the ledger's D1 table: renamed in place, its rows kept.
-  const tables = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").toArray();
-  if (tables.some((t) => t.name === "jobs") && !tables.some((t) => t.name === "assignments"))
-    sql.exec("ALTER TABLE jobs RENAME TO assignments");
-  sql.exec(`CREATE TABLE IF NOT EXISTS assignments (
-    job_id TEXT PRIMARY KEY, attempt INTEGER NOT NULL, lease_token TEXT NOT NULL, spec_json TEXT NOT NULL,
-    rejected_by TEXT NOT NULL DEFAULT '[]', agent_id TEXT, state TEXT NOT NULL, deadline INTEGER NOT NULL DEFAULT 0,
-    queued_at INTEGER NOT NULL)`);
-  // Columns added after the first release (rejected_by, a permanent ban for any refusal, is no longer read).
+  const tables = sql.exec<{ name: string; sql: string }>("SELECT name, sql FROM sqlite_master WHERE type = 'table'");
+  const byName = new Map(tables.toArray().map((t) => [t.name, t.sql]));
+  // Named `jobs` in the first release, like the ledger's D1 table.
+  const name = byName.has("assignments") ? "assignments" : byName.has("jobs") ? "jobs" : null;
+  const ddl = name === null ? undefined : byName.get(name);
+  if (name === null) sql.exec(createSql("assignments"));
+  else if (!/WITHOUT\s+ROWID/i.test(ddl ?? "")) convert(sql, name);
+  // The queue walk, the backoff wake-ups, the jobs each agent holds (read when the object
+  // starts) and the backoff lift: each partial, so a row enters an index only while it is needed.
+  sql.exec("CREATE INDEX IF NOT EXISTS assignments_waiting ON assignments (queued_at, job_id) WHERE state = 'pending'");
+  sql.exec("CREATE INDEX IF NOT EXISTS assignments_waking ON assignments (wake_at) WHERE wake_at > 0");
+  sql.exec("CREATE INDEX IF NOT EXISTS assignments_held ON assignments (agent_id) WHERE agent_id IS NOT NULL");
+  sql.exec("CREATE INDEX IF NOT EXISTS assignments_backed_off ON assignments (state) WHERE backoff <> '{}'");
+}
+
+/**
+ * An older rowid table (and its five full indexes) becomes the WITHOUT ROWID one, rows copied:
+ * the registry is one long-lived object, so its waiting and running jobs must survive. All in
+ * one synchronous step, so it commits whole or not at all.
+ */
+function convert(sql: SqlStorage, from: string): void {
   const have = new Set(
     sql
-      .exec<{ name: string }>("PRAGMA table_info(assignments)")
+      .exec<{ name: string }>(`PRAGMA table_info(${from})`)
       .toArray()
       .map((c) => c.name),
   );
-  const add: [string, string][] = [
-    ["banned", "TEXT NOT NULL DEFAULT '{}'"],
-    ["backoff", "TEXT NOT NULL DEFAULT '{}'"],
-    ["wake_at", "INTEGER NOT NULL DEFAULT 0"],
-    ["notice", "TEXT"],
-  ];
-  for (const [name, type] of add) if (!have.has(name)) sql.exec(`ALTER TABLE assignments ADD COLUMN ${name} ${type}`);
-  // The queue walk, the alarm's minimums, an agent's jobs and a freed agent's backoff lift read
-  // only the rows they need, however long the queue.
-  sql.exec("CREATE INDEX IF NOT EXISTS assignments_queue ON assignments (state, queued_at)");
-  sql.exec("CREATE INDEX IF NOT EXISTS assignments_deadline ON assignments (state, deadline)");
-  sql.exec("CREATE INDEX IF NOT EXISTS assignments_wake ON assignments (state, wake_at)");
-  sql.exec("CREATE INDEX IF NOT EXISTS assignments_agent ON assignments (agent_id)");
-  sql.exec("CREATE INDEX IF NOT EXISTS assignments_backoff ON assignments (job_id) WHERE backoff <> '{}'");
+  const select = COLUMNS.map((c) => (have.has(c) ? c : (LATER_DEFAULTS[c] ?? "NULL")));
+  sql.exec("DROP TABLE IF EXISTS assignments_next");
+  sql.exec(createSql("assignments_next"));
+  sql.exec(`INSERT INTO assignments_next (${COLUMNS.join(", ")}) SELECT ${select.join(", ")} FROM ${from}`);
+  sql.exec(`DROP TABLE ${from}`);
+  sql.exec("ALTER TABLE assignments_next RENAME TO assignments");
 }
 
 /** Parsed specs kept: the head of the queue is parsed once, not on every pass. */
@@ -96,44 +134,4 @@ export function toAssignment(r: Row): Assignment {
     state: r.state as Assignment["state"],
     deadline: r.deadline,
   };
-}
-
-/**
- * Which agent each offered or running job is with, and how many each agent holds. The registry
- * is the table's only writer: read once when the object starts, then set beside every write.
- */
-export class Holders {
-  private readonly holder = new Map<string, string>();
-  private readonly held = new Map<string, Set<string>>();
-
-  constructor(sql: SqlStorage) {
-    for (const r of sql.exec<{ job_id: string; agent_id: string }>(
-      "SELECT job_id, agent_id FROM assignments WHERE agent_id IS NOT NULL",
-    ))
-      this.set(r.job_id, r.agent_id);
-  }
-
-  count(agentId: string): number {
-    return this.held.get(agentId)?.size ?? 0;
-  }
-
-  /** The job is now with `agentId` (null: with no one, or gone). */
-  set(jobId: string, agentId: string | null): void {
-    const before = this.holder.get(jobId);
-    if (before === agentId) return;
-    if (before !== undefined) {
-      this.holder.delete(jobId);
-      const set = this.held.get(before);
-      set?.delete(jobId);
-      if (set?.size === 0) this.held.delete(before);
-    }
-    if (agentId === null) return;
-    this.holder.set(jobId, agentId);
-    let set = this.held.get(agentId);
-    if (!set) {
-      set = new Set();
-      this.held.set(agentId, set);
-    }
-    set.add(jobId);
-  }
 }

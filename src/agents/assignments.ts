@@ -1,11 +1,13 @@
 // The registry's bookkeeping in its own SQLite table `assignments`: jobs waiting for an agent,
 // and jobs offered to or running on an agent. It survives hibernation; sockets' identities live in attachments.
-// Loads come from memory (assignment-rows.ts); waiting jobs are read a page at a time in queue
-// order through an index.
+// Rows are read from memory where the book already has them (assignment-cache.ts) and each
+// write sets only the columns whose value changed (no index is touched for nothing); waiting
+// jobs are read a page at a time in queue order through a partial index.
 // An agent that turns an offer down for a passing reason (busy, stopped, its socket dropped) is
 // only backed off for that job; only a permanent reason excludes it (see matching.ts).
 import type { ExecutionSpec } from "../../protocol/index.ts";
-import { type Assignment, Holders, openTable, type Row, toAssignment, toPending } from "./assignment-rows.ts";
+import { RowCache } from "./assignment-cache.ts";
+import { type Assignment, openTable, type Row, toAssignment, toPending } from "./assignment-rows.ts";
 import { type Backoff, offerBackoffMs, type PendingJob, rejectIsPermanent } from "./matching.ts";
 
 /** Waiting jobs read per page: the dispatcher usually stops after a few (every agent full). */
@@ -14,51 +16,68 @@ export const PENDING_PAGE = 16;
 /** Where a walk of the queue stopped: the next page starts after this row. */
 export interface QueueMark {
   queuedAt: number;
-  rowid: number;
+  jobId: string;
 }
 
 export type OfferFailure = { kind: "refused" | "timeout" | "closed"; reason?: string };
 
+type Patch = Partial<Omit<Row, "job_id">>;
+
 export class AssignmentBook {
   private readonly sql: SqlStorage;
-  /** Which agent holds which job, in memory: loads cost no query. */
-  private readonly holders: Holders;
+  private readonly rows: RowCache;
 
   constructor(sql: SqlStorage) {
     this.sql = sql;
     openTable(sql);
-    this.holders = new Holders(sql);
+    this.rows = new RowCache(
+      sql.exec<Row>("SELECT * FROM assignments INDEXED BY assignments_held WHERE agent_id IS NOT NULL"),
+    );
   }
 
   /**
    * Adds a job waiting for an agent, or replaces an older attempt. The same attempt again (a
    * redispatch, the Sentinel) keeps an outstanding offer or a running job, and lifts the
-   * backoffs so it is offered at once; permanent exclusions stay.
+   * backoffs so it is offered at once; permanent exclusions stay. An older attempt changes nothing.
    */
   addPending(spec: ExecutionSpec, leaseToken: string): void {
-    const existing = this.get(spec.jobId);
-    if (existing && existing.attempt === spec.attempt && existing.leaseToken === leaseToken) {
-      this.sql.exec("UPDATE assignments SET backoff = '{}', wake_at = 0 WHERE job_id = ?", spec.jobId);
+    const existing = this.row(spec.jobId);
+    if (existing && existing.attempt === spec.attempt && existing.lease_token === leaseToken) {
+      this.update(existing, { backoff: "{}", wake_at: 0 });
       return;
     }
-    // The upsert below leaves a newer attempt alone; anything else is now waiting, held by no one.
-    if (!existing || spec.attempt >= existing.attempt) this.holders.set(spec.jobId, null);
+    if (existing && spec.attempt < existing.attempt) return;
+    const r: Row = {
+      job_id: spec.jobId,
+      attempt: spec.attempt,
+      lease_token: leaseToken,
+      spec_json: JSON.stringify(spec),
+      banned: "{}",
+      backoff: "{}",
+      wake_at: 0,
+      notice: null,
+      agent_id: null,
+      state: "pending",
+      deadline: 0,
+      // A newer attempt keeps its place in the queue.
+      queued_at: existing?.queued_at ?? Date.now(),
+    };
     this.sql.exec(
       `INSERT INTO assignments (job_id, attempt, lease_token, spec_json, state, queued_at) VALUES (?, ?, ?, ?, 'pending', ?)
        ON CONFLICT(job_id) DO UPDATE SET attempt = excluded.attempt, lease_token = excluded.lease_token,
          spec_json = excluded.spec_json, banned = '{}', backoff = '{}', wake_at = 0, notice = NULL,
-         agent_id = NULL, state = 'pending', deadline = 0
-       WHERE excluded.attempt >= assignments.attempt`,
-      spec.jobId,
-      spec.attempt,
-      leaseToken,
-      JSON.stringify(spec),
-      Date.now(),
+         agent_id = NULL, state = 'pending', deadline = 0`,
+      r.job_id,
+      r.attempt,
+      r.lease_token,
+      r.spec_json,
+      r.queued_at,
     );
+    this.rows.set(r);
   }
 
   get(jobId: string): (Assignment | (PendingJob & { state: "pending" })) | undefined {
-    const r = this.sql.exec<Row>("SELECT * FROM assignments WHERE job_id = ?", jobId).toArray()[0];
+    const r = this.row(jobId);
     if (!r) return undefined;
     return r.state === "pending" ? { ...toPending(r), state: "pending" } : toAssignment(r);
   }
@@ -79,53 +98,52 @@ export class AssignmentBook {
   pendingPage(mark: QueueMark | null, limit = PENDING_PAGE): { job: PendingJob; mark: QueueMark }[] {
     const rows = mark
       ? this.sql.exec<Row>(
-          `SELECT *, rowid FROM assignments WHERE state = 'pending' AND (queued_at, rowid) > (?, ?)
-           ORDER BY queued_at, rowid LIMIT ?`,
+          `SELECT * FROM assignments WHERE state = 'pending' AND (queued_at, job_id) > (?, ?)
+           ORDER BY queued_at, job_id LIMIT ?`,
           mark.queuedAt,
-          mark.rowid,
+          mark.jobId,
           limit,
         )
       : this.sql.exec<Row>(
-          "SELECT *, rowid FROM assignments WHERE state = 'pending' ORDER BY queued_at, rowid LIMIT ?",
+          "SELECT * FROM assignments WHERE state = 'pending' ORDER BY queued_at, job_id LIMIT ?",
           limit,
         );
-    return rows.toArray().map((r) => ({ job: toPending(r), mark: { queuedAt: r.queued_at, rowid: r.rowid } }));
-  }
-
-  ofAgent(agentId: string): Assignment[] {
-    if (this.holders.count(agentId) === 0) return [];
-    return this.sql.exec<Row>("SELECT * FROM assignments WHERE agent_id = ?", agentId).toArray().map(toAssignment);
+    return rows.toArray().map((r) => ({ job: toPending(r), mark: { queuedAt: r.queued_at, jobId: r.job_id } }));
   }
 
   /** Jobs offered to or running on the agent (from memory). */
+  ofAgent(agentId: string): Assignment[] {
+    return this.rows.ofAgent(agentId).map(toAssignment);
+  }
+
+  /** How many jobs are offered to or running on the agent (from memory). */
   loadOf(agentId: string): number {
-    return this.holders.count(agentId);
+    return this.rows.count(agentId);
   }
 
   offer(jobId: string, agentId: string, deadline: number): void {
-    const c = this.sql.exec(
-      "UPDATE assignments SET agent_id = ?, state = 'offered', deadline = ? WHERE job_id = ?",
-      agentId,
-      deadline,
-      jobId,
-    );
-    if (c.rowsWritten > 0) this.holders.set(jobId, agentId);
+    const r = this.row(jobId);
+    if (r) this.update(r, { agent_id: agentId, state: "offered", deadline, wake_at: 0 });
   }
 
   /** The lease the job granted for this offer: its token is the one the agent will send. */
   setLeaseToken(jobId: string, leaseToken: string): void {
-    this.sql.exec("UPDATE assignments SET lease_token = ? WHERE job_id = ?", leaseToken, jobId);
+    const r = this.row(jobId);
+    if (r) this.update(r, { lease_token: leaseToken });
   }
 
   markRunning(jobId: string, agentId: string, attempt: number, leaseToken: string): void {
-    const c = this.sql.exec(
-      "UPDATE assignments SET agent_id = ?, state = 'running', deadline = 0, attempt = ?, lease_token = ?, backoff = '{}' WHERE job_id = ?",
-      agentId,
-      attempt,
-      leaseToken,
-      jobId,
-    );
-    if (c.rowsWritten > 0) this.holders.set(jobId, agentId);
+    const r = this.row(jobId);
+    if (r)
+      this.update(r, {
+        agent_id: agentId,
+        state: "running",
+        deadline: 0,
+        attempt,
+        lease_token: leaseToken,
+        backoff: "{}",
+        wake_at: 0,
+      });
   }
 
   /**
@@ -133,10 +151,10 @@ export class AssignmentBook {
    * this job (longer each time); a permanent refusal excludes it from this attempt.
    */
   offerFailed(jobId: string, agentId: string, failure: OfferFailure, now = Date.now()): void {
-    const r = this.get(jobId);
+    const r = this.row(jobId);
     if (!r) return;
-    const excluded = { ...r.excluded };
-    const backoff = { ...r.backoff };
+    const excluded = JSON.parse(r.banned) as Record<string, string>;
+    const backoff = JSON.parse(r.backoff) as Record<string, Backoff>;
     if (failure.kind === "refused" && failure.reason !== undefined && rejectIsPermanent(failure.reason)) {
       excluded[agentId] = failure.reason.slice(0, 300);
     } else {
@@ -144,57 +162,90 @@ export class AssignmentBook {
       backoff[agentId] = { until: now + offerBackoffMs(failures), failures };
     }
     const wakeAt = Math.min(...Object.values(backoff).map((b) => (b.until > now ? b.until : Infinity)));
-    this.sql.exec(
-      "UPDATE assignments SET agent_id = NULL, state = 'pending', deadline = 0, banned = ?, backoff = ?, wake_at = ? WHERE job_id = ?",
-      JSON.stringify(excluded),
-      JSON.stringify(backoff),
-      Number.isFinite(wakeAt) ? wakeAt : 0,
-      jobId,
-    );
-    this.holders.set(jobId, null);
+    this.update(r, {
+      agent_id: null,
+      state: "pending",
+      deadline: 0,
+      banned: JSON.stringify(excluded),
+      backoff: JSON.stringify(backoff),
+      wake_at: Number.isFinite(wakeAt) ? wakeAt : 0,
+    });
   }
 
   /** The agent freed a slot (a job finished, it reconnected): its backoffs end now, their counts stay. */
   liftBackoffs(agentId: string): void {
     for (const r of this.sql
-      .exec<Row>("SELECT * FROM assignments INDEXED BY assignments_backoff WHERE backoff <> '{}' AND state = 'pending'")
+      .exec<Row>(
+        "SELECT * FROM assignments INDEXED BY assignments_backed_off WHERE backoff <> '{}' AND state = 'pending'",
+      )
       .toArray()) {
       const backoff = JSON.parse(r.backoff) as Record<string, Backoff>;
       const mine = backoff[agentId];
       if (!mine || mine.until === 0) continue;
       backoff[agentId] = { ...mine, until: 0 };
-      this.sql.exec("UPDATE assignments SET backoff = ? WHERE job_id = ?", JSON.stringify(backoff), r.job_id);
+      this.update(r, { backoff: JSON.stringify(backoff) });
     }
   }
 
   setNotice(jobId: string, notice: string | null): void {
-    this.sql.exec("UPDATE assignments SET notice = ? WHERE job_id = ?", notice, jobId);
+    const r = this.row(jobId);
+    if (r) this.update(r, { notice });
   }
 
   remove(jobId: string): void {
     this.sql.exec("DELETE FROM assignments WHERE job_id = ?", jobId);
-    this.holders.set(jobId, null);
+    this.rows.delete(jobId);
   }
 
   expiredOffers(now: number): Assignment[] {
-    return this.sql
-      .exec<Row>("SELECT * FROM assignments WHERE state = 'offered' AND deadline <= ?", now)
-      .toArray()
+    return this.rows
+      .offers()
+      .filter((r) => r.deadline <= now)
       .map(toAssignment);
   }
 
   /** The next offer deadline or backoff end: the registry's alarm. */
   nextDeadline(now = Date.now()): number | null {
-    // Each MIN walks its index from the low end: a row or two, however long the queue.
-    const offer = this.sql
-      .exec<{ d: number | null }>("SELECT MIN(deadline) AS d FROM assignments WHERE state = 'offered'")
-      .one().d;
+    const offers = this.rows.offers().map((r) => r.deadline);
+    const offer = offers.length > 0 ? Math.min(...offers) : null;
+    // MIN walks the partial index from its low end: a row or two, however long the queue.
     const wake = this.sql
       .exec<{ d: number | null }>(
-        "SELECT MIN(wake_at) AS d FROM assignments WHERE state = 'pending' AND wake_at > ?",
+        "SELECT MIN(wake_at) AS d FROM assignments WHERE wake_at > 0 AND wake_at > ? AND state = 'pending'",
         now,
       )
       .one().d;
     return offer === null ? wake : wake === null ? offer : Math.min(offer, wake);
+  }
+
+  /**
+   * For tests only: edits a row's timing as the passage of time would (an offer's deadline, a
+   * backoff's end), through the book so what it keeps in memory stays true.
+   */
+  testAmend(jobId: string, patch: Pick<Patch, "deadline" | "backoff" | "wake_at">): void {
+    const r = this.row(jobId);
+    if (r) this.update(r, patch);
+  }
+
+  private row(jobId: string): Row | undefined {
+    const kept = this.rows.get(jobId);
+    if (kept) return kept;
+    const r = this.sql.exec<Row>("SELECT * FROM assignments WHERE job_id = ?", jobId).toArray()[0];
+    if (r) this.rows.set(r);
+    return r;
+  }
+
+  /** Writes only the columns whose value changes, so an index over an unchanged column is left alone. */
+  private update(r: Row, patch: Patch): Row {
+    const next: Row = { ...r, ...patch };
+    const cols = (Object.keys(patch) as (keyof Patch)[]).filter((c) => next[c] !== r[c]);
+    if (cols.length > 0)
+      this.sql.exec(
+        `UPDATE assignments SET ${cols.map((c) => `${c} = ?`).join(", ")} WHERE job_id = ?`,
+        ...cols.map((c) => next[c]),
+        r.job_id,
+      );
+    this.rows.set(next);
+    return next;
   }
 }

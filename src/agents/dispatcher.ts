@@ -9,25 +9,25 @@ import type { FenceRefusal } from "../jobs/job-api.ts";
 import type { OfferedLease } from "../jobs/lease.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { type AssignmentBook, type OfferFailure, PENDING_PAGE, type QueueMark } from "./assignments.ts";
+import type { JobStubs } from "./job-stubs.ts";
 import { chooseAgent, type PendingJob, requiredCapabilities, unavailableFor, whyUnservable } from "./matching.ts";
-import { jobStub } from "./registry-stub.ts";
 import type { Sockets } from "./sockets.ts";
 
 export class Dispatcher {
   private readonly ctx: DurableObjectState;
-  private readonly env: Env;
   private readonly config: Config;
   private readonly book: AssignmentBook;
   private readonly sockets: Sockets;
+  private readonly jobs: JobStubs;
   /** Jobs whose notice did not get through: said again on the next pass. */
   private readonly unsaid = new Set<string>();
 
-  constructor(ctx: DurableObjectState, env: Env, config: Config, book: AssignmentBook, sockets: Sockets) {
+  constructor(ctx: DurableObjectState, config: Config, book: AssignmentBook, sockets: Sockets, jobs: JobStubs) {
     this.ctx = ctx;
-    this.env = env;
     this.config = config;
     this.book = book;
     this.sockets = sockets;
+    this.jobs = jobs;
   }
 
   /**
@@ -107,7 +107,7 @@ export class Dispatcher {
   /** A notice to the job's requester (a job event and a notification); false if it did not get there. */
   async tellJob(jobId: string, attempt: number, text: string): Promise<boolean> {
     try {
-      await jobStub(this.env, jobId).waitingNotice(attempt, text);
+      await this.jobs.call(jobId, (j) => j.waitingNotice(attempt, text));
       return true;
     } catch (err) {
       log("warn", "job notice failed", { jobId, error: errorMessage(err) });
@@ -128,7 +128,7 @@ export class Dispatcher {
     };
     let res: Result<OfferedLease, FenceRefusal>;
     try {
-      res = await jobStub(this.env, jobId).offerLease(agentId, attempt);
+      res = await this.jobs.call(jobId, (j) => j.offerLease(agentId, attempt));
     } catch (err) {
       log("warn", "lease grant failed; the offer waits", { jobId, agentId, error: errorMessage(err) });
       if (stillOurs()) this.book.offerFailed(jobId, agentId, { kind: "timeout" });
@@ -149,8 +149,8 @@ export class Dispatcher {
 
   /** The job takes back a lease it granted with an offer; the re-offer grants a new one anyway. */
   private async takeBack(jobId: string, agentId: string, attempt: number): Promise<void> {
-    await jobStub(this.env, jobId)
-      .takeBackLease(agentId, attempt)
+    await this.jobs
+      .call(jobId, (j) => j.takeBackLease(agentId, attempt))
       .catch((err: unknown) => log("warn", "lease take-back failed", { jobId, agentId, error: errorMessage(err) }));
   }
 }

@@ -13,8 +13,8 @@ import type { BatchRefusal } from "../jobs/agent-events.ts";
 import { log } from "../lib/log.ts";
 import type { AssignmentBook } from "./assignments.ts";
 import type { Dispatcher } from "./dispatcher.ts";
+import type { JobStubs } from "./job-stubs.ts";
 import { rejectIsPermanent } from "./matching.ts";
-import { jobStub } from "./registry-stub.ts";
 import type { Attachment, Sockets } from "./sockets.ts";
 import type { WorkerLedger } from "./worker-ledger.ts";
 
@@ -24,16 +24,18 @@ export class Frames {
   private readonly sockets: Sockets;
   private readonly dispatcher: Dispatcher;
   private readonly ledger: WorkerLedger;
+  private readonly jobs: JobStubs;
 
   constructor(
     env: Env,
-    parts: { book: AssignmentBook; sockets: Sockets; dispatcher: Dispatcher; ledger: WorkerLedger },
+    parts: { book: AssignmentBook; sockets: Sockets; dispatcher: Dispatcher; ledger: WorkerLedger; jobs: JobStubs },
   ) {
     this.env = env;
     this.book = parts.book;
     this.sockets = parts.sockets;
     this.dispatcher = parts.dispatcher;
     this.ledger = parts.ledger;
+    this.jobs = parts.jobs;
   }
 
   async relay(ws: WebSocket, att: Attachment, msg: FencedAgentMessage): Promise<void> {
@@ -55,7 +57,8 @@ export class Frames {
       }
       return;
     }
-    const res = await jobStub(this.env, msg.jobId).agentMessage(agentId, msg, att.profile?.name ?? att.name);
+    const name = att.profile?.name ?? att.name;
+    const res = await this.jobs.call(msg.jobId, (j) => j.agentMessage(agentId, msg, name));
     await this.settle(ws, agentId, entry, [msg], res.ok ? null : { ...res.error, index: 0 });
   }
 
@@ -67,7 +70,8 @@ export class Frames {
     const [first] = frames;
     if (!first) return;
     const entry = this.book.get(first.jobId);
-    const res = await jobStub(this.env, first.jobId).agentBatch(att.agentId, frames, att.profile?.name ?? att.name);
+    const name = att.profile?.name ?? att.name;
+    const res = await this.jobs.call(first.jobId, (j) => j.agentBatch(att.agentId, frames, name));
     await this.settle(ws, att.agentId, entry, frames, res.ok ? null : res.error);
   }
 

@@ -7,8 +7,8 @@ import type { Config } from "../config.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import type { AssignmentBook } from "./assignments.ts";
 import type { Dispatcher } from "./dispatcher.ts";
+import type { JobStubs } from "./job-stubs.ts";
 import type { AgentProfile } from "./matching.ts";
-import { jobStub } from "./registry-stub.ts";
 import type { Attachment, Sockets } from "./sockets.ts";
 import type { WorkerLedger } from "./worker-ledger.ts";
 
@@ -16,25 +16,31 @@ type Running = { jobId: string; attempt: number; leaseToken: string }[];
 
 export class Sessions {
   private readonly ctx: DurableObjectState;
-  private readonly env: Env;
   private readonly config: Config;
   private readonly book: AssignmentBook;
   private readonly sockets: Sockets;
   private readonly dispatcher: Dispatcher;
   private readonly ledger: WorkerLedger;
+  private readonly jobs: JobStubs;
 
   constructor(
     ctx: DurableObjectState,
-    env: Env,
-    parts: { config: Config; book: AssignmentBook; sockets: Sockets; dispatcher: Dispatcher; ledger: WorkerLedger },
+    parts: {
+      config: Config;
+      book: AssignmentBook;
+      sockets: Sockets;
+      dispatcher: Dispatcher;
+      ledger: WorkerLedger;
+      jobs: JobStubs;
+    },
   ) {
     this.ctx = ctx;
-    this.env = env;
     this.config = parts.config;
     this.book = parts.book;
     this.sockets = parts.sockets;
     this.dispatcher = parts.dispatcher;
     this.ledger = parts.ledger;
+    this.jobs = parts.jobs;
   }
 
   async hello(ws: WebSocket, att: Attachment, msg: Extract<AgentToServer, { type: "hello" }>): Promise<void> {
@@ -105,7 +111,7 @@ export class Sessions {
     await this.ledger.offline(agentId, writeLedger);
     for (const a of this.book.ofAgent(agentId)) {
       if (a.state === "offered") await this.dispatcher.offerEnded(a.jobId, agentId, a.attempt, { kind: "closed" });
-      else await jobStub(this.env, a.jobId).agentDisconnected(agentId, a.attempt);
+      else await this.jobs.call(a.jobId, (j) => j.agentDisconnected(agentId, a.attempt));
     }
     await this.dispatcher.pump();
     await this.dispatcher.notify();
@@ -119,7 +125,7 @@ export class Sessions {
       await this.dispatcher.pump();
     }
     for (const r of running) {
-      const res = await jobStub(this.env, r.jobId).renewLease(agentId, r.attempt, r.leaseToken);
+      const res = await this.jobs.call(r.jobId, (j) => j.renewLease(agentId, r.attempt, r.leaseToken));
       if (res.ok) {
         if (resuming) this.book.markRunning(r.jobId, agentId, r.attempt, r.leaseToken);
         continue;
@@ -146,8 +152,8 @@ export class Sessions {
     // which a replayed result would still win (a finished job is not listed either).
     for (const a of this.book.ofAgent(agentId)) {
       if (a.state !== "running" || running.some((r) => r.jobId === a.jobId && r.attempt === a.attempt)) continue;
-      await jobStub(this.env, a.jobId)
-        .agentWithoutJob(agentId, a.attempt)
+      await this.jobs
+        .call(a.jobId, (j) => j.agentWithoutJob(agentId, a.attempt))
         .catch((err: unknown) => log("warn", "agentWithoutJob failed", { jobId: a.jobId, error: errorMessage(err) }));
     }
   }
