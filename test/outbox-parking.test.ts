@@ -4,7 +4,7 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import type { JobDO } from "../src/jobs/job-do.ts";
-import { backoffMs, MAX_OUTBOX_TRIES } from "../src/jobs/outbox.ts";
+import { backoffMs, MAX_OUTBOX_TRIES } from "../src/jobs/outbox-items.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { insides } from "./helpers/job-insides.ts";
 import { api, json } from "./helpers/worker.ts";

@@ -8,7 +8,7 @@ import { describe, expect, it, vi } from "vitest";
 import type { JobView } from "../protocol/index.ts";
 import { logKey } from "../src/jobs/archive-log.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
-import { backoffMs, MAX_OUTBOX_TRIES } from "../src/jobs/outbox.ts";
+import { backoffMs, MAX_OUTBOX_TRIES } from "../src/jobs/outbox-items.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { jobFinished } from "./helpers/frames.ts";
 import { insides, patchEnv } from "./helpers/job-insides.ts";

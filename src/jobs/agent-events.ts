@@ -7,7 +7,7 @@ import { answerAtCommit } from "../answers/index.ts";
 import { accepted, type FenceRefusal, type FenceResult, leaseEnded, refused } from "./job-api.ts";
 import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
-import type { OutboxItem } from "./outbox.ts";
+import type { OutboxItem } from "./outbox-items.ts";
 import { finish } from "./transitions.ts";
 import { reachableAgain } from "./unreachable.ts";
 

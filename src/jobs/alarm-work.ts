@@ -5,7 +5,7 @@ import { log } from "../lib/log.ts";
 import { dueDeadline, MAX_PLAN_ATTEMPTS } from "./deadlines.ts";
 import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
-import type { OutboxItem } from "./outbox.ts";
+import type { OutboxItem } from "./outbox-items.ts";
 import { planJob } from "./planning.ts";
 import { dispatchFromPlan, failEffects, runLimitS } from "./transitions.ts";
 import { markUnreachable, unreachableOutcome } from "./unreachable.ts";

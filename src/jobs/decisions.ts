@@ -7,7 +7,7 @@ import { requiresAudit } from "../core/policy.ts";
 import type { Actor, CreateJobInput, JobRefusal } from "./job-api.ts";
 import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
-import type { OutboxItem } from "./outbox.ts";
+import type { OutboxItem } from "./outbox-items.ts";
 import { cancelEffects, dispatchFromPlan } from "./transitions.ts";
 
 export type Decision = Result<JobState, JobRefusal>;

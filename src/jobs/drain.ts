@@ -7,7 +7,7 @@ import { raiseAlert } from "../sentinel/alerts.ts";
 import { eventQueries, LEDGER_KINDS, type LedgerQuery, ledgerStatement, runOutboxItem } from "./effects.ts";
 import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
-import { laneOf, MAX_OUTBOX_TRIES, type OutboxRow } from "./outbox.ts";
+import { laneOf, MAX_OUTBOX_TRIES, type OutboxRow } from "./outbox-items.ts";
 
 /** The D1 counter of outbox items ever parked (skynet_outbox_parked_total). */
 export const PARKED_COUNTER = "outbox_parked";

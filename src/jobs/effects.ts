@@ -16,7 +16,7 @@ import { archiveLog } from "./archive-log.ts";
 import { dispatchDirectly } from "./dispatch.ts";
 import type { JobContext } from "./job-context.ts";
 import { type JobState, ledgerContent, toLedgerRow, viewOf } from "./job-state.ts";
-import type { OutboxItem } from "./outbox.ts";
+import type { OutboxItem } from "./outbox-items.ts";
 
 export const LEDGER_KINDS: ReadonlySet<OutboxItem["kind"]> = new Set(["ledger", "event", "audit"]);
 

@@ -6,7 +6,8 @@ import type { Config } from "../config.ts";
 import type { JobEvent } from "../core/job-machine.ts";
 import type { JobState } from "./job-state.ts";
 import type { LogBuffer } from "./log-buffer.ts";
-import type { Outbox, OutboxItem } from "./outbox.ts";
+import type { Outbox } from "./outbox.ts";
+import type { OutboxItem } from "./outbox-items.ts";
 
 /**
  * The fields that may be saved without a state commit (see JobContext.saveLiveness): the lease's

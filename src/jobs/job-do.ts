@@ -49,7 +49,7 @@ import {
   takeBackOfferLease,
 } from "./lease.ts";
 import type { LogPosition } from "./log-buffer.ts";
-import type { OutboxItem } from "./outbox.ts";
+import type { OutboxItem } from "./outbox-items.ts";
 import { planInline, planJob } from "./planning.ts";
 
 /**

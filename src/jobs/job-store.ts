@@ -11,7 +11,8 @@ import { redactorFor } from "../lib/redact.ts";
 import { type JobContext, LIVENESS_FIELDS, type LivenessPatch, type MemoKey } from "./job-context.ts";
 import { type JobState, ledgerContent } from "./job-state.ts";
 import { LogBuffer } from "./log-buffer.ts";
-import { Outbox, type OutboxItem } from "./outbox.ts";
+import { Outbox } from "./outbox.ts";
+import type { OutboxItem } from "./outbox-items.ts";
 import { move } from "./transitions.ts";
 
 /**

@@ -20,16 +20,6 @@ import {
   REPORT_RETRY_MS,
 } from "./outbox-items.ts";
 
-export {
-  backoffMs,
-  laneOf,
-  MAX_OUTBOX_TRIES,
-  type OutboxItem,
-  type OutboxRow,
-  type ParkedRow,
-  REPORT_RETRY_MS,
-} from "./outbox-items.ts";
-
 /** Items that act on the current state: one pending is enough. */
 const COALESCED: ReadonlySet<OutboxItem["kind"]> = new Set(["ledger", "notify", "archive_log"]);
 /**

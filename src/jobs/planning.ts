@@ -10,7 +10,7 @@ import { RulePlanner } from "../planners/rules.ts";
 import type { PlanOutcome } from "../planners/types.ts";
 import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
-import type { OutboxItem } from "./outbox.ts";
+import type { OutboxItem } from "./outbox-items.ts";
 import { dispatchFromPlan } from "./transitions.ts";
 
 type Rules = Pick<JobContext, "move" | "config" | "now">;

@@ -9,7 +9,7 @@ import { measureFor } from "../ledger/metric-counters.ts";
 import { log } from "../lib/log.ts";
 import type { JobContext } from "./job-context.ts";
 import { type JobState, stepsFromSpec } from "./job-state.ts";
-import type { OutboxItem } from "./outbox.ts";
+import type { OutboxItem } from "./outbox-items.ts";
 
 type Rules = Pick<JobContext, "move" | "config" | "now">;
 

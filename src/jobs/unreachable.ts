@@ -5,7 +5,7 @@
 // or reconnects without the job and replays no result, does it fail — as "outcome unknown".
 import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
-import type { OutboxItem } from "./outbox.ts";
+import type { OutboxItem } from "./outbox-items.ts";
 import { failEffects } from "./transitions.ts";
 
 type Job = Pick<JobContext, "move" | "config" | "now">;

@@ -8,7 +8,8 @@ import type { CreateJobInput, JobDO } from "../../src/jobs/job-do.ts";
 import type { JobState } from "../../src/jobs/job-state.ts";
 import type { JobStore } from "../../src/jobs/job-store.ts";
 import type { LogBuffer } from "../../src/jobs/log-buffer.ts";
-import type { Outbox, OutboxItem } from "../../src/jobs/outbox.ts";
+import type { Outbox } from "../../src/jobs/outbox.ts";
+import type { OutboxItem } from "../../src/jobs/outbox-items.ts";
 import { planJob } from "../../src/jobs/planning.ts";
 
 interface Private {
