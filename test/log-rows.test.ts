@@ -42,6 +42,21 @@ const inObject = <T>(name: string, fn: (sql: SqlStorage) => T | Promise<T>) =>
 const rowCount = (sql: SqlStorage) => sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM log_chunks").one().n;
 
 describe("a job's log rows", () => {
+  it("splits a long stream's batch into rows of bounded size, every byte kept in order", async () => {
+    await inObject("log-rows-bounded", (sql) => {
+      const log = new LogBuffer(sql);
+      // 16 frames of 64 KiB: one batch, but too much text for one row.
+      const frames = Array.from({ length: 16 }, (_, i) => chunk(i, String.fromCharCode(97 + i).repeat(64 * 1024)));
+      log.appendMany(frames);
+      const rows = rowCount(sql);
+      expect(rows).toBeGreaterThan(1);
+      expect(rows).toBeLessThan(16);
+      const biggest = sql.exec<{ n: number }>("SELECT MAX(LENGTH(data)) AS n FROM log_chunks").one().n;
+      expect(biggest).toBeLessThanOrEqual(128 * 1024);
+      expect([...log.chunks()].join("")).toBe(frames.map((f) => f.data).join(""));
+    });
+  });
+
   it("stores a batch's consecutive frames as one row, and resent frames once", async () => {
     await inObject("log-rows-batch", (sql) => {
       const log = new LogBuffer(sql);

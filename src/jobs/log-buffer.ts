@@ -24,6 +24,13 @@ export interface LogPosition {
 
 /** Output read per step at most by stepOutputs (the log itself is capped per job). */
 const MAX_READ_PER_STEP = 512 * 1024;
+/**
+ * The most text one row joins: a short job's whole output still fits one row, while a long
+ * stream's rows stay small enough that redacting a row and reading its predecessor (for a secret
+ * split across rows) stay cheap — rows of a whole ~1 MiB batch made 50 MB stream at 36 MB/s
+ * against 54 MB/s chunk by chunk (npm run bench, same run).
+ */
+const MAX_RUN_CHARS = 128 * 1024;
 /** The most of a log kept in memory beside its table (a short job's log is far less). */
 const MEMORY_MAX_CHARS = 1024 * 1024;
 
@@ -195,6 +202,7 @@ export class LogBuffer {
     const seen = new Set<number>();
     const fresh = chunks.filter((c) => !stored(c.seq) && !seen.has(c.seq) && seen.add(c.seq));
     let run: LogChunkInput[] = [];
+    let runChars = 0;
     const flush = () => {
       if (run.length > 0) this.storeRun(run);
       run = [];
@@ -202,7 +210,10 @@ export class LogBuffer {
     for (const c of fresh) {
       const last = run[run.length - 1];
       if (last && (c.seq !== last.seq + 1 || c.stepId !== last.stepId || c.stream !== last.stream)) flush();
+      else if (runChars + c.data.length > MAX_RUN_CHARS) flush();
+      if (run.length === 0) runChars = 0;
       run.push(c);
+      runChars += c.data.length;
     }
     flush();
   }
