@@ -2,25 +2,27 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import {
+  createPairing,
+  findActiveToken,
+  listWorkers,
+  markStaleWorkersOffline,
+  redeemPairing,
+  revokeToken,
+  upsertWorker,
+} from "../src/ledger/agent-store.ts";
+import {
   appendAudit,
   appendJobEvent,
   appendJobEventsQuery,
-  createPairing,
-  findActiveToken,
   getDb,
   getJob,
   LedgerInputError,
   listAudit,
   listJobEvents,
   listJobs,
-  listWorkers,
-  markStaleWorkersOffline,
-  redeemPairing,
-  revokeToken,
   updateJobStatus,
   upsertJob,
   upsertJobQuery,
-  upsertWorker,
 } from "../src/ledger/store.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 

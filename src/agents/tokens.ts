@@ -1,7 +1,8 @@
 // Agent pairing and tokens: a one-time code (10 minutes) is exchanged for a random token; only
 // SHA-256 hashes of codes and tokens are stored.
 
-import { createPairing, findActiveToken, getDb, redeemPairing, touchToken } from "../ledger/store.ts";
+import { createPairing, findActiveToken, redeemPairing, touchToken } from "../ledger/agent-store.ts";
+import { getDb } from "../ledger/store.ts";
 import { pairingCode, randomHex, sha256Hex } from "../lib/crypto.ts";
 
 export const PAIRING_TTL_MS = 10 * 60_000;

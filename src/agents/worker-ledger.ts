@@ -6,7 +6,8 @@
 // time its load figures are "as of"; live figures come from the registry (listAgents). What was
 // last written is kept in memory (after hibernation the next heartbeat simply writes once).
 
-import { getDb, setWorkerStatus, touchWorker, upsertWorker } from "../ledger/store.ts";
+import { setWorkerStatus, touchWorker, upsertWorker } from "../ledger/agent-store.ts";
+import { getDb } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import type { AgentProfile } from "./matching.ts";
 

@@ -17,7 +17,8 @@ import { pairFailureBucket } from "../http/client-address.ts";
 import { ApiError, parseOr400 } from "../http/errors.ts";
 import { jsonInput, valid } from "../http/validate.ts";
 import { MAX_ARTIFACT_BYTES } from "../jobs/limits.ts";
-import { getDb, incrementCounter, listTokens, listWorkers, readCounters, revokeToken } from "../ledger/store.ts";
+import { listTokens, listWorkers, revokeToken } from "../ledger/agent-store.ts";
+import { getDb, incrementCounter, readCounters } from "../ledger/store.ts";
 
 const MAX_PAIR_FAILURES_PER_MINUTE = 20;
 
