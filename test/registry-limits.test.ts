@@ -104,8 +104,10 @@ describe("heartbeats and the ledger", () => {
     expect(await heartbeatAt(agentId)).toEqual(first);
     // As if the last ledger write were a minute old: the next heartbeat refreshes it.
     await runInDurableObject(registry(), (instance: AgentRegistryDO) => {
-      const insides = instance as unknown as { sessions: { ledger: { marks: Map<string, { at: number }> } } };
-      const marks = insides.sessions.ledger.marks;
+      const insides = instance as unknown as {
+        sessions: { parts: { ledger: { marks: Map<string, { at: number }> } } };
+      };
+      const marks = insides.sessions.parts.ledger.marks;
       const mark = marks.get(agentId);
       if (!mark) throw new Error("no ledger mark for the agent");
       mark.at -= 61_000;

@@ -11,54 +11,47 @@ import type {
 import { expirePermission, recordPermissionRequest } from "../coder/permissions.ts";
 import type { BatchRefusal } from "../jobs/agent-events.ts";
 import { log } from "../lib/log.ts";
-import type { AssignmentBook } from "./assignments.ts";
-import type { Dispatcher } from "./dispatcher.ts";
-import type { JobStubs } from "./job-stubs.ts";
 import { rejectIsPermanent } from "./matching.ts";
-import type { Attachment, Sockets } from "./sockets.ts";
-import type { WorkerLedger } from "./worker-ledger.ts";
+import type { RegistryParts } from "./registry-parts.ts";
+import type { Attachment } from "./sockets.ts";
 
 export class Frames {
   private readonly env: Env;
-  private readonly book: AssignmentBook;
-  private readonly sockets: Sockets;
-  private readonly dispatcher: Dispatcher;
-  private readonly ledger: WorkerLedger;
-  private readonly jobs: JobStubs;
+  private readonly parts: RegistryParts;
 
-  constructor(
-    env: Env,
-    parts: { book: AssignmentBook; sockets: Sockets; dispatcher: Dispatcher; ledger: WorkerLedger; jobs: JobStubs },
-  ) {
+  constructor(env: Env, parts: RegistryParts) {
     this.env = env;
-    this.book = parts.book;
-    this.sockets = parts.sockets;
-    this.dispatcher = parts.dispatcher;
-    this.ledger = parts.ledger;
-    this.jobs = parts.jobs;
+    this.parts = parts;
   }
 
   async relay(ws: WebSocket, att: Attachment, msg: FencedAgentMessage): Promise<void> {
     const agentId = att.agentId;
-    const entry = this.book.get(msg.jobId);
+    const entry = this.parts.book.get(msg.jobId);
     if (msg.type === "job_reject") {
       // Only an outstanding offer can be turned down; a job the agent already runs stays its own.
       if (entry?.state === "offered" && entry.agentId === agentId && entry.attempt === msg.attempt) {
         log("info", "agent rejected job", { agentId, jobId: msg.jobId, reason: msg.reason });
-        await this.dispatcher.offerEnded(msg.jobId, agentId, msg.attempt, { kind: "refused", reason: msg.reason });
+        await this.parts.dispatcher.offerEnded(msg.jobId, agentId, msg.attempt, {
+          kind: "refused",
+          reason: msg.reason,
+        });
         if (rejectIsPermanent(msg.reason)) {
           const name = att.profile?.name ?? att.name;
-          await this.dispatcher.tellJob(msg.jobId, msg.attempt, `agent ${name} cannot run this job: ${msg.reason}`);
+          await this.parts.dispatcher.tellJob(
+            msg.jobId,
+            msg.attempt,
+            `agent ${name} cannot run this job: ${msg.reason}`,
+          );
         }
-        await this.dispatcher.pump();
+        await this.parts.dispatcher.pump();
         // A permanent refusal may leave no connected agent willing to take it.
-        const now = this.book.get(msg.jobId);
-        if (now?.state === "pending") await this.dispatcher.notify([now]);
+        const now = this.parts.book.get(msg.jobId);
+        if (now?.state === "pending") await this.parts.dispatcher.notify([now]);
       }
       return;
     }
     const name = att.profile?.name ?? att.name;
-    const res = await this.jobs.call(msg.jobId, (j) => j.agentMessage(agentId, msg, name));
+    const res = await this.parts.jobs.call(msg.jobId, (j) => j.agentMessage(agentId, msg, name));
     await this.settle(ws, agentId, entry, [msg], res.ok ? null : { ...res.error, index: 0 });
   }
 
@@ -69,9 +62,9 @@ export class Frames {
   async relayBatch(ws: WebSocket, att: Attachment, frames: BatchableMessage[]): Promise<void> {
     const [first] = frames;
     if (!first) return;
-    const entry = this.book.get(first.jobId);
+    const entry = this.parts.book.get(first.jobId);
     const name = att.profile?.name ?? att.name;
-    const res = await this.jobs.call(first.jobId, (j) => j.agentBatch(att.agentId, frames, name));
+    const res = await this.parts.jobs.call(first.jobId, (j) => j.agentBatch(att.agentId, frames, name));
     await this.settle(ws, att.agentId, entry, frames, res.ok ? null : res.error);
   }
 
@@ -80,14 +73,14 @@ export class Frames {
    * its current lease (fencing): a stale attempt's request is refused, so no one is asked for it.
    */
   async permissionRequest(ws: WebSocket, att: Attachment, msg: PermissionRequestFrame): Promise<void> {
-    const entry = this.book.get(msg.jobId);
+    const entry = this.parts.book.get(msg.jobId);
     const current =
       entry?.state === "running" &&
       entry.agentId === att.agentId &&
       entry.attempt === msg.attempt &&
       entry.leaseToken === msg.leaseToken;
     const deny = (reason: string) =>
-      this.sockets.reply(ws, {
+      this.parts.sockets.reply(ws, {
         type: "permission_decision",
         jobId: msg.jobId,
         attempt: msg.attempt,
@@ -108,7 +101,7 @@ export class Frames {
   private async settle(
     ws: WebSocket,
     agentId: string,
-    entry: ReturnType<AssignmentBook["get"]>,
+    entry: ReturnType<RegistryParts["book"]["get"]>,
     frames: BatchableMessage[],
     refusal: BatchRefusal | null,
   ): Promise<void> {
@@ -117,15 +110,15 @@ export class Frames {
     const ours = (attempt: number) =>
       !!entry && entry.state !== "pending" && entry.agentId === agentId && entry.attempt === attempt;
     // Finished (or refused as stale): either way the agent has a slot again.
-    if (frames.some((f) => f.type === "job_finished")) this.book.liftBackoffs(agentId);
+    if (frames.some((f) => f.type === "job_finished")) this.parts.book.liftBackoffs(agentId);
     const accept = applied.find((f) => f.type === "job_accept");
-    if (accept) this.book.markRunning(accept.jobId, agentId, accept.attempt, accept.leaseToken);
+    if (accept) this.parts.book.markRunning(accept.jobId, agentId, accept.attempt, accept.leaseToken);
     const finished = applied.find((f) => f.type === "job_finished");
-    if (finished && ours(finished.attempt)) this.book.remove(finished.jobId);
+    if (finished && ours(finished.attempt)) this.parts.book.remove(finished.jobId);
     if (refusal && refusedFrame) {
       const { code, message, index } = refusal;
       const frameIndex = frames.length > 1 ? { frameIndex: index } : {};
-      this.sockets.reply(ws, {
+      this.parts.sockets.reply(ws, {
         type: "error",
         code,
         message,
@@ -140,9 +133,9 @@ export class Frames {
         ours(refusedFrame.attempt) &&
         entry?.leaseToken === refusedFrame.leaseToken
       )
-        this.book.remove(refusedFrame.jobId);
+        this.parts.book.remove(refusedFrame.jobId);
     }
-    if (accept || finished) await this.ledger.load(agentId, this.book.loadOf(agentId));
-    if (finished || refusedFrame?.type === "job_finished") await this.dispatcher.pump();
+    if (accept || finished) await this.parts.ledger.load(agentId, this.parts.book.loadOf(agentId));
+    if (finished || refusedFrame?.type === "job_finished") await this.parts.dispatcher.pump();
   }
 }

@@ -3,49 +3,25 @@
 // taken back, running jobs told). Each change in the connected agents re-checks which waiting
 // jobs no agent could take.
 import { type AgentToServer, PROTOCOL_VERSION } from "../../protocol/index.ts";
-import type { Config } from "../config.ts";
 import { errorMessage, log } from "../lib/log.ts";
-import type { AssignmentBook } from "./assignments.ts";
-import type { Dispatcher } from "./dispatcher.ts";
-import type { JobStubs } from "./job-stubs.ts";
 import type { AgentProfile } from "./matching.ts";
-import type { Attachment, Sockets } from "./sockets.ts";
-import type { WorkerLedger } from "./worker-ledger.ts";
+import type { RegistryParts } from "./registry-parts.ts";
+import type { Attachment } from "./sockets.ts";
 
 type Running = { jobId: string; attempt: number; leaseToken: string }[];
 
 export class Sessions {
   private readonly ctx: DurableObjectState;
-  private readonly config: Config;
-  private readonly book: AssignmentBook;
-  private readonly sockets: Sockets;
-  private readonly dispatcher: Dispatcher;
-  private readonly ledger: WorkerLedger;
-  private readonly jobs: JobStubs;
+  private readonly parts: RegistryParts;
 
-  constructor(
-    ctx: DurableObjectState,
-    parts: {
-      config: Config;
-      book: AssignmentBook;
-      sockets: Sockets;
-      dispatcher: Dispatcher;
-      ledger: WorkerLedger;
-      jobs: JobStubs;
-    },
-  ) {
+  constructor(ctx: DurableObjectState, parts: RegistryParts) {
     this.ctx = ctx;
-    this.config = parts.config;
-    this.book = parts.book;
-    this.sockets = parts.sockets;
-    this.dispatcher = parts.dispatcher;
-    this.ledger = parts.ledger;
-    this.jobs = parts.jobs;
+    this.parts = parts;
   }
 
   async hello(ws: WebSocket, att: Attachment, msg: Extract<AgentToServer, { type: "hello" }>): Promise<void> {
     if (msg.protocolVersion !== PROTOCOL_VERSION) {
-      this.sockets.reply(ws, {
+      this.parts.sockets.reply(ws, {
         type: "error",
         code: "protocol_version",
         message: `server speaks protocol ${PROTOCOL_VERSION}`,
@@ -63,17 +39,17 @@ export class Sessions {
       version: msg.agentVersion,
     };
     ws.serializeAttachment({ ...att, profile, lastHeartbeatAt: Date.now() } satisfies Attachment);
-    await this.ledger.hello(profile, this.book.loadOf(att.agentId));
+    await this.parts.ledger.hello(profile, this.parts.book.loadOf(att.agentId));
     log("info", "agent online", { agentId: att.agentId, name: msg.agentName, workspaces: msg.workspaces });
-    this.sockets.reply(ws, {
+    this.parts.sockets.reply(ws, {
       type: "welcome",
       agentId: att.agentId,
       protocolVersion: PROTOCOL_VERSION,
-      heartbeatIntervalS: this.config.heartbeatIntervalS,
-      leaseS: this.config.leaseS,
+      heartbeatIntervalS: this.parts.config.heartbeatIntervalS,
+      leaseS: this.parts.config.leaseS,
     });
-    await this.dispatcher.pump();
-    await this.dispatcher.notify();
+    await this.parts.dispatcher.pump();
+    await this.parts.dispatcher.notify();
   }
 
   async heartbeat(ws: WebSocket, att: Attachment, running: Running): Promise<void> {
@@ -85,19 +61,19 @@ export class Sessions {
   /** The agent came back and lists what it still runs: those are its again, then it is offered more. */
   async resume(ws: WebSocket, att: Attachment, running: Running): Promise<void> {
     await this.checkRunning(ws, att, running, true);
-    await this.dispatcher.pump();
+    await this.parts.dispatcher.pump();
   }
 
   /** The agent is stopping: offered nothing more, so jobs only it could take say so. */
   async draining(ws: WebSocket, att: Attachment): Promise<void> {
     ws.serializeAttachment({ ...att, draining: true } satisfies Attachment);
     log("info", "agent draining", { agentId: att.agentId });
-    await this.dispatcher.notify();
+    await this.parts.dispatcher.notify();
   }
 
   /** A socket ended (close or error, whichever comes first; the other is ignored). */
   async ended(ws: WebSocket): Promise<void> {
-    if (!this.sockets.firstEnd(ws)) return;
+    if (!this.parts.sockets.firstEnd(ws)) return;
     const att = ws.deserializeAttachment() as Attachment | null;
     if (!att) return;
     const stillConnected = this.ctx.getWebSockets(att.agentId).some((s) => s !== ws && s.readyState === WebSocket.OPEN);
@@ -108,51 +84,57 @@ export class Sessions {
   /** No live socket for the agent: its offers go back (backed off), its running jobs get the grace. */
   async gone(agentId: string, writeLedger: boolean): Promise<void> {
     log("warn", "agent disconnected", { agentId });
-    await this.ledger.offline(agentId, writeLedger);
-    for (const a of this.book.ofAgent(agentId)) {
-      if (a.state === "offered") await this.dispatcher.offerEnded(a.jobId, agentId, a.attempt, { kind: "closed" });
-      else await this.jobs.call(a.jobId, (j) => j.agentDisconnected(agentId, a.attempt));
+    await this.parts.ledger.offline(agentId, writeLedger);
+    for (const a of this.parts.book.ofAgent(agentId)) {
+      if (a.state === "offered")
+        await this.parts.dispatcher.offerEnded(a.jobId, agentId, a.attempt, { kind: "closed" });
+      else await this.parts.jobs.call(a.jobId, (j) => j.agentDisconnected(agentId, a.attempt));
     }
-    await this.dispatcher.pump();
-    await this.dispatcher.notify();
+    await this.parts.dispatcher.pump();
+    await this.parts.dispatcher.notify();
   }
 
   private async checkRunning(ws: WebSocket, att: Attachment, running: Running, resuming: boolean): Promise<void> {
     const agentId = att.agentId;
     // Fewer jobs on the agent than last time: it has a free slot, so its backoffs end.
-    if (await this.ledger.heartbeat(agentId, this.book.loadOf(agentId), running.length)) {
-      this.book.liftBackoffs(agentId);
-      await this.dispatcher.pump();
+    if (await this.parts.ledger.heartbeat(agentId, this.parts.book.loadOf(agentId), running.length)) {
+      this.parts.book.liftBackoffs(agentId);
+      await this.parts.dispatcher.pump();
     }
     for (const r of running) {
-      const res = await this.jobs.call(r.jobId, (j) => j.renewLease(agentId, r.attempt, r.leaseToken));
+      const res = await this.parts.jobs.call(r.jobId, (j) => j.renewLease(agentId, r.attempt, r.leaseToken));
       if (res.ok) {
-        if (resuming) this.book.markRunning(r.jobId, agentId, r.attempt, r.leaseToken);
+        if (resuming) this.parts.book.markRunning(r.jobId, agentId, r.attempt, r.leaseToken);
         continue;
       }
       // The agent runs an attempt we still had waiting: its accept was lost with the connection,
       // so the offer was taken back with its lease. The agent stops it as stale (not cancelled:
       // it has no result to report) and the attempt is offered again at once, under a new lease.
-      const entry = this.book.get(r.jobId);
+      const entry = this.parts.book.get(r.jobId);
       if (resuming && entry && entry.state !== "running" && entry.attempt === r.attempt) {
-        this.sockets.reply(ws, {
+        this.parts.sockets.reply(ws, {
           type: "error",
           code: "stale_lease",
           message: res.error.message,
           jobId: r.jobId,
           attempt: r.attempt,
         });
-        this.book.liftBackoffs(agentId);
+        this.parts.book.liftBackoffs(agentId);
         continue;
       }
-      this.sockets.reply(ws, { type: "job_cancel", jobId: r.jobId, attempt: r.attempt, reason: res.error.message });
+      this.parts.sockets.reply(ws, {
+        type: "job_cancel",
+        jobId: r.jobId,
+        attempt: r.attempt,
+        reason: res.error.message,
+      });
     }
     // Jobs we think run on this agent that it does not list: an agent that restarted has lost
     // them. The JobDO only acts on this for a job already unreachable, and only after a pause in
     // which a replayed result would still win (a finished job is not listed either).
-    for (const a of this.book.ofAgent(agentId)) {
+    for (const a of this.parts.book.ofAgent(agentId)) {
       if (a.state !== "running" || running.some((r) => r.jobId === a.jobId && r.attempt === a.attempt)) continue;
-      await this.jobs
+      await this.parts.jobs
         .call(a.jobId, (j) => j.agentWithoutJob(agentId, a.attempt))
         .catch((err: unknown) => log("warn", "agentWithoutJob failed", { jobId: a.jobId, error: errorMessage(err) }));
     }
