@@ -2,8 +2,10 @@
 // A set but invalid value (JOB_TIMEOUT_SECONDS=ten, AUTO_APPROVE_READ_ONLY=ture, a non-numeric
 // user id) is an error that names the variable, never a silent fall back to the default: every
 // request then answers 503 with that message and /health fails its `config` check.
+
 import { z } from "zod";
 import { err, ok, type Result } from "../protocol/result.ts";
+import { deepFreeze } from "./lib/freeze.ts";
 import { setLogLevel } from "./lib/log.ts";
 
 const Bool = (fallback: boolean) =>
@@ -126,14 +128,6 @@ function envVars(env: Env): Record<string, string | undefined> {
     out[key] = text === "" ? undefined : text;
   }
   return out;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === "object" && !Object.isFrozen(value)) {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
 }
 
 // Every request and Durable Object call reads the configuration; parsing it with zod each time

@@ -5,8 +5,10 @@
 // only writer, so the copy cannot go stale, and each request and step reads it without a
 // storage read. load() gives a clone (as a storage read would give), so a change not committed
 // changes nothing; peek() gives the frozen cached state itself, for readers (no copy).
+
 import type { Config } from "../config.ts";
 import type { JobEvent } from "../core/job-machine.ts";
+import { deepFreeze } from "../lib/freeze.ts";
 import { redactorFor } from "../lib/redact.ts";
 import { type JobContext, LIVENESS_FIELDS, type LivenessPatch, type MemoKey } from "./job-context.ts";
 import { type JobState, ledgerContent } from "./job-state.ts";
@@ -19,14 +21,6 @@ import { move } from "./transitions.ts";
  * The cached state is frozen, deeply: peek() hands it out without a copy, and a caller that
  * tried to change it would throw rather than change what the next reader sees. load() copies.
  */
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === "object" && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
-}
-
 const frozenCopy = <T>(value: T): T => deepFreeze(structuredClone(value));
 
 /** Memos kept in memory only: losing one (a restart) costs at most one redundant ledger upsert. */
