@@ -215,9 +215,12 @@ ${costSection}
   Durable Object rows read/written (SQL cursors' rowsRead/rowsWritten, one row per kv get/put/delete,
   setAlarm/deleteAlarm as a write); D1 rows from each result's meta; queue write + read + delete per
   message; R2 Class A (put, list, multipart) and B (get, head). READ_ONLY jobs are submitted
-  half a second apart and nothing else is asked of the system until every job's last effect (its log
-  archived to R2) shows in the meter, plus a second (reading the meter is not metered); the idle rate
-  measured beforehand (heartbeats) is subtracted for the window's length, and the total is ÷ jobs. Each counted row is one operation in the total.
+  half a second apart and nothing else is asked of the system until the meter has stood still for
+  7 s (reading the meter is not metered), longer than the 5 s drain backstop alarm a job leaves
+  behind, so what that alarm does when it fires is counted; the idle rate measured beforehand
+  (heartbeats) is subtracted for the window's length, and the total is ÷ jobs. Each counted row is
+  one operation in the total. Not in the window: the purge of the job's Durable Object storage
+  after JOB_STATE_RETENTION_DAYS (one alarm invocation and the deletion of its remaining rows).
 - **chat**: real update JSON posted to \`/telegram/webhook\` by several allowed users at once (each
   user one at a time), commands rotating through /task, /jobs, /status, /help, /agents, against the
   strict Bot API stand-in. "In order": per chat, the replies recognised by each command's reply
