@@ -8,7 +8,7 @@ import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
 import { JobStore } from "../src/jobs/job-store.ts";
 import { newJobId } from "../src/lib/crypto.ts";
-import { insides } from "./helpers/job-insides.ts";
+import { insides, owedOnRecord, performAll } from "./helpers/job-insides.ts";
 import { jobStubOf, offered } from "./helpers/offers.ts";
 
 describe("JobStore", () => {
@@ -92,9 +92,8 @@ describe("JobStore", () => {
         loadConfig(env),
         () => undefined,
       );
-      const ledgerItems = () =>
-        state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE kind = 'ledger'").one().n;
-      const clear = () => state.storage.sql.exec("DELETE FROM outbox");
+      const ledgerItems = () => store.outbox.items().filter((i) => i.kind === "ledger").length;
+      const clear = () => performAll(store);
       const s = newJobState({ jobId, projectId: "p", intent: "check git status", userId: "u", chatId: null }, 1);
       store.commit(s);
       expect(ledgerItems()).toBe(1);
@@ -131,7 +130,7 @@ describe("JobStore", () => {
       );
       const again = next.load() as JobState;
       next.commit(again);
-      expect(ledgerItems()).toBe(1);
+      expect(next.outbox.items().filter((i) => i.kind === "ledger")).toHaveLength(1);
     });
   });
 
@@ -167,9 +166,9 @@ describe("JobStore", () => {
       );
       const s = newJobState({ jobId, projectId: "p", intent: "check git status", userId: "u", chatId: "c" }, 1);
       store.commit(s);
-      state.storage.sql.exec("DELETE FROM outbox");
+      performAll(store);
       const before = { puts, commits };
-      const rows = () => state.storage.sql.exec<{ kind: string }>("SELECT kind FROM outbox").toArray();
+      const rows = () => store.outbox.items().map((i) => i.kind);
 
       await expect(
         store.together(async () => {
@@ -190,7 +189,9 @@ describe("JobStore", () => {
       // What was committed before the failure is stored, once: ledger and notify coalesced.
       expect(puts - before.puts).toBe(1);
       expect(commits - before.commits).toBe(1);
-      expect(rows()).toEqual([{ kind: "ledger,notify,archive_log" }]);
+      expect(rows()).toEqual(["ledger", "notify", "archive_log"]);
+      // … and they rode on that one write, in one batch.
+      expect(owedOnRecord(state.storage)).toEqual([["ledger", "notify", "archive_log"]]);
       const stored = state.storage.kv.get<JobState>("job");
       expect(stored?.status).toBe("QUEUED");
       expect(stored?.lease?.agentId).toBe("a1");

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { backoffMs, MAX_OUTBOX_TRIES } from "../src/jobs/outbox-items.ts";
 import { newJobId } from "../src/lib/crypto.ts";
-import { insides } from "./helpers/job-insides.ts";
+import { insides, owedOnRecord } from "./helpers/job-insides.ts";
 import { api, json } from "./helpers/worker.ts";
 
 const TRIGGER = "test_fail_event_insert";
@@ -32,13 +32,9 @@ async function newJob(): Promise<{ jobId: string; stub: DurableObjectStub<JobDO>
   return { jobId, stub };
 }
 
-type Row = { id: number; kind: string; tries: number; parked_at: number | null; next_at: number };
+/** The items the job's outbox owes, in order (on its state record and in the rows of failed ones). */
 const outboxRows = (stub: DurableObjectStub<JobDO>) =>
-  runInDurableObject(stub, (i: JobDO) =>
-    insides(i)
-      .ctx.storage.sql.exec<Row>("SELECT id, kind, tries, parked_at, next_at FROM outbox ORDER BY id")
-      .toArray(),
-  );
+  runInDurableObject(stub, (i: JobDO) => insides(i).outbox.items());
 
 /** Queues a (failing) event, then a ledger snapshot and an archive upload behind it. */
 async function queueEventThenOthers(stub: DurableObjectStub<JobDO>): Promise<void> {
@@ -142,14 +138,14 @@ describe("outbox lanes and parking", () => {
     await queueEventThenOthers(stub);
     for (let n = 1; n < MAX_OUTBOX_TRIES - 1; n++) await retryNow(stub);
     let rows = await outboxRows(stub);
-    expect(rows[0]).toMatchObject({ kind: "event", tries: MAX_OUTBOX_TRIES - 1, parked_at: null });
+    expect(rows[0]).toMatchObject({ kind: "event", tries: MAX_OUTBOX_TRIES - 1, parked: false });
     expect(rows.map((r) => r.kind)).toEqual(["event", "ledger"]);
     await retryNow(stub);
     rows = await outboxRows(stub);
     // Parked: kept, and the ledger snapshot behind it has been written.
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ kind: "event", tries: MAX_OUTBOX_TRIES });
-    expect(rows[0]?.parked_at).not.toBeNull();
+    expect(rows[0]?.parked).toBe(true);
     const alert = await env.DB.prepare("SELECT active, message FROM alerts WHERE key = ?")
       .bind(`outbox_parked:${jobId}`)
       .first<{ active: number; message: string }>();
@@ -171,7 +167,7 @@ describe("outbox lanes and parking", () => {
     await failEventsOf(jobId);
     await queueEventThenOthers(stub);
     for (let n = 1; n < MAX_OUTBOX_TRIES; n++) await retryNow(stub);
-    expect((await outboxRows(stub))[0]?.parked_at).not.toBeNull();
+    expect((await outboxRows(stub))[0]?.parked).toBe(true);
     expect((await api(`/api/jobs/${jobId}/outbox/replay`, { method: "POST", token: "wrong" })).status).toBe(401);
     expect(
       await env.DB.prepare("SELECT 1 FROM job_events WHERE job_id = ? AND seq = 90").bind(jobId).first(),
@@ -208,19 +204,30 @@ const eventLanded = async (jobId: string, seq: number) =>
   (await env.DB.prepare("SELECT 1 AS ok FROM job_events WHERE job_id = ? AND seq = ?").bind(jobId, seq).first()) !==
   null;
 
-describe("one outbox row per commit", () => {
-  it("writes a commit's effects as one row, which the drain deletes once they are all done", async () => {
+const tables = (stub: DurableObjectStub<JobDO>) =>
+  runInDurableObject(stub, (i: JobDO) =>
+    insides(i)
+      .ctx.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'outbox'")
+      .toArray(),
+  );
+
+describe("a commit's effects ride on its state write", () => {
+  it("stores them in the state record, with no outbox row; a final job's record is cleared once they are done", async () => {
     const { jobId, stub } = await newJob();
-    const rows = await runInDurableObject(stub, (i: JobDO) => {
+    const owed = await runInDurableObject(stub, (i: JobDO) => {
       const state = insides(i).load();
       if (!state) throw new Error("no job");
       insides(i).commit(state, [note(92), note(93), { kind: "archive_log" }]);
       // Read before the drain the commit started has run (nothing awaited yet).
-      return insides(i).ctx.storage.sql.exec<{ kind: string }>("SELECT kind FROM outbox").toArray();
+      return owedOnRecord(insides(i).ctx.storage);
     });
-    expect(rows).toEqual([{ kind: "event,event,archive_log" }]);
+    expect(owed).toEqual([["event", "event", "archive_log"]]);
+    expect(await tables(stub)).toEqual([]);
     await runInDurableObject(stub, (i: JobDO) => insides(i).afterChange());
     expect(await outboxRows(stub)).toEqual([]);
+    // No commit follows a final job's: the record is written once more, without the done items.
+    expect(await runInDurableObject(stub, (i: JobDO) => owedOnRecord(insides(i).ctx.storage))).toEqual([]);
+    expect(await tables(stub)).toEqual([]);
     expect(await eventLanded(jobId, 92)).toBe(true);
     expect(await eventLanded(jobId, 93)).toBe(true);
     expect(await env.ARCHIVE.head(`logs/jobs/${jobId}.log`)).not.toBeNull();
@@ -241,6 +248,9 @@ describe("one outbox row per commit", () => {
       ["event", 1],
       ["event", 0],
     ]);
+    // The failed item is in a row of its own now, and off the record (never in both).
+    expect(await tables(stub)).toEqual([{ name: "outbox" }]);
+    expect(await runInDurableObject(stub, (i: JobDO) => owedOnRecord(insides(i).ctx.storage))).toEqual([["event"]]);
     expect(await env.ARCHIVE.head(`logs/jobs/${jobId}.log`)).not.toBeNull();
     // A drain before the backoff has passed still keeps seq 91 behind seq 90.
     await runInDurableObject(stub, (i: JobDO) => insides(i).drain());

@@ -81,6 +81,7 @@ export class JobDO extends DurableObject<Env> {
 
   /** After every change: perform the effects it queued, then arm the alarm at the next deadline. */
   private async afterChange(): Promise<void> {
+    this.job.flush();
     await this.drain.run(this.job);
     await this.rearm();
   }
@@ -339,7 +340,7 @@ export class JobDO extends DurableObject<Env> {
     // parked): the storage goes (the ledger row and R2 archive remain), so no sweep lists old jobs.
     if (s && dueDeadline(s, this.job.config, this.job.now())?.kind === "purge" && this.job.outbox.size() === 0) {
       log("info", "job storage deleted after retention", { jobId: s.id, status: s.status });
-      await this.job.deleteAll();
+      await this.job.deleteAll(true);
       return;
     }
     await checkDeadlines(this.job);

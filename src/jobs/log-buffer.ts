@@ -1,11 +1,14 @@
-// The live log of a job, kept in the JobDO's SQLite: chunks keyed by (attempt, seq) so an agent's
+// The live log of a job, kept in the JobDO's storage: chunks keyed by (attempt, seq) so an agent's
 // resent chunks are appended once; tail and search are served from here while the job runs. The
 // deployment's secrets are redacted before a chunk is stored, also when split across chunks.
 //
-// Each row is a billed write: the consecutive chunks of one agent batch are stored as one row
-// (keyed by its last seq, first_seq its first), and the table is created with the first chunk.
-// While the log is small and this object has seen all of it, a copy is kept in memory, so the
-// archive, tails and views read no rows (after a restart they read the table).
+// A small log (up to INLINE_MAX_BYTES, most jobs' whole output) rides on the state record
+// (job-store.ts writes it with the state, so it costs no write of its own); one that outgrows it
+// moves, whole and in the same transaction as the record's rewrite, into the `log_chunks` table,
+// created then. There each row is a billed write: the consecutive chunks of one agent batch are
+// stored as one row (keyed by its last seq, first_seq its first). While the log is small and
+// this object has seen all of it, a copy is kept in memory, so the archive, tails and views read
+// no rows (after a restart they read the table).
 import { marker, type Redactor } from "../lib/redact.ts";
 import { MAX_LOG_BYTES_PER_JOB, TRUNCATION_MARKER } from "./limits.ts";
 
@@ -34,10 +37,29 @@ const MAX_RUN_CHARS = 128 * 1024;
 /** The most of a log kept in memory beside its table (a short job's log is far less). */
 const MEMORY_MAX_CHARS = 1024 * 1024;
 
+/** How much log text a job keeps on its state record before the log moves to its table. */
+export const INLINE_MAX_BYTES = 16 * 1024;
+
 interface StoredChunk {
   attempt: number;
   seq: number;
   data: string;
+}
+
+/** A row of the log as the state record holds it (the table's columns). */
+export interface LogRow extends StoredChunk {
+  firstSeq: number | null;
+  stepId: string | null;
+  stream: LogChunkInput["stream"];
+  bytes: number;
+}
+
+/** What the log needs of the record it rides on while small (job-store.ts). */
+export interface LogHost {
+  /** The rows the record holds; null when the log is in its table (or may be: an older object). */
+  rows: readonly LogRow[] | null;
+  /** Writes the record now (inline() included), in the caller's transaction. */
+  persist(): void;
 }
 
 const before = (a: StoredChunk, b: { attempt: number; seq: number }) =>
@@ -47,24 +69,38 @@ export class LogBuffer {
   private readonly sql: SqlStorage;
   private readonly redactor: Redactor | null;
 
-  /** Whether the table exists (it is created with the first chunk). */
+  /** Whether the table exists (created when the log outgrows the record). */
   private created: boolean;
+  /** The log while it rides on the record (null: it is in the table); the record holds what it was at its last write. */
+  private inline: LogRow[] | null;
+  private inlineBytes = 0;
+  /** Rows were kept on the record since it was last written. */
+  private dirty = false;
+  private readonly host: LogHost | null;
   /** Every stored row in order, while this object has seen all of them and they are small; else null. */
   private memory: StoredChunk[] | null;
   private memoryChars = 0;
 
-  /** `knownEmpty`: the object stores nothing yet (a new job), so there is no table to look for. */
-  constructor(sql: SqlStorage, redactor?: Redactor, knownEmpty = false) {
+  /**
+   * Without a host (a bare buffer) the log goes straight to its table. With one whose record
+   * holds rows, they are the log and there is no table to look for.
+   */
+  constructor(sql: SqlStorage, redactor?: Redactor, host?: LogHost) {
     this.sql = sql;
     this.redactor = redactor && !redactor.empty ? redactor : null;
-    const existing = knownEmpty
+    this.host = host ?? null;
+    this.inline = host?.rows ? host.rows.map((r) => ({ ...r })) : null;
+    for (const r of this.inline ?? []) this.inlineBytes += r.bytes;
+    const existing = this.inline
       ? undefined
       : sql
           .exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'log_chunks'")
           .toArray()[0];
     this.created = !!existing;
+    // An object from before logs rode on the record, with no table: its log starts on the record.
+    if (!existing && host && !this.inline) this.inline = [];
     // A table this object did not just create may hold rows it has not seen (a restart).
-    this.memory = existing ? null : [];
+    this.memory = existing || this.inline ? null : [];
     // Tables from before combined rows get the column that holds a row's first seq.
     if (existing && !existing.sql.includes("first_seq"))
       sql.exec("ALTER TABLE log_chunks ADD COLUMN first_seq INTEGER");
@@ -82,6 +118,11 @@ export class LogBuffer {
 
   /** The rows in order: from memory when it holds them all, else from the table. */
   private *rows(descending = false): Generator<StoredChunk> {
+    if (this.inline) {
+      const list = descending ? this.inline.slice().reverse() : this.inline.slice();
+      yield* list;
+      return;
+    }
     if (this.memory) {
       const m = this.memory;
       // A copy of the list: a reader that awaits between rows (the archive) sees a fixed log.
@@ -116,7 +157,51 @@ export class LogBuffer {
     }
   }
 
+  /** Whether the record's copy of the log is behind (rows kept since its last write). */
+  get unsaved(): boolean {
+    return this.dirty;
+  }
+
+  /** The rows for the state record being written (undefined: the log is in its table). */
+  rowsForRecord(): LogRow[] | undefined {
+    this.dirty = false;
+    return this.inline ? this.inline.map((r) => ({ ...r })) : undefined;
+  }
+
+  /** Keeps a row on the record (in order), or moves the whole log to the table when it outgrows it. */
+  private keepInline(inline: LogRow[], row: LogRow): void {
+    if (this.inlineBytes + row.bytes > INLINE_MAX_BYTES) {
+      this.toTable(inline);
+      this.insert(row, row.firstSeq, row.bytes);
+      return;
+    }
+    let i = inline.length;
+    while (i > 0 && before(row, inline[i - 1] as StoredChunk)) i--;
+    inline.splice(i, 0, row);
+    this.inlineBytes += row.bytes;
+    this.dirty = true;
+  }
+
+  /**
+   * The log outgrew the record: its rows go to the table and the record is rewritten without
+   * them, in one transaction (no await between), so a restart finds each row in one place.
+   */
+  private toTable(inline: LogRow[]): void {
+    this.inline = null;
+    this.inlineBytes = 0;
+    this.create();
+    this.memory = [];
+    this.memoryChars = 0;
+    for (const r of inline) this.insert(r, r.firstSeq, r.bytes);
+    this.host?.persist();
+  }
+
   private insert(c: LogChunkInput, firstSeq: number | null, bytes: number): void {
+    const inline = this.inline;
+    if (inline) {
+      this.keepInline(inline, { ...c, firstSeq, bytes });
+      return;
+    }
     this.create();
     this.sql.exec(
       "INSERT INTO log_chunks (attempt, seq, step_id, stream, data, bytes, first_seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -133,6 +218,12 @@ export class LogBuffer {
 
   /** The seqs in [from, to] of `attempt` already stored (a row covers first_seq … seq). */
   private storedSeqs(attempt: number, from: number, to: number): (seq: number) => boolean {
+    if (this.inline) {
+      const spans = this.inline
+        .filter((r) => r.attempt === attempt && r.seq >= from && (r.firstSeq ?? r.seq) <= to)
+        .map((r) => ({ f: r.firstSeq ?? r.seq, l: r.seq }));
+      return (seq) => spans.some((r) => r.f <= seq && seq <= r.l);
+    }
     if (!this.created) return () => false;
     const spans = this.sql
       .exec<{ f: number; l: number }>(
@@ -155,9 +246,11 @@ export class LogBuffer {
 
   totalBytes(): number {
     if (this.total === null) {
-      const row = this.created
-        ? this.sql.exec<{ total: number | null }>("SELECT SUM(bytes) AS total FROM log_chunks").one()
-        : { total: 0 };
+      const row = this.inline
+        ? { total: this.inlineBytes }
+        : this.created
+          ? this.sql.exec<{ total: number | null }>("SELECT SUM(bytes) AS total FROM log_chunks").one()
+          : { total: 0 };
       this.total = row.total ?? 0;
     }
     return this.total;
@@ -176,9 +269,10 @@ export class LogBuffer {
     const bytes = new TextEncoder().encode(chunk.data).length;
     const total = this.totalBytes();
     if (total + bytes > MAX_LOG_BYTES_PER_JOB) {
-      const marked =
-        this.created &&
-        this.sql.exec("SELECT 1 FROM log_chunks WHERE data = ? LIMIT 1", TRUNCATION_MARKER).toArray().length > 0;
+      const marked = this.inline
+        ? this.inline.some((r) => r.data === TRUNCATION_MARKER)
+        : this.created &&
+          this.sql.exec("SELECT 1 FROM log_chunks WHERE data = ? LIMIT 1", TRUNCATION_MARKER).toArray().length > 0;
       if (!marked) this.insert({ ...chunk, stream: "system", data: TRUNCATION_MARKER }, null, 0);
       return;
     }
@@ -243,15 +337,20 @@ export class LogBuffer {
     const r = this.redactor;
     if (!r) return chunk.data;
     const data = r.redact(chunk.data);
-    if (!this.created) return data;
+    if (!this.created && !this.inline?.length) return data;
     const need = r.longest - 1;
     const before: { seq: number; data: string }[] = [];
     let headLength = 0;
-    const rows = this.sql.exec<{ seq: number; data: string }>(
-      "SELECT seq, data FROM log_chunks WHERE attempt = ? AND seq < ? ORDER BY seq DESC LIMIT 64",
-      chunk.attempt,
-      chunk.seq,
-    );
+    const rows = this.inline
+      ? this.inline
+          .filter((row) => row.attempt === chunk.attempt && row.seq < chunk.seq)
+          .reverse()
+          .slice(0, 64)
+      : this.sql.exec<{ seq: number; data: string }>(
+          "SELECT seq, data FROM log_chunks WHERE attempt = ? AND seq < ? ORDER BY seq DESC LIMIT 64",
+          chunk.attempt,
+          chunk.seq,
+        );
     for (const row of rows) {
       if (headLength >= need) break;
       before.unshift(row);
@@ -273,13 +372,20 @@ export class LogBuffer {
       markerPlaced = true;
       const bytes = new TextEncoder().encode(keep).length;
       const old = new TextEncoder().encode(b.data).length;
-      this.sql.exec(
-        "UPDATE log_chunks SET data = ?, bytes = ? WHERE attempt = ? AND seq = ?",
-        keep,
-        bytes,
-        chunk.attempt,
-        b.seq,
-      );
+      const kept = this.inline?.find((row) => row.attempt === chunk.attempt && row.seq === b.seq);
+      if (kept) {
+        kept.data = keep;
+        kept.bytes = bytes;
+        this.inlineBytes += bytes - old;
+        this.dirty = true;
+      } else
+        this.sql.exec(
+          "UPDATE log_chunks SET data = ?, bytes = ? WHERE attempt = ? AND seq = ?",
+          keep,
+          bytes,
+          chunk.attempt,
+          b.seq,
+        );
       if (this.total !== null) this.total += bytes - old;
       this.remember({ attempt: chunk.attempt, seq: b.seq, data: keep });
     }
@@ -287,6 +393,7 @@ export class LogBuffer {
   }
 
   lastSeq(attempt: number): number {
+    if (this.inline) return Math.max(-1, ...this.inline.filter((r) => r.attempt === attempt).map((r) => r.seq));
     if (!this.created) return -1;
     const row = this.sql
       .exec<{ s: number | null }>("SELECT MAX(seq) AS s FROM log_chunks WHERE attempt = ?", attempt)
@@ -329,13 +436,15 @@ export class LogBuffer {
 
   /** Chunks after a position, in order, up to about `maxBytes` (for the live stream). */
   after(pos: LogPosition | null, maxBytes = 256 * 1024): { chunks: string[]; next: LogPosition | null } {
-    if (!this.created) return { chunks: [], next: pos };
-    const rows = this.sql.exec<{ attempt: number; seq: number; data: string }>(
-      "SELECT attempt, seq, data FROM log_chunks WHERE attempt > ? OR (attempt = ? AND seq > ?) ORDER BY attempt, seq",
-      pos?.attempt ?? -1,
-      pos?.attempt ?? -1,
-      pos?.seq ?? -1,
-    );
+    if (!this.created && !this.inline) return { chunks: [], next: pos };
+    const rows = this.inline
+      ? this.inline.filter((r) => !pos || r.attempt > pos.attempt || (r.attempt === pos.attempt && r.seq > pos.seq))
+      : this.sql.exec<{ attempt: number; seq: number; data: string }>(
+          "SELECT attempt, seq, data FROM log_chunks WHERE attempt > ? OR (attempt = ? AND seq > ?) ORDER BY attempt, seq",
+          pos?.attempt ?? -1,
+          pos?.attempt ?? -1,
+          pos?.seq ?? -1,
+        );
     const chunks: string[] = [];
     let next = pos;
     let bytes = 0;
@@ -356,11 +465,13 @@ export class LogBuffer {
   /** What each step of `attempt` printed (for the job's answer), at most MAX_READ_PER_STEP each. */
   stepOutputs(attempt: number): Map<string, string> {
     const out = new Map<string, string>();
-    if (!this.created) return out;
-    const rows = this.sql.exec<{ step_id: string | null; data: string }>(
-      "SELECT step_id, data FROM log_chunks WHERE attempt = ? AND step_id IS NOT NULL ORDER BY seq",
-      attempt,
-    );
+    if (!this.created && !this.inline) return out;
+    const rows = this.inline
+      ? this.inline.filter((r) => r.attempt === attempt).map((r) => ({ step_id: r.stepId, data: r.data }))
+      : this.sql.exec<{ step_id: string | null; data: string }>(
+          "SELECT step_id, data FROM log_chunks WHERE attempt = ? AND step_id IS NOT NULL ORDER BY seq",
+          attempt,
+        );
     for (const row of rows) {
       if (!row.step_id) continue;
       const had = out.get(row.step_id) ?? "";
