@@ -3,10 +3,13 @@
 // writes of the same job (order kept) but not its archive upload.
 import { env, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
+import { loadConfig } from "../src/config.ts";
+import { newJobState } from "../src/jobs/decisions.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
+import { JobStore } from "../src/jobs/job-store.ts";
 import { backoffMs, MAX_OUTBOX_TRIES } from "../src/jobs/outbox-items.ts";
 import { newJobId } from "../src/lib/crypto.ts";
-import { insides, owedOnRecord } from "./helpers/job-insides.ts";
+import { insides, owedOnRecord, performAll } from "./helpers/job-insides.ts";
 import { api, json } from "./helpers/worker.ts";
 
 const TRIGGER = "test_fail_event_insert";
@@ -261,5 +264,58 @@ describe("a commit's effects ride on its state write", () => {
     expect(rows).toEqual([]);
     expect(await eventLanded(jobId, 90)).toBe(true);
     expect(await eventLanded(jobId, 91)).toBe(true);
+  });
+});
+
+describe("done items on the state record", () => {
+  const storeOver = (storage: DurableObjectStorage) =>
+    new JobStore(
+      storage,
+      () => env,
+      loadConfig(env),
+      () => undefined,
+    );
+
+  it("stay on the record until its next write (a restart performs them again); an audit insert is cleared at once", async () => {
+    const jobId = newJobId();
+    await runInDurableObject(env.JOB.getByName(jobId), (_i: JobDO, state) => {
+      const store = storeOver(state.storage);
+      const s = newJobState({ jobId, projectId: "p", intent: "check git status", userId: "u", chatId: null }, 1);
+      store.commit(s, [{ kind: "enqueue", attempt: 1 }]);
+      expect(owedOnRecord(state.storage)).toEqual([["ledger", "enqueue"]]);
+      let puts = 0;
+      const put = state.storage.kv.put.bind(state.storage.kv);
+      state.storage.kv.put = (key: string, value: unknown) => {
+        if (key === "job") puts++;
+        put(key, value);
+      };
+      // Performed: nothing is written for it (both are safe to perform again) …
+      performAll(store);
+      expect(puts).toBe(0);
+      expect(store.outbox.items()).toEqual([]);
+      // … so a restart finds them owed still, and would perform them again.
+      expect(
+        storeOver(state.storage)
+          .outbox.items()
+          .map((i) => i.kind),
+      ).toEqual(["ledger", "enqueue"]);
+      // The next commit's write drops them.
+      const next = store.load();
+      if (!next) throw new Error("no job");
+      next.status = "QUEUED";
+      store.commit(next, [{ kind: "archive_log" }]);
+      expect(owedOnRecord(state.storage)).toEqual([["ledger", "archive_log"]]);
+      performAll(store);
+      // An audit row has no key to make a second insert harmless: once done, the record is cleared.
+      const audited = store.load();
+      if (!audited) throw new Error("no job");
+      store.commit(audited, [{ kind: "audit", actor: "u", action: "approve", detail: {}, at: 1 }]);
+      expect(owedOnRecord(state.storage)).toEqual([["audit"]]);
+      const before = puts;
+      performAll(store);
+      expect(puts - before).toBe(1);
+      expect(owedOnRecord(state.storage)).toEqual([]);
+      expect(storeOver(state.storage).outbox.size()).toBe(0);
+    });
   });
 });

@@ -79,6 +79,7 @@ export class JobStore implements JobContext {
 
   get logs(): LogBuffer {
     if (!this.logBuffer) {
+      this.stored(); // what the record holds besides the state (readBack)
       // A record from before logs rode on it says nothing: the buffer looks for a table.
       const rows = this.readBack.log ?? (this.bornHere || this.readBack.owed ? [] : null);
       const inTable = this.readBack.owed !== undefined && this.readBack.log === undefined;
@@ -92,6 +93,7 @@ export class JobStore implements JobContext {
 
   get outbox(): Outbox {
     if (!this.outboxTable) {
+      this.stored();
       const fresh = this.bornHere || this.readBack.owed !== undefined;
       this.outboxTable = new Outbox(this.storage.sql, {
         batches: this.readBack.owed ?? [],
