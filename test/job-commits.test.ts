@@ -3,7 +3,7 @@
 // outbox or log row of their own. The dispatch mark is stored with the lease the offer grants, a
 // rule answer with the commit that ends the job, and once its effects are done one more write
 // clears them from the record (no commit follows a final job's).
-import { env, runInDurableObject } from "cloudflare:test";
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
@@ -24,6 +24,30 @@ async function recordWrites(jobId: string): Promise<JobState[]> {
     kv.put = (key: string, value: unknown) => {
       if (key === "job") written.push(structuredClone(value as JobState));
       real(key, value);
+    };
+  });
+  return written;
+}
+
+/** Every alarm write of the job from now on (setAlarm's time, or null for deleteAlarm), and its deleteAll. */
+async function recordAlarmWrites(jobId: string): Promise<(number | null | "deleteAll")[]> {
+  const written: (number | null | "deleteAll")[] = [];
+  await runInDurableObject(jobStubOf(jobId), (i: JobDO) => {
+    const storage = insides(i).ctx.storage;
+    const set = storage.setAlarm.bind(storage);
+    const del = storage.deleteAlarm.bind(storage);
+    const wipe = storage.deleteAll.bind(storage);
+    storage.deleteAll = (options?: DurableObjectPutOptions) => {
+      written.push("deleteAll");
+      return wipe(options);
+    };
+    storage.setAlarm = (at: number | Date, options?: DurableObjectSetAlarmOptions) => {
+      written.push(Number(at));
+      return set(at, options);
+    };
+    storage.deleteAlarm = (options?: DurableObjectSetAlarmOptions) => {
+      written.push(null);
+      return del(options);
     };
   });
   return written;
@@ -54,6 +78,7 @@ describe("the state writes of a READ_ONLY job", () => {
     try {
       const jobId = newJobId();
       const written = await recordWrites(jobId);
+      const alarms = await recordAlarmWrites(jobId);
       const stub = jobStubOf(jobId);
       await stub.create({ jobId, projectId: "commits", intent: "check git status", userId: "42", chatId: null });
       const offer = await agent.nextOf("job_offer", (m) => m.jobId === jobId, 10_000);
@@ -97,6 +122,22 @@ describe("the state writes of a READ_ONLY job", () => {
         .bind(jobId)
         .first<{ status: string; answer: string | null }>();
       expect(ledger).toEqual({ status: "SUCCEEDED", answer: "The working tree is clean." });
+      // Two alarm writes: the create's backstop, then (final, owing nothing) straight to the
+      // purge — the backstop does not fire just to re-arm. The purge itself writes no alarm.
+      const finishedAt = written[3]?.finishedAt ?? 0;
+      const purgeAt = finishedAt + 7 * 86_400_000; // JOB_STATE_RETENTION_DAYS, below LOG_RETENTION_DAYS
+      await poll(async () => alarms.length).toBe(2);
+      expect(alarms[1]).toBe(purgeAt);
+      expect(await runInDurableObject(stub, (i: JobDO) => insides(i).ctx.storage.getAlarm())).toBe(purgeAt);
+      await runInDurableObject(stub, (i: JobDO) => {
+        const s = insides(i).load() as JobState;
+        s.finishedAt = Date.now() - 8 * 86_400_000;
+        insides(i).save(s);
+      });
+      expect(await runDurableObjectAlarm(stub)).toBe(true);
+      expect(await storedState(jobId)).toBeUndefined();
+      // (The test harness deletes the alarm it runs, as its firing would.)
+      expect(alarms.slice(2)).toEqual([null, "deleteAll"]);
     } finally {
       agent.close();
     }
