@@ -105,3 +105,12 @@ export function owedOnRecord(storage: DurableObjectStorage): string[][] {
   const record = storage.kv.get<{ owed?: { items: ({ kind: string } | null)[] }[] }>("job");
   return (record?.owed ?? []).map((b) => b.items.flatMap((i) => (i ? [i.kind] : [])));
 }
+
+/** The job's log text as stored (the record's rows while small, else the table's), not redacted again on the way out. */
+export function storedLog(storage: DurableObjectStorage): string {
+  const record = storage.kv.get<{ log?: { data: string }[] }>("job");
+  if (record?.log) return record.log.map((r) => r.data).join("");
+  return [...storage.sql.exec<{ data: string }>("SELECT data FROM log_chunks ORDER BY attempt, seq")]
+    .map((r) => r.data)
+    .join("");
+}
