@@ -240,3 +240,53 @@ describe("JobStore", () => {
     agent.close();
   });
 });
+
+describe("an object from before effects and logs rode on the record", () => {
+  it("takes its outbox's batch rows onto the record at the next write, and keeps reading its log table", async () => {
+    const jobId = newJobId();
+    await runInDurableObject(env.JOB.getByName(jobId), (_i: JobDO, state) => {
+      const sql = state.storage.sql;
+      // As the earlier code left it: the bare state under "job", a batch row, a log row.
+      const s = newJobState({ jobId, projectId: "p", intent: "check git status", userId: "u", chatId: null }, 1);
+      state.storage.kv.put("job", s);
+      sql.exec(`CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL,
+        tries INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0, lane TEXT, parked_at INTEGER,
+        reported INTEGER NOT NULL DEFAULT 0, last_error TEXT)`);
+      sql.exec(
+        "INSERT INTO outbox (id, kind, payload) VALUES (1024, 'ledger,enqueue', ?)",
+        '[null,{"kind":"ledger"},{"kind":"enqueue","attempt":1}]',
+      );
+      sql.exec(`CREATE TABLE log_chunks (
+        attempt INTEGER NOT NULL, seq INTEGER NOT NULL, step_id TEXT, stream TEXT NOT NULL,
+        data TEXT NOT NULL, bytes INTEGER NOT NULL, first_seq INTEGER, PRIMARY KEY (attempt, seq)) WITHOUT ROWID`);
+      sql.exec("INSERT INTO log_chunks VALUES (1, 0, 's1', 'stdout', 'old\n', 4, NULL)");
+      const store = new JobStore(
+        state.storage,
+        () => env,
+        loadConfig(env),
+        () => undefined,
+      );
+      expect(store.outbox.items().map((i) => i.kind)).toEqual(["ledger", "enqueue"]);
+      expect([...store.logs.chunks()].join("")).toBe("old\n");
+      store.logs.append({ attempt: 1, seq: 1, stepId: "s1", stream: "stdout", data: "new\n" });
+      const next = store.load() as JobState;
+      next.status = "QUEUED";
+      store.commit(next, [{ kind: "archive_log" }]);
+      // The batch row is now on the record (and gone from the table, in the same write); the
+      // commit's ledger snapshot coalesced into the one still owed.
+      expect(sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n).toBe(0);
+      expect(owedOnRecord(state.storage)).toEqual([["ledger", "enqueue"], ["archive_log"]]);
+      // The log stays in its table: the record carries none.
+      expect(state.storage.kv.get<{ log?: unknown }>("job")?.log).toBeUndefined();
+      const again = new JobStore(
+        state.storage,
+        () => env,
+        loadConfig(env),
+        () => undefined,
+      );
+      expect([...again.logs.chunks()].join("")).toBe("old\nnew\n");
+      expect(again.outbox.items().map((i) => i.kind)).toEqual(["ledger", "enqueue", "archive_log"]);
+    });
+  });
+});
