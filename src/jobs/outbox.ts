@@ -21,8 +21,8 @@ import {
   type OutboxItem,
   type OutboxRow,
   type ParkedRow,
-  REPORT_RETRY_MS,
 } from "./outbox-items.ts";
+import { OutboxRows, type Slots } from "./outbox-rows.ts";
 
 /** Items that act on the current state: one pending is enough. */
 const COALESCED: ReadonlySet<OutboxItem["kind"]> = new Set(["ledger", "notify", "archive_log"]);
@@ -34,8 +34,6 @@ const UNREPEATABLE: ReadonlySet<OutboxItem["kind"]> = new Set(["audit"]);
  */
 const ID_SHIFT = 10;
 const BATCH_MAX = 2 ** ID_SHIFT - 1;
-
-type Slots = (OutboxItem | null)[];
 
 /** A commit's items as the state record holds them (null where one has left). */
 export interface StoredBatch {
@@ -49,17 +47,12 @@ export interface OutboxHost {
   batches: readonly StoredBatch[];
   /** Whether the table of moved items exists (null: not known, an object from before the record said). */
   table: boolean | null;
-  /** Writes the record now (batches() and hasTable() included), in the caller's transaction. */
+  /** Writes the record now (stored() and hasTable() included), in the caller's transaction. */
   persist(): void;
 }
 
-/** A table row's payload is the moved item; one from before batches rode on the record, a JSON array. */
-const isBatch = (payload: string) => payload.startsWith("[");
-/** SQL: the row is a moved item (not an old batch row, which the record takes over). */
-const MOVED = "substr(payload, 1, 1) <> '['";
-
 export class Outbox {
-  private readonly sql: SqlStorage;
+  private readonly rows: OutboxRows;
   private readonly random: () => number;
   private readonly persist: () => void;
   /** The batches owed, in order; a slot is null once its item was done or moved to a row. */
@@ -74,60 +67,25 @@ export class Outbox {
   private alertOwed: boolean | null = null;
   /** The highest id in use (read once: this object is the only writer). */
   private maxId: number | null = null;
-  private table: boolean | null;
   /** Batch rows of the table from before the record held them: deleted when the record is next written. */
   private legacy: number[] = [];
 
   constructor(sql: SqlStorage, host: OutboxHost, random: () => number = Math.random) {
-    this.sql = sql;
+    this.rows = new OutboxRows(sql, host.table);
     this.random = random;
     this.persist = host.persist;
     this.batches = host.batches.map((b) => ({ id: b.id, items: [...b.items] }));
-    this.table = host.table;
-    if (this.table === null) {
-      this.table =
-        sql.exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").toArray()
-          .length > 0;
-      if (this.table) this.upgrade();
+    if (host.table === null) {
+      const old = this.rows.upgrade();
+      this.batches.push(...old);
+      this.batches.sort((a, b) => a.id - b.id);
+      this.legacy = old.map((b) => b.id);
     }
-  }
-
-  /** An object from before: its table gets the newer columns, its batch rows are taken onto the record. */
-  private upgrade(): void {
-    const columns = new Set(
-      this.sql
-        .exec<{ name: string }>("PRAGMA table_info(outbox)")
-        .toArray()
-        .map((c) => c.name),
-    );
-    if (!columns.has("lane")) this.sql.exec("ALTER TABLE outbox ADD COLUMN lane TEXT");
-    if (!columns.has("parked_at")) this.sql.exec("ALTER TABLE outbox ADD COLUMN parked_at INTEGER");
-    if (!columns.has("reported")) this.sql.exec("ALTER TABLE outbox ADD COLUMN reported INTEGER NOT NULL DEFAULT 0");
-    if (!columns.has("last_error")) this.sql.exec("ALTER TABLE outbox ADD COLUMN last_error TEXT");
-    for (const r of this.sql.exec<{ id: number; payload: string }>(
-      "SELECT id, payload FROM outbox WHERE parked_at IS NULL AND tries = 0 ORDER BY id",
-    )) {
-      if (!isBatch(r.payload)) continue;
-      this.batches.push({ id: r.id, items: JSON.parse(r.payload) as Slots });
-      this.legacy.push(r.id);
-    }
-    this.batches.sort((a, b) => a.id - b.id);
-  }
-
-  private createTable(): void {
-    if (this.table) return;
-    // No AUTOINCREMENT: it would write a sqlite_sequence row with every insert. Ids stay
-    // ordered among the items present, which is all the lanes need.
-    this.sql.exec(`CREATE TABLE IF NOT EXISTS outbox (
-      id INTEGER PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL,
-      tries INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0, lane TEXT, parked_at INTEGER,
-      reported INTEGER NOT NULL DEFAULT 0, last_error TEXT)`);
-    this.table = true;
   }
 
   /** Whether the table of moved items exists (the record notes it, so no later instance looks it up). */
   hasTable(): boolean {
-    return this.table === true;
+    return this.rows.created;
   }
 
   /**
@@ -135,7 +93,7 @@ export class Outbox {
    * any batch rows of the old table it takes over, in the same transaction).
    */
   stored(): StoredBatch[] {
-    for (const id of this.legacy) this.sql.exec("DELETE FROM outbox WHERE id = ?", id);
+    for (const id of this.legacy) this.rows.delete(id);
     this.legacy = [];
     this.batches = this.batches.filter((b) => b.items.some((i) => i !== null));
     this.stale = false;
@@ -161,32 +119,18 @@ export class Outbox {
   queue(items: OutboxItem[]): void {
     const owed = this.coalesce(items);
     for (let i = 0; i < owed.length; i += BATCH_MAX) {
-      const max = this.highestId();
-      const id = (Math.floor(max / 2 ** ID_SHIFT) + 1) * 2 ** ID_SHIFT;
+      this.maxId ??= Math.max(this.rows.maxId(), ...this.batches.map((b) => b.id));
+      const id = (Math.floor(this.maxId / 2 ** ID_SHIFT) + 1) * 2 ** ID_SHIFT;
       this.batches.push({ id, items: owed.slice(i, i + BATCH_MAX) });
       this.maxId = id;
     }
   }
 
-  private highestId(): number {
-    if (this.maxId === null) {
-      const row = this.table ? this.sql.exec<{ m: number | null }>("SELECT MAX(id) AS m FROM outbox").one().m : null;
-      this.maxId = Math.max(row ?? 0, ...this.batches.map((b) => b.id));
-    }
-    return this.maxId;
-  }
-
   private coalesce(items: OutboxItem[]): OutboxItem[] {
     if (!items.some((i) => COALESCED.has(i.kind))) return items;
-    const pending = new Set<string>();
+    const pending = new Set<string>(this.rows.untriedKinds());
     for (const b of this.batches) {
       if (!this.inflight.has(b.id)) for (const i of b.items) if (i) pending.add(i.kind);
-    }
-    if (this.table) {
-      for (const r of this.sql.exec<{ kind: string }>(
-        `SELECT kind FROM outbox WHERE tries = 0 AND parked_at IS NULL AND ${MOVED}`,
-      ))
-        pending.add(r.kind);
     }
     return items.filter((i) => {
       if (!COALESCED.has(i.kind)) return true;
@@ -210,23 +154,12 @@ export class Outbox {
       });
     }
     this.alertOwed = false;
-    if (this.table) {
-      for (const r of this.sql.exec<{
-        id: number;
-        payload: string;
-        tries: number;
-        next_at: number;
-        parked_at: number | null;
-        reported: number;
-      }>("SELECT id, payload, tries, next_at, parked_at, reported FROM outbox ORDER BY id")) {
-        if (r.parked_at !== null) {
-          if (r.reported === 0 && r.next_at <= now) this.alertOwed = true;
-          continue;
-        }
-        if (isBatch(r.payload)) continue; // an old batch row, taken onto the record (upgrade)
-        const item = JSON.parse(r.payload) as OutboxItem;
-        items.push({ id: r.id, pos: r.id, item, tries: r.tries, batch: false, nextAt: r.next_at });
+    for (const r of this.rows.all()) {
+      if (r.parkedAt !== null) {
+        if (!r.reported && r.nextAt <= now) this.alertOwed = true;
+        continue;
       }
+      items.push({ id: r.id, pos: r.id, item: r.item, tries: r.tries, batch: false, nextAt: r.nextAt });
     }
     items.sort((a, b) => a.pos - b.pos);
     const waiting = new Set<string>();
@@ -248,7 +181,7 @@ export class Outbox {
 
   /** The item was performed: a batch item leaves the record at its next write, a moved item's row goes now. */
   done(e: OutboxRow): void {
-    if (!this.leaveBatch(e)) this.sql.exec("DELETE FROM outbox WHERE id = ?", e.id);
+    if (!this.leaveBatch(e)) this.rows.delete(e.id);
   }
 
   /** Counts a failure: backs off (jittered), or parks the item once it has failed too often. */
@@ -295,88 +228,38 @@ export class Outbox {
   /** A failed or postponed item's own row; a batch item leaves the record in the same transaction. */
   private moveOut(e: OutboxRow, tries: number, nextAt: number, parkedAt: number | null, error: string | null) {
     if (!e.batch) {
-      this.sql.exec(
-        "UPDATE outbox SET tries = ?, next_at = ?, parked_at = ?, reported = 0, last_error = COALESCE(?, last_error) WHERE id = ?",
-        tries,
-        nextAt,
-        parkedAt,
-        error,
-        e.id,
-      );
+      this.rows.update(e.id, tries, nextAt, parkedAt, error);
       return;
     }
-    this.createTable();
     this.leaveBatch(e);
     // No await between the two writes: the object's storage commits them together, so the
     // item is never in the record and a row at once (the rare path: an item that failed).
-    this.sql.exec(
-      "INSERT INTO outbox (id, kind, payload, lane, tries, next_at, parked_at, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-      e.pos,
-      e.item.kind,
-      JSON.stringify(e.item),
-      laneOf(e.item.kind),
-      tries,
-      nextAt,
-      parkedAt,
-      error,
-    );
+    this.rows.insert(e.pos, e.item, tries, nextAt, parkedAt, error);
     this.persist();
   }
 
   parked(): ParkedRow[] {
-    if (!this.table) return [];
-    return this.sql
-      .exec<{
-        id: number;
-        kind: string;
-        tries: number;
-        last_error: string | null;
-        parked_at: number;
-        reported: number;
-      }>("SELECT id, kind, tries, last_error, parked_at, reported FROM outbox WHERE parked_at IS NOT NULL ORDER BY id")
-      .toArray()
-      .map((r) => ({
-        id: r.id,
-        kind: r.kind as OutboxItem["kind"],
-        tries: r.tries,
-        error: r.last_error,
-        parkedAt: r.parked_at,
-        reported: r.reported === 1,
-      }));
+    return this.rows.parked();
   }
 
   /** Parked items whose alert is due (not yet delivered). */
   unreported(now: number): ParkedRow[] {
-    // The last scan (due) saw none, and nothing was parked since; or nothing ever failed.
-    if (this.alertOwed === false || !this.table) return [];
-    const due = new Set(
-      this.sql
-        .exec<{ id: number }>(
-          "SELECT id FROM outbox WHERE parked_at IS NOT NULL AND reported = 0 AND next_at <= ?",
-          now,
-        )
-        .toArray()
-        .map((r) => r.id),
-    );
-    return this.parked().filter((p) => due.has(p.id));
+    // The last scan (due) saw none, and nothing was parked since.
+    if (this.alertOwed === false) return [];
+    return this.rows.unreported(now);
   }
 
   reportedNow(ids: number[]): void {
-    for (const id of ids) this.sql.exec("UPDATE outbox SET reported = 1 WHERE id = ?", id);
+    this.rows.reportedNow(ids);
   }
 
   reportLater(ids: number[], now: number): void {
-    for (const id of ids) this.sql.exec("UPDATE outbox SET next_at = ? WHERE id = ?", now + REPORT_RETRY_MS, id);
+    this.rows.reportLater(ids, now);
   }
 
   /** Puts every parked item back in line with a fresh budget of tries; returns them. */
   replay(): ParkedRow[] {
-    const rows = this.parked();
-    if (rows.length > 0)
-      this.sql.exec(
-        "UPDATE outbox SET parked_at = NULL, reported = 0, tries = 0, next_at = 0 WHERE parked_at IS NOT NULL",
-      );
-    return rows;
+    return this.rows.replay();
   }
 
   /** When the alarm is next needed: live items, and parked ones whose alert is still owed. */
@@ -392,17 +275,10 @@ export class Outbox {
   pending(): { nextAt: number | null; size: number } {
     let size = 0;
     for (const b of this.batches) for (const i of b.items) if (i) size++;
-    let nextAt: number | null = size > 0 ? 0 : null;
-    if (this.table) {
-      const row = this.sql
-        .exec<{ n: number | null; c: number }>(
-          `SELECT MIN(CASE WHEN parked_at IS NULL OR reported = 0 THEN next_at END) AS n, COUNT(*) AS c FROM outbox WHERE ${MOVED}`,
-        )
-        .one();
-      size += row.c;
-      if (row.n !== null) nextAt = nextAt === null ? row.n : Math.min(nextAt, row.n);
-    }
-    return { nextAt, size };
+    const rows = this.rows.pending();
+    const own = size > 0 ? 0 : null;
+    const nextAt = own === null ? rows.nextAt : rows.nextAt === null ? own : Math.min(own, rows.nextAt);
+    return { nextAt, size: size + rows.size };
   }
 
   /** The items owed, in order, as the drain would see them (tests and the ops view). */
@@ -412,21 +288,8 @@ export class Outbox {
       b.items.forEach((item, i) => {
         if (item) out.push({ pos: b.id + i + 1, kind: item.kind, tries: 0, parked: false, nextAt: 0 });
       });
-    if (this.table)
-      for (const r of this.sql.exec<{
-        id: number;
-        kind: string;
-        tries: number;
-        parked_at: number | null;
-        next_at: number;
-      }>(`SELECT id, kind, tries, parked_at, next_at FROM outbox WHERE ${MOVED} ORDER BY id`))
-        out.push({
-          pos: r.id,
-          kind: r.kind as OutboxItem["kind"],
-          tries: r.tries,
-          parked: r.parked_at !== null,
-          nextAt: r.next_at,
-        });
+    for (const r of this.rows.all())
+      out.push({ pos: r.id, kind: r.item.kind, tries: r.tries, parked: r.parkedAt !== null, nextAt: r.nextAt });
     return out.sort((a, b) => a.pos - b.pos).map(({ pos: _, ...rest }) => rest);
   }
 }
