@@ -207,7 +207,7 @@ export class JobStore implements JobContext {
 
   /** Writes the record if the log changed since it was written and no commit has stored it (an agent's log-only frames). */
   flush(): void {
-    if (this.logs.unsaved) this.persist();
+    if (this.logBuffer?.unsaved) this.persist();
   }
 
   saveLiveness(patch: LivenessPatch): void {
