@@ -207,22 +207,22 @@ export class LogStore {
     return this.created && this.sql.exec("SELECT 1 FROM log_chunks WHERE data = ? LIMIT 1", data).toArray().length > 0;
   }
 
-  /** The rows of `attempt` before `seq`, latest first, at most `limit`. */
-  before(attempt: number, seq: number, limit: number): { seq: number; data: string }[] {
-    if (this.inline)
-      return this.inline
+  /** The rows of `attempt` before `seq`, latest first, at most `limit` (read lazily: callers stop early). */
+  *before(attempt: number, seq: number, limit: number): Generator<{ seq: number; data: string }> {
+    if (this.inline) {
+      yield* this.inline
         .filter((r) => r.attempt === attempt && r.seq < seq)
         .reverse()
         .slice(0, limit);
-    if (!this.created) return [];
-    return this.sql
-      .exec<{ seq: number; data: string }>(
-        "SELECT seq, data FROM log_chunks WHERE attempt = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-        attempt,
-        seq,
-        limit,
-      )
-      .toArray();
+      return;
+    }
+    if (!this.created) return;
+    yield* this.sql.exec<{ seq: number; data: string }>(
+      "SELECT seq, data FROM log_chunks WHERE attempt = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+      attempt,
+      seq,
+      limit,
+    );
   }
 
   /** Every row in order: from the record, or memory when it holds them all, else the table. */
