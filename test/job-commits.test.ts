@@ -1,7 +1,9 @@
 // The state writes a READ_ONLY job makes (issue 18, cost per job): each one is a billed row, and
-// with it go an outbox row pair and a ledger snapshot. The dispatch mark is stored with the lease
-// the offer grants, and a rule answer with the commit that ends the job.
-import { env, runInDurableObject } from "cloudflare:test";
+// carries the effects it queues (a ledger snapshot among them) and the log appended since: no
+// outbox or log row of their own. The dispatch mark is stored with the lease the offer grants, a
+// rule answer with the commit that ends the job, and once its effects are done one more write
+// clears them from the record (no commit follows a final job's).
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
@@ -27,16 +29,56 @@ async function recordWrites(jobId: string): Promise<JobState[]> {
   return written;
 }
 
+/** Every alarm write of the job from now on (setAlarm's time, or null for deleteAlarm), and its deleteAll. */
+async function recordAlarmWrites(jobId: string): Promise<(number | null | "deleteAll")[]> {
+  const written: (number | null | "deleteAll")[] = [];
+  await runInDurableObject(jobStubOf(jobId), (i: JobDO) => {
+    const storage = insides(i).ctx.storage;
+    const set = storage.setAlarm.bind(storage);
+    const del = storage.deleteAlarm.bind(storage);
+    const wipe = storage.deleteAll.bind(storage);
+    storage.deleteAll = (options?: DurableObjectPutOptions) => {
+      written.push("deleteAll");
+      return wipe(options);
+    };
+    storage.setAlarm = (at: number | Date, options?: DurableObjectSetAlarmOptions) => {
+      written.push(Number(at));
+      return set(at, options);
+    };
+    storage.deleteAlarm = (options?: DurableObjectSetAlarmOptions) => {
+      written.push(null);
+      return del(options);
+    };
+  });
+  return written;
+}
+
+/** The kinds of the effects a written record carries (its owed batches). */
+const owedKinds = (record: JobState): string[] =>
+  ((record as { owed?: { items: ({ kind: string } | null)[] }[] }).owed ?? []).flatMap((b) =>
+    b.items.flatMap((i) => (i ? [i.kind] : [])),
+  );
+
+const tablesOf = (jobId: string) =>
+  runInDurableObject(jobStubOf(jobId), (_i: JobDO, state) =>
+    state.storage.sql
+      .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'")
+      .toArray()
+      .map((t) => t.name)
+      .filter((name) => !name.startsWith("_cf_")),
+  );
+
 const storedState = (jobId: string) =>
   runInDurableObject(jobStubOf(jobId), (_i: JobDO, state) => state.storage.kv.get<JobState>("job"));
 
 describe("the state writes of a READ_ONLY job", () => {
-  it("are three: the create, the offer (dispatch mark and lease), the agent's batch with the answer", async () => {
+  it("are the create, the offer (dispatch mark and lease), the agent's batch with the answer, the clear", async () => {
     const { agentId, token } = await pairAgent("commits");
     const agent = await TestAgent.connect(token, { workspaces: ["commits"], agentName: "commits" });
     try {
       const jobId = newJobId();
       const written = await recordWrites(jobId);
+      const alarms = await recordAlarmWrites(jobId);
       const stub = jobStubOf(jobId);
       await stub.create({ jobId, projectId: "commits", intent: "check git status", userId: "42", chatId: null });
       const offer = await agent.nextOf("job_offer", (m) => m.jobId === jobId, 10_000);
@@ -58,7 +100,19 @@ describe("the state writes of a READ_ONLY job", () => {
       expect(result).toEqual({ ok: true, value: 5 });
       // Everything the job owes is done (the archive is its last effect).
       await poll(async () => (await stub.opCounts())["outbox.archive_log"]).toBe(1);
-      expect(written.map((s) => s.status)).toEqual(["QUEUED", "QUEUED", "SUCCEEDED"]);
+      await poll(async () => written.length).toBe(4);
+      expect(written.map((s) => s.status)).toEqual(["QUEUED", "QUEUED", "SUCCEEDED", "SUCCEEDED"]);
+      // Each write carries what its commit owes; the last only drops what was done.
+      const owed = written.map((s) => owedKinds(s));
+      expect(owed[0]).toEqual(expect.arrayContaining(["ledger", "event", "enqueue"]));
+      expect(owed[2]).toEqual(expect.arrayContaining(["ledger", "event", "archive_log"]));
+      expect(owed[3]).toEqual([]);
+      // The batch's log rode on its write: no log table was created.
+      expect((written[2] as { log?: unknown } | undefined)?.log).toEqual([
+        expect.objectContaining({ seq: -1, stream: "system" }), // the attempt's header
+        expect.objectContaining({ seq: 0, stepId: "s1", data: "nothing to commit, working tree clean\n" }),
+      ]);
+      expect(await tablesOf(jobId)).toEqual([]);
       // The offer's write carries the dispatch mark and the lease the offer granted.
       expect(written[1]?.dispatchedAttempt).toBe(1);
       expect(written[1]?.lease).toMatchObject({ agentId, leaseToken: offer.leaseToken });
@@ -68,6 +122,22 @@ describe("the state writes of a READ_ONLY job", () => {
         .bind(jobId)
         .first<{ status: string; answer: string | null }>();
       expect(ledger).toEqual({ status: "SUCCEEDED", answer: "The working tree is clean." });
+      // Two alarm writes: the create's backstop, then (final, owing nothing) straight to the
+      // purge — the backstop does not fire just to re-arm. The purge itself writes no alarm.
+      const finishedAt = written[3]?.finishedAt ?? 0;
+      const purgeAt = finishedAt + 7 * 86_400_000; // JOB_STATE_RETENTION_DAYS, below LOG_RETENTION_DAYS
+      await poll(async () => alarms.length).toBe(2);
+      expect(alarms[1]).toBe(purgeAt);
+      expect(await runInDurableObject(stub, (i: JobDO) => insides(i).ctx.storage.getAlarm())).toBe(purgeAt);
+      await runInDurableObject(stub, (i: JobDO) => {
+        const s = insides(i).load() as JobState;
+        s.finishedAt = Date.now() - 8 * 86_400_000;
+        insides(i).save(s);
+      });
+      expect(await runDurableObjectAlarm(stub)).toBe(true);
+      expect(await storedState(jobId)).toBeUndefined();
+      // (The test harness deletes the alarm it runs, as its firing would.)
+      expect(alarms.slice(2)).toEqual([null, "deleteAll"]);
     } finally {
       agent.close();
     }

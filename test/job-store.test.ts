@@ -8,7 +8,7 @@ import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
 import { JobStore } from "../src/jobs/job-store.ts";
 import { newJobId } from "../src/lib/crypto.ts";
-import { insides } from "./helpers/job-insides.ts";
+import { insides, owedOnRecord, performAll } from "./helpers/job-insides.ts";
 import { jobStubOf, offered } from "./helpers/offers.ts";
 
 describe("JobStore", () => {
@@ -92,9 +92,8 @@ describe("JobStore", () => {
         loadConfig(env),
         () => undefined,
       );
-      const ledgerItems = () =>
-        state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE kind = 'ledger'").one().n;
-      const clear = () => state.storage.sql.exec("DELETE FROM outbox");
+      const ledgerItems = () => store.outbox.items().filter((i) => i.kind === "ledger").length;
+      const clear = () => performAll(store);
       const s = newJobState({ jobId, projectId: "p", intent: "check git status", userId: "u", chatId: null }, 1);
       store.commit(s);
       expect(ledgerItems()).toBe(1);
@@ -131,7 +130,7 @@ describe("JobStore", () => {
       );
       const again = next.load() as JobState;
       next.commit(again);
-      expect(ledgerItems()).toBe(1);
+      expect(next.outbox.items().filter((i) => i.kind === "ledger")).toHaveLength(1);
     });
   });
 
@@ -167,9 +166,9 @@ describe("JobStore", () => {
       );
       const s = newJobState({ jobId, projectId: "p", intent: "check git status", userId: "u", chatId: "c" }, 1);
       store.commit(s);
-      state.storage.sql.exec("DELETE FROM outbox");
+      performAll(store);
       const before = { puts, commits };
-      const rows = () => state.storage.sql.exec<{ kind: string }>("SELECT kind FROM outbox").toArray();
+      const rows = () => store.outbox.items().map((i) => i.kind);
 
       await expect(
         store.together(async () => {
@@ -190,7 +189,9 @@ describe("JobStore", () => {
       // What was committed before the failure is stored, once: ledger and notify coalesced.
       expect(puts - before.puts).toBe(1);
       expect(commits - before.commits).toBe(1);
-      expect(rows()).toEqual([{ kind: "ledger,notify,archive_log" }]);
+      expect(rows()).toEqual(["ledger", "notify", "archive_log"]);
+      // … and they rode on that one write, in one batch.
+      expect(owedOnRecord(state.storage)).toEqual([["ledger", "notify", "archive_log"]]);
       const stored = state.storage.kv.get<JobState>("job");
       expect(stored?.status).toBe("QUEUED");
       expect(stored?.lease?.agentId).toBe("a1");
@@ -237,5 +238,55 @@ describe("JobStore", () => {
     expect(written.filter((s) => s !== "SUCCEEDED")).toEqual([]);
     expect((await stub.get())?.steps.map((s) => s.state)).toEqual(["succeeded"]);
     agent.close();
+  });
+});
+
+describe("an object from before effects and logs rode on the record", () => {
+  it("takes its outbox's batch rows onto the record at the next write, and keeps reading its log table", async () => {
+    const jobId = newJobId();
+    await runInDurableObject(env.JOB.getByName(jobId), (_i: JobDO, state) => {
+      const sql = state.storage.sql;
+      // As the earlier code left it: the bare state under "job", a batch row, a log row.
+      const s = newJobState({ jobId, projectId: "p", intent: "check git status", userId: "u", chatId: null }, 1);
+      state.storage.kv.put("job", s);
+      sql.exec(`CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL,
+        tries INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0, lane TEXT, parked_at INTEGER,
+        reported INTEGER NOT NULL DEFAULT 0, last_error TEXT)`);
+      sql.exec(
+        "INSERT INTO outbox (id, kind, payload) VALUES (1024, 'ledger,enqueue', ?)",
+        '[null,{"kind":"ledger"},{"kind":"enqueue","attempt":1}]',
+      );
+      sql.exec(`CREATE TABLE log_chunks (
+        attempt INTEGER NOT NULL, seq INTEGER NOT NULL, step_id TEXT, stream TEXT NOT NULL,
+        data TEXT NOT NULL, bytes INTEGER NOT NULL, first_seq INTEGER, PRIMARY KEY (attempt, seq)) WITHOUT ROWID`);
+      sql.exec("INSERT INTO log_chunks VALUES (1, 0, 's1', 'stdout', 'old\n', 4, NULL)");
+      const store = new JobStore(
+        state.storage,
+        () => env,
+        loadConfig(env),
+        () => undefined,
+      );
+      expect(store.outbox.items().map((i) => i.kind)).toEqual(["ledger", "enqueue"]);
+      expect([...store.logs.chunks()].join("")).toBe("old\n");
+      store.logs.append({ attempt: 1, seq: 1, stepId: "s1", stream: "stdout", data: "new\n" });
+      const next = store.load() as JobState;
+      next.status = "QUEUED";
+      store.commit(next, [{ kind: "archive_log" }]);
+      // The batch row is now on the record (and gone from the table, in the same write); the
+      // commit's ledger snapshot coalesced into the one still owed.
+      expect(sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n).toBe(0);
+      expect(owedOnRecord(state.storage)).toEqual([["ledger", "enqueue"], ["archive_log"]]);
+      // The log stays in its table: the record carries none.
+      expect(state.storage.kv.get<{ log?: unknown }>("job")?.log).toBeUndefined();
+      const again = new JobStore(
+        state.storage,
+        () => env,
+        loadConfig(env),
+        () => undefined,
+      );
+      expect([...again.logs.chunks()].join("")).toBe("old\nnew\n");
+      expect(again.outbox.items().map((i) => i.kind)).toEqual(["ledger", "enqueue", "archive_log"]);
+    });
   });
 });

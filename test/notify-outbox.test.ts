@@ -34,15 +34,9 @@ describe("notifications in the outbox", () => {
       .bind(jobId)
       .first<{ n: number }>();
     expect(events?.n).toBe(3);
-    const pending = await runInDurableObject(stub, (i: JobDO) =>
-      insides(i)
-        .ctx.storage.sql.exec<{ kind: string; tries: number; next_at: number }>(
-          "SELECT kind, tries, next_at FROM outbox",
-        )
-        .toArray(),
-    );
+    const pending = await runInDurableObject(stub, (i: JobDO) => insides(i).outbox.items());
     expect(pending).toHaveLength(1);
-    expect(pending[0]).toMatchObject({ kind: "notify", tries: 0 });
-    expect((pending[0]?.next_at ?? 0) - Date.now()).toBeGreaterThan(25_000);
+    expect(pending[0]).toMatchObject({ kind: "notify", tries: 0, parked: false });
+    expect((pending[0]?.nextAt ?? 0) - Date.now()).toBeGreaterThan(25_000);
   });
 });

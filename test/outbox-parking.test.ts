@@ -3,10 +3,13 @@
 // writes of the same job (order kept) but not its archive upload.
 import { env, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
+import { loadConfig } from "../src/config.ts";
+import { newJobState } from "../src/jobs/decisions.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
+import { JobStore } from "../src/jobs/job-store.ts";
 import { backoffMs, MAX_OUTBOX_TRIES } from "../src/jobs/outbox-items.ts";
 import { newJobId } from "../src/lib/crypto.ts";
-import { insides } from "./helpers/job-insides.ts";
+import { insides, owedOnRecord, performAll } from "./helpers/job-insides.ts";
 import { api, json } from "./helpers/worker.ts";
 
 const TRIGGER = "test_fail_event_insert";
@@ -32,13 +35,9 @@ async function newJob(): Promise<{ jobId: string; stub: DurableObjectStub<JobDO>
   return { jobId, stub };
 }
 
-type Row = { id: number; kind: string; tries: number; parked_at: number | null; next_at: number };
+/** The items the job's outbox owes, in order (on its state record and in the rows of failed ones). */
 const outboxRows = (stub: DurableObjectStub<JobDO>) =>
-  runInDurableObject(stub, (i: JobDO) =>
-    insides(i)
-      .ctx.storage.sql.exec<Row>("SELECT id, kind, tries, parked_at, next_at FROM outbox ORDER BY id")
-      .toArray(),
-  );
+  runInDurableObject(stub, (i: JobDO) => insides(i).outbox.items());
 
 /** Queues a (failing) event, then a ledger snapshot and an archive upload behind it. */
 async function queueEventThenOthers(stub: DurableObjectStub<JobDO>): Promise<void> {
@@ -142,14 +141,14 @@ describe("outbox lanes and parking", () => {
     await queueEventThenOthers(stub);
     for (let n = 1; n < MAX_OUTBOX_TRIES - 1; n++) await retryNow(stub);
     let rows = await outboxRows(stub);
-    expect(rows[0]).toMatchObject({ kind: "event", tries: MAX_OUTBOX_TRIES - 1, parked_at: null });
+    expect(rows[0]).toMatchObject({ kind: "event", tries: MAX_OUTBOX_TRIES - 1, parked: false });
     expect(rows.map((r) => r.kind)).toEqual(["event", "ledger"]);
     await retryNow(stub);
     rows = await outboxRows(stub);
     // Parked: kept, and the ledger snapshot behind it has been written.
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ kind: "event", tries: MAX_OUTBOX_TRIES });
-    expect(rows[0]?.parked_at).not.toBeNull();
+    expect(rows[0]?.parked).toBe(true);
     const alert = await env.DB.prepare("SELECT active, message FROM alerts WHERE key = ?")
       .bind(`outbox_parked:${jobId}`)
       .first<{ active: number; message: string }>();
@@ -171,7 +170,7 @@ describe("outbox lanes and parking", () => {
     await failEventsOf(jobId);
     await queueEventThenOthers(stub);
     for (let n = 1; n < MAX_OUTBOX_TRIES; n++) await retryNow(stub);
-    expect((await outboxRows(stub))[0]?.parked_at).not.toBeNull();
+    expect((await outboxRows(stub))[0]?.parked).toBe(true);
     expect((await api(`/api/jobs/${jobId}/outbox/replay`, { method: "POST", token: "wrong" })).status).toBe(401);
     expect(
       await env.DB.prepare("SELECT 1 FROM job_events WHERE job_id = ? AND seq = 90").bind(jobId).first(),
@@ -208,19 +207,30 @@ const eventLanded = async (jobId: string, seq: number) =>
   (await env.DB.prepare("SELECT 1 AS ok FROM job_events WHERE job_id = ? AND seq = ?").bind(jobId, seq).first()) !==
   null;
 
-describe("one outbox row per commit", () => {
-  it("writes a commit's effects as one row, which the drain deletes once they are all done", async () => {
+const tables = (stub: DurableObjectStub<JobDO>) =>
+  runInDurableObject(stub, (i: JobDO) =>
+    insides(i)
+      .ctx.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'outbox'")
+      .toArray(),
+  );
+
+describe("a commit's effects ride on its state write", () => {
+  it("stores them in the state record, with no outbox row; a final job's record is cleared once they are done", async () => {
     const { jobId, stub } = await newJob();
-    const rows = await runInDurableObject(stub, (i: JobDO) => {
+    const owed = await runInDurableObject(stub, (i: JobDO) => {
       const state = insides(i).load();
       if (!state) throw new Error("no job");
       insides(i).commit(state, [note(92), note(93), { kind: "archive_log" }]);
       // Read before the drain the commit started has run (nothing awaited yet).
-      return insides(i).ctx.storage.sql.exec<{ kind: string }>("SELECT kind FROM outbox").toArray();
+      return owedOnRecord(insides(i).ctx.storage);
     });
-    expect(rows).toEqual([{ kind: "event,event,archive_log" }]);
+    expect(owed).toEqual([["event", "event", "archive_log"]]);
+    expect(await tables(stub)).toEqual([]);
     await runInDurableObject(stub, (i: JobDO) => insides(i).afterChange());
     expect(await outboxRows(stub)).toEqual([]);
+    // No commit follows a final job's: the record is written once more, without the done items.
+    expect(await runInDurableObject(stub, (i: JobDO) => owedOnRecord(insides(i).ctx.storage))).toEqual([]);
+    expect(await tables(stub)).toEqual([]);
     expect(await eventLanded(jobId, 92)).toBe(true);
     expect(await eventLanded(jobId, 93)).toBe(true);
     expect(await env.ARCHIVE.head(`logs/jobs/${jobId}.log`)).not.toBeNull();
@@ -241,6 +251,9 @@ describe("one outbox row per commit", () => {
       ["event", 1],
       ["event", 0],
     ]);
+    // The failed item is in a row of its own now, and off the record (never in both).
+    expect(await tables(stub)).toEqual([{ name: "outbox" }]);
+    expect(await runInDurableObject(stub, (i: JobDO) => owedOnRecord(insides(i).ctx.storage))).toEqual([["event"]]);
     expect(await env.ARCHIVE.head(`logs/jobs/${jobId}.log`)).not.toBeNull();
     // A drain before the backoff has passed still keeps seq 91 behind seq 90.
     await runInDurableObject(stub, (i: JobDO) => insides(i).drain());
@@ -251,5 +264,58 @@ describe("one outbox row per commit", () => {
     expect(rows).toEqual([]);
     expect(await eventLanded(jobId, 90)).toBe(true);
     expect(await eventLanded(jobId, 91)).toBe(true);
+  });
+});
+
+describe("done items on the state record", () => {
+  const storeOver = (storage: DurableObjectStorage) =>
+    new JobStore(
+      storage,
+      () => env,
+      loadConfig(env),
+      () => undefined,
+    );
+
+  it("stay on the record until its next write (a restart performs them again); an audit insert is cleared at once", async () => {
+    const jobId = newJobId();
+    await runInDurableObject(env.JOB.getByName(jobId), (_i: JobDO, state) => {
+      const store = storeOver(state.storage);
+      const s = newJobState({ jobId, projectId: "p", intent: "check git status", userId: "u", chatId: null }, 1);
+      store.commit(s, [{ kind: "enqueue", attempt: 1 }]);
+      expect(owedOnRecord(state.storage)).toEqual([["ledger", "enqueue"]]);
+      let puts = 0;
+      const put = state.storage.kv.put.bind(state.storage.kv);
+      state.storage.kv.put = (key: string, value: unknown) => {
+        if (key === "job") puts++;
+        put(key, value);
+      };
+      // Performed: nothing is written for it (both are safe to perform again) …
+      performAll(store);
+      expect(puts).toBe(0);
+      expect(store.outbox.items()).toEqual([]);
+      // … so a restart finds them owed still, and would perform them again.
+      expect(
+        storeOver(state.storage)
+          .outbox.items()
+          .map((i) => i.kind),
+      ).toEqual(["ledger", "enqueue"]);
+      // The next commit's write drops them.
+      const next = store.load();
+      if (!next) throw new Error("no job");
+      next.status = "QUEUED";
+      store.commit(next, [{ kind: "archive_log" }]);
+      expect(owedOnRecord(state.storage)).toEqual([["ledger", "archive_log"]]);
+      performAll(store);
+      // An audit row has no key to make a second insert harmless: once done, the record is cleared.
+      const audited = store.load();
+      if (!audited) throw new Error("no job");
+      store.commit(audited, [{ kind: "audit", actor: "u", action: "approve", detail: {}, at: 1 }]);
+      expect(owedOnRecord(state.storage)).toEqual([["audit"]]);
+      const before = puts;
+      performAll(store);
+      expect(puts - before).toBe(1);
+      expect(owedOnRecord(state.storage)).toEqual([]);
+      expect(storeOver(state.storage).outbox.size()).toBe(0);
+    });
   });
 });

@@ -8,7 +8,7 @@ import type { FencedAgentMessage, JobView } from "../protocol/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { notifyJob } from "../src/notify/notify.ts";
 import { type Fence, jobFinished } from "./helpers/frames.ts";
-import { insides } from "./helpers/job-insides.ts";
+import { insides, storedLog } from "./helpers/job-insides.ts";
 import { type Call, lastJobPlanned, message, post, TelegramScope, textOf } from "./helpers/telegram.ts";
 
 const OWNER = { id: 45, is_bot: false, first_name: "Owner" };
@@ -321,11 +321,7 @@ describe("the deployment's secrets", () => {
       (f) => ({ type: "step_finished", ...f, stepId: "s1", outcome: "succeeded", exitCode: 0, durationMs: 5 }),
       (f) => jobFinished(f, { action: "read_file" }),
     ]);
-    const stored = await runInDurableObject(stub(jobId), (instance: JobDO) =>
-      [...insides(instance).ctx.storage.sql.exec<{ data: string }>("SELECT data FROM log_chunks ORDER BY seq")]
-        .map((r) => r.data)
-        .join(""),
-    );
+    const stored = await runInDurableObject(stub(jobId), (instance: JobDO) => storedLog(insides(instance).ctx.storage));
     for (const s of SECRETS) expect(stored).not.toContain(s);
     expect(stored).toContain("API_TOKEN=[redacted API_TOKEN]\n");
     expect(stored).toContain("ok\n");

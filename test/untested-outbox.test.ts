@@ -60,14 +60,15 @@ function switchableRegistry(real: Env["AGENT_REGISTRY"], down: { value: boolean 
   });
 }
 
+/** The items the job's outbox owes, in order (those that failed live in rows of their own). */
 const outboxRows = (jobId: string) =>
   runInDurableObject(stub(jobId), (i: JobDO) =>
     insides(i)
-      .ctx.storage.sql.exec<{ kind: string; tries: number }>("SELECT kind, tries FROM outbox ORDER BY id")
-      .toArray(),
+      .outbox.items()
+      .map(({ kind, tries }) => ({ kind, tries })),
   );
 
-/** As if the backoff had passed: makes every outbox row due and runs the object's alarm. */
+/** As if the backoff had passed: makes every failed item's row due and runs the object's alarm. */
 async function retryNow(jobId: string): Promise<void> {
   await runInDurableObject(stub(jobId), (i: JobDO) => {
     insides(i).ctx.storage.sql.exec("UPDATE outbox SET next_at = 0");
@@ -210,8 +211,8 @@ describe("an outbox item that fails forever", () => {
     expect(dead.current.counts).toEqual({ tried: 9, sent: 0 });
     expect(await outboxRows(stuck)).toEqual([{ kind: "enqueue", tries: 9 }]);
     const wait = await runInDurableObject(stub(stuck), (i: JobDO) => {
-      const row = insides(i).ctx.storage.sql.exec<{ next_at: number }>("SELECT next_at FROM outbox").one();
-      return row.next_at - Date.now();
+      const [item] = insides(i).outbox.items();
+      return (item?.nextAt ?? 0) - Date.now();
     });
     // Backed off 2^8 s jittered to 50–100 % (so at least 128 s), at most the 5-minute cap.
     expect(wait).toBeGreaterThan(backoffMs(8, () => 0) - 1000);

@@ -50,8 +50,8 @@ async function plannedJob(chatId: number, intent = "check git status") {
 const outbox = (stub: DurableObjectStub<JobDO>) =>
   runInDurableObject(stub, (i: JobDO) => ({
     pending: insides(i)
-      .ctx.storage.sql.exec<{ kind: string }>("SELECT kind FROM outbox WHERE kind = 'notify'")
-      .toArray(),
+      .outbox.items()
+      .filter((item) => item.kind === "notify"),
     memo: insides(i).ctx.storage.kv.get<NotifyMemo>("notify") ?? {},
   }));
 
@@ -111,16 +111,10 @@ describe("Telegram's refusals of a job's message", () => {
     // The stand-in counts the flood window down from setChat: under load a second may have passed.
     expect(refused).toEqual([["sendMessage", expect.stringMatching(/^Too Many Requests: retry after (40|39|38)$/)]]);
     const retryAfterS = Number(/(\d+)$/.exec(String(refused[0]?.[1]))?.[1]);
-    const pending = await runInDurableObject(stub, (i: JobDO) =>
-      insides(i)
-        .ctx.storage.sql.exec<{ kind: string; tries: number; next_at: number }>(
-          "SELECT kind, tries, next_at FROM outbox",
-        )
-        .toArray(),
-    );
+    const pending = await runInDurableObject(stub, (i: JobDO) => insides(i).outbox.items());
     expect(pending.map((p) => [p.kind, p.tries])).toEqual([["notify", 0]]);
     // Not before Telegram said it may be retried (less the second it rounds to).
-    expect(pending[0]?.next_at ?? 0).toBeGreaterThanOrEqual(Date.now() + (retryAfterS - 2) * 1000);
+    expect(pending[0]?.nextAt ?? 0).toBeGreaterThanOrEqual(Date.now() + (retryAfterS - 2) * 1000);
     const ledger = await env.DB.prepare("SELECT status FROM jobs WHERE id = ?").bind(jobId).first<{ status: string }>();
     expect(ledger?.status).toBe("QUEUED");
   });

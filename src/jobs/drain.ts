@@ -1,5 +1,6 @@
 // The JobDO's effects loop: drains the outbox (ledger writes batched into one D1 round trip,
 // sends, notifications), one drain at a time per object.
+import { isTerminal } from "../../protocol/index.ts";
 import { getDb, incrementCounter } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { NotifyLater } from "../notify/notify.ts";
@@ -53,7 +54,8 @@ async function drainPass(job: JobContext): Promise<boolean> {
     return settle;
   } finally {
     // The rows the pass worked on are written once, at its end (unless the storage is gone).
-    if (settle) outbox.settle();
+    // A final job expects no further commit to drop what was done from its record.
+    if (settle) outbox.settle(isTerminal(job.peek()?.status ?? "CREATED"));
     else outbox.forget();
   }
 }

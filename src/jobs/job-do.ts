@@ -10,6 +10,7 @@ import {
   type ExecutionSpec,
   err,
   type FencedAgentMessage,
+  isTerminal,
   type JobStatus,
   type JobView,
   ok,
@@ -81,21 +82,32 @@ export class JobDO extends DurableObject<Env> {
 
   /** After every change: perform the effects it queued, then arm the alarm at the next deadline. */
   private async afterChange(): Promise<void> {
+    this.job.flush();
     await this.drain.run(this.job);
     await this.rearm();
   }
 
-  /** Arms the alarm at the job's next deadline or outbox retry (deadlines.ts). */
+  /**
+   * Arms the alarm at the job's next deadline or outbox retry (deadlines.ts). Each setAlarm or
+   * deleteAlarm is a billed write: a job's normal path makes two, the create's backstop and,
+   * once it is final and owes nothing, the move straight to its purge.
+   */
   private async rearm(): Promise<void> {
     const s = this.job.peek();
     if (!s) return;
-    const outbox = this.job.outbox;
-    const next = alarmAt(s, this.job.config, outbox.pending(), this.job.now());
-    if (next === null) return this.ctx.storage.deleteAlarm();
-    // Only ever move the alarm earlier: one that fires early just re-checks and re-arms, so the
-    // lease renewals that push deadlines later (every agent message) cost no storage write.
+    const pending = this.job.outbox.pending();
+    const next = alarmAt(s, this.job.config, pending, this.job.now());
     const current = await this.ctx.storage.getAlarm();
-    if (current === null || next < current) await this.ctx.storage.setAlarm(next);
+    if (next === null) {
+      if (current !== null) await this.ctx.storage.deleteAlarm();
+      return;
+    }
+    // Only ever move the alarm earlier: one that fires early just re-checks and re-arms, so the
+    // lease renewals that push deadlines later (every agent message) cost no storage write. But
+    // a final job that owes nothing has one deadline left: an earlier alarm (the create's
+    // backstop) would only fire to re-arm there, one write and one invocation instead of a write.
+    const settled = isTerminal(s.status) && pending.size === 0;
+    if (current === null || next < current || (settled && next !== current)) await this.ctx.storage.setAlarm(next);
   }
 
   /** Loads the job for an RPC, counting the call: a copy the RPC may change and commit. */
@@ -339,7 +351,7 @@ export class JobDO extends DurableObject<Env> {
     // parked): the storage goes (the ledger row and R2 archive remain), so no sweep lists old jobs.
     if (s && dueDeadline(s, this.job.config, this.job.now())?.kind === "purge" && this.job.outbox.size() === 0) {
       log("info", "job storage deleted after retention", { jobId: s.id, status: s.status });
-      await this.job.deleteAll();
+      await this.job.deleteAll(true);
       return;
     }
     await checkDeadlines(this.job);

@@ -1,5 +1,7 @@
-// The JobContext of one JobDO over its storage: the state under key "job", the outbox and the
-// log in its SQLite, the operation counters, the memos. Only this module writes "job".
+// The JobContext of one JobDO over its storage: the state record under key "job" (the state, the
+// effects its commits still owe, and the log while it is small), the tables a job may outgrow it
+// into, the operation counters, the memos. Only this module writes "job": one write per commit
+// stores the state, its effects and any log appended since.
 //
 // The state is kept in memory as well: the object is single-threaded and this module is the
 // only writer, so the copy cannot go stale, and each request and step reads it without a
@@ -12,8 +14,8 @@ import { deepFreeze } from "../lib/freeze.ts";
 import { redactorFor } from "../lib/redact.ts";
 import { type JobContext, LIVENESS_FIELDS, type LivenessPatch, type MemoKey } from "./job-context.ts";
 import { type JobState, ledgerContent } from "./job-state.ts";
-import { LogBuffer } from "./log-buffer.ts";
-import { Outbox } from "./outbox.ts";
+import { LogBuffer, type LogRow } from "./log-buffer.ts";
+import { Outbox, type StoredBatch } from "./outbox.ts";
 import type { OutboxItem } from "./outbox-items.ts";
 import { move } from "./transitions.ts";
 
@@ -22,6 +24,16 @@ import { move } from "./transitions.ts";
  * tried to change it would throw rather than change what the next reader sees. load() copies.
  */
 const frozenCopy = <T>(value: T): T => deepFreeze(structuredClone(value));
+
+/** What the "job" key holds: the state, the effects it owes, and its log while small. */
+type StoredRecord = JobState & {
+  /** The items the commits queued and no write has dropped since (absent: an object from before). */
+  owed?: StoredBatch[];
+  /** Whether the table of failed outbox items exists. */
+  outboxTable?: boolean;
+  /** The log, while it rides on the record (absent: in its table). */
+  log?: LogRow[];
+};
 
 /** Memos kept in memory only: losing one (a restart) costs at most one redundant ledger upsert. */
 const MEMORY_ONLY_MEMOS: ReadonlySet<MemoKey> = new Set(["ledger_written"]);
@@ -35,8 +47,12 @@ export class JobStore implements JobContext {
   // tables again by a later read (a status lookup, a stray agent message).
   private logBuffer: LogBuffer | null = null;
   private outboxTable: Outbox | null = null;
-  /** The stored state (undefined: not read yet; null: there is none). */
+  /** The current state (undefined: not read yet; null: there is none). */
   private cached: JobState | null | undefined;
+  /** The state as the record holds it (differs from `cached` while a change is staged). */
+  private written: JobState | null = null;
+  /** What the record held besides the state when this instance read it. */
+  private readBack: Omit<StoredRecord, keyof JobState> = {};
   private readonly memos = new Map<MemoKey, unknown>();
   /** The ledger content of this instance's last commit (a ledger item was queued for it). */
   private committedLedger: string | undefined;
@@ -62,12 +78,29 @@ export class JobStore implements JobContext {
   }
 
   get logs(): LogBuffer {
-    this.logBuffer ??= new LogBuffer(this.storage.sql, redactorFor(this.env), this.bornHere);
+    if (!this.logBuffer) {
+      this.stored(); // what the record holds besides the state (readBack)
+      // A record from before logs rode on it says nothing: the buffer looks for a table.
+      const rows = this.readBack.log ?? (this.bornHere || this.readBack.owed ? [] : null);
+      const inTable = this.readBack.owed !== undefined && this.readBack.log === undefined;
+      this.logBuffer = new LogBuffer(this.storage.sql, redactorFor(this.env), {
+        rows: inTable ? null : rows,
+        persist: () => this.persist(),
+      });
+    }
     return this.logBuffer;
   }
 
   get outbox(): Outbox {
-    this.outboxTable ??= new Outbox(this.storage.sql, Math.random, this.bornHere);
+    if (!this.outboxTable) {
+      this.stored();
+      const fresh = this.bornHere || this.readBack.owed !== undefined;
+      this.outboxTable = new Outbox(this.storage.sql, {
+        batches: this.readBack.owed ?? [],
+        table: fresh ? this.readBack.outboxTable === true : null,
+        persist: () => this.persist(),
+      });
+    }
     return this.outboxTable;
   }
 
@@ -78,6 +111,22 @@ export class JobStore implements JobContext {
   private get bornHere(): boolean {
     this.stored();
     return this.storedAtStart === false;
+  }
+
+  /** Writes the record: `state` with the effects still owed and the log while it is small. */
+  private putRecord(state: JobState): void {
+    const outbox = this.outbox;
+    const record: StoredRecord = { ...state, owed: outbox.stored() };
+    if (outbox.hasTable()) record.outboxTable = true;
+    const log = this.logs.rowsForRecord();
+    if (log) record.log = log;
+    this.storage.kv.put("job", record);
+    this.written = state;
+  }
+
+  /** Rewrites the record as it stands (the outbox dropped done items, the log moved to its table). */
+  private persist(): void {
+    if (this.written) this.putRecord(this.written);
   }
 
   now(): number {
@@ -104,11 +153,12 @@ export class JobStore implements JobContext {
     // not know what was queued before it, so its first commit queues one.)
     const content = ledgerContent(state);
     const items: OutboxItem[] = content !== this.committedLedger ? [{ kind: "ledger" }, ...owed] : owed;
+    const frozen = frozenCopy(state);
+    this.cached = frozen;
     if (this.pending) {
       this.pending.effects.push(...items);
       this.pending.dirty = true;
-    } else this.write(state, items);
-    this.cached = frozenCopy(state);
+    } else this.write(frozen, items);
     this.committedLedger = content;
     this.ops.clear();
     if (!this.pending) this.onCommit();
@@ -146,12 +196,18 @@ export class JobStore implements JobContext {
     if (state) this.commit(state);
   }
 
+  /** Stores `state` (frozen: the record keeps it as the stored copy) with `items` in one write. */
   private write(state: JobState, items: OutboxItem[]): void {
     this.staged = false;
     this.storage.transactionSync(() => {
-      this.storage.kv.put("job", state);
-      this.outbox.addAll(items);
+      this.outbox.queue(items);
+      this.putRecord(state);
     });
+  }
+
+  /** Writes the record if the log changed since it was written and no commit has stored it (an agent's log-only frames). */
+  flush(): void {
+    if (this.logBuffer?.unsaved) this.persist();
   }
 
   saveLiveness(patch: LivenessPatch): void {
@@ -161,10 +217,11 @@ export class JobStore implements JobContext {
     for (const key of LIVENESS_FIELDS) {
       if (patch[key] !== undefined) Object.assign(stored, { [key]: structuredClone(patch[key]) });
     }
-    this.cached = deepFreeze(stored);
+    const frozen = deepFreeze(stored);
+    this.cached = frozen;
     if (this.pending) this.pending.dirty = true;
     else {
-      this.storage.kv.put("job", stored);
+      this.putRecord(frozen);
       this.staged = false;
     }
   }
@@ -204,17 +261,21 @@ export class JobStore implements JobContext {
 
   /** Stores `state` as is: no commit, no effects (tests set up a state with it). */
   overwrite(state: JobState): void {
-    this.storage.kv.put("job", state);
+    this.stored();
     this.cached = frozenCopy(state);
+    this.putRecord(this.cached);
     this.committedLedger = undefined;
     this.staged = false;
   }
 
   /** Deletes the job's storage (after retention); later reads find no job. */
-  async deleteAll(): Promise<void> {
-    await this.storage.deleteAlarm();
+  async deleteAll(inAlarm = false): Promise<void> {
+    // In the alarm handler no alarm is set (it fired): deleting it would be one more write.
+    if (!inAlarm) await this.storage.deleteAlarm();
     await this.storage.deleteAll();
     this.cached = null;
+    this.written = null;
+    this.readBack = {};
     this.staged = false;
     this.committedLedger = undefined;
     this.memos.clear();
@@ -224,8 +285,13 @@ export class JobStore implements JobContext {
 
   private stored(): JobState | null {
     if (this.cached === undefined) {
-      const read = this.storage.kv.get<JobState>("job");
-      this.cached = read ? deepFreeze(read) : null;
+      const read = this.storage.kv.get<StoredRecord>("job");
+      if (read) {
+        const { owed, outboxTable, log, ...state } = read;
+        this.readBack = { owed, outboxTable, log };
+        this.cached = deepFreeze(state);
+        this.written = this.cached;
+      } else this.cached = null;
       this.storedAtStart = this.cached !== null;
     }
     return this.cached;

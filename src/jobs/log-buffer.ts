@@ -1,13 +1,13 @@
-// The live log of a job, kept in the JobDO's SQLite: chunks keyed by (attempt, seq) so an agent's
-// resent chunks are appended once; tail and search are served from here while the job runs. The
-// deployment's secrets are redacted before a chunk is stored, also when split across chunks.
-//
-// Each row is a billed write: the consecutive chunks of one agent batch are stored as one row
-// (keyed by its last seq, first_seq its first), and the table is created with the first chunk.
-// While the log is small and this object has seen all of it, a copy is kept in memory, so the
-// archive, tails and views read no rows (after a restart they read the table).
+// The live log of a job: chunks keyed by (attempt, seq) so an agent's resent chunks are appended
+// once; tail and search are served from here while the job runs. The deployment's secrets are
+// redacted before a chunk is stored, also when split across chunks. The consecutive chunks of
+// one agent batch are stored as one row (keyed by its last seq, first_seq its first). Where the
+// rows live — on the state record while the log is small, else in a table — is log-store.ts's.
 import { marker, type Redactor } from "../lib/redact.ts";
 import { MAX_LOG_BYTES_PER_JOB, TRUNCATION_MARKER } from "./limits.ts";
+import { type LogHost, type LogPosition, type LogRow, LogStore } from "./log-store.ts";
+
+export { INLINE_MAX_BYTES, type LogHost, type LogPosition, type LogRow } from "./log-store.ts";
 
 export interface LogChunkInput {
   attempt: number;
@@ -15,11 +15,6 @@ export interface LogChunkInput {
   stepId: string | null;
   stream: "stdout" | "stderr" | "system";
   data: string;
-}
-
-export interface LogPosition {
-  attempt: number;
-  seq: number;
 }
 
 /** Output read per step at most by stepOutputs (the log itself is capped per job). */
@@ -31,118 +26,29 @@ const MAX_READ_PER_STEP = 512 * 1024;
  * against 54 MB/s chunk by chunk (npm run bench, same run).
  */
 const MAX_RUN_CHARS = 128 * 1024;
-/** The most of a log kept in memory beside its table (a short job's log is far less). */
-const MEMORY_MAX_CHARS = 1024 * 1024;
 
-interface StoredChunk {
-  attempt: number;
-  seq: number;
-  data: string;
-}
-
-const before = (a: StoredChunk, b: { attempt: number; seq: number }) =>
-  a.attempt < b.attempt || (a.attempt === b.attempt && a.seq < b.seq);
+const byteLength = (text: string) => new TextEncoder().encode(text).length;
 
 export class LogBuffer {
-  private readonly sql: SqlStorage;
+  private readonly store: LogStore;
   private readonly redactor: Redactor | null;
+  /** Bytes stored so far (summed once, then kept up to date: this object is the only writer). */
+  private total: number | null = null;
 
-  /** Whether the table exists (it is created with the first chunk). */
-  private created: boolean;
-  /** Every stored row in order, while this object has seen all of them and they are small; else null. */
-  private memory: StoredChunk[] | null;
-  private memoryChars = 0;
-
-  /** `knownEmpty`: the object stores nothing yet (a new job), so there is no table to look for. */
-  constructor(sql: SqlStorage, redactor?: Redactor, knownEmpty = false) {
-    this.sql = sql;
+  /** Without a host the log goes straight to its table (see LogStore). */
+  constructor(sql: SqlStorage, redactor?: Redactor, host?: LogHost) {
+    this.store = new LogStore(sql, host ?? null);
     this.redactor = redactor && !redactor.empty ? redactor : null;
-    const existing = knownEmpty
-      ? undefined
-      : sql
-          .exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'log_chunks'")
-          .toArray()[0];
-    this.created = !!existing;
-    // A table this object did not just create may hold rows it has not seen (a restart).
-    this.memory = existing ? null : [];
-    // Tables from before combined rows get the column that holds a row's first seq.
-    if (existing && !existing.sql.includes("first_seq"))
-      sql.exec("ALTER TABLE log_chunks ADD COLUMN first_seq INTEGER");
   }
 
-  private create(): void {
-    if (this.created) return;
-    // WITHOUT ROWID: a row is one b-tree entry (no rowid table beside the key's index), so each
-    // insert writes one row, and creating it writes no index of its own.
-    this.sql.exec(`CREATE TABLE IF NOT EXISTS log_chunks (
-      attempt INTEGER NOT NULL, seq INTEGER NOT NULL, step_id TEXT, stream TEXT NOT NULL,
-      data TEXT NOT NULL, bytes INTEGER NOT NULL, first_seq INTEGER, PRIMARY KEY (attempt, seq)) WITHOUT ROWID`);
-    this.created = true;
+  /** Whether the record's copy of the log is behind (rows kept since its last write). */
+  get unsaved(): boolean {
+    return this.store.unsaved;
   }
 
-  /** The rows in order: from memory when it holds them all, else from the table. */
-  private *rows(descending = false): Generator<StoredChunk> {
-    if (this.memory) {
-      const m = this.memory;
-      // A copy of the list: a reader that awaits between rows (the archive) sees a fixed log.
-      const list = descending ? m.slice().reverse() : m.slice();
-      yield* list;
-      return;
-    }
-    if (!this.created) return;
-    const order = descending ? "DESC" : "";
-    yield* this.sql.exec<{ attempt: number; seq: number; data: string }>(
-      `SELECT attempt, seq, data FROM log_chunks ORDER BY attempt ${order}, seq ${order}`,
-    );
-  }
-
-  /** Keeps the memory copy in step with a row written (inserted or rewritten). */
-  private remember(row: StoredChunk): void {
-    const m = this.memory;
-    if (!m) return;
-    let i = m.length;
-    while (i > 0 && before(row, m[i - 1] as StoredChunk)) i--;
-    const same = m[i - 1];
-    if (same && same.attempt === row.attempt && same.seq === row.seq) {
-      this.memoryChars += row.data.length - same.data.length;
-      same.data = row.data;
-    } else {
-      m.splice(i, 0, { ...row });
-      this.memoryChars += row.data.length;
-    }
-    if (this.memoryChars > MEMORY_MAX_CHARS) {
-      this.memory = null;
-      this.memoryChars = 0;
-    }
-  }
-
-  private insert(c: LogChunkInput, firstSeq: number | null, bytes: number): void {
-    this.create();
-    this.sql.exec(
-      "INSERT INTO log_chunks (attempt, seq, step_id, stream, data, bytes, first_seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
-      c.attempt,
-      c.seq,
-      c.stepId,
-      c.stream,
-      c.data,
-      bytes,
-      firstSeq,
-    );
-    this.remember(c);
-  }
-
-  /** The seqs in [from, to] of `attempt` already stored (a row covers first_seq … seq). */
-  private storedSeqs(attempt: number, from: number, to: number): (seq: number) => boolean {
-    if (!this.created) return () => false;
-    const spans = this.sql
-      .exec<{ f: number; l: number }>(
-        "SELECT COALESCE(first_seq, seq) AS f, seq AS l FROM log_chunks WHERE attempt = ? AND seq >= ? AND COALESCE(first_seq, seq) <= ?",
-        attempt,
-        from,
-        to,
-      )
-      .toArray();
-    return (seq) => spans.some((r) => r.f <= seq && seq <= r.l);
+  /** The rows for the state record being written (undefined: the log is in its table). */
+  rowsForRecord(): LogRow[] | undefined {
+    return this.store.forRecord();
   }
 
   /** Output is redacted again: chunks stored before redaction existed, or a gap in sequence. */
@@ -150,40 +56,40 @@ export class LogBuffer {
     return this.redactor ? this.redactor.redact(text) : text;
   }
 
-  /** Bytes stored so far (summed once, then kept up to date: appends are the only writes). */
-  private total: number | null = null;
-
   totalBytes(): number {
-    if (this.total === null) {
-      const row = this.created
-        ? this.sql.exec<{ total: number | null }>("SELECT SUM(bytes) AS total FROM log_chunks").one()
-        : { total: 0 };
-      this.total = row.total ?? 0;
-    }
+    this.total ??= this.store.totalBytes();
     return this.total;
+  }
+
+  /** The seqs in [from, to] of `attempt` already stored (a row covers first_seq … seq). */
+  private storedSeqs(attempt: number, from: number, to: number): (seq: number) => boolean {
+    const spans = this.store.spans(attempt, from, to);
+    return (seq) => spans.some((r) => r.f <= seq && seq <= r.l);
+  }
+
+  private insert(c: LogChunkInput, firstSeq: number | null, bytes: number): void {
+    const total = this.totalBytes();
+    this.store.insert({ ...c, firstSeq, bytes });
+    this.total = total + bytes;
   }
 
   /** Appends a chunk once; returns false for a duplicate. Past the cap a single marker is kept. */
   append(chunk: LogChunkInput): boolean {
     if (this.storedSeqs(chunk.attempt, chunk.seq, chunk.seq)(chunk.seq)) return false;
-    this.store(chunk);
+    this.storeChunk(chunk);
     return true;
   }
 
   /** Stores a chunk known to be new. */
-  private store(chunk: LogChunkInput): void {
+  private storeChunk(chunk: LogChunkInput): void {
     chunk = { ...chunk, data: this.redactAcross(chunk) };
-    const bytes = new TextEncoder().encode(chunk.data).length;
-    const total = this.totalBytes();
-    if (total + bytes > MAX_LOG_BYTES_PER_JOB) {
-      const marked =
-        this.created &&
-        this.sql.exec("SELECT 1 FROM log_chunks WHERE data = ? LIMIT 1", TRUNCATION_MARKER).toArray().length > 0;
-      if (!marked) this.insert({ ...chunk, stream: "system", data: TRUNCATION_MARKER }, null, 0);
+    const bytes = byteLength(chunk.data);
+    if (this.totalBytes() + bytes > MAX_LOG_BYTES_PER_JOB) {
+      if (!this.store.holds(TRUNCATION_MARKER))
+        this.insert({ ...chunk, stream: "system", data: TRUNCATION_MARKER }, null, 0);
       return;
     }
     this.insert(chunk, null, bytes);
-    this.total = total + bytes;
   }
 
   /**
@@ -225,13 +131,11 @@ export class LogBuffer {
     // Redaction may lengthen the text (a marker for a short secret): kept well clear of the cap,
     // where the chunk-by-chunk path places the truncation marker exactly.
     if (run.length === 1 || this.totalBytes() + data.length * 4 + 65_536 > MAX_LOG_BYTES_PER_JOB) {
-      for (const c of run) this.store(c);
+      for (const c of run) this.storeChunk(c);
       return;
     }
     const text = this.redactAcross({ ...first, data });
-    const bytes = new TextEncoder().encode(text).length;
-    this.insert({ ...last, data: text }, first.seq, bytes);
-    this.total = this.totalBytes() + bytes;
+    this.insert({ ...last, data: text }, first.seq, byteLength(text));
   }
 
   /**
@@ -243,16 +147,11 @@ export class LogBuffer {
     const r = this.redactor;
     if (!r) return chunk.data;
     const data = r.redact(chunk.data);
-    if (!this.created) return data;
+    if (!this.store.any) return data;
     const need = r.longest - 1;
     const before: { seq: number; data: string }[] = [];
     let headLength = 0;
-    const rows = this.sql.exec<{ seq: number; data: string }>(
-      "SELECT seq, data FROM log_chunks WHERE attempt = ? AND seq < ? ORDER BY seq DESC LIMIT 64",
-      chunk.attempt,
-      chunk.seq,
-    );
-    for (const row of rows) {
+    for (const row of this.store.before(chunk.attempt, chunk.seq, 64)) {
       if (headLength >= need) break;
       before.unshift(row);
       headLength += row.data.length;
@@ -271,27 +170,15 @@ export class LogBuffer {
       if (offset <= crossing.start) continue;
       const keep = markerPlaced ? "" : b.data.slice(0, Math.max(0, crossing.start - from)) + marker(crossing.name);
       markerPlaced = true;
-      const bytes = new TextEncoder().encode(keep).length;
-      const old = new TextEncoder().encode(b.data).length;
-      this.sql.exec(
-        "UPDATE log_chunks SET data = ?, bytes = ? WHERE attempt = ? AND seq = ?",
-        keep,
-        bytes,
-        chunk.attempt,
-        b.seq,
-      );
-      if (this.total !== null) this.total += bytes - old;
-      this.remember({ attempt: chunk.attempt, seq: b.seq, data: keep });
+      const bytes = byteLength(keep);
+      this.store.rewrite(chunk.attempt, b.seq, keep, bytes);
+      if (this.total !== null) this.total += bytes - byteLength(b.data);
     }
     return data.slice(crossing.end - head.length);
   }
 
   lastSeq(attempt: number): number {
-    if (!this.created) return -1;
-    const row = this.sql
-      .exec<{ s: number | null }>("SELECT MAX(seq) AS s FROM log_chunks WHERE attempt = ?", attempt)
-      .one();
-    return row.s ?? -1;
+    return this.store.lastSeq(attempt);
   }
 
   /** The last `lines` lines of the whole log (all attempts, in order). */
@@ -299,7 +186,7 @@ export class LogBuffer {
     const parts: string[] = [];
     let bytes = 0;
     let newlines = 0;
-    for (const row of this.rows(true)) {
+    for (const row of this.store.rows(true)) {
       parts.push(row.data);
       bytes += row.data.length;
       newlines += row.data.split("\n").length - 1;
@@ -315,7 +202,7 @@ export class LogBuffer {
     const out: string[] = [];
     const lower = needle.toLowerCase();
     let carry = "";
-    for (const row of this.rows()) {
+    for (const row of this.store.rows()) {
       const lines = (carry + row.data).split("\n");
       carry = lines.pop() ?? "";
       for (const line of lines) {
@@ -329,17 +216,10 @@ export class LogBuffer {
 
   /** Chunks after a position, in order, up to about `maxBytes` (for the live stream). */
   after(pos: LogPosition | null, maxBytes = 256 * 1024): { chunks: string[]; next: LogPosition | null } {
-    if (!this.created) return { chunks: [], next: pos };
-    const rows = this.sql.exec<{ attempt: number; seq: number; data: string }>(
-      "SELECT attempt, seq, data FROM log_chunks WHERE attempt > ? OR (attempt = ? AND seq > ?) ORDER BY attempt, seq",
-      pos?.attempt ?? -1,
-      pos?.attempt ?? -1,
-      pos?.seq ?? -1,
-    );
     const chunks: string[] = [];
     let next = pos;
     let bytes = 0;
-    for (const row of rows) {
+    for (const row of this.store.after(pos)) {
       chunks.push(this.out(row.data));
       next = { attempt: row.attempt, seq: row.seq };
       bytes += row.data.length;
@@ -350,22 +230,16 @@ export class LogBuffer {
 
   /** Streams the whole log, chunk by chunk, in order (for the R2 archive). */
   *chunks(): Generator<string> {
-    for (const row of this.rows()) yield this.out(row.data);
+    for (const row of this.store.rows()) yield this.out(row.data);
   }
 
   /** What each step of `attempt` printed (for the job's answer), at most MAX_READ_PER_STEP each. */
   stepOutputs(attempt: number): Map<string, string> {
     const out = new Map<string, string>();
-    if (!this.created) return out;
-    const rows = this.sql.exec<{ step_id: string | null; data: string }>(
-      "SELECT step_id, data FROM log_chunks WHERE attempt = ? AND step_id IS NOT NULL ORDER BY seq",
-      attempt,
-    );
-    for (const row of rows) {
-      if (!row.step_id) continue;
-      const had = out.get(row.step_id) ?? "";
+    for (const row of this.store.ofSteps(attempt)) {
+      const had = out.get(row.stepId) ?? "";
       if (had.length >= MAX_READ_PER_STEP) continue;
-      out.set(row.step_id, (had + row.data).slice(0, MAX_READ_PER_STEP));
+      out.set(row.stepId, (had + row.data).slice(0, MAX_READ_PER_STEP));
     }
     return out;
   }

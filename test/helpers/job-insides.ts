@@ -93,3 +93,24 @@ export async function patchEnv(jobId: string, patch: (real: Env) => Partial<Env>
       Object.defineProperty(i, "env", { value: real, configurable: true });
     });
 }
+
+/** Marks every item the outbox owes now as done, as a drain that performed them would (no effect runs). */
+export function performAll(store: { readonly outbox: Outbox }): void {
+  for (const row of store.outbox.due(Date.now(), 10_000)) store.outbox.done(row);
+  store.outbox.settle(false);
+}
+
+/** The kinds of the items each batch on the stored state record holds (what a restart would find). */
+export function owedOnRecord(storage: DurableObjectStorage): string[][] {
+  const record = storage.kv.get<{ owed?: { items: ({ kind: string } | null)[] }[] }>("job");
+  return (record?.owed ?? []).map((b) => b.items.flatMap((i) => (i ? [i.kind] : [])));
+}
+
+/** The job's log text as stored (the record's rows while small, else the table's), not redacted again on the way out. */
+export function storedLog(storage: DurableObjectStorage): string {
+  const record = storage.kv.get<{ log?: { data: string }[] }>("job");
+  if (record?.log) return record.log.map((r) => r.data).join("");
+  return [...storage.sql.exec<{ data: string }>("SELECT data FROM log_chunks ORDER BY attempt, seq")]
+    .map((r) => r.data)
+    .join("");
+}
