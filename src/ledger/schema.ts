@@ -36,6 +36,12 @@ export const jobs = sqliteTable(
      */
     events: text("events").notNull().default("[]"),
   },
+  // Each index costs an entry per insert (and per change of its columns): measured, a job's
+  // insert writes 5 rows (row, id, these three), a status change 2. Each is read by a query that
+  // would otherwise scan (EXPLAIN QUERY PLAN, migration 0012's review): created — the first page
+  // of GET /api/jobs and the overview's last 24 h (without it: SCAN jobs + TEMP B-TREE); status —
+  // the Sentinel's and the agents page's active jobs, status-filtered pages; user — a person's
+  // own jobs (/jobs in Telegram, the console for non-admins).
   (t) => [
     index("jobs_status_created_idx").on(t.status, t.createdAt, t.id),
     index("jobs_user_created_idx").on(t.userId, t.createdAt),
