@@ -195,7 +195,7 @@ describe("job events", () => {
         toStatus: "CREATED",
         event: "e",
         at: seq,
-        detail: { n: `{"seq":${seq + 1},` },
+        detail: { steps: [{ seq: seq + 1, ok: true }], note: `{"seq":${seq + 1},"from":null` },
       }),
     );
     expect((await appendJobEventsQuery(db(), r, events).run()).meta.rows_written).toBe(1);

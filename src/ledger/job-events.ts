@@ -23,9 +23,10 @@ export const EVENTS_PER_STATEMENT = 40;
 
 /**
  * Whether a jobs.events text holds the event with this seq. A text search, not json_each: D1
- * bills every row json_each yields as a row read. Every element is written with seq as its
- * first key (eventJson, migration 0012), and SQLite keeps key order, so an element of the array
- * begins `[{"seq":N,` or `,{"seq":N,`; inside a string those characters would be escaped.
+ * bills every row json_each yields as a row read. Every element is written with seq and from as
+ * its first keys (eventJson, migration 0012), and SQLite keeps key order, so an element of the
+ * array begins `[{"seq":N,"from":` or `,{"seq":N,"from":`; inside a string those characters
+ * would be escaped, and no detail holds objects keyed that way.
  */
 export function heldSql(events: SQL, seq: number): SQL {
   const n = safeInt(seq);
@@ -34,9 +35,9 @@ export function heldSql(events: SQL, seq: number): SQL {
     .append(events)
     .append(
       sql
-        .raw(`, '[{"seq":${n},') > 0 OR instr(`)
+        .raw(`, '[{"seq":${n},"from":') > 0 OR instr(`)
         .append(events)
-        .append(sql.raw(`, ',{"seq":${n},') > 0)`)),
+        .append(sql.raw(`, ',{"seq":${n},"from":') > 0)`)),
     );
 }
 
