@@ -1,7 +1,7 @@
 // Ledger store functions over D1 (drizzle-orm). Every write is idempotent so the JobDO outbox can
 // retry it: job rows are whole-snapshot upserts (never moving updatedAt backwards), a job's events
 // ride on its row keyed by seq (a replayed seq appends nothing).
-import { and, desc, eq, lt, or, sql } from "drizzle-orm";
+import { and, desc, eq, getTableColumns, lt, or, sql } from "drizzle-orm";
 import { type DrizzleD1Database, drizzle } from "drizzle-orm/d1";
 import { appendEventsSql } from "./job-events.ts";
 import * as schema from "./schema.ts";
@@ -99,7 +99,10 @@ function decodeCursor(cursor: string): { createdAt: number; id: string } {
 }
 
 /** Newest first; `nextCursor` continues after the last row returned (null at the end). */
-export async function listJobs(db: Db, q: ListJobsQuery): Promise<{ jobs: JobRow[]; nextCursor: string | null }> {
+/** A listed job: its row without the events (a page of jobs should not carry every job's history). */
+export type ListedJob = Omit<JobRow, "events">;
+
+export async function listJobs(db: Db, q: ListJobsQuery): Promise<{ jobs: ListedJob[]; nextCursor: string | null }> {
   const limit = Math.min(Math.max(q.limit ?? 20, 1), 100);
   const conditions = [];
   if (q.status) conditions.push(eq(jobs.status, q.status));
@@ -108,8 +111,9 @@ export async function listJobs(db: Db, q: ListJobsQuery): Promise<{ jobs: JobRow
     const c = decodeCursor(q.cursor);
     conditions.push(or(lt(jobs.createdAt, c.createdAt), and(eq(jobs.createdAt, c.createdAt), lt(jobs.id, c.id))));
   }
+  const { events: _events, ...columns } = getTableColumns(jobs);
   const rows = await db
-    .select()
+    .select(columns)
     .from(jobs)
     .where(conditions.length > 0 ? and(...conditions) : undefined)
     .orderBy(desc(jobs.createdAt), desc(jobs.id))
