@@ -68,6 +68,12 @@ describe("the workers row an agent's jobs touch", () => {
     await ledger.heartbeat(agentId, 0, 0);
     expect(await rowOf(agentId)).toMatchObject({ updated_at: written, last_heartbeat_at: written });
 
+    // A heartbeat write is one D1 row (no index on the heartbeat time, migration 0013).
+    const touch = await env.DB.prepare("UPDATE workers SET last_heartbeat_at = ?, updated_at = ? WHERE id = ?")
+      .bind(clock, clock, agentId)
+      .run();
+    expect(touch.meta.rows_written).toBe(1);
+
     // Leaving is written at once, whatever the gap.
     clock += 10;
     await ledger.offline(agentId, true);

@@ -103,7 +103,8 @@ export const workers = sqliteTable(
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull(),
   },
-  (t) => [index("workers_status_heartbeat_idx").on(t.status, t.lastHeartbeatAt)],
+  // No index (migration 0013): a row per agent ever paired, read whole; an index on the heartbeat
+  // time would cost a second row at every heartbeat write.
 );
 
 export const agentTokens = sqliteTable(
