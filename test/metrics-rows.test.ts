@@ -85,6 +85,12 @@ describe("job metrics in one row", () => {
     // The same commit again (a batch whose answer was lost): nothing counted, no event added.
     await write(jobId, [start]);
     expect(await metricsData()).toEqual(once);
+    // An event twice in one commit (a replayed item beside the original): counted and kept once.
+    const twice = newJobId();
+    await write(twice, [start, start]);
+    expect((await listJobEvents(getDb(env.DB), twice)).map((e) => e.seq)).toEqual([4]);
+    expect((await metricsData())["hist:dispatch:le:0.1"]).toBe(once["hist:dispatch:le:0.1"] + 1);
+    await env.DB.prepare("UPDATE job_metrics SET data = ? WHERE id = 1").bind(JSON.stringify(once)).run();
     // The old event with a new one: only the new one counts, and is appended once.
     await write(jobId, [start, end]);
     expect(await metricsData()).toEqual({

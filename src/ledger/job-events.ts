@@ -48,14 +48,19 @@ export function heldSql(events: SQL, seq: number): SQL {
  * already held is skipped (the array then has at least that element).
  */
 export function appendEventsSql(list: JobEventJson[]): SQL {
-  const seen = new Set<number>();
-  const fresh = list.filter((e) => !seen.has(e.seq) && seen.add(e.seq)).sort((a, b) => a.seq - b.seq);
+  const fresh = uniqueEvents(list);
   if (fresh.length === 0) return sql`${jobs.events}`;
   const args = fresh.map(
     (e) =>
       sql`CASE WHEN ${heldSql(sql`${jobs.events}`, e.seq)} THEN '$[0]' ELSE '$[#]' END, json(${JSON.stringify(e)})`,
   );
   return sql`json_insert(${jobs.events}, ${sql.join(args, sql`, `)})`;
+}
+
+/** Each seq once, in seq order: what a new row's events column starts as. */
+export function uniqueEvents(list: JobEventJson[]): JobEventJson[] {
+  const seen = new Set<number>();
+  return list.filter((e) => !seen.has(e.seq) && seen.add(e.seq)).sort((a, b) => a.seq - b.seq);
 }
 
 /** An integer to write into SQL text (seqs and counter amounts are ours, but never trust a cast). */

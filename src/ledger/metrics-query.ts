@@ -26,7 +26,11 @@ export function metricsQuery(
   notAfter: number | null,
 ) {
   const perCounter = new Map<string, { seq: number; by: number }[]>();
+  const seen = new Set<number>();
   for (const e of events) {
+    // The same event twice in one commit is appended once (appendEventsSql), so counted once.
+    if (seen.has(e.seq)) continue;
+    seen.add(e.seq);
     for (const [name, by] of counterDeltas(e)) {
       if (by === 0) continue;
       perCounter.set(name, [...(perCounter.get(name) ?? []), { seq: safeInt(e.seq), by: safeInt(by) }]);

@@ -3,7 +3,7 @@
 // ride on its row keyed by seq (a replayed seq appends nothing).
 import { and, desc, eq, getTableColumns, lt, or, sql } from "drizzle-orm";
 import { type DrizzleD1Database, drizzle } from "drizzle-orm/d1";
-import { appendEventsSql } from "./job-events.ts";
+import { appendEventsSql, uniqueEvents } from "./job-events.ts";
 import * as schema from "./schema.ts";
 import {
   type AuditRow,
@@ -63,7 +63,7 @@ export function upsertJobQuery(
   };
   return db
     .insert(jobs)
-    .values({ ...row, events: JSON.stringify([...events].sort((a, b) => a.seq - b.seq)) })
+    .values({ ...row, events: JSON.stringify(uniqueEvents(events)) })
     .onConflictDoUpdate({ target: jobs.id, set, setWhere: sql`${jobs.updatedAt} <= ${row.updatedAt}` });
 }
 
@@ -149,7 +149,7 @@ export async function updateJobStatus(
 export function appendJobEventsQuery(db: Db, row: NewJobRow, events: JobEventJson[], notAfter: number | null = null) {
   return db
     .insert(jobs)
-    .values({ ...row, events: JSON.stringify([...events].sort((a, b) => a.seq - b.seq)) })
+    .values({ ...row, events: JSON.stringify(uniqueEvents(events)) })
     .onConflictDoUpdate({
       target: jobs.id,
       set: { events: appendEventsSql(events) },
