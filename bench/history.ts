@@ -1,22 +1,23 @@
 // `npm run bench:history -- --history 100000`: does the cost of the hot and periodic paths stay
-// flat as history grows? Seeds N finished jobs (5 events each) into the local D1 through the
-// real schema (migrations applied, then the metrics counters computed from that history by the
-// same SQL as migration 0003), starts `wrangler dev` with one real agent, and measures
+// flat as history grows? Seeds N finished jobs (5 events each, on their rows) into the local D1
+// through the real schema (migrations applied, then the metrics row computed from that history by
+// the same counterDeltas the write path uses), starts `wrangler dev` with one real agent, and measures
 // submit→SUCCEEDED, the first page of GET /api/jobs, /metrics, /health and the Sentinel's cron
 // run — beside the same figures on an empty ledger. Not a test: nothing is asserted.
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { parseArgs } from "node:util";
+import { eventJson } from "../src/ledger/job-events.ts";
+import { counterDeltas, type HistogramName } from "../src/ledger/metric-counters.ts";
 import { type AgentProcess, startAgent } from "../test/helpers/node/agent-process.ts";
 import { ApiClient } from "../test/helpers/node/api-client.ts";
 import { makeGitRepo } from "../test/helpers/node/git-repo.ts";
 import { waitFor } from "../test/helpers/node/wait.ts";
 import { applyMigrations, startWorker } from "../test/helpers/node/wrangler-dev.ts";
 
-const ROOT = resolve(import.meta.dirname, "..");
 const { values: flags } = parseArgs({
   options: { history: { type: "string", default: "100000" }, runs: { type: "string", default: "20" } },
 });
@@ -34,48 +35,63 @@ function d1File(persistDir: string): string {
   return join(dir, file);
 }
 
-/** N finished jobs as the write path leaves them: a job row and its five events each. */
+/**
+ * N finished jobs as the write path leaves them: a job row holding its five events (jobs.events,
+ * migration 0012), and the job metrics row holding the counters those events moved.
+ */
 function seed(persistDir: string, n: number): void {
   const db = new DatabaseSync(d1File(persistDir));
   const now = Date.now();
   const plan = JSON.stringify({ userIntentSummary: "check git status", proposedSteps: [{ action: "git_status" }] });
   const insertJob = db.prepare(
     `INSERT INTO jobs (id, project_id, user_id, chat_id, intent, status, risk, attempt, plan_json, spec_json,
-       result_json, error, agent_id, created_at, updated_at)
-     VALUES (?, 'bench', 'api', NULL, 'check git status', ?, 'READ_ONLY', 1, ?, ?, ?, ?, 'agent_seed', ?, ?)`,
+       result_json, error, agent_id, created_at, updated_at, events)
+     VALUES (?, 'bench', 'api', NULL, 'check git status', ?, 'READ_ONLY', 1, ?, ?, ?, ?, 'agent_seed', ?, ?, ?)`,
   );
-  const insertEvent = db.prepare(
-    "INSERT INTO job_events (job_id, seq, from_status, to_status, event, detail, at) VALUES (?, ?, ?, ?, ?, NULL, ?)",
-  );
+  const metrics = new Map<string, number>();
   db.exec("BEGIN");
   for (let i = 0; i < n; i++) {
-    const id = `job_seed${i.toString(36).padStart(8, "0")}`;
     const t0 = now - 30 * 86_400_000 + Math.floor((i / n) * 30 * 86_400_000);
+    // Ids as newJobId makes them (creation time first), so retention walks them as it would.
+    const id = `job_${t0.toString(36).padStart(9, "0")}${i.toString(16).padStart(12, "0")}`;
     const final = i % 30 === 0 ? "CANCELLED" : i % 14 === 0 ? "FAILED" : "SUCCEEDED";
     const queued = t0 + 40 + (i % 200);
     const running = queued + 20 + (i % 700);
     const done = running + 100 + (i % 5000);
     const result = JSON.stringify({ status: final, steps: [{ exitCode: final === "FAILED" ? 1 : 0, bytes: 812 }] });
-    insertJob.run(id, final, plan, plan, result, final === "FAILED" ? "a step failed" : null, t0, done);
-    insertEvent.run(id, 1, null, "CREATED", "create", t0);
-    insertEvent.run(id, 2, "CREATED", "PLANNED", "plan_ready", t0 + 20);
-    insertEvent.run(id, 3, "PLANNED", "QUEUED", "approve", queued);
-    insertEvent.run(id, 4, "QUEUED", "RUNNING", "start", running);
-    insertEvent.run(
+    const moves: [string | null, string, string, number, { histogram: HistogramName; ms: number } | null][] = [
+      [null, "CREATED", "create", t0, null],
+      ["CREATED", "PLANNED", "plan_ready", t0 + 20, null],
+      ["PLANNED", "QUEUED", "approve", queued, null],
+      ["QUEUED", "RUNNING", "start", running, { histogram: "dispatch", ms: running - queued }],
+      [
+        "RUNNING",
+        final,
+        final === "SUCCEEDED" ? "succeed" : final === "FAILED" ? "fail" : "cancel",
+        done,
+        { histogram: "duration", ms: done - running },
+      ],
+    ];
+    const events = moves.map(([fromStatus, toStatus, event, at, measure], k) => {
+      for (const [name, by] of counterDeltas({ fromStatus, toStatus, event, measure }))
+        metrics.set(name, (metrics.get(name) ?? 0) + by);
+      return eventJson({ seq: k + 1, fromStatus, toStatus, event, at });
+    });
+    insertJob.run(
       id,
-      5,
-      "RUNNING",
       final,
-      final === "SUCCEEDED" ? "succeed" : final === "FAILED" ? "fail" : "cancel",
+      plan,
+      plan,
+      result,
+      final === "FAILED" ? "a step failed" : null,
+      t0,
       done,
+      JSON.stringify(events),
     );
   }
-  db.exec("COMMIT");
   // The counters /metrics reads, as the incremental path would have left them.
-  for (const stmt of readFileSync(join(ROOT, "migrations/0003_metric_counters.sql"), "utf8").split(
-    "--> statement-breakpoint",
-  ))
-    db.exec(stmt);
+  db.prepare("UPDATE job_metrics SET data = ? WHERE id = 1").run(JSON.stringify(Object.fromEntries(metrics)));
+  db.exec("COMMIT");
   db.close();
 }
 

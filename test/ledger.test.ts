@@ -10,9 +10,9 @@ import {
   revokeToken,
   upsertWorker,
 } from "../src/ledger/agent-store.ts";
+import { eventJson } from "../src/ledger/job-events.ts";
 import {
   appendAudit,
-  appendJobEvent,
   appendJobEventsQuery,
   getDb,
   getJob,
@@ -85,13 +85,17 @@ describe("jobs", () => {
 
 describe("events and audit", () => {
   it("appends events idempotently by (job, seq), in order", async () => {
-    const jobId = newJobId();
+    const r = row();
     const at = Date.now();
-    await appendJobEvent(db(), { jobId, seq: 1, fromStatus: null, toStatus: "CREATED", event: "create", at });
-    await appendJobEvent(db(), { jobId, seq: 2, fromStatus: "CREATED", toStatus: "PLANNED", event: "plan_ready", at });
-    await appendJobEvent(db(), { jobId, seq: 2, fromStatus: "CREATED", toStatus: "PLANNED", event: "plan_ready", at });
-    const events = await listJobEvents(db(), jobId);
-    expect(events.map((e) => e.toStatus)).toEqual(["CREATED", "PLANNED"]);
+    const append = (e: Parameters<typeof eventJson>[0]) => appendJobEventsQuery(db(), r, [eventJson(e)]).run();
+    await append({ seq: 1, fromStatus: null, toStatus: "CREATED", event: "create", at });
+    await append({ seq: 3, fromStatus: "PLANNED", toStatus: "QUEUED", event: "approve", at, detail: { by: "u1" } });
+    await append({ seq: 3, fromStatus: "PLANNED", toStatus: "QUEUED", event: "approve", at });
+    // An older event that was held back (a parked write, replayed later) still lands, in seq order.
+    await append({ seq: 2, fromStatus: "CREATED", toStatus: "PLANNED", event: "plan_ready", at });
+    const events = await listJobEvents(db(), r.id);
+    expect(events.map((e) => e.toStatus)).toEqual(["CREATED", "PLANNED", "QUEUED"]);
+    expect(events[2]?.detail).toBe('{"by":"u1"}');
   });
   it("appends audit entries", async () => {
     const jobId = newJobId();
@@ -181,11 +185,25 @@ describe("ledger snapshots and index writes", () => {
 });
 
 describe("job events", () => {
-  it("are one b-tree entry each (WITHOUT ROWID, keyed by job and seq); a replay writes nothing", async () => {
-    const jobId = newJobId();
-    const events = [1, 2, 3].map((seq) => ({ jobId, seq, fromStatus: null, toStatus: "CREATED", event: "e", at: seq }));
-    expect((await appendJobEventsQuery(db(), events).run()).meta.rows_written).toBe(3);
-    expect((await appendJobEventsQuery(db(), events).run()).meta.rows_written).toBe(0);
-    expect((await listJobEvents(db(), jobId)).map((e) => e.seq)).toEqual([1, 2, 3]);
+  it("ride on the job's row: a commit's events cost one row written; a replay adds nothing", async () => {
+    const r = row();
+    await upsertJob(db(), r);
+    const events = [1, 2, 3].map((seq) =>
+      eventJson({
+        seq,
+        fromStatus: null,
+        toStatus: "CREATED",
+        event: "e",
+        at: seq,
+        detail: { steps: [{ seq: seq + 1, ok: true }], note: `{"seq":${seq + 1},"from":null` },
+      }),
+    );
+    expect((await appendJobEventsQuery(db(), r, events).run()).meta.rows_written).toBe(1);
+    await appendJobEventsQuery(db(), r, events).run();
+    // A detail holding what looks like another event's start is not taken for that event.
+    await appendJobEventsQuery(db(), r, [
+      eventJson({ seq: 4, fromStatus: null, toStatus: "QUEUED", event: "e", at: 4 }),
+    ]).run();
+    expect((await listJobEvents(db(), r.id)).map((e) => e.seq)).toEqual([1, 2, 3, 4]);
   });
 });

@@ -12,7 +12,7 @@ import type { JobState } from "../src/jobs/job-state.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { type Fence, jobFinished } from "./helpers/frames.ts";
 import { insides } from "./helpers/job-insides.ts";
-import { api, pairAgent, TestAgent } from "./helpers/worker.ts";
+import { api, JOB_EVENTS, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 /** Polls for up to 10 s, and tests get 30 s: the machine running the tests may be busy. */
 vi.setConfig({ testTimeout: 30_000 });
@@ -36,7 +36,7 @@ async function view(jobId: string): Promise<JobView> {
 }
 
 async function events(jobId: string): Promise<string[]> {
-  const rows = await env.DB.prepare("SELECT event, to_status FROM job_events WHERE job_id = ? ORDER BY seq")
+  const rows = await env.DB.prepare(`SELECT event, to_status FROM ${JOB_EVENTS} WHERE job_id = ? ORDER BY seq`)
     .bind(jobId)
     .all<{ event: string; to_status: string }>();
   return rows.results.map((r) => `${r.event}:${r.to_status}`);

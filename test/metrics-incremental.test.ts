@@ -1,6 +1,6 @@
 // /metrics kept incrementally: after jobs go through real JobDO transitions (their events
 // written through the outbox), the counters give the same numbers as a full recomputation
-// from every row of job_events and jobs — the way /metrics used to compute them per scrape.
+// from every event of every job (jobs.events) and jobs — the way /metrics used to compute them per scrape.
 import { env, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { JobEvent } from "../src/core/job-machine.ts";
@@ -10,7 +10,7 @@ import type { JobState } from "../src/jobs/job-state.ts";
 import { DISPATCH_BUCKETS_S, DURATION_BUCKETS_S } from "../src/ledger/metric-counters.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { insides } from "./helpers/job-insides.ts";
-import { api } from "./helpers/worker.ts";
+import { api, JOB_EVENTS } from "./helpers/worker.ts";
 
 afterEach(() => {
   vi.useRealTimers();
@@ -53,9 +53,9 @@ async function runJob(path: [JobEvent, number][], batched = false): Promise<stri
 /** The old per-scrape computation: every matching event against the latest earlier one. */
 async function recomputed(toStatuses: string[], fromStatus: string): Promise<number[]> {
   const { results } = await env.DB.prepare(
-    `SELECT e.at - (SELECT p.at FROM job_events p WHERE p.job_id = e.job_id AND p.to_status = ? AND p.seq < e.seq
+    `SELECT e.at - (SELECT p.at FROM ${JOB_EVENTS} p WHERE p.job_id = e.job_id AND p.to_status = ? AND p.seq < e.seq
                     ORDER BY p.seq DESC LIMIT 1) AS ms
-     FROM job_events e WHERE e.to_status IN (${toStatuses.map(() => "?").join(",")})`,
+     FROM ${JOB_EVENTS} e WHERE e.to_status IN (${toStatuses.map(() => "?").join(",")})`,
   )
     .bind(fromStatus, ...toStatuses)
     .all<{ ms: number | null }>();
@@ -72,7 +72,7 @@ function expectedHistogram(name: string, buckets: number[], values: number[]): s
 }
 
 describe("incremental /metrics", () => {
-  it("equals a full recomputation from jobs and job_events", async () => {
+  it("equals a full recomputation from jobs and their events", async () => {
     await runJob([
       ["plan_ready", 800],
       ["approve", 2_000],
@@ -135,7 +135,7 @@ describe("incremental /metrics", () => {
       n: number;
     }>();
     for (const { status, n } of results) expect(lines).toContain(`skynet_jobs{status="${status}"} ${n}`);
-    const requeues = await env.DB.prepare("SELECT COUNT(*) AS n FROM job_events WHERE event = 'requeue'").first<{
+    const requeues = await env.DB.prepare(`SELECT COUNT(*) AS n FROM ${JOB_EVENTS} WHERE event = 'requeue'`).first<{
       n: number;
     }>();
     expect(lines).toContain(`skynet_redispatches_total ${requeues?.n}`);

@@ -6,6 +6,7 @@ import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { insides } from "./helpers/job-insides.ts";
 import { failNext } from "./helpers/telegram.ts";
+import { JOB_EVENTS } from "./helpers/worker.ts";
 
 const CHAT = -9001;
 
@@ -30,7 +31,7 @@ describe("notifications in the outbox", () => {
     });
     const ledger = await env.DB.prepare("SELECT status FROM jobs WHERE id = ?").bind(jobId).first<{ status: string }>();
     expect(ledger?.status).toBe("QUEUED");
-    const events = await env.DB.prepare("SELECT COUNT(*) AS n FROM job_events WHERE job_id = ?")
+    const events = await env.DB.prepare(`SELECT COUNT(*) AS n FROM ${JOB_EVENTS} WHERE job_id = ?`)
       .bind(jobId)
       .first<{ n: number }>();
     expect(events?.n).toBe(3);

@@ -10,14 +10,14 @@ import { JobStore } from "../src/jobs/job-store.ts";
 import { backoffMs, MAX_OUTBOX_TRIES } from "../src/jobs/outbox-items.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { insides, owedOnRecord, performAll } from "./helpers/job-insides.ts";
-import { api, json } from "./helpers/worker.ts";
+import { api, JOB_EVENTS, json } from "./helpers/worker.ts";
 
 const TRIGGER = "test_fail_event_insert";
 
-/** Makes D1 refuse one event insert, as a failing D1 would (a real write error). */
+/** Makes D1 refuse the write that appends event 90 to the job's row, as a failing D1 would (a real write error). */
 async function failEventsOf(jobId: string): Promise<void> {
   await env.DB.exec(
-    `CREATE TRIGGER IF NOT EXISTS ${TRIGGER} BEFORE INSERT ON job_events WHEN NEW.job_id = '${jobId}' AND NEW.seq = 90 BEGIN SELECT RAISE(ABORT, 'injected failure'); END`,
+    `CREATE TRIGGER IF NOT EXISTS ${TRIGGER} BEFORE UPDATE ON jobs WHEN NEW.id = '${jobId}' AND EXISTS (SELECT 1 FROM json_each(NEW.events) WHERE json_extract(value, '$.seq') = 90) BEGIN SELECT RAISE(ABORT, 'injected failure'); END`,
   );
 }
 afterEach(async () => {
@@ -128,7 +128,7 @@ describe("outbox lanes and parking", () => {
     const rows = await outboxRows(stub);
     expect(rows.map((r) => [r.kind, r.tries])).toEqual([["archive_log", 1]]);
     expect(
-      await env.DB.prepare("SELECT 1 AS ok FROM job_events WHERE job_id = ? AND seq = 91").bind(jobId).first(),
+      await env.DB.prepare(`SELECT 1 AS ok FROM ${JOB_EVENTS} WHERE job_id = ? AND seq = 91`).bind(jobId).first(),
     ).toEqual({ ok: 1 });
   });
 
@@ -173,7 +173,7 @@ describe("outbox lanes and parking", () => {
     expect((await outboxRows(stub))[0]?.parked).toBe(true);
     expect((await api(`/api/jobs/${jobId}/outbox/replay`, { method: "POST", token: "wrong" })).status).toBe(401);
     expect(
-      await env.DB.prepare("SELECT 1 FROM job_events WHERE job_id = ? AND seq = 90").bind(jobId).first(),
+      await env.DB.prepare(`SELECT 1 FROM ${JOB_EVENTS} WHERE job_id = ? AND seq = 90`).bind(jobId).first(),
     ).toBeNull();
     await env.DB.exec(`DROP TRIGGER IF EXISTS ${TRIGGER}`);
     const res = await api(`/api/jobs/${jobId}/outbox/replay`, { method: "POST" });
@@ -184,7 +184,7 @@ describe("outbox lanes and parking", () => {
     expect(body.replayed[0]?.error).toContain("injected failure");
     expect(await outboxRows(stub)).toHaveLength(0);
     expect(
-      await env.DB.prepare("SELECT 1 AS ok FROM job_events WHERE job_id = ? AND seq = 90").bind(jobId).first(),
+      await env.DB.prepare(`SELECT 1 AS ok FROM ${JOB_EVENTS} WHERE job_id = ? AND seq = 90`).bind(jobId).first(),
     ).toEqual({ ok: 1 });
     // Nothing parked: an empty replay; an unknown job: 404.
     expect(await json(await api(`/api/jobs/${jobId}/outbox/replay`, { method: "POST" }))).toMatchObject({
@@ -204,7 +204,7 @@ const note = (seq: number) => ({
   at: Date.now(),
 });
 const eventLanded = async (jobId: string, seq: number) =>
-  (await env.DB.prepare("SELECT 1 AS ok FROM job_events WHERE job_id = ? AND seq = ?").bind(jobId, seq).first()) !==
+  (await env.DB.prepare(`SELECT 1 AS ok FROM ${JOB_EVENTS} WHERE job_id = ? AND seq = ?`).bind(jobId, seq).first()) !==
   null;
 
 const tables = (stub: DurableObjectStub<JobDO>) =>

@@ -10,7 +10,7 @@ import type { AgentRegistryDO } from "../src/agents/agent-registry-do.ts";
 import { AssignmentBook } from "../src/agents/assignments.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { jobStubOf, queuedJob } from "./helpers/offers.ts";
-import { pairAgent, TestAgent } from "./helpers/worker.ts";
+import { JOB_EVENTS, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 vi.setConfig({ testTimeout: 60_000 });
 const poll = <T>(fn: () => Promise<T>) => expect.poll(fn, { timeout: 15_000 });
@@ -57,7 +57,7 @@ async function rowsReadBy(event: () => Promise<unknown>): Promise<number> {
 
 const waitingEvents = async (jobId: string) =>
   (
-    await env.DB.prepare("SELECT detail FROM job_events WHERE job_id = ? AND event = 'waiting'")
+    await env.DB.prepare(`SELECT detail FROM ${JOB_EVENTS} WHERE job_id = ? AND event = 'waiting'`)
       .bind(jobId)
       .all<{ detail: string }>()
   ).results.map((r) => (JSON.parse(r.detail) as { reason: string }).reason);

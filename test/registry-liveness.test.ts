@@ -10,7 +10,7 @@ import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { runScheduled } from "./helpers/handlers.ts";
 import { insides } from "./helpers/job-insides.ts";
-import { api, json, pairAgent, TestAgent } from "./helpers/worker.ts";
+import { api, JOB_EVENTS, json, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 /** Polls for up to 10 s, and tests get 30 s: the machine running the tests may be busy. */
 vi.setConfig({ testTimeout: 30_000 });
@@ -227,7 +227,7 @@ describe("jobs no connected agent can serve", () => {
     expect((await api(`/api/jobs/${jobId}/redispatch`, { method: "POST" })).status).toBe(202);
     const waiting = async () =>
       (
-        await env.DB.prepare("SELECT detail FROM job_events WHERE job_id = ? AND event = 'waiting'")
+        await env.DB.prepare(`SELECT detail FROM ${JOB_EVENTS} WHERE job_id = ? AND event = 'waiting'`)
           .bind(jobId)
           .all<{ detail: string }>()
       ).results;
@@ -270,7 +270,7 @@ describe("jobs no connected agent can serve", () => {
     expect(Object.values(JSON.parse((await bookRow(jobId))?.banned ?? "{}"))).toEqual([
       "this agent does not serve project live-perm",
     ]);
-    const events = await env.DB.prepare("SELECT detail FROM job_events WHERE job_id = ? AND event = 'waiting'")
+    const events = await env.DB.prepare(`SELECT detail FROM ${JOB_EVENTS} WHERE job_id = ? AND event = 'waiting'`)
       .bind(jobId)
       .all<{ detail: string }>();
     expect(events.results.map((e) => (JSON.parse(e.detail) as { reason: string }).reason)).toEqual([

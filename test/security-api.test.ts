@@ -13,13 +13,13 @@ import { Redactor } from "../src/lib/redact.ts";
 import { safeForTerminal } from "../src/lib/text-safety.ts";
 import { insides } from "./helpers/job-insides.ts";
 import { nextUpdateId, SECRET, TelegramScope } from "./helpers/telegram.ts";
-import { API_TOKEN, api, BASE, countLedgerJobs, json } from "./helpers/worker.ts";
+import { API_TOKEN, api, BASE, countLedgerJobs, JOB_EVENTS, json } from "./helpers/worker.ts";
 
 const CHAT = -7772001;
 const tg = new TelegramScope([CHAT], "secapi-");
 
 const countEvents = async (): Promise<number> =>
-  (await env.DB.prepare("SELECT COUNT(*) AS n FROM job_events").first<{ n: number }>())?.n ?? 0;
+  (await env.DB.prepare(`SELECT COUNT(*) AS n FROM ${JOB_EVENTS}`).first<{ n: number }>())?.n ?? 0;
 
 /** A body sent as a stream of chunks: no Content-Length, so only counting while reading bounds it. */
 function chunked(total: number, chunk = 16 * 1024): ReadableStream<Uint8Array> {

@@ -10,6 +10,7 @@ import { notifyJob } from "../src/notify/notify.ts";
 import { type Fence, jobFinished } from "./helpers/frames.ts";
 import { insides, storedLog } from "./helpers/job-insides.ts";
 import { type Call, lastJobPlanned, message, post, TelegramScope, textOf } from "./helpers/telegram.ts";
+import { JOB_EVENTS } from "./helpers/worker.ts";
 
 const OWNER = { id: 45, is_bot: false, first_name: "Owner" };
 // Each part uses its own requester, to stay under the per-user task rate limit.
@@ -46,7 +47,7 @@ async function snapshot(jobId: string) {
     status: job?.status,
     updatedAt: job?.updatedAt,
     decidedBy: job?.decidedBy,
-    events: await count("SELECT COUNT(*) AS n FROM job_events WHERE job_id = ?", jobId),
+    events: await count(`SELECT COUNT(*) AS n FROM ${JOB_EVENTS} WHERE job_id = ?`, jobId),
     jobs: await count("SELECT COUNT(*) AS n FROM jobs"),
     audit: await count("SELECT COUNT(*) AS n FROM audit_log"),
   };

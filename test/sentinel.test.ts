@@ -8,7 +8,7 @@ import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { raiseAlert, resolveAlert } from "../src/sentinel/alerts.ts";
 import { checkProviders } from "../src/sentinel/monitor.ts";
-import { EVENTS_PER_RUN, pruneHistory } from "../src/sentinel/retention.ts";
+import { JOBS_PER_RUN, pruneHistory } from "../src/sentinel/retention.ts";
 import { runSentinel } from "../src/sentinel/sentinel.ts";
 import { runScheduled } from "./helpers/handlers.ts";
 import { insides } from "./helpers/job-insides.ts";
@@ -173,22 +173,28 @@ describe("archive", () => {
       ),
     ]);
     const old = now - 400 * 86_400_000;
-    const jobId = newJobId();
-    const rows = Array.from({ length: EVENTS_PER_RUN + 3 }, (_, n) =>
+    const event = (at: number) =>
+      JSON.stringify([{ seq: 1, from: null, to: "CREATED", event: "create", detail: null, at }]);
+    const insert = (id: string, createdAt: number, updatedAt: number) =>
       env.DB.prepare(
-        "INSERT INTO job_events (job_id, seq, from_status, to_status, event, at) VALUES (?, ?, 'QUEUED', 'QUEUED', 'waiting', ?)",
-      ).bind(jobId, n + 1, old),
-    );
+        "INSERT INTO jobs (id, project_id, user_id, intent, status, created_at, updated_at, events) VALUES (?, 'default', 'api', 'x', 'SUCCEEDED', ?, ?, ?)",
+      ).bind(id, createdAt, updatedAt, event(createdAt));
+    const oldIds = Array.from({ length: JOBS_PER_RUN + 3 }, (_, n) => newJobId(old + n));
+    const rows = oldIds.map((id, n) => insert(id, old + n, old + n));
     for (let n = 0; n < rows.length; n += 500) await env.DB.batch(rows.slice(n, n + 500));
-    const recent = newJobId();
-    await env.DB.prepare(
-      "INSERT INTO job_events (job_id, seq, from_status, to_status, event, at) VALUES (?, 1, NULL, 'CREATED', 'create', ?)",
-    )
-      .bind(recent, now - 86_400_000)
-      .run();
-    const countOf = async (id: string) =>
-      (await env.DB.prepare("SELECT COUNT(*) AS n FROM job_events WHERE job_id = ?").bind(id).first<{ n: number }>())
-        ?.n;
+    // Created long ago but still moving: its history is not past retention.
+    const longRunning = newJobId(old + 5000);
+    const recent = newJobId(now - 86_400_000);
+    await env.DB.batch([
+      insert(longRunning, old + 5000, now - 60_000),
+      insert(recent, now - 86_400_000, now - 86_400_000),
+    ]);
+    const eventsOf = async (id: string) =>
+      (
+        await env.DB.prepare("SELECT json_array_length(events) AS n FROM jobs WHERE id = ?")
+          .bind(id)
+          .first<{ n: number }>()
+      )?.n;
 
     // A minute past the hour: counters of past minutes only (this minute's stays).
     const offHour = await pruneHistory(env.DB, now + 60_000, 365);
@@ -199,14 +205,35 @@ describe("archive", () => {
     expect(names).not.toContain(`pair_failures:203.0.113.9:${minute - 5}`);
     expect(names).toContain(`pair_failures:203.0.113.9:${minute + 1}`);
     expect(names).toContain("queue_retries_keep_me");
+    expect(await eventsOf(oldIds[0] as string)).toBe(1);
 
-    // On the hour: one bounded batch, then the rest; recent history stays.
+    // On the hour: one bounded batch, then the rest; recent history stays, and so do the rows.
+    const withEvents = async () =>
+      (await env.DB.prepare("SELECT COUNT(*) AS n FROM jobs WHERE events <> '[]'").first<{ n: number }>())?.n ?? 0;
+    const holding = await withEvents();
     const first = await pruneHistory(env.DB, now, 365);
     expect(first.eventsDeleted).toBeGreaterThan(0);
-    expect(first.eventsDeleted).toBeLessThanOrEqual(EVENTS_PER_RUN);
-    while ((await pruneHistory(env.DB, now, 365)).eventsDeleted > 0);
-    expect(await countOf(jobId)).toBe(0);
-    expect(await countOf(recent)).toBe(1);
+    expect(holding - (await withEvents())).toBeLessThanOrEqual(JOBS_PER_RUN);
+    expect(await eventsOf(oldIds.at(-1) as string)).toBe(1);
+    let runs = 1;
+    while ((await pruneHistory(env.DB, now, 365)).eventsDeleted > 0) runs += 1;
+    expect(runs).toBeGreaterThan(1);
+    for (const id of [oldIds[0], oldIds.at(-1)]) expect(await eventsOf(id as string)).toBe(0);
+    const left = await env.DB.prepare(
+      `SELECT COUNT(*) AS n FROM jobs WHERE id IN (SELECT value FROM json_each(?)) AND events <> '[]'`,
+    )
+      .bind(JSON.stringify(oldIds))
+      .first<{ n: number }>();
+    expect(left?.n).toBe(0);
+    expect(
+      (
+        await env.DB.prepare("SELECT COUNT(*) AS n FROM jobs WHERE id IN (SELECT value FROM json_each(?))")
+          .bind(JSON.stringify(oldIds))
+          .first<{ n: number }>()
+      )?.n,
+    ).toBe(oldIds.length);
+    expect(await eventsOf(longRunning)).toBe(1);
+    expect(await eventsOf(recent)).toBe(1);
   });
 
   it("keeps a 20 MB log byte-for-byte through tail, search and the R2 write", async () => {

@@ -12,7 +12,7 @@ import { backoffMs, MAX_OUTBOX_TRIES } from "../src/jobs/outbox-items.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { jobFinished } from "./helpers/frames.ts";
 import { insides, patchEnv } from "./helpers/job-insides.ts";
-import { pairAgent, TestAgent } from "./helpers/worker.ts";
+import { JOB_EVENTS, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 /** Polls for up to 20 s (backoffs of 1 s, 2 s … on a busy machine), and tests get 60 s. */
 vi.setConfig({ testTimeout: 60_000 });
@@ -257,7 +257,7 @@ describe("an outbox item that fails forever", () => {
       expect(res.ok && res.value.status).toBe("CANCELLED");
       // The cancel's writes are due now, the failing send only after its backoff: they go first.
       expect(await ledgerStatus(jobId)).toBe("CANCELLED");
-      const events = await env.DB.prepare("SELECT event FROM job_events WHERE job_id = ? ORDER BY seq")
+      const events = await env.DB.prepare(`SELECT event FROM ${JOB_EVENTS} WHERE job_id = ? ORDER BY seq`)
         .bind(jobId)
         .all<{ event: string }>();
       // ("waiting": the JobDO's own dispatch found no agent for this project.)

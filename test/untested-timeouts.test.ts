@@ -8,7 +8,7 @@ import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { insides } from "./helpers/job-insides.ts";
 import { TelegramScope, textOf } from "./helpers/telegram.ts";
-import { pairAgent, TestAgent } from "./helpers/worker.ts";
+import { JOB_EVENTS, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 vi.setConfig({ testTimeout: 30_000 });
 
@@ -78,7 +78,9 @@ describe("a QUEUED job that no agent takes", () => {
       .bind(jobId)
       .first<{ status: string; error: string | null }>();
     expect(row).toEqual({ status: "FAILED", error: REASON });
-    const events = await env.DB.prepare("SELECT event, to_status, detail FROM job_events WHERE job_id = ? ORDER BY seq")
+    const events = await env.DB.prepare(
+      `SELECT event, to_status, detail FROM ${JOB_EVENTS} WHERE job_id = ? ORDER BY seq`,
+    )
       .bind(jobId)
       .all<{ event: string; to_status: string; detail: string | null }>();
     const last = events.results.at(-1);

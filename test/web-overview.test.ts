@@ -10,18 +10,14 @@ import { API_TOKEN } from "./helpers/worker.ts";
 
 const DAY = 86_400_000;
 
+/** A job row as the ledger holds it: its transitions on the row (jobs.events, migration 0012). */
 async function job(id: string, status: string, createdAt: number, events: [string, number][]) {
+  const list = events.map(([to, at], i) => ({ seq: i + 1, from: null, to, event: "e", detail: null, at }));
   await env.DB.prepare(
-    "INSERT INTO jobs (id, project_id, user_id, intent, status, created_at, updated_at) VALUES (?, 'default', 'api', 'x', ?, ?, ?)",
+    "INSERT INTO jobs (id, project_id, user_id, intent, status, created_at, updated_at, events) VALUES (?, 'default', 'api', 'x', ?, ?, ?, ?)",
   )
-    .bind(id, status, createdAt, createdAt)
+    .bind(id, status, createdAt, createdAt, JSON.stringify(list))
     .run();
-  let seq = 0;
-  for (const [to, at] of events) {
-    await env.DB.prepare("INSERT INTO job_events (job_id, seq, to_status, event, at) VALUES (?, ?, ?, 'e', ?)")
-      .bind(id, ++seq, to, at)
-      .run();
-  }
 }
 
 describe("web overview", () => {

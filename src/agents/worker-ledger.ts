@@ -1,7 +1,7 @@
 // The registry's writes to the ledger's workers table. D1 rows written are billed, so a job must
-// not cost any: an agent's load (BUSY/ONLINE and its running count) is written at once only if it
-// was not written in the last LOAD_WRITE_GAP_MS, and otherwise by a later heartbeat once the gap
-// has passed; a heartbeat that changes nothing writes at most once an interval. Online/offline
+// not cost any: an agent's load (BUSY/ONLINE and its running count) is never written when a job
+// starts or ends, only by a heartbeat, and at most once per LOAD_WRITE_GAP_MS (hello counts as a
+// load write); a heartbeat that changes nothing writes at most once an interval. Online/offline
 // and the agent's profile (hello) are written at once. Readers see the row's updated_at as the
 // time its load figures are "as of"; live figures come from the registry (listAgents). What was
 // last written is kept in memory (after hibernation the next heartbeat simply writes once).
@@ -20,7 +20,7 @@ export const LOAD_WRITE_GAP_MS = 30_000;
 interface LedgerMark {
   /** Last write of any kind (the heartbeat's last_heartbeat_at). */
   at: number;
-  /** Last write of a changed load (0: none since hello). */
+  /** Last write of the load (hello's included). */
   loadAt: number;
   /** The running count the row shows. */
   running: number;
@@ -55,7 +55,7 @@ export class WorkerLedger {
       version: profile.version,
       at,
     })
-      .then(() => this.marks.set(profile.agentId, { at, loadAt: 0, running, reported: -1 }))
+      .then(() => this.marks.set(profile.agentId, { at, loadAt: at, running, reported: -1 }))
       .catch((err: unknown) =>
         log("warn", "ledger: worker upsert failed", { agentId: profile.agentId, error: errorMessage(err) }),
       );
@@ -88,15 +88,11 @@ export class WorkerLedger {
     return freed;
   }
 
-  /** ONLINE or BUSY from the jobs the agent holds: now if the gap has passed, else by a later heartbeat. */
-  async load(agentId: string, running: number): Promise<void> {
-    const at = this.now();
-    const mark = this.marks.get(agentId);
-    if (mark && (mark.running === running || at - mark.loadAt < this.gap)) return;
-    await setWorkerStatus(getDb(this.env.DB), agentId, running > 0 ? "BUSY" : "ONLINE", { running, at })
-      .then(() => this.marks.set(agentId, { at, loadAt: at, running, reported: mark?.reported ?? -1 }))
-      .catch((err: unknown) => log("warn", "ledger: worker status failed", { agentId, error: errorMessage(err) }));
-  }
+  /**
+   * A job started or ended on the agent: nothing is written now (a busy agent would cost a row
+   * per job); the next heartbeat after the gap writes the load as it is then.
+   */
+  async load(_agentId: string, _running: number): Promise<void> {}
 
   async offline(agentId: string, write: boolean): Promise<void> {
     this.marks.delete(agentId);

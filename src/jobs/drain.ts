@@ -5,7 +5,7 @@ import { getDb, incrementCounter } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { NotifyLater } from "../notify/notify.ts";
 import { raiseAlert } from "../sentinel/alerts.ts";
-import { eventQueries, LEDGER_KINDS, type LedgerQuery, ledgerStatement, runOutboxItem } from "./effects.ts";
+import { LEDGER_KINDS, type LedgerQuery, ledgerWrites, runOutboxItem } from "./effects.ts";
 import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
 import { laneOf, MAX_OUTBOX_TRIES, type OutboxRow } from "./outbox-items.ts";
@@ -136,13 +136,13 @@ async function reportParked(job: JobContext): Promise<void> {
 /** Writes a group of ledger items in one D1 batch; false when the ledger lane must wait for a retry. */
 async function writeLedger(job: JobContext, state: JobState, group: OutboxRow[]): Promise<boolean> {
   const db = getDb(job.env.DB);
-  // The events together (a multi-row insert and one counters upsert per counter), the rest as they come.
-  const events = group.flatMap((row) => (row.item.kind === "event" ? [row.item] : []));
-  const planned = group.map((row) => ({
-    row,
-    statement: row.item.kind === "event" ? { queries: [] } : ledgerStatement(job, db, state, row.item),
-  }));
-  const queries = [...planned.flatMap((p) => p.statement?.queries ?? []), ...eventQueries(db, state.id, events)];
+  const statement = ledgerWrites(
+    job,
+    db,
+    state,
+    group.map((row) => row.item),
+  );
+  const queries = statement.queries;
   try {
     if (queries.length === 1) await queries[0];
     else if (queries.length > 1) await db.batch(queries as [LedgerQuery, ...LedgerQuery[]]);
@@ -163,9 +163,9 @@ async function writeLedger(job: JobContext, state: JobState, group: OutboxRow[])
     });
     return outcome === "parked";
   }
-  for (const { row, statement } of planned) {
-    statement?.done?.();
-    job.count(`outbox.${row.item.kind}${statement ? "" : "_unchanged"}`);
+  statement.done?.();
+  for (const row of group) {
+    job.count(`outbox.${row.item.kind}${row.item.kind === "ledger" && statement.unchanged ? "_unchanged" : ""}`);
     job.outbox.done(row);
   }
   if (queries.length > 1) {
@@ -175,8 +175,11 @@ async function writeLedger(job: JobContext, state: JobState, group: OutboxRow[])
   return true;
 }
 
-/** The error with its cause (drizzle wraps D1's own message in "Failed query: …"). */
+/**
+ * The error with its cause, the cause first: drizzle wraps D1's own message in "Failed query: …"
+ * with the whole statement, and the stored error is cut at 500 characters.
+ */
 function failureText(err: unknown): string {
-  const cause = err instanceof Error && err.cause !== undefined ? `: ${errorMessage(err.cause)}` : "";
-  return `${errorMessage(err)}${cause}`;
+  if (err instanceof Error && err.cause !== undefined) return `${errorMessage(err.cause)} (${errorMessage(err)})`;
+  return errorMessage(err);
 }

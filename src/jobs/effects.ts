@@ -1,16 +1,11 @@
 // Performs one outbox item for a JobDO. Each effect is idempotent, so a retry after a partial
-// failure is harmless (ledger upserts, events keyed by seq, sends deduplicated by the JobDO).
+// failure is harmless (ledger upserts, events kept by seq on the job's row, sends deduplicated by
+// the JobDO).
 import { writeAnswer } from "../answers/index.ts";
 import { getEngine } from "../execution/engine.ts";
-import { summedCountersQuery } from "../ledger/metric-counters.ts";
-import {
-  appendAuditQuery,
-  appendJobEventsQuery,
-  type Db,
-  EVENTS_PER_STATEMENT,
-  getDb,
-  upsertJobQuery,
-} from "../ledger/store.ts";
+import { EVENTS_PER_STATEMENT, eventJson } from "../ledger/job-events.ts";
+import { metricsQuery } from "../ledger/metrics-query.ts";
+import { appendAuditQuery, appendJobEventsQuery, type Db, getDb, upsertJobQuery } from "../ledger/store.ts";
 import { type NotifyMemo, notifyJob } from "../notify/notify.ts";
 import { archiveLog } from "./archive-log.ts";
 import { dispatchDirectly } from "./dispatch.ts";
@@ -24,77 +19,75 @@ export type LedgerQuery =
   | ReturnType<typeof upsertJobQuery>
   | ReturnType<typeof appendJobEventsQuery>
   | ReturnType<typeof appendAuditQuery>
-  | NonNullable<ReturnType<typeof summedCountersQuery>>;
+  | NonNullable<ReturnType<typeof metricsQuery>>;
 
 type EventItem = Extract<OutboxItem, { kind: "event" }>;
 
-/**
- * Events as multi-row inserts, each followed by the counters its rows move, summed (one upsert
- * per counter, not per event); the counters count only rows that insert added (a retry adds
- * nothing twice; see summedCountersQuery).
- */
-export function eventQueries(db: Db, jobId: string, events: EventItem[]): LedgerQuery[] {
-  const out: LedgerQuery[] = [];
-  for (let i = 0; i < events.length; i += EVENTS_PER_STATEMENT) {
-    const chunk = events.slice(i, i + EVENTS_PER_STATEMENT);
-    out.push(
-      appendJobEventsQuery(
-        db,
-        chunk.map((e) => ({
-          jobId,
-          seq: e.seq,
-          fromStatus: e.fromStatus,
-          toStatus: e.toStatus,
-          event: e.event,
-          detail: e.detail ?? undefined,
-          at: e.at,
-        })),
-      ),
-    );
-    const counters = summedCountersQuery(db, chunk);
-    if (counters) out.push(counters);
-  }
-  return out;
+export interface LedgerWrite {
+  queries: LedgerQuery[];
+  /** Runs once the queries are written. */
+  done?: () => void;
+  /** A snapshot item that had nothing new to write. */
+  unchanged: boolean;
 }
 
 /**
- * The D1 statement for a ledger item, so consecutive ones go to D1 as one batch (one round
- * trip, one transaction); null when there is nothing to write. `done` runs after the write.
+ * The D1 statements for consecutive ledger items (one batch: one round trip, one transaction):
+ * the job metrics first (they read which events the row holds before the append), then the
+ * job's row — its snapshot, when it changed, and the events appended by the same upsert, one
+ * row written for both — then the audit entries.
  */
-export function ledgerStatement(
+export function ledgerWrites(
   job: Pick<JobContext, "memo" | "setMemo">,
   db: Db,
   state: JobState,
-  item: OutboxItem,
-): { queries: LedgerQuery[]; done?: () => void } | null {
-  switch (item.kind) {
-    case "ledger": {
-      // Step events change nothing the ledger row holds: skip snapshots identical but for the time.
-      const row = toLedgerRow(state);
-      const key = ledgerContent(state);
-      const written = job.memo<string>("ledger_written");
-      if (written === key) return null;
-      // What this object last wrote (the ledger row has no other writer) spares unchanged indexes.
-      const before = written ? (JSON.parse(written) as ReturnType<typeof toLedgerRow>) : null;
-      return { queries: [upsertJobQuery(db, row, before)], done: () => job.setMemo("ledger_written", key) };
-    }
-    case "event":
-      return { queries: eventQueries(db, state.id, [item]) };
-    case "audit":
-      return {
-        queries: [
-          appendAuditQuery(db, {
-            actor: item.actor,
-            action: item.action,
-            jobId: state.id,
-            detail: item.detail,
-            at: item.at,
-          }),
-        ],
-      };
-    default:
-      return null;
+  items: OutboxItem[],
+): LedgerWrite {
+  const row = toLedgerRow(state);
+  let snapshot: { before: ReturnType<typeof toLedgerRow> | null; key: string } | null = null;
+  let unchanged = false;
+  if (items.some((i) => i.kind === "ledger")) {
+    // Step events change nothing the ledger row holds: skip snapshots identical but for the time.
+    const key = ledgerContent(state);
+    const written = job.memo<string>("ledger_written");
+    // What this object last wrote (the ledger row has no other writer) spares unchanged indexes.
+    if (written === key) unchanged = true;
+    else snapshot = { before: written ? (JSON.parse(written) as ReturnType<typeof toLedgerRow>) : null, key };
   }
+  const events = items.filter((i): i is EventItem => i.kind === "event");
+  const notAfter = snapshot ? row.updatedAt : null;
+  const queries: LedgerQuery[] = [];
+  const metrics = metricsQuery(db, state.id, events, notAfter);
+  if (metrics) queries.push(metrics);
+  const json = events.map((e) =>
+    eventJson({
+      seq: e.seq,
+      fromStatus: e.fromStatus,
+      toStatus: e.toStatus,
+      event: e.event,
+      detail: e.detail ?? undefined,
+      at: e.at,
+    }),
+  );
+  const first = json.slice(0, EVENTS_PER_STATEMENT);
+  if (snapshot) queries.push(upsertJobQuery(db, row, snapshot.before, first));
+  else if (first.length > 0) queries.push(appendJobEventsQuery(db, row, first));
+  for (let i = EVENTS_PER_STATEMENT; i < json.length; i += EVENTS_PER_STATEMENT)
+    queries.push(appendJobEventsQuery(db, row, json.slice(i, i + EVENTS_PER_STATEMENT), notAfter));
+  for (const item of items) {
+    if (item.kind !== "audit") continue;
+    queries.push(
+      appendAuditQuery(db, {
+        actor: item.actor,
+        action: item.action,
+        jobId: state.id,
+        detail: item.detail,
+        at: item.at,
+      }),
+    );
+  }
+  const key = snapshot?.key;
+  return { queries, unchanged, ...(key ? { done: () => job.setMemo("ledger_written", key) } : {}) };
 }
 
 /** Performs the item; returns what it did, for the job's operation counters. */
@@ -105,8 +98,8 @@ export async function runOutboxItem(job: JobContext, state: JobState, item: Outb
     case "event":
     case "audit": {
       const db = getDb(env.DB);
-      const statement = ledgerStatement(job, db, state, item);
-      if (!statement) return `${item.kind}_unchanged`;
+      const statement = ledgerWrites(job, db, state, [item]);
+      if (statement.queries.length === 0) return `${item.kind}_unchanged`;
       await db.batch(statement.queries as [LedgerQuery, ...LedgerQuery[]]);
       statement.done?.();
       return;

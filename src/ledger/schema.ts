@@ -1,7 +1,7 @@
 // The ledger's tables (D1, drizzle-orm). The JobDO is the source of truth for a job; these rows
 // are its durable, queryable record. Times are epoch milliseconds.
 import { sql } from "drizzle-orm";
-import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 export const jobs = sqliteTable(
   "jobs",
@@ -30,7 +30,18 @@ export const jobs = sqliteTable(
     tokensOutput: integer("tokens_output").notNull().default(0),
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull(),
+    /**
+     * The job's transitions (migration 0012), a JSON array of JobEventJson ordered by seq,
+     * appended by the snapshot's own upsert: no row per event.
+     */
+    events: text("events").notNull().default("[]"),
   },
+  // Each index costs an entry per insert (and per change of its columns): measured, a job's
+  // insert writes 5 rows (row, id, these three), a status change 2. Each is read by a query that
+  // would otherwise scan (EXPLAIN QUERY PLAN, migration 0012's review): created — the first page
+  // of GET /api/jobs and the overview's last 24 h (without it: SCAN jobs + TEMP B-TREE); status —
+  // the Sentinel's and the agents page's active jobs, status-filtered pages; user — a person's
+  // own jobs (/jobs in Telegram, the console for non-admins).
   (t) => [
     index("jobs_status_created_idx").on(t.status, t.createdAt, t.id),
     index("jobs_user_created_idx").on(t.userId, t.createdAt),
@@ -55,21 +66,27 @@ export const jobThreads = sqliteTable(
   (t) => [index("job_threads_parent_idx").on(t.parentJobId)],
 );
 
-export const jobEvents = sqliteTable(
-  "job_events",
-  {
-    jobId: text("job_id").notNull(),
-    seq: integer("seq").notNull(),
-    fromStatus: text("from_status"),
-    toStatus: text("to_status").notNull(),
-    event: text("event").notNull(),
-    detail: text("detail"),
-    at: integer("at").notNull(),
-  },
-  // No index by status (migration 0009): the metrics are counted at each transition, not read from
-  // here. WITHOUT ROWID, keyed by (job_id, seq) (migration 0010): one b-tree entry per event.
-  (t) => [primaryKey({ columns: [t.jobId, t.seq] })],
-);
+/** One transition as stored in jobs.events (migration 0012; the job_events table before it). */
+export interface JobEventJson {
+  seq: number;
+  from: string | null;
+  to: string;
+  event: string;
+  detail: Record<string, unknown> | null;
+  at: number;
+}
+
+/** A transition as the ledger's readers see it (the job_events row's shape, which they were written for). */
+export interface JobEventRow {
+  jobId: string;
+  seq: number;
+  fromStatus: string | null;
+  toStatus: string;
+  event: string;
+  /** JSON text, as the column held it. */
+  detail: string | null;
+  at: number;
+}
 
 export const workers = sqliteTable(
   "workers",
@@ -86,7 +103,8 @@ export const workers = sqliteTable(
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull(),
   },
-  (t) => [index("workers_status_heartbeat_idx").on(t.status, t.lastHeartbeatAt)],
+  // No index (migration 0013): a row per agent ever paired, read whole; an index on the heartbeat
+  // time would cost a second row at every heartbeat write.
 );
 
 export const agentTokens = sqliteTable(
@@ -158,7 +176,6 @@ export type PermissionRequestRow = typeof permissionRequests.$inferSelect;
 
 export type JobRow = typeof jobs.$inferSelect;
 export type NewJobRow = typeof jobs.$inferInsert;
-export type JobEventRow = typeof jobEvents.$inferSelect;
 export type WorkerRow = typeof workers.$inferSelect;
 export type AgentTokenRow = typeof agentTokens.$inferSelect;
 export type AuditRow = typeof auditLog.$inferSelect;
@@ -167,8 +184,16 @@ export type AuditRow = typeof auditLog.$inferSelect;
 export const counters = sqliteTable("counters", {
   name: text("name").primaryKey(),
   value: integer("value").notNull().default(0),
-  /** A histogram bucket row's share of the histogram's sum (migration 0011); 0 for other counters. */
-  sumMs: integer("sum_ms").notNull().default(0),
+});
+
+/**
+ * The counters a job's transitions move (jobs_status:<S>, events:requeue, hist:<h>:le:<b>,
+ * hist:<h>:sum_ms) as one JSON object in one row (id 1, migration 0012): a ledger commit updates
+ * it with one statement, one row written, however many counters its events move.
+ */
+export const jobMetrics = sqliteTable("job_metrics", {
+  id: integer("id").primaryKey(),
+  data: text("data").notNull().default("{}"),
 });
 
 /** Provider health checks, one row per check (the Sentinel keeps the recent ones). */

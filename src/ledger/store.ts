@@ -1,16 +1,18 @@
 // Ledger store functions over D1 (drizzle-orm). Every write is idempotent so the JobDO outbox can
-// retry it: job rows are whole-snapshot upserts (never moving updatedAt backwards), events are
-// keyed by (job_id, seq).
-import { and, desc, eq, lt, or, sql } from "drizzle-orm";
+// retry it: job rows are whole-snapshot upserts (never moving updatedAt backwards), a job's events
+// ride on its row keyed by seq (a replayed seq appends nothing).
+import { and, desc, eq, getTableColumns, lt, or, sql } from "drizzle-orm";
 import { type DrizzleD1Database, drizzle } from "drizzle-orm/d1";
+import { appendEventsSql, uniqueEvents } from "./job-events.ts";
 import * as schema from "./schema.ts";
 import {
   type AuditRow,
   auditLog,
   counters,
+  type JobEventJson,
   type JobEventRow,
   type JobRow,
-  jobEvents,
+  jobMetrics,
   jobs,
   type NewJobRow,
 } from "./schema.ts";
@@ -26,8 +28,10 @@ export class LedgerInputError extends Error {}
 
 // ---- jobs -----------------------------------------------------------------------------------------
 
-/** Inserts or replaces a job's snapshot; an older snapshot never overwrites a newer one. */
 /**
+ * Inserts or replaces a job's snapshot; an older snapshot never overwrites a newer one. `events`:
+ * transitions appended to the row by the same statement (one row written for both), each once.
+ *
  * `before`: the snapshot this writer last wrote for the job, when it knows it. D1 bills each
  * index entry an update rewrites, and SQLite rewrites an index whenever a column of it is in
  * the SET list, changed or not: so what a job never changes (user, creation time) stays out,
@@ -37,6 +41,7 @@ export function upsertJobQuery(
   db: Db,
   row: NewJobRow,
   before: Pick<NewJobRow, "status" | "chatId" | "messageId"> | null = null,
+  events: JobEventJson[] = [],
 ) {
   const {
     id: _id,
@@ -44,6 +49,7 @@ export function upsertJobQuery(
     userId: _userId,
     projectId: _projectId,
     intent: _intent,
+    events: _events,
     status,
     chatId,
     messageId,
@@ -53,10 +59,11 @@ export function upsertJobQuery(
     ...rest,
     ...(before?.status === status ? {} : { status }),
     ...(before && before.chatId === chatId && before.messageId === messageId ? {} : { chatId, messageId }),
+    ...(events.length > 0 ? { events: appendEventsSql(events) } : {}),
   };
   return db
     .insert(jobs)
-    .values(row)
+    .values({ ...row, events: JSON.stringify(uniqueEvents(events)) })
     .onConflictDoUpdate({ target: jobs.id, set, setWhere: sql`${jobs.updatedAt} <= ${row.updatedAt}` });
 }
 
@@ -92,7 +99,10 @@ function decodeCursor(cursor: string): { createdAt: number; id: string } {
 }
 
 /** Newest first; `nextCursor` continues after the last row returned (null at the end). */
-export async function listJobs(db: Db, q: ListJobsQuery): Promise<{ jobs: JobRow[]; nextCursor: string | null }> {
+/** A listed job: its row without the events (a page of jobs should not carry every job's history). */
+export type ListedJob = Omit<JobRow, "events">;
+
+export async function listJobs(db: Db, q: ListJobsQuery): Promise<{ jobs: ListedJob[]; nextCursor: string | null }> {
   const limit = Math.min(Math.max(q.limit ?? 20, 1), 100);
   const conditions = [];
   if (q.status) conditions.push(eq(jobs.status, q.status));
@@ -101,8 +111,9 @@ export async function listJobs(db: Db, q: ListJobsQuery): Promise<{ jobs: JobRow
     const c = decodeCursor(q.cursor);
     conditions.push(or(lt(jobs.createdAt, c.createdAt), and(eq(jobs.createdAt, c.createdAt), lt(jobs.id, c.id))));
   }
+  const { events: _events, ...columns } = getTableColumns(jobs);
   const rows = await db
-    .select()
+    .select(columns)
     .from(jobs)
     .where(conditions.length > 0 ? and(...conditions) : undefined)
     .orderBy(desc(jobs.createdAt), desc(jobs.id))
@@ -129,48 +140,54 @@ export async function updateJobStatus(
 
 // ---- job events -------------------------------------------------------------------------------------
 
-export interface JobEventInput {
-  jobId: string;
-  seq: number;
-  fromStatus: string | null;
-  toStatus: string;
-  event: string;
-  detail?: Record<string, unknown>;
-  at: number;
-}
-
-/** Appends one transition; a replay of the same (jobId, seq) is ignored. */
-export async function appendJobEvent(db: Db, e: JobEventInput): Promise<void> {
-  await appendJobEventQuery(db, e);
-}
-
-export function appendJobEventQuery(db: Db, e: JobEventInput) {
-  return appendJobEventsQuery(db, [e]);
-}
-
-/** Events a job's statement can carry: D1 binds at most 100 parameters, 7 per event. */
-export const EVENTS_PER_STATEMENT = 14;
-
-/** Appends transitions in one statement (at most EVENTS_PER_STATEMENT); replays are ignored. */
-export function appendJobEventsQuery(db: Db, events: JobEventInput[]) {
+/**
+ * Appends transitions to the job's row (at most EVENTS_PER_STATEMENT); replays are ignored.
+ * `row` creates the row if the job has none yet (its snapshot at the time of the events);
+ * `notAfter`: append only if the row is not newer than that (the guard of a snapshot written
+ * in the same batch, so the events and their counters go together).
+ */
+export function appendJobEventsQuery(db: Db, row: NewJobRow, events: JobEventJson[], notAfter: number | null = null) {
   return db
-    .insert(jobEvents)
-    .values(
-      events.map((e) => ({
-        jobId: e.jobId,
-        seq: e.seq,
-        fromStatus: e.fromStatus,
-        toStatus: e.toStatus,
-        event: e.event,
-        detail: e.detail ? JSON.stringify(e.detail) : null,
-        at: e.at,
-      })),
-    )
-    .onConflictDoNothing({ target: [jobEvents.jobId, jobEvents.seq] });
+    .insert(jobs)
+    .values({ ...row, events: JSON.stringify(uniqueEvents(events)) })
+    .onConflictDoUpdate({
+      target: jobs.id,
+      set: { events: appendEventsSql(events) },
+      ...(notAfter === null ? {} : { setWhere: sql`${jobs.updatedAt} <= ${notAfter}` }),
+    });
 }
 
+/** A job's transitions, oldest first (none for a job the ledger has no row for). */
 export async function listJobEvents(db: Db, jobId: string): Promise<JobEventRow[]> {
-  return db.select().from(jobEvents).where(eq(jobEvents.jobId, jobId)).orderBy(jobEvents.seq).all();
+  const row = await db.select({ events: jobs.events }).from(jobs).where(eq(jobs.id, jobId)).get();
+  return row ? parseJobEvents(jobId, row.events) : [];
+}
+
+/** jobs.events as rows; an element that is not a transition is left out rather than shown wrong. */
+export function parseJobEvents(jobId: string, text: string): JobEventRow[] {
+  let list: unknown;
+  try {
+    list = JSON.parse(text);
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(list)) return [];
+  const out: JobEventRow[] = [];
+  for (const e of list as Partial<JobEventJson>[]) {
+    if (typeof e !== "object" || e === null) continue;
+    if (typeof e.seq !== "number" || typeof e.to !== "string" || typeof e.event !== "string") continue;
+    if (typeof e.at !== "number") continue;
+    out.push({
+      jobId,
+      seq: e.seq,
+      fromStatus: typeof e.from === "string" ? e.from : null,
+      toStatus: e.to,
+      event: e.event,
+      detail: e.detail && typeof e.detail === "object" ? JSON.stringify(e.detail) : null,
+      at: e.at,
+    });
+  }
+  return out.sort((a, b) => a.seq - b.seq);
 }
 
 // ---- audit ------------------------------------------------------------------------------------------
@@ -223,18 +240,29 @@ export async function incrementCounter(db: Db, name: string, by = 1): Promise<vo
     .onConflictDoUpdate({ target: counters.name, set: { value: sql`${counters.value} + ${by}` } });
 }
 
+/** Every counter: the rows of `counters`, and with no prefix the job metrics' object too. */
 export async function readCounters(db: Db, prefix?: string): Promise<Record<string, number>> {
-  const rows = await db
-    .select()
-    .from(counters)
-    .where(prefix ? sql`${counters.name} LIKE ${`${prefix}%`}` : undefined)
-    .all();
+  const [rows, metrics] = await Promise.all([
+    db
+      .select()
+      .from(counters)
+      .where(prefix ? sql`${counters.name} LIKE ${`${prefix}%`}` : undefined)
+      .all(),
+    prefix ? Promise.resolve(undefined) : db.select({ data: jobMetrics.data }).from(jobMetrics).get(),
+  ]);
   const out: Record<string, number> = {};
-  for (const r of rows) {
-    out[r.name] = r.value;
-    // A histogram's sum is kept on its bucket rows (migration 0011): read back under its old name.
-    const hist = /^hist:(\w+):le:/.exec(r.name);
-    if (hist) out[`hist:${hist[1]}:sum_ms`] = (out[`hist:${hist[1]}:sum_ms`] ?? 0) + r.sumMs;
-  }
+  for (const r of rows) out[r.name] = r.value;
+  for (const [name, value] of Object.entries(parseObject(metrics?.data)))
+    if (typeof value === "number") out[name] = value;
   return out;
+}
+
+function parseObject(text: string | undefined): Record<string, unknown> {
+  if (!text) return {};
+  try {
+    const v: unknown = JSON.parse(text);
+    return v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
 }

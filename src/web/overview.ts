@@ -55,9 +55,11 @@ export async function overviewPage(env: Env, s: WebSession): Promise<Html> {
       .bind(firstHour * HOUR)
       .all<{ h: number; status: string; n: number }>(),
     env.DB.prepare(
-      `SELECT e.job_id, e.to_status, MIN(e.at) AS at FROM jobs j JOIN job_events e ON e.job_id = j.id
-       WHERE j.created_at >= ? AND e.to_status IN ('QUEUED','RUNNING','SUCCEEDED','FAILED','CANCELLED')
-       GROUP BY e.job_id, e.to_status LIMIT 50000`,
+      // The events ride on the job's row (migration 0012): the day's jobs, each with its own.
+      `SELECT j.id AS job_id, json_extract(e.value, '$.to') AS to_status, MIN(json_extract(e.value, '$.at')) AS at
+       FROM jobs j, json_each(j.events) e
+       WHERE j.created_at >= ? AND json_extract(e.value, '$.to') IN ('QUEUED','RUNNING','SUCCEEDED','FAILED','CANCELLED')
+       GROUP BY j.id, to_status LIMIT 50000`,
     )
       .bind(since)
       .all<{ job_id: string; to_status: string; at: number }>(),

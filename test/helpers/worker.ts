@@ -5,16 +5,29 @@ import { exports } from "cloudflare:workers";
 import { hc } from "hono/client";
 import { type AgentToServer, PROTOCOL_VERSION, type ServerToAgent, ServerToAgentSchema } from "../../protocol/index.ts";
 import type { AppType } from "../../src/app.ts";
+import type { JobEventRow } from "../../src/ledger/schema.ts";
+import { getDb, listJobEvents } from "../../src/ledger/store.ts";
 
 export const API_TOKEN = "test-api-token";
 export const BASE = "https://skynet.test";
 
 /** The statuses a job's ledger events moved it to, in order. */
 export async function ledgerStatuses(jobId: string): Promise<string[]> {
-  const { results } = await env.DB.prepare("SELECT to_status FROM job_events WHERE job_id = ? ORDER BY seq")
-    .bind(jobId)
-    .all<{ to_status: string }>();
-  return results.map((r) => r.to_status);
+  return (await ledgerEvents(jobId)).map((e) => e.toStatus);
+}
+
+/**
+ * The job_events table the ledger had before migration 0012, as a subquery over jobs.events,
+ * for tests that ask the ledger in SQL: `FROM ${JOB_EVENTS} WHERE job_id = ?`.
+ */
+export const JOB_EVENTS = `(SELECT j.id AS job_id, json_extract(e.value, '$.seq') AS seq,
+  json_extract(e.value, '$.from') AS from_status, json_extract(e.value, '$.to') AS to_status,
+  json_extract(e.value, '$.event') AS event, json_extract(e.value, '$.detail') AS detail,
+  json_extract(e.value, '$.at') AS at FROM jobs j, json_each(j.events) e)`;
+
+/** A job's ledger events (on its row, jobs.events), oldest first. */
+export async function ledgerEvents(jobId: string): Promise<JobEventRow[]> {
+  return listJobEvents(getDb(env.DB), jobId);
 }
 
 export function api(
