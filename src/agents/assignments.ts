@@ -42,7 +42,10 @@ export class AssignmentBook {
    */
   addPending(spec: ExecutionSpec, leaseToken: string): void {
     const existing = this.row(spec.jobId);
-    if (existing && existing.attempt === spec.attempt && existing.lease_token === leaseToken) {
+    // An entry whose offer ended keeps waiting for a new token (no token: dispatcher.ts): the one
+    // the job sends again here may be the one that offer carried.
+    const same = existing?.lease_token === leaseToken || existing?.lease_token === "";
+    if (existing && existing.attempt === spec.attempt && same) {
       this.update(existing, { backoff: "{}", wake_at: 0 });
       return;
     }
@@ -126,7 +129,7 @@ export class AssignmentBook {
     if (r) this.update(r, { agent_id: agentId, state: "offered", deadline, wake_at: 0 });
   }
 
-  /** The lease the job granted for this offer: its token is the one the agent will send. */
+  /** The token the job minted for the next offer: the one the agent will send. */
   setLeaseToken(jobId: string, leaseToken: string): void {
     const r = this.row(jobId);
     if (r) this.update(r, { lease_token: leaseToken });
@@ -148,7 +151,8 @@ export class AssignmentBook {
 
   /**
    * The offer to `agentId` failed: back to pending. A passing failure backs that agent off for
-   * this job (longer each time); a permanent refusal excludes it from this attempt.
+   * this job (longer each time); a permanent refusal excludes it from this attempt. The token
+   * the offer carried is no longer the book's: the next offer goes under a new one.
    */
   offerFailed(jobId: string, agentId: string, failure: OfferFailure, now = Date.now()): void {
     const r = this.row(jobId);
@@ -166,6 +170,7 @@ export class AssignmentBook {
       agent_id: null,
       state: "pending",
       deadline: 0,
+      lease_token: "",
       banned: JSON.stringify(excluded),
       backoff: JSON.stringify(backoff),
       wake_at: Number.isFinite(wakeAt) ? wakeAt : 0,
