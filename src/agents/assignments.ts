@@ -79,6 +79,47 @@ export class AssignmentBook {
     this.rows.set(r);
   }
 
+  /**
+   * A new attempt offered at once, with no other job waiting before it: its row goes in as an
+   * offer (never entering the waiting queue's index). False, with nothing written, when the job
+   * already has a row or any job waits (queue order: the caller queues it instead).
+   */
+  addOffered(spec: ExecutionSpec, leaseToken: string, agentId: string, deadline: number): boolean {
+    if (this.row(spec.jobId) || this.anyWaiting()) return false;
+    const r: Row = {
+      job_id: spec.jobId,
+      attempt: spec.attempt,
+      lease_token: leaseToken,
+      spec_json: JSON.stringify(spec),
+      banned: "{}",
+      backoff: "{}",
+      wake_at: 0,
+      notice: null,
+      agent_id: agentId,
+      state: "offered",
+      deadline,
+      queued_at: Date.now(),
+    };
+    this.sql.exec(
+      `INSERT INTO assignments (job_id, attempt, lease_token, spec_json, agent_id, state, deadline, queued_at)
+       VALUES (?, ?, ?, ?, ?, 'offered', ?, ?)`,
+      r.job_id,
+      r.attempt,
+      r.lease_token,
+      r.spec_json,
+      r.agent_id,
+      r.deadline,
+      r.queued_at,
+    );
+    this.rows.set(r);
+    return true;
+  }
+
+  /** Whether any job waits for an agent (one row of the queue's index at most). */
+  private anyWaiting(): boolean {
+    return this.sql.exec("SELECT 1 FROM assignments WHERE state = 'pending' LIMIT 1").toArray().length > 0;
+  }
+
   get(jobId: string): (Assignment | (PendingJob & { state: "pending" })) | undefined {
     const r = this.row(jobId);
     if (!r) return undefined;

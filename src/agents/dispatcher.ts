@@ -5,6 +5,7 @@
 // cost of a pass is the work it can do, not the backlog: it returns before reading the queue
 // when every agent is full and stops reading once they are. Why no connected agent could ever
 // take a job is worked out when the job starts waiting and when the agents change, not per pass.
+import type { ExecutionSpec } from "../../protocol/index.ts";
 import type { Config } from "../config.ts";
 import type { Reissue } from "../jobs/lease.ts";
 import { errorMessage, log } from "../lib/log.ts";
@@ -28,6 +29,27 @@ export class Dispatcher {
     this.book = book;
     this.sockets = sockets;
     this.jobs = jobs;
+  }
+
+  /**
+   * A new attempt handed over while no job waits: offered at once to the least busy agent that
+   * can take it, its row written as the offer. False (nothing written) when it must queue.
+   */
+  offerNew(spec: ExecutionSpec, leaseToken: string): boolean {
+    const agents = this.sockets.profiles();
+    const load = (id: string) => this.book.loadOf(id);
+    const agent = chooseAgent(spec, requiredCapabilities(spec), agents, load, []);
+    if (!agent) return false;
+    const now = Date.now();
+    if (!this.book.addOffered(spec, leaseToken, agent.agentId, now + this.config.acceptTimeoutS * 1000)) return false;
+    this.sendOffer(agent.agentId, spec, leaseToken, now);
+    return true;
+  }
+
+  /** The offer's deadline is in the book: the alarm is set for it (or an earlier one kept). */
+  async armed(): Promise<void> {
+    const next = this.book.nextDeadline(Date.now());
+    if (next !== null) await this.ctx.storage.setAlarm(next);
   }
 
   /**
@@ -57,14 +79,7 @@ export class Dispatcher {
           if (!(e?.state === "offered" && e.agentId === agent.agentId && e.attempt === job.attempt)) leaseToken = null;
         }
         if (leaseToken) {
-          this.sockets.send(agent.agentId, {
-            type: "job_offer",
-            jobId: job.jobId,
-            attempt: job.attempt,
-            leaseToken,
-            lease: { agentId: agent.agentId, expiresAt: now + this.config.leaseS * 1000 },
-            spec: job.spec,
-          });
+          this.sendOffer(agent.agentId, job.spec, leaseToken, now);
           offered.push(job.jobId);
         }
         // After an await the rest of the page may be stale: read on afresh.
@@ -80,6 +95,17 @@ export class Dispatcher {
       await this.notify(retry);
     }
     return offered;
+  }
+
+  private sendOffer(agentId: string, spec: ExecutionSpec, leaseToken: string, now: number): void {
+    this.sockets.send(agentId, {
+      type: "job_offer",
+      jobId: spec.jobId,
+      attempt: spec.attempt,
+      leaseToken,
+      lease: { agentId, expiresAt: now + this.config.leaseS * 1000 },
+      spec,
+    });
   }
 
   /**

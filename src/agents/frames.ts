@@ -143,9 +143,13 @@ export class Frames {
     // Finished (or refused as stale): either way the agent has a slot again.
     if (frames.some((f) => f.type === "job_finished")) this.parts.book.liftBackoffs(agentId);
     const accept = applied.find((f) => f.type === "job_accept");
-    if (accept) this.parts.book.markRunning(accept.jobId, agentId, accept.attempt, accept.leaseToken);
     const finished = applied.find((f) => f.type === "job_finished");
-    if (finished && ours(finished.attempt)) this.parts.book.remove(finished.jobId);
+    // Accepted and finished in one batch (a short job): the entry goes, never written as running
+    // (the job took both from this agent, whatever the book said of the offer meanwhile).
+    const both = !!accept && !!finished && accept.attempt === finished.attempt;
+    if (accept && !both) this.parts.book.markRunning(accept.jobId, agentId, accept.attempt, accept.leaseToken);
+    if (finished && (ours(finished.attempt) || (both && entry?.attempt === finished.attempt)))
+      this.parts.book.remove(finished.jobId);
     if (refusal && refusedFrame) {
       const { code, message, index } = refusal;
       const frameIndex = frames.length > 1 ? { frameIndex: index } : {};
