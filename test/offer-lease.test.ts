@@ -164,6 +164,31 @@ describe("an offer that carries the lease", () => {
     quick.close();
   });
 
+  it("re-offers under a new token even when the token could not be reissued as the offer ended", async () => {
+    const { agent: first, jobId, offer } = await offered("unlucky", "offer-reissue");
+    const next = await TestAgent.connect((await pairAgent("next-in-line")).token, { workspaces: ["offer-reissue"] });
+    // The job is out of reach for the one call made as the offer ends.
+    await runInDurableObject(registry(), (reg: AgentRegistryDO) => {
+      const jobs = (reg as unknown as { dispatcher: { jobs: { call: (...a: unknown[]) => Promise<unknown> } } })
+        .dispatcher.jobs;
+      const real = jobs.call.bind(jobs);
+      let failures = 1;
+      jobs.call = (...a: unknown[]) => (failures-- > 0 ? Promise.reject(new Error("job out of reach")) : real(...a));
+    });
+    first.send({ type: "job_reject", jobId, attempt: 1, leaseToken: offer.leaseToken, reason: "busy, try again" });
+    // The next agent is offered the attempt only under a token the job minted since.
+    const second = await next.next("job_offer");
+    expect(second.jobId).toBe(jobId);
+    expect(second.leaseToken).not.toBe(offer.leaseToken);
+    expect((await stored(jobId))?.leaseToken).toBe(second.leaseToken);
+    first.send({ type: "job_accept", jobId, attempt: 1, leaseToken: offer.leaseToken });
+    expect(await first.next("error")).toMatchObject({ code: "stale_lease", jobId, attempt: 1 });
+    next.send({ type: "job_accept", jobId, attempt: 1, leaseToken: second.leaseToken });
+    await poll(async () => (await job(jobId).get())?.status).toBe("RUNNING");
+    first.close();
+    next.close();
+  });
+
   it("a cancelled job's offered lease ends with it: the job never names the agent it was only offered to", async () => {
     const agent = await TestAgent.connect((await pairAgent("offeree")).token, { workspaces: ["offer-cancel"] });
     const jobId = await queuedJob("offer-cancel");
