@@ -31,7 +31,7 @@ const storedState = (jobId: string) =>
   runInDurableObject(jobStubOf(jobId), (_i: JobDO, state) => state.storage.kv.get<JobState>("job"));
 
 describe("the state writes of a READ_ONLY job", () => {
-  it("are three: the create, the offer (dispatch mark and lease), the agent's batch with the answer", async () => {
+  it("are three: the create, the hand-over (dispatch mark and the offer's token), the agent's batch with the answer", async () => {
     const { agentId, token } = await pairAgent("commits");
     const agent = await TestAgent.connect(token, { workspaces: ["commits"], agentName: "commits" });
     try {
@@ -59,9 +59,12 @@ describe("the state writes of a READ_ONLY job", () => {
       // Everything the job owes is done (the archive is its last effect).
       await poll(async () => (await stub.opCounts())["outbox.archive_log"]).toBe(1);
       expect(written.map((s) => s.status)).toEqual(["QUEUED", "QUEUED", "SUCCEEDED"]);
-      // The offer's write carries the dispatch mark and the lease the offer granted.
+      // The hand-over's write carries the dispatch mark and the token the offer went with; no
+      // agent holds the lease until its accept (the batch's write).
       expect(written[1]?.dispatchedAttempt).toBe(1);
-      expect(written[1]?.lease).toMatchObject({ agentId, leaseToken: offer.leaseToken });
+      expect(written[1]?.leaseToken).toBe(offer.leaseToken);
+      expect(written[1]?.lease).toBeNull();
+      expect(written[2]?.lease).toMatchObject({ agentId, leaseToken: offer.leaseToken });
       // The finishing write carries the rule answer: no answer commit of its own followed.
       expect(written[2]?.answer?.text).toBe("The working tree is clean.");
       const ledger = await env.DB.prepare("SELECT status, answer FROM jobs WHERE id = ?")
