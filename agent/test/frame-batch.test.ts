@@ -25,7 +25,7 @@ afterEach(async () => {
   await repo.cleanup();
 });
 
-const LONG_LINGER = { batch: { lingerMs: 60_000 } };
+const LONG_LINGER = { batch: { lingerMs: 60_000, acceptLingerMs: 60_000 } };
 
 async function startAgent(): Promise<Agent> {
   const agent = new Agent(

@@ -35,9 +35,10 @@ describe("FrameBatcher", () => {
     expect(sent).toEqual([["0", "1", "2"]]);
   });
 
-  it("sends an accept with nothing after it when the linger ends: a long step never holds it back", async () => {
+  it("sends an accept with nothing after it when its own linger ends: a long step never holds it back", async () => {
     const { sent, send } = recorder();
-    const b = new FrameBatcher(send, { lingerMs: 5 });
+    // The ordinary linger is long here: only the accept's window can send this batch.
+    const b = new FrameBatcher(send, { lingerMs: 60_000, acceptLingerMs: 5 });
     b.add({ type: "job_accept", ...fence }, false);
     // The step's start is being journaled: the accept waits for it, then both go by the linger.
     b.hold();
