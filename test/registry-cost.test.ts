@@ -3,7 +3,7 @@
 // its holder-index entry) and one delete when its accept and result come in one batch, never
 // entering the waiting queue; it reads no row by its id (the book keeps the rows it wrote). An
 // older registry's table is converted in place, its rows kept.
-import { env, runInDurableObject } from "cloudflare:test";
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import type { AgentRegistryDO } from "../src/agents/agent-registry-do.ts";
 import { AssignmentBook } from "../src/agents/assignments.ts";
@@ -128,6 +128,54 @@ describe("a short job, its accept and result in one batch", () => {
     // The row and its holder-index entry, then the delete: 3.
     expect(writes.map((s) => s.query.split(" ")[0])).toEqual(["INSERT", "DELETE"]);
     expect(writes.reduce((n, s) => n + s.cursor.rowsWritten, 0)).toBeLessThanOrEqual(3);
+    agent.close();
+  });
+});
+
+type Alarmed = { dispatcher: { ctx: { storage: DurableObjectStorage } } };
+
+describe("the registry's alarm", () => {
+  it("is written for the first offer's deadline, not again for each later one, and then moves on", async () => {
+    const { token } = await pairAgent("alarmed");
+    const agent = await TestAgent.connect(token, { workspaces: ["cost-alarm"] });
+    const alarm = () => runInDurableObject(registry(), (_i: AgentRegistryDO, state) => state.storage.getAlarm());
+    const deadline = (jobId: string) =>
+      runInDurableObject(
+        registry(),
+        (_i: AgentRegistryDO, state) =>
+          state.storage.sql.exec<{ deadline: number }>("SELECT deadline FROM assignments WHERE job_id = ?", jobId).one()
+            .deadline,
+      );
+    // Every alarm the dispatcher writes, counted.
+    const writes: number[] = [];
+    await runInDurableObject(registry(), (reg: AgentRegistryDO, state) => {
+      const d = (reg as unknown as Alarmed).dispatcher;
+      const storage = new Proxy(state.storage, {
+        get: (t, prop) =>
+          prop === "setAlarm"
+            ? (at: number) => {
+                writes.push(at);
+                return t.setAlarm(at);
+              }
+            : Reflect.get(t, prop),
+      });
+      d.ctx = { storage };
+    });
+    const first = await queuedJob("cost-alarm");
+    await jobStubOf(first).dispatch(1);
+    await agent.next("job_offer");
+    const second = await queuedJob("cost-alarm");
+    await jobStubOf(second).dispatch(1);
+    await agent.next("job_offer");
+    expect(await deadline(second)).toBeGreaterThan(await deadline(first));
+    // Written at most once for both offers (not at all if one still to come was kept).
+    expect(writes.length).toBeLessThanOrEqual(1);
+    const set = await alarm();
+    expect(set ?? Infinity).toBeLessThanOrEqual(await deadline(first));
+    // Run early with nothing due (the first offer was taken meanwhile), it sets the next one.
+    await runInDurableObject(registry(), (reg: AgentRegistryDO) => reg.book.remove(first));
+    await runDurableObjectAlarm(registry());
+    expect(await alarm()).toBe(await deadline(second));
     agent.close();
   });
 });

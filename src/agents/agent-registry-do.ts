@@ -215,6 +215,7 @@ export class AgentRegistryDO extends DurableObject<Env> {
   }
 
   override async alarm(): Promise<void> {
+    this.dispatcher.alarmRan();
     for (const offer of this.book.expiredOffers(Date.now())) {
       log("warn", "job offer timed out", { jobId: offer.jobId, agentId: offer.agentId, attempt: offer.attempt });
       await this.dispatcher.offerEnded(offer.jobId, offer.agentId, offer.attempt, { kind: "timeout" });

@@ -22,6 +22,8 @@ export class Dispatcher {
   private readonly jobs: JobStubs;
   /** Jobs whose notice did not get through: said again on the next pass. */
   private readonly unsaid = new Set<string>();
+  /** When the alarm this object set will run (null: not known to be set, e.g. after a restart). */
+  private alarmAt: number | null = null;
 
   constructor(ctx: DurableObjectState, config: Config, book: AssignmentBook, sockets: Sockets, jobs: JobStubs) {
     this.ctx = ctx;
@@ -48,8 +50,24 @@ export class Dispatcher {
 
   /** The offer's deadline is in the book: the alarm is set for it (or an earlier one kept). */
   async armed(): Promise<void> {
-    const next = this.book.nextDeadline(Date.now());
-    if (next !== null) await this.ctx.storage.setAlarm(next);
+    await this.alarmBy(this.book.nextDeadline(Date.now()));
+  }
+
+  /** The alarm just ran (the runtime cleared it). */
+  alarmRan(): void {
+    this.alarmAt = null;
+  }
+
+  /**
+   * The alarm at `next` or earlier: one still to come at or before it is kept (it finds nothing
+   * due and sets the next), so a stream of offers does not write the alarm once per offer.
+   */
+  private async alarmBy(next: number | null): Promise<void> {
+    if (next === null) return;
+    const at = this.alarmAt;
+    if (at !== null && at <= next && at > Date.now()) return;
+    await this.ctx.storage.setAlarm(next);
+    this.alarmAt = next;
   }
 
   /**
@@ -87,8 +105,7 @@ export class Dispatcher {
       }
       if (page.length < PENDING_PAGE) break;
     }
-    const next = this.book.nextDeadline(now);
-    if (next !== null) await this.ctx.storage.setAlarm(next);
+    await this.alarmBy(this.book.nextDeadline(now));
     if (this.unsaid.size > 0) {
       const retry = [...this.unsaid].map((id) => this.book.get(id)).filter((j) => j?.state === "pending");
       this.unsaid.clear();
