@@ -11,8 +11,10 @@ export interface BatchTuning {
   lingerMs: number;
   /**
    * The same for a batch led by an accept: long enough for a short step to start, run and end
-   * in it (one frame, one call on the server for the whole job), short enough that the accept
-   * of a long step still reaches the server far inside its accept deadline (seconds).
+   * in it (one frame, one call on the server for the whole job; `git status` through the agent
+   * took 25–50 ms on a loaded bench machine), short enough that the accept of a long step still
+   * reaches the server far inside its accept deadline (30 s by default). A writing step's start
+   * and the result are sent at once, taking the accept with them.
    */
   acceptLingerMs: number;
   /**
@@ -26,7 +28,7 @@ export interface BatchTuning {
 
 export const DEFAULT_BATCH_TUNING: BatchTuning = {
   lingerMs: 5,
-  acceptLingerMs: 25,
+  acceptLingerMs: 50,
   // Under the registry's cap (MAX_FRAME_CHARS_AFTER_HELLO) with room for the envelope; a lone
   // 64 KiB log chunk escaped six-fold (384 KiB) fits too.
   maxBytes: 960 * 1024,
