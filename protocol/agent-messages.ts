@@ -126,9 +126,10 @@ export const ServerToAgentSchema = z.discriminatedUnion("type", [
     leaseS: z.number().int().min(1),
   }),
   /**
-   * The attempt's lease is already granted when the offer is sent: `leaseToken` fences the
-   * agent's frames from the first one, `lease` names the holder and when the lease ends unless
-   * renewed (ms since the epoch). The accept confirms it; a refused or unanswered offer takes it back.
+   * The offer carries the attempt's token, minted by its job when it was handed over:
+   * `leaseToken` fences the agent's frames from the first one, `lease` names the agent offered
+   * and when the lease would end unless renewed (ms since the epoch). The first accept under the
+   * token takes the lease; a refused or unanswered offer has the job mint a new token.
    */
   z.strictObject({ type: z.literal("job_offer"), ...Fence, lease: OfferLeaseSchema, spec: ExecutionSpecSchema }),
   z.strictObject({

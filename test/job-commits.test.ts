@@ -72,7 +72,7 @@ const storedState = (jobId: string) =>
   runInDurableObject(jobStubOf(jobId), (_i: JobDO, state) => state.storage.kv.get<JobState>("job"));
 
 describe("the state writes of a READ_ONLY job", () => {
-  it("are the create, the offer (dispatch mark and lease), the agent's batch with the answer, the clear", async () => {
+  it("are the create, the hand-over (dispatch mark and the offer's token), the agent's batch with the answer, the clear", async () => {
     const { agentId, token } = await pairAgent("commits");
     const agent = await TestAgent.connect(token, { workspaces: ["commits"], agentName: "commits" });
     try {
@@ -113,9 +113,12 @@ describe("the state writes of a READ_ONLY job", () => {
         expect.objectContaining({ seq: 0, stepId: "s1", data: "nothing to commit, working tree clean\n" }),
       ]);
       expect(await tablesOf(jobId)).toEqual([]);
-      // The offer's write carries the dispatch mark and the lease the offer granted.
+      // The hand-over's write carries the dispatch mark and the token the offer went with; no
+      // agent holds the lease until its accept (the batch's write).
       expect(written[1]?.dispatchedAttempt).toBe(1);
-      expect(written[1]?.lease).toMatchObject({ agentId, leaseToken: offer.leaseToken });
+      expect(written[1]?.leaseToken).toBe(offer.leaseToken);
+      expect(written[1]?.lease).toBeNull();
+      expect(written[2]?.lease).toMatchObject({ agentId, leaseToken: offer.leaseToken });
       // The finishing write carries the rule answer: no answer commit of its own followed.
       expect(written[2]?.answer?.text).toBe("The working tree is clean.");
       const ledger = await env.DB.prepare("SELECT status, answer FROM jobs WHERE id = ?")

@@ -10,6 +10,14 @@ export interface BatchTuning {
   /** How long the first frame of a batch may wait for company. */
   lingerMs: number;
   /**
+   * The same for a batch led by an accept: long enough for a short step to start, run and end
+   * in it (one frame, one call on the server for the whole job; `git status` through the agent
+   * took 25–50 ms on a loaded bench machine), short enough that the accept of a long step still
+   * reaches the server far inside its accept deadline (30 s by default). A writing step's start
+   * and the result are sent at once, taking the accept with them.
+   */
+  acceptLingerMs: number;
+  /**
    * Most UTF-8 bytes of frames in one batch. A Worker takes WebSocket messages up to 1 MiB
    * (bytes), and the registry's cap counts characters, never more than bytes: one bound in
    * bytes under both keeps every batch deliverable, whatever the output's alphabet.
@@ -20,6 +28,7 @@ export interface BatchTuning {
 
 export const DEFAULT_BATCH_TUNING: BatchTuning = {
   lingerMs: 5,
+  acceptLingerMs: 50,
   // Under the registry's cap (MAX_FRAME_CHARS_AFTER_HELLO) with room for the envelope; a lone
   // 64 KiB log chunk escaped six-fold (384 KiB) fits too.
   maxBytes: 960 * 1024,
@@ -30,6 +39,7 @@ interface Pending {
   parts: string[];
   bytes: number;
   timer: NodeJS.Timeout | undefined;
+  lingerMs: number;
 }
 
 export class FrameBatcher {
@@ -60,7 +70,8 @@ export class FrameBatcher {
         this.send(text);
         return;
       }
-      p = { parts: [], bytes: 0, timer: undefined };
+      const lingerMs = frame.type === "job_accept" ? this.tuning.acceptLingerMs : this.tuning.lingerMs;
+      p = { parts: [], bytes: 0, timer: undefined, lingerMs };
       this.pending.set(key, p);
       this.arm(key, p);
     }
@@ -113,7 +124,7 @@ export class FrameBatcher {
     p.timer = setTimeout(() => {
       if (this.holds > 0) this.expired.add(key);
       else this.flushKey(key);
-    }, this.tuning.lingerMs);
+    }, p.lingerMs);
     p.timer.unref();
   }
 

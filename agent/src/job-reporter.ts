@@ -102,7 +102,14 @@ export class JobReporter {
 
   /** Saves the job as it stands (its lease token changed, say); a no-op without a state dir. */
   async save(job: Job, steps: { running?: string } = {}): Promise<void> {
-    if (this.disk) await this.disk.save(record(job, steps));
+    if (!this.disk) return;
+    // Like a frame's own journal write: the batch waiting meanwhile is not sent for want of company.
+    this.wire.batcher.hold();
+    try {
+      await this.disk.save(record(job, steps));
+    } finally {
+      this.wire.batcher.release();
+    }
   }
 
   /** Takes back what a previous process of this agent journaled, as finished jobs kept for replay. */

@@ -134,7 +134,8 @@ export class OfferDesk {
     };
     stopOlderAttempts(jobs, msg, existing, say);
     jobs.add(job);
-    wire.send({ type: "job_accept", ...fence });
+    // With the attempt's first frames (one batch, one call on the server) rather than alone.
+    wire.sendJobFrame(msg.spec, { type: "job_accept", ...fence });
     say(`job ${msg.jobId} accepted (${msg.spec.steps.map((s) => s.action).join(", ")})`);
     void runJob(this.host, job, workspace.value)
       .catch((err: unknown) => {

@@ -93,13 +93,15 @@ export class Wire {
 
   /**
    * A job frame, gathered with the attempt's next ones for a few ms. The result goes at once,
-   * and so does the start of a step that writes: it waits for the server's confirmation.
+   * and so does the start of a step that writes: it waits for the server's confirmation. An
+   * accept leads its attempt's first batch, so a short job costs the server one call; it waits
+   * no longer than the linger (plus a journal write), far inside the server's accept deadline.
    */
   sendJobFrame(spec: ExecutionSpec, msg: FencedAgentMessage): boolean {
     if (!this.open) return false;
     if (msg.type === "job_reject") return this.send(msg);
     const step = msg.type === "step_started" ? spec.steps.find((s) => s.id === msg.stepId) : undefined;
-    const now = msg.type === "job_finished" || msg.type === "job_accept" || (!!step && writes(step.risk));
+    const now = msg.type === "job_finished" || (!!step && writes(step.risk));
     this.batcher.add(msg, now);
     return true;
   }

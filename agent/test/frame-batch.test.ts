@@ -1,5 +1,5 @@
-// Job frames batched on the wire: a short step's start, output and finish and the job's result
-// travel in one `batch` frame, in order; a writing step's start goes alone, before it runs; a
+// Job frames batched on the wire: the accept, a short step's start, output and finish and the
+// job's result travel in one `batch` frame, in order; a writing step's start goes alone, before it runs; a
 // long output is cut into batches under the size bound, byte-exact. The linger is a minute here,
 // so the machine's speed decides nothing: every frame that arrives was flushed by a rule (the
 // job's end, a writing step, a keepalive, the size bound), never by the timer.
@@ -25,7 +25,7 @@ afterEach(async () => {
   await repo.cleanup();
 });
 
-const LONG_LINGER = { batch: { lingerMs: 60_000 } };
+const LONG_LINGER = { batch: { lingerMs: 60_000, acceptLingerMs: 60_000 } };
 
 async function startAgent(): Promise<Agent> {
   const agent = new Agent(
@@ -67,19 +67,19 @@ const stdout = (jobId: string) =>
     .join("");
 
 describe("batched job frames", () => {
-  it("sends a short job's start, output, finish and result as one batch, in order", async () => {
+  it("sends a short job's accept, start, output, finish and result as one batch, in order", async () => {
     await startAgent();
     const job = spec([{ id: "s1", action: "git_status", params: {}, risk: "READ_ONLY", timeoutS: 60 }]);
     server.offer(job);
     await server.waitFor("job_finished", (f) => f.jobId === job.jobId);
     const mine = server.batches.filter((b) => b.jobId === job.jobId);
-    // The accept goes at once (it confirms the lease); everything after it in one frame.
+    // The accept leads the one batch that carries everything: one frame, one call on the server.
     expect(server.of("job_accept", job.jobId)).toHaveLength(1);
     expect(mine).toHaveLength(1);
     const types = mine[0]?.types ?? [];
-    expect(types[0]).toBe("step_started");
+    expect(types.slice(0, 2)).toEqual(["job_accept", "step_started"]);
     expect(types.slice(-2)).toEqual(["step_finished", "job_finished"]);
-    expect(types.slice(1, -2).every((t) => t === "log")).toBe(true);
+    expect(types.slice(2, -2).every((t) => t === "log")).toBe(true);
     expect(types.length).toBeGreaterThan(3);
     // Each frame once: nothing was sent both in and outside the batch.
     expect(server.of("step_started", job.jobId)).toHaveLength(1);
@@ -95,8 +95,10 @@ describe("batched job frames", () => {
     const output = server.frames.findIndex((f) => f.type === "log" && f.jobId === job.jobId);
     expect(started).toBeGreaterThan(-1);
     expect(output).toBeGreaterThan(started);
-    // No batch held the start together with the step's output: it was sent before the output existed.
-    for (const b of server.batches.filter((x) => x.jobId === job.jobId)) expect(b.types).not.toContain("step_started");
+    // No batch held the start together with the step's output: it was sent (after the accept
+    // it went with) before the output existed.
+    for (const b of server.batches.filter((x) => x.jobId === job.jobId && x.types.includes("step_started")))
+      expect(b.types).toEqual(["job_accept", "step_started"]);
     expect(stdout(job.jobId)).toBe("wrote\n");
   });
 

@@ -35,6 +35,22 @@ describe("FrameBatcher", () => {
     expect(sent).toEqual([["0", "1", "2"]]);
   });
 
+  it("sends an accept with nothing after it when its own linger ends: a long step never holds it back", async () => {
+    const { sent, send } = recorder();
+    // The ordinary linger is long here: only the accept's window can send this batch.
+    const b = new FrameBatcher(send, { lingerMs: 60_000, acceptLingerMs: 5 });
+    b.add({ type: "job_accept", ...fence }, false);
+    // The step's start is being journaled: the accept waits for it, then both go by the linger.
+    b.hold();
+    await pause(20);
+    expect(sent).toEqual([]);
+    b.add({ type: "step_started", ...fence, stepId: "s1", startedAt: new Date().toISOString() }, false);
+    b.release();
+    // The step runs on (no frame for a while): the batch goes anyway, the accept first.
+    await pause(50);
+    expect(sent).toEqual([["job_accept", "step_started"]]);
+  });
+
   it("sends at once a frame marked so, with what waited before it", () => {
     const { sent, send } = recorder();
     const b = new FrameBatcher(send, { lingerMs: 60_000 });

@@ -79,6 +79,11 @@ export class AgentRegistryDO extends DurableObject<Env> {
 
   /** Queues (or re-offers, lifting backoffs) an attempt; "offered" when an agent got it now. */
   async assign(spec: ExecutionSpec, leaseToken: string): Promise<"offered" | "pending"> {
+    // The usual case, an agent with room and no queue: one row, written as the offer.
+    if (this.dispatcher.offerNew(spec, leaseToken)) {
+      await this.dispatcher.armed();
+      return "offered";
+    }
     this.book.addPending(spec, leaseToken);
     const offered = await this.dispatcher.pump();
     const entry = this.book.get(spec.jobId);
@@ -210,6 +215,7 @@ export class AgentRegistryDO extends DurableObject<Env> {
   }
 
   override async alarm(): Promise<void> {
+    this.dispatcher.alarmRan();
     for (const offer of this.book.expiredOffers(Date.now())) {
       log("warn", "job offer timed out", { jobId: offer.jobId, agentId: offer.agentId, attempt: offer.attempt });
       await this.dispatcher.offerEnded(offer.jobId, offer.agentId, offer.attempt, { kind: "timeout" });

@@ -42,7 +42,10 @@ export class AssignmentBook {
    */
   addPending(spec: ExecutionSpec, leaseToken: string): void {
     const existing = this.row(spec.jobId);
-    if (existing && existing.attempt === spec.attempt && existing.lease_token === leaseToken) {
+    // An entry whose offer ended keeps waiting for a new token (no token: dispatcher.ts): the one
+    // the job sends again here may be the one that offer carried.
+    const same = existing?.lease_token === leaseToken || existing?.lease_token === "";
+    if (existing && existing.attempt === spec.attempt && same) {
       this.update(existing, { backoff: "{}", wake_at: 0 });
       return;
     }
@@ -74,6 +77,47 @@ export class AssignmentBook {
       r.queued_at,
     );
     this.rows.set(r);
+  }
+
+  /**
+   * A new attempt offered at once, with no other job waiting before it: its row goes in as an
+   * offer (never entering the waiting queue's index). False, with nothing written, when the job
+   * already has a row or any job waits (queue order: the caller queues it instead).
+   */
+  addOffered(spec: ExecutionSpec, leaseToken: string, agentId: string, deadline: number): boolean {
+    if (this.row(spec.jobId) || this.anyWaiting()) return false;
+    const r: Row = {
+      job_id: spec.jobId,
+      attempt: spec.attempt,
+      lease_token: leaseToken,
+      spec_json: JSON.stringify(spec),
+      banned: "{}",
+      backoff: "{}",
+      wake_at: 0,
+      notice: null,
+      agent_id: agentId,
+      state: "offered",
+      deadline,
+      queued_at: Date.now(),
+    };
+    this.sql.exec(
+      `INSERT INTO assignments (job_id, attempt, lease_token, spec_json, agent_id, state, deadline, queued_at)
+       VALUES (?, ?, ?, ?, ?, 'offered', ?, ?)`,
+      r.job_id,
+      r.attempt,
+      r.lease_token,
+      r.spec_json,
+      r.agent_id,
+      r.deadline,
+      r.queued_at,
+    );
+    this.rows.set(r);
+    return true;
+  }
+
+  /** Whether any job waits for an agent (one row of the queue's index at most). */
+  private anyWaiting(): boolean {
+    return this.sql.exec("SELECT 1 FROM assignments WHERE state = 'pending' LIMIT 1").toArray().length > 0;
   }
 
   get(jobId: string): (Assignment | (PendingJob & { state: "pending" })) | undefined {
@@ -126,7 +170,7 @@ export class AssignmentBook {
     if (r) this.update(r, { agent_id: agentId, state: "offered", deadline, wake_at: 0 });
   }
 
-  /** The lease the job granted for this offer: its token is the one the agent will send. */
+  /** The token the job minted for the next offer: the one the agent will send. */
   setLeaseToken(jobId: string, leaseToken: string): void {
     const r = this.row(jobId);
     if (r) this.update(r, { lease_token: leaseToken });
@@ -148,7 +192,8 @@ export class AssignmentBook {
 
   /**
    * The offer to `agentId` failed: back to pending. A passing failure backs that agent off for
-   * this job (longer each time); a permanent refusal excludes it from this attempt.
+   * this job (longer each time); a permanent refusal excludes it from this attempt. The token
+   * the offer carried is no longer the book's: the next offer goes under a new one.
    */
   offerFailed(jobId: string, agentId: string, failure: OfferFailure, now = Date.now()): void {
     const r = this.row(jobId);
@@ -166,6 +211,7 @@ export class AssignmentBook {
       agent_id: null,
       state: "pending",
       deadline: 0,
+      lease_token: "",
       banned: JSON.stringify(excluded),
       backoff: JSON.stringify(backoff),
       wake_at: Number.isFinite(wakeAt) ? wakeAt : 0,

@@ -1,12 +1,13 @@
 // Offers: waiting jobs go to agents with a free slot, in queue order, one offer at a time per
-// job, each carrying the lease its JobDO granted first (taken back when the offer fails). The
+// job, each carrying the token its JobDO minted when it handed the attempt over, with no call
+// back to the job: the first accept under it takes the lease. Once an offer ends, the token goes
+// dead and the job mints a new one before anyone else is offered the attempt (lease.ts). The
 // cost of a pass is the work it can do, not the backlog: it returns before reading the queue
 // when every agent is full and stops reading once they are. Why no connected agent could ever
 // take a job is worked out when the job starts waiting and when the agents change, not per pass.
-import type { Result } from "../../protocol/index.ts";
+import type { ExecutionSpec } from "../../protocol/index.ts";
 import type { Config } from "../config.ts";
-import type { FenceRefusal } from "../jobs/job-api.ts";
-import type { OfferedLease } from "../jobs/lease.ts";
+import type { Reissue } from "../jobs/lease.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { type AssignmentBook, type OfferFailure, PENDING_PAGE, type QueueMark } from "./assignments.ts";
 import type { JobStubs } from "./job-stubs.ts";
@@ -21,6 +22,8 @@ export class Dispatcher {
   private readonly jobs: JobStubs;
   /** Jobs whose notice did not get through: said again on the next pass. */
   private readonly unsaid = new Set<string>();
+  /** When the alarm this object set will run (null: not known to be set, e.g. after a restart). */
+  private alarmAt: number | null = null;
 
   constructor(ctx: DurableObjectState, config: Config, book: AssignmentBook, sockets: Sockets, jobs: JobStubs) {
     this.ctx = ctx;
@@ -28,6 +31,43 @@ export class Dispatcher {
     this.book = book;
     this.sockets = sockets;
     this.jobs = jobs;
+  }
+
+  /**
+   * A new attempt handed over while no job waits: offered at once to the least busy agent that
+   * can take it, its row written as the offer. False (nothing written) when it must queue.
+   */
+  offerNew(spec: ExecutionSpec, leaseToken: string): boolean {
+    const agents = this.sockets.profiles();
+    const load = (id: string) => this.book.loadOf(id);
+    const agent = chooseAgent(spec, requiredCapabilities(spec), agents, load, []);
+    if (!agent) return false;
+    const now = Date.now();
+    if (!this.book.addOffered(spec, leaseToken, agent.agentId, now + this.config.acceptTimeoutS * 1000)) return false;
+    this.sendOffer(agent.agentId, spec, leaseToken, now);
+    return true;
+  }
+
+  /** The offer's deadline is in the book: the alarm is set for it (or an earlier one kept). */
+  async armed(): Promise<void> {
+    await this.alarmBy(this.book.nextDeadline(Date.now()));
+  }
+
+  /** The alarm just ran (the runtime cleared it). */
+  alarmRan(): void {
+    this.alarmAt = null;
+  }
+
+  /**
+   * The alarm at `next` or earlier: one still to come at or before it is kept (it finds nothing
+   * due and sets the next), so a stream of offers does not write the alarm once per offer.
+   */
+  private async alarmBy(next: number | null): Promise<void> {
+    if (next === null) return;
+    const at = this.alarmAt;
+    if (at !== null && at <= next && at > Date.now()) return;
+    await this.ctx.storage.setAlarm(next);
+    this.alarmAt = next;
   }
 
   /**
@@ -47,33 +87,42 @@ export class Dispatcher {
         mark = at;
         const agent = chooseAgent(job.spec, requiredCapabilities(job.spec), agents, load, unavailableFor(job, now));
         if (!agent) continue;
-        // Reserved before the grant is awaited, so a pass running meanwhile does not offer it too.
+        // Reserved first, so a pass running while a new token is awaited does not offer it too.
         this.book.offer(job.jobId, agent.agentId, now + this.config.acceptTimeoutS * 1000);
-        const lease = await this.grantLease(job.jobId, agent.agentId, job.attempt);
-        if (lease) {
-          this.sockets.send(agent.agentId, {
-            type: "job_offer",
-            jobId: job.jobId,
-            attempt: job.attempt,
-            leaseToken: lease.leaseToken,
-            lease: { agentId: agent.agentId, expiresAt: lease.expiresAt },
-            spec: job.spec,
-          });
+        let leaseToken: string | null = job.leaseToken;
+        if (!leaseToken) {
+          // The token of an ended offer whose reissue failed: a new one first (the rare path).
+          leaseToken = await this.reissue(job.jobId, job.attempt, agent.agentId);
+          const e = this.book.get(job.jobId);
+          if (!(e?.state === "offered" && e.agentId === agent.agentId && e.attempt === job.attempt)) leaseToken = null;
+        }
+        if (leaseToken) {
+          this.sendOffer(agent.agentId, job.spec, leaseToken, now);
           offered.push(job.jobId);
         }
-        // The rest of the page was read before the grant was awaited: read on afresh.
-        continue walk;
+        // After an await the rest of the page may be stale: read on afresh.
+        if (!job.leaseToken) continue walk;
       }
       if (page.length < PENDING_PAGE) break;
     }
-    const next = this.book.nextDeadline(now);
-    if (next !== null) await this.ctx.storage.setAlarm(next);
+    await this.alarmBy(this.book.nextDeadline(now));
     if (this.unsaid.size > 0) {
       const retry = [...this.unsaid].map((id) => this.book.get(id)).filter((j) => j?.state === "pending");
       this.unsaid.clear();
       await this.notify(retry);
     }
     return offered;
+  }
+
+  private sendOffer(agentId: string, spec: ExecutionSpec, leaseToken: string, now: number): void {
+    this.sockets.send(agentId, {
+      type: "job_offer",
+      jobId: spec.jobId,
+      attempt: spec.attempt,
+      leaseToken,
+      lease: { agentId, expiresAt: now + this.config.leaseS * 1000 },
+      spec,
+    });
   }
 
   /**
@@ -98,10 +147,13 @@ export class Dispatcher {
     }
   }
 
-  /** The offer failed (refused, timed out, socket closed): back to waiting, its lease taken back. */
+  /**
+   * The offer failed (refused, timed out, socket closed): back to waiting, and the job mints a
+   * new token for the next offer, so the one this offer carried is refused from now on.
+   */
   async offerEnded(jobId: string, agentId: string, attempt: number, failure: OfferFailure): Promise<void> {
     this.book.offerFailed(jobId, agentId, failure);
-    await this.takeBack(jobId, agentId, attempt);
+    await this.reissue(jobId, attempt, null);
   }
 
   /** A notice to the job's requester (a job event and a notification); false if it did not get there. */
@@ -116,41 +168,40 @@ export class Dispatcher {
   }
 
   /**
-   * Asks the job for the lease this offer carries; null when the offer must not go out. The
-   * job no longer waiting drops the entry; a job out of reach puts it back, retried by the alarm.
-   * An entry that changed while the grant was awaited (the agent left, the job was cancelled)
-   * hands the lease straight back.
+   * Asks the job for a new token for this attempt and books the answer: the token (kept only if
+   * the entry still waits for one), the agent whose accept already took the attempt, or the entry
+   * dropped when the attempt no longer waits. A job out of reach leaves the entry without a
+   * token, so the next offer asks again. `offeredTo`: the agent this pass reserved it for.
    */
-  private async grantLease(jobId: string, agentId: string, attempt: number): Promise<OfferedLease | null> {
-    const stillOurs = () => {
+  private async reissue(jobId: string, attempt: number, offeredTo: string | null): Promise<string | null> {
+    const current = () => {
       const e = this.book.get(jobId);
-      return e?.state === "offered" && e.agentId === agentId && e.attempt === attempt;
+      return e?.attempt === attempt ? e : undefined;
     };
-    let res: Result<OfferedLease, FenceRefusal>;
+    let res: Reissue;
     try {
-      res = await this.jobs.call(jobId, (j) => j.offerLease(agentId, attempt));
+      res = await this.jobs.call(jobId, (j) => j.reissueLease(attempt));
     } catch (err) {
-      log("warn", "lease grant failed; the offer waits", { jobId, agentId, error: errorMessage(err) });
-      if (stillOurs()) this.book.offerFailed(jobId, agentId, { kind: "timeout" });
+      log("warn", "lease reissue failed; the offer waits", { jobId, attempt, error: errorMessage(err) });
+      const e = current();
+      if (offeredTo && e?.state === "offered" && e.agentId === offeredTo)
+        this.book.offerFailed(jobId, offeredTo, { kind: "timeout" });
       return null;
     }
-    if (!res.ok) {
-      log("info", "job not offered: its attempt is not waiting", { jobId, attempt, reason: res.error.message });
-      if (stillOurs()) this.book.remove(jobId);
+    const e = current();
+    if (!e) return null;
+    if (res.kind === "gone") {
+      log("info", "job not offered: its attempt is not waiting", { jobId, attempt, reason: res.reason });
+      if (e.state !== "running") this.book.remove(jobId);
       return null;
     }
-    if (!stillOurs()) {
-      await this.takeBack(jobId, agentId, attempt);
+    if (res.kind === "held") {
+      this.book.markRunning(jobId, res.agentId, attempt, res.leaseToken);
       return null;
     }
-    this.book.setLeaseToken(jobId, res.value.leaseToken);
-    return res.value;
-  }
-
-  /** The job takes back a lease it granted with an offer; the re-offer grants a new one anyway. */
-  private async takeBack(jobId: string, agentId: string, attempt: number): Promise<void> {
-    await this.jobs
-      .call(jobId, (j) => j.takeBackLease(agentId, attempt))
-      .catch((err: unknown) => log("warn", "lease take-back failed", { jobId, agentId, error: errorMessage(err) }));
+    // Only into an entry still without one: a token the book holds already stays.
+    if (e.leaseToken) return null;
+    this.book.setLeaseToken(jobId, res.leaseToken);
+    return res.leaseToken;
   }
 }

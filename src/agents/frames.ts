@@ -50,6 +50,7 @@ export class Frames {
       }
       return;
     }
+    if (msg.type === "job_accept" && !this.acceptable(agentId, msg)) return this.refuseAccept(ws, msg, null);
     const name = att.profile?.name ?? att.name;
     const res = await this.parts.jobs.call(msg.jobId, (j) => j.agentMessage(agentId, msg, name));
     await this.settle(ws, agentId, entry, [msg], res.ok ? null : { ...res.error, index: 0 });
@@ -63,9 +64,39 @@ export class Frames {
     const [first] = frames;
     if (!first) return;
     const entry = this.parts.book.get(first.jobId);
+    const i = frames.findIndex((f) => f.type === "job_accept");
+    const accept = frames[i];
+    if (accept && !this.acceptable(att.agentId, accept)) {
+      // The frames before it still go (as if the batch had been refused at the accept).
+      if (i > 0) await this.relayBatch(ws, att, frames.slice(0, i));
+      return this.refuseAccept(ws, accept, frames.length > 1 ? i : null);
+    }
     const name = att.profile?.name ?? att.name;
     const res = await this.parts.jobs.call(first.jobId, (j) => j.agentBatch(att.agentId, frames, name));
     await this.settle(ws, att.agentId, entry, frames, res.ok ? null : res.error);
+  }
+
+  /**
+   * An accept under the token the book holds is taken only from the agent that attempt was
+   * offered to (or runs on): the job binds its lease to the first accept under its token, so one
+   * that leaked to another agent is refused here, before it gets there. Any other accept (an old
+   * attempt's, a taken-back offer's) goes on to the job, whose answer is the precise one.
+   */
+  private acceptable(agentId: string, f: BatchableMessage): boolean {
+    const e = this.parts.book.get(f.jobId);
+    if (!e || e.attempt !== f.attempt || e.leaseToken !== f.leaseToken) return true;
+    return e.state !== "pending" && e.agentId === agentId;
+  }
+
+  private refuseAccept(ws: WebSocket, f: BatchableMessage, index: number | null): void {
+    this.parts.sockets.reply(ws, {
+      type: "error",
+      code: "stale_lease",
+      message: `attempt ${f.attempt} of ${f.jobId} is not offered to this agent`,
+      jobId: f.jobId,
+      attempt: f.attempt,
+      ...(index === null ? {} : { frameIndex: index }),
+    });
   }
 
   /**
@@ -112,9 +143,13 @@ export class Frames {
     // Finished (or refused as stale): either way the agent has a slot again.
     if (frames.some((f) => f.type === "job_finished")) this.parts.book.liftBackoffs(agentId);
     const accept = applied.find((f) => f.type === "job_accept");
-    if (accept) this.parts.book.markRunning(accept.jobId, agentId, accept.attempt, accept.leaseToken);
     const finished = applied.find((f) => f.type === "job_finished");
-    if (finished && ours(finished.attempt)) this.parts.book.remove(finished.jobId);
+    // Accepted and finished in one batch (a short job): the entry goes, never written as running
+    // (the job took both from this agent, whatever the book said of the offer meanwhile).
+    const both = !!accept && !!finished && accept.attempt === finished.attempt;
+    if (accept && !both) this.parts.book.markRunning(accept.jobId, agentId, accept.attempt, accept.leaseToken);
+    if (finished && (ours(finished.attempt) || (both && entry?.attempt === finished.attempt)))
+      this.parts.book.remove(finished.jobId);
     if (refusal && refusedFrame) {
       const { code, message, index } = refusal;
       const frameIndex = frames.length > 1 ? { frameIndex: index } : {};

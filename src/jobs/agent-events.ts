@@ -29,15 +29,25 @@ export async function handleAgentMessage(
   }
   const now = job.now();
   if (msg.type === "job_accept") {
-    // The lease was granted with the offer (lease.ts grantOfferLease): the accept only confirms it.
-    // An accept without one is for an offer that was taken back or never made to this agent.
-    if (!state.lease || state.lease.agentId !== agentId) {
-      return refused("stale_lease", "this attempt's lease is not offered to this agent");
+    if (state.status === "RUNNING") {
+      // A replayed accept of the holder; anyone else presenting the token lost the race.
+      return state.lease?.agentId === agentId
+        ? accepted()
+        : refused("stale_lease", "this attempt's lease is held by another agent");
     }
-    if (state.status === "RUNNING") return accepted();
-    if (state.status !== "QUEUED") return refused("stale_lease", `job is ${state.status}`);
-    state.lease.expiresAt = now + job.config.leaseS * 1000;
-    state.lease.lastSeenAt = now;
+    if (state.status !== "QUEUED" || state.dispatchedAttempt < msg.attempt) {
+      return refused("stale_lease", `attempt ${msg.attempt} of ${state.id} was not offered (${state.status})`);
+    }
+    // The offer carried the token minted when the attempt was handed to the registry (dispatch.ts),
+    // with no call back here: the first accept under it takes the lease, and the registry asks for
+    // a new token before it offers the attempt to anyone else (lease.ts reissueOfferToken).
+    state.lease = {
+      attempt: msg.attempt,
+      agentId,
+      leaseToken: msg.leaseToken,
+      expiresAt: now + job.config.leaseS * 1000,
+      lastSeenAt: now,
+    };
     state.startedAt = now;
     // Each attempt's output starts with a header, so re-runs never blur together in one log.
     const who = agentName === agentId ? agentId : `${agentName} (${agentId})`;

@@ -20,8 +20,9 @@ export function notDispatchable(state: JobState | undefined, attempt: number): "
 }
 
 /**
- * Hands the current attempt to the engine; the queue retries on a throw. The token set here is
- * replaced by the lease the registry has this job grant with each offer (lease.ts grantOfferLease).
+ * Hands the current attempt to the engine with the token its offer carries; the queue retries on
+ * a throw. The first accept under the token takes the lease (agent-events.ts); a re-offer to
+ * another agent goes under a new one (lease.ts reissueOfferToken).
  */
 export async function dispatchAttempt(
   job: JobContext,
@@ -32,10 +33,10 @@ export async function dispatchAttempt(
   if (refused || !state?.spec) return refused ?? "stale";
   state.dispatchedAttempt = attempt;
   state.leaseToken = randomHex(24);
-  // The mark is stored with the lease the registry has this job grant during the call (one
-  // state write for both), or after the call when no offer was made. Until then only this
-  // object's memory has it: a crash meanwhile leaves the attempt undispatched in storage, and
-  // its "enqueue" item (or queue message) is still owed, so it is dispatched again.
+  // The mark is stored with the accept if it comes during the call (one state write for both),
+  // or after the call. Until then only this object's memory has it: a crash meanwhile leaves
+  // the attempt undispatched in storage (an accept under its token is refused then), and its
+  // "enqueue" item (or queue message) is still owed, so it is dispatched again.
   job.stage(state);
   try {
     const outcome = await getEngine(job.env).execute(state.spec, state.leaseToken);
@@ -47,7 +48,7 @@ export async function dispatchAttempt(
     if (again && again.status === "QUEUED" && again.attempt === attempt) {
       again.dispatchedAttempt = attempt - 1;
       again.leaseToken = null;
-      // An offer the registry made before the failure holds a lease no one may use now.
+      // An offer the registry made before the failure carries a token no one may use now.
       again.lease = null;
       job.commit(again);
     }

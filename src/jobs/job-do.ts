@@ -31,23 +31,20 @@ import {
   accepted,
   type CreateJobInput,
   type DispatchOutcome,
-  type FenceRefusal,
   type FenceResult,
   type JobResult,
   noSuchJob,
-  refused,
 } from "./job-api.ts";
 import { type JobState, viewOf } from "./job-state.ts";
 import { JobStore } from "./job-store.ts";
 import {
-  grantOfferLease,
   holderDisconnected,
   holderOffline,
   holderWithoutJob,
   leaseHeld,
-  type OfferedLease,
+  type Reissue,
+  reissueOfferToken,
   renewLease,
-  takeBackOfferLease,
 } from "./lease.ts";
 import type { LogPosition } from "./log-buffer.ts";
 import type { OutboxItem } from "./outbox-items.ts";
@@ -298,17 +295,14 @@ export class JobDO extends DurableObject<Env> {
     return accepted();
   }
 
-  /** From the registry, before it sends the offer: the attempt's lease for that agent. */
-  async offerLease(agentId: string, attempt: number): Promise<Result<OfferedLease, FenceRefusal>> {
-    const state = this.enter("offerLease");
-    if (!state) return refused("not_found", "no such job");
-    return grantOfferLease(this.job, state, agentId, attempt);
-  }
-
-  /** From the registry: the offer to this agent failed before its accept, so its lease goes back. */
-  async takeBackLease(agentId: string, attempt: number): Promise<boolean> {
-    const state = this.enter("takeBackLease");
-    return !!state && takeBackOfferLease(this.job, state, agentId, attempt);
+  /**
+   * From the registry, before it offers the attempt to another agent (an offer ended, or it lost
+   * the token): a new token, every earlier one dead; or who already holds the attempt.
+   */
+  async reissueLease(attempt: number): Promise<Reissue> {
+    const state = this.enter("reissueLease");
+    if (!state) return { kind: "gone", reason: "no such job" };
+    return reissueOfferToken(this.job, state, attempt);
   }
 
   async agentWithoutJob(agentId: string, attempt: number): Promise<void> {

@@ -1,6 +1,6 @@
-// The lease outside the agent's job frames (agent-events.ts): granted with the offer and taken
-// back when the offer fails, heartbeats and resumes from the holder, its socket closing, its
-// coming back without the job, and the check of an upload.
+// The lease outside the agent's job frames (agent-events.ts, where the first accept under the
+// attempt's token takes it): the token reissued before a re-offer, heartbeats and resumes from
+// the holder, its socket closing, its coming back without the job, and the check of an upload.
 // Renewals save only the lease's liveness (saveLiveness) unless the job's status changes.
 import { isTerminal } from "../../protocol/index.ts";
 import { ok, type Result } from "../../protocol/result.ts";
@@ -74,48 +74,35 @@ export function leaseHeld(
   return !!lease && lease.attempt === attempt && lease.leaseToken === leaseToken && lease.agentId === agentId;
 }
 
-/** The lease an offer carries: granted before the registry sends the offer, confirmed by the accept. */
-export interface OfferedLease {
-  leaseToken: string;
-  expiresAt: number;
-}
+/**
+ * What the registry gets when it asks for the attempt's token again (an offer under the old one
+ * ended, or it lost track of it): a fresh token no agent has seen yet; or the agent that already
+ * holds the attempt (its accept won); or why the attempt is not waiting for an agent at all.
+ */
+export type Reissue =
+  | { kind: "fresh"; leaseToken: string }
+  | { kind: "held"; agentId: string; leaseToken: string }
+  | { kind: "gone"; reason: string };
 
 /**
- * The registry is about to offer this QUEUED attempt to `agentId`: the lease is granted now,
- * under a fresh token, so the offer carries it and the agent's first frames are already fenced.
- * The job stays QUEUED until the accept confirms it (the ledger's RUNNING means an agent took
- * it). A lease still held for an earlier offer is replaced: the registry alone assigns, and its
- * new offer means the old one ended, so the old token is refused from now on.
+ * The offers of this QUEUED attempt went under `state.leaseToken`, minted when it was handed to
+ * the registry (dispatch.ts); the first accept under it takes the lease (agent-events.ts). Before
+ * the registry offers the attempt to another agent it asks here for a new token, so every token
+ * an agent was ever offered is dead from then on: an attempt never runs on two agents, however
+ * late an earlier offer's accept comes. An accepted attempt is left alone (its holder is named).
  */
-export function grantOfferLease(
-  job: JobContext,
-  state: JobState,
-  agentId: string,
-  attempt: number,
-): Result<OfferedLease, FenceRefusal> {
-  if (isTerminal(state.status)) return leaseEnded(state);
-  if (state.status !== "QUEUED" || state.attempt !== attempt || state.dispatchedAttempt < attempt) {
-    return refused("stale_lease", `attempt ${attempt} of ${state.id} is not waiting for an agent (${state.status})`);
+export function reissueOfferToken(job: JobContext, state: JobState, attempt: number): Reissue {
+  if (isTerminal(state.status) || state.attempt !== attempt) {
+    return { kind: "gone", reason: `attempt ${attempt} of ${state.id} is not current (${state.status})` };
   }
-  const now = job.now();
-  const leaseToken = randomHex(24);
-  const expiresAt = now + job.config.leaseS * 1000;
-  state.leaseToken = leaseToken;
-  state.lease = { attempt, agentId, leaseToken, expiresAt, lastSeenAt: now };
-  job.commit(state);
-  return ok({ leaseToken, expiresAt });
-}
-
-/**
- * The offer to `agentId` failed (refused, timed out, its socket closed) before it was accepted:
- * the lease goes back and the token is replaced, so nothing the agent sends under it is taken.
- * An accepted attempt (RUNNING) is not an offer any more and is left alone. True when taken back.
- */
-export function takeBackOfferLease(job: JobContext, state: JobState, agentId: string, attempt: number): boolean {
-  const lease = state.lease;
-  if (state.status !== "QUEUED" || !lease || lease.agentId !== agentId || lease.attempt !== attempt) return false;
+  if (state.status === "RUNNING" && state.lease?.attempt === attempt) {
+    return { kind: "held", agentId: state.lease.agentId, leaseToken: state.lease.leaseToken };
+  }
+  if (state.status !== "QUEUED" || state.dispatchedAttempt < attempt || !state.leaseToken) {
+    return { kind: "gone", reason: `attempt ${attempt} of ${state.id} is not waiting for an agent (${state.status})` };
+  }
   state.lease = null;
   state.leaseToken = randomHex(24);
   job.commit(state);
-  return true;
+  return { kind: "fresh", leaseToken: state.leaseToken };
 }
