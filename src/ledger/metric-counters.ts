@@ -1,7 +1,11 @@
 // /metrics kept incrementally: each job event, as it is written to D1, adds to the counters it
-// moves (jobs by status, the two latency histograms, re-dispatches) in the same batch, all in
-// one JSON row (job_metrics), so a scrape reads one row however long the history is.
-import { isTerminal } from "../../protocol/index.ts";
+// moves in the same batch, all in one JSON row (job_metrics), so a scrape reads one row however
+// long the history is. The row keeps only what grows with history: jobs by final status, the two
+// latency histograms, re-dispatches. Jobs in a status they will leave are counted at scrape time
+// from the jobs status index (activeStatusCountsSql), bounded by the jobs active now, so a
+// transition between two such statuses moves no counter and writes no metrics row (issue 18,
+// cost per job: one metrics row per job, at its end, for a job that runs and ends in one commit).
+import { isTerminal, JobStatusSchema } from "../../protocol/index.ts";
 
 export const DISPATCH_BUCKETS_S = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 export const DURATION_BUCKETS_S = [0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
@@ -35,10 +39,8 @@ export interface CountedEvent {
 export function counterDeltas(e: CountedEvent): Map<string, number> {
   const d = new Map<string, number>();
   const add = (name: string, by: number) => d.set(name, (d.get(name) ?? 0) + by);
-  if (e.fromStatus !== e.toStatus) {
-    add(`jobs_status:${e.toStatus}`, 1);
-    if (e.fromStatus !== null) add(`jobs_status:${e.fromStatus}`, -1);
-  }
+  // A final status is never left, so entering it is the whole count.
+  if (e.fromStatus !== e.toStatus && isTerminal(e.toStatus)) add(`jobs_status:${e.toStatus}`, 1);
   if (e.event === "requeue") add("events:requeue", 1);
   if (e.measure) {
     // Its own bucket, not every larger one: the cumulative buckets and the count are added up
@@ -72,3 +74,15 @@ export function histogramFrom(counters: Record<string, number>, name: HistogramN
     sumS: (counters[`hist:${name}:sum_ms`] ?? 0) / 1000,
   };
 }
+
+/** The statuses a job leaves again: counted from the jobs status index when /metrics is read. */
+export const ACTIVE_STATUSES: readonly string[] = JobStatusSchema.options.filter((s) => !isTerminal(s));
+
+/**
+ * Jobs per active status: a range of jobs_status_created_idx per status (EXPLAIN QUERY PLAN:
+ * SEARCH jobs USING COVERING INDEX … (status=?)), reading the active jobs' entries only —
+ * never the finished history. The statuses are the protocol's own names, written as literals.
+ */
+export const activeStatusCountsSql = `SELECT status, COUNT(*) AS n FROM jobs WHERE status IN (${ACTIVE_STATUSES.map(
+  (s) => `'${s.replace(/[^A-Z_]/g, "")}'`,
+).join(", ")}) GROUP BY status`;

@@ -36,8 +36,10 @@ export const jobs = sqliteTable(
      */
     events: text("events").notNull().default("[]"),
   },
-  // Each index costs an entry per insert (and per change of its columns): measured, a job's
-  // insert writes 5 rows (row, id, these three), a status change 2. Each is read by a query that
+  // A WITHOUT ROWID table keyed by id (migration 0014; drizzle has no way to say so, the
+  // migration does): the row is its id's b-tree entry, no separate id index. Each index costs an
+  // entry per insert (and per change of its columns): measured, a job's insert writes 4 rows (the
+  // row and these three), a status change 2. Each is read by a query that
   // would otherwise scan (EXPLAIN QUERY PLAN, migration 0012's review): created — the first page
   // of GET /api/jobs and the overview's last 24 h (without it: SCAN jobs + TEMP B-TREE); status —
   // the Sentinel's and the agents page's active jobs, status-filtered pages; user — a person's

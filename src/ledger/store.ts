@@ -98,12 +98,23 @@ function decodeCursor(cursor: string): { createdAt: number; id: string } {
   return { createdAt: Number(m[1]), id: m[2] };
 }
 
-/** Newest first; `nextCursor` continues after the last row returned (null at the end). */
 /** A listed job: its row without the events (a page of jobs should not carry every job's history). */
 export type ListedJob = Omit<JobRow, "events">;
 
+/** Newest first; `nextCursor` continues after the last row returned (null at the end). */
 export async function listJobs(db: Db, q: ListJobsQuery): Promise<{ jobs: ListedJob[]; nextCursor: string | null }> {
-  const limit = Math.min(Math.max(q.limit ?? 20, 1), 100);
+  const limit = pageSize(q);
+  const rows = await listJobsQuery(db, q).all();
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  return { jobs: page, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
+}
+
+const pageSize = (q: ListJobsQuery) => Math.min(Math.max(q.limit ?? 20, 1), 100);
+
+/** The page's statement (one row more than the page, to know whether another follows). */
+export function listJobsQuery(db: Db, q: ListJobsQuery) {
+  const limit = pageSize(q);
   const conditions = [];
   if (q.status) conditions.push(eq(jobs.status, q.status));
   if (q.userId) conditions.push(eq(jobs.userId, q.userId));
@@ -112,16 +123,12 @@ export async function listJobs(db: Db, q: ListJobsQuery): Promise<{ jobs: Listed
     conditions.push(or(lt(jobs.createdAt, c.createdAt), and(eq(jobs.createdAt, c.createdAt), lt(jobs.id, c.id))));
   }
   const { events: _events, ...columns } = getTableColumns(jobs);
-  const rows = await db
+  return db
     .select(columns)
     .from(jobs)
     .where(conditions.length > 0 ? and(...conditions) : undefined)
     .orderBy(desc(jobs.createdAt), desc(jobs.id))
-    .limit(limit + 1)
-    .all();
-  const page = rows.slice(0, limit);
-  const last = page.at(-1);
-  return { jobs: page, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
+    .limit(limit + 1);
 }
 
 export async function updateJobStatus(

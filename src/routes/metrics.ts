@@ -1,10 +1,10 @@
 // GET /metrics: Prometheus text exposition (version 0.0.4), behind the API token. Values come
 // from the ledger's counters (kept at each transition), provider checks and the agent registry.
 import { Hono } from "hono";
-import { JobStatusSchema } from "../../protocol/index.ts";
+import { isTerminal, JobStatusSchema } from "../../protocol/index.ts";
 import { registryStub } from "../agents/registry-stub.ts";
 import { apiAuth } from "../http/auth.ts";
-import { type Histogram, histogramFrom } from "../ledger/metric-counters.ts";
+import { activeStatusCountsSql, type Histogram, histogramFrom } from "../ledger/metric-counters.ts";
 import { getDb, readCounters } from "../ledger/store.ts";
 import { providerStats } from "../sentinel/monitor.ts";
 
@@ -38,9 +38,11 @@ class Exposition {
 
 export const metricsRoutes = new Hono<{ Bindings: Env }>().get("/metrics", apiAuth(), async (c) => {
   const db = getDb(c.env.DB);
-  // Counters only (kept at each transition, metric-counters.ts): no scan of jobs or events.
-  const [counters, agents, openclaw] = await Promise.all([
+  // Counters (kept at each final transition, metric-counters.ts) and the active jobs' entries of
+  // the status index: no scan of the finished jobs or their events.
+  const [counters, active, agents, openclaw] = await Promise.all([
     readCounters(db),
+    c.env.DB.prepare(activeStatusCountsSql).all<{ status: string; n: number }>(),
     registryStub(c.env)
       .listAgents()
       .then((a) => a.length)
@@ -54,8 +56,10 @@ export const metricsRoutes = new Hono<{ Bindings: Env }>().get("/metrics", apiAu
   ).first<{ calls: number; input: number; cached: number; cache_write: number; output: number }>();
   const out = new Exposition();
   out.metric("skynet_jobs", "gauge", "Jobs in the ledger by status.");
+  const activeCounts = new Map(active.results.map((r) => [r.status, r.n]));
   for (const status of JobStatusSchema.options) {
-    out.sample("skynet_jobs", Math.max(0, counters[`jobs_status:${status}`] ?? 0), { status });
+    const n = isTerminal(status) ? counters[`jobs_status:${status}`] : activeCounts.get(status);
+    out.sample("skynet_jobs", Math.max(0, n ?? 0), { status });
   }
   out.histogram("skynet_dispatch_latency_seconds", "Time from QUEUED to RUNNING.", histogramFrom(counters, "dispatch"));
   out.histogram(
