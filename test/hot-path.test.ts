@@ -23,12 +23,36 @@ const create = (jobId: string, intent: string, projectId = "hot-nobody") =>
 const ledgerRow = (jobId: string) =>
   env.DB.prepare("SELECT status FROM jobs WHERE id = ?").bind(jobId).first<{ status: string }>();
 
-/** A D1 binding whose batches wait while `state.open` is false (a slow ledger), everything else passed through. */
+/**
+ * A D1 binding whose ledger writes wait while `state.open` is false (a slow ledger): its batches,
+ * and a job row's write sent alone (a commit with no metrics to write is one statement).
+ * Everything else passed through.
+ */
 function gatedDb(real: D1Database) {
   // A flag, not a promise: a promise made by the test cannot be awaited inside the object.
   const state = { open: false, batches: 0 };
+  const gate = (st: D1PreparedStatement): D1PreparedStatement =>
+    new Proxy(st, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver);
+        if (typeof value !== "function") return value;
+        if (prop === "bind") return (...args: unknown[]) => gate(target.bind(...args));
+        if (prop !== "run" && prop !== "all" && prop !== "raw" && prop !== "first") return value.bind(target);
+        return async (...args: unknown[]) => {
+          state.batches += 1;
+          while (!state.open) await scheduler.wait(10);
+          return value.apply(target, args);
+        };
+      },
+    });
   const db = new Proxy(real, {
     get(target, prop, receiver) {
+      if (prop === "prepare") {
+        return (query: string) => {
+          const st = target.prepare(query);
+          return /^\s*insert into "jobs"/i.test(query) ? gate(st) : st;
+        };
+      }
       if (prop === "batch") {
         return async (statements: D1PreparedStatement[]) => {
           state.batches += 1;
