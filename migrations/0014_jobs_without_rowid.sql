@@ -76,3 +76,43 @@ BEGIN
     ('tokens_day:' || (NEW.updated_at / 86400000) || ':output', NEW.tokens_output - OLD.tokens_output)
   ON CONFLICT(name) DO UPDATE SET value = value + excluded.value;
 END;
+--> statement-breakpoint
+-- The model call and token totals /metrics exposes were a SUM over every job at each scrape (a
+-- scan growing with history): they are kept in the job metrics row instead, by triggers adding
+-- what a snapshot changed (new minus old: a replayed snapshot adds 0, an older one is never
+-- applied, as with the per-day token counters above). Only jobs that called the model pay a write.
+CREATE TRIGGER `jobs_model_totals_insert` AFTER INSERT ON `jobs`
+WHEN NEW.model_calls + NEW.tokens_input + NEW.tokens_cached + NEW.tokens_cache_write + NEW.tokens_output > 0
+BEGIN
+  UPDATE job_metrics SET data = json_set(data,
+    '$."model:calls"', COALESCE(json_extract(data, '$."model:calls"'), 0) + NEW.model_calls,
+    '$."model:tokens:input"', COALESCE(json_extract(data, '$."model:tokens:input"'), 0) + NEW.tokens_input,
+    '$."model:tokens:cached"', COALESCE(json_extract(data, '$."model:tokens:cached"'), 0) + NEW.tokens_cached,
+    '$."model:tokens:cache_write"', COALESCE(json_extract(data, '$."model:tokens:cache_write"'), 0) + NEW.tokens_cache_write,
+    '$."model:tokens:output"', COALESCE(json_extract(data, '$."model:tokens:output"'), 0) + NEW.tokens_output)
+  WHERE id = 1;
+END;
+--> statement-breakpoint
+CREATE TRIGGER `jobs_model_totals_update`
+AFTER UPDATE OF model_calls, tokens_input, tokens_cached, tokens_cache_write, tokens_output ON `jobs`
+WHEN NEW.model_calls != OLD.model_calls OR NEW.tokens_input != OLD.tokens_input
+  OR NEW.tokens_cached != OLD.tokens_cached OR NEW.tokens_cache_write != OLD.tokens_cache_write
+  OR NEW.tokens_output != OLD.tokens_output
+BEGIN
+  UPDATE job_metrics SET data = json_set(data,
+    '$."model:calls"', COALESCE(json_extract(data, '$."model:calls"'), 0) + NEW.model_calls - OLD.model_calls,
+    '$."model:tokens:input"', COALESCE(json_extract(data, '$."model:tokens:input"'), 0) + NEW.tokens_input - OLD.tokens_input,
+    '$."model:tokens:cached"', COALESCE(json_extract(data, '$."model:tokens:cached"'), 0) + NEW.tokens_cached - OLD.tokens_cached,
+    '$."model:tokens:cache_write"', COALESCE(json_extract(data, '$."model:tokens:cache_write"'), 0) + NEW.tokens_cache_write - OLD.tokens_cache_write,
+    '$."model:tokens:output"', COALESCE(json_extract(data, '$."model:tokens:output"'), 0) + NEW.tokens_output - OLD.tokens_output)
+  WHERE id = 1;
+END;
+--> statement-breakpoint
+-- The totals so far, once.
+UPDATE `job_metrics` SET `data` = json_set(`data`,
+  '$."model:calls"', (SELECT COALESCE(SUM(`model_calls`), 0) FROM `jobs`),
+  '$."model:tokens:input"', (SELECT COALESCE(SUM(`tokens_input`), 0) FROM `jobs`),
+  '$."model:tokens:cached"', (SELECT COALESCE(SUM(`tokens_cached`), 0) FROM `jobs`),
+  '$."model:tokens:cache_write"', (SELECT COALESCE(SUM(`tokens_cache_write`), 0) FROM `jobs`),
+  '$."model:tokens:output"', (SELECT COALESCE(SUM(`tokens_output`), 0) FROM `jobs`))
+WHERE `id` = 1;

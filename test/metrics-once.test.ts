@@ -10,7 +10,7 @@ import { ledgerWrites } from "../src/jobs/effects.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
 import type { OutboxItem } from "../src/jobs/outbox-items.ts";
 import { ACTIVE_STATUSES, activeStatusCountsSql } from "../src/ledger/metric-counters.ts";
-import { getDb } from "../src/ledger/store.ts";
+import { getDb, upsertJobQuery } from "../src/ledger/store.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { api } from "./helpers/worker.ts";
 
@@ -128,5 +128,30 @@ describe("jobs in active statuses, read at scrape time", () => {
       expect(text).toContain(`skynet_jobs{status="${status}"} ${n?.n ?? 0}`);
     }
     expect(ACTIVE_STATUSES.length + 3).toBe(JobStatusSchema.options.length);
+  });
+});
+
+describe("model call and token totals", () => {
+  it("are kept at each snapshot, equal to a sum over every job; a replayed or older snapshot adds nothing", async () => {
+    const db = getDb(env.DB);
+    const base = { projectId: "once", userId: "api", intent: "x", status: "PLANNED", createdAt: 1 };
+    const a = { ...base, id: newJobId(), updatedAt: 10, modelCalls: 1, tokensInput: 100, tokensCacheWrite: 40 };
+    const b = { ...base, id: newJobId(), updatedAt: 10, modelCalls: 0 };
+    await upsertJobQuery(db, a).run();
+    await upsertJobQuery(db, b).run();
+    const later = { ...a, updatedAt: 20, modelCalls: 2, tokensInput: 160, tokensCached: 900, tokensOutput: 75 };
+    await upsertJobQuery(db, later).run();
+    await upsertJobQuery(db, later).run(); // replayed
+    await upsertJobQuery(db, { ...a, updatedAt: 15, modelCalls: 9, tokensInput: 999 }).run(); // older: not applied
+    await upsertJobQuery(db, { ...b, updatedAt: 20, modelCalls: 1, tokensOutput: 5 }).run();
+    const sums = await env.DB.prepare(
+      `SELECT SUM(model_calls) AS calls, SUM(tokens_input) AS input, SUM(tokens_cached) AS cached,
+              SUM(tokens_cache_write) AS cache_write, SUM(tokens_output) AS output FROM jobs`,
+    ).first<Record<string, number>>();
+    expect(sums?.calls).toBeGreaterThanOrEqual(3);
+    const text = await (await api("/metrics")).text();
+    expect(text).toContain(`skynet_model_calls_total ${sums?.calls}`);
+    for (const kind of ["input", "cached", "cache_write", "output"])
+      expect(text).toContain(`skynet_model_tokens_total{kind="${kind}"} ${sums?.[kind]}`);
   });
 });

@@ -191,7 +191,10 @@ export const counters = sqliteTable("counters", {
 /**
  * The counters a job's transitions move (jobs_status:<S>, events:requeue, hist:<h>:le:<b>,
  * hist:<h>:sum_ms) as one JSON object in one row (id 1, migration 0012): a ledger commit updates
- * it with one statement, one row written, however many counters its events move.
+ * it with one statement, one row written, however many counters its events move. Since migration
+ * 0014 it holds only what grows with history (final statuses, histograms, re-dispatches; active
+ * statuses are counted from the status index) and the model call and token totals
+ * (model:calls, model:tokens:<kind>), kept by triggers on jobs.
  */
 export const jobMetrics = sqliteTable("job_metrics", {
   id: integer("id").primaryKey(),

@@ -38,8 +38,8 @@ class Exposition {
 
 export const metricsRoutes = new Hono<{ Bindings: Env }>().get("/metrics", apiAuth(), async (c) => {
   const db = getDb(c.env.DB);
-  // Counters (kept at each final transition, metric-counters.ts) and the active jobs' entries of
-  // the status index: no scan of the finished jobs or their events.
+  // Counters (kept at each final transition, metric-counters.ts, and by the jobs' model-token
+  // triggers) and the active jobs' entries of the status index: no scan of finished jobs.
   const [counters, active, agents, openclaw] = await Promise.all([
     readCounters(db),
     c.env.DB.prepare(activeStatusCountsSql).all<{ status: string; n: number }>(),
@@ -49,11 +49,6 @@ export const metricsRoutes = new Hono<{ Bindings: Env }>().get("/metrics", apiAu
       .catch(() => 0),
     providerStats(db, "openclaw"),
   ]);
-  const tokens = await c.env.DB.prepare(
-    `SELECT COALESCE(SUM(model_calls), 0) AS calls, COALESCE(SUM(tokens_input), 0) AS input,
-            COALESCE(SUM(tokens_cached), 0) AS cached, COALESCE(SUM(tokens_cache_write), 0) AS cache_write,
-            COALESCE(SUM(tokens_output), 0) AS output FROM jobs`,
-  ).first<{ calls: number; input: number; cached: number; cache_write: number; output: number }>();
   const out = new Exposition();
   out.metric("skynet_jobs", "gauge", "Jobs in the ledger by status.");
   const activeCounts = new Map(active.results.map((r) => [r.status, r.n]));
@@ -95,15 +90,16 @@ export const metricsRoutes = new Hono<{ Bindings: Env }>().get("/metrics", apiAu
     }
   }
   out.metric("skynet_model_calls_total", "counter", "Messages API calls made for jobs (planning and answers).");
-  out.sample("skynet_model_calls_total", tokens?.calls ?? 0);
+  // Kept by triggers on jobs (migration 0014) in the job metrics row: no sum over every job.
+  out.sample("skynet_model_calls_total", counters["model:calls"] ?? 0);
   out.metric(
     "skynet_model_tokens_total",
     "counter",
     "Tokens those calls used, by kind (cached: read from the prompt cache).",
   );
-  out.sample("skynet_model_tokens_total", tokens?.input ?? 0, { kind: "input" });
-  out.sample("skynet_model_tokens_total", tokens?.cached ?? 0, { kind: "cached" });
-  out.sample("skynet_model_tokens_total", tokens?.cache_write ?? 0, { kind: "cache_write" });
-  out.sample("skynet_model_tokens_total", tokens?.output ?? 0, { kind: "output" });
+  out.sample("skynet_model_tokens_total", counters["model:tokens:input"] ?? 0, { kind: "input" });
+  out.sample("skynet_model_tokens_total", counters["model:tokens:cached"] ?? 0, { kind: "cached" });
+  out.sample("skynet_model_tokens_total", counters["model:tokens:cache_write"] ?? 0, { kind: "cache_write" });
+  out.sample("skynet_model_tokens_total", counters["model:tokens:output"] ?? 0, { kind: "output" });
   return c.body(out.text(), 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
 });
