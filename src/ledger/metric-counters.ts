@@ -17,6 +17,10 @@ const BUCKETS: Record<HistogramName, number[]> = { dispatch: DISPATCH_BUCKETS_S,
  * The measurement an event carries: dispatch latency for an event into RUNNING (since the
  * latest event into QUEUED), job duration for an event into a final state (since the latest
  * event into RUNNING) — the definitions /metrics has always used.
+ *
+ * The dispatch measurement is counted when RUNNING is written, not carried to the job's end: a
+ * short job's RUNNING and end are one commit (one metrics row either way), and a long job's
+ * dispatch latency shows while it runs, at the cost of a second metrics row for that job.
  */
 export function measureFor(
   toStatus: string,
