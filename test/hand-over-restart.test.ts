@@ -109,4 +109,18 @@ describe("a hand-over that writes nothing", () => {
       agent.close();
     }
   });
+
+  it("tells the registry and the agent of a cancel after a restart lost the hand-over's mark", async () => {
+    const { agent, jobId, stub } = await offeredJob("handover-restart-cancel");
+    try {
+      await restart(jobId);
+      const res = await stub.cancel({ id: "42", isAdmin: true }, "changed my mind");
+      expect(res.ok && res.value.status).toBe("CANCELLED");
+      // The offer is withdrawn: the agent is told, and the registry holds the attempt no more.
+      expect(await agent.nextOf("job_cancel", (m) => m.jobId === jobId, 10_000)).toMatchObject({ attempt: 1 });
+      await poll(() => assignmentOf(jobId)).toBeUndefined();
+    } finally {
+      agent.close();
+    }
+  });
 });
