@@ -4,7 +4,7 @@
 // (a ledger write, the log's archive) would have them performed again then — D1 rows and an R2
 // class A put, dearer than the one storage write — and its storage kept until they were. With the
 // clear, the purge finds nothing owed and only deletes.
-import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
