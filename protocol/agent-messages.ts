@@ -126,7 +126,7 @@ export const ServerToAgentSchema = z.discriminatedUnion("type", [
     leaseS: z.number().int().min(1),
   }),
   /**
-   * The offer carries the attempt's token, minted by its job when it was handed over:
+   * The offer carries the attempt's token, minted by its job when it queued the attempt:
    * `leaseToken` fences the agent's frames from the first one, `lease` names the agent offered
    * and when the lease would end unless renewed (ms since the epoch). The first accept under the
    * token takes the lease; a refused or unanswered offer has the job mint a new token.

@@ -1,10 +1,11 @@
 // The state writes a READ_ONLY job makes (issue 18, cost per job): each one is a billed row, and
 // carries the effects it queues (a ledger snapshot among them) and the log appended since: no
-// outbox or log row of their own. The dispatch mark is stored with the lease the offer grants, a
-// rule answer with the commit that ends the job, and once its effects are done one more write
-// clears them from the record (no commit follows a final job's).
+// outbox or log row of their own. The offer's token is stored by the create that queues the
+// attempt, the hand-over writes nothing (its mark and done "enqueue" item go with the agent's
+// batch), a rule answer rides with the commit that ends the job, and once its effects are done
+// one more write clears them from the record (no commit follows a final job's).
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
 import { newJobId } from "../src/lib/crypto.ts";
@@ -72,7 +73,7 @@ const storedState = (jobId: string) =>
   runInDurableObject(jobStubOf(jobId), (_i: JobDO, state) => state.storage.kv.get<JobState>("job"));
 
 describe("the state writes of a READ_ONLY job", () => {
-  it("are the create, the hand-over (dispatch mark and the offer's token), the agent's batch with the answer, the clear", async () => {
+  it("are the create (with the offer's token), the agent's batch (with the hand-over's mark and the answer), the clear", async () => {
     const { agentId, token } = await pairAgent("commits");
     const agent = await TestAgent.connect(token, { workspaces: ["commits"], agentName: "commits" });
     try {
@@ -100,34 +101,37 @@ describe("the state writes of a READ_ONLY job", () => {
       expect(result).toEqual({ ok: true, value: 5 });
       // Everything the job owes is done (the archive is its last effect).
       await poll(async () => (await stub.opCounts())["outbox.archive_log"]).toBe(1);
-      await poll(async () => written.length).toBe(4);
-      expect(written.map((s) => s.status)).toEqual(["QUEUED", "QUEUED", "SUCCEEDED", "SUCCEEDED"]);
-      // Each write carries what its commit owes; the last only drops what was done.
+      await poll(async () => written.length).toBe(3);
+      expect(written.map((s) => s.status)).toEqual(["QUEUED", "SUCCEEDED", "SUCCEEDED"]);
+      // Each write carries what its commit owes; the last only drops what was done. The batch's
+      // write dropped the create's items, the hand-over's "enqueue" among them.
       const owed = written.map((s) => owedKinds(s));
       expect(owed[0]).toEqual(expect.arrayContaining(["ledger", "event", "enqueue"]));
-      expect(owed[2]).toEqual(expect.arrayContaining(["ledger", "event", "archive_log"]));
-      expect(owed[3]).toEqual([]);
+      expect(owed[1]).toEqual(expect.arrayContaining(["ledger", "event", "archive_log"]));
+      expect(owed[1]).not.toContain("enqueue");
+      expect(owed[2]).toEqual([]);
       // The batch's log rode on its write: no log table was created.
-      expect((written[2] as { log?: unknown } | undefined)?.log).toEqual([
+      expect((written[1] as { log?: unknown } | undefined)?.log).toEqual([
         expect.objectContaining({ seq: -1, stream: "system" }), // the attempt's header
         expect.objectContaining({ seq: 0, stepId: "s1", data: "nothing to commit, working tree clean\n" }),
       ]);
       expect(await tablesOf(jobId)).toEqual([]);
-      // The hand-over's write carries the dispatch mark and the token the offer went with; no
-      // agent holds the lease until its accept (the batch's write).
+      // The create stored the token the offer went with, before the hand-over; the mark of the
+      // hand-over came with the batch, which took the lease.
+      expect(written[0]?.leaseToken).toBe(offer.leaseToken);
+      expect(written[0]?.dispatchedAttempt).toBe(0);
+      expect(written[0]?.lease).toBeNull();
       expect(written[1]?.dispatchedAttempt).toBe(1);
-      expect(written[1]?.leaseToken).toBe(offer.leaseToken);
-      expect(written[1]?.lease).toBeNull();
-      expect(written[2]?.lease).toMatchObject({ agentId, leaseToken: offer.leaseToken });
+      expect(written[1]?.lease).toMatchObject({ agentId, leaseToken: offer.leaseToken });
       // The finishing write carries the rule answer: no answer commit of its own followed.
-      expect(written[2]?.answer?.text).toBe("The working tree is clean.");
+      expect(written[1]?.answer?.text).toBe("The working tree is clean.");
       const ledger = await env.DB.prepare("SELECT status, answer FROM jobs WHERE id = ?")
         .bind(jobId)
         .first<{ status: string; answer: string | null }>();
       expect(ledger).toEqual({ status: "SUCCEEDED", answer: "The working tree is clean." });
       // Two alarm writes: the create's backstop, then (final, owing nothing) straight to the
       // purge — the backstop does not fire just to re-arm. The purge itself writes no alarm.
-      const finishedAt = written[3]?.finishedAt ?? 0;
+      const finishedAt = written[2]?.finishedAt ?? 0;
       const purgeAt = finishedAt + 7 * 86_400_000; // JOB_STATE_RETENTION_DAYS, below LOG_RETENTION_DAYS
       await poll(async () => alarms.length).toBe(2);
       expect(alarms[1]).toBe(purgeAt);
@@ -146,18 +150,25 @@ describe("the state writes of a READ_ONLY job", () => {
     }
   });
 
-  it("stores the dispatch mark after the call when no offer was made (nothing left only in memory)", async () => {
+  it("stores the hand-over's mark with the record's next write (here the registry's waiting notice)", async () => {
+    // An agent is connected, but none serves the job's project: the registry keeps the attempt
+    // and tells the job why it waits.
+    const { token } = await pairAgent("commits-elsewhere");
+    const agent = await TestAgent.connect(token, { workspaces: ["commits-elsewhere"] });
+    onTestFinished(() => agent.close());
     const jobId = newJobId();
     const written = await recordWrites(jobId);
     const stub = jobStubOf(jobId);
     await stub.create({ jobId, projectId: "commits-nobody", intent: "check git status", userId: "42", chatId: null });
-    // No agent serves the project: the registry keeps the attempt and no lease is granted.
     await poll(async () => (await stub.opCounts())["outbox.enqueue_direct_pending"]).toBe(1);
+    await poll(async () => written.length).toBe(2);
     expect(written.map((s) => s.status)).toEqual(["QUEUED", "QUEUED"]);
-    const stored = await storedState(jobId);
-    expect(stored?.dispatchedAttempt).toBe(1);
-    expect(stored?.lease).toBeNull();
-    // A queue delivery of the same attempt is dropped.
+    expect(written[0]?.dispatchedAttempt).toBe(0);
+    expect(written[1]?.notice).toEqual(expect.any(String));
+    expect(written[1]?.dispatchedAttempt).toBe(1);
+    expect(written[1]?.lease).toBeNull();
+    // A queue delivery of the same attempt is dropped, and writes nothing.
     expect(await stub.dispatch(1)).toBe("duplicate");
+    expect(written).toHaveLength(2);
   });
 });

@@ -134,6 +134,34 @@ describe("JobStore", () => {
     });
   });
 
+  it("stores a staged change with the record's next write, also one that only drops done items", async () => {
+    const jobId = newJobId();
+    await runInDurableObject(env.JOB.getByName(jobId), (_i: JobDO, state) => {
+      const store = new JobStore(
+        state.storage,
+        () => env,
+        loadConfig(env),
+        () => undefined,
+      );
+      const stored = () => state.storage.kv.get<JobState>("job");
+      const s = newJobState({ jobId, projectId: "p", intent: "check git status", userId: "u", chatId: null }, 1);
+      store.commit(s, [{ kind: "enqueue", attempt: 1 }]);
+      const handed = store.load() as JobState;
+      handed.dispatchedAttempt = 1;
+      store.stage(handed);
+      // Staged: the object reads it, the record does not have it.
+      expect(store.peek()?.dispatchedAttempt).toBe(1);
+      expect(stored()?.dispatchedAttempt).toBe(0);
+      // A write that only drops done items (the pass that did an audit insert, a final job's
+      // clear) stores it too: the mark and its done "enqueue" item never part on the record.
+      performAll(store);
+      expect(stored()?.dispatchedAttempt).toBe(0); // (no write: nothing unsafe, not final)
+      store.outbox.settle(true);
+      expect(stored()?.dispatchedAttempt).toBe(1);
+      expect(owedOnRecord(state.storage)).toEqual([]);
+    });
+  });
+
   it("stores the commits made together() as one state write and one outbox row", async () => {
     const jobId = newJobId();
     await runInDurableObject(env.JOB.getByName(jobId), async (_i: JobDO, state) => {

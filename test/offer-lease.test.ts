@@ -1,6 +1,6 @@
 // Issue 17: the offer carries the attempt's token, with no call to the JobDO between the hand-over
 // and the offer. Through the real AgentRegistryDO and JobDO: the token the JobDO minted when it
-// handed the attempt over is the one offered; the first accept under it takes the lease (QUEUED →
+// queued the attempt (and handed over with it) is the one offered; the first accept under it takes the lease (QUEUED →
 // RUNNING) and any other agent presenting it is refused; once an offer ends the JobDO mints a new
 // token before anyone else is offered the attempt, so the old one is refused everywhere.
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
@@ -57,7 +57,7 @@ describe("an offer that carries the lease", () => {
       .filter(([k, n]) => k.startsWith("rpc.") && n !== (before[k] ?? 0))
       .map(([k, n]) => [k, n - (before[k] ?? 0)]);
     expect(calls).toEqual([["rpc.dispatch", 1]]);
-    // The token offered is the one minted with the hand-over, and no agent holds the lease yet.
+    // The token offered is the one stored when the attempt was queued, and no agent holds the lease yet.
     const queued = await stored(jobId);
     expect(queued?.status).toBe("QUEUED");
     expect(queued?.leaseToken).toBe(offer.leaseToken);

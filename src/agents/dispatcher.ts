@@ -1,5 +1,5 @@
 // Offers: waiting jobs go to agents with a free slot, in queue order, one offer at a time per
-// job, each carrying the token its JobDO minted when it handed the attempt over, with no call
+// job, each carrying the token its JobDO minted when it queued the attempt, with no call
 // back to the job: the first accept under it takes the lease. Once an offer ends, the token goes
 // dead and the job mints a new one before anyone else is offered the attempt (lease.ts). The
 // cost of a pass is the work it can do, not the backlog: it returns before reading the queue

@@ -35,12 +35,13 @@ export async function handleAgentMessage(
         ? accepted()
         : refused("stale_lease", "this attempt's lease is held by another agent");
     }
-    if (state.status !== "QUEUED" || state.dispatchedAttempt < msg.attempt) {
+    if (state.status !== "QUEUED") {
       return refused("stale_lease", `attempt ${msg.attempt} of ${state.id} was not offered (${state.status})`);
     }
-    // The offer carried the token minted when the attempt was handed to the registry (dispatch.ts),
-    // with no call back here: the first accept under it takes the lease, and the registry asks for
-    // a new token before it offers the attempt to anyone else (lease.ts reissueOfferToken).
+    // The offer carried the token minted with the attempt (transitions.ts), which no one but the
+    // registry learns, and only from the hand-over: it is the proof of the offer (the hand-over's
+    // own mark is stored lazily, dispatch.ts). The first accept under it takes the lease, and the
+    // registry asks for a new token before it offers the attempt to anyone else (lease.ts).
     state.lease = {
       attempt: msg.attempt,
       agentId,

@@ -20,9 +20,15 @@ export function notDispatchable(state: JobState | undefined, attempt: number): "
 }
 
 /**
- * Hands the current attempt to the engine with the token its offer carries; the queue retries on
- * a throw. The first accept under the token takes the lease (agent-events.ts); a re-offer to
- * another agent goes under a new one (lease.ts reissueOfferToken).
+ * Hands the current attempt to the engine with the token its offer carries (minted by the commit
+ * that queued it: transitions.ts); the queue retries on a throw. The first accept under the
+ * token takes the lease (agent-events.ts); a re-offer to another agent goes under a new one
+ * (lease.ts reissueOfferToken).
+ *
+ * A successful hand-over writes nothing: its mark is staged, stored with the record's next
+ * write (the agent's accept, usually) together with the dropping of the done "enqueue" item. A
+ * restart before that write loses both, and the still-owed item hands the attempt over again:
+ * the registry keeps an attempt it already has under the same token as it is (assignments.ts).
  */
 export async function dispatchAttempt(
   job: JobContext,
@@ -31,24 +37,24 @@ export async function dispatchAttempt(
 ): Promise<DispatchOutcome> {
   const refused = notDispatchable(state, attempt);
   if (refused || !state?.spec) return refused ?? "stale";
+  if (!state.leaseToken) {
+    // Queued by an older version (it minted the token here) or after a failed hand-over: the
+    // token is stored before any offer carries it, or an accept under it would be refused.
+    state.leaseToken = randomHex(24);
+    job.commit(state);
+  }
+  const leaseToken = state.leaseToken;
   state.dispatchedAttempt = attempt;
-  state.leaseToken = randomHex(24);
-  // The mark is stored with the accept if it comes during the call (one state write for both),
-  // or after the call. Until then only this object's memory has it: a crash meanwhile leaves
-  // the attempt undispatched in storage (an accept under its token is refused then), and its
-  // "enqueue" item (or queue message) is still owed, so it is dispatched again.
   job.stage(state);
   try {
-    const outcome = await getEngine(job.env).execute(state.spec, state.leaseToken);
-    job.storeStaged();
-    return outcome;
+    return await getEngine(job.env).execute(state.spec, leaseToken);
   } catch (err) {
-    // Let the queue retry this attempt: undo the mark so the redelivery is not dropped.
+    // Let the queue retry this attempt: undo the mark so the redelivery is not dropped, and
+    // retire the token: an offer the registry made before the failure must not be accepted.
     const again = job.load();
     if (again && again.status === "QUEUED" && again.attempt === attempt) {
       again.dispatchedAttempt = attempt - 1;
-      again.leaseToken = null;
-      // An offer the registry made before the failure carries a token no one may use now.
+      again.leaseToken = randomHex(24);
       again.lease = null;
       job.commit(again);
     }

@@ -48,13 +48,11 @@ export interface JobContext {
    */
   saveLiveness(patch: LivenessPatch): void;
   /**
-   * Keeps `state` in memory as the job's state, unstored: the next commit (or storeStaged)
-   * writes it. Only for a change that may be lost in a crash because something still owed
-   * redoes it (the dispatch mark, redone by its owed dispatch).
+   * Keeps `state` in memory as the job's state, unstored: the record's next write (a commit, or
+   * the outbox dropping done items) stores it. Only for a change that may be lost in a crash
+   * because something still owed redoes it (the hand-over mark, redone by its owed "enqueue").
    */
   stage(state: JobState): void;
-  /** Writes a staged state that no commit has written since (no ledger change, no effects). */
-  storeStaged(): void;
   /** Applies a state-machine event to `state` (throws on an illegal one); returns its effects. */
   move(state: JobState, event: JobEvent, detail?: Record<string, unknown> | null): OutboxItem[];
   /** Counts one operation of the job (requests, effects performed): its cost basis. */

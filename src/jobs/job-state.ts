@@ -47,9 +47,13 @@ export interface JobState {
   risk: RiskLevel | null;
   /** Current dispatch attempt (0 until first dispatched). */
   attempt: number;
-  /** Highest attempt handed to a provider: a queue redelivery of it is dropped. */
+  /**
+   * Highest attempt handed to a provider: a queue redelivery of it is dropped. Stored lazily,
+   * with the record's next write: after a restart it may be behind, and the attempt is handed
+   * over again (the registry keeps an attempt it has under the same token as it is).
+   */
   dispatchedAttempt: number;
-  /** Lease token minted for the current attempt, before and after the agent accepts. */
+  /** Lease token minted with the current attempt (its queuing commit), before and after the agent accepts. */
   leaseToken: string | null;
   lease: Lease | null;
   plan: PlanSpec | null;

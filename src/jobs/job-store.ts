@@ -124,9 +124,17 @@ export class JobStore implements JobContext {
     this.written = state;
   }
 
-  /** Rewrites the record as it stands (the outbox dropped done items, the log moved to its table). */
+  /**
+   * Rewrites the record as it stands (the outbox dropped done items, the log moved to its table),
+   * a staged change included: the hand-over's mark and its done "enqueue" item are stored together.
+   * (Inside together() the cached state's effects are not queued yet: the stored state is kept.)
+   */
   private persist(): void {
-    if (this.written) this.putRecord(this.written);
+    const withStaged = this.staged && !this.pending;
+    const state = withStaged ? this.cached : this.written;
+    if (!state) return;
+    this.putRecord(state);
+    if (withStaged) this.staged = false;
   }
 
   now(): number {
@@ -189,11 +197,6 @@ export class JobStore implements JobContext {
   stage(state: JobState): void {
     this.cached = frozenCopy(state);
     this.staged = true;
-  }
-
-  storeStaged(): void {
-    const state = this.staged ? this.load() : undefined;
-    if (state) this.commit(state);
   }
 
   /** Stores `state` (frozen: the record keeps it as the stored copy) with `items` in one write. */

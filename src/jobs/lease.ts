@@ -85,8 +85,8 @@ export type Reissue =
   | { kind: "gone"; reason: string };
 
 /**
- * The offers of this QUEUED attempt went under `state.leaseToken`, minted when it was handed to
- * the registry (dispatch.ts); the first accept under it takes the lease (agent-events.ts). Before
+ * The offers of this QUEUED attempt went under `state.leaseToken`, minted by the commit that
+ * queued it (transitions.ts); the first accept under it takes the lease (agent-events.ts). Before
  * the registry offers the attempt to another agent it asks here for a new token, so every token
  * an agent was ever offered is dead from then on: an attempt never runs on two agents, however
  * late an earlier offer's accept comes. An accepted attempt is left alone (its holder is named).
@@ -98,7 +98,9 @@ export function reissueOfferToken(job: JobContext, state: JobState, attempt: num
   if (state.status === "RUNNING" && state.lease?.attempt === attempt) {
     return { kind: "held", agentId: state.lease.agentId, leaseToken: state.lease.leaseToken };
   }
-  if (state.status !== "QUEUED" || state.dispatchedAttempt < attempt || !state.leaseToken) {
+  // (Not the hand-over's mark: it is stored lazily, and only the registry, which got the
+  // attempt, asks.)
+  if (state.status !== "QUEUED" || !state.leaseToken) {
     return { kind: "gone", reason: `attempt ${attempt} of ${state.id} is not waiting for an agent (${state.status})` };
   }
   state.lease = null;

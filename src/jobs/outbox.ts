@@ -201,7 +201,10 @@ export class Outbox {
   /**
    * Ends a drain pass. Items it performed stay in the record until its next write, unless one
    * must not run twice or no write is to be expected (`final`: the job has ended): then the
-   * record is written now without them.
+   * record is written now without them. That last write of a final job stays: its purge runs
+   * days later on a fresh instance that knows only the record, and owed items there would be
+   * performed again (D1 rows, an R2 put: dearer than the write) and hold the storage meanwhile
+   * (test/final-clear.test.ts).
    */
   settle(final: boolean): void {
     this.inflight.clear();

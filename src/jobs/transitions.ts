@@ -6,6 +6,7 @@ import { buildExecutionSpec } from "../core/dispatcher.ts";
 import { type JobEvent, transition } from "../core/job-machine.ts";
 import { validateExecutionSpec } from "../core/policy.ts";
 import { measureFor } from "../ledger/metric-counters.ts";
+import { randomHex } from "../lib/crypto.ts";
 import { log } from "../lib/log.ts";
 import type { JobContext } from "./job-context.ts";
 import { type JobState, stepsFromSpec } from "./job-state.ts";
@@ -50,9 +51,14 @@ export function move(
   return effects;
 }
 
-/** Did the current attempt reach an agent (so an agent may hold it and must be told)? */
+/**
+ * May the current attempt have reached the registry (so an agent may hold it and must be told)?
+ * The hand-over mark is stored lazily (dispatch.ts): after a restart it may be missing although
+ * the registry has the attempt, so any attempt queued with its token counts. A cancel of an
+ * attempt the registry never got changes nothing there.
+ */
 const dispatched = (state: JobState): boolean =>
-  state.dispatchedAttempt > 0 && state.dispatchedAttempt === state.attempt;
+  state.attempt > 0 && (state.leaseToken !== null || state.dispatchedAttempt === state.attempt);
 
 /** A job that ends while QUEUED never ran: a lease granted with an offer not yet accepted ends unheld. */
 function dropOfferedLease(state: JobState): void {
@@ -102,7 +108,10 @@ export function dispatchFromPlan(job: Rules, state: JobState, event: "approve" |
   state.attempt = attempt;
   state.spec = built.value;
   state.steps = stepsFromSpec(built.value, state.plan);
-  state.leaseToken = null;
+  // The offers' token is minted here, in the commit that queues the attempt: the hand-over then
+  // writes nothing (dispatch.ts), and an accept under it is valid whether or not the hand-over's
+  // mark was stored.
+  state.leaseToken = randomHex(24);
   state.lease = null;
   state.queuedAt = job.now();
   state.risk = maxRisk(...built.value.steps.map((s) => s.risk));

@@ -2,11 +2,12 @@
 // which the object keeps private so that no production module can.
 import { env, runInDurableObject } from "cloudflare:test";
 import type { JobView } from "../../protocol/index.ts";
+import { loadConfig } from "../../src/config.ts";
 import type { JobEvent } from "../../src/core/job-machine.ts";
-import type { OutboxDrain } from "../../src/jobs/drain.ts";
+import { OutboxDrain } from "../../src/jobs/drain.ts";
 import type { CreateJobInput, JobDO } from "../../src/jobs/job-do.ts";
 import type { JobState } from "../../src/jobs/job-state.ts";
-import type { JobStore } from "../../src/jobs/job-store.ts";
+import { JobStore } from "../../src/jobs/job-store.ts";
 import type { LogBuffer } from "../../src/jobs/log-buffer.ts";
 import type { Outbox } from "../../src/jobs/outbox.ts";
 import type { OutboxItem } from "../../src/jobs/outbox-items.ts";
@@ -41,6 +42,11 @@ export interface JobInsides {
   /** Plans the job as its alarm would. */
   plan(state: JobState): Promise<void>;
   drain(): Promise<void>;
+  /**
+   * Forgets everything the object holds in memory, as an eviction or restart would: a new
+   * JobStore and drain over the same storage (what was only staged or done in memory is lost).
+   */
+  restart(): void;
   /** Work an answer left running (the create's drain), settled. */
   readonly settled: Promise<void>;
   /** Drains and re-arms as after a change, and waits for a drain left running by an earlier answer. */
@@ -67,6 +73,16 @@ export function insides(i: JobDO): JobInsides {
     plan: (state) => planJob(o.job, state),
     createUnplanned: (input) => o.start.call(i, input, false),
     drain: () => o.drain.run(o.job),
+    restart: () => {
+      const drain = new OutboxDrain();
+      o.drain = drain;
+      o.job = new JobStore(
+        o.ctx.storage,
+        () => o.env,
+        loadConfig(o.env),
+        () => drain.committed(),
+      );
+    },
     get settled() {
       return o.settled;
     },
