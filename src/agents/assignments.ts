@@ -23,6 +23,25 @@ export type OfferFailure = { kind: "refused" | "timeout" | "closed"; reason?: st
 
 type Patch = Partial<Omit<Row, "job_id">>;
 
+/** A new attempt's row: waiting, with no agent, no ban and no back-off, unless `fields` say else. */
+function newRow(spec: ExecutionSpec, leaseToken: string, fields: Patch): Row {
+  return {
+    job_id: spec.jobId,
+    attempt: spec.attempt,
+    lease_token: leaseToken,
+    spec_json: JSON.stringify(spec),
+    banned: "{}",
+    backoff: "{}",
+    wake_at: 0,
+    notice: null,
+    agent_id: null,
+    state: "pending",
+    deadline: 0,
+    queued_at: Date.now(),
+    ...fields,
+  };
+}
+
 export class AssignmentBook {
   private readonly sql: SqlStorage;
   private readonly rows: RowCache;
@@ -50,21 +69,8 @@ export class AssignmentBook {
       return;
     }
     if (existing && spec.attempt < existing.attempt) return;
-    const r: Row = {
-      job_id: spec.jobId,
-      attempt: spec.attempt,
-      lease_token: leaseToken,
-      spec_json: JSON.stringify(spec),
-      banned: "{}",
-      backoff: "{}",
-      wake_at: 0,
-      notice: null,
-      agent_id: null,
-      state: "pending",
-      deadline: 0,
-      // A newer attempt keeps its place in the queue.
-      queued_at: existing?.queued_at ?? Date.now(),
-    };
+    // A newer attempt keeps its place in the queue.
+    const r = newRow(spec, leaseToken, { queued_at: existing?.queued_at ?? Date.now() });
     this.sql.exec(
       `INSERT INTO assignments (job_id, attempt, lease_token, spec_json, state, queued_at) VALUES (?, ?, ?, ?, 'pending', ?)
        ON CONFLICT(job_id) DO UPDATE SET attempt = excluded.attempt, lease_token = excluded.lease_token,
@@ -86,20 +92,7 @@ export class AssignmentBook {
    */
   addOffered(spec: ExecutionSpec, leaseToken: string, agentId: string, deadline: number): boolean {
     if (this.row(spec.jobId) || this.anyWaiting()) return false;
-    const r: Row = {
-      job_id: spec.jobId,
-      attempt: spec.attempt,
-      lease_token: leaseToken,
-      spec_json: JSON.stringify(spec),
-      banned: "{}",
-      backoff: "{}",
-      wake_at: 0,
-      notice: null,
-      agent_id: agentId,
-      state: "offered",
-      deadline,
-      queued_at: Date.now(),
-    };
+    const r = newRow(spec, leaseToken, { agent_id: agentId, state: "offered", deadline });
     this.sql.exec(
       `INSERT INTO assignments (job_id, attempt, lease_token, spec_json, agent_id, state, deadline, queued_at)
        VALUES (?, ?, ?, ?, ?, 'offered', ?, ?)`,
