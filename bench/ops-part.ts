@@ -82,6 +82,7 @@ export async function meterJobs(
         .map(([k, v]) => [k, round((v * 60_000) / idleMs, 1)]),
     ),
     billablePerJob: round(cost.billablePerJob, 1),
+    issueListPerJob: round(cost.issueListPerJob, 1),
     lines: cost.rows.map((r) => ({ ...r, perJob: round(r.perJob, 2), usdPer1000Jobs: round(r.usdPer1000Jobs, 5) })),
     usdPer1000Jobs: round(cost.usdPer1000Jobs, 5),
   };

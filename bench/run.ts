@@ -168,7 +168,9 @@ async function main(): Promise<void> {
         )
       : null;
     if (ops) {
-      say(`ops per READ_ONLY job: ${ops.billablePerJob} billable (all succeeded: ${ops.allSucceeded})`);
+      say(
+        `ops per READ_ONLY job: ${ops.billablePerJob} billable, ${ops.issueListPerJob} on the issue's list (all succeeded: ${ops.allSucceeded})`,
+      );
       for (const l of ops.lines) say(`  ${l.perJob} × ${l.name}`);
       for (const t of ops.topStorage) say(`  DO ${t.perJob} × ${t.what}`);
       for (const t of ops.topD1) say(`  D1 ${t.perJob} × ${t.what}`);

@@ -81,14 +81,26 @@ export interface CostRow {
   usdPer1000Jobs: number;
 }
 
-export function costRows(perJob: OpCounts): { rows: CostRow[]; billablePerJob: number; usdPer1000Jobs: number } {
+/**
+ * Every line summed, and the sum of the lines issue #18 lists ("Durable Object requests and
+ * storage writes", D1 rows read and written, queue operations, R2): Durable Object rows read,
+ * priced a thousandth of a write, are not among them.
+ */
+export function costRows(perJob: OpCounts): {
+  rows: CostRow[];
+  billablePerJob: number;
+  issueListPerJob: number;
+  usdPer1000Jobs: number;
+} {
   const rows = LINES.map((l) => {
     const c = l.count(perJob);
     return { name: l.name, perJob: c, usdPer1000Jobs: (c * 1000 * l.usdPerMillion) / 1e6 };
   });
+  const billablePerJob = rows.reduce((a, r) => a + r.perJob, 0);
   return {
     rows,
-    billablePerJob: rows.reduce((a, r) => a + r.perJob, 0),
+    billablePerJob,
+    issueListPerJob: billablePerJob - n(perJob, "do.sql_rows_read", "do.kv_reads"),
     usdPer1000Jobs: rows.reduce((a, r) => a + r.usdPer1000Jobs, 0),
   };
 }
