@@ -3,9 +3,11 @@
 //
 // Rows written cost a thousand times rows read, and every index a job's row enters is a row
 // written: the table is WITHOUT ROWID keyed by job_id (no separate key index), and each index
-// is partial over the few rows it serves, so a job that is offered, accepted and finished at
-// once enters only the queue index while it waits and the holder index while an agent has it.
-// Offer deadlines are read from memory (assignment-cache.ts), not through an index.
+// is partial over the few rows it serves, so a job offered at once enters no index at all, and
+// one that waits enters only the queue index while it waits. The jobs agents hold are read once,
+// when the object starts, by a scan of this table of live jobs (migration: the holder index it
+// had cost every offered job a row written). Offer deadlines are read from memory
+// (assignment-cache.ts), not through an index.
 import type { ExecutionSpec } from "../../protocol/index.ts";
 import type { Backoff, PendingJob } from "./matching.ts";
 
@@ -68,11 +70,11 @@ export function openTable(sql: SqlStorage): void {
   const ddl = name === null ? undefined : byName.get(name);
   if (name === null) sql.exec(createSql("assignments"));
   else if (!/WITHOUT\s+ROWID/i.test(ddl ?? "")) convert(sql, name);
-  // The queue walk, the backoff wake-ups, the jobs each agent holds (read when the object
-  // starts) and the backoff lift: each partial, so a row enters an index only while it is needed.
+  // The queue walk, the backoff wake-ups and the backoff lift: each partial, so a row enters an
+  // index only while it is needed. The holder index of earlier releases goes (see above).
   sql.exec("CREATE INDEX IF NOT EXISTS assignments_waiting ON assignments (queued_at, job_id) WHERE state = 'pending'");
   sql.exec("CREATE INDEX IF NOT EXISTS assignments_waking ON assignments (wake_at) WHERE wake_at > 0");
-  sql.exec("CREATE INDEX IF NOT EXISTS assignments_held ON assignments (agent_id) WHERE agent_id IS NOT NULL");
+  sql.exec("DROP INDEX IF EXISTS assignments_held");
   sql.exec("CREATE INDEX IF NOT EXISTS assignments_backed_off ON assignments (state) WHERE backoff <> '{}'");
 }
 

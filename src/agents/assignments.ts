@@ -50,7 +50,8 @@ export class AssignmentBook {
     this.sql = sql;
     openTable(sql);
     this.rows = new RowCache(
-      sql.exec<Row>("SELECT * FROM assignments INDEXED BY assignments_held WHERE agent_id IS NOT NULL"),
+      // Once per start, over live jobs only: no index, so an offer costs no index entry.
+      sql.exec<Row>("SELECT * FROM assignments WHERE agent_id IS NOT NULL"),
     );
   }
 
