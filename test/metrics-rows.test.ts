@@ -6,7 +6,7 @@ import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { eventJson } from "../src/ledger/job-events.ts";
 import { metricsQuery } from "../src/ledger/metrics-query.ts";
-import { appendJobEventsQuery, getDb, listJobEvents, readCounters } from "../src/ledger/store.ts";
+import { appendJobEventsQuery, getDb, listJobEvents, readCounters, undatedCountersQuery } from "../src/ledger/store.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 
 const start: {
@@ -56,6 +56,44 @@ async function write(jobId: string, events: Counted[]): Promise<{ metrics: numbe
 
 const metricsData = async () =>
   JSON.parse((await env.DB.prepare("SELECT data FROM job_metrics WHERE id = 1").first<{ data: string }>())?.data ?? "");
+
+describe("the counters /metrics reads", () => {
+  it("leave out the dated families, and read no more rows as their days and minutes add up", async () => {
+    const db = getDb(env.DB);
+    await env.DB.prepare("INSERT INTO counters (name, value) VALUES ('test_undated', 2)").run();
+    const q = undatedCountersQuery(db).toSQL();
+    const rowsRead = async () =>
+      (
+        await env.DB.prepare(q.sql)
+          .bind(...q.params)
+          .all()
+      ).meta.rows_read;
+    const before = await rowsRead();
+    const addDated = (from: number) =>
+      env.DB.batch(
+        Array.from({ length: 200 }, (_, i) => [
+          env.DB.prepare("INSERT INTO counters (name, value) VALUES (?, 1)").bind(`tokens_day:2${from + i}:input`),
+          env.DB.prepare("INSERT INTO counters (name, value) VALUES (?, 1)").bind(
+            `pair_failures:198.51.100.7:${from + i}`,
+          ),
+        ]).flat(),
+      );
+    await addDated(0);
+    const withSome = await rowsRead();
+    await addDated(200);
+    // A range reads at most the one row past its end: the count stays as days and minutes add up.
+    expect(await rowsRead()).toBe(withSome);
+    expect(withSome).toBeLessThanOrEqual(before + 3);
+    const c = await readCounters(db);
+    expect(c.test_undated).toBe(2);
+    expect(Object.keys(c).filter((k) => k.startsWith("tokens_day:") || k.startsWith("pair_failures:"))).toEqual([]);
+    // Their own readers still find them by prefix.
+    expect(Object.keys(await readCounters(db, "tokens_day:2"))).toHaveLength(400);
+    await env.DB.prepare(
+      "DELETE FROM counters WHERE name = 'test_undated' OR name LIKE 'tokens_day:2%' OR name LIKE 'pair_failures:198.51.100.7:%'",
+    ).run();
+  });
+});
 
 describe("job metrics in one row", () => {
   it("a commit writes one metrics row and one job row, however many events and counters", async () => {

@@ -247,14 +247,42 @@ export async function incrementCounter(db: Db, name: string, by = 1): Promise<vo
     .onConflictDoUpdate({ target: counters.name, set: { value: sql`${counters.value} + ${by}` } });
 }
 
-/** Every counter: the rows of `counters`, and with no prefix the job metrics' object too. */
-export async function readCounters(db: Db, prefix?: string): Promise<Record<string, number>> {
-  const [rows, metrics] = await Promise.all([
+/**
+ * Every counter outside the families with a row per day or minute (pairing failures per client
+ * and minute, the token chart's days), which only their own prefix reads: what /metrics reads,
+ * so it does not grow with history. The key ranges between them, each a range of the primary
+ * key (an OR of the ranges would scan the table).
+ */
+export function undatedCountersQuery(db: Db) {
+  const range = (from: string | null, to: string | null) =>
     db
       .select()
       .from(counters)
-      .where(prefix ? sql`${counters.name} LIKE ${`${prefix}%`}` : undefined)
-      .all(),
+      .where(
+        from === null
+          ? sql`${counters.name} < ${to}`
+          : to === null
+            ? sql`${counters.name} >= ${from}`
+            : sql`${counters.name} >= ${from} AND ${counters.name} < ${to}`,
+      );
+  return range(null, "pair_failures:")
+    .unionAll(range("pair_failures;", "tokens_day:"))
+    .unionAll(range("tokens_day;", null));
+}
+
+/**
+ * With a prefix, the counters under it; without one, every counter but the dated families
+ * (undatedCountersQuery), and the job metrics' object too.
+ */
+export async function readCounters(db: Db, prefix?: string): Promise<Record<string, number>> {
+  const [rows, metrics] = await Promise.all([
+    prefix
+      ? db
+          .select()
+          .from(counters)
+          .where(sql`${counters.name} LIKE ${`${prefix}%`}`)
+          .all()
+      : undatedCountersQuery(db).all(),
     prefix ? Promise.resolve(undefined) : db.select({ data: jobMetrics.data }).from(jobMetrics).get(),
   ]);
   const out: Record<string, number> = {};
