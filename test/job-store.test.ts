@@ -2,13 +2,11 @@
 // transaction) and saveLiveness (the lease's liveness and planning marks only, no ledger write).
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { loadConfig } from "../src/config.ts";
 import { newJobState } from "../src/jobs/decisions.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
-import { JobStore } from "../src/jobs/job-store.ts";
 import { newJobId } from "../src/lib/crypto.ts";
-import { insides, owedOnRecord, performAll } from "./helpers/job-insides.ts";
+import { insides, owedOnRecord, performAll, storeOver } from "./helpers/job-insides.ts";
 import { jobStubOf, offered } from "./helpers/offers.ts";
 
 describe("JobStore", () => {
@@ -16,12 +14,9 @@ describe("JobStore", () => {
     const jobId = newJobId();
     await runInDurableObject(env.JOB.getByName(jobId), (_i: JobDO, state) => {
       let commits = 0;
-      const store = new JobStore(
-        state.storage,
-        () => env,
-        loadConfig(env),
-        () => commits++,
-      );
+      const store = storeOver(state.storage, () => {
+        commits++;
+      });
       const fresh = newJobState({ jobId, projectId: "p", intent: "check git status", userId: "u", chatId: null }, 1);
       store.commit(fresh);
       expect(commits).toBe(1);
@@ -50,12 +45,7 @@ describe("JobStore", () => {
   it("peek() hands out the cached state frozen (a change throws); load() a copy; commits freeze no caller's object", async () => {
     const jobId = newJobId();
     await runInDurableObject(env.JOB.getByName(jobId), (_i: JobDO, state) => {
-      const store = new JobStore(
-        state.storage,
-        () => env,
-        loadConfig(env),
-        () => undefined,
-      );
+      const store = storeOver(state.storage);
       const s = newJobState({ jobId, projectId: "p", intent: "check git status", userId: "u", chatId: null }, 1);
       s.lease = { attempt: 1, agentId: "a1", leaseToken: "t", expiresAt: 42 };
       store.commit(s);
@@ -86,12 +76,7 @@ describe("JobStore", () => {
   it("queues a ledger snapshot only for a commit that changes what the ledger row shows", async () => {
     const jobId = newJobId();
     await runInDurableObject(env.JOB.getByName(jobId), (_i: JobDO, state) => {
-      const store = new JobStore(
-        state.storage,
-        () => env,
-        loadConfig(env),
-        () => undefined,
-      );
+      const store = storeOver(state.storage);
       const ledgerItems = () => store.outbox.items().filter((i) => i.kind === "ledger").length;
       const clear = () => performAll(store);
       const s = newJobState({ jobId, projectId: "p", intent: "check git status", userId: "u", chatId: null }, 1);
@@ -122,12 +107,7 @@ describe("JobStore", () => {
       expect(ledgerItems()).toBe(1);
       clear();
       // A new instance does not know what was queued before it: its first commit queues one.
-      const next = new JobStore(
-        state.storage,
-        () => env,
-        loadConfig(env),
-        () => undefined,
-      );
+      const next = storeOver(state.storage);
       const again = next.load() as JobState;
       next.commit(again);
       expect(next.outbox.items().filter((i) => i.kind === "ledger")).toHaveLength(1);
@@ -137,12 +117,7 @@ describe("JobStore", () => {
   it("stores a staged change with the record's next write, also one that only drops done items", async () => {
     const jobId = newJobId();
     await runInDurableObject(env.JOB.getByName(jobId), (_i: JobDO, state) => {
-      const store = new JobStore(
-        state.storage,
-        () => env,
-        loadConfig(env),
-        () => undefined,
-      );
+      const store = storeOver(state.storage);
       const stored = () => state.storage.kv.get<JobState>("job");
       const s = newJobState({ jobId, projectId: "p", intent: "check git status", userId: "u", chatId: null }, 1);
       store.commit(s, [{ kind: "enqueue", attempt: 1 }]);
@@ -186,12 +161,9 @@ describe("JobStore", () => {
           return typeof v === "function" ? v.bind(t) : v;
         },
       });
-      const store = new JobStore(
-        storage,
-        () => env,
-        loadConfig(env),
-        () => commits++,
-      );
+      const store = storeOver(storage, () => {
+        commits++;
+      });
       const s = newJobState({ jobId, projectId: "p", intent: "check git status", userId: "u", chatId: "c" }, 1);
       store.commit(s);
       performAll(store);
@@ -289,12 +261,7 @@ describe("an object from before effects and logs rode on the record", () => {
         attempt INTEGER NOT NULL, seq INTEGER NOT NULL, step_id TEXT, stream TEXT NOT NULL,
         data TEXT NOT NULL, bytes INTEGER NOT NULL, first_seq INTEGER, PRIMARY KEY (attempt, seq)) WITHOUT ROWID`);
       sql.exec("INSERT INTO log_chunks VALUES (1, 0, 's1', 'stdout', 'old\n', 4, NULL)");
-      const store = new JobStore(
-        state.storage,
-        () => env,
-        loadConfig(env),
-        () => undefined,
-      );
+      const store = storeOver(state.storage);
       expect(store.outbox.items().map((i) => i.kind)).toEqual(["ledger", "enqueue"]);
       expect([...store.logs.chunks()].join("")).toBe("old\n");
       store.logs.append({ attempt: 1, seq: 1, stepId: "s1", stream: "stdout", data: "new\n" });
@@ -307,12 +274,7 @@ describe("an object from before effects and logs rode on the record", () => {
       expect(owedOnRecord(state.storage)).toEqual([["ledger", "enqueue"], ["archive_log"]]);
       // The log stays in its table: the record carries none.
       expect(state.storage.kv.get<{ log?: unknown }>("job")?.log).toBeUndefined();
-      const again = new JobStore(
-        state.storage,
-        () => env,
-        loadConfig(env),
-        () => undefined,
-      );
+      const again = storeOver(state.storage);
       expect([...again.logs.chunks()].join("")).toBe("old\nnew\n");
       expect(again.outbox.items().map((i) => i.kind)).toEqual(["ledger", "enqueue", "archive_log"]);
     });

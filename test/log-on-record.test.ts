@@ -4,13 +4,12 @@
 // search, the live stream, step outputs, the archive) seeing the same bytes in either place.
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { loadConfig } from "../src/config.ts";
 import { newJobState } from "../src/jobs/decisions.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
-import { JobStore } from "../src/jobs/job-store.ts";
 import { INLINE_MAX_BYTES, LogBuffer, type LogChunkInput, type LogRow } from "../src/jobs/log-buffer.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { Redactor } from "../src/lib/redact.ts";
+import { storeOver } from "./helpers/job-insides.ts";
 
 const chunk = (seq: number, data: string, more: Partial<LogChunkInput> = {}): LogChunkInput => ({
   attempt: 1,
@@ -23,14 +22,6 @@ const chunk = (seq: number, data: string, more: Partial<LogChunkInput> = {}): Lo
 
 const hasTable = (sql: SqlStorage) =>
   sql.exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'log_chunks'").toArray().length > 0;
-
-const storeOver = (storage: DurableObjectStorage) =>
-  new JobStore(
-    storage,
-    () => env,
-    loadConfig(env),
-    () => undefined,
-  );
 
 /** A line of exactly `bytes` bytes naming its seq. */
 const line = (seq: number, bytes: number) => `${`line ${seq} `.padEnd(bytes - 1, "x")}\n`;

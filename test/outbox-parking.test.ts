@@ -3,13 +3,11 @@
 // writes of the same job (order kept) but not its archive upload.
 import { env, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
-import { loadConfig } from "../src/config.ts";
 import { newJobState } from "../src/jobs/decisions.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
-import { JobStore } from "../src/jobs/job-store.ts";
 import { backoffMs, MAX_OUTBOX_TRIES } from "../src/jobs/outbox-items.ts";
 import { newJobId } from "../src/lib/crypto.ts";
-import { insides, owedOnRecord, performAll } from "./helpers/job-insides.ts";
+import { insides, owedOnRecord, performAll, storeOver } from "./helpers/job-insides.ts";
 import { api, JOB_EVENTS, json } from "./helpers/worker.ts";
 
 const TRIGGER = "test_fail_event_insert";
@@ -268,14 +266,6 @@ describe("a commit's effects ride on its state write", () => {
 });
 
 describe("done items on the state record", () => {
-  const storeOver = (storage: DurableObjectStorage) =>
-    new JobStore(
-      storage,
-      () => env,
-      loadConfig(env),
-      () => undefined,
-    );
-
   it("stay on the record until its next write (a restart performs them again); an audit insert is cleared at once", async () => {
     const jobId = newJobId();
     await runInDurableObject(env.JOB.getByName(jobId), (_i: JobDO, state) => {

@@ -130,3 +130,8 @@ export function storedLog(storage: DurableObjectStorage): string {
     .map((r) => r.data)
     .join("");
 }
+
+/** A JobStore over `storage` as a JobDO builds one (this test env, its config), `onCommit` after each commit. */
+export function storeOver(storage: DurableObjectStorage, onCommit: () => void = () => undefined): JobStore {
+  return new JobStore(storage, () => env, loadConfig(env), onCommit);
+}
