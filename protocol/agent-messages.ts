@@ -47,7 +47,18 @@ export const OfferLeaseSchema = z.strictObject({
 
 export const RunningJobSchema = z.strictObject({ ...Fence, lastSeq: z.number().int().min(-1) });
 
-const JobAcceptSchema = z.strictObject({ type: z.literal("job_accept"), ...Fence });
+/** Most an accept may say it waited on the agent before going out (its linger is 50 ms). */
+export const MAX_ACCEPT_HELD_MS = 60_000;
+/**
+ * `heldMs`: how long the accept waited on the agent (its monotonic clock) between being made and
+ * its batch going out, so the server can date RUNNING when the attempt really started without
+ * trusting the agent's wall clock. Absent (older agents, replays) counts as 0.
+ */
+const JobAcceptSchema = z.strictObject({
+  type: z.literal("job_accept"),
+  ...Fence,
+  heldMs: z.number().int().min(0).max(MAX_ACCEPT_HELD_MS).optional(),
+});
 const JobRejectSchema = z.strictObject({ type: z.literal("job_reject"), ...Fence, reason: z.string().max(1000) });
 /** The frames about one attempt that may travel inside a `batch` (all but job_reject). */
 const BatchableSchemas = [

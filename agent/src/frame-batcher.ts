@@ -3,8 +3,10 @@
 // JobDO call instead of one each. Frames are serialised once, on arrival; a batch is their JSON
 // joined, never parsed or re-serialised. Order is kept per attempt, and every send that must
 // come after these frames (a keepalive whose answer proves delivery, another kind of frame)
-// flushes them first.
-import { type BatchableMessage, MAX_BATCH_FRAMES } from "../../protocol/index.ts";
+// flushes them first. An accept alone is kept as an object until its batch goes: it is stamped
+// then with how long it waited (`heldMs`), so the server can date the attempt's start to when
+// the agent took it rather than when the batch arrived.
+import { type BatchableMessage, MAX_ACCEPT_HELD_MS, MAX_BATCH_FRAMES } from "../../protocol/index.ts";
 
 export interface BatchTuning {
   /** How long the first frame of a batch may wait for company. */
@@ -35,8 +37,17 @@ export const DEFAULT_BATCH_TUNING: BatchTuning = {
   maxFrames: MAX_BATCH_FRAMES,
 };
 
+/** An accept waiting in a batch: serialised when it goes, with the time it waited. */
+interface HeldAccept {
+  frame: Extract<BatchableMessage, { type: "job_accept" }>;
+  madeAt: number;
+}
+
+/** Room kept for the `heldMs` stamp when an accept's size is counted (`,"heldMs":60000`). */
+const HELD_STAMP_BYTES = `,"heldMs":${MAX_ACCEPT_HELD_MS}`.length;
+
 interface Pending {
-  parts: string[];
+  parts: (string | HeldAccept)[];
   bytes: number;
   timer: NodeJS.Timeout | undefined;
   lingerMs: number;
@@ -49,17 +60,28 @@ export class FrameBatcher {
   private readonly expired = new Set<string>();
   private readonly send: (text: string) => void;
   private readonly tuning: BatchTuning;
+  /** Monotonic milliseconds: a wall-clock step (NTP) must not change how long an accept waited. */
+  private readonly clock: () => number;
 
-  constructor(send: (text: string) => void, tuning: Partial<BatchTuning> = {}) {
+  constructor(
+    send: (text: string) => void,
+    tuning: Partial<BatchTuning> = {},
+    clock: () => number = () => performance.now(),
+  ) {
     this.send = send;
     this.tuning = { ...DEFAULT_BATCH_TUNING, ...tuning };
+    this.clock = clock;
   }
 
   /** Queues a frame; `now` sends it (with what waits before it) at once. */
   add(frame: BatchableMessage, now: boolean): void {
     const key = `${frame.jobId}#${frame.attempt}`;
-    const text = JSON.stringify(frame);
-    const bytes = Buffer.byteLength(text, "utf8");
+    const part: string | HeldAccept =
+      frame.type === "job_accept" ? { frame, madeAt: this.clock() } : JSON.stringify(frame);
+    const bytes =
+      typeof part === "string"
+        ? Buffer.byteLength(part, "utf8")
+        : Buffer.byteLength(JSON.stringify(frame), "utf8") + HELD_STAMP_BYTES;
     let p = this.pending.get(key);
     if (p && p.bytes + bytes > this.tuning.maxBytes) {
       this.flushKey(key);
@@ -67,7 +89,7 @@ export class FrameBatcher {
     }
     if (!p) {
       if (now || bytes > this.tuning.maxBytes) {
-        this.send(text);
+        this.send(this.text(part));
         return;
       }
       const lingerMs = frame.type === "job_accept" ? this.tuning.acceptLingerMs : this.tuning.lingerMs;
@@ -75,7 +97,7 @@ export class FrameBatcher {
       this.pending.set(key, p);
       this.arm(key, p);
     }
-    p.parts.push(text);
+    p.parts.push(part);
     p.bytes += bytes + 1; // and its comma
     if (now || p.parts.length >= this.tuning.maxFrames) this.flushKey(key);
   }
@@ -134,7 +156,15 @@ export class FrameBatcher {
     this.pending.delete(key);
     this.expired.delete(key);
     clearTimeout(p.timer);
-    if (p.parts.length === 1) this.send(p.parts[0] as string);
-    else if (p.parts.length > 1) this.send(`{"type":"batch","frames":[${p.parts.join(",")}]}`);
+    const texts = p.parts.map((part) => this.text(part));
+    if (texts.length === 1) this.send(texts[0] as string);
+    else if (texts.length > 1) this.send(`{"type":"batch","frames":[${texts.join(",")}]}`);
+  }
+
+  /** A frame's JSON; an accept's stamped with how long it waited until now (whole ms, in range). */
+  private text(part: string | HeldAccept): string {
+    if (typeof part === "string") return part;
+    const heldMs = Math.min(MAX_ACCEPT_HELD_MS, Math.max(0, Math.round(this.clock() - part.madeAt)));
+    return JSON.stringify({ ...part.frame, heldMs });
   }
 }

@@ -49,7 +49,11 @@ export async function handleAgentMessage(
       expiresAt: now + job.config.leaseS * 1000,
       lastSeenAt: now,
     };
+    // The lease and the run limit count from the arrival, which the server saw (startedAt);
+    // RUNNING is dated when the agent took the attempt, as far as the server can check (runningAt).
     state.startedAt = now;
+    const at = runningAt(state, now, msg.heldMs);
+    state.runningAt = at;
     // Each attempt's output starts with a header, so re-runs never blur together in one log.
     const who = agentName === agentId ? agentId : `${agentName} (${agentId})`;
     job.logs.append({
@@ -57,9 +61,10 @@ export async function handleAgentMessage(
       seq: ATTEMPT_HEADER_SEQ,
       stepId: null,
       stream: "system",
-      data: `── attempt ${msg.attempt} on agent ${who} at ${new Date(now).toISOString()} ──\n`,
+      data: `── attempt ${msg.attempt} on agent ${who} at ${new Date(at).toISOString()} ──\n`,
     });
-    job.commit(state, job.move(state, "start", { attempt: msg.attempt, agentId }));
+    const detail = { attempt: msg.attempt, agentId, ...(at < now ? { heldMs: now - at } : {}) };
+    job.commit(state, job.move(state, "start", detail, at));
     return accepted();
   }
   if (msg.type === "job_reject") return accepted(); // the registry re-offers; nothing changes here
@@ -141,6 +146,19 @@ export async function handleAgentMessage(
   }
   job.commit(state, effects);
   return accepted();
+}
+
+/**
+ * When the attempt started, by the server's clock: the accept's arrival less how long the agent
+ * says it held it (`heldMs`, measured on its monotonic clock, so its wall clock's skew does not
+ * matter). The agent is trusted with no more than that: never before the latest event into
+ * QUEUED (the attempt's queuing, or a later `waiting`), so a lying agent can at most date it
+ * back to when it was queued and the ledger's times keep their order; never after the arrival.
+ */
+export function runningAt(state: Pick<JobState, "queuedAt" | "lastAtByStatus">, arrival: number, heldMs = 0): number {
+  const held = Number.isFinite(heldMs) ? Math.max(0, heldMs) : 0;
+  const floor = Math.max(state.queuedAt ?? -Infinity, state.lastAtByStatus?.QUEUED ?? -Infinity);
+  return Math.min(arrival, Math.max(floor, arrival - held));
 }
 
 /** A batch refused at `index`: the frames before it were applied, none from it on. */

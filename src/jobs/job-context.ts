@@ -53,8 +53,11 @@ export interface JobContext {
    * because something still owed redoes it (the hand-over mark, redone by its owed "enqueue").
    */
   stage(state: JobState): void;
-  /** Applies a state-machine event to `state` (throws on an illegal one); returns its effects. */
-  move(state: JobState, event: JobEvent, detail?: Record<string, unknown> | null): OutboxItem[];
+  /**
+   * Applies a state-machine event to `state` (throws on an illegal one); returns its effects.
+   * `at` dates the event when it happened before now (an accept the agent held); default now.
+   */
+  move(state: JobState, event: JobEvent, detail?: Record<string, unknown> | null, at?: number): OutboxItem[];
   /** Counts one operation of the job (requests, effects performed): its cost basis. */
   count(kind: string): void;
   memo<T>(key: MemoKey): T | undefined;

@@ -69,7 +69,17 @@ export interface JobState {
   createdAt: number;
   updatedAt: number;
   queuedAt: number | null;
+  /**
+   * When the server took the current attempt's accept: the lease and the run limit count from
+   * it, never from anything the agent claims.
+   */
   startedAt: number | null;
+  /**
+   * When that attempt started as the ledger dates it (its RUNNING event): the accept's arrival
+   * less the time the agent held it, bounded by the queuing (agent-events.ts, runningAt). Shown
+   * as the job's start; absent in states from before it was kept (startedAt then).
+   */
+  runningAt?: number | null;
   finishedAt: number | null;
   eventSeq: number;
   /** When the latest event into each status happened (the /metrics latencies are measured from it). */
@@ -148,7 +158,7 @@ export function toView(s: JobState, logTail: string): JobView {
     approvalDeadline: iso(s.approvalDeadline),
     createdAt: iso(s.createdAt) ?? "",
     updatedAt: iso(s.updatedAt) ?? "",
-    startedAt: iso(s.startedAt),
+    startedAt: iso(s.runningAt ?? s.startedAt),
     finishedAt: iso(s.finishedAt),
   };
 }

@@ -229,8 +229,8 @@ export class JobStore implements JobContext {
     }
   }
 
-  move(state: JobState, event: JobEvent, detail: Record<string, unknown> | null = null): OutboxItem[] {
-    return move(state, event, detail, this.now());
+  move(state: JobState, event: JobEvent, detail: Record<string, unknown> | null = null, at?: number): OutboxItem[] {
+    return move(state, event, detail, at ?? this.now());
   }
 
   count(kind: string): void {

@@ -37,7 +37,7 @@ export function move(
   log("info", "job transition", { jobId: state.id, from, to: to, event, attempt: state.attempt });
   const lastAt = state.lastAtByStatus ?? {
     ...(state.queuedAt !== null ? { QUEUED: state.queuedAt } : {}),
-    ...(state.startedAt !== null ? { RUNNING: state.startedAt } : {}),
+    ...(state.startedAt !== null ? { RUNNING: state.runningAt ?? state.startedAt } : {}),
   };
   const measure = measureFor(to, now, lastAt);
   state.lastAtByStatus = { ...lastAt, [to]: now };
