@@ -84,6 +84,12 @@ describe("batched job frames", () => {
     // Each frame once: nothing was sent both in and outside the batch.
     expect(server.of("step_started", job.jobId)).toHaveLength(1);
     expect(server.logText(job.jobId)).toContain("On branch");
+    // The accept waited in that batch while the step ran, and says so (a floor: the step's own
+    // duration, measured on the wall clock, so with a millisecond of rounding either way).
+    const [accept] = server.of("job_accept", job.jobId);
+    const [finished] = server.of("step_finished", job.jobId);
+    expect(accept?.heldMs).toBeGreaterThanOrEqual((finished?.durationMs ?? 0) - 2);
+    expect(accept?.heldMs).toBeGreaterThan(0);
   });
 
   it("sends a writing step's start on its own, before the step runs", async () => {

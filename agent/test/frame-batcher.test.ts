@@ -1,7 +1,7 @@
 // The batcher's rules on their own: a linger, bounds on count and size, frames that go at once,
 // and holds (a journal write for the next frame) that keep a batch together.
 import { describe, expect, it } from "vitest";
-import type { BatchableMessage } from "../../protocol/index.ts";
+import { AgentToServerSchema, type BatchableMessage } from "../../protocol/index.ts";
 import { FrameBatcher } from "../src/frame-batcher.ts";
 
 const fence = { jobId: "job_batcher00000001", attempt: 1, leaseToken: "t".repeat(32) };
@@ -101,5 +101,71 @@ describe("FrameBatcher", () => {
     await pause(30);
     expect(sent).toEqual([]);
     expect(b.waiting).toBe(0);
+  });
+
+  describe("an accept's heldMs", () => {
+    /** Every frame sent, parsed and checked against the protocol's schema as the server would. */
+    function frames() {
+      const out: BatchableMessage[][] = [];
+      const send = (text: string) => {
+        const msg = AgentToServerSchema.parse(JSON.parse(text));
+        out.push(msg.type === "batch" ? msg.frames : [msg as BatchableMessage]);
+      };
+      return { out, send };
+    }
+    const accept: BatchableMessage = { type: "job_accept", ...fence };
+    const started: BatchableMessage = {
+      type: "step_started",
+      ...fence,
+      stepId: "s1",
+      startedAt: "2026-01-01T00:00:00Z",
+    };
+
+    it("is stamped when its batch goes: how long it waited since it was added, by the batcher's clock", () => {
+      const { out, send } = frames();
+      let t = 1_000;
+      const b = new FrameBatcher(send, { lingerMs: 60_000, acceptLingerMs: 60_000 }, () => t);
+      b.add(accept, false);
+      t += 12;
+      // A journal write for the step's start holds the batch: that wait counts too.
+      b.hold();
+      t += 25.4;
+      b.add(started, false);
+      b.release();
+      b.flush();
+      expect(out).toEqual([[{ ...accept, heldMs: 37 }, started]]);
+    });
+
+    it("is 0 for an accept that goes at once, and never more than the protocol allows", () => {
+      const { out, send } = frames();
+      let t = 0;
+      const b = new FrameBatcher(send, { lingerMs: 60_000, acceptLingerMs: 60_000 }, () => t);
+      b.add(accept, true);
+      b.add({ ...accept, attempt: 2 }, false);
+      t += 3_600_000;
+      b.flush();
+      expect(out).toEqual([[{ ...accept, heldMs: 0 }], [{ ...accept, attempt: 2, heldMs: 60_000 }]]);
+    });
+
+    it("replaces whatever heldMs the frame came with", () => {
+      const { out, send } = frames();
+      let t = 0;
+      const b = new FrameBatcher(send, { lingerMs: 60_000, acceptLingerMs: 60_000 }, () => t);
+      b.add({ ...accept, heldMs: 59_000 }, false);
+      t += 4;
+      b.flush();
+      expect(out).toEqual([[{ ...accept, heldMs: 4 }]]);
+    });
+
+    it("covers at least the linger it waited out, on the real monotonic clock", async () => {
+      const { out, send } = frames();
+      const b = new FrameBatcher(send, { lingerMs: 60_000, acceptLingerMs: 40 });
+      b.add(accept, false);
+      await pause(150);
+      const [first] = out[0] ?? [];
+      expect(first?.type).toBe("job_accept");
+      // A timer may fire a millisecond early, and heldMs is rounded: a floor, never a ceiling.
+      expect(first?.type === "job_accept" ? first.heldMs : undefined).toBeGreaterThanOrEqual(38);
+    });
   });
 });

@@ -56,6 +56,25 @@ describe("the fast path", () => {
     expect(text.split("On branch")).toHaveLength(2);
   });
 
+  it("dates a short job's RUNNING when the agent took it: before SUCCEEDED, though one batch carried both", async () => {
+    const jobId = await client.submit("check git status", "fast");
+    expect((await client.waitFinished(jobId)).status).toBe("SUCCEEDED");
+    type Event = { to: string; at: string; detail: { heldMs?: number } | null };
+    const events = await waitFor(
+      async () => {
+        const { body } = await client.call<{ events: Event[] }>(`/api/jobs/${jobId}/events`);
+        return body.events.some((e) => e.to === "SUCCEEDED") ? body.events : undefined;
+      },
+      { what: "the job's SUCCEEDED event in the ledger" },
+    );
+    const at = (to: string) => Date.parse(events.find((e) => e.to === to)?.at ?? "");
+    // The accept waited on the agent while the command ran (the batcher's linger), and the
+    // server took it back by that much: RUNNING no longer carries the result's arrival time.
+    expect(at("RUNNING")).toBeLessThan(at("SUCCEEDED"));
+    expect(at("QUEUED")).toBeLessThanOrEqual(at("RUNNING"));
+    expect(events.find((e) => e.to === "RUNNING")?.detail?.heldMs).toBeGreaterThan(0);
+  });
+
   it("stores 4 MB of varied output byte-exact", async () => {
     // Hex of random bytes in lines: nothing repeats, so a lost, doubled or reordered chunk shows.
     const lines = Array.from({ length: 32 * 1024 }, () => `${randomBytes(63).toString("hex")}\n`);
