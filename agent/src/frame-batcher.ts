@@ -3,9 +3,9 @@
 // JobDO call instead of one each. Frames are serialised once, on arrival; a batch is their JSON
 // joined, never parsed or re-serialised. Order is kept per attempt, and every send that must
 // come after these frames (a keepalive whose answer proves delivery, another kind of frame)
-// flushes them first. An accept alone is kept as an object until its batch goes: it is stamped
-// then with how long it waited (`heldMs`), so the server can date the attempt's start to when
-// the agent took it rather than when the batch arrived.
+// flushes them first. The one exception to serialising on arrival is an accept: it is kept as
+// an object until its batch goes, then stamped with how long it waited (`heldMs`), so the server
+// can date the attempt's start to when the agent took it rather than when the batch arrived.
 import { type BatchableMessage, MAX_ACCEPT_HELD_MS, MAX_BATCH_FRAMES } from "../../protocol/index.ts";
 
 export interface BatchTuning {
