@@ -12,10 +12,12 @@ import { getDb, getJob, listJobsQuery } from "../src/ledger/store.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { archiveApiRoutes } from "../src/routes/archive.ts";
 import { LOGS_CURSOR, pruneHistory } from "../src/sentinel/retention.ts";
+import { issueLoginLink } from "../src/web/session.ts";
 import { archivedLog } from "./helpers/archived-log.ts";
 import { jobFinished } from "./helpers/frames.ts";
 import { insides } from "./helpers/job-insides.ts";
 import { jobStubOf } from "./helpers/offers.ts";
+import { cookieOf, web } from "./helpers/web.ts";
 import { API_TOKEN, api, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 vi.setConfig({ testTimeout: 30_000 });
@@ -40,6 +42,12 @@ async function archive(jobId: string, chunks: string[]): Promise<string> {
     });
     return archiveLog(env, jobId, logs);
   });
+}
+
+/** A web console session of Telegram user `userId` (signed in through the bot's one-time link). */
+async function userSession(userId: string): Promise<string> {
+  const { code } = await issueLoginLink(env, userId);
+  return cookieOf(await web("/web/link", { form: { code } }));
 }
 
 /** The log download as the archive routes answer it, before the app's output redaction. */
@@ -92,6 +100,12 @@ describe("a job whose final log is small", () => {
       expect(await runDurableObjectAlarm(stub)).toBe(true);
       expect(await stub.readLogChunks(null)).toBeNull();
       expect(await served()).toEqual(bytesOf(whole));
+      // The console's download too, for its owner (the ledger row says whose it is), not for another user.
+      const download = await web(`/web/jobs/${jobId}/log`, { cookie: await userSession("42") });
+      expect(download.status).toBe(200);
+      expect(download.headers.get("Content-Disposition")).toBe(`attachment; filename="${jobId}.log"`);
+      expect(new Uint8Array(await download.arrayBuffer())).toEqual(bytesOf(whole));
+      expect((await web(`/web/jobs/${jobId}/log`, { cookie: await userSession("44") })).status).toBe(404);
     } finally {
       agent.close();
     }
