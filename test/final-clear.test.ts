@@ -1,8 +1,8 @@
 // Why a final job's record is written once more after its effects are done (the "clear", issue
 // 18's cost per job). The object is evicted long before its purge, so the purge runs on an
 // instance that knows only what the record says: a record still owing the final commit's items
-// (a ledger write, the log's archive) would have them performed again then — D1 rows and an R2
-// class A put, dearer than the one storage write — and its storage kept until they were. With the
+// (a ledger write, the log's archive) would have them performed again then — D1 rows (or an R2
+// class A put, for a long log), dearer than the one storage write — and its storage kept until they were. With the
 // clear, the purge finds nothing owed and only deletes.
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
@@ -17,7 +17,7 @@ import { pairAgent, TestAgent } from "./helpers/worker.ts";
 vi.setConfig({ testTimeout: 30_000 });
 const poll = <T>(fn: () => Promise<T>) => expect.poll(fn, { timeout: 10_000, interval: 50 });
 
-/** Bindings that count the D1 batches and R2 puts made through them. */
+/** Bindings that count the D1 batches and statements and the R2 puts made through them. */
 function counting(real: Env, counts: { d1: number; r2: number }): Partial<Env> {
   const wrap = <T extends object>(target: T, method: string, bump: () => void): T =>
     new Proxy(target, {
@@ -32,7 +32,11 @@ function counting(real: Env, counts: { d1: number; r2: number }): Partial<Env> {
       },
     });
   return {
-    DB: wrap(real.DB, "batch", () => counts.d1++),
+    DB: wrap(
+      wrap(real.DB, "batch", () => counts.d1++),
+      "prepare",
+      () => counts.d1++,
+    ),
     ARCHIVE: wrap(real.ARCHIVE, "put", () => counts.r2++),
   };
 }
@@ -51,7 +55,7 @@ describe("a final job's clear", () => {
         ok: true,
         value: 2,
       });
-      await poll(async () => (await stub.opCounts())["outbox.archive_log"]).toBe(1);
+      await poll(async () => (await stub.opCounts())["outbox.archive_log_ledger"]).toBe(1);
       // (Not asserted here that the record owes nothing: what follows shows what depends on it.)
       // Evicted; days later its purge alarm fires on a new instance.
       await runInDurableObject(stub, (i: JobDO) => {

@@ -1,12 +1,13 @@
 // A final job's Durable Object storage is deleted by its own alarm once it is past retention
 // and owes nothing (ledger written, log archived, nothing parked); its ledger row, events and
-// R2 archive remain the record, and reading the job afterwards does not bring storage back.
+// archived log (on the row when small, else in R2) remain the record, and reading the job afterwards does not bring storage back.
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import type { JobState } from "../src/jobs/job-state.ts";
 import { MAX_OUTBOX_TRIES } from "../src/jobs/outbox-items.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { archivedWhere } from "./helpers/archived-log.ts";
 import { insides } from "./helpers/job-insides.ts";
 import { api } from "./helpers/worker.ts";
 
@@ -71,7 +72,7 @@ describe("job storage lifecycle", () => {
     expect(await storageOf(stub)).toEqual({ keys: [], tables: [], alarm: null });
     const row = await env.DB.prepare("SELECT status FROM jobs WHERE id = ?").bind(jobId).first<{ status: string }>();
     expect(row?.status).toBe("CANCELLED");
-    expect(await env.ARCHIVE.head(`logs/jobs/${jobId}.log`)).not.toBeNull();
+    expect(await archivedWhere(jobId)).toBe("ledger"); // its (empty) log, on the row
     // Reading the job afterwards tells the truth and writes nothing back.
     const res = await api(`/api/jobs/${jobId}`);
     expect(res.status).toBe(404);

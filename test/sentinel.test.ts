@@ -3,7 +3,7 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { ArtifactStore } from "../src/archive/artifacts.ts";
-import { archiveLog, logKey } from "../src/jobs/archive-log.ts";
+import { logKey, putLogInR2 } from "../src/jobs/archive-log.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
 import { raiseAlert, resolveAlert } from "../src/sentinel/alerts.ts";
@@ -15,6 +15,7 @@ import { insides } from "./helpers/job-insides.ts";
 import { api, pairAgent, TestAgent } from "./helpers/worker.ts";
 
 const stub = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
+const DAYS = { history: 365, logs: 30 };
 
 async function until(fn: () => Promise<boolean>, what: string): Promise<void> {
   const deadline = Date.now() + 5000;
@@ -200,8 +201,8 @@ describe("archive", () => {
       )?.n;
 
     // A minute past the hour: counters of past minutes only (this minute's stays).
-    const offHour = await pruneHistory(env.DB, now + 60_000, 365);
-    expect(offHour).toEqual({ eventsDeleted: 0, countersDeleted: 1 });
+    const offHour = await pruneHistory(env.DB, now + 60_000, DAYS);
+    expect(offHour).toEqual({ eventsDeleted: 0, logsDeleted: 0, countersDeleted: 1 });
     const names = (await env.DB.prepare("SELECT name FROM counters").all<{ name: string }>()).results.map(
       (r) => r.name,
     );
@@ -214,12 +215,12 @@ describe("archive", () => {
     const withEvents = async () =>
       (await env.DB.prepare("SELECT COUNT(*) AS n FROM jobs WHERE events <> '[]'").first<{ n: number }>())?.n ?? 0;
     const holding = await withEvents();
-    const first = await pruneHistory(env.DB, now, 365);
+    const first = await pruneHistory(env.DB, now, DAYS);
     expect(first.eventsDeleted).toBeGreaterThan(0);
     expect(holding - (await withEvents())).toBeLessThanOrEqual(JOBS_PER_RUN);
     expect(await eventsOf(oldIds.at(-1) as string)).toBe(1);
     let runs = 1;
-    while ((await pruneHistory(env.DB, now, 365)).eventsDeleted > 0) runs += 1;
+    while ((await pruneHistory(env.DB, now, DAYS)).eventsDeleted > 0) runs += 1;
     expect(runs).toBeGreaterThan(1);
     for (const id of [oldIds[0], oldIds.at(-1)]) expect(await eventsOf(id as string)).toBe(0);
     const left = await env.DB.prepare(
@@ -268,7 +269,7 @@ describe("archive", () => {
       expect(tail).toHaveLength(2);
       expect(tail[1]).toContain(`line ${String(lineCount - 1).padStart(8, "0")}`);
       expect(insides(i).logs.search("line 00123456")).toHaveLength(1);
-      const written = await archiveLog(env.ARCHIVE, jobId, insides(i).logs);
+      const written = await putLogInR2(env.ARCHIVE, jobId, insides(i).logs);
       expect(written).toBeGreaterThanOrEqual(20 * 1024 * 1024);
       return expected;
     });

@@ -10,6 +10,7 @@ import { logKey } from "../src/jobs/archive-log.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { backoffMs, MAX_OUTBOX_TRIES } from "../src/jobs/outbox-items.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { archivedLog } from "./helpers/archived-log.ts";
 import { jobFinished } from "./helpers/frames.ts";
 import { insides, patchEnv } from "./helpers/job-insides.ts";
 import { JOB_EVENTS, pairAgent, TestAgent } from "./helpers/worker.ts";
@@ -139,7 +140,8 @@ describe("an R2 put of the archived log that fails", () => {
     const fence = { jobId, attempt: offer.attempt, leaseToken: offer.leaseToken };
     agent.send({ type: "job_accept", ...fence });
     await poll(async () => (await view(jobId)).status).toBe("RUNNING");
-    const lines = ["On branch main\n", "Ünïcödé ✓ 日本語 — 🚀\n", `${"x".repeat(5000)}\n`, "nothing to commit\n"];
+    // Longer than LEDGER_LOG_MAX_BYTES: this log goes to R2, not onto the ledger row.
+    const lines = ["On branch main\n", "Ünïcödé ✓ 日本語 — 🚀\n", `${"x".repeat(20_000)}\n`, "nothing to commit\n"];
     lines.forEach((data, seq) => {
       agent.send({ type: "log", ...fence, stepId: "s1", seq, stream: "stdout", data });
     });
@@ -184,6 +186,7 @@ describe("an R2 put of the archived log that fails", () => {
     const obj = await env.ARCHIVE.get(logKey(jobId));
     if (!obj) throw new Error("no archived log");
     expect(new Uint8Array(await obj.arrayBuffer())).toEqual(expected);
+    expect((await archivedLog(jobId)).ledger).toBeNull();
     // The agent's lines are all there, once and in order.
     const text = full?.text ?? "";
     expect(text.indexOf(lines.join(""))).toBeGreaterThanOrEqual(0);

@@ -117,8 +117,7 @@ export async function runOutboxItem(job: JobContext, state: JobState, item: Outb
       await getEngine(env).cancel(state.id, item.attempt, item.reason);
       return;
     case "archive_log":
-      await archiveLog(env.ARCHIVE, state.id, job.logs);
-      return;
+      return archiveLog(env, state.id, job.logs);
     case "answer":
       return writeAnswer(job);
     case "notify": {

@@ -35,6 +35,12 @@ export const jobs = sqliteTable(
      * appended by the snapshot's own upsert: no row per event.
      */
     events: text("events").notNull().default("[]"),
+    /**
+     * The job's final log when it was at most LEDGER_LOG_MAX_BYTES (migration 0015; larger ones
+     * are in R2). Null: not archived here. Read only by the log download: the list queries and
+     * getJob select around it.
+     */
+    log: text("log"),
   },
   // A WITHOUT ROWID table keyed by id (migration 0014; drizzle has no way to say so, the
   // migration does): the row is its id's b-tree entry, no separate id index. Each index costs an

@@ -71,8 +71,27 @@ export async function upsertJob(db: Db, row: NewJobRow): Promise<void> {
   await upsertJobQuery(db, row);
 }
 
-export async function getJob(db: Db, id: string): Promise<JobRow | null> {
-  return (await db.select().from(jobs).where(eq(jobs.id, id)).get()) ?? null;
+/** A job's row as its readers see it: without the final log (up to 16 KiB only the log download reads). */
+export type LedgerJob = Omit<JobRow, "log">;
+
+export async function getJob(db: Db, id: string): Promise<LedgerJob | null> {
+  const { log: _log, ...columns } = getTableColumns(jobs);
+  return (await db.select(columns).from(jobs).where(eq(jobs.id, id)).get()) ?? null;
+}
+
+/**
+ * Puts the job's final log on its row (archive-log.ts): one row written, the same text again on
+ * a retry. False when the job has no row yet (nothing written). Plain D1, no query building:
+ * this runs at the end of every job.
+ */
+export async function writeJobLog(d1: D1Database, id: string, text: string): Promise<boolean> {
+  const res = await d1.prepare("UPDATE jobs SET log = ? WHERE id = ?").bind(text, id).run();
+  return res.meta.changes > 0;
+}
+
+/** The final log on the job's row (null: none there); null for a job the ledger has no row for. */
+export async function readJobLog(d1: D1Database, id: string): Promise<{ log: string | null } | null> {
+  return d1.prepare("SELECT log FROM jobs WHERE id = ?").bind(id).first<{ log: string | null }>();
 }
 
 export interface ListJobsQuery {
@@ -98,8 +117,8 @@ function decodeCursor(cursor: string): { createdAt: number; id: string } {
   return { createdAt: Number(m[1]), id: m[2] };
 }
 
-/** A listed job: its row without the events (a page of jobs should not carry every job's history). */
-export type ListedJob = Omit<JobRow, "events">;
+/** A listed job: its row without the events and the log (a page of jobs carries no job's history). */
+export type ListedJob = Omit<JobRow, "events" | "log">;
 
 /** Newest first; `nextCursor` continues after the last row returned (null at the end). */
 export async function listJobs(db: Db, q: ListJobsQuery): Promise<{ jobs: ListedJob[]; nextCursor: string | null }> {
@@ -122,7 +141,7 @@ export function listJobsQuery(db: Db, q: ListJobsQuery) {
     const c = decodeCursor(q.cursor);
     conditions.push(or(lt(jobs.createdAt, c.createdAt), and(eq(jobs.createdAt, c.createdAt), lt(jobs.id, c.id))));
   }
-  const { events: _events, ...columns } = getTableColumns(jobs);
+  const { events: _events, log: _log, ...columns } = getTableColumns(jobs);
   return db
     .select(columns)
     .from(jobs)

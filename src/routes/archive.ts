@@ -11,7 +11,7 @@ import { ApiError } from "../http/errors.ts";
 import { valid } from "../http/validate.ts";
 import { logKey } from "../jobs/archive-log.ts";
 import type { LogPosition } from "../jobs/log-buffer.ts";
-import { getDb, getJob } from "../ledger/store.ts";
+import { getDb, getJob, readJobLog } from "../ledger/store.ts";
 
 const jobParam = valid("param", z.object({ id: JobIdSchema }), "job id");
 const artifactParam = valid(
@@ -33,6 +33,12 @@ function mapArtifactError(err: unknown): never {
 }
 
 const POLL_MS = 500;
+
+const archivedHeaders = (length: number) => ({
+  "Content-Type": "text/plain; charset=utf-8",
+  "Content-Length": String(length),
+  "X-Skynet-Log": "archived",
+});
 
 /** The archive routes behind `guard`, which each route runs first (so unknown paths stay 404s). */
 function archiveRoutesBehind(guard: MiddlewareHandler<{ Bindings: Env }>) {
@@ -67,21 +73,23 @@ function archiveRoutesBehind(guard: MiddlewareHandler<{ Bindings: Env }>) {
       return c.json({ jobId: id, ops: await jobStub(c.env, id).opCounts() });
     })
     .get("/jobs/:id/log", guard, jobParam, async (c) => {
-      // The whole log: from R2 once archived, else what the JobDO holds so far.
+      // The whole log once archived: on the ledger row when small, else in R2 (archive-log.ts);
+      // before that, what the JobDO holds so far.
       const id = c.req.valid("param").id;
-      const obj = await c.env.ARCHIVE.get(logKey(id));
-      if (obj) {
-        return new Response(obj.body, {
-          headers: {
-            "Content-Type": "text/plain; charset=utf-8",
-            "Content-Length": String(obj.size),
-            "X-Skynet-Log": "archived",
-          },
-        });
+      const row = await readJobLog(c.env.DB, id);
+      if (typeof row?.log === "string") {
+        const bytes = new TextEncoder().encode(row.log);
+        return new Response(bytes, { headers: archivedHeaders(bytes.length) });
       }
+      const obj = await c.env.ARCHIVE.get(logKey(id));
+      if (obj) return new Response(obj.body, { headers: archivedHeaders(obj.size) });
       const stub = jobStub(c.env, id);
       const first = await stub.readLogChunks(null);
-      if (!first) throw new ApiError("not_found", `no job ${id}`);
+      if (!first) {
+        // A final job's live record goes after JOB_STATE_RETENTION_DAYS, its log after LOG_RETENTION_DAYS.
+        if (row) throw new ApiError("not_found", `job ${id} has no log any more (deleted after the retention period)`);
+        throw new ApiError("not_found", `no job ${id}`);
+      }
       const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
       const writer = writable.getWriter();
       const enc = new TextEncoder();

@@ -41,7 +41,7 @@ export async function runSentinel(env: Env, now = Date.now()): Promise<SentinelR
     agentsMarkedOffline: offline,
     jobsChecked: 0,
     jobsChanged: [],
-    history: { eventsDeleted: 0, countersDeleted: 0 },
+    history: { eventsDeleted: 0, logsDeleted: 0, countersDeleted: 0 },
     providers: [],
     permissionsExpired: [],
   };
@@ -68,7 +68,10 @@ export async function runSentinel(env: Env, now = Date.now()): Promise<SentinelR
     log("error", "sentinel: permission sweep failed", { error: errorMessage(err) });
   }
   try {
-    report.history = await pruneHistory(env.DB, now, config.historyRetentionDays);
+    report.history = await pruneHistory(env.DB, now, {
+      history: config.historyRetentionDays,
+      logs: config.logRetentionDays,
+    });
   } catch (err) {
     log("error", "sentinel: history retention failed", { error: errorMessage(err) });
   }

@@ -11,7 +11,7 @@ import { loadConfig } from "../config.ts";
 import { approvePlan, cancelJob, createTask, denyPlan } from "../core/orchestrator.ts";
 import { ApiError } from "../http/errors.ts";
 import { boundedBody, MAX_JSON_BYTES } from "../http/limits.ts";
-import { getDb, listJobEvents } from "../ledger/store.ts";
+import { getDb, getJob, listJobEvents } from "../ledger/store.ts";
 import { timingSafeEqual } from "../lib/crypto.ts";
 import { archiveRoutes } from "../routes/archive.ts";
 import { agentPages } from "./agents-page.ts";
@@ -59,6 +59,20 @@ async function visibleJob(c: C, rawId: string): Promise<JobView | null> {
   if (!job) return null;
   const a = c.get("session").actor;
   return job.userId === a.id || a.isAdmin ? job : null;
+}
+
+/**
+ * The id of a job the session may see, also once its live record was deleted after retention
+ * (then its ledger row says whose it is): its archived log outlives the record.
+ */
+async function visibleJobId(c: C, rawId: string): Promise<string | null> {
+  const live = await visibleJob(c, rawId);
+  if (live) return live.id;
+  const id = JobIdSchema.safeParse(rawId);
+  if (!id.success) return null;
+  const row = await getJob(getDb(c.env.DB), id.data);
+  const a = c.get("session").actor;
+  return row && (row.userId === a.id || a.isAdmin) ? row.id : null;
 }
 
 /** Runs one of the JSON API's read routes (log stream, log, artifact) after the session's check. */
@@ -184,11 +198,11 @@ webRoutes.get("/jobs/:id/logs/stream", async (c) => {
   return viaArchive(c, `/jobs/${job.id}/logs/stream`);
 });
 webRoutes.get("/jobs/:id/log", async (c) => {
-  const job = await visibleJob(c, c.req.param("id"));
-  if (!job) return errorPage(c, 404, "No such job.");
-  const res = await viaArchive(c, `/jobs/${job.id}/log`);
+  const id = await visibleJobId(c, c.req.param("id"));
+  if (!id) return errorPage(c, 404, "No such job.");
+  const res = await viaArchive(c, `/jobs/${id}/log`);
   const out = new Response(res.body, res);
-  out.headers.set("Content-Disposition", `attachment; filename="${job.id}.log"`);
+  out.headers.set("Content-Disposition", `attachment; filename="${id}.log"`);
   return out;
 });
 webRoutes.get("/jobs/:id/artifacts/:name", async (c) => {
