@@ -6,7 +6,7 @@ import { writeJobLog } from "../ledger/store.ts";
 import type { LogBuffer } from "./log-buffer.ts";
 
 /** The largest final log kept on the ledger row, in UTF-8 bytes. */
-export const LEDGER_LOG_MAX_BYTES = 16 * 1024;
+export const LEDGER_LOG_MAX_BYTES = 4 * 1024;
 
 export const logKey = (jobId: string): string => `logs/jobs/${jobId}.log`;
 
