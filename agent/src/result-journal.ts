@@ -33,9 +33,10 @@ const RecordSchema = z.strictObject({
   spec: ExecutionSpecSchema,
   /** Every non-log frame produced so far, in order (job_finished last once finished). */
   frames: z.array(AgentToServerSchema).max(200),
-  /** The step announced (step_started sent) but not yet spawned when this was written, if any… */
+  /** The step announced (step_started sent) but not yet spawned when this was written, if any
+   * (only a step that waits for the server's confirmation is journaled so)… */
   starting: StepIdSchema.nullable(),
-  /** …and the step spawned and not finished, if any. */
+  /** …and the step spawned (or about to be, nothing else to wait for) and not finished, if any. */
   running: StepIdSchema.nullable(),
   finished: z.boolean(),
   /** When it was last written (ms since the epoch). */
