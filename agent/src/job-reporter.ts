@@ -12,6 +12,10 @@ import type { Wire } from "./wire.ts";
 
 export interface SendOptions {
   spawnsNext?: boolean;
+  /** Called (at most once) while this frame's journal write waits for the disk: the main thread's
+   * part of starting other work (spawning a process) overlaps the fsync. Not called when nothing
+   * is written; the caller does that work itself then. */
+  meanwhile?: () => void;
 }
 
 /** Log frames kept for replay after a reconnect: more than can be in flight (socket + kernel buffers). */
@@ -53,7 +57,7 @@ export class JobReporter {
       // The write takes a few ms (fsync): the frames before this one wait for it rather than
       // leave alone when their linger ends meanwhile (save() reports its own failures, never throws).
       this.wire.batcher.hold();
-      await this.disk.save({ ...rec, finished: msg.type === "job_finished" });
+      await this.disk.save({ ...rec, finished: msg.type === "job_finished" }, opts.meanwhile);
     }
     const online = this.wire.connected;
     if (msg.type === "log") {

@@ -15,6 +15,7 @@ import { type UploadPolicy, uploadArtifact } from "./artifact-upload.ts";
 import type { Approver } from "./coder/run.ts";
 import { type AgentConfig, pathPolicyFor } from "./config.ts";
 import { executeStep, prepareStep, type StepRun } from "./executor.ts";
+import type { SendOptions } from "./job-reporter.ts";
 import type { LogChunker } from "./log-stream.ts";
 
 const CAPTURE_BYTES = 5 * 1024 * 1024;
@@ -38,8 +39,8 @@ export interface RunningJob extends Fence {
 /** What a running job needs from the agent around it. */
 export interface JobHost {
   config: AgentConfig;
-  /** opts.spawnsNext: a step_started whose step is spawned right after (job-reporter.ts). */
-  send(job: RunningJob, msg: FencedAgentMessage, opts?: { spawnsNext?: boolean }): Promise<void>;
+  /** opts: see SendOptions in job-reporter.ts. */
+  send(job: RunningJob, msg: FencedAgentMessage, opts?: SendOptions): Promise<void>;
   say(line: string): void;
   uploadPolicy: UploadPolicy;
   /** Aborted when the agent stops: pending uploads give up. */
@@ -93,23 +94,27 @@ export async function runJob(host: JobHost, job: RunningJob, workspace: string):
     // finding it reports the step as having died while it ran (it may have), and one finding
     // nothing of it reports it as not run (its step_started had not been sent either).
     const confirmFirst = writes(step.risk);
-    // The work the spawn needs (a git step's config scan) overlaps the journal write. After a
-    // wait for confirmation (unbounded, offline) it is started only then: a scan must be fresh.
-    let prepared = confirmFirst ? {} : prepareStep(step, workspace);
+    // The work the spawn needs (a git step's config scan) is started while the journal write
+    // waits for the disk, so neither waits for the other. After a wait for confirmation
+    // (unbounded, offline) it is started only then: a scan must be fresh.
+    let prepared: ReturnType<typeof prepareStep> | undefined;
+    const prepare = () => {
+      prepared ??= prepareStep(step, workspace);
+    };
     const started = { type: "step_started" as const, ...fence, stepId: step.id, startedAt: startedAt.toISOString() };
-    await host.send(job, started, { spawnsNext: !confirmFirst });
+    await host.send(job, started, confirmFirst ? {} : { spawnsNext: true, meanwhile: prepare });
     if (confirmFirst) await host.confirmed?.(job);
     const notStarted: StepRun | null = job.abort.signal.aborted
       ? { outcome: "cancelled", exitCode: null, error: "stopped before the step started" }
       : null;
     if (!notStarted && confirmFirst) {
-      prepared = prepareStep(step, workspace);
+      prepare();
       await host.starting?.(job, step.id);
     }
     const run =
       notStarted ??
       (await executeStep(step, {
-        ...prepared,
+        ...(prepared ?? prepareStep(step, workspace)),
         workspace,
         allowShell: host.config.allowShell,
         timeoutMs: Math.max(1, Math.min(step.timeoutS * 1000, deadline - Date.now())),

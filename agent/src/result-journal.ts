@@ -95,8 +95,10 @@ export class ResultJournal {
     return next;
   }
 
-  /** Writes (or rewrites) the record of one attempt. A failure is logged: the job runs on. */
-  async save(rec: Omit<JournalRecord, "v" | "agent" | "at">): Promise<void> {
+  /** Writes (or rewrites) the record of one attempt. A failure is logged: the job runs on.
+   * `whileSyncing` runs once the fsync is issued, overlapping it (not called if the write fails
+   * before; an exception from it is the caller's to see again, not the journal's). */
+  async save(rec: Omit<JournalRecord, "v" | "agent" | "at">, whileSyncing?: () => void): Promise<void> {
     const name = this.fileOf(rec.jobId, rec.attempt);
     const body = JSON.stringify({
       v: 1,
@@ -113,7 +115,13 @@ export class ResultJournal {
       const fh = await open(tmp, "w", 0o600);
       try {
         await fh.writeFile(body);
-        await fh.sync();
+        const synced = fh.sync();
+        try {
+          whileSyncing?.();
+        } catch {
+          // The caller finds its work not done and does it again, where the failure is its own.
+        }
+        await synced;
       } finally {
         await fh.close();
       }

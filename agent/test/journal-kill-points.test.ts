@@ -49,12 +49,12 @@ type Event = { saved: Saved } | { serverGot: FencedAgentMessage };
 async function runRecorded(job: ExecutionSpec): Promise<{ saves: Saved[]; events: Event[] }> {
   const saves: Saved[] = [];
   const events: Event[] = [];
-  vi.spyOn(ResultJournal.prototype, "save").mockImplementation(async function (this: ResultJournal, rec) {
-    if (rec.jobId !== job.jobId) return save.call(this, rec);
+  vi.spyOn(ResultJournal.prototype, "save").mockImplementation(async function (this: ResultJournal, rec, whileSyncing) {
+    if (rec.jobId !== job.jobId) return save.call(this, rec, whileSyncing);
     const snapshot = structuredClone(rec);
     saves.push(snapshot);
     await new Promise((r) => setTimeout(r, 30));
-    await save.call(this, rec);
+    await save.call(this, rec, whileSyncing);
     events.push({ saved: snapshot });
   });
   const push = server.frames.push.bind(server.frames);
