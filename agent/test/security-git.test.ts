@@ -6,7 +6,7 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, onTestFinished } from "vitest";
 import { gitOverrides, PendingScan } from "../src/git-safety.ts";
 import { type Harness, harness, step } from "./security-harness.ts";
 
@@ -171,7 +171,10 @@ describe("READ_ONLY git actions never run a program the repository names", () =>
     await h.repo.git("config", "include.path", "../late.cfg");
     await writeFile(join(h.repo.dir, ".gitattributes"), "*.txt filter=late\n");
     await modify("src/a.txt");
-    await h.start();
+    // With a journal, as an installed agent has: the scan then overlaps the step's journal write.
+    const state = await mkdtemp(join(tmpdir(), "skynet-state-"));
+    onTestFinished(() => rm(state, { recursive: true, force: true }));
+    await h.start({ stateDir: state });
     const filter = `[filter "late"]\n\tclean = ${touch("late")}; cat\n\trequired = true\n`;
     const { result, log } = await h.run([
       step("write_file", { path: "late.cfg", content: filter, overwrite: true }, "WRITE", "s1"),
