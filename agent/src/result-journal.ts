@@ -233,12 +233,18 @@ export function finishAbandoned(rec: JournalRecord): FencedAgentMessage[] {
     if (f.type === "step_started") started.set(f.stepId, f.startedAt);
   }
   const lastDone = [...finished.keys()].at(-1);
+  // Every step finished (the last one's result was journaled, the attempt's was not): none is
+  // left that "did not run".
+  const allDone = rec.spec.steps.every((s) => finished.has(s.id));
   const reason = rec.running
     ? diedReason(rec.running)
     : rec.starting
       ? diedBeforeReason(rec.starting)
-      : `the agent process died before the attempt finished${lastDone ? ` (after step ${lastDone} finished)` : ""}; ` +
-        "its remaining steps did not run and its artifacts may be missing";
+      : allDone
+        ? `the agent process died after its last step (${lastDone}) finished, before the attempt finished; ` +
+          "its artifacts may be missing"
+        : `the agent process died before the attempt finished${lastDone ? ` (after step ${lastDone} finished)` : ""}; ` +
+          "its remaining steps did not run and its artifacts may be missing";
   const extra: FencedAgentMessage[] = [];
   const steps: StepResult[] = [];
   let over = false;

@@ -127,7 +127,9 @@ describe("the journal at each kill point", () => {
     onDiskBeforeSent(events);
     const reports = await Promise.all(saves.map((s, i) => successor(s, i).then(outcome)));
     const afterS1 = expect.stringContaining("after step s1 finished");
-    const afterS2 = expect.stringContaining("after step s2 finished");
+    // Nothing was left to run: the report does not say some step did not.
+    const afterS2 =
+      "the agent process died after its last step (s2) finished, before the attempt finished; its artifacts may be missing";
     expect(reports).toEqual([
       // From the write on, the step may be running: it may have had effects, never "did not run".
       {
