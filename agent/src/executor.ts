@@ -16,7 +16,7 @@ import {
 } from "../../protocol/index.ts";
 import { runCodeTask } from "./coder/run.ts";
 import { listFiles, readOne, refuseSecret, searchCode, writeOne } from "./fs-actions.ts";
-import { checkPushRemote, GitSafetyError, hardenedGit } from "./git-safety.ts";
+import { checkPushRemote, GitSafetyError, hardenedGit, PendingScan } from "./git-safety.ts";
 import { runProcess } from "./run-process.ts";
 import { runnerCommand } from "./runners.ts";
 import { confine, SandboxError, workspaceRelative } from "./sandbox.ts";
@@ -82,11 +82,23 @@ async function executeChecked(step: ExecutionStep, ctx: StepContext): Promise<St
   }
 }
 
+const GIT_ACTIONS: ReadonlySet<string> = new Set(["git_status", "git_diff", "git_log", "git_commit", "git_push"]);
+
+/**
+ * What a step can start before it is spawned, to overlap the work in between (the journal
+ * write): a git step's config scan. Called when the step begins, after every earlier step of the
+ * job has ended, so the scan sees whatever those steps wrote.
+ */
+export function prepareStep(step: ExecutionStep, workspace: string): Pick<StepContext, "gitScan"> {
+  return GIT_ACTIONS.has(step.action) ? { gitScan: new PendingScan(workspace) } : {};
+}
+
 /** A hardened git command (git-safety.ts), hooks off unless the action writes. */
 async function git(action: ActionName, args: string[], ctx: StepContext): Promise<StepRun> {
   const def = getAction(action);
   const readOnly = def !== undefined && !writes(def.risk);
-  const { argv, env } = await hardenedGit(ctx.workspace, args, readOnly);
+  // The step's prepared scan serves its first git command only (PendingScan.take).
+  const { argv, env } = await hardenedGit(ctx.workspace, args, readOnly, ctx.gitScan);
   return runProcess(argv, ctx, { env, shown: ["git", ...args] });
 }
 

@@ -139,9 +139,31 @@ const lower = (key: string) => {
   return `${key.slice(0, first).toLowerCase()}${key.slice(first, last)}${key.slice(last).toLowerCase()}`;
 };
 
-/** The `-c` overrides for one git command in this workspace. */
-export async function gitOverrides(workspace: string, readOnly: boolean): Promise<string[]> {
-  const entries = await readDangerous(workspace);
+/**
+ * One scan of the repository's config, started ahead of the git command it is for, so the
+ * `git config` process overlaps the work before the spawn (the journal write) instead of adding
+ * to it. Only that command uses it: any later one scans again, since whatever ran in between (an
+ * earlier git command, an earlier step) may have written the config. Never kept across steps.
+ */
+export class PendingScan {
+  private scan: Promise<Entry[]> | null;
+
+  constructor(workspace: string) {
+    this.scan = readDangerous(workspace);
+  }
+
+  /** The scan, once; null afterwards. */
+  take(): Promise<Entry[]> | null {
+    const scan = this.scan;
+    this.scan = null;
+    return scan;
+  }
+}
+
+/** The `-c` overrides for one git command in this workspace (from `pending` if one was started
+ * for this command, else from a scan made now). */
+export async function gitOverrides(workspace: string, readOnly: boolean, pending?: PendingScan): Promise<string[]> {
+  const entries = await (pending?.take() ?? readDangerous(workspace));
   const trusted = new Map<string, string>();
   const untrusted: Entry[] = [];
   for (const e of entries) {
@@ -174,8 +196,9 @@ export async function hardenedGit(
   workspace: string,
   args: string[],
   readOnly: boolean,
+  pending?: PendingScan,
 ): Promise<{ argv: string[]; env: NodeJS.ProcessEnv }> {
-  const overrides = await gitOverrides(workspace, readOnly);
+  const overrides = await gitOverrides(workspace, readOnly, pending);
   return { argv: ["git", "--no-pager", ...overrides.flatMap((o) => ["-c", o]), ...args], env: gitEnv(readOnly) };
 }
 

@@ -10,6 +10,14 @@ import type { LogLevel } from "./logger.ts";
 import { finishAbandoned, type JournalRecord, type ResultJournal } from "./result-journal.ts";
 import type { Wire } from "./wire.ts";
 
+export interface SendOptions {
+  spawnsNext?: boolean;
+  /** Called (at most once) while this frame's journal write waits for the disk: the main thread's
+   * part of starting other work (spawning a process) overlaps the fsync. Not called when nothing
+   * is written; the caller does that work itself then. */
+  meanwhile?: () => void;
+}
+
 /** Log frames kept for replay after a reconnect: more than can be in flight (socket + kernel buffers). */
 const JOURNAL_LOG_BYTES = 4 * 1024 * 1024;
 
@@ -27,8 +35,13 @@ export class JobReporter {
     this.say = say;
   }
 
-  /** Sends a fenced frame now if connected, and keeps it in the job's journal for replay. */
-  async send(job: Job, frame: FencedAgentMessage): Promise<void> {
+  /**
+   * Sends a fenced frame now if connected, and keeps it in the job's journal for replay.
+   * `spawnsNext`: this step_started is followed at once by the step's spawn (nothing waits in
+   * between, no server confirmation): its one journal write already says the step is running,
+   * rather than a `starting` record overwritten by a `running` one a few ms later.
+   */
+  async send(job: Job, frame: FencedAgentMessage, opts: SendOptions = {}): Promise<void> {
     if (job.fenced) return;
     // Frames carry the job's current lease token (it changes when the server re-offers the attempt).
     const msg = frame.leaseToken === job.leaseToken ? frame : { ...frame, leaseToken: job.leaseToken };
@@ -38,11 +51,13 @@ export class JobReporter {
     const journaled =
       !!this.disk && (msg.type === "step_started" || msg.type === "step_finished" || msg.type === "job_finished");
     if (journaled && this.disk) {
-      const rec = record(job, msg.type === "step_started" ? { starting: msg.stepId } : {});
+      const steps =
+        msg.type !== "step_started" ? {} : opts.spawnsNext ? { running: msg.stepId } : { starting: msg.stepId };
+      const rec = record(job, steps);
       // The write takes a few ms (fsync): the frames before this one wait for it rather than
       // leave alone when their linger ends meanwhile (save() reports its own failures, never throws).
       this.wire.batcher.hold();
-      await this.disk.save({ ...rec, finished: msg.type === "job_finished" });
+      await this.disk.save({ ...rec, finished: msg.type === "job_finished" }, opts.meanwhile);
     }
     const online = this.wire.connected;
     if (msg.type === "log") {

@@ -14,7 +14,8 @@ import {
 import { type UploadPolicy, uploadArtifact } from "./artifact-upload.ts";
 import type { Approver } from "./coder/run.ts";
 import { type AgentConfig, pathPolicyFor } from "./config.ts";
-import { executeStep, type StepRun } from "./executor.ts";
+import { executeStep, prepareStep, type StepRun } from "./executor.ts";
+import type { SendOptions } from "./job-reporter.ts";
 import type { LogChunker } from "./log-stream.ts";
 
 const CAPTURE_BYTES = 5 * 1024 * 1024;
@@ -38,7 +39,8 @@ export interface RunningJob extends Fence {
 /** What a running job needs from the agent around it. */
 export interface JobHost {
   config: AgentConfig;
-  send(job: RunningJob, msg: FencedAgentMessage): Promise<void>;
+  /** opts: see SendOptions in job-reporter.ts. */
+  send(job: RunningJob, msg: FencedAgentMessage, opts?: SendOptions): Promise<void>;
   say(line: string): void;
   uploadPolicy: UploadPolicy;
   /** Aborted when the agent stops: pending uploads give up. */
@@ -47,7 +49,8 @@ export interface JobHost {
   confirmed?(job: RunningJob): Promise<void>;
   /** The approver for a code_task step's tool calls (unset: every one is denied). */
   approverFor?(job: RunningJob, stepId: string): Approver;
-  /** Called just before a step is spawned (the journal notes it may now have effects). */
+  /** Called just before a step that waited for the server's confirmation is spawned (the
+   * journal notes it may now have effects). */
   starting?(job: RunningJob, stepId: string): Promise<void>;
 }
 
@@ -84,22 +87,34 @@ export async function runJob(host: JobHost, job: RunningJob, workspace: string):
     }
     const startedAt = new Date();
     job.chunker.setStep(step.id);
-    await host.send(job, {
-      type: "step_started",
-      ...fence,
-      stepId: step.id,
-      startedAt: startedAt.toISOString(),
-    });
     // A step that changes things starts only once the server knows it started: a server that
     // never heard of it would take the attempt for one that never ran, and run it again elsewhere.
-    if (writes(step.risk)) await host.confirmed?.(job);
+    // It is journaled twice (announced, then running once confirmed). Any other step is spawned
+    // right after its announcement, so one write saying it runs stands for both: a successor
+    // finding it reports the step as having died while it ran (it may have), and one finding
+    // nothing of it reports it as not run (its step_started had not been sent either).
+    const confirmFirst = writes(step.risk);
+    // The work the spawn needs (a git step's config scan) is started while the journal write
+    // waits for the disk, so neither waits for the other. After a wait for confirmation
+    // (unbounded, offline) it is started only then: a scan must be fresh.
+    let prepared: ReturnType<typeof prepareStep> | undefined;
+    const prepare = () => {
+      prepared ??= prepareStep(step, workspace);
+    };
+    const started = { type: "step_started" as const, ...fence, stepId: step.id, startedAt: startedAt.toISOString() };
+    await host.send(job, started, confirmFirst ? {} : { spawnsNext: true, meanwhile: prepare });
+    if (confirmFirst) await host.confirmed?.(job);
     const notStarted: StepRun | null = job.abort.signal.aborted
       ? { outcome: "cancelled", exitCode: null, error: "stopped before the step started" }
       : null;
-    if (!notStarted) await host.starting?.(job, step.id);
+    if (!notStarted && confirmFirst) {
+      prepare();
+      await host.starting?.(job, step.id);
+    }
     const run =
       notStarted ??
       (await executeStep(step, {
+        ...(prepared ?? prepareStep(step, workspace)),
         workspace,
         allowShell: host.config.allowShell,
         timeoutMs: Math.max(1, Math.min(step.timeoutS * 1000, deadline - Date.now())),

@@ -65,13 +65,14 @@ export class OfferDesk {
     const { config, reporter, approvals, say } = deps;
     this.host = {
       config,
-      send: (j: Job, m: FencedAgentMessage) => reporter.send(j, m),
+      send: (j: Job, m: FencedAgentMessage, opts) => reporter.send(j, m, opts),
       say,
       uploadPolicy: deps.uploads,
       giveUp: deps.giveUp,
       confirmed: (j: Job) => reporter.confirmed(j),
       approverFor: (j, stepId) => approvals.approverFor(j, stepId),
-      // Journaled as running just before it is spawned: a successor then knows it may have run.
+      // A confirmed step is journaled as running just before it is spawned: a successor then
+      // knows it may have run (other steps say so with their step_started, job-reporter.ts).
       starting: async (j: Job, stepId: string) => {
         if (!j.fenced) await reporter.save(j, { running: stepId });
       },

@@ -33,9 +33,10 @@ const RecordSchema = z.strictObject({
   spec: ExecutionSpecSchema,
   /** Every non-log frame produced so far, in order (job_finished last once finished). */
   frames: z.array(AgentToServerSchema).max(200),
-  /** The step announced (step_started sent) but not yet spawned when this was written, if any… */
+  /** The step announced (step_started sent) but not yet spawned when this was written, if any
+   * (only a step that waits for the server's confirmation is journaled so)… */
   starting: StepIdSchema.nullable(),
-  /** …and the step spawned and not finished, if any. */
+  /** …and the step spawned (or about to be, nothing else to wait for) and not finished, if any. */
   running: StepIdSchema.nullable(),
   finished: z.boolean(),
   /** When it was last written (ms since the epoch). */
@@ -94,8 +95,10 @@ export class ResultJournal {
     return next;
   }
 
-  /** Writes (or rewrites) the record of one attempt. A failure is logged: the job runs on. */
-  async save(rec: Omit<JournalRecord, "v" | "agent" | "at">): Promise<void> {
+  /** Writes (or rewrites) the record of one attempt. A failure is logged: the job runs on.
+   * `whileSyncing` runs once the fsync is issued, overlapping it (not called if the write fails
+   * before; an exception from it is the caller's to see again, not the journal's). */
+  async save(rec: Omit<JournalRecord, "v" | "agent" | "at">, whileSyncing?: () => void): Promise<void> {
     const name = this.fileOf(rec.jobId, rec.attempt);
     const body = JSON.stringify({
       v: 1,
@@ -112,7 +115,13 @@ export class ResultJournal {
       const fh = await open(tmp, "w", 0o600);
       try {
         await fh.writeFile(body);
-        await fh.sync();
+        const synced = fh.sync();
+        try {
+          whileSyncing?.();
+        } catch {
+          // The caller finds its work not done and does it again, where the failure is its own.
+        }
+        await synced;
       } finally {
         await fh.close();
       }
@@ -224,12 +233,18 @@ export function finishAbandoned(rec: JournalRecord): FencedAgentMessage[] {
     if (f.type === "step_started") started.set(f.stepId, f.startedAt);
   }
   const lastDone = [...finished.keys()].at(-1);
+  // Every step finished (the last one's result was journaled, the attempt's was not): none is
+  // left that "did not run".
+  const allDone = rec.spec.steps.every((s) => finished.has(s.id));
   const reason = rec.running
     ? diedReason(rec.running)
     : rec.starting
       ? diedBeforeReason(rec.starting)
-      : `the agent process died before the attempt finished${lastDone ? ` (after step ${lastDone} finished)` : ""}; ` +
-        "its remaining steps did not run and its artifacts may be missing";
+      : allDone
+        ? `the agent process died after its last step (${lastDone}) finished, before the attempt finished; ` +
+          "its artifacts may be missing"
+        : `the agent process died before the attempt finished${lastDone ? ` (after step ${lastDone} finished)` : ""}; ` +
+          "its remaining steps did not run and its artifacts may be missing";
   const extra: FencedAgentMessage[] = [];
   const steps: StepResult[] = [];
   let over = false;

@@ -1,6 +1,7 @@
 // What one step runs with and what it comes to: the types shared by the executor and the
 // modules it calls (files, processes, the log stream), kept apart so none imports the executor.
 import type { Approver } from "./coder/approver.ts";
+import type { PendingScan } from "./git-safety.ts";
 import type { PathPolicy } from "./secrets.ts";
 
 export type OutStream = "stdout" | "stderr" | "system";
@@ -25,6 +26,8 @@ export interface StepContext {
   redact?: readonly (string | undefined)[];
   /** Puts a coding agent's tool call to the job's requester (code_task); without it all are denied. */
   approve?: Approver;
+  /** The config scan started for this step's first git command (prepareStep in executor.ts). */
+  gitScan?: PendingScan;
 }
 
 export interface StepRun {

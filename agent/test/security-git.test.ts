@@ -6,8 +6,8 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { gitOverrides } from "../src/git-safety.ts";
+import { afterEach, beforeEach, describe, expect, it, onTestFinished } from "vitest";
+import { gitOverrides, PendingScan } from "../src/git-safety.ts";
 import { type Harness, harness, step } from "./security-harness.ts";
 
 let h: Harness;
@@ -164,6 +164,35 @@ describe("READ_ONLY git actions never run a program the repository names", () =>
     } finally {
       await rm(plain, { recursive: true, force: true });
     }
+  });
+
+  it("a git step sees the config an earlier step of the same job wrote (its scan is never older than that step)", async () => {
+    // The repository's config includes a workspace file, which a WRITE step may write.
+    await h.repo.git("config", "include.path", "../late.cfg");
+    await writeFile(join(h.repo.dir, ".gitattributes"), "*.txt filter=late\n");
+    await modify("src/a.txt");
+    // With a journal, as an installed agent has: the scan then overlaps the step's journal write.
+    const state = await mkdtemp(join(tmpdir(), "skynet-state-"));
+    onTestFinished(() => rm(state, { recursive: true, force: true }));
+    await h.start({ stateDir: state });
+    const filter = `[filter "late"]\n\tclean = ${touch("late")}; cat\n\trequired = true\n`;
+    const { result, log } = await h.run([
+      step("write_file", { path: "late.cfg", content: filter, overwrite: true }, "WRITE", "s1"),
+      step("git_diff", {}, "READ_ONLY", "s2"),
+      step("git_status", {}, "READ_ONLY", "s3"),
+    ]);
+    expect(await h.sentinels()).toEqual([]);
+    expect(result.status).toBe("SUCCEEDED");
+    expect(log).toContain("+changed");
+  });
+
+  it("a scan started ahead of a git command serves that command only; the next one scans again", async () => {
+    const pending = new PendingScan(h.repo.dir);
+    expect((await gitOverrides(h.repo.dir, true, pending)).join("\n")).not.toContain("filter.again");
+    await h.repo.git("config", "filter.again.clean", touch("again"));
+    const next = await gitOverrides(h.repo.dir, true, pending);
+    expect(next).toContain("filter.again.clean=");
+    expect(next).toContain("filter.again.required=false");
   });
 
   it("core.gitProxy (no way to clear it from the command line) is refused with a clear error", async () => {
