@@ -27,6 +27,9 @@ const MAX_READ_PER_STEP = 512 * 1024;
  */
 const MAX_RUN_CHARS = 128 * 1024;
 
+/** Rows read back at most to find a secret's start split from this chunk. */
+const BEFORE_ROWS = 64;
+
 const encoder = new TextEncoder();
 /** Scratch space for counting UTF-8 bytes without a copy of each row (a row is ≤ 3 bytes a char). */
 let scratch = new Uint8Array(0);
@@ -199,14 +202,16 @@ export class LogBuffer {
     }
     const before: { seq: number; data: string }[] = [];
     let headLength = 0;
-    for (const row of this.store.before(chunk.attempt, chunk.seq, 64)) {
+    for (const row of this.store.before(chunk.attempt, chunk.seq, BEFORE_ROWS)) {
       if (headLength >= need) break;
       before.unshift(row);
       headLength += row.data.length;
     }
     const head = before.map((b) => b.data).join("");
-    // Known from here on when these are all the attempt's rows (a rewrite below forgets it again).
-    this.tailSeen = beyond ? { attempt: chunk.attempt, seq: last, text: head.slice(-need) } : null;
+    // Known from here on when these are all the attempt's rows and as much of them as a secret
+    // can span (not when BEFORE_ROWS short rows held less); a rewrite below forgets it again.
+    const whole = beyond && (headLength >= need || before.length < BEFORE_ROWS);
+    this.tailSeen = whole ? { attempt: chunk.attempt, seq: last, text: head.slice(-need) } : null;
     if (before.length === 0) return data;
     const crossing = r.spans(head + data).find((s) => s.start < head.length && s.end > head.length);
     if (!crossing) return data;
