@@ -27,13 +27,41 @@ const MAX_READ_PER_STEP = 512 * 1024;
  */
 const MAX_RUN_CHARS = 128 * 1024;
 
-const byteLength = (text: string) => new TextEncoder().encode(text).length;
+/** Rows read back at most to find a secret's start split from this chunk. */
+const BEFORE_ROWS = 64;
+
+const encoder = new TextEncoder();
+/** Scratch space for counting UTF-8 bytes without a copy of each row (a row is ≤ 3 bytes a char). */
+let scratch = new Uint8Array(0);
+const SCRATCH_MAX = 3 * 512 * 1024;
+
+function byteLength(text: string): number {
+  const need = text.length * 3;
+  if (need > SCRATCH_MAX) return encoder.encode(text).length;
+  if (scratch.length < need) scratch = new Uint8Array(Math.max(need, 3 * MAX_RUN_CHARS));
+  return encoder.encodeInto(text, scratch).written;
+}
+
+/**
+ * The last characters of an attempt's stored log, whose last row is `seq` (as many as a secret
+ * split across rows could start in): a streaming log's next row is checked against this rather
+ * than against its predecessors read back from storage.
+ */
+interface Tail {
+  attempt: number;
+  seq: number;
+  text: string;
+}
 
 export class LogBuffer {
   private readonly store: LogStore;
   private readonly redactor: Redactor | null;
   /** Bytes stored so far (summed once, then kept up to date: this object is the only writer). */
   private total: number | null = null;
+  /** Highest seq stored per attempt (read once, then kept up to date, as `total`). */
+  private readonly maxSeq = new Map<number, number>();
+  /** The tail of the rows last written (null: unknown, read from storage when needed). */
+  private tailSeen: Tail | null = null;
 
   /** Without a host the log goes straight to its table (see LogStore). */
   constructor(sql: SqlStorage, redactor?: Redactor, host?: LogHost) {
@@ -63,14 +91,25 @@ export class LogBuffer {
 
   /** The seqs in [from, to] of `attempt` already stored (a row covers first_seq … seq). */
   private storedSeqs(attempt: number, from: number, to: number): (seq: number) => boolean {
+    // A streaming log's next chunks come after everything stored: nothing to look up.
+    if (from > this.lastSeq(attempt)) return () => false;
     const spans = this.store.spans(attempt, from, to);
     return (seq) => spans.some((r) => r.f <= seq && seq <= r.l);
   }
 
   private insert(c: LogChunkInput, firstSeq: number | null, bytes: number): void {
     const total = this.totalBytes();
+    const last = this.lastSeq(c.attempt);
     this.store.insert({ ...c, firstSeq, bytes });
     this.total = total + bytes;
+    this.maxSeq.set(c.attempt, Math.max(last, c.seq));
+    // The tail stays known only while rows are added after it, in order.
+    const t = this.tailSeen;
+    const keep = (this.redactor?.longest ?? 1) - 1;
+    this.tailSeen =
+      t && keep > 0 && t.attempt === c.attempt && t.seq === last && (firstSeq ?? c.seq) > last
+        ? { attempt: c.attempt, seq: c.seq, text: (t.text + c.data.slice(-keep)).slice(-keep) }
+        : null;
   }
 
   /** Appends a chunk once; returns false for a duplicate. Past the cap a single marker is kept. */
@@ -147,17 +186,33 @@ export class LogBuffer {
     const r = this.redactor;
     if (!r) return chunk.data;
     const data = r.redact(chunk.data);
-    if (!this.store.any) return data;
+    // Past everything stored of its attempt (a streaming log's next row): what comes before it is
+    // the tail kept from the rows written, when known.
+    const last = this.lastSeq(chunk.attempt);
+    const beyond = chunk.seq > last;
+    if (!this.store.any) {
+      if (beyond) this.tailSeen = { attempt: chunk.attempt, seq: last, text: "" };
+      return data;
+    }
     const need = r.longest - 1;
+    const t = this.tailSeen;
+    // Storage is read only when a secret may cross into this chunk.
+    if (beyond && t?.attempt === chunk.attempt && t.seq === last) {
+      if (!r.crosses(t.text + data.slice(0, need), t.text.length)) return data;
+    }
     const before: { seq: number; data: string }[] = [];
     let headLength = 0;
-    for (const row of this.store.before(chunk.attempt, chunk.seq, 64)) {
+    for (const row of this.store.before(chunk.attempt, chunk.seq, BEFORE_ROWS)) {
       if (headLength >= need) break;
       before.unshift(row);
       headLength += row.data.length;
     }
-    if (before.length === 0) return data;
     const head = before.map((b) => b.data).join("");
+    // Known from here on when these are all the attempt's rows and as much of them as a secret
+    // can span (not when BEFORE_ROWS short rows held less); a rewrite below forgets it again.
+    const whole = beyond && (headLength >= need || before.length < BEFORE_ROWS);
+    this.tailSeen = whole ? { attempt: chunk.attempt, seq: last, text: head.slice(-need) } : null;
+    if (before.length === 0) return data;
     const crossing = r.spans(head + data).find((s) => s.start < head.length && s.end > head.length);
     if (!crossing) return data;
     // Rewrite the earlier chunks the secret touches: the first keeps its text up to the secret
@@ -172,13 +227,19 @@ export class LogBuffer {
       markerPlaced = true;
       const bytes = byteLength(keep);
       this.store.rewrite(chunk.attempt, b.seq, keep, bytes);
+      this.tailSeen = null;
       if (this.total !== null) this.total += bytes - byteLength(b.data);
     }
     return data.slice(crossing.end - head.length);
   }
 
   lastSeq(attempt: number): number {
-    return this.store.lastSeq(attempt);
+    let last = this.maxSeq.get(attempt);
+    if (last === undefined) {
+      last = this.store.lastSeq(attempt);
+      this.maxSeq.set(attempt, last);
+    }
+    return last;
   }
 
   /** The last `lines` lines of the whole log (all attempts, in order). */

@@ -78,6 +78,17 @@ export class Redactor {
     return out + text.slice(at);
   }
 
+  /**
+   * Whether any occurrence of a secret starts before `at` and ends after it, whatever overlaps
+   * spans() would drop: a cheap, never-missing test for a secret split at `at`.
+   */
+  crosses(text: string, at: number): boolean {
+    return this.secrets.some((s) => {
+      const i = text.indexOf(s.value, Math.max(0, at - s.value.length + 1));
+      return i >= 0 && i < at;
+    });
+  }
+
   /** How many trailing characters of `text` could be the start of a secret (to hold back). */
   pendingPrefix(text: string): number {
     for (let n = Math.min(this.longest - 1, text.length); n > 0; n--) {
