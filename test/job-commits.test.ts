@@ -150,6 +150,37 @@ describe("the state writes of a READ_ONLY job", () => {
     }
   });
 
+  it("creates, plans and queues a gateway job (a ready spec) in one write, its alarm the backstop", async () => {
+    // Nobody serves the project: the registry keeps the attempt, and its waiting notice is the
+    // record's next write.
+    const jobId = newJobId();
+    const written = await recordWrites(jobId);
+    const alarms = await recordAlarmWrites(jobId);
+    const stub = jobStubOf(jobId);
+    const before = Date.now();
+    const res = await stub.createFromSpec(
+      {
+        jobId,
+        attempt: 1,
+        provider: "openclaw",
+        projectId: "commits-gateway-nobody",
+        timeoutS: 60,
+        steps: [{ id: "s1", action: "git_status", params: {}, risk: "READ_ONLY", timeoutS: 60 }],
+      },
+      { id: "api", isAdmin: true },
+    );
+    expect(res).toMatchObject({ ok: true, value: { status: "QUEUED" } });
+    await poll(async () => (await stub.opCounts())["outbox.enqueue_direct_pending"]).toBe(1);
+    // The first write is already QUEUED, carrying the create's, the plan's and the queue's events.
+    expect(written[0]?.status).toBe("QUEUED");
+    expect(written[0]?.decidedBy).toBe("api");
+    expect(written[0]?.leaseToken).toEqual(expect.any(String));
+    expect(owedKinds(written[0] as JobState)).toEqual(expect.arrayContaining(["ledger", "event", "enqueue"]));
+    expect(written.map((s) => s.status)).not.toContain("CREATED");
+    // Its first alarm is the drain's backstop, not "now" (which would fire to plan a CREATED job).
+    expect(alarms[0]).toBeGreaterThan(before + 1000);
+  });
+
   it("stores the hand-over's mark with the record's next write (here the registry's waiting notice)", async () => {
     // An agent is connected, but none serves the job's project: the registry keeps the attempt
     // and tells the job why it waits.

@@ -70,8 +70,11 @@ export function gatewayPlan(spec: ExecutionSpec, now: number): PlanSpec {
   };
 }
 
-/** A just-created gateway job takes its plan and is dispatched at once. */
-export function startFromGateway(job: Job, state: JobState, plan: PlanSpec, actor: Actor, steps: number): Decision {
+/**
+ * A just-created gateway job takes its plan (the spec, approved by whoever submitted it) and is
+ * dispatched at once: the effects for the commit that creates it, one storage write, not two.
+ */
+export function startFromGateway(job: Job, state: JobState, plan: PlanSpec, actor: Actor, steps: number): OutboxItem[] {
   state.planningStarted = true;
   state.plan = plan;
   state.risk = plan.estimatedRiskLevel;
@@ -81,8 +84,7 @@ export function startFromGateway(job: Job, state: JobState, plan: PlanSpec, acto
     effects.push({ kind: "audit", actor: actor.id, action: "gateway_execute_admin", detail: { steps }, at: job.now() });
   }
   effects.push(...dispatchFromPlan(job, state, "approve"));
-  job.commit(state, effects);
-  return ok(state);
+  return effects;
 }
 
 export function approve(job: Job, state: JobState | undefined, actor: Actor): Decision {

@@ -122,12 +122,18 @@ export class JobDO extends DurableObject<Env> {
   // ---- RPC: lifecycle and decisions ------------------------------------------------------------
 
   async create(input: CreateJobInput): Promise<JobView> {
-    return this.start(input, true);
-  }
-
-  private async start(input: CreateJobInput, planNow: boolean): Promise<JobView> {
     const existing = this.enter("create");
     if (existing) return viewOf(existing, this.job.logs);
+    // A task the rules read whole is planned (and queued) in the creating commit; one that needs
+    // the model is planned by the alarm, outside the caller's request.
+    return this.start(input, (state) => planInline(this.job, state) ?? []);
+  }
+
+  /**
+   * Creates the job: its CREATED event and whatever `then` decides (its plan, approval and
+   * dispatch when they need no outside call) in one commit, answered once that is durable.
+   */
+  private async start(input: CreateJobInput, then: (state: JobState) => OutboxItem[]): Promise<JobView> {
     const state = newJobState(input, this.job.now());
     const created: OutboxItem = {
       kind: "event",
@@ -138,10 +144,7 @@ export class JobDO extends DurableObject<Env> {
       detail: null,
       at: state.createdAt,
     };
-    // A task the rules read whole is planned (and queued) in this same commit; one that needs
-    // the model is planned by the alarm, outside the caller's request.
-    const planned = (planNow && planInline(this.job, state)) || [];
-    this.job.commit(state, [created, ...planned]);
+    this.job.commit(state, [created, ...then(state)]);
     // The caller is answered once the commit is durable; the ledger row, the dispatch and the
     // rest of the effects follow from the outbox. The alarm is the backstop should this object
     // stop before its drain ends (a job still CREATED is planned by it at once).
@@ -164,10 +167,11 @@ export class JobDO extends DurableObject<Env> {
     if (this.enter("createFromSpec")) return err({ code: "conflict", message: `job ${spec.jobId} already exists` });
     const plan = gatewayPlan(spec, this.job.now());
     const input = { jobId: spec.jobId, projectId: spec.projectId, intent: plan.userIntentSummary, userId: actor.id };
-    await this.start({ ...input, chatId: null }, false);
-    const state = this.job.load();
-    if (!state) return err({ code: "not_found", message: "no such job" });
-    return this.decided(startFromGateway(this.job, state, plan, actor, spec.steps.length));
+    return ok(
+      await this.start({ ...input, chatId: null }, (state) =>
+        startFromGateway(this.job, state, plan, actor, spec.steps.length),
+      ),
+    );
   }
 
   async approve(actor: Actor): Promise<JobResult> {
