@@ -20,7 +20,7 @@ interface Private {
   env: Env;
   afterChange(): Promise<void>;
   settled: Promise<void>;
-  start(input: CreateJobInput, planNow: boolean): Promise<JobView>;
+  start(input: CreateJobInput, then: (state: JobState) => OutboxItem[]): Promise<JobView>;
 }
 
 export interface JobInsides {
@@ -71,7 +71,7 @@ export function insides(i: JobDO): JobInsides {
     commit: (state, effects) => o.job.commit(state, effects),
     move: (state, event, detail) => o.job.move(state, event, detail),
     plan: (state) => planJob(o.job, state),
-    createUnplanned: (input) => o.start.call(i, input, false),
+    createUnplanned: (input) => o.start.call(i, input, () => []),
     drain: () => o.drain.run(o.job),
     restart: () => {
       const drain = new OutboxDrain();
