@@ -15,7 +15,7 @@ import { LOGS_CURSOR, pruneHistory } from "../src/sentinel/retention.ts";
 import { issueLoginLink } from "../src/web/session.ts";
 import { archivedLog } from "./helpers/archived-log.ts";
 import { jobFinished } from "./helpers/frames.ts";
-import { insides } from "./helpers/job-insides.ts";
+import { insides, patchEnv } from "./helpers/job-insides.ts";
 import { jobStubOf } from "./helpers/offers.ts";
 import { cookieOf, web } from "./helpers/web.ts";
 import { API_TOKEN, api, pairAgent, TestAgent } from "./helpers/worker.ts";
@@ -55,6 +55,65 @@ const routeLog = (jobId: string) =>
   archiveApiRoutes.request(`/jobs/${jobId}/log`, { headers: { Authorization: `Bearer ${API_TOKEN}` } }, env);
 
 describe("a job whose final log is small", () => {
+  it("has it written by the same statement as its final ledger row: no statement, row or round trip of its own", async () => {
+    const { agentId, token } = await pairAgent("ledger-log-fold");
+    const agent = await TestAgent.connect(token, { workspaces: ["ledger-log-fold"] });
+    try {
+      const jobId = newJobId();
+      const stub = jobStubOf(jobId);
+      await stub.create({
+        jobId,
+        projectId: "ledger-log-fold",
+        intent: "check git status",
+        userId: "42",
+        chatId: null,
+      });
+      const offer = await agent.nextOf("job_offer", (m) => m.jobId === jobId, 10_000);
+      const fence = { jobId, attempt: offer.attempt, leaseToken: offer.leaseToken };
+      // The create's ledger write is done before the end is watched.
+      await poll(async () => (await getJob(getDb(env.DB), jobId))?.status).toBe("QUEUED");
+      const sqls: string[] = [];
+      let calls = 0;
+      const restore = await patchEnv(jobId, (real) => ({
+        DB: new Proxy(real.DB, {
+          get(t, prop) {
+            const value = Reflect.get(t, prop);
+            if (typeof value !== "function") return value;
+            if (prop === "prepare")
+              return (query: string) => {
+                sqls.push(query);
+                return t.prepare(query);
+              };
+            if (prop === "batch" || prop === "exec")
+              return (...args: unknown[]) => {
+                calls += 1;
+                return (value as (...a: unknown[]) => unknown).apply(t, args);
+              };
+            return value.bind(t);
+          },
+        }),
+      }));
+      try {
+        const data = "nothing to commit, working tree clean\n";
+        const log = { type: "log" as const, ...fence, stepId: "s1", seq: 0, stream: "stdout" as const, data };
+        expect(
+          await stub.agentBatch(agentId, [{ type: "job_accept", ...fence }, log, jobFinished(fence)]),
+        ).toMatchObject({ ok: true });
+        await poll(async () => (await stub.opCounts())["outbox.archive_log_ledger"]).toBe(1);
+      } finally {
+        await restore();
+      }
+      const whole = (await stub.readLogChunks(null))?.text ?? "";
+      expect(await archivedLog(jobId)).toEqual({ ledger: whole, r2: null });
+      // The job's end reached D1 as one batch (its metrics and its row, events and log together).
+      expect(sqls.filter((q) => /\bjobs\b/i.test(q) && /\blog\b/i.test(q))).toHaveLength(1);
+      expect(sqls.some((q) => /^\s*update\s+jobs\s+set\s+log/i.test(q))).toBe(false);
+      expect(calls).toBe(1);
+    } finally {
+      agent.close();
+    }
+  });
+
   it("keeps it on its ledger row, not in R2, and serves it byte-exact before and after its purge", async () => {
     const { agentId, token } = await pairAgent("ledger-log");
     const agent = await TestAgent.connect(token, { workspaces: ["ledger-log"] });

@@ -1,7 +1,8 @@
 // A job's final log, archived when it ends (the archive_log effect). Most logs are small: one of
-// at most LEDGER_LOG_MAX_BYTES goes onto the job's ledger row (one D1 row written) instead of an
-// R2 put, a Class A operation and most of the CPU of a job's end; a larger one is streamed to R2
-// as logs/jobs/{jobId}.log with a known length. GET /api/jobs/:id/log reads the row first.
+// at most LEDGER_LOG_MAX_BYTES goes onto the job's ledger row instead of an R2 put (a Class A
+// operation, and as much CPU as a D1 round trip): normally with the final ledger write itself
+// (drain.ts), else by the effect's own UPDATE. A larger one is streamed to R2 as
+// logs/jobs/{jobId}.log with a known length. GET /api/jobs/:id/log reads the row first.
 import { writeJobLog } from "../ledger/store.ts";
 import type { LogBuffer } from "./log-buffer.ts";
 

@@ -5,6 +5,7 @@ import { getDb, incrementCounter } from "../ledger/store.ts";
 import { errorMessage, log } from "../lib/log.ts";
 import { NotifyLater } from "../notify/notify.ts";
 import { raiseAlert } from "../sentinel/alerts.ts";
+import { smallLog } from "./archive-log.ts";
 import { LEDGER_KINDS, type LedgerQuery, ledgerWrites, runOutboxItem } from "./effects.ts";
 import type { JobContext } from "./job-context.ts";
 import type { JobState } from "./job-state.ts";
@@ -77,7 +78,17 @@ async function performDue(job: JobContext): Promise<boolean> {
       // Consecutive ledger writes go to D1 as one batch: one round trip, one transaction.
       const group: OutboxRow[] = [];
       while (i < rows.length && LEDGER_KINDS.has((rows[i] as OutboxRow).item.kind)) group.push(rows[i++] as OutboxRow);
-      if (!(await writeLedger(job, state, group))) blocked.add("ledger");
+      // A final job's archive due in this pass: a small log rides on the row this batch writes
+      // (no statement, row or round trip of its own), and the archive item is done with it.
+      const archive = isTerminal(state.status) ? rows.slice(i).find((r) => r.item.kind === "archive_log") : undefined;
+      const finalLog = archive ? smallLog(job.logs) : null;
+      const wrote = await writeLedger(job, state, group, finalLog);
+      if (wrote === "blocked") blocked.add("ledger");
+      if (wrote === "logged" && archive) {
+        job.count("outbox.archive_log_ledger");
+        job.outbox.done(archive);
+        rows.splice(rows.indexOf(archive), 1);
+      }
       continue;
     }
     i += 1;
@@ -133,14 +144,23 @@ async function reportParked(job: JobContext): Promise<void> {
   }
 }
 
-/** Writes a group of ledger items in one D1 batch; false when the ledger lane must wait for a retry. */
-async function writeLedger(job: JobContext, state: JobState, group: OutboxRow[]): Promise<boolean> {
+/**
+ * Writes a group of ledger items in one D1 batch, with `finalLog` on the job's row when given:
+ * "blocked" when the ledger lane must wait for a retry, "logged" when the log was written too.
+ */
+async function writeLedger(
+  job: JobContext,
+  state: JobState,
+  group: OutboxRow[],
+  finalLog: string | null = null,
+): Promise<"written" | "logged" | "blocked"> {
   const db = getDb(job.env.DB);
   const statement = ledgerWrites(
     job,
     db,
     state,
     group.map((row) => row.item),
+    finalLog,
   );
   const queries = statement.queries;
   try {
@@ -149,9 +169,10 @@ async function writeLedger(job: JobContext, state: JobState, group: OutboxRow[])
   } catch (err) {
     if (group.length > 1) {
       // One bad item fails the whole batch: write them one by one, in order, so the items
-      // before it land and only it counts the failure (and, in the end, is parked).
-      for (const row of group) if (!(await writeLedger(job, state, [row]))) return false;
-      return true;
+      // before it land and only it counts the failure (and, in the end, is parked). The log is
+      // left to its own archive item.
+      for (const row of group) if ((await writeLedger(job, state, [row])) === "blocked") return "blocked";
+      return "written";
     }
     const row = group[0] as OutboxRow;
     const outcome = job.outbox.failed(row, job.now(), failureText(err));
@@ -161,7 +182,7 @@ async function writeLedger(job: JobContext, state: JobState, group: OutboxRow[])
       tries: row.tries + 1,
       error: errorMessage(err),
     });
-    return outcome === "parked";
+    return outcome === "parked" ? "written" : "blocked";
   }
   statement.done?.();
   for (const row of group) {
@@ -172,7 +193,7 @@ async function writeLedger(job: JobContext, state: JobState, group: OutboxRow[])
     job.count("d1.batch");
     for (let n = 0; n < queries.length; n++) job.count("d1.batched_statements");
   }
-  return true;
+  return finalLog === null ? "written" : "logged";
 }
 
 /**

@@ -42,8 +42,10 @@ export function ledgerWrites(
   db: Db,
   state: JobState,
   items: OutboxItem[],
+  /** A final job's small log (archive-log.ts), written by the same statement as its row. */
+  log: string | null = null,
 ): LedgerWrite {
-  const row = toLedgerRow(state);
+  const row = { ...toLedgerRow(state), ...(log === null ? {} : { log }) };
   let snapshot: { before: ReturnType<typeof toLedgerRow> | null; key: string } | null = null;
   let unchanged = false;
   if (items.some((i) => i.kind === "ledger")) {
@@ -71,7 +73,7 @@ export function ledgerWrites(
   );
   const first = json.slice(0, EVENTS_PER_STATEMENT);
   if (snapshot) queries.push(upsertJobQuery(db, row, snapshot.before, first));
-  else if (first.length > 0) queries.push(appendJobEventsQuery(db, row, first));
+  else if (first.length > 0 || log !== null) queries.push(appendJobEventsQuery(db, row, first));
   for (let i = EVENTS_PER_STATEMENT; i < json.length; i += EVENTS_PER_STATEMENT)
     queries.push(appendJobEventsQuery(db, row, json.slice(i, i + EVENTS_PER_STATEMENT), notAfter));
   for (const item of items) {

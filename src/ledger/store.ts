@@ -178,7 +178,8 @@ export function appendJobEventsQuery(db: Db, row: NewJobRow, events: JobEventJso
     .values({ ...row, events: JSON.stringify(uniqueEvents(events)) })
     .onConflictDoUpdate({
       target: jobs.id,
-      set: { events: appendEventsSql(events) },
+      // A final log riding on this write (row.log set) is written with the events.
+      set: { events: appendEventsSql(events), ...(row.log === undefined ? {} : { log: row.log }) },
       ...(notAfter === null ? {} : { setWhere: sql`${jobs.updatedAt} <= ${notAfter}` }),
     });
 }
