@@ -7,8 +7,8 @@
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
-/** Tests each vitest project had when this was last raised (620 worker, 214 agent, 87 e2e on 2026-11-25, session 5), less a margin: fewer means lost tests. */
-export const MINIMUM_TESTS = { worker: 600, agent: 205, e2e: 84 };
+/** Tests each vitest project had when this was last raised (662 worker, 223 agent, 88 e2e on 2026-11-26, session 7), less a margin: fewer means lost tests. */
+export const MINIMUM_TESTS = { worker: 645, agent: 216, e2e: 86 };
 
 /** Which vitest project a test file belongs to (the report does not say). */
 export function projectOf(file) {
