@@ -205,7 +205,9 @@ ${costSection}
   2 ms). The latency command and the throughput command differ only by the marker line; each part
   is compared with a direct spawn of exactly its own command.
   **Overhead** = that minus the direct \`git status\` (p50 from p50, p99 from p99).
-- **pickup**: QUEUED → RUNNING in the ledger.
+- **pickup**: QUEUED → RUNNING in the ledger. Since session 7 RUNNING is dated when the agent took
+  the attempt: the accept's arrival less the time it waited on the agent to travel with the first
+  frames (\`heldMs\`, bounded by QUEUED and the arrival); before, it was the batch's arrival.
 - **throughput**: first submit to the last SUCCEEDED in the ledger; the bench watches the workspaces'
   files (not the API) to know when every command ran. **Ratio** = jobs/s ÷ direct spawns/s.
 - **workerd CPU per job**: utime+stime of the workerd processes under the bench (from /proc), minus
