@@ -5,18 +5,11 @@
 // the socket's backpressure — or, offline, by a bound on what the journal holds.
 import type { FencedAgentMessage } from "../../protocol/index.ts";
 import type { Job, JobBook } from "./job-book.ts";
+import type { SendOptions } from "./job-runner.ts";
 import { LogChunker } from "./log-stream.ts";
 import type { LogLevel } from "./logger.ts";
 import { finishAbandoned, type JournalRecord, type ResultJournal } from "./result-journal.ts";
 import type { Wire } from "./wire.ts";
-
-export interface SendOptions {
-  spawnsNext?: boolean;
-  /** Called (at most once) while this frame's journal write waits for the disk: the main thread's
-   * part of starting other work (spawning a process) overlaps the fsync. Not called when nothing
-   * is written; the caller does that work itself then. */
-  meanwhile?: () => void;
-}
 
 /** Log frames kept for replay after a reconnect: more than can be in flight (socket + kernel buffers). */
 const JOURNAL_LOG_BYTES = 4 * 1024 * 1024;

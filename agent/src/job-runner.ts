@@ -15,7 +15,6 @@ import { type UploadPolicy, uploadArtifact } from "./artifact-upload.ts";
 import type { Approver } from "./coder/run.ts";
 import { type AgentConfig, pathPolicyFor } from "./config.ts";
 import { executeStep, prepareStep, type StepRun } from "./executor.ts";
-import type { SendOptions } from "./job-reporter.ts";
 import type { LogChunker } from "./log-stream.ts";
 
 const CAPTURE_BYTES = 5 * 1024 * 1024;
@@ -36,10 +35,19 @@ export interface RunningJob extends Fence {
   fenced: boolean;
 }
 
+/** How a frame is sent (JobReporter.send). */
+export interface SendOptions {
+  spawnsNext?: boolean;
+  /** Called (at most once) while this frame's journal write waits for the disk: the main thread's
+   * part of starting other work (spawning a process) overlaps the fsync. Not called when nothing
+   * is written; the caller does that work itself then. */
+  meanwhile?: () => void;
+}
+
 /** What a running job needs from the agent around it. */
 export interface JobHost {
   config: AgentConfig;
-  /** opts: see SendOptions in job-reporter.ts. */
+  /** opts: see SendOptions above. */
   send(job: RunningJob, msg: FencedAgentMessage, opts?: SendOptions): Promise<void>;
   say(line: string): void;
   uploadPolicy: UploadPolicy;
