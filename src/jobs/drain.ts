@@ -27,32 +27,27 @@ export class OutboxDrain {
     if (this.running) this.again = true;
   }
 
-  /** False when a drain was already running: it goes round again, and its caller re-arms after. */
-  async run(job: JobContext): Promise<boolean> {
+  async run(job: JobContext): Promise<void> {
     if (this.running) {
       this.again = true;
-      return false;
+      return;
     }
     this.running = true;
     try {
       do {
         this.again = false;
-        if (!(await drainPass(job, () => this.again))) return true; // the job's storage is gone
+        if (!(await drainPass(job))) return; // the job's storage is gone
         // Inside the loop: a drain asked for while the alert is sent is not lost.
         await reportParked(job);
       } while (this.again);
-      return true;
     } finally {
       this.running = false;
     }
   }
 }
 
-/**
- * One pass over the items due now, in lane order; false when the job's storage is gone. `again`:
- * another pass follows at once (a commit came meanwhile), and its end writes the record instead.
- */
-async function drainPass(job: JobContext, again: () => boolean): Promise<boolean> {
+/** One pass over the items due now, in lane order; false when the job's storage is gone. */
+async function drainPass(job: JobContext): Promise<boolean> {
   const outbox = job.outbox;
   let settle = true;
   try {
@@ -60,16 +55,14 @@ async function drainPass(job: JobContext, again: () => boolean): Promise<boolean
     return settle;
   } finally {
     // The rows the pass worked on are written once, at its end (unless the storage is gone).
-    // A final job expects no further commit to drop what was done from its record, unless the
-    // next pass (which follows at once) will: a job that ended while its create's pass ran
-    // (the agent's result arriving during its ledger write) is written once, not twice.
-    if (settle) outbox.settle(isTerminal(job.peek()?.status ?? "CREATED") && !again());
+    // A final job expects no further commit to drop what was done from its record.
+    if (settle) outbox.settle(isTerminal(job.peek()?.status ?? "CREATED"));
     else outbox.forget();
   }
 }
 
 async function performDue(job: JobContext): Promise<boolean> {
-  const rows = agentLaneFirst(job.outbox.due(job.now()));
+  const rows = job.outbox.due(job.now());
   // A lane whose item failed in this pass: its later items wait for the retry.
   const blocked = new Set<string>();
   for (let i = 0; i < rows.length; ) {
@@ -121,17 +114,6 @@ async function performDue(job: JobContext): Promise<boolean> {
     }
   }
   return true;
-}
-
-/**
- * The agent lane's items (the hand-over to the registry, a cancel) before the rest, in their own
- * order: an offer waits for no ledger write. The ledger row follows from the outbox anyway (as the
- * POST's answer does not wait for it either), and each lane keeps its own order.
- */
-function agentLaneFirst(rows: OutboxRow[]): OutboxRow[] {
-  const agent = rows.filter((r) => laneOf(r.item.kind) === "agent");
-  if (agent.length === 0) return rows;
-  return [...agent, ...rows.filter((r) => laneOf(r.item.kind) !== "agent")];
 }
 
 /**

@@ -80,10 +80,8 @@ export class JobDO extends DurableObject<Env> {
   /** After every change: perform the effects it queued, then arm the alarm at the next deadline. */
   private async afterChange(): Promise<void> {
     this.job.flush();
-    // A drain already running takes this change in its next pass, and its own afterChange
-    // re-arms once it has ended: re-arming here too would write an alarm for effects about to be
-    // done (an alarm write per job when the agent's result comes during the create's drain).
-    if (await this.drain.run(this.job)) await this.rearm();
+    await this.drain.run(this.job);
+    await this.rearm();
   }
 
   /**
@@ -206,7 +204,7 @@ export class JobDO extends DurableObject<Env> {
     state.chatId = chatId;
     state.messageId = messageId;
     this.job.commit(state);
-    await this.afterChange();
+    await this.drain.run(this.job);
   }
 
   // ---- RPC: planning and dispatch (orchestrator, queue consumer, registry) ---------------------

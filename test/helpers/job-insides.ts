@@ -72,9 +72,7 @@ export function insides(i: JobDO): JobInsides {
     move: (state, event, detail) => o.job.move(state, event, detail),
     plan: (state) => planJob(o.job, state),
     createUnplanned: (input) => o.start.call(i, input, () => []),
-    drain: async () => {
-      await o.drain.run(o.job);
-    },
+    drain: () => o.drain.run(o.job),
     restart: () => {
       const drain = new OutboxDrain();
       o.drain = drain;
