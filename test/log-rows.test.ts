@@ -2,12 +2,10 @@
 // frames are one row, resent frames are stored once, a secret split over frames or rows is still
 // redacted, and while the object has seen its whole log it is read from memory (the archive, the
 // tails), from the table only after a restart — the same bytes either way.
-import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import type { JobDO } from "../src/jobs/job-do.ts";
 import { LogBuffer, type LogChunkInput } from "../src/jobs/log-buffer.ts";
 import { Redactor } from "../src/lib/redact.ts";
-import { insides } from "./helpers/job-insides.ts";
+import { countingSql, inObject } from "./helpers/log-sql.ts";
 
 const chunk = (seq: number, data: string, more: Partial<LogChunkInput> = {}): LogChunkInput => ({
   attempt: 1,
@@ -19,25 +17,8 @@ const chunk = (seq: number, data: string, more: Partial<LogChunkInput> = {}): Lo
 });
 
 /** The object's SQL, with the statements that read the log's rows counted. */
-function countingSql(sql: SqlStorage): { sql: SqlStorage; reads: string[] } {
-  const reads: string[] = [];
-  const wrapped = new Proxy(sql, {
-    get(target, prop) {
-      if (prop === "exec") {
-        return (query: string, ...args: unknown[]) => {
-          if (/FROM log_chunks/.test(query) && /SELECT (attempt, seq, )?data/.test(query)) reads.push(query);
-          return target.exec(query, ...(args as SqlStorageValue[]));
-        };
-      }
-      const v = Reflect.get(target, prop);
-      return typeof v === "function" ? v.bind(target) : v;
-    },
-  });
-  return { sql: wrapped, reads };
-}
-
-const inObject = <T>(name: string, fn: (sql: SqlStorage) => T | Promise<T>) =>
-  runInDurableObject(env.JOB.getByName(name), (i: JobDO) => fn(insides(i).ctx.storage.sql));
+const readsOf = (sql: SqlStorage) =>
+  countingSql(sql, (q) => /FROM log_chunks/.test(q) && /SELECT (attempt, seq, )?data/.test(q));
 
 const rowCount = (sql: SqlStorage) => sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM log_chunks").one().n;
 
@@ -97,7 +78,7 @@ describe("a job's log rows", () => {
 
   it("reads the archive and tails from memory, and the same bytes from the table after a restart", async () => {
     await inObject("log-rows-memory", (sql) => {
-      const counted = countingSql(sql);
+      const counted = readsOf(sql);
       const log = new LogBuffer(counted.sql);
       log.append(chunk(-1, "── header ──\n", { stepId: null, stream: "system" }));
       log.appendMany([chunk(0, "é\n"), chunk(1, "two\n")]);
@@ -107,7 +88,7 @@ describe("a job's log rows", () => {
       expect(log.search("TWO")).toEqual(["two"]);
       expect(counted.reads).toEqual([]);
       // A new instance (a restart) has not seen the rows: it reads them, byte for byte the same.
-      const again = countingSql(sql);
+      const again = readsOf(sql);
       const restarted = new LogBuffer(again.sql);
       expect([...restarted.chunks()].join("")).toBe(text);
       expect(restarted.tail(2)).toBe("two\nthree");

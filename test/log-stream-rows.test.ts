@@ -2,41 +2,21 @@
 // split across rows against the tail of the rows just written, not against rows read back from
 // storage, and is known new without a lookup. What may not change: a secret split across rows is
 // still redacted, also when rows arrive out of order, and resent frames are still stored once.
-import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import type { JobDO } from "../src/jobs/job-do.ts";
 import { LogBuffer, type LogChunkInput } from "../src/jobs/log-buffer.ts";
 import { Redactor } from "../src/lib/redact.ts";
-import { insides } from "./helpers/job-insides.ts";
+import { countingSql, inObject } from "./helpers/log-sql.ts";
 
 const chunk = (seq: number, data: string): LogChunkInput => ({ attempt: 1, seq, stepId: "s1", stream: "stdout", data });
 const SECRET = [{ name: "API_TOKEN", value: "test-api-token" }];
 
-/** The object's SQL, with every statement that reads the log's rows back (or looks them up) counted. */
-function countingSql(sql: SqlStorage): { sql: SqlStorage; reads: string[] } {
-  const reads: string[] = [];
-  const wrapped = new Proxy(sql, {
-    get(target, prop) {
-      if (prop === "exec") {
-        return (query: string, ...args: unknown[]) => {
-          if (/^\s*SELECT/.test(query) && /FROM log_chunks/.test(query)) reads.push(query);
-          return target.exec(query, ...(args as SqlStorageValue[]));
-        };
-      }
-      const v = Reflect.get(target, prop);
-      return typeof v === "function" ? v.bind(target) : v;
-    },
-  });
-  return { sql: wrapped, reads };
-}
-
-const inObject = <T>(name: string, fn: (sql: SqlStorage) => T | Promise<T>) =>
-  runInDurableObject(env.JOB.getByName(name), (i: JobDO) => fn(insides(i).ctx.storage.sql));
+/** The object's SQL, with the statements that read the log's rows counted. */
+const readsOf = (sql: SqlStorage) => countingSql(sql, (q) => /^\s*SELECT/.test(q) && /FROM log_chunks/.test(q));
 
 describe("a streaming log's rows", () => {
   it("stores batch after batch without reading earlier rows back, and still redacts a secret split across them", async () => {
     await inObject("log-stream-rows-tail", (raw) => {
-      const { sql, reads } = countingSql(raw);
+      const { sql, reads } = readsOf(raw);
       const log = new LogBuffer(sql, new Redactor(SECRET));
       const sent: string[] = [];
       const batch = (seq: number, data: string) => {
