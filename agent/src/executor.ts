@@ -82,15 +82,13 @@ async function executeChecked(step: ExecutionStep, ctx: StepContext): Promise<St
   }
 }
 
-const GIT_ACTIONS: ReadonlySet<string> = new Set(["git_status", "git_diff", "git_log", "git_commit", "git_push"]);
-
 /**
  * What a step can start before it is spawned, to overlap the work in between (the journal
  * write): a git step's config scan. Called when the step begins, after every earlier step of the
  * job has ended, so the scan sees whatever those steps wrote.
  */
 export function prepareStep(step: ExecutionStep, workspace: string): Pick<StepContext, "gitScan"> {
-  return GIT_ACTIONS.has(step.action) ? { gitScan: new PendingScan(workspace) } : {};
+  return getAction(step.action)?.capability === "git" ? { gitScan: new PendingScan(workspace) } : {};
 }
 
 /** A hardened git command (git-safety.ts), hooks off unless the action writes. */
