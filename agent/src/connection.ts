@@ -3,7 +3,7 @@
 // keepalives between them, a reconnect when the server goes silent), and after a drop reconnects
 // with a jittered, growing backoff (backoff.ts) — unless the server ended this agent for good.
 // What is sent on the socket, and how delivery is proven, is wire.ts's.
-import WebSocket from "ws";
+
 import {
   type AgentToServer,
   parseFrame,
@@ -17,6 +17,7 @@ import type { RunningRef } from "./job-book.ts";
 import type { LogLevel } from "./logger.ts";
 import { unreadableOffer } from "./offers.ts";
 import type { Wire } from "./wire.ts";
+import { WebSocket } from "./ws.ts";
 
 export const AGENT_VERSION = "0.1.0";
 

@@ -3,9 +3,10 @@
 // back proves that every frame sent before it was received. Job frames wait a few ms in the
 // FrameBatcher; anything else sent after them (a frame of another kind, a keepalive) flushes them
 // first, so that proof covers them too. Above HIGH_WATER buffered bytes, producers wait.
-import WebSocket from "ws";
+
 import { type AgentToServer, type ExecutionSpec, type FencedAgentMessage, writes } from "../../protocol/index.ts";
 import { type BatchTuning, FrameBatcher } from "./frame-batcher.ts";
+import { WebSocket } from "./ws.ts";
 
 /** Above this many buffered bytes on the socket, output is paused (backpressure). */
 const HIGH_WATER = 1024 * 1024;
