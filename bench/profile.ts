@@ -184,7 +184,7 @@ async function main(): Promise<void> {
     await cdp.send("Profiler.enable");
     await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
     await cdp.send("Profiler.start");
-    // One long-poll per job (the server re-reads the job every 250 ms), not a client poll.
+    // One long-poll per job (answered at the commit that ends it), not a client poll.
     for (let i = 0; i < CHAT; i++) await chat(CHAT_COMMANDS[i % CHAT_COMMANDS.length] ?? "/help");
     for (let i = 0; i < (CHAT > 0 ? 0 : JOBS); i++) {
       const id = await client.submit("check git status", "bench");

@@ -201,8 +201,9 @@ ${costSection}
 - **submit → SUCCEEDED**: from just before \`POST /api/tasks\` to the SUCCEEDED transition's time in the
   ledger (the JobDO's clock, same machine). The bench waits with one long-poll per job
   (\`GET /api/jobs/:id/wait\`) and reads the ledger after: the only load it adds while a job runs is
-  that wait's own re-read of the job object every 250 ms on the server (it was a client poll every
-  2 ms). The latency command and the throughput command differ only by the marker line; each part
+  that wait, one request to the job's object, answered at the commit that ends the job (since
+  session 8; it re-read the job every 250 ms before, and was a client poll every 2 ms before that),
+  so the next job is submitted as soon as the last one is known to be done. The latency command and the throughput command differ only by the marker line; each part
   is compared with a direct spawn of exactly its own command.
   **Overhead** = that minus the direct \`git status\` (p50 from p50, p99 from p99).
 - **pickup**: QUEUED → RUNNING in the ledger. Since session 7 RUNNING is dated when the agent took

@@ -86,16 +86,31 @@ export async function cancelJob(env: Env, jobId: string, actor: Actor, reason?: 
   return unwrap(await jobStub(env, jobId).cancel(actor, reason));
 }
 
-/** Waits until the job leaves `from` states or the timeout passes; returns the latest view. */
+/**
+ * Waits until the job leaves `from` states or the timeout passes; returns the latest view. The
+ * job's object answers at the commit that changes it. Should the object restart meanwhile (a
+ * deploy, an eviction, a reset), the wait, being only a read, is asked again for the time left,
+ * up to WAIT_RETRIES times in a row.
+ */
 export async function waitWhile(env: Env, jobId: string, from: JobStatus[], timeoutS: number): Promise<JobView> {
   const deadline = Date.now() + timeoutS * 1000;
-  let job = await getStatus(env, jobId);
-  while (from.includes(job.status) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 250));
-    job = await getStatus(env, jobId);
+  for (let failures = 0; ; ) {
+    let job: JobView | null;
+    try {
+      job = await jobStub(env, jobId).waitWhile(from, deadline - Date.now());
+      failures = 0;
+    } catch (err) {
+      if (++failures > WAIT_RETRIES || Date.now() >= deadline) throw err;
+      await new Promise((r) => setTimeout(r, 50 * 2 ** failures));
+      continue;
+    }
+    if (!job) return getStatus(env, jobId); // no live record: says why (purged, or no such job)
+    if (!from.includes(job.status) || Date.now() >= deadline) return job;
   }
-  return job;
 }
+
+/** How many failed wait calls in a row a wait survives (the object restarting under it). */
+const WAIT_RETRIES = 3;
 
 /** waitForApproval (docs/design.md §3): true once approved (queued or beyond), false if denied or timed out. */
 export async function waitForApproval(

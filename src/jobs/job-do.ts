@@ -59,11 +59,16 @@ const DRAIN_BACKSTOP_MS = 5_000;
 // Callers name these through the object they talk to.
 export type { Actor, CreateJobInput, DispatchOutcome, FenceResult, JobResult } from "./job-api.ts";
 
+/** The longest one waitWhile call waits (the API's own limit on a wait is 300 s). */
+export const MAX_WAIT_MS = 300_000;
+
 export class JobDO extends DurableObject<Env> {
   private readonly job: JobStore;
   private readonly drain = new OutboxDrain();
   /** The latest work left running after an answer (tests wait for it). */
   private settled: Promise<void> = Promise.resolve();
+  /** The waits (waitWhile) to wake at the next commit. */
+  private readonly waiters = new Set<() => void>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -73,7 +78,10 @@ export class JobDO extends DurableObject<Env> {
       ctx.storage,
       () => this.env,
       loadConfig(env),
-      () => this.drain.committed(),
+      () => {
+        this.drain.committed();
+        for (const wake of this.waiters) wake();
+      },
     );
   }
 
@@ -196,6 +204,31 @@ export class JobDO extends DurableObject<Env> {
   async get(): Promise<JobView | null> {
     const state = this.look("get");
     return state ? viewOf(state, this.job.logs) : null;
+  }
+
+  /**
+   * The job's view once its status is not one of `from`, or when `timeoutMs` (at most
+   * MAX_WAIT_MS) has passed; null when there is no job. Woken by the commit that changes it, so a
+   * waiting client hears of the change at once, for one request to this object per wait.
+   */
+  async waitWhile(from: JobStatus[], timeoutMs: number): Promise<JobView | null> {
+    this.job.count("rpc.waitWhile");
+    const deadline = Date.now() + Math.min(Math.max(0, timeoutMs), MAX_WAIT_MS);
+    for (;;) {
+      const state = this.job.peek();
+      if (!state) return null;
+      const left = deadline - Date.now();
+      if (!from.includes(state.status) || left <= 0) return viewOf(state, this.job.logs);
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          this.waiters.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, left);
+        this.waiters.add(wake);
+      });
+    }
   }
 
   async setMessage(chatId: string, messageId: number): Promise<void> {
