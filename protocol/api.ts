@@ -60,6 +60,16 @@ export const DecisionRequestSchema = z.strictObject({ reason: z.string().max(500
 
 export const WaitQuerySchema = z.strictObject({
   timeoutS: z.coerce.number().int().min(0).max(300).default(30),
+  /**
+   * /wait only: the statuses to wait while, comma-separated (e.g. `QUEUED`, to hear when the job
+   * starts); without it, until the job ends.
+   */
+  while: z
+    .string()
+    .max(100)
+    .transform((s) => s.split(","))
+    .pipe(z.array(JobStatusSchema).min(1))
+    .optional(),
 });
 
 export const LogQuerySchema = z.strictObject({

@@ -67,6 +67,29 @@ describe("waiting on a job", () => {
     expect((await json<JobView>(final)).status).toBe("CANCELLED");
   });
 
+  it("with ?while=, answers when the job leaves those statuses rather than when it ends", async () => {
+    const jobId = await plannedAdminJob();
+    const pending = api(`/api/jobs/${jobId}/wait?timeoutS=120&while=CREATED,PLANNED`);
+    await poll(() => waits(jobId)).toBe(1);
+    expect((await api(`/api/jobs/${jobId}/approve`, { method: "POST" })).status).toBe(200);
+    // QUEUED is not final: a wait without ?while= would still be waiting (no agent serves it).
+    const res = await pending;
+    expect(res.status).toBe(200);
+    expect((await json<JobView>(res)).status).toBe("QUEUED");
+  });
+
+  it("refuses a ?while= that names no status, and ?while= on /wait-approval", async () => {
+    const jobId = await plannedAdminJob();
+    for (const bad of ["BOGUS", "QUEUED,", "", "queued"]) {
+      const res = await api(`/api/jobs/${jobId}/wait?timeoutS=1&while=${bad}`);
+      expect(res.status, bad).toBe(400);
+    }
+    const approval = await api(`/api/jobs/${jobId}/wait-approval?timeoutS=1&while=PLANNED`);
+    expect(approval.status).toBe(400);
+    expect(JSON.stringify(await json(approval))).toContain("while");
+    expect(await waits(jobId)).toBe(0);
+  });
+
   it("answers 404 for a job that does not exist, and refuses a timeout over 300 s", async () => {
     const missing = await api(`/api/jobs/${newJobId()}/wait?timeoutS=5`);
     expect(missing.status).toBe(404);

@@ -1,8 +1,7 @@
 // Following a job: its log over the server-sent event stream (GET /api/jobs/:id/logs/stream,
 // `log` events with new text, one `end` event with the final status), and its status changes.
-import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
-import { isTerminal, type JobView, JobViewSchema } from "../../protocol/index.ts";
+import { isTerminal, type JobStatus, type JobView, JobViewSchema } from "../../protocol/index.ts";
 import { safeForTerminal } from "../../src/lib/text-safety.ts";
 import { ServerError } from "./errors.ts";
 import type { Api } from "./http.ts";
@@ -58,15 +57,23 @@ export async function followJob(
   onLine: (line: string) => void,
 ): Promise<JobView> {
   let last = "";
-  for (;;) {
-    const job = await api.read(JobViewSchema, api.client.api.jobs[":id"].$get({ param: { id: jobId } }));
-    if (job.status === "RUNNING" || isTerminal(job.status)) break;
+  let job = await api.read(JobViewSchema, api.client.api.jobs[":id"].$get({ param: { id: jobId } }));
+  while (job.status !== "RUNNING" && !isTerminal(job.status)) {
     if (job.status !== last) onJob(job);
     last = job.status;
-    await sleep(500);
+    // Answered the moment the status changes (or after 30 s, asked again).
+    job = await waitWhile(api, jobId, job.status);
   }
   await streamLog(api, jobId, onLine);
-  const job = await api.read(JobViewSchema, api.client.api.jobs[":id"].$get({ param: { id: jobId } }));
-  onJob(job);
-  return job;
+  const final = await api.read(JobViewSchema, api.client.api.jobs[":id"].$get({ param: { id: jobId } }));
+  onJob(final);
+  return final;
+}
+
+/** The job once its status is no longer `status`, or as it is after 30 s (GET /api/jobs/:id/wait). */
+export function waitWhile(api: Api, jobId: string, status: JobStatus): Promise<JobView> {
+  return api.read(
+    JobViewSchema,
+    api.client.api.jobs[":id"].wait.$get({ param: { id: jobId }, query: { timeoutS: "30", while: status } }),
+  );
 }

@@ -1,11 +1,10 @@
 // Job commands: task, jobs, status, wait, approve, deny, cancel, retry, redispatch, events, ops, logs.
 import { writeSync } from "node:fs";
-import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import { JobListResponseSchema, JobStatusSchema, type JobView, JobViewSchema } from "../../protocol/index.ts";
 import { safeForTerminal } from "../../src/lib/text-safety.ts";
 import { EXIT, UsageError } from "./errors.ts";
-import { followJob, streamLog } from "./follow.ts";
+import { followJob, streamLog, waitWhile } from "./follow.ts";
 import type { Api } from "./http.ts";
 import { CMD, renderJob, renderJobList, table } from "./render.ts";
 
@@ -82,13 +81,13 @@ async function follow(ctx: Ctx, id: string): Promise<number> {
   return job.status === "SUCCEEDED" ? EXIT.ok : EXIT.failed;
 }
 
-/** Waits (briefly) while the planner works, so that `task` can show the plan it made. */
+/** Waits (up to a minute) while the planner works, so that `task` can show the plan it made. */
 async function untilPlanned(ctx: Ctx, id: string): Promise<JobView> {
   const deadline = Date.now() + 60_000;
   for (;;) {
     const job = await getJob(ctx, id);
     if (job.status !== "CREATED" || Date.now() > deadline) return job;
-    await sleep(250);
+    await waitWhile(ctx.api, id, "CREATED");
   }
 }
 

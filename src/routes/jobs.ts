@@ -127,14 +127,21 @@ export const jobRoutes = new Hono<{ Bindings: Env }>()
   })
   .get("/jobs/:id/wait-approval", auth, jobParam, valid("query", WaitQuerySchema, "query"), async (c) => {
     const id = c.req.valid("param").id;
-    const { timeoutS } = c.req.valid("query");
+    const { timeoutS, while: during } = c.req.valid("query");
+    if (during)
+      throw new ApiError(
+        "bad_request",
+        "query: `while` goes with /wait; /wait-approval waits while the plan is undecided",
+      );
     const res = await waitForApproval(c.env, id, timeoutS);
     return c.json({ ...res, job: withReview(res.job) });
   })
   .get("/jobs/:id/wait", auth, jobParam, valid("query", WaitQuerySchema, "query"), async (c) => {
     const id = c.req.valid("param").id;
-    const { timeoutS } = c.req.valid("query");
-    return c.json(withReview(await waitWhile(c.env, id, ["CREATED", "PLANNED", "QUEUED", "RUNNING"], timeoutS)));
+    const { timeoutS, while: during } = c.req.valid("query");
+    return c.json(
+      withReview(await waitWhile(c.env, id, during ?? ["CREATED", "PLANNED", "QUEUED", "RUNNING"], timeoutS)),
+    );
   })
   .get("/jobs/:id/logs", auth, jobParam, valid("query", LogQuerySchema, "query"), async (c) => {
     const id = c.req.valid("param").id;
