@@ -50,10 +50,14 @@ async function runJob(path: [JobEvent, number][], batched = false): Promise<stri
   return jobId;
 }
 
-/** The old per-scrape computation: every matching event against the latest earlier one. */
+/**
+ * The definition, recomputed from every event: each matching event against the latest earlier
+ * one that entered the status from another (a `waiting` or `reachable` event is no new start).
+ */
 async function recomputed(toStatuses: string[], fromStatus: string): Promise<number[]> {
   const { results } = await env.DB.prepare(
     `SELECT e.at - (SELECT p.at FROM ${JOB_EVENTS} p WHERE p.job_id = e.job_id AND p.to_status = ? AND p.seq < e.seq
+                      AND (p.from_status IS NULL OR p.from_status != p.to_status)
                     ORDER BY p.seq DESC LIMIT 1) AS ms
      FROM ${JOB_EVENTS} e WHERE e.to_status IN (${toStatuses.map(() => "?").join(",")})`,
   )

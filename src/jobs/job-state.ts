@@ -82,8 +82,13 @@ export interface JobState {
   runningAt?: number | null;
   finishedAt: number | null;
   eventSeq: number;
-  /** When the latest event into each status happened (the /metrics latencies are measured from it). */
+  /** When the latest event into each status happened (RUNNING is never dated before QUEUED's). */
   lastAtByStatus?: Partial<Record<JobStatus, number>>;
+  /**
+   * When the job last entered each status from another one (an event that keeps the status does
+   * not count): the /metrics latencies are measured from it.
+   */
+  enteredAt?: Partial<Record<JobStatus, number>>;
   planningStarted: boolean;
   /** When the current planning attempt began, and how many there were (a restart can cut one off). */
   planningStartedAt?: number | null;

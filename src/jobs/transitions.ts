@@ -39,8 +39,14 @@ export function move(
     ...(state.queuedAt !== null ? { QUEUED: state.queuedAt } : {}),
     ...(state.startedAt !== null ? { RUNNING: state.runningAt ?? state.startedAt } : {}),
   };
-  const measure = measureFor(to, now, lastAt);
+  // Measured from when the job entered the status it leaves: an event that keeps the status
+  // (`waiting` for an agent, `reachable` again) is no new start. States from before `enteredAt`
+  // was kept measure from their latest event, as they always did.
+  const entered = state.enteredAt ?? lastAt;
+  const measure = measureFor(to, now, entered);
   state.lastAtByStatus = { ...lastAt, [to]: now };
+  if (to !== from || entered[to] === undefined) state.enteredAt = { ...entered, [to]: now };
+  else if (!state.enteredAt) state.enteredAt = { ...entered };
   const effects: OutboxItem[] = [
     { kind: "event", seq: state.eventSeq, fromStatus: from, toStatus: to, event, detail, at: now, measure },
     // A job that ended gets its answer before the notification that tells it.

@@ -14,9 +14,9 @@ export type HistogramName = "dispatch" | "duration";
 const BUCKETS: Record<HistogramName, number[]> = { dispatch: DISPATCH_BUCKETS_S, duration: DURATION_BUCKETS_S };
 
 /**
- * The measurement an event carries: dispatch latency for an event into RUNNING (since the
- * latest event into QUEUED), job duration for an event into a final state (since the latest
- * event into RUNNING) — the definitions /metrics has always used.
+ * The measurement an event carries: dispatch latency for an event into RUNNING (since the job
+ * last entered QUEUED), job duration for an event into a final state (since it last entered
+ * RUNNING). `since` holds when it entered each status (JobState.enteredAt).
  *
  * The dispatch measurement is counted when RUNNING is written, not carried to the job's end: a
  * short job's RUNNING and end are one commit (one metrics row either way), and a long job's
@@ -25,9 +25,9 @@ const BUCKETS: Record<HistogramName, number[]> = { dispatch: DISPATCH_BUCKETS_S,
 export function measureFor(
   toStatus: string,
   at: number,
-  lastAt: Partial<Record<string, number>>,
+  entered: Partial<Record<string, number>>,
 ): { histogram: HistogramName; ms: number } | null {
-  const since = toStatus === "RUNNING" ? lastAt.QUEUED : isTerminal(toStatus) ? lastAt.RUNNING : undefined;
+  const since = toStatus === "RUNNING" ? entered.QUEUED : isTerminal(toStatus) ? entered.RUNNING : undefined;
   if (since === undefined) return null;
   return { histogram: toStatus === "RUNNING" ? "dispatch" : "duration", ms: at - since };
 }
