@@ -161,10 +161,14 @@ export class FrameBatcher {
     else if (texts.length > 1) this.send(`{"type":"batch","frames":[${texts.join(",")}]}`);
   }
 
-  /** A frame's JSON; an accept's stamped with how long it waited until now (whole ms, in range). */
+  /** A frame's JSON; an accept's stamped with how long it waited until now. */
   private text(part: string | HeldAccept): string {
     if (typeof part === "string") return part;
-    const heldMs = Math.min(MAX_ACCEPT_HELD_MS, Math.max(0, Math.round(this.clock() - part.madeAt)));
-    return JSON.stringify({ ...part.frame, heldMs });
+    return JSON.stringify({ ...part.frame, heldMs: heldMsSince(part.madeAt, this.clock()) });
   }
+}
+
+/** An accept's `heldMs`: whole ms from `madeAt` to `now` (monotonic), within the protocol's range. */
+export function heldMsSince(madeAt: number, now: number = performance.now()): number {
+  return Math.min(MAX_ACCEPT_HELD_MS, Math.max(0, Math.round(now - madeAt)));
 }

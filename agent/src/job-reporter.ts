@@ -4,6 +4,7 @@
 // sent (result-journal.ts, so a successor process can report them), and log output is paced by
 // the socket's backpressure — or, offline, by a bound on what the journal holds.
 import type { FencedAgentMessage } from "../../protocol/index.ts";
+import { heldMsSince } from "./frame-batcher.ts";
 import type { Job, JobBook } from "./job-book.ts";
 import type { SendOptions } from "./job-runner.ts";
 import { LogChunker } from "./log-stream.ts";
@@ -102,7 +103,7 @@ export class JobReporter {
   replay(jobs: Job[]): void {
     for (const job of jobs) {
       if (job.fenced) continue;
-      for (const frame of job.journal) this.wire.send(frame);
+      for (const frame of job.journal) this.wire.send(frame.type === "job_accept" ? acceptAgain(job, frame) : frame);
       job.unsentLogBytes = 0;
       if (job.journal.some((f) => f.type === "job_finished")) this.markReported(job);
     }
@@ -165,4 +166,13 @@ function record(job: Job, steps: { starting?: string; running?: string }): Omit<
   const { jobId, attempt, leaseToken, spec } = job;
   const [starting, running] = [steps.starting ?? null, steps.running ?? null];
   return { jobId, attempt, leaseToken, spec, frames: job.journal, starting, running, finished: job.finished };
+}
+
+/**
+ * An accept sent again (after a reconnect, or for a re-offer of an attempt running here): it says
+ * how long ago this process took the attempt, so that, if the first one was lost, the server
+ * still dates RUNNING near when it started rather than at the reconnect.
+ */
+export function acceptAgain<T extends { type: "job_accept" }>(job: Pick<Job, "acceptedAt">, frame: T): T {
+  return job.acceptedAt === undefined ? frame : { ...frame, heldMs: heldMsSince(job.acceptedAt) };
 }

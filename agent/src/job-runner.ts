@@ -33,6 +33,11 @@ export interface RunningJob extends Fence {
   finished: boolean;
   /** The server said this attempt is stale: nothing more is sent for it. */
   fenced: boolean;
+  /**
+   * When this process took the attempt (monotonic ms, performance.now()): a replayed accept says
+   * how long ago, as the first one did. Unknown for a job a previous process ran.
+   */
+  acceptedAt?: number;
 }
 
 /** How a frame is sent (JobReporter.send). */

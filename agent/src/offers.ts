@@ -17,7 +17,7 @@ import type { ApprovalRelay } from "./coder/approvals.ts";
 import type { AgentConfig } from "./config.ts";
 import { recheckStep } from "./executor.ts";
 import type { Job, JobBook } from "./job-book.ts";
-import type { JobReporter } from "./job-reporter.ts";
+import { acceptAgain, type JobReporter } from "./job-reporter.ts";
 import { type JobHost, runJob } from "./job-runner.ts";
 import { stopOlderAttempts } from "./job-stops.ts";
 import { LogChunker } from "./log-stream.ts";
@@ -107,7 +107,7 @@ export class OfferDesk {
       }
       if (existing) existing.fenced = false;
       if (existing?.finished) void reporter.save(existing);
-      wire.send({ type: "job_accept", ...fence });
+      wire.send(existing ? acceptAgain(existing, { type: "job_accept", ...fence }) : { type: "job_accept", ...fence });
       for (const f of before) wire.send({ ...f, leaseToken: msg.leaseToken });
       if (existing?.finished) reporter.markReported(existing);
       return;
@@ -132,6 +132,7 @@ export class OfferDesk {
       unsentLogBytes: 0,
       finished: false,
       fenced: false,
+      acceptedAt: performance.now(),
     };
     stopOlderAttempts(jobs, msg, existing, say);
     jobs.add(job);

@@ -148,6 +148,27 @@ describe("results survive outages", () => {
     expect(server.logText(s.jobId)).toContain("done-offline");
   });
 
+  it("an accept replayed after an outage says how long ago the attempt was taken", async () => {
+    await startAgent({}, tuning);
+    const s = spec([shell("sleep 0.2; echo ran")]);
+    server.offer(s);
+    await server.waitFor("step_started", (f) => f.jobId === s.jobId);
+    await server.down();
+    const downAt = performance.now();
+    await waitFor(() => lines.some((l) => l.includes(`job ${s.jobId} succeeded`)), { what: "the job to finish" });
+    await pause(1500);
+    await server.up();
+    await server.waitFor("job_finished", (f) => f.jobId === s.jobId);
+    const accepts = server.of("job_accept", s.jobId);
+    // The first went with the step's start; the replay came after the outage, and its heldMs
+    // covers at least the outage (the attempt was taken before the server went down).
+    expect(accepts.length).toBeGreaterThanOrEqual(2);
+    const replayed = accepts.at(-1);
+    expect(replayed?.heldMs).toBeGreaterThanOrEqual(Math.floor(performance.now() - downAt) - 1_000);
+    expect(replayed?.heldMs).toBeGreaterThanOrEqual(1_500);
+    expect(replayed?.heldMs).toBeLessThanOrEqual(60_000);
+  });
+
   it("a result sent into a half-open connection is replayed after the agent reconnects", async () => {
     await startAgent({}, tuning);
     const s = spec([shell("sleep 0.5; echo into-the-void")]);
