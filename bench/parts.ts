@@ -1,12 +1,13 @@
 // The job parts of `npm run bench` (READ_ONLY latency, throughput, log streaming). Each returns its
 // figures, measured in this run; bench/run.ts skips a part whose count is 0 and reports it as not run.
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { ApiClient } from "../test/helpers/node/api-client.ts";
 import { waitFor } from "../test/helpers/node/wait.ts";
 import { workerdCpuMs } from "./lib/cpu.ts";
 import { reachedAt, waitFinal } from "./lib/jobs.ts";
+import { logText } from "./lib/log-text.ts";
 import { mapLimit, p50p99, round } from "./lib/stats.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -135,23 +136,46 @@ export interface LogInput {
   client: ApiClient;
   workerUrl: string;
   apiToken: string;
-  jobId: string;
+  /** One job id per kind of output. */
+  jobIds: { x: string; text: string };
   bytes: number;
+  /** The log agent's workspace: the varied text is written there for the step to `cat`. */
+  workspace: string;
   agentPid: number | undefined;
   agentEntry: string;
 }
 
-/** One step printing `bytes` x's: MB/s into the stored log, byte-exact, and the agent's peak RSS. */
+/**
+ * Two steps printing `bytes` each, one after the other: x's (`head -c N /dev/zero | tr`), and
+ * varied log lines (`cat` of a file of them, written beforehand). For each: MB/s into the stored
+ * log and whether it is byte-exact; and the agent's peak RSS over both.
+ */
 export async function logPart(o: LogInput) {
-  const t0 = Date.now();
-  await o.client.call("/execute", {
-    json: executeSpec(o.jobId, "bench-log", ["sh", "-c", `head -c ${o.bytes} /dev/zero | tr '\\0' x`]),
-  });
-  const status = await waitFinal(o.client, o.jobId, 30 * 60_000);
-  const seconds = (((await reachedAt(o.client, o.jobId, status)) ?? Date.now()) - t0) / 1000;
+  const x = await oneLog(o, o.jobIds.x, ["sh", "-c", `head -c ${o.bytes} /dev/zero | tr '\\0' x`], () =>
+    Buffer.alloc(o.bytes, "x"),
+  );
+  const text = logText(o.bytes);
+  await writeFile(join(o.workspace, "bench-log.txt"), text);
+  const varied = await oneLog(o, o.jobIds.text, ["cat", "bench-log.txt"], () => text);
   const procStatus = await readFile(`/proc/${o.agentPid}/status`, "utf8").catch(() => "");
   const hwm = /VmHWM:\s+(\d+) kB/.exec(procStatus)?.[1];
-  const logUrl = `${o.workerUrl}/api/jobs/${o.jobId}/log`;
+  return {
+    bytes: o.bytes,
+    ...x,
+    text: varied,
+    // Unknown (not 0) when the agent's /proc entry could not be read.
+    agentPeakRssMb: hwm === undefined ? Number.NaN : round(Number(hwm) / 1024),
+    agentEntry: o.agentEntry,
+  };
+}
+
+/** One step's output: its MB/s into the stored log, and whether the stored log holds it byte for byte. */
+async function oneLog(o: LogInput, jobId: string, argv: string[], expected: () => Buffer) {
+  const t0 = Date.now();
+  await o.client.call("/execute", { json: executeSpec(jobId, "bench-log", argv) });
+  const status = await waitFinal(o.client, jobId, 30 * 60_000);
+  const seconds = (((await reachedAt(o.client, jobId, status)) ?? Date.now()) - t0) / 1000;
+  const logUrl = `${o.workerUrl}/api/jobs/${jobId}/log`;
   const auth = { headers: { Authorization: `Bearer ${o.apiToken}` } };
   await waitFor(async () => (await fetch(logUrl, auth)).headers.get("X-Skynet-Log") === "archived", {
     what: "the archived log",
@@ -159,22 +183,17 @@ export async function logPart(o: LogInput) {
     intervalMs: 500,
   });
   const stored = Buffer.from(await (await fetch(logUrl, auth)).arrayBuffer());
-  // The output starts on the first line of x's, after the attempt header and command line.
-  const firstX = stored.indexOf("\nx") + 1;
-  const body = stored.subarray(firstX, firstX + o.bytes);
-  const byteExact =
-    stored.length - firstX === o.bytes &&
-    createHash("sha256").update(body).digest("hex") ===
-      createHash("sha256").update(Buffer.alloc(o.bytes, "x")).digest("hex");
+  // The output starts on its own line, after the attempt header and the command line.
+  const want = expected();
+  const first = stored.indexOf(Buffer.concat([Buffer.from("\n"), want.subarray(0, 64)])) + 1;
+  const body = stored.subarray(first, first + o.bytes);
+  const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+  const byteExact = first > 0 && stored.length - first === o.bytes && sha(body) === sha(want);
   return {
-    bytes: o.bytes,
     status,
     seconds: round(seconds, 2),
     mbPerSecond: round(o.bytes / 1024 / 1024 / seconds, 1),
     byteExact,
     storedBytes: stored.length,
-    // Unknown (not 0) when the agent's /proc entry could not be read.
-    agentPeakRssMb: hwm === undefined ? Number.NaN : round(Number(hwm) / 1024),
-    agentEntry: o.agentEntry,
   };
 }

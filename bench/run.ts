@@ -205,8 +205,9 @@ async function main(): Promise<void> {
             client,
             workerUrl: worker.url,
             apiToken: worker.apiToken,
-            jobId: jobId(),
+            jobIds: { x: jobId(), text: jobId() },
             bytes: LOG_BYTES,
+            workspace: logRepo.dir,
             agentPid: logAgent.pid,
             agentEntry: AGENT_ENTRY,
           })

@@ -45,7 +45,15 @@ export interface Result {
     uniqueJobs: number;
     perAgent: number[];
   };
-  logStreaming: null | { bytes: number; mbPerSecond: number; byteExact: boolean; agentPeakRssMb: number };
+  logStreaming: null | {
+    bytes: number;
+    /** x's (`head -c N /dev/zero | tr`). */
+    mbPerSecond: number;
+    byteExact: boolean;
+    /** Varied log lines (bench/lib/log-text.ts); absent in results from before session 8. */
+    text?: { mbPerSecond: number; byteExact: boolean };
+    agentPeakRssMb: number;
+  };
   opsPerReadOnlyJob: null | {
     jobs: number;
     allSucceeded: boolean;
@@ -154,10 +162,18 @@ ${o.topStorage.map((t) => `- ${t.perJob} × \`${t.what.replaceAll("`", "'")}\``)
         : NOT_RUN,
     ],
     [
-      `log streaming: one step printing ${l ? l.bytes / 1024 / 1024 : 0} MB`,
+      `log streaming: one step printing ${l ? l.bytes / 1024 / 1024 : 0} MB of x's`,
       l ? `${fig(l.mbPerSecond)} MB/s into the stored log, byte-exact: ${l.byteExact ? "yes" : "NO"}` : NOT_RUN,
     ],
-    ["agent peak RSS during the log test", l ? fig(l.agentPeakRssMb, " MB") : NOT_RUN],
+    [
+      `log streaming: one step printing ${l ? l.bytes / 1024 / 1024 : 0} MB of varied log lines`,
+      l?.text
+        ? `${fig(l.text.mbPerSecond)} MB/s into the stored log, byte-exact: ${l.text.byteExact ? "yes" : "NO"}`
+        : l
+          ? "unknown"
+          : NOT_RUN,
+    ],
+    ["agent peak RSS during the log tests", l ? fig(l.agentPeakRssMb, " MB") : NOT_RUN],
     ["chat: one update alone, webhook answered, p50", c ? fig(c.alone.p50Ms, " ms") : NOT_RUN],
     [
       `chat: ${c ? c.updates : 0} updates from ${c ? c.users : 0} users at once, webhook answered p50 / p99`,
@@ -228,6 +244,12 @@ ${costSection}
   (heartbeats) is subtracted for the window's length, and the total is ÷ jobs. Each counted row is
   one operation in the total. Not in the window: the purge of the job's Durable Object storage
   after JOB_STATE_RETENTION_DAYS (one alarm invocation and the deletion of its remaining rows).
+- **log streaming**: one step's output, from its submit to its SUCCEEDED in the ledger, then read
+  back whole (\`GET /api/jobs/:id/log\`) and compared byte for byte. Two kinds, one after the other on
+  the same agent: x's (\`head -c N /dev/zero | tr '\\0' x\`), which the agent's socket compression
+  shrinks to almost nothing at almost no cost, and varied log lines (a seeded generator,
+  bench/lib/log-text.ts; \`cat\` of a file of them), which compress to ≈ 0.3 as real logs do. The
+  agent's peak RSS (VmHWM) covers both.
 - **chat**: real update JSON posted to \`/telegram/webhook\` by several allowed users at once (each
   user one at a time), commands rotating through /task, /jobs, /status, /help, /agents, against the
   strict Bot API stand-in. "In order": per chat, the replies recognised by each command's reply
