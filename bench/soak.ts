@@ -24,6 +24,7 @@ import { type AgentProcess, startAgent } from "../test/helpers/node/agent-proces
 import { ApiClient } from "../test/helpers/node/api-client.ts";
 import { type GitRepo, makeGitRepo } from "../test/helpers/node/git-repo.ts";
 import { type RunningWorker, startWorker } from "../test/helpers/node/wrangler-dev.ts";
+import { rng } from "./lib/rng.ts";
 import { type CutMode, type FaultProxy, startFaultProxy } from "./soak-faults.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -122,17 +123,6 @@ export interface SoakResult {
   strayTraceLines: number;
 }
 
-/** A small seeded generator, so a run's faults can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const FINAL = new Set(["SUCCEEDED", "FAILED", "CANCELLED"]);
 /** Reasons that say the outcome is not known (the server's, and a restarted agent's). */

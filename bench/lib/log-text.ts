@@ -3,17 +3,7 @@
 // (the agent's socket compression) takes it to ≈ 0.3 of its size, as real logs go; a stream of one
 // repeated byte shrinks to nothing and costs it almost no work, which would flatter the figure.
 
-/** A small, fast, seeded PRNG (mulberry32): uniform 32-bit values. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
+import { rng } from "./rng.ts";
 
 const LEVELS = ["INFO ", "INFO ", "INFO ", "DEBUG", "WARN ", "ERROR"];
 const COMPONENTS = ["http", "worker", "db", "cache", "queue", "auth", "scheduler", "billing"];
@@ -24,18 +14,21 @@ const STATUSES = [200, 200, 200, 201, 204, 304, 400, 404, 409, 500];
 
 /** `bytes` of newline-terminated log lines (the last one cut to fit), the same for the same seed. */
 export function logText(bytes: number, seed = 17): Buffer {
-  const next = rng(seed);
-  const pick = <T>(xs: readonly T[]): T => xs[next() % xs.length] as T;
+  const random = rng(seed);
+  const next = (n: number) => Math.floor(random() * n);
+  const pick = <T>(xs: readonly T[]): T => xs[next(xs.length)] as T;
   const out = Buffer.allocUnsafe(bytes);
   let at = Date.parse("2026-01-01T00:00:00Z");
   let n = 0;
   while (n < bytes) {
-    at += next() % 50;
-    const path = `/${pick(SEGMENTS)}/${pick(SEGMENTS)}/${next() % 100000}`;
+    at += next(50);
+    const path = `/${pick(SEGMENTS)}/${pick(SEGMENTS)}/${next(100000)}`;
     const line =
-      `${new Date(at).toISOString()} ${pick(LEVELS)} [${pick(COMPONENTS)}-${next() % 16}] ` +
-      `${pick(VERBS)} ${pick(NOUNS)} id=${next().toString(16).padStart(8, "0")} ` +
-      `in ${(next() % 100000) / 100} ms status=${pick(STATUSES)} path=${path} bytes=${next() % 65536}\n`;
+      `${new Date(at).toISOString()} ${pick(LEVELS)} [${pick(COMPONENTS)}-${next(16)}] ` +
+      `${pick(VERBS)} ${pick(NOUNS)} id=${next(2 ** 32)
+        .toString(16)
+        .padStart(8, "0")} ` +
+      `in ${next(100000) / 100} ms status=${pick(STATUSES)} path=${path} bytes=${next(65536)}\n`;
     n += out.write(line, n, "utf8");
   }
   return out;
