@@ -5,6 +5,8 @@ import { describe, expect, it } from "vitest";
 import type { JobView } from "../protocol/index.ts";
 import type { JobDO } from "../src/jobs/job-do.ts";
 import { newJobId } from "../src/lib/crypto.ts";
+import { issueLoginLink } from "../src/web/session.ts";
+import { cookieOf, web } from "./helpers/web.ts";
 import { api, json } from "./helpers/worker.ts";
 
 const job = (jobId: string) => env.JOB.get(env.JOB.idFromName(jobId));
@@ -112,5 +114,23 @@ describe("waiting on a job", () => {
     const res = await pending;
     expect(res.status).toBe(200);
     expect((await json<JobView>(res)).status).toBe("CANCELLED");
+  });
+
+  it("the console's job page watch (.json?while=) answers at the change, only for who may see the job", async () => {
+    const jobId = await plannedAdminJob(); // userId 42
+    const cookieOfUser = async (id: string) =>
+      cookieOf(await web("/web/link", { form: { code: (await issueLoginLink(env, id)).code } }));
+    const owner = await cookieOfUser("42");
+    const stranger = await cookieOfUser("44"); // not the owner, not an admin (43 is, in the tests)
+    expect((await web(`/web/jobs/${jobId}.json?while=PLANNED`, { cookie: stranger })).status).toBe(404);
+    expect((await web(`/web/jobs/${jobId}.json?while=NOPE`, { cookie: owner })).status).toBe(400);
+    expect(await waits(jobId)).toBe(0);
+
+    const pending = web(`/web/jobs/${jobId}.json?while=PLANNED`, { cookie: owner });
+    await poll(() => waits(jobId)).toBe(1);
+    expect((await api(`/api/jobs/${jobId}/cancel`, { method: "POST", json: { reason: "not now" } })).status).toBe(200);
+    const res = await pending;
+    expect(res.status).toBe(200);
+    expect(await json(res)).toEqual({ id: jobId, status: "CANCELLED" });
   });
 });

@@ -86,13 +86,22 @@ export const APP_JS = `"use strict";
         if (!paused) { text += pending; pending = ""; render(); }
       });
     }
-    // The page reflects the job's state: reload when the ledger moves it on.
-    setInterval(function () {
-      fetch("/web/jobs/" + encodeURIComponent(id) + ".json", { credentials: "same-origin" })
+    // The page reflects the job's state: it reloads the moment the job moves on (a wait the
+    // server answers at the change, asked again after it times out; slower after an error, or
+    // while the log is paused).
+    function watch() {
+      fetch("/web/jobs/" + encodeURIComponent(id) + ".json?while=" + encodeURIComponent(status), { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.json() : null; })
-        .then(function (j) { if (j && j.status !== status && !paused) location.reload(); })
-        .catch(function () {});
-    }, 3000);
+        .then(function (j) {
+          if (!j) return setTimeout(watch, 3000);
+          if (j.status === status) return watch();
+          if (!paused) return location.reload();
+          setTimeout(watch, 1000);
+        })
+        .catch(function () { setTimeout(watch, 3000); });
+    }
+    // A final job's page has nothing more to wait for.
+    if (id && status && ["SUCCEEDED", "FAILED", "CANCELLED"].indexOf(status) === -1) watch();
   }
 })();
 `;

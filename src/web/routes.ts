@@ -5,10 +5,10 @@ import { type Context, Hono } from "hono";
 import { csrf } from "hono/csrf";
 import { html } from "hono/html";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { JobIdSchema, type JobView } from "../../protocol/index.ts";
+import { JobIdSchema, JobStatusSchema, type JobView } from "../../protocol/index.ts";
 import { jobStub } from "../agents/registry-stub.ts";
 import { loadConfig } from "../config.ts";
-import { approvePlan, cancelJob, createTask, denyPlan } from "../core/orchestrator.ts";
+import { approvePlan, cancelJob, createTask, denyPlan, waitWhile } from "../core/orchestrator.ts";
 import { ApiError } from "../http/errors.ts";
 import { boundedBody, MAX_JSON_BYTES } from "../http/limits.ts";
 import { getDb, getJob, listJobEvents } from "../ledger/store.ts";
@@ -171,10 +171,19 @@ webRoutes.get("/jobs.json", async (c) => {
   return c.json(await listVisibleJobs(c.env.DB, c.get("session").actor, f.data));
 });
 
+/** How long the job page's watch (`?while=`) waits before it answers with the status unchanged. */
+const PAGE_WATCH_S = 25;
+
 webRoutes.get("/jobs/:id{job_[0-9a-z]+\\.json}", async (c) => {
   const job = await visibleJob(c, c.req.param("id").replace(/\.json$/, ""));
   if (!job) return c.json({ error: "not found" }, 404);
-  return c.json({ id: job.id, status: job.status });
+  // `?while=<status>`: the page watching its job; answered the moment the job leaves that status.
+  const during = c.req.query("while");
+  if (during === undefined) return c.json({ id: job.id, status: job.status });
+  const status = JobStatusSchema.safeParse(during);
+  if (!status.success) return c.json({ error: "while: not a job status" }, 400);
+  const now = await waitWhile(c.env, job.id, [status.data], PAGE_WATCH_S);
+  return c.json({ id: now.id, status: now.status });
 });
 webRoutes.get("/jobs/:id", async (c) => {
   const job = await visibleJob(c, c.req.param("id"));
