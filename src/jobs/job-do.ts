@@ -80,7 +80,7 @@ export class JobDO extends DurableObject<Env> {
       loadConfig(env),
       () => {
         this.drain.committed();
-        for (const wake of this.waiters) wake();
+        this.wakeWaiters();
       },
     );
   }
@@ -88,6 +88,8 @@ export class JobDO extends DurableObject<Env> {
   /** After every change: perform the effects it queued, then arm the alarm at the next deadline. */
   private async afterChange(): Promise<void> {
     this.job.flush();
+    // Log output comes without a commit: a log stream waiting on this object hears of it here.
+    this.wakeWaiters();
     await this.drain.run(this.job);
     await this.rearm();
   }
@@ -219,16 +221,25 @@ export class JobDO extends DurableObject<Env> {
       if (!state) return null;
       const left = deadline - Date.now();
       if (!from.includes(state.status) || left <= 0) return viewOf(state, this.job.logs);
-      await new Promise<void>((resolve) => {
-        const wake = () => {
-          clearTimeout(timer);
-          this.waiters.delete(wake);
-          resolve();
-        };
-        const timer = setTimeout(wake, left);
-        this.waiters.add(wake);
-      });
+      await this.nextChange(left);
     }
+  }
+
+  /** Resolves at the next commit or agent frame, or after `ms`. */
+  private nextChange(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.waiters.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.waiters.add(wake);
+    });
+  }
+
+  private wakeWaiters(): void {
+    for (const wake of this.waiters) wake();
   }
 
   async setMessage(chatId: string, messageId: number): Promise<void> {
@@ -372,6 +383,30 @@ export class JobDO extends DurableObject<Env> {
     if (!state) return null;
     const { chunks, next } = this.job.logs.after(pos);
     return { text: chunks.join(""), next, status: state.status };
+  }
+
+  /**
+   * As readLogChunks, once there is log after `pos` or the job's status is no longer `status`, or
+   * when `timeoutMs` (at most MAX_WAIT_MS) has passed: a log stream waits here for what comes
+   * next instead of asking again on a timer.
+   */
+  async readLogChunksWhenMoved(
+    pos: LogPosition | null,
+    status: JobStatus,
+    timeoutMs: number,
+  ): Promise<{ text: string; next: LogPosition | null; status: JobStatus } | null> {
+    this.job.count("rpc.readLogChunksWhenMoved");
+    const deadline = Date.now() + Math.min(Math.max(0, timeoutMs), MAX_WAIT_MS);
+    for (;;) {
+      const state = this.job.peek();
+      if (!state) return null;
+      const { chunks, next } = this.job.logs.after(pos);
+      const left = deadline - Date.now();
+      if (JSON.stringify(next) !== JSON.stringify(pos) || state.status !== status || left <= 0) {
+        return { text: chunks.join(""), next, status: state.status };
+      }
+      await this.nextChange(left);
+    }
   }
 
   // ---- alarm: deadlines and outbox retries ----------------------------------------------------

@@ -33,6 +33,8 @@ function mapArtifactError(err: unknown): never {
 }
 
 const POLL_MS = 500;
+/** How long one wait for more log lasts before the stream asks again. */
+const STREAM_WAIT_MS = 25_000;
 
 const archivedHeaders = (length: number) => ({
   "Content-Type": "text/plain; charset=utf-8",
@@ -123,18 +125,31 @@ function archiveRoutesBehind(guard: MiddlewareHandler<{ Bindings: Env }>) {
         let id = 0;
         while (batch && !aborted) {
           if (batch.text) await stream.writeSSE({ event: "log", data: batch.text, id: String(++id) });
-          const moved = JSON.stringify(batch.next) !== JSON.stringify(pos);
+          const moved: boolean = JSON.stringify(batch.next) !== JSON.stringify(pos);
           pos = batch.next;
           const done = isTerminal(batch.status);
           if (done && !moved) {
             await stream.writeSSE({ event: "end", data: JSON.stringify({ status: batch.status }) });
             break;
           }
-          if (!moved) await stream.sleep(POLL_MS);
-          batch = await stub.readLogChunks(pos);
+          batch = moved ? await stub.readLogChunks(pos) : await nextLog(stub, pos, batch.status);
         }
       });
     });
+}
+
+/**
+ * The log after `pos` once the job's object has more of it or the job moved on (it answers at
+ * once then, or after STREAM_WAIT_MS with nothing). Should the object restart under the wait,
+ * it is asked again after POLL_MS, plainly.
+ */
+async function nextLog(stub: ReturnType<typeof jobStub>, pos: LogPosition | null, status: JobStatus) {
+  try {
+    return await stub.readLogChunksWhenMoved(pos, status, STREAM_WAIT_MS);
+  } catch {
+    await new Promise((r) => setTimeout(r, POLL_MS));
+    return stub.readLogChunks(pos);
+  }
 }
 
 /** Mounted at /api: the JSON API's archive routes, behind the API token. */
