@@ -149,6 +149,8 @@ describe("web console in Chromium", () => {
     await page.click("button.approve");
     expect((await client.waitFinished(jobId, 60_000)).status).toBe("SUCCEEDED");
     expect(await readFile(join(repo.dir, "web.txt"), "utf8")).toContain("hello from the browser");
+    // The page followed the job to its end (it reloads as the job moves on).
+    await expect.poll(() => page.textContent("#job-status"), { timeout: 15_000 }).toBe("SUCCEEDED");
   });
 
   it("shows a new job in the list without a reload and renders a hostile intent as text", async () => {
@@ -195,6 +197,8 @@ describe("web console in Chromium", () => {
     expect(foreign.status()).toBe(403);
     expect((await client.job(jobId)).status).toBe("PLANNED");
     expect((await client.call(`/api/jobs/${jobId}/cancel`, { json: {} })).status).toBe(200);
+    // The open page reloads the moment its job moves on; let it, before the next test navigates.
+    await expect.poll(() => page.textContent("#job-status"), { timeout: 15_000 }).toBe("CANCELLED");
   });
 
   it("shows the overview with a chart from the ledger", async () => {
