@@ -58,13 +58,14 @@ export class FrameBatcher {
   /** Work in progress on the next frame (its journal write): lingers that end meanwhile wait for it. */
   private holds = 0;
   private readonly expired = new Set<string>();
-  private readonly send: (text: string) => void;
+  /** A frame's or a batch's JSON (a batch as UTF-8 bytes), for one text WebSocket message. */
+  private readonly send: (text: string | Buffer) => void;
   private readonly tuning: BatchTuning;
   /** Monotonic milliseconds: a wall-clock step (NTP) must not change how long an accept waited. */
   private readonly clock: () => number;
 
   constructor(
-    send: (text: string) => void,
+    send: (text: string | Buffer) => void,
     tuning: Partial<BatchTuning> = {},
     clock: () => number = () => performance.now(),
   ) {
@@ -158,7 +159,7 @@ export class FrameBatcher {
     clearTimeout(p.timer);
     const texts = p.parts.map((part) => this.text(part));
     if (texts.length === 1) this.send(texts[0] as string);
-    else if (texts.length > 1) this.send(`{"type":"batch","frames":[${texts.join(",")}]}`);
+    else if (texts.length > 1) this.send(batchBytes(texts, p.bytes));
   }
 
   /** A frame's JSON; an accept's stamped with how long it waited until now. */
@@ -166,6 +167,24 @@ export class FrameBatcher {
     if (typeof part === "string") return part;
     return JSON.stringify({ ...part.frame, heldMs: heldMsSince(part.madeAt, this.clock()) });
   }
+}
+
+const BATCH_HEAD = '{"type":"batch","frames":[';
+
+/**
+ * `{"type":"batch","frames":[…]}` written straight into one buffer as UTF-8: a joined string of
+ * up to maxBytes would be a large object, kept on the heap until a full GC, and the socket would
+ * encode it to bytes again anyway. `bytes` bounds the frames' UTF-8 and their commas.
+ */
+function batchBytes(texts: string[], bytes: number): Buffer {
+  const buf = Buffer.allocUnsafe(BATCH_HEAD.length + bytes + 2);
+  let at = buf.write(BATCH_HEAD, 0, "latin1");
+  texts.forEach((text, i) => {
+    if (i > 0) at = buf.writeUInt8(0x2c, at); // ","
+    at += buf.write(text, at, "utf8");
+  });
+  at += buf.write("]}", at, "latin1");
+  return buf.subarray(0, at);
 }
 
 /** An accept's `heldMs`: whole ms from `madeAt` to `now` (monotonic), within the protocol's range. */

@@ -7,6 +7,7 @@ import type { FencedAgentMessage } from "../../protocol/index.ts";
 import { heldMsSince } from "./frame-batcher.ts";
 import type { Job, JobBook } from "./job-book.ts";
 import type { SendOptions } from "./job-runner.ts";
+import { LogKeep } from "./log-keep.ts";
 import { LogChunker } from "./log-stream.ts";
 import type { LogLevel } from "./logger.ts";
 import { finishAbandoned, type JournalRecord, type ResultJournal } from "./result-journal.ts";
@@ -21,6 +22,8 @@ export class JobReporter {
   private readonly disk: ResultJournal | null;
   private readonly stopped: () => boolean;
   private readonly say: (line: string, level?: LogLevel) => void;
+  /** Where each job's journal keeps its log frames' text (log-keep.ts). */
+  private readonly keeps = new WeakMap<Job, LogKeep>();
 
   constructor(wire: Wire, disk: ResultJournal | null, stopped: () => boolean, say: JobReporter["say"]) {
     this.wire = wire;
@@ -39,7 +42,7 @@ export class JobReporter {
     if (job.fenced) return;
     // Frames carry the job's current lease token (it changes when the server re-offers the attempt).
     const msg = frame.leaseToken === job.leaseToken ? frame : { ...frame, leaseToken: job.leaseToken };
-    job.journal.push(msg);
+    job.journal.push(msg.type === "log" ? this.keepOf(job).keep(msg) : msg);
     // On disk before it is sent (and before a started step is spawned): a process that dies
     // after this point leaves its successor something true to report.
     const journaled =
@@ -63,12 +66,28 @@ export class JobReporter {
         const i = job.journal.findIndex((f) => f.type === "log");
         if (i < 0) break;
         const [old] = job.journal.splice(i, 1);
-        if (old?.type === "log") job.journalLogBytes -= old.data.length;
+        if (old) job.journalLogBytes -= this.keepOf(job).release(old);
       }
     }
     if (online && this.wire.sendJobFrame(job.spec, msg) && msg.type === "job_finished") this.markReported(job);
     if (journaled) this.wire.batcher.release();
     if (msg.type === "log") await this.writable(job);
+  }
+
+  /** The job's frames, kept, under a new lease token (the server re-offered the attempt). */
+  relabel(job: Job, leaseToken: string): void {
+    job.leaseToken = leaseToken;
+    const keep = this.keepOf(job);
+    job.journal = job.journal.map((f) => keep.relabel(f, leaseToken));
+  }
+
+  private keepOf(job: Job): LogKeep {
+    let keep = this.keeps.get(job);
+    if (!keep) {
+      keep = new LogKeep();
+      this.keeps.set(job, keep);
+    }
+    return keep;
   }
 
   /** Resolves when the job may produce more output without growing memory without bound. */

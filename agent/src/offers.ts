@@ -102,8 +102,7 @@ export class OfferDesk {
       // the offer went out): what was sent is sent again under the new token.
       if (existing && existing.leaseToken !== msg.leaseToken) {
         say(`job ${msg.jobId} attempt ${msg.attempt} offered again under a new lease; it already runs here`);
-        existing.leaseToken = msg.leaseToken;
-        existing.journal = existing.journal.map((f) => ({ ...f, leaseToken: msg.leaseToken }));
+        reporter.relabel(existing, msg.leaseToken);
       }
       if (existing) existing.fenced = false;
       if (existing?.finished) void reporter.save(existing);

@@ -34,7 +34,8 @@ export class Wire {
   constructor(batch: Partial<BatchTuning> = {}) {
     this.batcher = new FrameBatcher((text) => {
       const ws = this.ws;
-      if (ws?.readyState === WebSocket.OPEN) ws.send(text, () => this.releaseWriters());
+      // A batch comes as UTF-8 bytes: still a text message.
+      if (ws?.readyState === WebSocket.OPEN) ws.send(text, { binary: false }, () => this.releaseWriters());
     }, batch);
   }
 

@@ -129,7 +129,12 @@ export class FakeRegistry {
   private accept(ws: WebSocket): void {
     this.connections += 1;
     this.socket = ws;
-    ws.on("message", (data) => {
+    ws.on("message", (data, isBinary) => {
+      // As the registry: a binary message is refused whatever it holds (a batch's bytes must go as text).
+      if (isBinary) {
+        this.invalid.push("binary frames are not part of the protocol");
+        return;
+      }
       if (data.toString() === "ping") {
         this.pings += 1;
         if (!this.silent) ws.send("pong");

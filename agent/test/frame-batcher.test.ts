@@ -17,8 +17,8 @@ const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** What was sent, each WebSocket frame as the list of the seqs (or types) it carried. */
 function recorder() {
   const sent: string[][] = [];
-  const send = (text: string) => {
-    const msg = JSON.parse(text) as { type: string; frames?: BatchableMessage[] };
+  const send = (text: string | Buffer) => {
+    const msg = JSON.parse(String(text)) as { type: string; frames?: BatchableMessage[] };
     const frames: BatchableMessage[] = msg.type === "batch" ? (msg.frames ?? []) : [msg as BatchableMessage];
     sent.push(frames.map((f) => (f.type === "log" ? String(f.seq) : f.type)));
   };
@@ -103,12 +103,33 @@ describe("FrameBatcher", () => {
     expect(b.waiting).toBe(0);
   });
 
+  it("sends a batch as the UTF-8 bytes of its frames' JSON joined, whatever the text", () => {
+    const sent: (string | Buffer)[] = [];
+    let t = 1000;
+    const b = new FrameBatcher(
+      (data) => void sent.push(data),
+      { lingerMs: 60_000, acceptLingerMs: 60_000 },
+      () => t,
+    );
+    const accept: BatchableMessage = { type: "job_accept", ...fence };
+    const logs = [log(0, "a€ßz😀 ünï\n"), log(1, '"quoted" \\ back\u0001slash\n'), log(2, "語".repeat(5000))];
+    b.add(accept, false);
+    for (const f of logs) b.add(f, false);
+    t += 7;
+    b.flush();
+    expect(sent).toHaveLength(1);
+    const [batch] = sent;
+    expect(Buffer.isBuffer(batch)).toBe(true);
+    const frames = [JSON.stringify({ ...accept, heldMs: 7 }), ...logs.map((f) => JSON.stringify(f))];
+    expect(batch?.toString()).toBe(`{"type":"batch","frames":[${frames.join(",")}]}`);
+  });
+
   describe("an accept's heldMs", () => {
     /** Every frame sent, parsed and checked against the protocol's schema as the server would. */
     function frames() {
       const out: BatchableMessage[][] = [];
-      const send = (text: string) => {
-        const msg = AgentToServerSchema.parse(JSON.parse(text));
+      const send = (text: string | Buffer) => {
+        const msg = AgentToServerSchema.parse(JSON.parse(String(text)));
         out.push(msg.type === "batch" ? msg.frames : [msg as BatchableMessage]);
       };
       return { out, send };
