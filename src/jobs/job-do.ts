@@ -22,6 +22,7 @@ import { log } from "../lib/log.ts";
 import { meterObject } from "../lib/op-meter.ts";
 import { type BatchRefusal, handleAgentBatch, handleAgentMessage } from "./agent-events.ts";
 import { checkDeadlines } from "./alarm-work.ts";
+import { ChangeWaits } from "./change-waits.ts";
 import { alarmAt, dueDeadline, REOFFER_AFTER_MS } from "./deadlines.ts";
 import { approve, cancel, type Decision, deny, gatewayPlan, newJobState, startFromGateway } from "./decisions.ts";
 import { deadLetter, dispatchAttempt, notDispatchable, noteWaiting, type Redelivery, redeliver } from "./dispatch.ts";
@@ -67,8 +68,8 @@ export class JobDO extends DurableObject<Env> {
   private readonly drain = new OutboxDrain();
   /** The latest work left running after an answer (tests wait for it). */
   private settled: Promise<void> = Promise.resolve();
-  /** The waits (waitWhile) to wake at the next commit. */
-  private readonly waiters = new Set<() => void>();
+  /** The waits (waitWhile, readLogChunksWhenMoved) woken by each commit and agent frame. */
+  private readonly waits = new ChangeWaits();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -80,7 +81,7 @@ export class JobDO extends DurableObject<Env> {
       loadConfig(env),
       () => {
         this.drain.committed();
-        this.wakeWaiters();
+        this.waits.wake();
       },
     );
   }
@@ -89,7 +90,7 @@ export class JobDO extends DurableObject<Env> {
   private async afterChange(): Promise<void> {
     this.job.flush();
     // Log output comes without a commit: a log stream waiting on this object hears of it here.
-    this.wakeWaiters();
+    this.waits.wake();
     await this.drain.run(this.job);
     await this.rearm();
   }
@@ -221,25 +222,8 @@ export class JobDO extends DurableObject<Env> {
       if (!state) return null;
       const left = deadline - Date.now();
       if (!from.includes(state.status) || left <= 0) return viewOf(state, this.job.logs);
-      await this.nextChange(left);
+      await this.waits.next(left);
     }
-  }
-
-  /** Resolves at the next commit or agent frame, or after `ms`. */
-  private nextChange(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const wake = () => {
-        clearTimeout(timer);
-        this.waiters.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(wake, ms);
-      this.waiters.add(wake);
-    });
-  }
-
-  private wakeWaiters(): void {
-    for (const wake of this.waiters) wake();
   }
 
   async setMessage(chatId: string, messageId: number): Promise<void> {
@@ -405,7 +389,7 @@ export class JobDO extends DurableObject<Env> {
       if (JSON.stringify(next) !== JSON.stringify(pos) || state.status !== status || left <= 0) {
         return { text: chunks.join(""), next, status: state.status };
       }
-      await this.nextChange(left);
+      await this.waits.next(left);
     }
   }
 
