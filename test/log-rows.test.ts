@@ -64,6 +64,39 @@ describe("a job's log rows", () => {
     });
   });
 
+  it("reads each step's start for its answer without pulling the rest of a long log out of the table", async () => {
+    await inObject("log-rows-step-start", (sql) => {
+      // 2.5 MB of s1 in multi-byte text (13 UTF-8 bytes per 8 UTF-16 units), then a short s2.
+      const unit = "é€😀abc\n";
+      const frames = Array.from({ length: 40 }, (_, i) => chunk(i, `${i}:${unit.repeat(8 * 1024)}`));
+      const log = new LogBuffer(sql);
+      for (let i = 0; i < frames.length; i += 8) log.appendMany(frames.slice(i, i + 8));
+      log.appendMany([chunk(40, "two\n", { stepId: "s2" }), chunk(41, "lines\n", { stepId: "s2" })]);
+      const whole = frames.map((f) => f.data).join("");
+      const want = new Map([
+        ["s1", whole.slice(0, 512 * 1024)],
+        ["s2", "two\nlines\n"],
+      ]);
+      // The characters of log text each statement hands back (a restarted object reads the table).
+      let handed = 0;
+      const counting = new Proxy(sql, {
+        get(target, prop) {
+          if (prop !== "exec") return Reflect.get(target, prop);
+          return function* (query: string, ...args: SqlStorageValue[]) {
+            for (const row of target.exec(query, ...args)) {
+              if (typeof row.data === "string") handed += row.data.length;
+              yield row;
+            }
+          };
+        },
+      });
+      expect(log.stepOutputs(1)).toEqual(want);
+      expect(new LogBuffer(counting).stepOutputs(1)).toEqual(want);
+      expect(handed).toBeGreaterThanOrEqual(512 * 1024);
+      expect(handed).toBeLessThan(whole.length / 2);
+    });
+  });
+
   it("redacts a secret split over the frames of one row and over two rows", async () => {
     await inObject("log-rows-secret", (sql) => {
       const log = new LogBuffer(sql, new Redactor([{ name: "API_TOKEN", value: "test-api-token" }]));

@@ -297,7 +297,7 @@ export class LogBuffer {
   /** What each step of `attempt` printed (for the job's answer), at most MAX_READ_PER_STEP each. */
   stepOutputs(attempt: number): Map<string, string> {
     const out = new Map<string, string>();
-    for (const row of this.store.ofSteps(attempt)) {
+    for (const row of this.store.ofSteps(attempt, MAX_READ_PER_STEP)) {
       const had = out.get(row.stepId) ?? "";
       if (had.length >= MAX_READ_PER_STEP) continue;
       out.set(row.stepId, (had + row.data).slice(0, MAX_READ_PER_STEP));

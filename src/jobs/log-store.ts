@@ -255,16 +255,28 @@ export class LogStore {
     );
   }
 
-  /** The rows of `attempt` that belong to a step, in order. */
-  *ofSteps(attempt: number): Generator<{ stepId: string; data: string }> {
+  /**
+   * The rows of `attempt` that belong to a step, in order: those of each step that can hold its
+   * first `maxChars` characters (a reader of a step's start need not pull a 50 MB log out of the
+   * table). A UTF-16 unit takes at most 3 UTF-8 bytes, so a row after 3 × maxChars bytes of its
+   * step starts past maxChars characters: those rows stay in the table.
+   */
+  *ofSteps(attempt: number, maxChars: number): Generator<{ stepId: string; data: string }> {
     if (this.inline) {
       for (const r of this.inline) if (r.attempt === attempt && r.stepId) yield { stepId: r.stepId, data: r.data };
       return;
     }
     if (!this.created) return;
     for (const r of this.sql.exec<{ step_id: string; data: string }>(
-      "SELECT step_id, data FROM log_chunks WHERE attempt = ? AND step_id IS NOT NULL ORDER BY seq",
+      `SELECT step_id, data FROM log_chunks WHERE attempt = ? AND seq IN (
+         SELECT seq FROM (
+           SELECT seq, SUM(bytes) OVER (PARTITION BY step_id ORDER BY seq ROWS UNBOUNDED PRECEDING) - bytes AS before
+           FROM log_chunks WHERE attempt = ? AND step_id IS NOT NULL)
+         WHERE before < ?)
+       ORDER BY seq`,
       attempt,
+      attempt,
+      3 * maxChars,
     ))
       yield { stepId: r.step_id, data: r.data };
   }
