@@ -5,7 +5,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { ApiClient } from "../test/helpers/node/api-client.ts";
 import { waitFor } from "../test/helpers/node/wait.ts";
-import { workerdCpuMs } from "./lib/cpu.ts";
+import { cpuSampler, workerdCpuMs, workerdPids } from "./lib/cpu.ts";
 import { reachedAt, waitFinal } from "./lib/jobs.ts";
 import { logText } from "./lib/log-text.ts";
 import { mapLimit, p50p99, round } from "./lib/stats.ts";
@@ -173,12 +173,23 @@ export async function logPart(o: LogInput) {
   };
 }
 
+const perMb = (from: number | null, to: number | null, bytes: number) =>
+  from === null || to === null ? Number.NaN : round((to - from) / (bytes / 1024 / 1024), 1);
+
 /** One step's output: its MB/s into the stored log, and whether the stored log holds it byte for byte. */
 async function oneLog(o: LogInput, jobId: string, argv: string[], expected: () => Buffer) {
+  // Sampled, so the CPU up to the end by the ledger's clock is read (not the archive after it).
+  const workerd = cpuSampler(await workerdPids());
+  const agent = cpuSampler(o.agentPid === undefined ? [] : [o.agentPid]);
+  await new Promise((r) => setTimeout(r, 50));
   const t0 = Date.now();
   await o.client.call("/execute", { json: executeSpec(jobId, "bench-log", argv) });
   const status = await waitFinal(o.client, jobId, 30 * 60_000);
-  const seconds = (((await reachedAt(o.client, jobId, status)) ?? Date.now()) - t0) / 1000;
+  await Promise.all([workerd.stop(), agent.stop()]);
+  const t1 = (await reachedAt(o.client, jobId, status)) ?? Date.now();
+  const seconds = (t1 - t0) / 1000;
+  const cpu0 = { workerd: workerd.at(t0), agent: agent.at(t0) };
+  const cpu1 = { workerd: workerd.at(t1), agent: agent.at(t1) };
   const logUrl = `${o.workerUrl}/api/jobs/${jobId}/log`;
   const auth = { headers: { Authorization: `Bearer ${o.apiToken}` } };
   await waitFor(async () => (await fetch(logUrl, auth)).headers.get("X-Skynet-Log") === "archived", {
@@ -199,5 +210,11 @@ async function oneLog(o: LogInput, jobId: string, argv: string[], expected: () =
     mbPerSecond: round(o.bytes / 1024 / 1024 / seconds, 1),
     byteExact,
     storedBytes: stored.length,
+    // CPU per MB of output on each side of the socket, from the submit to the end (which side
+    // is the bottleneck); unknown off Linux.
+    cpuMsPerMb: {
+      workerd: perMb(cpu0.workerd, cpu1.workerd, o.bytes),
+      agent: perMb(cpu0.agent, cpu1.agent, o.bytes),
+    },
   };
 }

@@ -3,6 +3,8 @@
 // inspector; prints the self time by source file and the top functions. The jobs run one at a
 // time, so the profile is of the hot path, not of contention. With --chat N, N Telegram updates
 // (the chat bench's command mix, each waited for until its chat's inbox is idle) instead of jobs.
+// With --log-mb N, one step printing N MB of varied log lines (the bench's log text) instead:
+// the profile is then of log streaming, per MB.
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -12,6 +14,8 @@ import { startFakeTelegram } from "../test/helpers/node/fake-telegram.ts";
 import { makeGitRepo } from "../test/helpers/node/git-repo.ts";
 import { startWorker } from "../test/helpers/node/wrangler-dev.ts";
 import { CHAT_COMMANDS } from "./chat-load.ts";
+import { logText } from "./lib/log-text.ts";
+import { executeSpec } from "./parts.ts";
 
 interface ProfileNode {
   id: number;
@@ -27,11 +31,16 @@ interface Profile {
 }
 
 const { values } = parseArgs({
-  options: { jobs: { type: "string", default: "20" }, chat: { type: "string", default: "0" } },
+  options: {
+    jobs: { type: "string", default: "20" },
+    chat: { type: "string", default: "0" },
+    "log-mb": { type: "string", default: "0" },
+  },
 });
 const CHAT = Number(values.chat);
-/** What the profile is divided by: jobs, or chat updates with --chat. */
-const JOBS = CHAT > 0 ? CHAT : Number(values.jobs);
+const LOG_MB = Number(values["log-mb"]);
+/** What the profile is divided by: jobs, chat updates with --chat, or MB with --log-mb. */
+const JOBS = CHAT > 0 ? CHAT : LOG_MB > 0 ? LOG_MB : Number(values.jobs);
 const WEBHOOK_SECRET = "profile-webhook-secret";
 const RESULTS = join(import.meta.dirname, "results");
 
@@ -117,7 +126,7 @@ function summarise(p: Profile, moduleOf: Map<string, (line: number) => string>):
     byFn.set(fn, (byFn.get(fn) ?? 0) + us);
   }
   const ms = (us: number) => (us / 1000).toFixed(1);
-  const unit = CHAT > 0 ? "update" : "job";
+  const unit = CHAT > 0 ? "update" : LOG_MB > 0 ? "MB" : "job";
   lines.push(
     `busy ${ms(total)} ms over ${JOBS} ${unit}s = ${ms(total / JOBS)} ms per ${unit} (idle/program ${ms(idle)} ms)`,
   );
@@ -175,7 +184,9 @@ async function main(): Promise<void> {
     projectId: "bench",
     maxConcurrency: 4,
     name: "profile",
+    allowShell: LOG_MB > 0,
   });
+  if (LOG_MB > 0) await writeFile(join(repo.dir, "bench-log.txt"), logText(LOG_MB * 1024 * 1024));
   try {
     // Warm up (first requests compile the bundle, create tables).
     for (let i = 0; i < 3; i++) await client.waitFinished(await client.submit("check git status", "bench"));
@@ -186,7 +197,15 @@ async function main(): Promise<void> {
     await cdp.send("Profiler.start");
     // One long-poll per job (answered at the commit that ends it), not a client poll.
     for (let i = 0; i < CHAT; i++) await chat(CHAT_COMMANDS[i % CHAT_COMMANDS.length] ?? "/help");
-    for (let i = 0; i < (CHAT > 0 ? 0 : JOBS); i++) {
+    if (LOG_MB > 0) {
+      const id = `job_${Date.now().toString(36)}${crypto.randomUUID().slice(0, 12).replace("-", "")}`;
+      const t0 = Date.now();
+      await client.call("/execute", { json: executeSpec(id, "bench", ["cat", "bench-log.txt"]) });
+      const res = await client.call<{ status: string }>(`/api/jobs/${id}/wait?timeoutS=300`);
+      if (res.body.status !== "SUCCEEDED") throw new Error(`job ${id} ended ${res.body.status}`);
+      console.log(`${LOG_MB} MB in ${Date.now() - t0} ms (to the wait's answer)`);
+    }
+    for (let i = 0; i < (CHAT > 0 || LOG_MB > 0 ? 0 : JOBS); i++) {
       const id = await client.submit("check git status", "bench");
       const res = await client.call<{ status: string }>(`/api/jobs/${id}/wait?timeoutS=30`);
       if (res.body.status !== "SUCCEEDED") throw new Error(`job ${id} ended ${res.body.status}`);

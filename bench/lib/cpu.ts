@@ -26,6 +26,62 @@ async function readProc(pid: number): Promise<Proc | null> {
 /** Clock ticks per second of /proc's utime/stime (USER_HZ, 100 on Linux). */
 const USER_HZ = 100;
 
+/** CPU milliseconds used so far by one process; null when its /proc entry cannot be read. */
+export async function processCpuMs(pid: number | undefined): Promise<number | null> {
+  const p = pid === undefined ? null : await readProc(pid);
+  return p ? (p.cpuTicks * 1000) / USER_HZ : null;
+}
+
+/**
+ * CPU milliseconds of the given processes, sampled every `everyMs` until stopped: `at(t)` reads
+ * the use up to wall time t (ms since the epoch), from the last sample before it; null unknown.
+ */
+export function cpuSampler(pids: readonly number[], everyMs = 20) {
+  const samples: { t: number; ms: number }[] = [];
+  let stopped = false;
+  const take = async () => {
+    const each = await Promise.all(pids.map((p) => processCpuMs(p)));
+    if (each.some((v) => v === null)) return;
+    samples.push({ t: Date.now(), ms: (each as number[]).reduce((a, b) => a + b, 0) });
+  };
+  const loop = (async () => {
+    while (!stopped) {
+      await take();
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  return {
+    async stop(): Promise<void> {
+      stopped = true;
+      await loop;
+    },
+    at(t: number): number | null {
+      let found: number | null = null;
+      for (const s of samples) if (s.t <= t) found = s.ms;
+      return found;
+    },
+  };
+}
+
+/** The workerd processes under this process (the Worker and its Durable Objects run there). */
+export async function workerdPids(root = process.pid): Promise<number[]> {
+  const pids = await readdir("/proc").catch(() => null);
+  if (!pids) return [];
+  const procs = (await Promise.all(pids.filter((p) => /^\d+$/.test(p)).map((p) => readProc(Number(p))))).filter(
+    (p): p is Proc => p !== null,
+  );
+  const children = new Map<number, Proc[]>();
+  for (const p of procs) children.set(p.ppid, [...(children.get(p.ppid) ?? []), p]);
+  const found: number[] = [];
+  const stack = [...(children.get(root) ?? [])];
+  while (stack.length) {
+    const p = stack.pop() as Proc;
+    if (p.comm === "workerd") found.push(p.pid);
+    stack.push(...(children.get(p.pid) ?? []));
+  }
+  return found;
+}
+
 /** CPU milliseconds used so far by the workerd processes under this process; null off Linux. */
 export async function workerdCpuMs(root = process.pid): Promise<number | null> {
   const pids = await readdir("/proc").catch(() => null);

@@ -59,7 +59,8 @@ export interface Result {
     mbPerSecond: number;
     byteExact: boolean;
     /** Varied log lines (bench/lib/log-text.ts); absent in results from before session 8. */
-    text?: { mbPerSecond: number; byteExact: boolean };
+    text?: { mbPerSecond: number; byteExact: boolean; cpuMsPerMb?: CpuPerMb };
+    cpuMsPerMb?: CpuPerMb;
     agentPeakRssMb: number;
   };
   opsPerReadOnlyJob: null | {
@@ -90,6 +91,12 @@ export const NOT_RUN = "not run";
 const fig = (v: number | null | undefined, unit = ""): string =>
   v === null || v === undefined || !Number.isFinite(v) ? "unknown" : `${v}${unit}`;
 const pair = (p: P, unit = " ms"): string => `${fig(p.p50Ms)} / ${fig(p.p99Ms)}${unit}`;
+/** CPU ms per MB of log on each side of the agent's socket. */
+interface CpuPerMb {
+  workerd: number;
+  agent: number;
+}
+const cpuPair = (c: CpuPerMb): string => `${fig(c.workerd)} / ${fig(c.agent)} ms`;
 
 const SOURCES = `Rates (Workers Paid, beyond the monthly inclusions), read on ${RATES_READ_ON}:
 Worker requests $0.30/M and CPU $0.02/M ms (stated as "identical to Workers Standard pricing" on
@@ -181,6 +188,14 @@ ${o.topStorage.map((t) => `- ${t.perJob} × \`${t.what.replaceAll("`", "'")}\``)
       `log streaming: one step printing ${l ? l.bytes / 1024 / 1024 : 0} MB of varied log lines`,
       l?.text
         ? `${fig(l.text.mbPerSecond)} MB/s into the stored log, byte-exact: ${l.text.byteExact ? "yes" : "NO"}`
+        : l
+          ? "unknown"
+          : NOT_RUN,
+    ],
+    [
+      "log streaming: CPU ms per MB, workerd / agent (x's; varied lines)",
+      l?.cpuMsPerMb && l.text?.cpuMsPerMb
+        ? `${cpuPair(l.cpuMsPerMb)}; ${cpuPair(l.text.cpuMsPerMb)}`
         : l
           ? "unknown"
           : NOT_RUN,
