@@ -82,12 +82,14 @@ export class Connection {
     const ws = new WebSocket(url, {
       headers: { Authorization: `Bearer ${this.config.token}` },
       handshakeTimeout: 15_000,
-      // Compressed as negotiated, at zlib's fastest level: log-like text deflates ≈ 3× faster
-      // than at the default level 6 and ends ≈ 0.28 of its size rather than ≈ 0.23 (bench/lib/
-      // log-text.ts); at level 6 the compression alone held a log below 50 MB/s on this machine.
+      // Compressed as negotiated (not on loopback: see Wire), at zlib's fastest level: log-like
+      // text deflates ≈ 3× faster than at the default level 6 and ends ≈ 0.28 of its size rather
+      // than ≈ 0.23 (bench/lib/log-text.ts); at level 6 the compression alone held a log below
+      // 50 MB/s on this machine.
       perMessageDeflate: { zlibDeflateOptions: { level: 1 } },
     });
     this.wire.attach(ws);
+    ws.once("upgrade", (res) => this.wire.connectedTo(ws, res.socket.remoteAddress));
     ws.on("open", () => {
       say(`connected to ${this.config.serverUrl}`);
       // A server that takes the socket but never answers the hello is as good as unreachable.

@@ -3,13 +3,25 @@
 // back proves that every frame sent before it was received. Job frames wait a few ms in the
 // FrameBatcher; anything else sent after them (a frame of another kind, a keepalive) flushes them
 // first, so that proof covers them too. Above HIGH_WATER buffered bytes, producers wait.
-
+// Messages are compressed (as negotiated) except on a loopback connection, where compression is
+// only CPU spent on both ends for bytes that cost nothing to move.
+import { BlockList, isIP } from "node:net";
 import { type AgentToServer, type ExecutionSpec, type FencedAgentMessage, writes } from "../../protocol/index.ts";
 import { type BatchTuning, FrameBatcher } from "./frame-batcher.ts";
 import { WebSocket } from "./ws.ts";
 
 /** Above this many buffered bytes on the socket, output is paused (backpressure). */
 const HIGH_WATER = 1024 * 1024;
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet("127.0.0.0", 8, "ipv4");
+LOOPBACK.addAddress("::1", "ipv6");
+
+/** Whether a peer address is this machine's loopback (127.0.0.0/8, ::1, IPv4-mapped 127.x too). */
+export function isLoopback(address: string | undefined): boolean {
+  const family = address ? isIP(address) : 0;
+  return family !== 0 && LOOPBACK.check(address as string, family === 4 ? "ipv4" : "ipv6");
+}
 
 /** Where a frame went out: the connection and the keepalives sent on it before. */
 export interface Receipt {
@@ -30,12 +42,15 @@ export class Wire {
   private pongWaiters: (() => void)[] = [];
   /** Job frames waiting a few ms to travel together; flushed before anything sent after them. */
   readonly batcher: FrameBatcher;
+  /** Whether messages on this socket are compressed: not on a loopback connection. */
+  private compress = true;
 
   constructor(batch: Partial<BatchTuning> = {}) {
     this.batcher = new FrameBatcher((text) => {
       const ws = this.ws;
       // A batch comes as UTF-8 bytes: still a text message.
-      if (ws?.readyState === WebSocket.OPEN) ws.send(text, { binary: false }, () => this.releaseWriters());
+      if (ws?.readyState === WebSocket.OPEN)
+        ws.send(text, { binary: false, compress: this.compress }, () => this.releaseWriters());
     }, batch);
   }
 
@@ -43,6 +58,7 @@ export class Wire {
   attach(ws: WebSocket): void {
     this.ws = ws;
     this.welcomed = false;
+    this.compress = true;
     this.conn += 1;
     this.pingsSent = 0;
     this.pongsHeard = 0;
@@ -72,6 +88,16 @@ export class Wire {
     return this.ws === ws;
   }
 
+  /** Where `ws` connected to (its upgrade's peer): messages to this machine go uncompressed. */
+  connectedTo(ws: WebSocket, address: string | undefined): void {
+    if (this.ws === ws) this.compress = !isLoopback(address);
+  }
+
+  /** Whether this socket's messages are compressed (false on a loopback connection). */
+  get compressing(): boolean {
+    return this.compress;
+  }
+
   /** Which connection this is (one number per socket). */
   get connNumber(): number {
     return this.conn;
@@ -89,7 +115,7 @@ export class Wire {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
     this.batcher.flush();
-    ws.send(JSON.stringify(msg), () => this.releaseWriters());
+    ws.send(JSON.stringify(msg), { compress: this.compress }, () => this.releaseWriters());
     return true;
   }
 

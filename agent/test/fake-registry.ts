@@ -58,8 +58,14 @@ export class FakeRegistry {
   uploadStatus: number | undefined;
   private port = 0;
   private readonly sockets = new Set<Socket>();
+  /** The TCP sockets of the WebSocket connections, for the bytes that came over them. */
+  private readonly upgraded: Socket[] = [];
+  /** Where it listens (another of this machine's addresses: a connection that is not loopback). */
+  private readonly host: string;
 
-  constructor() {
+  /** `deflate`: offer permessage-deflate, as the Workers runtime does. */
+  constructor(opts: { deflate?: boolean; host?: string } = {}) {
+    this.host = opts.host ?? "127.0.0.1";
     this.http = createServer((req, res) => {
       if (req.method === "PUT") return void this.upload(req, res);
       res.writeHead(200, { "Content-Type": "application/json" });
@@ -69,7 +75,7 @@ export class FakeRegistry {
       this.sockets.add(s);
       s.on("close", () => this.sockets.delete(s));
     });
-    this.wss = new WebSocketServer({ noServer: true });
+    this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: opts.deflate ?? false });
     this.http.on("upgrade", (req: IncomingMessage, socket, head) => {
       this.authHeaders.push(req.headers.authorization);
       if (this.refuse) {
@@ -80,16 +86,22 @@ export class FakeRegistry {
         socket.end("HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
         return;
       }
+      this.upgraded.push(socket as Socket);
       this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws));
     });
   }
 
   async start(): Promise<this> {
-    await new Promise<void>((r) => this.http.listen(this.port, "127.0.0.1", r));
+    await new Promise<void>((r) => this.http.listen(this.port, this.host, r));
     const addr = this.http.address();
     this.port = typeof addr === "object" && addr ? addr.port : 0;
-    this.url = `http://127.0.0.1:${this.port}`;
+    this.url = `http://${this.host.includes(":") ? `[${this.host}]` : this.host}:${this.port}`;
     return this;
+  }
+
+  /** Bytes received over the WebSocket connections so far (compressed as they travelled). */
+  get bytesIn(): number {
+    return this.upgraded.reduce((n, s) => n + s.bytesRead, 0);
   }
 
   /** Closes the port and every connection (WebSocket and HTTP): connections are refused. */
