@@ -1,11 +1,13 @@
 // Gathers an attempt's job frames for a few milliseconds and sends them as one `batch` frame, so
 // a short step's start, output, finish and the job's result cost the server one frame and one
-// JobDO call instead of one each. Frames are serialised once, on arrival; a batch is their JSON
-// joined, never parsed or re-serialised. Order is kept per attempt, and every send that must
-// come after these frames (a keepalive whose answer proves delivery, another kind of frame)
-// flushes them first. The one exception to serialising on arrival is an accept: it is kept as
-// an object until its batch goes, then stamped with how long it waited (`heldMs`), so the server
-// can date the attempt's start to when the agent took it rather than when the batch arrived.
+// JobDO call instead of one each. Frames are serialised once, on arrival, straight into the
+// batch's buffer as UTF-8 (their JSON joined, never parsed or re-serialised); a sent batch's
+// buffer takes a later batch once the socket is done with it. Order is kept per attempt, and
+// every send that must come after these frames (a keepalive whose answer proves delivery,
+// another kind of frame) flushes them first. The one exception to serialising on arrival is an
+// accept: it is kept as an object until its batch goes, then stamped with how long it waited
+// (`heldMs`), so the server can date the attempt's start to when the agent took it rather than
+// when the batch arrived.
 import { type BatchableMessage, MAX_ACCEPT_HELD_MS, MAX_BATCH_FRAMES } from "../../protocol/index.ts";
 
 export interface BatchTuning {
@@ -46,26 +48,52 @@ interface HeldAccept {
 /** Room kept for the `heldMs` stamp when an accept's size is counted (`,"heldMs":60000`). */
 const HELD_STAMP_BYTES = `,"heldMs":${MAX_ACCEPT_HELD_MS}`.length;
 
+const BATCH_HEAD = '{"type":"batch","frames":[';
+const BATCH_TAIL = "]}";
+
+/**
+ * A batch being gathered. Its frames' JSON is written into `buf` as UTF-8 as they arrive (from
+ * `start`, comma-separated), so no frame's text outlives its arrival: strings kept until the
+ * flush lived long enough to be promoted, and the whole stream went through V8's old space. The
+ * room before `start` takes the batch's head and a leading accept, stamped when the batch goes.
+ */
 interface Pending {
-  parts: (string | HeldAccept)[];
+  head: HeldAccept | null;
+  buf: Buffer;
+  start: number;
+  at: number;
+  /** Frames written into buf (the head not counted). */
+  written: number;
+  /** UTF-8 bytes of the frames and their commas, the head's with room for its stamp. */
   bytes: number;
   timer: NodeJS.Timeout | undefined;
   lingerMs: number;
 }
+
+/** A send's completion: the data it was given is no longer read (an error: maybe not sent). */
+export type SendDone = (err?: Error | null) => void;
+
+/** Batch buffers kept for the next batches, once the socket is done with them. */
+const POOL_MAX = 2;
 
 export class FrameBatcher {
   private readonly pending = new Map<string, Pending>();
   /** Work in progress on the next frame (its journal write): lingers that end meanwhile wait for it. */
   private holds = 0;
   private readonly expired = new Set<string>();
-  /** A frame's or a batch's JSON (a batch as UTF-8 bytes), for one text WebSocket message. */
-  private readonly send: (text: string | Buffer) => void;
+  /**
+   * A frame's or a batch's JSON (a batch as UTF-8 bytes), for one text WebSocket message; `done`
+   * is called once the data is no longer read, and a batch's buffer is then used again.
+   */
+  private readonly send: (text: string | Buffer, done?: SendDone) => void;
   private readonly tuning: BatchTuning;
   /** Monotonic milliseconds: a wall-clock step (NTP) must not change how long an accept waited. */
   private readonly clock: () => number;
+  /** Buffers of sent batches the socket has finished with (each large enough for any batch). */
+  private readonly pool: Buffer[] = [];
 
   constructor(
-    send: (text: string | Buffer) => void,
+    send: (text: string | Buffer, done?: SendDone) => void,
     tuning: Partial<BatchTuning> = {},
     clock: () => number = () => performance.now(),
   ) {
@@ -77,30 +105,88 @@ export class FrameBatcher {
   /** Queues a frame; `now` sends it (with what waits before it) at once. */
   add(frame: BatchableMessage, now: boolean): void {
     const key = `${frame.jobId}#${frame.attempt}`;
-    const part: string | HeldAccept =
-      frame.type === "job_accept" ? { frame, madeAt: this.clock() } : JSON.stringify(frame);
-    const bytes =
-      typeof part === "string"
-        ? Buffer.byteLength(part, "utf8")
-        : Buffer.byteLength(JSON.stringify(frame), "utf8") + HELD_STAMP_BYTES;
     let p = this.pending.get(key);
-    if (p && p.bytes + bytes > this.tuning.maxBytes) {
-      this.flushKey(key);
-      p = undefined;
-    }
-    if (!p) {
+    if (frame.type === "job_accept") {
+      // An accept leads its batch (the first frame of its attempt): it is stamped when it goes.
+      if (p) this.flushKey(key);
+      const head = { frame, madeAt: this.clock() };
+      const bytes = Buffer.byteLength(JSON.stringify(frame), "utf8") + HELD_STAMP_BYTES;
       if (now || bytes > this.tuning.maxBytes) {
-        this.send(this.text(part));
+        this.send(this.stamped(head));
         return;
       }
-      const lingerMs = frame.type === "job_accept" ? this.tuning.acceptLingerMs : this.tuning.lingerMs;
-      p = { parts: [], bytes: 0, timer: undefined, lingerMs };
-      this.pending.set(key, p);
-      this.arm(key, p);
+      p = this.open(key, head, bytes);
+      if (this.tuning.maxFrames <= 1) this.flushKey(key);
+      return;
     }
-    p.parts.push(part);
+    const json = JSON.stringify(frame);
+    if (!p) {
+      const bytes = Buffer.byteLength(json, "utf8");
+      if (now || bytes > this.tuning.maxBytes) {
+        this.send(json);
+        return;
+      }
+      p = this.open(key, null, 0);
+    }
+    const mark = { at: p.at, written: p.written };
+    let bytes = this.write(p, json);
+    if (bytes === null || p.bytes + bytes > this.tuning.maxBytes) {
+      // Over the bound: what waits goes first (without this frame), and this frame starts the
+      // next batch (or goes alone).
+      p.at = mark.at;
+      p.written = mark.written;
+      this.flushKey(key);
+      bytes = Buffer.byteLength(json, "utf8");
+      if (now || bytes > this.tuning.maxBytes) {
+        this.send(json);
+        return;
+      }
+      p = this.open(key, null, 0);
+      bytes = this.write(p, json) ?? 0;
+    }
     p.bytes += bytes + 1; // and its comma
-    if (now || p.parts.length >= this.tuning.maxFrames) this.flushKey(key);
+    if (now || p.written + (p.head ? 1 : 0) >= this.tuning.maxFrames) this.flushKey(key);
+  }
+
+  /** A new batch for `key`, with room before its frames for its head (and `head`, if any). */
+  private open(key: string, head: HeldAccept | null, headBytes: number): Pending {
+    const buf = this.pool.pop() ?? Buffer.allocUnsafeSlow(this.capacity());
+    const start = BATCH_HEAD.length + (head ? headBytes + 1 : 0);
+    const lingerMs = head ? this.tuning.acceptLingerMs : this.tuning.lingerMs;
+    const p: Pending = {
+      head,
+      buf,
+      start,
+      at: start,
+      written: 0,
+      bytes: head ? headBytes + 1 : 0,
+      timer: undefined,
+      lingerMs,
+    };
+    this.pending.set(key, p);
+    this.arm(key, p);
+    return p;
+  }
+
+  /** A batch buffer's size: the head, the most a batch holds, and its tail. */
+  private capacity(): number {
+    return BATCH_HEAD.length + this.tuning.maxBytes + 1 + BATCH_TAIL.length;
+  }
+
+  /**
+   * Writes a frame's JSON after the batch's frames; returns its UTF-8 bytes, or null (nothing
+   * written) when it may not fit what is left of the buffer.
+   */
+  private write(p: Pending, json: string): number | null {
+    const comma = p.written > 0 ? 1 : 0;
+    const room = p.buf.length - BATCH_TAIL.length - p.at - comma;
+    // A UTF-16 unit is at most 3 bytes of UTF-8: past that bound, the exact size decides.
+    if (json.length * 3 > room && Buffer.byteLength(json, "utf8") > room) return null;
+    if (comma) p.buf[p.at] = 0x2c; // ","
+    const n = p.buf.write(json, p.at + comma, "utf8");
+    p.at += comma + n;
+    p.written += 1;
+    return n;
   }
 
   /**
@@ -131,14 +217,17 @@ export class FrameBatcher {
 
   /** The connection is gone: what waits is dropped (the job's journal replays it). */
   drop(): void {
-    for (const p of this.pending.values()) clearTimeout(p.timer);
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      this.reuse(p.buf);
+    }
     this.pending.clear();
     this.expired.clear();
   }
 
   get waiting(): number {
     let n = 0;
-    for (const p of this.pending.values()) n += p.parts.length;
+    for (const p of this.pending.values()) n += p.written + (p.head ? 1 : 0);
     return n;
   }
 
@@ -151,40 +240,46 @@ export class FrameBatcher {
     p.timer.unref();
   }
 
+  private reuse(buf: Buffer): void {
+    if (this.pool.length < POOL_MAX) this.pool.push(buf);
+  }
+
   private flushKey(key: string): void {
     const p = this.pending.get(key);
     if (!p) return;
     this.pending.delete(key);
     this.expired.delete(key);
     clearTimeout(p.timer);
-    const texts = p.parts.map((part) => this.text(part));
-    if (texts.length === 1) this.send(texts[0] as string);
-    else if (texts.length > 1) this.send(batchBytes(texts, p.bytes));
+    const frames = p.written + (p.head ? 1 : 0);
+    // One frame goes as itself, not wrapped in a batch.
+    if (frames === 1 && p.head) {
+      this.reuse(p.buf);
+      this.send(this.stamped(p.head));
+      return;
+    }
+    const done: SendDone = (err) => {
+      if (!err) this.reuse(p.buf);
+    };
+    if (frames === 1) {
+      this.send(p.buf.subarray(p.start, p.at), done);
+      return;
+    }
+    if (frames === 0) {
+      this.reuse(p.buf);
+      return;
+    }
+    // The head (and the stamped accept) go right before the frames, in the room kept for them.
+    const head = p.head ? `${BATCH_HEAD}${this.stamped(p.head)},` : BATCH_HEAD;
+    const from = p.start - Buffer.byteLength(head, "utf8");
+    p.buf.write(head, from, "utf8");
+    const end = p.at + p.buf.write(BATCH_TAIL, p.at, "latin1");
+    this.send(p.buf.subarray(from, end), done);
   }
 
-  /** A frame's JSON; an accept's stamped with how long it waited until now. */
-  private text(part: string | HeldAccept): string {
-    if (typeof part === "string") return part;
-    return JSON.stringify({ ...part.frame, heldMs: heldMsSince(part.madeAt, this.clock()) });
+  /** An accept's JSON, stamped with how long it waited until now. */
+  private stamped(head: HeldAccept): string {
+    return JSON.stringify({ ...head.frame, heldMs: heldMsSince(head.madeAt, this.clock()) });
   }
-}
-
-const BATCH_HEAD = '{"type":"batch","frames":[';
-
-/**
- * `{"type":"batch","frames":[…]}` written straight into one buffer as UTF-8: a joined string of
- * up to maxBytes would be a large object, kept on the heap until a full GC, and the socket would
- * encode it to bytes again anyway. `bytes` bounds the frames' UTF-8 and their commas.
- */
-function batchBytes(texts: string[], bytes: number): Buffer {
-  const buf = Buffer.allocUnsafe(BATCH_HEAD.length + bytes + 2);
-  let at = buf.write(BATCH_HEAD, 0, "latin1");
-  texts.forEach((text, i) => {
-    if (i > 0) at = buf.writeUInt8(0x2c, at); // ","
-    at += buf.write(text, at, "utf8");
-  });
-  at += buf.write("]}", at, "latin1");
-  return buf.subarray(0, at);
 }
 
 /** An accept's `heldMs`: whole ms from `madeAt` to `now` (monotonic), within the protocol's range. */

@@ -46,11 +46,14 @@ export class Wire {
   private compress = true;
 
   constructor(batch: Partial<BatchTuning> = {}) {
-    this.batcher = new FrameBatcher((text) => {
+    this.batcher = new FrameBatcher((text, done) => {
       const ws = this.ws;
       // A batch comes as UTF-8 bytes: still a text message.
       if (ws?.readyState === WebSocket.OPEN)
-        ws.send(text, { binary: false, compress: this.compress }, () => this.releaseWriters());
+        ws.send(text, { binary: false, compress: this.compress }, (err) => {
+          this.releaseWriters();
+          done?.(err);
+        });
     }, batch);
   }
 

@@ -124,6 +124,41 @@ describe("FrameBatcher", () => {
     expect(batch?.toString()).toBe(`{"type":"batch","frames":[${frames.join(",")}]}`);
   });
 
+  it("writes the next batches into a sent batch's buffer only once the socket is done with it", () => {
+    const sent: { data: Buffer; done?: (err?: Error | null) => void }[] = [];
+    const b = new FrameBatcher((data, done) => void sent.push({ data: data as Buffer, done }), {
+      lingerMs: 60_000,
+    });
+    const batchOf = (first: number) => {
+      b.add(log(first, `${"a".repeat(100)} ${first}\n`), false);
+      b.add(log(first + 1, `${"b".repeat(100)} ${first + 1}\n`), false);
+      b.flush();
+    };
+    const seqs = (data: Buffer) =>
+      (JSON.parse(data.toString()) as { frames: { seq: number }[] }).frames.map((f) => f.seq);
+    // Three batches in flight, none done: each in memory of its own, each still as sent.
+    batchOf(0);
+    batchOf(2);
+    batchOf(4);
+    const [one, two, three] = sent;
+    expect(new Set(sent.map((s) => s.data.buffer)).size).toBe(3);
+    expect([one, two, three].map((s) => seqs(s?.data as Buffer))).toEqual([
+      [0, 1],
+      [2, 3],
+      [4, 5],
+    ]);
+    // The first is done: the next batch is written where it was. The second failed: not reused.
+    one?.done?.();
+    two?.done?.(new Error("socket closed"));
+    batchOf(6);
+    batchOf(8);
+    expect(sent[3]?.data.buffer).toBe(one?.data.buffer);
+    expect(sent[4]?.data.buffer).not.toBe(two?.data.buffer);
+    expect(seqs(sent[3]?.data as Buffer)).toEqual([6, 7]);
+    expect(seqs(sent[4]?.data as Buffer)).toEqual([8, 9]);
+    expect(seqs(three?.data as Buffer)).toEqual([4, 5]);
+  });
+
   describe("an accept's heldMs", () => {
     /** Every frame sent, parsed and checked against the protocol's schema as the server would. */
     function frames() {
