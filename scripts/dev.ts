@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
-import { NODE_FLAGS } from "../agent/src/service-files.ts";
+import { AGENT_ENV, NODE_FLAGS } from "../agent/src/service-files.ts";
 import { ensureSampleProject } from "./sample-project.ts";
 import { WRANGLER, wranglerDev } from "./wrangler.ts";
 
@@ -171,7 +171,7 @@ async function startLocalAgent(apiToken: string, workspace: string, mayRepair: b
       `default=${workspace}`,
       ...(flags["allow-shell"] ? ["--allow-shell"] : []),
     ],
-    {},
+    AGENT_ENV,
     // Exit code 3: the saved token is unknown here (e.g. the local database was reset): pair again.
     mayRepair ? (code) => code === 3 : undefined,
   );

@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import { DEFAULT_CONFIG_PATH, parseWorkspaces, readStoredConfig } from "./config.ts";
 import { LOG_FORMATS, type LogFormat } from "./logger.ts";
 import {
+  AGENT_ENV,
   LAUNCHD_LABEL,
   NODE_FLAGS,
   renderLaunchdPlist,
@@ -121,7 +122,7 @@ async function install(args: string[]): Promise<void> {
           ["systemctl", "--user", "daemon-reload"],
           ["systemctl", "--user", "enable", "--now", `${SERVICE_NAME}.service`],
         ];
-  const runInstead = `instead, run it in a terminal (or your own supervisor):\n  ${[spec.node, ...NODE_FLAGS, spec.entry, ...spec.args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(" ")}`;
+  const runInstead = `instead, run it in a terminal (or your own supervisor):\n  ${[...Object.entries(AGENT_ENV).map(([k, v]) => `${k}=${v}`), spec.node, ...NODE_FLAGS, spec.entry, ...spec.args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(" ")}`;
   if (values["dry-run"]) {
     console.log(
       `would write ${kind} ${file}:\n\n${text}\nwould run:\n${enable.map((c) => `  ${c.join(" ")}`).join("\n")}`,

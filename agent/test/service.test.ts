@@ -44,6 +44,7 @@ describe("systemd user unit", () => {
     expect(exec).toBe(
       `ExecStart=${process.execPath} --max-old-space-size=256 --max-semi-space-size=2 ${join(ROOT, "agent/bin/skynet-agent.js")} connect --config /home/ann/.config/skynet/agent.json --workspace "web=/home/ann/my code/50%%$$x"`,
     );
+    expect(unit).toMatch(/^Environment=MALLOC_MMAP_THRESHOLD_=131072$/m);
     expect(unit).toMatch(/^Restart=on-failure$/m);
     expect(unit).toMatch(/^RestartPreventExitStatus=2 3 4 5$/m);
     expect(unit).toMatch(/^KillMode=mixed$/m);

@@ -2,7 +2,7 @@
 // end-to-end tests and the bench.
 import { type ChildProcess, spawn } from "node:child_process";
 import { join, resolve } from "node:path";
-import { NODE_FLAGS } from "../../../agent/src/service-files.ts";
+import { AGENT_ENV, NODE_FLAGS } from "../../../agent/src/service-files.ts";
 import { ApiClient } from "./api-client.ts";
 import { waitFor } from "./wait.ts";
 
@@ -67,7 +67,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentProcess> {
   // The token goes in the environment, never in argv (visible to every user in `ps`).
   const proc = spawn(process.execPath, args, {
     cwd: ROOT,
-    env: { ...process.env, SKYNET_AGENT_TOKEN: opts.token, ...opts.env },
+    env: { ...process.env, ...AGENT_ENV, SKYNET_AGENT_TOKEN: opts.token, ...opts.env },
     stdio: "pipe",
   });
   let output = "";
