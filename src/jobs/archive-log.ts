@@ -49,20 +49,82 @@ export async function archiveLog(env: Pick<Env, "DB" | "ARCHIVE">, jobId: string
   return "archive_log_r2";
 }
 
-/** Writes the whole log to R2, streamed with a known length; returns its size in bytes. */
+/** How much of a log is written to R2 between turns given to the object's other requests. */
+const TURN_BYTES = 4 * 1024 * 1024;
+
+/** Lets the event loop run what is waiting (a timer, not a microtask: I/O and other requests go too). */
+const turn = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
+/** What was read differs from what was counted: the length given to R2 was not the log's. */
+class LengthChanged extends Error {}
+
+/**
+ * Writes the whole log to R2, streamed with a known length; returns its size in bytes. The
+ * length is the stored rows' (counted by SQLite, not read through), so the log is read once;
+ * should what is read differ from it (a row redacted again as it is read), the put is abandoned
+ * before its last byte and made again with the length measured over a first reading.
+ */
 export async function putLogInR2(bucket: R2Bucket, jobId: string, logs: LogBuffer): Promise<number> {
+  // What waited for the commit that queued this (a client's wait for the job's end) goes first.
+  await turn();
+  const stored = logs.storedUtf8Bytes();
+  try {
+    await streamToR2(bucket, jobId, stored, logs.chunks(), true);
+    return stored;
+  } catch (err) {
+    if (!(err instanceof LengthChanged)) throw err;
+  }
   const enc = new TextEncoder();
   let length = 0;
   for (const chunk of logs.chunks()) length += enc.encode(chunk).length;
-  const { readable, writable } = new FixedLengthStream(length);
-  const put = bucket.put(logKey(jobId), readable, { httpMetadata: { contentType: "text/plain; charset=utf-8" } });
-  const write = (async () => {
-    const writer = writable.getWriter();
-    for (const chunk of logs.chunks()) await writer.write(enc.encode(chunk));
-    await writer.close();
-  })();
-  // Both at once: a put that fails before reading the whole body would otherwise leave the
-  // writer waiting forever (wedging the job's outbox) and its own rejection unhandled.
-  await Promise.all([put, write]);
+  await streamToR2(bucket, jobId, length, logs.chunks(), false);
   return length;
+}
+
+/** Streams `chunks` as the object's body of `length` bytes; `exact`: refuses any other size. */
+async function streamToR2(
+  bucket: R2Bucket,
+  jobId: string,
+  length: number,
+  chunks: Iterable<string>,
+  exact: boolean,
+): Promise<void> {
+  const enc = new TextEncoder();
+  const { readable, writable } = new FixedLengthStream(length);
+  const writer = writable.getWriter();
+  const put = bucket.put(logKey(jobId), readable, { httpMetadata: { contentType: "text/plain; charset=utf-8" } });
+  // A put that fails before reading the whole body would leave a write waiting forever (wedging
+  // the job's outbox): the body is abandoned with it.
+  put.catch((err: unknown) => writer.abort(err).catch(() => undefined));
+  const write = (async () => {
+    try {
+      let written = 0;
+      let sinceTurn = 0;
+      for (const chunk of chunks) {
+        const bytes = enc.encode(chunk);
+        written += bytes.length;
+        if (exact && written > length) throw new LengthChanged();
+        await writer.write(bytes);
+        // A write the stream takes at once does not leave the event loop: the object's other
+        // requests get their turn every few MB of a large log.
+        sinceTurn += bytes.length;
+        if (sinceTurn >= TURN_BYTES) {
+          sinceTurn = 0;
+          await turn();
+        }
+      }
+      if (exact && written !== length) throw new LengthChanged();
+      await writer.close();
+    } catch (err) {
+      // The put sees its body fail and stores nothing.
+      await writer.abort(err).catch(() => undefined);
+      throw err;
+    }
+  })();
+  const [putResult, writeResult] = await Promise.allSettled([put, write]);
+  // A count that was wrong is the caller's to handle (it measures and puts again); else the
+  // put's own failure says most.
+  if (writeResult.status === "rejected" && writeResult.reason instanceof LengthChanged) throw writeResult.reason;
+  if (putResult.status === "rejected") throw putResult.reason;
+  if (writeResult.status === "rejected") throw writeResult.reason;
 }

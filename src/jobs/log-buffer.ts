@@ -294,6 +294,14 @@ export class LogBuffer {
     for (const row of this.store.rows()) yield this.out(row.data);
   }
 
+  /**
+   * The whole log's UTF-8 size as stored, without reading it through: what chunks() yields
+   * unless a row is redacted again as it is read (one stored before redaction existed).
+   */
+  storedUtf8Bytes(): number {
+    return this.store.storedUtf8Bytes();
+  }
+
   /** What each step of `attempt` printed (for the job's answer), at most MAX_READ_PER_STEP each. */
   stepOutputs(attempt: number): Map<string, string> {
     const out = new Map<string, string>();

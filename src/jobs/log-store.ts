@@ -6,6 +6,15 @@
 // archive, tails and views read no rows (after a restart they read the table).
 // log-buffer.ts decides what is stored (deduplication, runs, redaction) and reads it.
 
+const encoder = new TextEncoder();
+
+/**
+ * Text as the table keeps it. SQLite would store a lone surrogate as its WTF-8 bytes, which read
+ * back as three U+FFFD: it is stored as the one U+FFFD a UTF-8 encoder writes for it (as the R2
+ * archive and the ledger's copy hold it), so what is read back is what was counted.
+ */
+const wellFormed = (s: string): string => (s as unknown as { toWellFormed(): string }).toWellFormed();
+
 /** How much log text a job keeps on its state record before the log moves to its table. */
 export const INLINE_MAX_BYTES = 16 * 1024;
 /** The most of a log kept in memory beside its table (a short job's log is far less). */
@@ -144,7 +153,7 @@ export class LogStore {
       row.seq,
       row.stepId,
       row.stream,
-      row.data,
+      wellFormed(row.data),
       row.bytes,
       row.firstSeq,
     );
@@ -174,7 +183,13 @@ export class LogStore {
       this.dirty = true;
       return;
     }
-    this.sql.exec("UPDATE log_chunks SET data = ?, bytes = ? WHERE attempt = ? AND seq = ?", data, bytes, attempt, seq);
+    this.sql.exec(
+      "UPDATE log_chunks SET data = ?, bytes = ? WHERE attempt = ? AND seq = ?",
+      wellFormed(data),
+      bytes,
+      attempt,
+      seq,
+    );
     this.remember({ attempt, seq, data });
   }
 
@@ -199,6 +214,19 @@ export class LogStore {
     if (this.inline) return this.inlineBytes;
     if (!this.created) return 0;
     return this.sql.exec<{ total: number | null }>("SELECT SUM(bytes) AS total FROM log_chunks").one().total ?? 0;
+  }
+
+  /**
+   * The UTF-8 size of the rows' text as stored: for the table, SQLite's own count of each value's
+   * bytes (no row is read into the isolate); a row kept in memory is encoded.
+   */
+  storedUtf8Bytes(): number {
+    const list = this.inline ?? this.memory;
+    if (list) return list.reduce((n, r) => n + encoder.encode(r.data).length, 0);
+    if (!this.created) return 0;
+    return (
+      this.sql.exec<{ n: number | null }>("SELECT SUM(LENGTH(CAST(data AS BLOB))) AS n FROM log_chunks").one().n ?? 0
+    );
   }
 
   /** Whether a row holds exactly `data` (the truncation marker). */
