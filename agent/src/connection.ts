@@ -3,7 +3,6 @@
 // keepalives between them, a reconnect when the server goes silent), and after a drop reconnects
 // with a jittered, growing backoff (backoff.ts) — unless the server ended this agent for good.
 // What is sent on the socket, and how delivery is proven, is wire.ts's.
-
 import {
   type AgentToServer,
   parseFrame,

@@ -275,10 +275,13 @@ ${costSection}
   after JOB_STATE_RETENTION_DAYS (one alarm invocation and the deletion of its remaining rows).
 - **log streaming**: one step's output, from its submit to its SUCCEEDED in the ledger, then read
   back whole (\`GET /api/jobs/:id/log\`) and compared byte for byte. Two kinds, one after the other on
-  the same agent: x's (\`head -c N /dev/zero | tr '\\0' x\`), which the agent's socket compression
-  shrinks to almost nothing at almost no cost, and varied log lines (a seeded generator,
-  bench/lib/log-text.ts; \`cat\` of a file of them), which compress to ≈ 0.3 as real logs do. The
-  agent's peak RSS (VmHWM) covers both.
+  the same agent: x's (\`head -c N /dev/zero | tr '\\0' x\`) and varied log lines (a seeded generator,
+  bench/lib/log-text.ts; \`cat\` of a file of them), which deflate to ≈ 0.3 as real logs do. The
+  agent sends uncompressed on a loopback connection (the bench's; since session 9) and compresses
+  (zlib level 1) anywhere else. **CPU ms per MB**: utime+stime of the workerd processes and of the
+  log agent, sampled every 20 ms, from the submit to the SUCCEEDED time in the ledger (not the
+  archive to R2 that follows), ÷ MB: which side of the socket is the bottleneck. The agent's peak
+  RSS (VmHWM) covers both parts.
 - **chat**: real update JSON posted to \`/telegram/webhook\` by several allowed users at once (each
   user one at a time), commands rotating through /task, /jobs, /status, /help, /agents, against the
   strict Bot API stand-in. "In order": per chat, the replies recognised by each command's reply
