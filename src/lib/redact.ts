@@ -36,31 +36,66 @@ export function deploymentSecrets(env: Env): Secret[] {
   return out;
 }
 
+/**
+ * A value the text is scanned for, and the secrets found through it: each holds it at `offset`
+ * (a bot token holds its secret half), so where the anchor occurs is where they can start.
+ */
+interface Anchor {
+  value: string;
+  members: { index: number; offset: number }[];
+}
+
 export class Redactor {
   private readonly secrets: Secret[];
   /** Length of the longest secret: a carry-over of one less catches one split across chunks. */
   readonly longest: number;
+  /** One scan of the text per anchor, not per secret. */
+  private readonly anchors: Anchor[];
 
   constructor(secrets: Secret[]) {
     // Longest first, so a whole bot token wins over its secret half.
     this.secrets = [...secrets].sort((a, b) => b.value.length - a.value.length);
     this.longest = this.secrets[0]?.value.length ?? 0;
+    const anchors = new Map<string, Anchor>();
+    this.secrets.forEach((s, index) => {
+      // The shortest secret inside this one (itself, if none is): the last in longest-first order.
+      const inner = this.secrets.findLast((t) => s.value.includes(t.value)) ?? s;
+      let anchor = anchors.get(inner.value);
+      if (!anchor) {
+        anchor = { value: inner.value, members: [] };
+        anchors.set(inner.value, anchor);
+      }
+      anchor.members.push({ index, offset: s.value.indexOf(inner.value) });
+    });
+    this.anchors = [...anchors.values()];
   }
 
   get empty(): boolean {
     return this.secrets.length === 0;
   }
 
-  /** Non-overlapping occurrences of any secret, in order. */
+  /**
+   * Non-overlapping occurrences of any secret, in order: the longer secret first where two
+   * overlap, then the earlier occurrence. The text is scanned once per anchor.
+   */
   spans(text: string): Span[] {
-    const found: Span[] = [];
-    for (const s of this.secrets) {
-      let i = text.indexOf(s.value);
-      while (i >= 0) {
-        const end = i + s.value.length;
-        if (!found.some((f) => i < f.end && end > f.start)) found.push({ start: i, end, name: s.name });
-        i = text.indexOf(s.value, i + 1);
+    const hits: { index: number; start: number }[] = [];
+    for (const a of this.anchors) {
+      for (let i = text.indexOf(a.value); i >= 0; i = text.indexOf(a.value, i + 1)) {
+        for (const m of a.members) {
+          const start = i - m.offset;
+          if (start >= 0 && text.startsWith((this.secrets[m.index] as Secret).value, start))
+            hits.push({ index: m.index, start });
+        }
       }
+    }
+    if (hits.length === 0) return [];
+    hits.sort((x, y) => x.index - y.index || x.start - y.start);
+    const found: Span[] = [];
+    for (const h of hits) {
+      const s = this.secrets[h.index] as Secret;
+      const end = h.start + s.value.length;
+      if (!found.some((f) => h.start < f.end && end > f.start)) found.push({ start: h.start, end, name: s.name });
     }
     return found.sort((a, b) => a.start - b.start);
   }
