@@ -40,6 +40,8 @@ export function cpuSampler(pids: readonly number[], everyMs = 20) {
   const samples: { t: number; ms: number }[] = [];
   let stopped = false;
   const take = async () => {
+    // No process to read (off Linux, or no pid): no sample, so the figure reads as unknown.
+    if (pids.length === 0) return;
     const each = await Promise.all(pids.map((p) => processCpuMs(p)));
     if (each.some((v) => v === null)) return;
     samples.push({ t: Date.now(), ms: (each as number[]).reduce((a, b) => a + b, 0) });
