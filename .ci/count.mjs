@@ -7,8 +7,8 @@
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
-/** Tests each vitest project had when this was last raised (675 worker, 230 agent, 88 e2e on 2026-11-26, session 8), less a margin: fewer means lost tests. */
-export const MINIMUM_TESTS = { worker: 660, agent: 225, e2e: 86 };
+/** Tests each vitest project had when this was last raised (680 worker, 234 agent, 88 e2e on 2026-11-26, session 9), less a margin: fewer means lost tests. */
+export const MINIMUM_TESTS = { worker: 670, agent: 228, e2e: 86 };
 
 /** Which vitest project a test file belongs to (the report does not say). */
 export function projectOf(file) {
