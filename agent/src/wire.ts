@@ -96,11 +96,6 @@ export class Wire {
     if (this.ws === ws) this.compress = !isLoopback(address);
   }
 
-  /** Whether this socket's messages are compressed (false on a loopback connection). */
-  get compressing(): boolean {
-    return this.compress;
-  }
-
   /** Which connection this is (one number per socket). */
   get connNumber(): number {
     return this.conn;
