@@ -14,7 +14,7 @@ import { startFakeTelegram } from "../test/helpers/node/fake-telegram.ts";
 import { makeGitRepo } from "../test/helpers/node/git-repo.ts";
 import { startWorker } from "../test/helpers/node/wrangler-dev.ts";
 import { CHAT_COMMANDS } from "./chat-load.ts";
-import { reachedAt } from "./lib/jobs.ts";
+import { benchJobId, reachedAt } from "./lib/jobs.ts";
 import { logText } from "./lib/log-text.ts";
 import { executeSpec } from "./parts.ts";
 
@@ -199,7 +199,7 @@ async function main(): Promise<void> {
     // One long-poll per job (answered at the commit that ends it), not a client poll.
     for (let i = 0; i < CHAT; i++) await chat(CHAT_COMMANDS[i % CHAT_COMMANDS.length] ?? "/help");
     if (LOG_MB > 0) {
-      const id = `job_${Date.now().toString(36)}${crypto.randomUUID().slice(0, 12).replace("-", "")}`;
+      const id = benchJobId();
       const t0 = Date.now();
       await client.call("/execute", { json: executeSpec(id, "bench", ["cat", "bench-log.txt"]) });
       const res = await client.call<{ status: string }>(`/api/jobs/${id}/wait?timeoutS=300`);

@@ -3,7 +3,6 @@
 // the table in BENCHMARKS.md. Not a test: nothing is asserted about time; correctness facts
 // (exactly-once, byte-exact, replies in order) are checked and reported. Nothing polls the system
 // while it is being measured: jobs are awaited with one long-poll each and timed by the ledger.
-import { randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -16,6 +15,7 @@ import { startWorker } from "../test/helpers/node/wrangler-dev.ts";
 import { runChatLoad } from "./chat-load.ts";
 import { workerdCpuMs } from "./lib/cpu.ts";
 import { directLatency, directThroughput } from "./lib/direct.ts";
+import { benchJobId } from "./lib/jobs.ts";
 import { diffOps, readOps } from "./lib/ops.ts";
 import { machineInfo, writeReport } from "./lib/report.ts";
 import { p50p99, pct, round, say } from "./lib/stats.ts";
@@ -74,7 +74,6 @@ async function settle(idleMsPerS: number | null): Promise<void> {
   }
   say("workerd did not settle within 60 s; the next part overlaps the previous one's work");
 }
-const jobId = () => `job_${Date.now().toString(36)}${randomBytes(6).toString("hex")}`;
 
 async function main(): Promise<void> {
   const startedAt = new Date();
@@ -186,7 +185,7 @@ async function main(): Promise<void> {
       THROUGHPUT_JOBS > 0
         ? await throughputPart({
             client,
-            ids: Array.from({ length: THROUGHPUT_JOBS }, () => jobId()),
+            ids: Array.from({ length: THROUGHPUT_JOBS }, () => benchJobId()),
             argv: throughputArgv,
             agentDirs: agentRepos.map((r) => r.dir),
             directPerSecond: directTp.perSecond,
@@ -205,7 +204,7 @@ async function main(): Promise<void> {
             client,
             workerUrl: worker.url,
             apiToken: worker.apiToken,
-            jobIds: { x: jobId(), text: jobId() },
+            jobIds: { x: benchJobId(), text: benchJobId() },
             bytes: LOG_BYTES,
             workspace: logRepo.dir,
             agentPid: logAgent.pid,

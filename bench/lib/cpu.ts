@@ -86,23 +86,7 @@ export async function workerdPids(root = process.pid): Promise<number[]> {
 
 /** CPU milliseconds used so far by the workerd processes under this process; null off Linux. */
 export async function workerdCpuMs(root = process.pid): Promise<number | null> {
-  const pids = await readdir("/proc").catch(() => null);
-  if (!pids) return null;
-  const procs = (await Promise.all(pids.filter((p) => /^\d+$/.test(p)).map((p) => readProc(Number(p))))).filter(
-    (p): p is Proc => p !== null,
-  );
-  const children = new Map<number, Proc[]>();
-  for (const p of procs) children.set(p.ppid, [...(children.get(p.ppid) ?? []), p]);
-  let ticks = 0;
-  let found = false;
-  const stack = [...(children.get(root) ?? [])];
-  while (stack.length) {
-    const p = stack.pop() as Proc;
-    if (p.comm === "workerd") {
-      ticks += p.cpuTicks;
-      found = true;
-    }
-    stack.push(...(children.get(p.pid) ?? []));
-  }
-  return found ? (ticks * 1000) / USER_HZ : null;
+  const each = await Promise.all((await workerdPids(root)).map((p) => processCpuMs(p)));
+  const known = each.filter((ms): ms is number => ms !== null);
+  return known.length === 0 ? null : known.reduce((a, b) => a + b, 0);
 }

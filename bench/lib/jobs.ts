@@ -1,5 +1,6 @@
 // Waiting for jobs without loading the system being measured: one long-poll per job (the server
 // answers when the job is final), and times taken from the ledger's own transition times.
+import { randomBytes } from "node:crypto";
 import type { ApiClient } from "../../test/helpers/node/api-client.ts";
 
 export interface LedgerEvent {
@@ -11,6 +12,9 @@ export interface LedgerEvent {
 const FINAL = new Set(["SUCCEEDED", "FAILED", "CANCELLED"]);
 
 /** Waits until the job is final with GET /api/jobs/:id/wait (long-poll, re-issued until final). */
+/** A job id for the gateway's /execute, in the shape the API takes (time-ordered, then random). */
+export const benchJobId = (): string => `job_${Date.now().toString(36)}${randomBytes(6).toString("hex")}`;
+
 export async function waitFinal(client: ApiClient, jobId: string, timeoutMs = 120_000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
